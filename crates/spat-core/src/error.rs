@@ -1,0 +1,30 @@
+use std::path::PathBuf;
+
+/// Errors of `spat-core`: tensor errors, I/O on a named file, and checkpoint mismatches.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A weights file that cannot be read, or whose tensors do not match the network.
+    #[error("{}: {message}", path.display())]
+    Checkpoint { path: PathBuf, message: String },
+    #[error("{0}")]
+    Msg(String),
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,1 @@
+//! spat-data
