@@ -1,0 +1,284 @@
+use std::fmt;
+use std::str::FromStr;
+
+use crate::error::Error;
+
+/// The labelled image-classification data sets spat reads in their official binary layouts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Dataset {
+    Cifar10,
+    Cifar100,
+    Stl10,
+}
+
+impl Dataset {
+    pub const ALL: [Dataset; 3] = [Dataset::Cifar10, Dataset::Cifar100, Dataset::Stl10];
+
+    /// Number of classes (CIFAR-100: the 100 fine labels).
+    pub fn num_classes(self) -> usize {
+        match self {
+            Dataset::Cifar10 | Dataset::Stl10 => 10,
+            Dataset::Cifar100 => 100,
+        }
+    }
+
+    /// Class names in label order (CIFAR-100: fine labels; see [`cifar100_coarse_class_names`]).
+    pub fn class_names(self) -> Vec<String> {
+        let names: &[&str] = match self {
+            Dataset::Cifar10 => &CIFAR10_CLASSES,
+            Dataset::Cifar100 => &CIFAR100_FINE_CLASSES,
+            Dataset::Stl10 => &STL10_CLASSES,
+        };
+        names.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Name of the folder the official archive unpacks to.
+    pub fn dir_name(self) -> &'static str {
+        match self {
+            Dataset::Cifar10 => "cifar-10-batches-bin",
+            Dataset::Cifar100 => "cifar-100-binary",
+            Dataset::Stl10 => "stl10_binary",
+        }
+    }
+
+    /// `(C, H, W)` of one image.
+    pub fn image_shape(self) -> (usize, usize, usize) {
+        match self {
+            Dataset::Cifar10 | Dataset::Cifar100 => (3, 32, 32),
+            Dataset::Stl10 => (3, 96, 96),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dataset::Cifar10 => "cifar10",
+            Dataset::Cifar100 => "cifar100",
+            Dataset::Stl10 => "stl10",
+        }
+    }
+}
+
+impl fmt::Display for Dataset {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Dataset {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s.to_ascii_lowercase().as_str() {
+            "cifar10" => Ok(Dataset::Cifar10),
+            "cifar100" => Ok(Dataset::Cifar100),
+            "stl10" => Ok(Dataset::Stl10),
+            _ => Err(Error::Invalid(format!(
+                "unknown data set `{s}` (expected one of: cifar10, cifar100, stl10)"
+            ))),
+        }
+    }
+}
+
+/// Which half of a data set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Split {
+    Train,
+    Test,
+}
+
+impl fmt::Display for Split {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Split::Train => "train",
+            Split::Test => "test",
+        })
+    }
+}
+
+impl FromStr for Split {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        match s.to_ascii_lowercase().as_str() {
+            "train" => Ok(Split::Train),
+            "test" => Ok(Split::Test),
+            _ => Err(Error::Invalid(format!(
+                "unknown split `{s}` (expected train or test)"
+            ))),
+        }
+    }
+}
+
+/// The 20 CIFAR-100 superclass names, in coarse-label order.
+pub fn cifar100_coarse_class_names() -> Vec<String> {
+    CIFAR100_COARSE_CLASSES
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+}
+
+const CIFAR10_CLASSES: [&str; 10] = [
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+];
+
+const STL10_CLASSES: [&str; 10] = [
+    "airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck",
+];
+
+const CIFAR100_COARSE_CLASSES: [&str; 20] = [
+    "aquatic_mammals",
+    "fish",
+    "flowers",
+    "food_containers",
+    "fruit_and_vegetables",
+    "household_electrical_devices",
+    "household_furniture",
+    "insects",
+    "large_carnivores",
+    "large_man-made_outdoor_things",
+    "large_natural_outdoor_scenes",
+    "large_omnivores_and_herbivores",
+    "medium_mammals",
+    "non-insect_invertebrates",
+    "people",
+    "reptiles",
+    "small_mammals",
+    "trees",
+    "vehicles_1",
+    "vehicles_2",
+];
+
+// Fine labels are numbered in alphabetical order of their names (as in `fine_label_names.txt`).
+const CIFAR100_FINE_CLASSES: [&str; 100] = [
+    "apple",
+    "aquarium_fish",
+    "baby",
+    "bear",
+    "beaver",
+    "bed",
+    "bee",
+    "beetle",
+    "bicycle",
+    "bottle",
+    "bowl",
+    "boy",
+    "bridge",
+    "bus",
+    "butterfly",
+    "camel",
+    "can",
+    "castle",
+    "caterpillar",
+    "cattle",
+    "chair",
+    "chimpanzee",
+    "clock",
+    "cloud",
+    "cockroach",
+    "couch",
+    "crab",
+    "crocodile",
+    "cup",
+    "dinosaur",
+    "dolphin",
+    "elephant",
+    "flatfish",
+    "forest",
+    "fox",
+    "girl",
+    "hamster",
+    "house",
+    "kangaroo",
+    "keyboard",
+    "lamp",
+    "lawn_mower",
+    "leopard",
+    "lion",
+    "lizard",
+    "lobster",
+    "man",
+    "maple_tree",
+    "motorcycle",
+    "mountain",
+    "mouse",
+    "mushroom",
+    "oak_tree",
+    "orange",
+    "orchid",
+    "otter",
+    "palm_tree",
+    "pear",
+    "pickup_truck",
+    "pine_tree",
+    "plain",
+    "plate",
+    "poppy",
+    "porcupine",
+    "possum",
+    "rabbit",
+    "raccoon",
+    "ray",
+    "road",
+    "rocket",
+    "rose",
+    "sea",
+    "seal",
+    "shark",
+    "shrew",
+    "skunk",
+    "skyscraper",
+    "snail",
+    "snake",
+    "spider",
+    "squirrel",
+    "streetcar",
+    "sunflower",
+    "sweet_pepper",
+    "table",
+    "tank",
+    "telephone",
+    "television",
+    "tiger",
+    "tractor",
+    "train",
+    "trout",
+    "tulip",
+    "turtle",
+    "wardrobe",
+    "whale",
+    "willow_tree",
+    "wolf",
+    "woman",
+    "worm",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_and_counts_match() {
+        for d in Dataset::ALL {
+            assert_eq!(d.to_string().parse::<Dataset>().unwrap(), d);
+            assert_eq!(d.class_names().len(), d.num_classes());
+        }
+        let mut sorted = Dataset::Cifar100.class_names();
+        sorted.sort();
+        assert_eq!(
+            sorted,
+            Dataset::Cifar100.class_names(),
+            "fine names are alphabetical"
+        );
+        assert_eq!(cifar100_coarse_class_names().len(), 20);
+        let err = "mnist".parse::<Dataset>().unwrap_err().to_string();
+        assert!(err.contains("mnist") && err.contains("cifar100"), "{err}");
+        assert_eq!("TEST".parse::<Split>().unwrap(), Split::Test);
+    }
+}

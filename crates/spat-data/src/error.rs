@@ -1,0 +1,56 @@
+use std::path::PathBuf;
+
+/// Errors of `spat-data`. Every error about a file names that file.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A data file that is not there.
+    #[error("{}: file not found; {hint}", path.display())]
+    Missing { path: PathBuf, hint: String },
+    /// A file whose size or layout is not what its format requires.
+    #[error("{}: {message}", path.display())]
+    Format { path: PathBuf, message: String },
+    /// A record whose label is outside the data set's classes.
+    #[error("{}: record {record} has label {label}, outside {expected}", path.display())]
+    Label {
+        path: PathBuf,
+        record: usize,
+        label: i64,
+        expected: String,
+    },
+    /// A pickle that the safe reader refuses or cannot parse.
+    #[error("{}: pickle (byte {offset}): {message}", path.display())]
+    Pickle {
+        path: PathBuf,
+        offset: usize,
+        message: String,
+    },
+    /// A bad argument (batch size 0, mismatched sets, unknown data-set name, ...).
+    #[error("{0}")]
+    Invalid(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+
+    pub(crate) fn format(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {
+        Error::Format {
+            path: path.into(),
+            message: message.into(),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
