@@ -1,9 +1,396 @@
-#[derive(clap::Args)]
+//! `cargo xtask fetch-data <cifar10|cifar100|stl10|ti500k>`: download an official archive, verify
+//! its published MD5, and unpack it into `data/` (or `--out DIR`).
+//!
+//! Atomic: the archive is downloaded to a temporary file and its checksum checked before anything
+//! is created under the output directory; it is then unpacked into a hidden staging directory
+//! there and the data-set folder is renamed into place. A failure at any step removes what that
+//! step wrote, so the output holds either the complete folder or nothing.
+//!
+//! `http://` URLs are fetched with a small built-in HTTP/1.1 client (std only); `https://` URLs are
+//! handed to `curl`, which keeps TLS out of this crate's build. `file://` URLs and plain paths are
+//! read directly (local mirrors).
+
+use std::fs::{self, File};
+use std::io::{self, BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use md5::{Digest, Md5};
+
+/// An official data-set archive.
+#[derive(Debug, Clone, Copy)]
+pub struct Archive {
+    pub name: &'static str,
+    pub url: &'static str,
+    /// Published MD5 of the archive.
+    pub md5: &'static str,
+    /// The folder the archive unpacks to.
+    pub top_dir: &'static str,
+}
+
+/// Official archives and their published checksums (the CIFAR page at cs.toronto.edu lists the
+/// two CIFAR MD5s; torchvision's STL10 class carries the STL-10 one).
+pub const ARCHIVES: [Archive; 3] = [
+    Archive {
+        name: "cifar10",
+        url: "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
+        md5: "c32a1d4ab5d03f1284b67883e8d87530",
+        top_dir: "cifar-10-batches-bin",
+    },
+    Archive {
+        name: "cifar100",
+        url: "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",
+        md5: "03b5dce01913d631647c71ecec9e9cb8",
+        top_dir: "cifar-100-binary",
+    },
+    Archive {
+        name: "stl10",
+        url: "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",
+        md5: "91f7769df0f17e558f3565bffb0c7dfb",
+        top_dir: "stl10_binary",
+    },
+];
+
+pub const TI500K_FILE: &str = "ti_500K_pseudo_labeled.pickle";
+
+#[derive(clap::Args, Debug)]
 pub struct Args {
     /// cifar10 | cifar100 | stl10 | ti500k
     pub dataset: String,
+    /// Directory to unpack into [default: data/ in the repository]
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Download from this URL instead of the official one (a mirror); the official checksum
+    /// still has to match.
+    #[arg(long)]
+    pub url: Option<String>,
 }
 
-pub fn run(_args: Args) -> anyhow::Result<()> {
-    anyhow::bail!("fetch-data: not written yet")
+pub fn default_out_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(|p| p.join("data"))
+        .unwrap_or_else(|| PathBuf::from("data"))
+}
+
+pub fn run(args: Args) -> Result<()> {
+    let out = args.out.clone().unwrap_or_else(default_out_dir);
+    if args.dataset == "ti500k" {
+        print_ti500k_instructions(&out);
+        return Ok(());
+    }
+    let Some(archive) = ARCHIVES.iter().find(|a| a.name == args.dataset) else {
+        bail!(
+            "unknown data set `{}` (expected one of: cifar10, cifar100, stl10, ti500k)",
+            args.dataset
+        );
+    };
+    let target = out.join(archive.top_dir);
+    if target.exists() {
+        eprintln!(
+            "{} is already present; remove it to fetch {} again",
+            target.display(),
+            archive.name
+        );
+        return Ok(());
+    }
+    let url = args.url.as_deref().unwrap_or(archive.url);
+    let path = fetch_archive(url, archive.md5, archive.top_dir, &out)?;
+    eprintln!("{} ready at {}", archive.name, path.display());
+    Ok(())
+}
+
+fn print_ti500k_instructions(out: &Path) {
+    println!(
+        "The 500K pseudo-labelled TinyImages of RST (Carmon et al., NeurIPS 2019) are not \
+         downloadable by script.\n\
+         Get {TI500K_FILE} (about 1.5 GB) from the link \"500K unlabeled data from TinyImages \
+         (with pseudo-labels)\" in the README of https://github.com/yaircarmon/semisup-adv\n\
+         (currently https://drive.google.com/open?id=1LTw3Sb5QoiCCN-6Y5PEKkq9C9W60w-Hi) and put \
+         it at:\n  {}\n\
+         spat reads it with a pickle reader that cannot execute code.",
+        out.join(TI500K_FILE).display()
+    );
+}
+
+/// Removes a path (file or directory tree) when dropped, unless disarmed.
+struct Cleanup {
+    path: PathBuf,
+    armed: bool,
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = fs::remove_dir_all(&self.path).or_else(|_| fs::remove_file(&self.path));
+        }
+    }
+}
+
+fn unique_suffix() -> String {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    format!(
+        "{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// Downloads `url`, checks its MD5 against `expected_md5`, and unpacks the `top_dir` folder of the
+/// `.tar.gz` into `out/top_dir`. Returns that path. Nothing is created under `out` unless the
+/// checksum matches, and a failed unpack leaves nothing behind.
+pub fn fetch_archive(url: &str, expected_md5: &str, top_dir: &str, out: &Path) -> Result<PathBuf> {
+    let target = out.join(top_dir);
+    if target.exists() {
+        bail!(
+            "{} already exists; refusing to overwrite it",
+            target.display()
+        );
+    }
+    let download =
+        std::env::temp_dir().join(format!("spat-fetch-{}-{top_dir}.tar.gz", unique_suffix()));
+    let _download_guard = Cleanup {
+        path: download.clone(),
+        armed: true,
+    };
+    eprintln!("downloading {url}");
+    fetch_to_file(url, &download)?;
+    let (digest, size) = md5_file(&download)?;
+    if !digest.eq_ignore_ascii_case(expected_md5) {
+        bail!(
+            "checksum mismatch for {url}: expected MD5 {expected_md5}, got {digest} \
+             ({size} bytes); nothing was written to {}",
+            out.display()
+        );
+    }
+    eprintln!("MD5 {digest} verified ({size} bytes); unpacking");
+
+    fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let staging = out.join(format!(".{top_dir}.fetch-{}.tmp", unique_suffix()));
+    let _staging_guard = Cleanup {
+        path: staging.clone(),
+        armed: true,
+    };
+    fs::create_dir(&staging).with_context(|| format!("cannot create {}", staging.display()))?;
+    let file =
+        File::open(&download).with_context(|| format!("cannot open {}", download.display()))?;
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(BufReader::new(file)));
+    tar.unpack(&staging)
+        .with_context(|| format!("cannot unpack the archive from {url} (not a .tar.gz?)"))?;
+    let staged = staging.join(top_dir);
+    if !staged.is_dir() {
+        bail!("the archive from {url} does not contain the folder {top_dir}/; nothing was written");
+    }
+    fs::rename(&staged, &target)
+        .with_context(|| format!("cannot move {} to {}", staged.display(), target.display()))?;
+    Ok(target)
+}
+
+/// MD5 (lower-case hex) and size of a file.
+pub fn md5_file(path: &Path) -> Result<(String, u64)> {
+    let mut f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut hasher = Md5::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut size = 0u64;
+    loop {
+        let n = f
+            .read(&mut buf)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        size += n as u64;
+    }
+    let hex = hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    Ok((hex, size))
+}
+
+fn fetch_to_file(url: &str, dest: &Path) -> Result<()> {
+    if url.starts_with("https://") {
+        return curl(url, dest);
+    }
+    if let Some(rest) = url.strip_prefix("http://") {
+        return http_get(rest, dest, 5);
+    }
+    let local = url.strip_prefix("file://").unwrap_or(url);
+    fs::copy(local, dest).with_context(|| format!("cannot copy {local}"))?;
+    Ok(())
+}
+
+fn curl(url: &str, dest: &Path) -> Result<()> {
+    let status = Command::new("curl")
+        .args(["--fail", "--location", "--retry", "3", "--output"])
+        .arg(dest)
+        .arg(url)
+        .status()
+        .context("https downloads need `curl` on PATH (or pass an http:// mirror with --url)")?;
+    if !status.success() {
+        bail!("curl could not download {url} ({status})");
+    }
+    Ok(())
+}
+
+/// GET `http://{rest}` into `dest`, following up to `redirects` redirects.
+fn http_get(rest: &str, dest: &Path, redirects: u32) -> Result<()> {
+    let url = format!("http://{rest}");
+    let (authority, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, "/"),
+    };
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (
+            h,
+            p.parse::<u16>()
+                .with_context(|| format!("bad port in {url}"))?,
+        ),
+        None => (authority, 80),
+    };
+    let stream = TcpStream::connect((host, port))
+        .with_context(|| format!("cannot connect to {authority}"))?;
+    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
+    let mut writer = stream.try_clone()?;
+    write!(
+        writer,
+        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: spat-xtask\r\nAccept: */*\r\n\
+         Connection: close\r\n\r\n"
+    )?;
+    writer.flush()?;
+    let mut reader = BufReader::new(stream);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line)?;
+    let status: u16 = status_line
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .with_context(|| format!("{url}: not an HTTP response: {:?}", status_line.trim()))?;
+    let mut content_length: Option<u64> = None;
+    let mut chunked = false;
+    let mut location = None;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            bail!("{url}: connection closed inside the response headers");
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            let value = value.trim();
+            match name.trim().to_ascii_lowercase().as_str() {
+                "content-length" => content_length = value.parse().ok(),
+                "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
+                "location" => location = Some(value.to_string()),
+                _ => {}
+            }
+        }
+    }
+    if matches!(status, 301 | 302 | 303 | 307 | 308) {
+        let Some(loc) = location else {
+            bail!("{url}: HTTP {status} without a Location");
+        };
+        if redirects == 0 {
+            bail!("{url}: too many redirects");
+        }
+        if loc.starts_with("https://") {
+            return curl(&loc, dest);
+        }
+        let next = match loc.strip_prefix("http://") {
+            Some(r) => r.to_string(),
+            None => format!("{authority}{loc}"),
+        };
+        return http_get(&next, dest, redirects - 1);
+    }
+    if status != 200 {
+        bail!("{url}: HTTP {status}");
+    }
+    let mut file =
+        File::create(dest).with_context(|| format!("cannot create {}", dest.display()))?;
+    let copied = if chunked {
+        io::copy(&mut ChunkedReader::new(reader), &mut file)
+    } else {
+        io::copy(&mut reader, &mut file)
+    }
+    .with_context(|| format!("{url}: download interrupted"))?;
+    if let Some(len) = content_length {
+        if copied != len {
+            bail!("{url}: connection closed after {copied} of {len} bytes");
+        }
+    }
+    file.sync_all()?;
+    Ok(())
+}
+
+/// Decodes `Transfer-Encoding: chunked`.
+struct ChunkedReader<R> {
+    inner: R,
+    left_in_chunk: u64,
+    done: bool,
+}
+
+impl<R: BufRead> ChunkedReader<R> {
+    fn new(inner: R) -> Self {
+        Self {
+            inner,
+            left_in_chunk: 0,
+            done: false,
+        }
+    }
+
+    fn line(&mut self) -> io::Result<String> {
+        let mut s = String::new();
+        if self.inner.read_line(&mut s)? == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "truncated chunked body",
+            ));
+        }
+        Ok(s.trim_end().to_string())
+    }
+}
+
+impl<R: BufRead> Read for ChunkedReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        if self.left_in_chunk == 0 {
+            let size_line = self.line()?;
+            let hex = size_line.split(';').next().unwrap_or("").trim();
+            let size = u64::from_str_radix(hex, 16).map_err(|_| {
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("bad chunk size {hex:?}"),
+                )
+            })?;
+            if size == 0 {
+                while !self.line()?.is_empty() {}
+                self.done = true;
+                return Ok(0);
+            }
+            self.left_in_chunk = size;
+        }
+        let want = buf.len().min(self.left_in_chunk as usize);
+        let n = self.inner.read(&mut buf[..want])?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "truncated chunk",
+            ));
+        }
+        self.left_in_chunk -= n as u64;
+        if self.left_in_chunk == 0 {
+            self.line()?; // the CRLF after the chunk data
+        }
+        Ok(n)
+    }
 }

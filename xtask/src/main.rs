@@ -1,9 +1,8 @@
 //! `cargo xtask`: project automation that composes the `spat` binary (fetching data, reproducing
 //! the paper's tables and figures, benchmarks). It links no ML code itself, so it builds in seconds.
 
-mod fetch;
-
 use clap::{Parser, Subcommand};
+use xtask::fetch;
 
 #[derive(Parser)]
 #[command(name = "xtask")]
