@@ -888,3 +888,73 @@ impl Dtype {
         .integer(raw)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(bytes: &[u8]) -> Result<String> {
+        Machine::new(bytes, Path::new("t.pickle"))
+            .run()
+            .map(|v| v.kind().to_string())
+    }
+
+    #[test]
+    fn protocol_0_style_global_is_refused_before_anything_is_called() {
+        // GLOBAL 'os system', then the argument tuple and REDUCE: refused at the GLOBAL.
+        let m = run(b"\x80\x02cos\nsystem\nX\x02\x00\x00\x00ls\x85R.")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            m.contains("t.pickle") && m.contains("byte 2") && m.contains("`os.system`"),
+            "{m}"
+        );
+        let m = run(b"\x80\x02cbuiltins\neval\n.").unwrap_err().to_string();
+        assert!(m.contains("`builtins.eval`"), "{m}");
+    }
+
+    #[test]
+    fn structural_errors_are_reported() {
+        assert!(run(b"\x80\x02")
+            .unwrap_err()
+            .to_string()
+            .contains("before STOP"));
+        assert!(run(b"\x80\x09}.")
+            .unwrap_err()
+            .to_string()
+            .contains("protocol 9"));
+        assert!(run(b"\x80\x02h\x05.")
+            .unwrap_err()
+            .to_string()
+            .contains("memo entry 5"));
+        assert!(run(b"\x80\x02K\x01R.")
+            .unwrap_err()
+            .to_string()
+            .contains("underflow"));
+        assert_eq!(
+            run(b"\x80\x02}q\x00(X\x01\x00\x00\x00aK\x01u.").unwrap(),
+            "a dict"
+        );
+        // A length pointing past the end of the file.
+        let m = run(b"\x80\x04\x8e\xff\xff\xff\xff\x00\x00\x00\x00")
+            .unwrap_err()
+            .to_string();
+        assert!(m.contains("truncated"), "{m}");
+    }
+
+    #[test]
+    fn integers_of_every_width_and_byte_order() {
+        let d = |kind, size, big_endian| Dtype {
+            kind,
+            size,
+            big_endian,
+        };
+        assert_eq!(d(b'i', 1, false).integer(&[0xff]), -1);
+        assert_eq!(d(b'u', 1, false).integer(&[0xff]), 255);
+        assert_eq!(d(b'i', 2, true).integer(&[0x01, 0x02]), 0x0102);
+        assert_eq!(d(b'i', 4, false).integer(&[0xfe, 0xff, 0xff, 0xff]), -2);
+        assert_eq!(d(b'i', 8, false).integer(&7i64.to_le_bytes()), 7);
+        assert_eq!(Dtype::parse("u1").unwrap().name(), "uint8");
+        assert!(Dtype::parse("O8").is_none() && Dtype::parse("U5").is_none());
+    }
+}
