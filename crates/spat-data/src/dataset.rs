@@ -4,7 +4,9 @@ use std::str::FromStr;
 use crate::error::Error;
 
 /// The labelled image-classification data sets spat reads in their official binary layouts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Serialised as `"cifar10"`, `"cifar100"`, `"stl10"` (the same names as `Display` / `FromStr`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Dataset {
     Cifar10,
     Cifar100,
@@ -78,8 +80,9 @@ impl FromStr for Dataset {
     }
 }
 
-/// Which half of a data set.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Which half of a data set (serialised as `"train"` / `"test"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Split {
     Train,
     Test,
