@@ -1,0 +1,242 @@
+//! ResNet-18/50 and PreAct-ResNet-18 in the CIFAR form (3×3 stride-1 stem, no max-pool) used by
+//! the TRADES/MART/fast-AT code bases, with their `state_dict` names. Pooling is global, so the
+//! same network runs on 32×32 and 96×96 inputs.
+
+use candle_core::Tensor;
+type Result<T, E = candle_core::Error> = std::result::Result<T, E>;
+use spat_core::Mode;
+
+use crate::layers::{global_avg_pool, BatchNorm2d, Builder, Conv2d, Init, Linear};
+use crate::Error;
+
+const INIT: Init = Init::PytorchDefault;
+
+/// Which residual block a ResNet stacks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    /// Two 3×3 convolutions, post-activation (ResNet-18/34).
+    Basic,
+    /// 1×1 → 3×3 → 1×1 with expansion 4, post-activation (ResNet-50).
+    Bottleneck,
+    /// Two 3×3 convolutions, pre-activation (PreAct-ResNet-18).
+    PreAct,
+}
+
+impl BlockKind {
+    fn expansion(self) -> usize {
+        match self {
+            BlockKind::Bottleneck => 4,
+            _ => 1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResNetConfig {
+    pub block: BlockKind,
+    pub layers: [usize; 4],
+    /// Width of the first stage (64 in the paper's networks).
+    pub base: usize,
+    pub num_classes: usize,
+}
+
+#[derive(Debug)]
+struct Shortcut {
+    conv: Conv2d,
+    bn: Option<BatchNorm2d>,
+}
+
+#[derive(Debug)]
+struct Block {
+    kind: BlockKind,
+    convs: Vec<Conv2d>,
+    bns: Vec<BatchNorm2d>,
+    shortcut: Option<Shortcut>,
+}
+
+impl Block {
+    fn new(
+        b: &mut Builder<'_>,
+        kind: BlockKind,
+        cin: usize,
+        planes: usize,
+        stride: usize,
+    ) -> Result<Self, Error> {
+        let cout = planes * kind.expansion();
+        let (convs, bns) = match kind {
+            BlockKind::Basic => (
+                vec![
+                    Conv2d::new(b, "conv1", (cin, planes, 3), stride, INIT)?,
+                    Conv2d::new(b, "conv2", (planes, planes, 3), 1, INIT)?,
+                ],
+                vec![
+                    BatchNorm2d::new(b, "bn1", planes)?,
+                    BatchNorm2d::new(b, "bn2", planes)?,
+                ],
+            ),
+            BlockKind::PreAct => {
+                let bn1 = BatchNorm2d::new(b, "bn1", cin)?;
+                let conv1 = Conv2d::new(b, "conv1", (cin, planes, 3), stride, INIT)?;
+                let bn2 = BatchNorm2d::new(b, "bn2", planes)?;
+                let conv2 = Conv2d::new(b, "conv2", (planes, planes, 3), 1, INIT)?;
+                (vec![conv1, conv2], vec![bn1, bn2])
+            }
+            BlockKind::Bottleneck => (
+                vec![
+                    Conv2d::new(b, "conv1", (cin, planes, 1), 1, INIT)?,
+                    Conv2d::new(b, "conv2", (planes, planes, 3), stride, INIT)?,
+                    Conv2d::new(b, "conv3", (planes, cout, 1), 1, INIT)?,
+                ],
+                vec![
+                    BatchNorm2d::new(b, "bn1", planes)?,
+                    BatchNorm2d::new(b, "bn2", planes)?,
+                    BatchNorm2d::new(b, "bn3", cout)?,
+                ],
+            ),
+        };
+        let shortcut = if stride != 1 || cin != cout {
+            Some(b.scope("shortcut", |b| {
+                Ok::<_, Error>(Shortcut {
+                    conv: Conv2d::new(b, "0", (cin, cout, 1), stride, INIT)?,
+                    bn: if kind == BlockKind::PreAct {
+                        None
+                    } else {
+                        Some(BatchNorm2d::new(b, "1", cout)?)
+                    },
+                })
+            })?)
+        } else {
+            None
+        };
+        Ok(Self {
+            kind,
+            convs,
+            bns,
+            shortcut,
+        })
+    }
+
+    fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        match self.kind {
+            BlockKind::PreAct => {
+                let act = self.bns[0].forward(x, mode)?.relu()?;
+                let skip = match &self.shortcut {
+                    Some(s) => s.conv.forward(&act)?,
+                    None => x.clone(),
+                };
+                let out = self.convs[0].forward(&act)?;
+                let out = self.convs[1].forward(&self.bns[1].forward(&out, mode)?.relu()?)?;
+                out + skip
+            }
+            BlockKind::Basic | BlockKind::Bottleneck => {
+                let mut out = x.clone();
+                let last = self.convs.len() - 1;
+                for (i, (conv, bn)) in self.convs.iter().zip(&self.bns).enumerate() {
+                    out = bn.forward(&conv.forward(&out)?, mode)?;
+                    if i != last {
+                        out = out.relu()?;
+                    }
+                }
+                let skip = match &self.shortcut {
+                    Some(s) => {
+                        let y = s.conv.forward(x)?;
+                        match &s.bn {
+                            Some(bn) => bn.forward(&y, mode)?,
+                            None => y,
+                        }
+                    }
+                    None => x.clone(),
+                };
+                (out + skip)?.relu()
+            }
+        }
+    }
+
+    fn macs(&self, hw: (usize, usize)) -> (u64, (usize, usize)) {
+        let mut total = 0;
+        let mut cur = hw;
+        for conv in &self.convs {
+            let (m, next) = conv.macs(cur);
+            total += m;
+            cur = next;
+        }
+        if let Some(s) = &self.shortcut {
+            total += s.conv.macs(hw).0;
+        }
+        (total, cur)
+    }
+}
+
+#[derive(Debug)]
+pub struct ResNet {
+    conv1: Conv2d,
+    /// Stem BN (post-activation nets) or final BN (pre-activation net, named `bn`).
+    bn: BatchNorm2d,
+    blocks: Vec<Block>,
+    linear: Linear,
+    pre_activation: bool,
+}
+
+impl ResNet {
+    pub(crate) fn new(b: &mut Builder<'_>, cfg: &ResNetConfig) -> Result<Self, Error> {
+        let pre_activation = cfg.block == BlockKind::PreAct;
+        let conv1 = Conv2d::new(b, "conv1", (3, cfg.base, 3), 1, INIT)?;
+        let stem_bn = if pre_activation {
+            None
+        } else {
+            Some(BatchNorm2d::new(b, "bn1", cfg.base)?)
+        };
+        let mut blocks = Vec::new();
+        let mut cin = cfg.base;
+        for (stage, &count) in cfg.layers.iter().enumerate() {
+            let planes = cfg.base << stage;
+            let stride = if stage == 0 { 1 } else { 2 };
+            b.scope(&format!("layer{}", stage + 1), |b| {
+                for i in 0..count {
+                    let s = if i == 0 { stride } else { 1 };
+                    blocks.push(
+                        b.scope(&i.to_string(), |b| Block::new(b, cfg.block, cin, planes, s))?,
+                    );
+                    cin = planes * cfg.block.expansion();
+                }
+                Ok::<_, Error>(())
+            })?;
+        }
+        let bn = match stem_bn {
+            Some(bn) => bn,
+            None => BatchNorm2d::new(b, "bn", cin)?,
+        };
+        let linear = Linear::new(b, "linear", (cin, cfg.num_classes), false)?;
+        Ok(Self {
+            conv1,
+            bn,
+            blocks,
+            linear,
+            pre_activation,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let mut out = self.conv1.forward(x)?;
+        if !self.pre_activation {
+            out = self.bn.forward(&out, mode)?.relu()?;
+        }
+        for block in &self.blocks {
+            out = block.forward(&out, mode)?;
+        }
+        if self.pre_activation {
+            out = self.bn.forward(&out, mode)?.relu()?;
+        }
+        self.linear.forward(&global_avg_pool(&out)?)
+    }
+
+    pub fn macs(&self, hw: (usize, usize)) -> u64 {
+        let (mut total, mut cur) = self.conv1.macs(hw);
+        for block in &self.blocks {
+            let (m, next) = block.macs(cur);
+            total += m;
+            cur = next;
+        }
+        total + self.linear.macs()
+    }
+}

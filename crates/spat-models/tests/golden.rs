@@ -1,0 +1,193 @@
+//! spat-models against PyTorch: fixtures made by `scripts/golden/models.py` (reference layouts
+//! re-typed in PyTorch, fixed weights with perturbed BN statistics, one fixed batch).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor, Var};
+use spat_core::{Classifier, Mode, Network};
+use spat_models::{Architecture, BlockKind, Model, ResNetConfig, WideResNetConfig};
+
+fn fixture(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(name)
+}
+
+fn load(name: &str) -> HashMap<String, Tensor> {
+    spat_core::store::load_tensors(&fixture(name), &Device::Cpu).unwrap()
+}
+
+fn max_rel_err(a: &Tensor, b: &Tensor) -> f32 {
+    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs() / scale)
+        .fold(0f32, f32::max)
+}
+
+fn input_grad(model: &Model, x: &Tensor, y: &Tensor, mode: Mode) -> (Tensor, Tensor) {
+    let xv = Var::from_tensor(x).unwrap();
+    let logits = model.logits(xv.as_tensor(), mode).unwrap();
+    let loss = candle_core::Tensor::log_sum_exp(&logits, 1)
+        .unwrap()
+        .sub(
+            &logits
+                .gather(&y.unsqueeze(1).unwrap(), 1)
+                .unwrap()
+                .squeeze(1)
+                .unwrap(),
+        )
+        .unwrap()
+        .mean_all()
+        .unwrap();
+    let grads = loss.backward().unwrap();
+    (logits, grads.get(xv.as_tensor()).unwrap().clone())
+}
+
+fn check(name: &str, arch: Architecture) {
+    let t = load(&format!("{name}.safetensors"));
+    let model = Model::new(&arch, &Device::Cpu, 0).unwrap();
+    let weights: HashMap<String, Tensor> = t
+        .iter()
+        .filter_map(|(k, v)| {
+            k.strip_prefix("weights.")
+                .map(|n| (n.to_string(), v.clone()))
+        })
+        .collect();
+    model
+        .var_store()
+        .assign(weights, &fixture(name))
+        .expect("weights load strictly");
+    let x = &t["input"];
+    let y = t["labels"].to_dtype(DType::U32).unwrap();
+    for (mode, tag) in [
+        (Mode::Eval, "eval"),
+        (Mode::TrainFrozenBn, "train"),
+        (Mode::Train, "train"),
+    ] {
+        let (logits, grad) = input_grad(&model, x, &y, mode);
+        let e = max_rel_err(&logits, &t[&format!("logits_{tag}")]);
+        assert!(e < 1e-4, "{name} {tag} logits rel err {e}");
+        let e = max_rel_err(&grad, &t[&format!("input_grad_{tag}")]);
+        // Train-mode gradients through batch statistics can be ill-conditioned; the fixture records
+        // how far PyTorch's own f32 result is from f64, and we allow ten times that (other reduction orders) when it exceeds 1e-4.
+        let torch_err = t["torch_f32_rel_err_train"].to_vec1::<f32>().unwrap()[0];
+        let tol = if tag == "train" {
+            1e-4f32.max(10.0 * torch_err)
+        } else {
+            1e-4
+        };
+        assert!(e < tol, "{name} {tag} {mode:?} input grad rel err {e}");
+    }
+    // One Train forward ran above (the Eval one must not have touched the statistics).
+    for (k, v) in &t {
+        if let Some(n) = k.strip_prefix("after_train.") {
+            let ours = model.var_store().get(n).unwrap().as_tensor().clone();
+            if n.ends_with("num_batches_tracked") {
+                assert_eq!(
+                    ours.to_scalar::<i64>().unwrap(),
+                    v.to_scalar::<i64>().unwrap(),
+                    "{n}"
+                );
+            } else {
+                let diff = (ours - v)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                assert!(diff < 1e-5, "{name}: running stat {n} differs by {diff}");
+            }
+        }
+    }
+}
+
+fn resnet(block: BlockKind, layers: [usize; 4]) -> Architecture {
+    Architecture::ResNet(ResNetConfig {
+        block,
+        layers,
+        base: 4,
+        num_classes: 10,
+    })
+}
+
+#[test]
+fn wide_resnet_matches_pytorch() {
+    check(
+        "wrn_10_2_base8",
+        Architecture::WideResNet(WideResNetConfig {
+            depth: 10,
+            widen: 2,
+            base: 8,
+            num_classes: 10,
+            drop_rate: 0.0,
+        }),
+    );
+}
+
+#[test]
+fn resnet18_matches_pytorch() {
+    check("resnet18_base4", resnet(BlockKind::Basic, [2, 2, 2, 2]));
+}
+
+#[test]
+fn preact_resnet18_matches_pytorch() {
+    check(
+        "preact_resnet18_base4",
+        resnet(BlockKind::PreAct, [2, 2, 2, 2]),
+    );
+}
+
+#[test]
+fn resnet50_matches_pytorch() {
+    check(
+        "resnet50_base4",
+        resnet(BlockKind::Bottleneck, [3, 4, 6, 3]),
+    );
+}
+
+#[derive(serde::Deserialize)]
+struct Shapes {
+    shapes: HashMap<String, HashMap<String, Vec<usize>>>,
+    parameters: HashMap<String, usize>,
+}
+
+/// Full presets: every `state_dict` key and shape equals PyTorch's (so `load_state_dict(strict=True)`
+/// accepts spat's files), and parameter counts equal what PyTorch printed.
+#[test]
+fn full_presets_have_pytorch_names_shapes_and_counts() {
+    let s: Shapes =
+        serde_json::from_str(&std::fs::read_to_string(fixture("state_dict_shapes.json")).unwrap())
+            .unwrap();
+    // Figures printed by scripts/golden/models.py (PyTorch 2.x).
+    let printed = [
+        ("wrn-34-10", 46_160_474usize),
+        ("wrn-28-10", 36_479_194),
+        ("wrn-16-2", 691_674),
+        ("resnet-18", 11_173_962),
+        ("resnet-50", 23_520_842),
+        ("preact-resnet-18", 11_172_170),
+    ];
+    for (preset, count) in printed {
+        assert_eq!(
+            s.parameters[preset], count,
+            "fixture disagrees with the printed figure"
+        );
+        let info = spat_models::model_info(preset, 10).unwrap();
+        assert_eq!(info.parameters, count, "{preset} parameter count");
+        let model =
+            Model::new(&Architecture::preset(preset, 10).unwrap(), &Device::Cpu, 0).unwrap();
+        let ours: HashMap<String, Vec<usize>> = model
+            .var_store()
+            .iter()
+            .map(|(n, v, _)| (n.to_string(), v.dims().to_vec()))
+            .collect();
+        assert_eq!(&ours, &s.shapes[preset], "{preset} state_dict names/shapes");
+    }
+}

@@ -1,0 +1,159 @@
+use candle_core::{DType, Device, Tensor};
+use spat_core::{Classifier, Mode, Network, VarKind};
+use spat_models::{build, model_info, Architecture, Model, PRESETS};
+
+fn batch(n: usize, hw: usize) -> Tensor {
+    spat_core::rng::uniform(
+        &mut spat_core::rng::host_rng(9, 0),
+        (n, 3, hw, hw),
+        0.0,
+        1.0,
+        &Device::Cpu,
+    )
+    .unwrap()
+}
+
+fn values(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+}
+
+#[test]
+fn small_presets_forward_on_cifar_and_stl_sizes() {
+    for preset in ["tiny", "wrn-16-2"] {
+        let m = build(preset, 10, &Device::Cpu, 0).unwrap();
+        assert_eq!(m.logits(&batch(2, 32), Mode::Eval).unwrap().dims(), [2, 10]);
+        assert_eq!(m.logits(&batch(2, 96), Mode::Eval).unwrap().dims(), [2, 10]);
+    }
+}
+
+#[test]
+fn tiny_is_small() {
+    let info = model_info("tiny", 10).unwrap();
+    assert!((2_000..=100_000).contains(&info.parameters), "{info:?}");
+}
+
+#[test]
+fn flops_of_a_single_conv_network_are_counted_by_hand() {
+    // WRN-34-10: the published ~6.7 GMAC per CIFAR image forward; check the order of magnitude and
+    // the exact stem: 3·16·9 MACs per output pixel × 1024 pixels.
+    let info = model_info("wrn-34-10", 10).unwrap();
+    assert!((12.0e9..14.0e9).contains(&(info.flops as f64)), "{info:?}");
+    let tiny = Model::new(&Architecture::preset("tiny", 10).unwrap(), &Device::Cpu, 0).unwrap();
+    assert!(tiny.macs(32, 32) > 3 * 8 * 9 * 1024);
+}
+
+#[test]
+fn unknown_preset_lists_valid_ones() {
+    let msg = build("vgg-16", 10, &Device::Cpu, 0)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        msg.contains("vgg-16") && PRESETS.iter().all(|p| msg.contains(p)),
+        "{msg}"
+    );
+}
+
+#[test]
+fn same_seed_same_weights_other_seed_other_weights() {
+    let a = build("tiny", 10, &Device::Cpu, 5).unwrap();
+    let b = build("tiny", 10, &Device::Cpu, 5).unwrap();
+    let c = build("tiny", 10, &Device::Cpu, 6).unwrap();
+    let w = |m: &dyn Network| {
+        values(
+            m.var_store()
+                .get("block2.layer.0.conv1.weight")
+                .unwrap()
+                .as_tensor(),
+        )
+    };
+    assert_eq!(w(a.as_ref()), w(b.as_ref()));
+    assert_ne!(w(a.as_ref()), w(c.as_ref()));
+}
+
+#[test]
+fn wrn_init_follows_reference() {
+    let m = build("wrn-16-2", 10, &Device::Cpu, 1).unwrap();
+    let s = m.var_store();
+    // Kaiming normal, fan-out: std = sqrt(2 / (3·3·128)) for the 128→128 3×3 conv of the last group.
+    let w = values(s.get("block3.layer.0.conv2.weight").unwrap().as_tensor());
+    let std = (w.iter().map(|v| v * v).sum::<f32>() / w.len() as f32).sqrt();
+    let expected = (2.0f32 / (9.0 * 128.0)).sqrt();
+    assert!(
+        (std / expected - 1.0).abs() < 0.03,
+        "std {std} vs {expected}"
+    );
+    assert!(values(s.get("fc.bias").unwrap().as_tensor())
+        .iter()
+        .all(|&v| v == 0.0));
+    assert!(values(s.get("bn1.weight").unwrap().as_tensor())
+        .iter()
+        .all(|&v| v == 1.0));
+    assert_eq!(s.kind("bn1.running_var"), Some(VarKind::Buffer));
+    assert_eq!(s.kind("bn1.weight"), Some(VarKind::Parameter));
+}
+
+#[test]
+fn only_train_mode_moves_running_statistics() {
+    let m = build("tiny", 10, &Device::Cpu, 0).unwrap();
+    let stat = |m: &dyn Network| values(m.var_store().get("bn1.running_mean").unwrap().as_tensor());
+    let x = batch(8, 32);
+    let before = stat(m.as_ref());
+    m.logits(&x, Mode::Eval).unwrap();
+    m.logits(&x, Mode::TrainFrozenBn).unwrap();
+    assert_eq!(stat(m.as_ref()), before);
+    m.logits(&x, Mode::Train).unwrap();
+    assert_ne!(stat(m.as_ref()), before);
+    let tracked = m
+        .var_store()
+        .get("bn1.num_batches_tracked")
+        .unwrap()
+        .as_tensor()
+        .to_scalar::<i64>()
+        .unwrap();
+    assert_eq!(tracked, 1);
+}
+
+#[test]
+fn frozen_bn_uses_batch_statistics() {
+    let m = build("tiny", 10, &Device::Cpu, 0).unwrap();
+    let x = batch(8, 32);
+    let frozen = values(&m.logits(&x, Mode::TrainFrozenBn).unwrap());
+    let eval = values(&m.logits(&x, Mode::Eval).unwrap());
+    let train = values(&m.logits(&x, Mode::Train).unwrap());
+    assert_eq!(frozen, train, "TrainFrozenBn normalises exactly like Train");
+    assert_ne!(frozen, eval);
+}
+
+#[test]
+fn save_load_round_trip_and_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("tiny.safetensors");
+    let a = build("tiny", 10, &Device::Cpu, 1).unwrap();
+    a.logits(&batch(8, 32), Mode::Train).unwrap(); // non-default running stats
+    a.var_store().save(&path).unwrap();
+    let b = build("tiny", 10, &Device::Cpu, 2).unwrap();
+    spat_models::load_weights(b.as_ref(), &path).unwrap();
+    let x = batch(3, 32);
+    assert_eq!(
+        values(&a.logits(&x, Mode::Eval).unwrap()),
+        values(&b.logits(&x, Mode::Eval).unwrap())
+    );
+
+    let mut sd = a.var_store().state_dict();
+    let w = sd.remove("fc.weight").unwrap();
+    sd.insert("fc.weights".into(), w);
+    sd.insert(
+        "bn1.running_mean".into(),
+        Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(),
+    );
+    let bad = dir.path().join("bad.safetensors");
+    spat_core::store::save_tensors(&sd, &bad).unwrap();
+    let msg = spat_models::load_weights(b.as_ref(), &bad)
+        .unwrap_err()
+        .to_string();
+    assert!(msg.contains("bad.safetensors"), "{msg}");
+    assert!(msg.contains("missing tensors: fc.weight"), "{msg}");
+    assert!(msg.contains("unexpected tensors: fc.weights"), "{msg}");
+    assert!(msg.contains("`bn1.running_mean` has shape [3]"), "{msg}");
+}
