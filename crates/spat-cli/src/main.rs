@@ -5,7 +5,11 @@ mod commands;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "spat", version, about = "Semantics-preserving adversarial training (SPAT) and robust evaluation")]
+#[command(
+    name = "spat",
+    version,
+    about = "Semantics-preserving adversarial training (SPAT) and robust evaluation"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -15,6 +19,8 @@ struct Cli {
 enum Command {
     /// Record counts, class balance and per-channel mean/std of a data set.
     DataInfo(commands::data_info::Args),
+    /// Parameter, buffer and FLOP counts of a model preset.
+    ModelInfo(commands::model_info::Args),
 }
 
 fn main() {
@@ -28,6 +34,7 @@ fn main() {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::DataInfo(a) => commands::data_info::run(a),
+        Command::ModelInfo(a) => commands::model_info::run(a),
     };
     if let Err(e) = result {
         // One line, the whole cause chain: scripts grep it, people read it.

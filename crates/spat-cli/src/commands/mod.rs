@@ -1,1 +1,2 @@
 pub mod data_info;
+pub mod model_info;
