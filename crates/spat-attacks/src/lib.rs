@@ -1,1 +1,52 @@
-//! spat-attacks
+//! Adversarial attacks under an L∞ ball and robust evaluation, for any model that implements
+//! [`spat_core::Classifier`].
+//!
+//! PGD-LS — PGD on a label-smoothed cross-entropy — is the training adversary of
+//! semantics-preserving adversarial training (SPAT); with `alpha = 0` it is PGD-CE.
+//!
+//! Attacking your own candle model:
+//!
+//! ```
+//! use candle_core::{DType, Device, Tensor};
+//! use spat_attacks::{Attack, AttackLoss, Pgd};
+//! use spat_core::{Classifier, Mode};
+//!
+//! /// A linear classifier on flattened 3×4×4 images.
+//! struct Linear { w: Tensor }
+//! impl Classifier for Linear {
+//!     fn logits(&self, x: &Tensor, _mode: Mode) -> candle_core::Result<Tensor> {
+//!         x.flatten_from(1)?.matmul(&self.w.t()?)
+//!     }
+//! }
+//!
+//! let dev = Device::Cpu;
+//! let model = Linear { w: Tensor::randn(0f32, 1., (10, 48), &dev)? };
+//! let x = Tensor::rand(0f32, 1., (2, 3, 4, 4), &dev)?;
+//! let y = Tensor::new(&[3u32, 7], &dev)?;
+//! let pgd = Pgd::training(8.0 / 255.0, AttackLoss::LabelSmoothed { alpha: 0.3 }, Mode::Eval);
+//! let mut rng = spat_core::rng::host_rng(0, 0);
+//! let x_adv = pgd.perturb(&model, &x, &y, &mut rng)?;
+//! let gap = (x_adv - &x)?.abs()?.max_all()?.to_scalar::<f32>()?;
+//! assert!(gap <= 8.0 / 255.0 + 1e-6);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+pub mod attack;
+pub mod eval;
+pub mod losses;
+pub mod spec;
+
+pub use attack::{evaluation_step_size, Attack, AttackLoss, Fgsm, Pgd, RandomStart, CW_KAPPA};
+pub use eval::{evaluate, sweep_alpha, EvalReport, SweepConfig, SweepReport, SweepRow};
+pub use spat_core::rng::HostRng;
+pub use spec::{AttackSpec, StepRule, SPEC_FORMS};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+    #[error("{0}")]
+    InvalidArgument(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

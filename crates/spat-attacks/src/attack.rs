@@ -1,0 +1,314 @@
+//! The attacks: one small type each, sharing the gradient and projection steps.
+
+use candle_core::{Tensor, Var};
+use spat_core::rng::HostRng;
+use spat_core::{Classifier, Mode};
+
+use crate::losses;
+use crate::Result;
+
+/// The loss an attack maximises.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AttackLoss {
+    /// Cross-entropy with the true label (PGD-CE).
+    CrossEntropy,
+    /// Label-smoothed cross-entropy (PGD-LS, thesis eq. 4.1–4.3); `alpha = 0` is PGD-CE.
+    LabelSmoothed { alpha: f64 },
+    /// KL divergence from the clean prediction (PGD-KL, the TRADES adversary).
+    Kl,
+    /// Carlini–Wagner margin with confidence `kappa` (CW∞ when optimised by PGD).
+    CwMargin { kappa: f64 },
+}
+
+impl AttackLoss {
+    /// Summed loss of a batch. `clean_probs` is needed by [`AttackLoss::Kl`] only.
+    pub fn summed(
+        &self,
+        logits: &Tensor,
+        labels: &Tensor,
+        clean_probs: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        let per_example = match *self {
+            AttackLoss::CrossEntropy => losses::cross_entropy(logits, labels)?,
+            AttackLoss::LabelSmoothed { alpha } => {
+                if !(0.0..=1.0).contains(&alpha) {
+                    return Err(crate::Error::InvalidArgument(format!(
+                        "label-smoothing alpha must lie in [0, 1], got {alpha}"
+                    )));
+                }
+                losses::label_smoothed_cross_entropy(logits, labels, alpha)?
+            }
+            AttackLoss::Kl => {
+                let clean = clean_probs.ok_or_else(|| {
+                    crate::Error::InvalidArgument("the KL loss needs the clean prediction".into())
+                })?;
+                losses::kl_from_clean(logits, clean)?
+            }
+            AttackLoss::CwMargin { kappa } => losses::cw_margin(logits, labels, kappa)?,
+        };
+        Ok(per_example.sum_all()?)
+    }
+}
+
+/// Where PGD starts inside the ball.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RandomStart {
+    /// At the clean input.
+    None,
+    /// Uniform in the ε-ball (Madry et al.).
+    Uniform,
+    /// `x + std·N(0, 1)` (TRADES and MART use `std = 0.001`).
+    Gaussian { std: f64 },
+}
+
+/// An L∞ attack on a classifier.
+pub trait Attack {
+    /// Short name used in reports, e.g. `pgd20`.
+    fn name(&self) -> String;
+    /// Adversarial examples for `(x, y)`: detached, same shape, dtype and device as `x`, within the
+    /// ε-ball around `x` and within `[0, 1]`. Random starts are drawn from `rng`.
+    fn perturb(
+        &self,
+        model: &dyn Classifier,
+        x: &Tensor,
+        y: &Tensor,
+        rng: &mut HostRng,
+    ) -> Result<Tensor>;
+}
+
+fn check_eps(eps: f64) -> Result<()> {
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(crate::Error::InvalidArgument(format!(
+            "eps must be finite and >= 0, got {eps}"
+        )));
+    }
+    Ok(())
+}
+
+/// Gradient of `loss` w.r.t. the input at `x`. The model's weights receive gradients inside the
+/// temporary store too; the store is dropped here, so nothing is left on the model.
+fn input_gradient(
+    model: &dyn Classifier,
+    x: &Tensor,
+    y: &Tensor,
+    loss: &AttackLoss,
+    clean_probs: Option<&Tensor>,
+    mode: Mode,
+) -> Result<Tensor> {
+    let xv = Var::from_tensor(x)?;
+    let logits = model.logits(xv.as_tensor(), mode)?;
+    let total = loss.summed(&logits, y, clean_probs)?;
+    let grads = total.backward()?;
+    match grads.get(xv.as_tensor()) {
+        Some(g) => Ok(g.detach()),
+        // The loss does not depend on the input (e.g. a constant model): no direction to move.
+        None => Ok(x.zeros_like()?),
+    }
+}
+
+/// Fast Gradient Sign Method: one signed step of size ε on the cross-entropy, no random start.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Fgsm {
+    pub eps: f64,
+    pub mode: Mode,
+}
+
+impl Fgsm {
+    pub fn new(eps: f64) -> Self {
+        Self {
+            eps,
+            mode: Mode::Eval,
+        }
+    }
+}
+
+impl Attack for Fgsm {
+    fn name(&self) -> String {
+        "fgsm".into()
+    }
+
+    fn perturb(
+        &self,
+        model: &dyn Classifier,
+        x: &Tensor,
+        y: &Tensor,
+        _rng: &mut HostRng,
+    ) -> Result<Tensor> {
+        check_eps(self.eps)?;
+        let x = x.detach();
+        let g = input_gradient(model, &x, y, &AttackLoss::CrossEntropy, None, self.mode)?;
+        Ok((x + g.sign()?.affine(self.eps, 0.0)?)?.clamp(0f32, 1f32)?)
+    }
+}
+
+/// Projected gradient descent (ascent on the loss) under an L∞ ball, projected onto the ball and
+/// onto `[0, 1]` after every step.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Pgd {
+    pub eps: f64,
+    pub step_size: f64,
+    pub steps: usize,
+    pub loss: AttackLoss,
+    pub random_start: RandomStart,
+    /// How the model runs while the adversary is crafted; use `Eval` or `TrainFrozenBn`, never
+    /// `Train` (that would let adversarial batches move the BN running statistics).
+    pub mode: Mode,
+}
+
+/// Step size of the evaluation attacks in the TRADES/MART evaluation scripts
+/// (`pgd_attack_cifar10.py`: ε = 0.031, step 0.003), scaled linearly to other ε.
+pub fn evaluation_step_size(eps: f64) -> f64 {
+    eps * 0.003 / 0.031
+}
+
+/// Confidence κ of the CW loss in MART's evaluation code (`cwloss(..., confidence=50)`).
+pub const CW_KAPPA: f64 = 50.0;
+
+impl Pgd {
+    /// The paper's training adversary (Section 6.1): PGD-10, step ε/4, random start — TRADES'
+    /// Gaussian 0.001 start for the KL loss, uniform in the ball otherwise.
+    pub fn training(eps: f64, loss: AttackLoss, mode: Mode) -> Self {
+        let random_start = match loss {
+            AttackLoss::Kl => RandomStart::Gaussian { std: 0.001 },
+            _ => RandomStart::Uniform,
+        };
+        Self {
+            eps,
+            step_size: eps / 4.0,
+            steps: 10,
+            loss,
+            random_start,
+            mode,
+        }
+    }
+
+    /// Evaluation PGD with `steps` steps, the evaluation scripts' step size and a uniform start.
+    pub fn evaluation(eps: f64, steps: usize, loss: AttackLoss) -> Self {
+        let random_start = match loss {
+            AttackLoss::Kl => RandomStart::Gaussian { std: 0.001 },
+            _ => RandomStart::Uniform,
+        };
+        Self {
+            eps,
+            step_size: evaluation_step_size(eps),
+            steps,
+            loss,
+            random_start,
+            mode: Mode::Eval,
+        }
+    }
+
+    /// PGD-20 on cross-entropy as in Table 6.1 (step 0.003 at ε = 0.031, uniform start).
+    pub fn pgd20(eps: f64) -> Self {
+        Self::evaluation(eps, 20, AttackLoss::CrossEntropy)
+    }
+
+    /// CW∞: the CW margin (κ = 50) optimised by PGD for 30 steps, as in Table 6.1.
+    pub fn cw30(eps: f64) -> Self {
+        Self::evaluation(eps, 30, AttackLoss::CwMargin { kappa: CW_KAPPA })
+    }
+
+    /// PGD-20 with step ε/10 and random start, the evaluation attack of Section 6.2.
+    pub fn pgd20_step_eps_over_10(eps: f64) -> Self {
+        Self {
+            step_size: eps / 10.0,
+            ..Self::pgd20(eps)
+        }
+    }
+
+    fn start(&self, x: &Tensor, lo: &Tensor, hi: &Tensor, rng: &mut HostRng) -> Result<Tensor> {
+        let noise = match self.random_start {
+            RandomStart::None => return Ok(x.clone()),
+            RandomStart::Uniform => spat_core::rng::uniform(
+                rng,
+                x.shape(),
+                -self.eps as f32,
+                self.eps as f32,
+                x.device(),
+            )?,
+            RandomStart::Gaussian { std } => {
+                spat_core::rng::normal(rng, x.shape(), std as f32, x.device())?
+            }
+        };
+        project(&(x + noise.to_dtype(x.dtype())?)?, lo, hi)
+    }
+}
+
+fn project(x: &Tensor, lo: &Tensor, hi: &Tensor) -> Result<Tensor> {
+    Ok(x.maximum(lo)?.minimum(hi)?.clamp(0f32, 1f32)?)
+}
+
+impl Attack for Pgd {
+    fn name(&self) -> String {
+        match self.loss {
+            AttackLoss::CrossEntropy => format!("pgd{}", self.steps),
+            AttackLoss::LabelSmoothed { alpha } => format!("pgd{}-ls:{alpha}", self.steps),
+            AttackLoss::Kl => format!("pgd{}-kl", self.steps),
+            AttackLoss::CwMargin { .. } => format!("cw{}", self.steps),
+        }
+    }
+
+    fn perturb(
+        &self,
+        model: &dyn Classifier,
+        x: &Tensor,
+        y: &Tensor,
+        rng: &mut HostRng,
+    ) -> Result<Tensor> {
+        check_eps(self.eps)?;
+        let x = x.detach();
+        let lo = x.affine(1.0, -self.eps)?;
+        let hi = x.affine(1.0, self.eps)?;
+        let start = self.start(&x, &lo, &hi, rng)?;
+        self.iterate(model, &x, y, start, &lo, &hi)
+    }
+}
+
+impl Pgd {
+    /// Runs the PGD iterations from a given starting point (projected first), instead of a random
+    /// start: for warm starts, and for replaying a reference implementation's start noise.
+    pub fn perturb_from(
+        &self,
+        model: &dyn Classifier,
+        x: &Tensor,
+        y: &Tensor,
+        start: &Tensor,
+    ) -> Result<Tensor> {
+        check_eps(self.eps)?;
+        let x = x.detach();
+        let lo = x.affine(1.0, -self.eps)?;
+        let hi = x.affine(1.0, self.eps)?;
+        let start = project(&start.detach(), &lo, &hi)?;
+        self.iterate(model, &x, y, start, &lo, &hi)
+    }
+
+    fn iterate(
+        &self,
+        model: &dyn Classifier,
+        x: &Tensor,
+        y: &Tensor,
+        start: Tensor,
+        lo: &Tensor,
+        hi: &Tensor,
+    ) -> Result<Tensor> {
+        let clean_probs = match self.loss {
+            AttackLoss::Kl => Some(losses::softmax(&model.logits(x, self.mode)?)?.detach()),
+            _ => None,
+        };
+        let mut x_adv = start;
+        for _ in 0..self.steps {
+            let g = input_gradient(
+                model,
+                &x_adv,
+                y,
+                &self.loss,
+                clean_probs.as_ref(),
+                self.mode,
+            )?;
+            x_adv = project(&(x_adv + g.sign()?.affine(self.step_size, 0.0)?)?, lo, hi)?;
+        }
+        Ok(x_adv.detach())
+    }
+}

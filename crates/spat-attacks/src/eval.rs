@@ -1,0 +1,220 @@
+//! Robust evaluation over a data set: clean accuracy, accuracy under each attack, and worst case.
+
+use std::collections::BTreeMap;
+
+use candle_core::{DType, Tensor};
+use spat_core::{Batch, Classifier, Mode};
+
+use crate::attack::AttackLoss;
+use crate::spec::{AttackSpec, StepRule};
+use crate::{Error, Result};
+
+/// Accuracies in percent, keyed by attack name (`clean`, each attack's spec, `worst_case`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EvalReport {
+    pub examples: usize,
+    pub eps: f64,
+    pub accuracy: BTreeMap<String, f64>,
+}
+
+fn correct(model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<Vec<bool>> {
+    let pred = model
+        .logits(x, Mode::Eval)?
+        .argmax(1)?
+        .to_dtype(DType::U32)?;
+    let hits = pred.eq(&y.to_dtype(DType::U32)?)?.to_vec1::<u8>()?;
+    Ok(hits.into_iter().map(|h| h != 0).collect())
+}
+
+fn progress_bar(progress: bool) -> indicatif::ProgressBar {
+    if progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        let bar = indicatif::ProgressBar::new_spinner();
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} {msg} [{elapsed_precise}] {pos} images ({per_sec})",
+            )
+            .expect("static template"),
+        );
+        bar
+    } else {
+        indicatif::ProgressBar::hidden()
+    }
+}
+
+/// Evaluates `model` (in `Mode::Eval`) on `batches` under every attack of `attacks` at radius `eps`.
+///
+/// An example counts towards `worst_case` only if it is classified correctly clean and under every
+/// attack. The random start of attack `a` on batch `b` comes from
+/// `host_rng(seed, streams::EVAL_ATTACK + 1024·b + a)`, so results do not depend on what else runs.
+pub fn evaluate<I>(
+    model: &dyn Classifier,
+    batches: I,
+    attacks: &[AttackSpec],
+    eps: f64,
+    seed: u64,
+    progress: bool,
+) -> Result<EvalReport>
+where
+    I: IntoIterator<Item = candle_core::Result<Batch>>,
+{
+    let built: Vec<(String, Option<Box<dyn crate::Attack>>)> = attacks
+        .iter()
+        .map(|s| (s.to_string(), s.build(eps)))
+        .collect();
+    let mut hits: BTreeMap<String, usize> = built.iter().map(|(n, _)| (n.clone(), 0)).collect();
+    hits.insert("clean".into(), 0);
+    let mut worst = 0usize;
+    let mut examples = 0usize;
+    let bar = progress_bar(progress);
+    bar.set_message("evaluating");
+    for (b, batch) in batches.into_iter().enumerate() {
+        let batch = batch?;
+        let clean = correct(model, &batch.images, &batch.labels)?;
+        let mut robust = clean.clone();
+        *hits.get_mut("clean").expect("inserted") += clean.iter().filter(|&&c| c).count();
+        for (a, (name, attack)) in built.iter().enumerate() {
+            let Some(attack) = attack else { continue };
+            let mut rng = spat_core::rng::host_rng(
+                seed,
+                spat_core::rng::streams::EVAL_ATTACK + 1024 * b as u64 + a as u64,
+            );
+            let x_adv = attack.perturb(model, &batch.images, &batch.labels, &mut rng)?;
+            let ok = correct(model, &x_adv, &batch.labels)?;
+            *hits.get_mut(name).expect("inserted") += ok.iter().filter(|&&c| c).count();
+            for (r, o) in robust.iter_mut().zip(ok) {
+                *r &= o;
+            }
+        }
+        worst += robust.iter().filter(|&&c| c).count();
+        examples += batch.len();
+        bar.inc(batch.len() as u64);
+    }
+    bar.finish_and_clear();
+    if examples == 0 {
+        return Err(Error::InvalidArgument(
+            "evaluation over an empty data set".into(),
+        ));
+    }
+    let pct = |n: usize| 100.0 * n as f64 / examples as f64;
+    let mut accuracy: BTreeMap<String, f64> = hits.into_iter().map(|(k, v)| (k, pct(v))).collect();
+    accuracy.insert("worst_case".into(), pct(worst));
+    Ok(EvalReport {
+        examples,
+        eps,
+        accuracy,
+    })
+}
+
+/// One row of an α sweep.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SweepRow {
+    /// `pgd-ls`, `pgd-ce` or `pgd-kl`.
+    pub attack: String,
+    /// The label-smoothing α of a PGD-LS row.
+    pub alpha: Option<f64>,
+    /// Robust accuracy in percent.
+    pub accuracy: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SweepReport {
+    pub examples: usize,
+    pub eps: f64,
+    pub steps: usize,
+    pub clean_accuracy: f64,
+    pub rows: Vec<SweepRow>,
+}
+
+/// Settings of an α sweep.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SweepConfig {
+    pub alphas: Vec<f64>,
+    pub eps: f64,
+    pub steps: usize,
+    /// Step size ε/10 (`true`) or the evaluation scripts' rule (`false`).
+    pub step_eps_over_10: bool,
+    pub seed: u64,
+}
+
+impl SweepConfig {
+    /// Figure 5.3: α from 0 to 1 in steps of 0.1, PGD-20 at ε = 8/255.
+    pub fn figure_5_3() -> Self {
+        Self {
+            alphas: (0..=10).map(|i| i as f64 / 10.0).collect(),
+            eps: 8.0 / 255.0,
+            steps: 20,
+            step_eps_over_10: false,
+            seed: 0,
+        }
+    }
+}
+
+/// The α sweep of Section 5.2 (Tables 5.1, 5.2, Figure 5.3): robust accuracy under PGD-LS(α) for
+/// every α of the sweep, and under PGD-CE and PGD-KL, all with the same number of steps.
+pub fn sweep_alpha<I>(
+    model: &dyn Classifier,
+    batches: I,
+    config: &SweepConfig,
+    progress: bool,
+) -> Result<SweepReport>
+where
+    I: IntoIterator<Item = candle_core::Result<Batch>>,
+{
+    let SweepConfig {
+        alphas,
+        eps,
+        steps,
+        step_eps_over_10,
+        seed,
+    } = config;
+    let (eps, steps) = (*eps, *steps);
+    let step = if *step_eps_over_10 {
+        StepRule::EpsOver10
+    } else {
+        StepRule::EvaluationScripts
+    };
+    let mut specs = vec![AttackSpec::Clean];
+    specs.extend(alphas.iter().map(|&alpha| AttackSpec::Pgd {
+        steps,
+        loss: AttackLoss::LabelSmoothed { alpha },
+        step,
+    }));
+    specs.push(AttackSpec::Pgd {
+        steps,
+        loss: AttackLoss::CrossEntropy,
+        step,
+    });
+    specs.push(AttackSpec::Pgd {
+        steps,
+        loss: AttackLoss::Kl,
+        step,
+    });
+    let report = evaluate(model, batches, &specs, eps, *seed, progress)?;
+    let acc = |s: &AttackSpec| report.accuracy[&s.to_string()];
+    let mut rows: Vec<SweepRow> = specs[1..=alphas.len()]
+        .iter()
+        .zip(alphas)
+        .map(|(s, &a)| SweepRow {
+            attack: "pgd-ls".into(),
+            alpha: Some(a),
+            accuracy: acc(s),
+        })
+        .collect();
+    rows.push(SweepRow {
+        attack: "pgd-ce".into(),
+        alpha: None,
+        accuracy: acc(&specs[alphas.len() + 1]),
+    });
+    rows.push(SweepRow {
+        attack: "pgd-kl".into(),
+        alpha: None,
+        accuracy: acc(&specs[alphas.len() + 2]),
+    });
+    Ok(SweepReport {
+        examples: report.examples,
+        eps,
+        steps,
+        clean_accuracy: report.accuracy["clean"],
+        rows,
+    })
+}

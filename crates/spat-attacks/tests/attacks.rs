@@ -1,0 +1,278 @@
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor};
+use proptest::prelude::*;
+use spat_attacks::{Attack, AttackLoss, AttackSpec, Fgsm, Pgd, RandomStart};
+use spat_core::rng::host_rng;
+use spat_core::{Classifier, Mode, Network};
+
+/// tanh(x W1ᵀ) W2ᵀ on flattened images.
+struct Mlp {
+    w1: Tensor,
+    w2: Tensor,
+}
+
+impl Classifier for Mlp {
+    fn logits(&self, x: &Tensor, _mode: Mode) -> candle_core::Result<Tensor> {
+        x.flatten_from(1)?
+            .matmul(&self.w1.t()?)?
+            .tanh()?
+            .matmul(&self.w2.t()?)
+    }
+}
+
+/// z = W x + b on flattened images.
+struct Linear {
+    w: Tensor,
+    b: Tensor,
+}
+
+impl Classifier for Linear {
+    fn logits(&self, x: &Tensor, _mode: Mode) -> candle_core::Result<Tensor> {
+        x.flatten_from(1)?
+            .matmul(&self.w.t()?)?
+            .broadcast_add(&self.b)
+    }
+}
+
+/// Outputs zeros whatever the input: its input gradient is exactly zero.
+struct Constant;
+
+impl Classifier for Constant {
+    fn logits(&self, x: &Tensor, _mode: Mode) -> candle_core::Result<Tensor> {
+        x.flatten_from(1)?
+            .sum_keepdim(1)?
+            .affine(0.0, 0.0)?
+            .broadcast_as((x.dim(0)?, 10))?
+            .contiguous()
+    }
+}
+
+fn vals(t: &Tensor) -> Vec<f32> {
+    t.flatten_all()
+        .unwrap()
+        .to_dtype(DType::F32)
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap()
+}
+
+fn random_mlp(seed: u64, inputs: usize) -> Mlp {
+    let mut rng = host_rng(seed, 99);
+    Mlp {
+        w1: spat_core::rng::normal(&mut rng, (16, inputs), 0.2, &Device::Cpu).unwrap(),
+        w2: spat_core::rng::normal(&mut rng, (10, 16), 1.0, &Device::Cpu).unwrap(),
+    }
+}
+
+#[test]
+fn pgd_matches_pytorch_reference() {
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/pgd_golden.safetensors");
+    let t = spat_core::store::load_tensors(&path, &Device::Cpu).unwrap();
+    let model = Mlp {
+        w1: t["w1"].clone(),
+        w2: t["w2"].clone(),
+    };
+    let y = t["y"].to_dtype(DType::U32).unwrap();
+    let cases = [
+        ("ce", AttackLoss::CrossEntropy, "start_uniform"),
+        (
+            "ls",
+            AttackLoss::LabelSmoothed { alpha: 0.3 },
+            "start_uniform",
+        ),
+        ("kl", AttackLoss::Kl, "start_gaussian"),
+        ("cw", AttackLoss::CwMargin { kappa: 50.0 }, "start_uniform"),
+    ];
+    for (tag, loss, start) in cases {
+        let pgd = Pgd {
+            eps: 8.0 / 255.0,
+            step_size: 2.0 / 255.0,
+            steps: 5,
+            loss,
+            random_start: RandomStart::None,
+            mode: Mode::Eval,
+        };
+        let ours = pgd.perturb_from(&model, &t["x"], &y, &t[start]).unwrap();
+        let diff = (ours - &t[&format!("adv_{tag}")])
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(diff <= 1e-5, "{tag}: max |Δ| = {diff}");
+    }
+}
+
+#[test]
+fn fgsm_on_zero_gradient_returns_input() {
+    let x =
+        spat_core::rng::uniform(&mut host_rng(1, 0), (3, 3, 4, 4), 0.0, 1.0, &Device::Cpu).unwrap();
+    let y = Tensor::new(&[1u32, 2, 3], &Device::Cpu).unwrap();
+    let adv = Fgsm::new(8.0 / 255.0)
+        .perturb(&Constant, &x, &y, &mut host_rng(0, 0))
+        .unwrap();
+    assert_eq!(vals(&adv), vals(&x));
+}
+
+#[test]
+fn pgd_on_linear_model_reaches_the_analytic_optimum() {
+    // Two classes: CE of class y grows with d·x, d = w_other − w_y; over the box
+    // [x − ε, x + ε] ∩ [0, 1] the maximiser is the corner picked by sign(d), coordinate by coordinate.
+    let dev = Device::Cpu;
+    let mut rng = host_rng(5, 0);
+    let w = spat_core::rng::normal(&mut rng, (2, 48), 1.0, &dev).unwrap();
+    let b = Tensor::new(&[0.1f32, -0.2], &dev).unwrap();
+    let model = Linear { w: w.clone(), b };
+    let x = spat_core::rng::uniform(&mut rng, (4, 3, 4, 4), 0.0, 1.0, &dev).unwrap();
+    let y = Tensor::new(&[0u32, 1, 0, 1], &dev).unwrap();
+    let eps = 8.0 / 255.0;
+    let wv = vals(&w);
+    let xv = vals(&x);
+    let mut optimum = vec![0f32; xv.len()];
+    for n in 0..4 {
+        let label = [0usize, 1, 0, 1][n];
+        for i in 0..48 {
+            let d = wv[(1 - label) * 48 + i] - wv[label * 48 + i];
+            let xi = xv[n * 48 + i];
+            optimum[n * 48 + i] = if d > 0.0 {
+                (xi + eps as f32).min(1.0)
+            } else {
+                (xi - eps as f32).max(0.0)
+            };
+        }
+    }
+    let optimum = Tensor::from_vec(optimum, x.shape(), &dev).unwrap();
+    let loss = |x: &Tensor| {
+        AttackLoss::CrossEntropy
+            .summed(&model.logits(x, Mode::Eval).unwrap(), &y, None)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    let pgd = Pgd {
+        eps,
+        step_size: eps / 4.0,
+        steps: 20,
+        loss: AttackLoss::CrossEntropy,
+        random_start: RandomStart::Uniform,
+        mode: Mode::Eval,
+    };
+    let adv = pgd.perturb(&model, &x, &y, &mut host_rng(2, 0)).unwrap();
+    assert!(
+        (loss(&adv) - loss(&optimum)).abs() < 1e-4,
+        "pgd {} vs optimum {}",
+        loss(&adv),
+        loss(&optimum)
+    );
+}
+
+#[test]
+fn same_seed_same_examples_and_alpha_zero_is_pgd_ce() {
+    let model = random_mlp(3, 48);
+    let x =
+        spat_core::rng::uniform(&mut host_rng(4, 0), (4, 3, 4, 4), 0.0, 1.0, &Device::Cpu).unwrap();
+    let y = Tensor::new(&[0u32, 3, 5, 9], &Device::Cpu).unwrap();
+    let run = |loss, seed| {
+        vals(
+            &Pgd::training(8.0 / 255.0, loss, Mode::Eval)
+                .perturb(&model, &x, &y, &mut host_rng(seed, 0))
+                .unwrap(),
+        )
+    };
+    assert_eq!(
+        run(AttackLoss::CrossEntropy, 1),
+        run(AttackLoss::CrossEntropy, 1)
+    );
+    assert_ne!(
+        run(AttackLoss::CrossEntropy, 1),
+        run(AttackLoss::CrossEntropy, 2)
+    );
+    assert_eq!(
+        run(AttackLoss::LabelSmoothed { alpha: 0.0 }, 1),
+        run(AttackLoss::CrossEntropy, 1)
+    );
+}
+
+#[test]
+fn attacks_leave_running_statistics_alone() {
+    let model = spat_models::build("tiny", 10, &Device::Cpu, 0).unwrap();
+    let x = spat_core::rng::uniform(&mut host_rng(4, 0), (4, 3, 32, 32), 0.0, 1.0, &Device::Cpu)
+        .unwrap();
+    let y = Tensor::new(&[0u32, 3, 5, 9], &Device::Cpu).unwrap();
+    let stats = |m: &dyn Network| -> Vec<Vec<f32>> {
+        m.var_store()
+            .buffers()
+            .filter(|(_, v)| v.dtype() == DType::F32)
+            .map(|(_, v)| vals(v.as_tensor()))
+            .collect()
+    };
+    let before = stats(model.as_ref());
+    for mode in [Mode::Eval, Mode::TrainFrozenBn] {
+        let pgd = Pgd {
+            steps: 2,
+            ..Pgd::training(8.0 / 255.0, AttackLoss::Kl, mode)
+        };
+        pgd.perturb(model.as_ref(), &x, &y, &mut host_rng(0, 0))
+            .unwrap();
+    }
+    assert_eq!(stats(model.as_ref()), before);
+}
+
+#[test]
+fn specs_parse_and_reject_clearly() {
+    let specs =
+        AttackSpec::parse_list("clean,fgsm,pgd20,cw30,pgd-kl,pgd-ls:0.3,pgd20@eps/10").unwrap();
+    let names: Vec<String> = specs.iter().map(|s| s.to_string()).collect();
+    assert_eq!(
+        names,
+        [
+            "clean",
+            "fgsm",
+            "pgd20",
+            "cw30",
+            "pgd20-kl",
+            "pgd20-ls:0.3",
+            "pgd20@eps/10"
+        ]
+    );
+    let e = 8.0 / 255.0;
+    assert_eq!(specs[2].build(e).unwrap().name(), "pgd20");
+    for bad in ["pgd", "pgd-ls:1.5", "foo", "pgd0", ""] {
+        let msg = AttackSpec::parse_list(bad).unwrap_err().to_string();
+        assert!(
+            msg.contains("accepted") || msg.contains("alpha"),
+            "{bad}: {msg}"
+        );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(24))]
+    #[test]
+    fn adversarial_examples_stay_in_the_ball_and_the_box(
+        seed in 0u64..1000, eps in 0.0f64..0.1, steps in 0usize..4, which in 0usize..5, n in 1usize..4,
+    ) {
+        let model = random_mlp(seed, 48);
+        let x = spat_core::rng::uniform(&mut host_rng(seed, 1), (n, 3, 4, 4), 0.0, 1.0, &Device::Cpu).unwrap();
+        let labels: Vec<u32> = (0..n as u32).map(|i| (i * 3 + seed as u32) % 10).collect();
+        let y = Tensor::new(labels.as_slice(), &Device::Cpu).unwrap();
+        let loss = [AttackLoss::CrossEntropy, AttackLoss::LabelSmoothed { alpha: 0.5 }, AttackLoss::Kl, AttackLoss::CwMargin { kappa: 50.0 }, AttackLoss::CrossEntropy][which];
+        let attack: Box<dyn Attack> = if which == 4 {
+            Box::new(Fgsm::new(eps))
+        } else {
+            Box::new(Pgd { eps, step_size: eps / 4.0, steps, loss, random_start: RandomStart::Uniform, mode: Mode::Eval })
+        };
+        let adv = attack.perturb(&model, &x, &y, &mut host_rng(seed, 2)).unwrap();
+        prop_assert_eq!(adv.dims(), x.dims());
+        prop_assert_eq!(adv.dtype(), x.dtype());
+        prop_assert_eq!(y.to_vec1::<u32>().unwrap(), labels);
+        let gap = (adv.clone() - &x).unwrap().abs().unwrap().max_all().unwrap().to_scalar::<f32>().unwrap();
+        prop_assert!(gap as f64 <= eps + 1e-6, "gap {} eps {}", gap, eps);
+        let v = vals(&adv);
+        prop_assert!(v.iter().all(|p| (0.0..=1.0).contains(p)));
+    }
+}
