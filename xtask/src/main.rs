@@ -2,7 +2,7 @@
 //! the paper's tables and figures, benchmarks). It links no ML code itself, so it builds in seconds.
 
 use clap::{Parser, Subcommand};
-use xtask::fetch;
+use xtask::{fetch, reproduce};
 
 #[derive(Parser)]
 #[command(name = "xtask")]
@@ -15,10 +15,14 @@ struct Cli {
 enum Command {
     /// Download an official data-set archive, verify its checksum and unpack it into `data/`.
     FetchData(fetch::Args),
+    /// Run the experiments behind a table or figure of the thesis and write results.md beside
+    /// the paper's numbers (see `--dry-run` for the run matrix and its cost).
+    Reproduce(reproduce::Args),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::FetchData(a) => fetch::run(a),
+        Command::Reproduce(a) => reproduce::run(a),
     }
 }

@@ -1,0 +1,664 @@
+//! The run matrix of every reproducible id at every scale: which models are trained, how, and what
+//! is measured on them, each as one resumable cell (a run directory), with an estimated cost.
+
+use std::fmt;
+
+use serde::Serialize;
+
+use crate::paper;
+
+/// Every id `cargo xtask reproduce` accepts (besides `all`), in the thesis's order.
+pub const IDS: &[&str] = &[
+    "table5.1", "table5.2", "fig5.1", "fig5.2", "fig5.3", "table6.1", "table6.2", "table6.3",
+    "table6.4", "fig6.1", "fig6.2",
+];
+
+/// How faithfully a reproduction follows the thesis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Scale {
+    /// The thesis's exact setting (architecture, epochs, batch size, data set, attacks).
+    Full,
+    /// Every method, α and ε of the thesis, on PreAct-ResNet-18 (ResNet-18 for STL-10) for 15 epochs.
+    Short,
+    /// A pipeline check in minutes on a CPU: `tiny` model, 512-image subsets, few epochs.
+    Smoke,
+}
+
+impl fmt::Display for Scale {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Scale::Full => "full",
+            Scale::Short => "short",
+            Scale::Smoke => "smoke",
+        })
+    }
+}
+
+/// Data sets, by the names `spat --dataset` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Dataset {
+    Cifar10,
+    Cifar100,
+    Stl10,
+}
+
+impl Dataset {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Dataset::Cifar10 => "cifar10",
+            Dataset::Cifar100 => "cifar100",
+            Dataset::Stl10 => "stl10",
+        }
+    }
+    pub fn num_classes(self) -> usize {
+        match self {
+            Dataset::Cifar100 => 100,
+            _ => 10,
+        }
+    }
+    /// Official training / test set sizes (for cost estimates).
+    pub fn train_size(self) -> usize {
+        match self {
+            Dataset::Stl10 => 5_000,
+            _ => 50_000,
+        }
+    }
+    pub fn test_size(self) -> usize {
+        match self {
+            Dataset::Stl10 => 8_000,
+            _ => 10_000,
+        }
+    }
+    /// Pixels per image relative to 32×32 (FLOPs of these convolutional nets scale with it).
+    pub fn pixel_factor(self) -> f64 {
+        match self {
+            Dataset::Stl10 => 9.0,
+            _ => 1.0,
+        }
+    }
+}
+
+/// One `spat train` run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrainSpec {
+    pub dataset: Dataset,
+    pub model: &'static str,
+    pub method: &'static str,
+    pub spat_alpha: Option<f64>,
+    /// Training radius in units of 1/255.
+    pub eps: f64,
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub train_subset: Option<usize>,
+    /// Test images used for the per-epoch accuracy in metrics.jsonl (monitoring only).
+    pub test_subset: Option<usize>,
+    /// RST's 500k pseudo-labelled TinyImages mixed into every batch (Table 6.3).
+    pub pseudo_labeled: bool,
+    pub seed: u64,
+}
+
+impl TrainSpec {
+    /// Directory name: every field that changes the run is in it, so equal runs share a directory.
+    pub fn name(&self) -> String {
+        let mut s = format!(
+            "train-{}-{}-{}",
+            self.dataset.as_str(),
+            self.model,
+            self.method
+        );
+        if let Some(a) = self.spat_alpha {
+            s.push_str(&format!("-spat{a}"));
+        }
+        if self.pseudo_labeled {
+            s.push_str("-ti500k");
+        }
+        s.push_str(&format!(
+            "-eps{}-e{}-b{}",
+            self.eps, self.epochs, self.batch_size
+        ));
+        if let Some(n) = self.train_subset {
+            s.push_str(&format!("-n{n}"));
+        }
+        if let Some(n) = self.test_subset {
+            s.push_str(&format!("-t{n}"));
+        }
+        s.push_str(&format!("-s{}", self.seed));
+        s
+    }
+
+    /// The row label of this run, in the thesis's naming ("TRADES + SPAT (α = 0.1)").
+    pub fn label(&self) -> String {
+        let method = match self.method {
+            "standard" => "Standard",
+            "madry" => "Madry",
+            "trades" => "TRADES",
+            "mart" => "MART",
+            "rst" => "RST",
+            m => m,
+        };
+        match self.spat_alpha {
+            Some(a) => format!("{method} + SPAT (α = {a})"),
+            None => method.to_string(),
+        }
+    }
+}
+
+/// What one cell does.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Job {
+    Train(TrainSpec),
+    /// `spat eval` of a trained cell's final weights.
+    Eval {
+        train: TrainSpec,
+        attacks: Vec<String>,
+        eps: f64,
+        test_subset: Option<usize>,
+    },
+    /// `spat sweep-alpha`: PGD-LS over α, plus PGD-CE and PGD-KL.
+    Sweep {
+        train: TrainSpec,
+        alphas: Vec<f64>,
+        eps: f64,
+        test_subset: Option<usize>,
+    },
+    /// `spat visualize`: a PNG grid of originals and adversarial examples.
+    Visualize {
+        train: TrainSpec,
+        attacks: Vec<String>,
+        eps: Vec<f64>,
+        classes: Vec<&'static str>,
+    },
+}
+
+/// One resumable unit of work: a directory under `<out>/runs/`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Cell {
+    pub name: String,
+    /// The paper row / curve this cell serves.
+    pub label: String,
+    pub job: Job,
+    /// Estimated cost in FLOPs (see [`COST_BASIS`]).
+    pub flops: f64,
+}
+
+/// The cells of one id at one scale: training cells first, then measurements.
+#[derive(Debug, Clone, Serialize)]
+pub struct Plan {
+    pub id: String,
+    pub scale: Scale,
+    pub cells: Vec<Cell>,
+}
+
+/// Per-scale choice of model, schedule and subsets.
+struct Setting {
+    scale: Scale,
+}
+
+/// Forward FLOPs of one 3×32×32 image (10 classes), as `spat model-info PRESET --json` reports
+/// them (2 × multiply-accumulates of convolutions and linear layers).
+pub const FORWARD_FLOPS: &[(&str, f64)] = &[
+    ("wrn-34-10", 13_317_812_736.0),
+    ("wrn-28-10", 10_486_657_536.0),
+    ("wrn-16-2", 202_213_888.0),
+    ("resnet-18", 1_110_845_440.0),
+    ("resnet-50", 2_595_659_776.0),
+    ("preact-resnet-18", 1_110_845_440.0),
+    ("tiny", 6_472_320.0),
+];
+
+/// Assumed sustained throughput for GPU scales (full, short), FLOP/s.
+pub const GPU_FLOPS_PER_SEC: f64 = 20e12;
+/// Assumed sustained throughput for the smoke scale on a 2-core CPU, FLOP/s.
+pub const CPU_FLOPS_PER_SEC: f64 = 5e9;
+
+pub const COST_BASIS: &str = "Estimated cost = forward FLOPs per image (spat model-info; ×9 for 96×96 STL-10) × \
+forward-equivalents per image (a forward+backward pass counts 3: standard training 3, Madry PGD-10 33, \
+TRADES/MART/RST 37 per training image; per-epoch monitoring clean + PGD-20 62; PGD-N 3N+1, FGSM 4 per test \
+image) × images (CIFAR 50,000 train / 10,000 test, STL-10 5,000 / 8,000, RST epochs 100,000 = 50k labelled + \
+50k pseudo-labelled), divided by an ASSUMED sustained 20 TFLOP/s for full/short (one A100/H100-class GPU in \
+f32/TF32, about a third of an H100's dense FP32 peak) and 5 GFLOP/s for smoke (2 CPU cores). These are \
+planning figures, not measurements.";
+
+fn forward_flops(model: &str) -> f64 {
+    FORWARD_FLOPS
+        .iter()
+        .find(|(m, _)| *m == model)
+        .map(|(_, f)| *f)
+        .unwrap_or_else(|| panic!("no FLOP count for preset {model}"))
+}
+
+/// Forward-pass equivalents of one training image under `method` with a 10-step attack.
+fn train_passes(method: &str) -> f64 {
+    match method {
+        "standard" => 3.0,
+        "madry" => 33.0,
+        _ => 37.0,
+    }
+}
+
+/// Forward-pass equivalents of evaluating one image under an attack spec.
+pub fn attack_passes(spec: &str) -> f64 {
+    let body = spec.split('@').next().unwrap_or(spec);
+    if body == "clean" {
+        return 1.0;
+    }
+    if body == "fgsm" {
+        return 4.0;
+    }
+    let digits = |s: &str| -> Option<f64> {
+        let d: String = s.chars().take_while(|c| c.is_ascii_digit()).collect();
+        d.parse().ok()
+    };
+    let steps = if let Some(rest) = body.strip_prefix("cw") {
+        digits(rest).unwrap_or(30.0)
+    } else if let Some(rest) = body.strip_prefix("pgd") {
+        digits(rest).unwrap_or(20.0)
+    } else {
+        20.0
+    };
+    3.0 * steps + 1.0
+}
+
+impl Setting {
+    fn model(&self, paper_model: &'static str, dataset: Dataset) -> &'static str {
+        match self.scale {
+            Scale::Full => paper_model,
+            Scale::Short if dataset == Dataset::Stl10 => "resnet-18",
+            Scale::Short => "preact-resnet-18",
+            Scale::Smoke => "tiny",
+        }
+    }
+    fn epochs(&self, paper_epochs: usize) -> usize {
+        match self.scale {
+            Scale::Full => paper_epochs,
+            Scale::Short => 15,
+            Scale::Smoke => SMOKE_EPOCHS,
+        }
+    }
+    fn batch_size(&self, paper_batch: usize) -> usize {
+        match self.scale {
+            Scale::Smoke => SMOKE_BATCH,
+            _ => paper_batch,
+        }
+    }
+    fn train_subset(&self) -> Option<usize> {
+        match self.scale {
+            Scale::Smoke => Some(SMOKE_TRAIN_IMAGES),
+            _ => None,
+        }
+    }
+    fn monitor_subset(&self) -> Option<usize> {
+        match self.scale {
+            Scale::Full => Some(1_000),
+            Scale::Short => Some(500),
+            Scale::Smoke => Some(SMOKE_MONITOR_IMAGES),
+        }
+    }
+    /// Test images of the final measurements (`None` = the whole test set).
+    fn eval_subset(&self) -> Option<usize> {
+        match self.scale {
+            Scale::Smoke => Some(SMOKE_EVAL_IMAGES),
+            _ => None,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn train(
+        &self,
+        dataset: Dataset,
+        paper_model: &'static str,
+        paper_epochs: usize,
+        paper_batch: usize,
+        method: &'static str,
+        spat_alpha: Option<f64>,
+        eps: f64,
+        pseudo_labeled: bool,
+    ) -> TrainSpec {
+        TrainSpec {
+            dataset,
+            model: self.model(paper_model, dataset),
+            method,
+            spat_alpha,
+            eps,
+            epochs: self.epochs(paper_epochs),
+            batch_size: self.batch_size(paper_batch),
+            train_subset: self.train_subset(),
+            test_subset: self.monitor_subset(),
+            pseudo_labeled,
+            seed: 0,
+        }
+    }
+
+    fn images(&self, full: usize, subset: Option<usize>) -> f64 {
+        subset.map_or(full, |n| n.min(full)) as f64
+    }
+
+    fn train_flops(&self, t: &TrainSpec) -> f64 {
+        let per_image = forward_flops(t.model) * t.dataset.pixel_factor();
+        let epoch_images = if t.pseudo_labeled {
+            2.0 * self.images(t.dataset.train_size(), t.train_subset)
+        } else {
+            self.images(t.dataset.train_size(), t.train_subset)
+        };
+        let monitor = self.images(t.dataset.test_size(), t.test_subset) * 62.0;
+        t.epochs as f64 * per_image * (epoch_images * train_passes(t.method) + monitor)
+    }
+
+    fn eval_flops(&self, t: &TrainSpec, attacks: &[String], subset: Option<usize>) -> f64 {
+        let per_image = forward_flops(t.model) * t.dataset.pixel_factor();
+        let passes: f64 = attacks.iter().map(|a| attack_passes(a)).sum();
+        per_image * passes * self.images(t.dataset.test_size(), subset)
+    }
+
+    fn train_cell(&self, t: TrainSpec) -> Cell {
+        Cell {
+            name: t.name(),
+            label: t.label(),
+            flops: self.train_flops(&t),
+            job: Job::Train(t),
+        }
+    }
+
+    fn eval_cell(&self, id: &str, label: &str, t: &TrainSpec, attacks: &[&str], eps: f64) -> Cell {
+        let attacks: Vec<String> = attacks.iter().map(|s| s.to_string()).collect();
+        let subset = self.eval_subset();
+        Cell {
+            name: format!("{id}-eval-{}", t.name().trim_start_matches("train-")),
+            label: label.to_string(),
+            flops: self.eval_flops(t, &attacks, subset),
+            job: Job::Eval {
+                train: t.clone(),
+                attacks,
+                eps,
+                test_subset: subset,
+            },
+        }
+    }
+}
+
+// Smoke-scale knobs: sized so that `reproduce table6.1 --scale smoke` and `fig5.3 --scale smoke`
+// each finish in a few minutes on 2 CPU cores.
+pub const SMOKE_EPOCHS: usize = 2;
+pub const SMOKE_BATCH: usize = 64;
+pub const SMOKE_TRAIN_IMAGES: usize = 512;
+pub const SMOKE_MONITOR_IMAGES: usize = 64;
+pub const SMOKE_EVAL_IMAGES: usize = 256;
+
+/// Evaluation radius of every table and figure (1/255 units).
+pub const EVAL_EPS: f64 = 8.0;
+/// α grid of Figure 5.3 (§5.2: 0 to 1, stride 0.1).
+pub const FIG_5_3_ALPHAS: &[f64] = &[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
+/// α grid of Figures 6.1/6.2 (§6.2: 0 to 1, stride 0.2; α = 0 is Madry).
+pub const FIG_6_ALPHAS: &[f64] = &[0.0, 0.2, 0.4, 0.6, 0.8, 1.0];
+/// Training radii of Figures 6.1/6.2 (1/255 units).
+pub const FIG_6_TRAIN_EPS: &[f64] = &[4.0, 8.0, 16.0];
+/// Evaluation attack of Figures 6.1/6.2: PGD-20, random start, step ε/10 (§6.2).
+pub const FIG_6_ATTACK: &str = "pgd20@eps/10";
+/// Radii of Figure 5.1's columns, left to right.
+pub const FIG_5_1_EPS: &[f64] = &[32.0, 16.0, 8.0];
+/// Figure 5.1's rows are a ship, a horse, a bird, a horse and an automobile (its caption); the
+/// first test images of those classes are shown.
+pub const FIG_5_ROWS: &[&str] = &["ship", "horse", "bird", "horse", "automobile"];
+/// Figure 5.2's columns after the original: PGD-CE, PGD-LS (α = 0.2), PGD-LS (α = 0.8), at 32/255.
+pub const FIG_5_2_ATTACKS: &[&str] = &["pgd20", "pgd-ls:0.2", "pgd-ls:0.8"];
+
+/// The data set an id needs.
+pub fn dataset_of(id: &str) -> Dataset {
+    match id {
+        "table6.2" | "fig6.2" => Dataset::Cifar100,
+        "table6.4" => Dataset::Stl10,
+        _ => Dataset::Cifar10,
+    }
+}
+
+/// Whether an id needs RST's 500k pseudo-labelled images.
+pub fn needs_pseudo_labeled(id: &str) -> bool {
+    id == "table6.3"
+}
+
+/// The two models of chapter 5, whose architecture the thesis does not state: trained as Table 6.1's
+/// Madry row (WRN-34-10, CIFAR-10, 100 epochs, batch 128), once without and once with PGD-10.
+fn chapter5_models(s: &Setting) -> (TrainSpec, TrainSpec) {
+    let standard = s.train(
+        Dataset::Cifar10,
+        "wrn-34-10",
+        100,
+        128,
+        "standard",
+        None,
+        8.0,
+        false,
+    );
+    let madry = s.train(
+        Dataset::Cifar10,
+        "wrn-34-10",
+        100,
+        128,
+        "madry",
+        None,
+        8.0,
+        false,
+    );
+    (standard, madry)
+}
+
+/// The run matrix of `id` at `scale`; `None` for an unknown id.
+pub fn plan(id: &str, scale: Scale) -> Option<Plan> {
+    let s = Setting { scale };
+    let mut cells = Vec::new();
+    match id {
+        "table5.1" | "table5.2" => {
+            let (standard, madry) = chapter5_models(&s);
+            let (model, table) = if id == "table5.1" {
+                (standard, &paper::TABLE_5_1)
+            } else {
+                (madry, &paper::TABLE_5_2)
+            };
+            let mut attacks = vec!["clean"];
+            attacks.extend(table.columns.iter().map(|c| c.attack));
+            cells.push(s.train_cell(model.clone()));
+            cells.push(s.eval_cell(id, table.rows[0].label, &model, &attacks, EVAL_EPS));
+        }
+        "fig5.1" | "fig5.2" => {
+            let (_, madry) = chapter5_models(&s);
+            let (attacks, eps): (Vec<String>, Vec<f64>) = if id == "fig5.1" {
+                (vec!["cw30".into()], FIG_5_1_EPS.to_vec())
+            } else {
+                (
+                    FIG_5_2_ATTACKS.iter().map(|a| a.to_string()).collect(),
+                    vec![32.0],
+                )
+            };
+            cells.push(s.train_cell(madry.clone()));
+            let flops = s.eval_flops(&madry, &attacks, Some(FIG_5_ROWS.len())) * eps.len() as f64;
+            cells.push(Cell {
+                name: format!(
+                    "{id}-visualize-{}",
+                    madry.name().trim_start_matches("train-")
+                ),
+                label: "Madry".into(),
+                flops,
+                job: Job::Visualize {
+                    train: madry,
+                    attacks,
+                    eps,
+                    classes: FIG_5_ROWS.to_vec(),
+                },
+            });
+        }
+        "fig5.3" => {
+            let (standard, madry) = chapter5_models(&s);
+            for t in [&standard, &madry] {
+                cells.push(s.train_cell(t.clone()));
+            }
+            for t in [standard, madry] {
+                let subset = s.eval_subset();
+                let attacks: Vec<String> = std::iter::once("clean".to_string())
+                    .chain(FIG_5_3_ALPHAS.iter().map(|a| format!("pgd-ls:{a}")))
+                    .chain(["pgd20".to_string(), "pgd-kl".to_string()])
+                    .collect();
+                cells.push(Cell {
+                    name: format!("{id}-sweep-{}", t.name().trim_start_matches("train-")),
+                    label: t.label(),
+                    flops: s.eval_flops(&t, &attacks, subset),
+                    job: Job::Sweep {
+                        train: t,
+                        alphas: FIG_5_3_ALPHAS.to_vec(),
+                        eps: EVAL_EPS,
+                        test_subset: subset,
+                    },
+                });
+            }
+        }
+        "table6.1" | "table6.2" | "table6.3" | "table6.4" => {
+            let table = paper::table(id).expect("every table id has paper data");
+            let (dataset, model, epochs, batch, pseudo) = match id {
+                "table6.1" => (Dataset::Cifar10, "wrn-34-10", 100, 128, false),
+                "table6.2" => (Dataset::Cifar100, "wrn-34-10", 100, 128, false),
+                // §6.1.2: "exact same settings in RST": WRN-28-10, 200 epochs, batch 256 of which
+                // half are pseudo-labelled (RST's robust_self_training.py defaults).
+                "table6.3" => (Dataset::Cifar10, "wrn-28-10", 200, 256, true),
+                // §6.1.3: as the CIFAR runs but 200 epochs and batch size 32.
+                _ => (Dataset::Stl10, "resnet-18", 200, 32, false),
+            };
+            let attacks: Vec<&str> = table.columns.iter().map(|c| c.attack).collect();
+            let mut evals = Vec::new();
+            for row in table.rows {
+                let r = row.recipe.expect("chapter 6 rows are trained models");
+                let t = s.train(
+                    dataset,
+                    model,
+                    epochs,
+                    batch,
+                    r.method,
+                    r.spat_alpha,
+                    8.0,
+                    pseudo,
+                );
+                evals.push(s.eval_cell(id, row.label, &t, &attacks, EVAL_EPS));
+                cells.push(s.train_cell(t));
+            }
+            cells.extend(evals);
+        }
+        "fig6.1" | "fig6.2" => {
+            let dataset = dataset_of(id);
+            let mut evals = Vec::new();
+            for &eps in FIG_6_TRAIN_EPS {
+                for &alpha in FIG_6_ALPHAS {
+                    let spat_alpha = if alpha == 0.0 { None } else { Some(alpha) };
+                    let t = s.train(
+                        dataset,
+                        "resnet-50",
+                        100,
+                        128,
+                        "madry",
+                        spat_alpha,
+                        eps,
+                        false,
+                    );
+                    let label = format!("train ε = {eps}/255, α = {alpha}");
+                    evals.push(s.eval_cell(id, &label, &t, &["clean", FIG_6_ATTACK], EVAL_EPS));
+                    cells.push(s.train_cell(t));
+                }
+            }
+            cells.extend(evals);
+        }
+        _ => return None,
+    }
+    Some(Plan {
+        id: id.to_string(),
+        scale,
+        cells,
+    })
+}
+
+/// Seconds the estimate gives for `flops` at `scale`.
+pub fn estimated_seconds(flops: f64, scale: Scale) -> f64 {
+    match scale {
+        Scale::Smoke => flops / CPU_FLOPS_PER_SEC,
+        _ => flops / GPU_FLOPS_PER_SEC,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn trains(p: &Plan) -> Vec<&TrainSpec> {
+        p.cells
+            .iter()
+            .filter_map(|c| match &c.job {
+                Job::Train(t) => Some(t),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn full_table_6_1_is_the_papers_five_wrn_34_10_runs() {
+        let p = plan("table6.1", Scale::Full).unwrap();
+        let t = trains(&p);
+        let recipes: Vec<(&str, Option<f64>)> =
+            t.iter().map(|t| (t.method, t.spat_alpha)).collect();
+        assert_eq!(
+            recipes,
+            [
+                ("madry", None),
+                ("trades", None),
+                ("mart", None),
+                ("trades", Some(0.1)),
+                ("mart", Some(0.3))
+            ]
+        );
+        for t in t {
+            assert_eq!(
+                (t.model, t.epochs, t.batch_size, t.eps),
+                ("wrn-34-10", 100, 128, 8.0)
+            );
+            assert_eq!((t.dataset, t.train_subset), (Dataset::Cifar10, None));
+        }
+    }
+
+    #[test]
+    fn figure_6_grid_is_alpha_by_eps() {
+        let p = plan("fig6.1", Scale::Full).unwrap();
+        let t = trains(&p);
+        assert_eq!(t.len(), 18);
+        assert!(t
+            .iter()
+            .all(|t| t.model == "resnet-50" && t.method == "madry"));
+        let names: std::collections::BTreeSet<String> = t.iter().map(|t| t.name()).collect();
+        assert_eq!(names.len(), 18, "every (α, ε) has its own run directory");
+    }
+
+    #[test]
+    fn short_and_smoke_keep_every_run_but_shrink_them() {
+        for id in IDS {
+            let full = plan(id, Scale::Full).unwrap();
+            for scale in [Scale::Short, Scale::Smoke] {
+                let p = plan(id, scale).unwrap();
+                assert_eq!(p.cells.len(), full.cells.len(), "{id} {scale}");
+                for (a, b) in trains(&full).iter().zip(trains(&p)) {
+                    assert_eq!(
+                        (a.method, a.spat_alpha, a.eps),
+                        (b.method, b.spat_alpha, b.eps)
+                    );
+                    assert!(b.epochs < a.epochs);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn attack_costs() {
+        assert_eq!(attack_passes("clean"), 1.0);
+        assert_eq!(attack_passes("fgsm"), 4.0);
+        assert_eq!(attack_passes("pgd20"), 61.0);
+        assert_eq!(attack_passes("cw30"), 91.0);
+        assert_eq!(attack_passes("pgd-ls:0.1"), 61.0);
+        assert_eq!(attack_passes("pgd20@eps/10"), 61.0);
+    }
+}
