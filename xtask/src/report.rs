@@ -241,7 +241,7 @@ fn sweep_report(
         }
         let xs = matrix::FIG_5_3_ALPHAS;
         series.push(spat_report::Series {
-            label: format!("{who}: PGD-LS(α)"),
+            label: format!("{who}: PGD-LS(alpha)"),
             points: xs.iter().zip(&ls).map(|(&a, &y)| (a, Some(y))).collect(),
             dashed: false,
         });
@@ -303,11 +303,8 @@ fn sweep_report(
     let png = dir.join("fig5.3.png");
     save_plot(
         &spat_report::LinePlot {
-            title: format!(
-                "Figure 5.3 (spat, {} scale): robust accuracy vs α at ε = 8/255",
-                plan.scale
-            ),
-            x_label: "label-smoothing α of PGD-LS".into(),
+            title: format!("Fig. 5.3, spat {} scale, eps 8/255", plan.scale),
+            x_label: "label-smoothing alpha of PGD-LS".into(),
             y_label: "accuracy (%)".into(),
             series,
             y_range: Some((0.0, 100.0)),
@@ -409,7 +406,7 @@ fn alpha_grid_report(
                 .collect();
             pts.sort_by(|x, y| x.0.total_cmp(&y.0));
             series.push(spat_report::Series {
-                label: format!("{what}, train ε={e}/255"),
+                label: format!("{what}, train eps {e}/255"),
                 points: pts,
                 dashed: robust,
             });
@@ -419,11 +416,8 @@ fn alpha_grid_report(
     let name = format!("{}.png", plan.id);
     save_plot(
         &spat_report::LinePlot {
-            title: format!(
-                "{title} (spat, {} scale): accuracy vs α, evaluation ε = 8/255",
-                plan.scale
-            ),
-            x_label: "label-smoothing α of SPAT".into(),
+            title: format!("{title}, spat {} scale, eval eps 8/255", plan.scale),
+            x_label: "label-smoothing alpha of SPAT".into(),
             y_label: "accuracy (%)".into(),
             series,
             y_range: Some((0.0, 100.0)),

@@ -1,0 +1,512 @@
+//! `cargo xtask reproduce`: the run matrix of every id (dry run), missing-data errors, report
+//! assembly from finished cells, and resumption (finished cells skipped, killed training resumed).
+//! A stand-in `spat` (a shell script, via SPAT_BIN) records its calls, so no model is trained here.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+fn xtask() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+}
+
+fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "xtask failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    out
+}
+
+fn plan(id: &str, scale: &str) -> Value {
+    let out = ok(xtask()
+        .args([
+            "reproduce",
+            id,
+            "--scale",
+            scale,
+            "--dry-run",
+            "--json",
+            "--out",
+            "/tmp/unused",
+        ])
+        .output()
+        .unwrap());
+    serde_json::from_slice(&out.stdout).expect("dry-run --json prints one JSON object")
+}
+
+fn jobs<'a>(p: &'a Value, kind: &str) -> Vec<&'a Value> {
+    p["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| &c["job"])
+        .filter(|j| j["kind"] == kind)
+        .collect()
+}
+
+fn recipe(j: &Value) -> (String, Option<f64>) {
+    (
+        j["method"].as_str().unwrap().to_string(),
+        j["spat_alpha"].as_f64(),
+    )
+}
+
+fn strs(v: &Value) -> Vec<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn full_scale_tables_6_x_train_exactly_the_papers_rows() {
+    let cases: [(&str, &str, &str, u64, u64, &[(&str, Option<f64>)], &[&str]); 4] = [
+        (
+            "table6.1",
+            "cifar10",
+            "wrn-34-10",
+            100,
+            128,
+            &[
+                ("madry", None),
+                ("trades", None),
+                ("mart", None),
+                ("trades", Some(0.1)),
+                ("mart", Some(0.3)),
+            ],
+            &["clean", "fgsm", "pgd20", "cw30"],
+        ),
+        (
+            "table6.2",
+            "cifar100",
+            "wrn-34-10",
+            100,
+            128,
+            &[
+                ("madry", None),
+                ("trades", None),
+                ("mart", None),
+                ("trades", Some(0.1)),
+                ("mart", Some(0.2)),
+            ],
+            &["clean", "fgsm", "pgd20", "cw30"],
+        ),
+        (
+            "table6.3",
+            "cifar10",
+            "wrn-28-10",
+            200,
+            256,
+            &[
+                ("rst", None),
+                ("mart", None),
+                ("rst", Some(0.1)),
+                ("mart", Some(0.1)),
+            ],
+            &["clean", "pgd20"],
+        ),
+        (
+            "table6.4",
+            "stl10",
+            "resnet-18",
+            200,
+            32,
+            &[
+                ("trades", None),
+                ("mart", None),
+                ("trades", Some(0.1)),
+                ("mart", Some(0.2)),
+            ],
+            &["clean", "pgd20"],
+        ),
+    ];
+    for (id, dataset, model, epochs, batch, recipes, attacks) in cases {
+        let p = plan(id, "full");
+        let trains = jobs(&p, "train");
+        let got: Vec<(String, Option<f64>)> = trains.iter().map(|j| recipe(j)).collect();
+        let want: Vec<(String, Option<f64>)> =
+            recipes.iter().map(|(m, a)| (m.to_string(), *a)).collect();
+        assert_eq!(got, want, "{id}");
+        for t in &trains {
+            assert_eq!(t["dataset"], dataset, "{id}");
+            assert_eq!(t["model"], model, "{id}");
+            assert_eq!(t["epochs"], epochs, "{id}");
+            assert_eq!(t["batch_size"], batch, "{id}");
+            assert_eq!(t["eps"], 8.0, "{id}");
+            assert!(
+                t["train_subset"].is_null(),
+                "{id}: full scale trains on the whole training set"
+            );
+            assert_eq!(t["pseudo_labeled"], id == "table6.3", "{id}");
+        }
+        let evals = jobs(&p, "eval");
+        assert_eq!(evals.len(), recipes.len(), "{id}");
+        for e in evals {
+            assert_eq!(
+                strs(&e["attacks"]),
+                attacks.iter().map(|s| s.to_string()).collect::<Vec<_>>()
+            );
+            assert_eq!(e["eps"], 8.0);
+            assert!(
+                e["test_subset"].is_null(),
+                "{id}: full scale evaluates the whole test set"
+            );
+        }
+        assert!(
+            p["estimated_hours"].as_f64().unwrap() > 1.0,
+            "{id}: a full run costs GPU-hours"
+        );
+    }
+}
+
+#[test]
+fn full_scale_figures_6_are_resnet_50_alpha_by_eps_grids() {
+    for (id, dataset) in [("fig6.1", "cifar10"), ("fig6.2", "cifar100")] {
+        let p = plan(id, "full");
+        let trains = jobs(&p, "train");
+        let mut grid = BTreeSet::new();
+        for t in &trains {
+            assert_eq!(
+                (
+                    t["model"].as_str(),
+                    t["dataset"].as_str(),
+                    t["method"].as_str()
+                ),
+                (Some("resnet-50"), Some(dataset), Some("madry"))
+            );
+            let alpha = t["spat_alpha"].as_f64().unwrap_or(0.0);
+            grid.insert((
+                (t["eps"].as_f64().unwrap() * 10.0) as i64,
+                (alpha * 10.0).round() as i64,
+            ));
+        }
+        let want: BTreeSet<(i64, i64)> = [40, 80, 160]
+            .iter()
+            .flat_map(|&e| [0, 2, 4, 6, 8, 10].map(move |a| (e, a)))
+            .collect();
+        assert_eq!(
+            grid, want,
+            "{id}: α ∈ {{0, 0.2, …, 1}} × train ε ∈ {{4, 8, 16}}/255"
+        );
+        for e in jobs(&p, "eval") {
+            assert_eq!(strs(&e["attacks"]), ["clean", "pgd20@eps/10"]);
+            assert_eq!(
+                e["eps"], 8.0,
+                "{id}: evaluated at 8/255 whatever the training ε"
+            );
+        }
+    }
+}
+
+#[test]
+fn full_scale_chapter_5_uses_a_standard_and_a_madry_model() {
+    let t51 = plan("table5.1", "full");
+    assert_eq!(
+        jobs(&t51, "train")
+            .iter()
+            .map(|j| recipe(j))
+            .collect::<Vec<_>>(),
+        [("standard".into(), None)]
+    );
+    assert_eq!(
+        strs(&jobs(&t51, "eval")[0]["attacks"]),
+        [
+            "clean",
+            "pgd-kl",
+            "pgd-ls:0.01",
+            "pgd-ls:0.001",
+            "pgd-ls:0.0001",
+            "pgd-ls:0.00005",
+            "pgd-ls:0.00001"
+        ]
+    );
+    let t52 = plan("table5.2", "full");
+    assert_eq!(
+        jobs(&t52, "train")
+            .iter()
+            .map(|j| recipe(j))
+            .collect::<Vec<_>>(),
+        [("madry".into(), None)]
+    );
+    assert_eq!(
+        strs(&jobs(&t52, "eval")[0]["attacks"]),
+        [
+            "clean",
+            "pgd-kl",
+            "pgd-ls:0.1",
+            "pgd-ls:0.2",
+            "pgd-ls:0.3",
+            "pgd-ls:0.4",
+            "pgd-ls:0.5"
+        ]
+    );
+    let f53 = plan("fig5.3", "full");
+    assert_eq!(jobs(&f53, "train").len(), 2);
+    for s in jobs(&f53, "sweep") {
+        let alphas: Vec<f64> = s["alphas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_f64().unwrap())
+            .collect();
+        assert_eq!(alphas.len(), 11);
+        assert!(alphas
+            .iter()
+            .enumerate()
+            .all(|(i, a)| (a - i as f64 / 10.0).abs() < 1e-12));
+    }
+    let f51 = plan("fig5.1", "full");
+    let v = jobs(&f51, "visualize")[0];
+    assert_eq!(strs(&v["attacks"]), ["cw30"]);
+    assert_eq!(v["eps"], serde_json::json!([32.0, 16.0, 8.0]));
+    let f52 = plan("fig5.2", "full");
+    let v = jobs(&f52, "visualize")[0];
+    assert_eq!(strs(&v["attacks"]), ["pgd20", "pgd-ls:0.2", "pgd-ls:0.8"]);
+    assert_eq!(v["eps"], serde_json::json!([32.0]));
+}
+
+#[test]
+fn all_shares_training_runs_between_ids() {
+    let all = plan("all", "full");
+    let names: Vec<&str> = all["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    let unique: BTreeSet<&str> = names.iter().copied().collect();
+    assert_eq!(unique.len(), names.len(), "every cell once");
+    // Chapter 5's Madry model is Table 6.1's Madry row: one run serves both.
+    let madry: Vec<&&str> = names
+        .iter()
+        .filter(|n| n.starts_with("train-cifar10-wrn-34-10-madry-eps8"))
+        .collect();
+    assert_eq!(madry.len(), 1, "{madry:?}");
+}
+
+#[test]
+fn unknown_id_and_missing_data_are_clear_errors() {
+    let out = xtask().args(["reproduce", "table9.9"]).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("unknown id `table9.9`") && err.contains("table6.1"),
+        "{err}"
+    );
+
+    let empty = tempfile::tempdir().unwrap();
+    for (id, file, fetch) in [
+        (
+            "table6.2",
+            "cifar-100-binary/train.bin",
+            "cargo xtask fetch-data cifar100",
+        ),
+        (
+            "table6.4",
+            "stl10_binary/train_X.bin",
+            "cargo xtask fetch-data stl10",
+        ),
+        (
+            "table6.3",
+            "ti_500K_pseudo_labeled.pickle",
+            "fetch-data ti500k",
+        ),
+        (
+            "table6.1",
+            "cifar-10-batches-bin/data_batch_2.bin",
+            "cargo xtask fetch-data cifar10",
+        ),
+    ] {
+        let out = xtask()
+            .args(["reproduce", id, "--scale", "short", "--data-dir"])
+            .arg(empty.path())
+            .args(["--out"])
+            .arg(empty.path().join("out"))
+            .env("SPAT_BIN", "/nonexistent/spat")
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{id}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(file) && err.contains(fetch), "{id}: {err}");
+        assert!(
+            !empty.path().join("out").exists(),
+            "{id}: nothing is written before the data check"
+        );
+        // A dry run still shows the matrix.
+        ok(xtask()
+            .args([
+                "reproduce",
+                id,
+                "--scale",
+                "full",
+                "--dry-run",
+                "--data-dir",
+            ])
+            .arg(empty.path())
+            .output()
+            .unwrap());
+    }
+}
+
+/// A stand-in for `spat`: logs its arguments and writes what each command would write.
+fn fake_spat(dir: &Path) -> PathBuf {
+    let path = dir.join("fake-spat.sh");
+    let script = r#"#!/usr/bin/env bash
+set -eu
+echo "$*" >> "$(dirname "$0")/calls.log"
+cmd="$1"; shift
+out=""; attacks=""; resume=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) out="$2"; shift;;
+    --attacks) attacks="$2"; shift;;
+    --resume) resume="$2"; shift;;
+  esac
+  shift
+done
+case "$cmd" in
+  train)
+    dir="${resume:-$out}"; mkdir -p "$dir"; echo '{}' > "$dir/config.json"; echo weights > "$dir/model.safetensors";;
+  eval)
+    printf '{'; sep=""; for a in ${attacks//,/ }; do printf '%s"%s": 42.5' "$sep" "$a"; sep=", "; done; printf '}\n';;
+  sweep-alpha)
+    mkdir -p "$out"
+    rows=""; for a in 0 0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8 0.9 1; do rows="$rows{\"attack\":\"pgd-ls\",\"alpha\":$a,\"accuracy\":$(awk "BEGIN{print 10+50*$a}")},"; done
+    echo "{\"examples\":256,\"eps\":0.031,\"steps\":20,\"clean_accuracy\":50,\"rows\":[$rows{\"attack\":\"pgd-ce\",\"alpha\":null,\"accuracy\":10},{\"attack\":\"pgd-kl\",\"alpha\":null,\"accuracy\":30}]}" > "$out/sweep.json";;
+  *) echo "unexpected command $cmd" >&2; exit 2;;
+esac
+"#;
+    fs::write(&path, script).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    path
+}
+
+fn calls(dir: &Path) -> Vec<String> {
+    fs::read_to_string(dir.join("calls.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn table_report_has_every_paper_row_and_resumes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spat = fake_spat(tmp.path());
+    let out = tmp.path().join("t61");
+    let run = || {
+        ok(xtask()
+            .args(["reproduce", "table6.1", "--scale", "smoke", "--out"])
+            .arg(&out)
+            .env("SPAT_BIN", &spat)
+            .output()
+            .unwrap())
+    };
+    // A training run killed mid-way: config.json present, no DONE marker -> resumed, not restarted.
+    let plan = plan("table6.1", "smoke");
+    let first_train = plan["cells"][0]["name"].as_str().unwrap().to_string();
+    fs::create_dir_all(out.join("runs").join(&first_train)).unwrap();
+    fs::write(
+        out.join("runs").join(&first_train).join("config.json"),
+        "{}",
+    )
+    .unwrap();
+    run();
+    let c = calls(tmp.path());
+    assert_eq!(c.len(), 10, "5 trainings + 5 evaluations: {c:#?}");
+    assert!(
+        c[0].starts_with("train --resume") && c[0].contains(&first_train),
+        "{}",
+        c[0]
+    );
+    assert!(
+        c[1].starts_with("train --dataset cifar10") && c[1].contains("--model tiny"),
+        "{}",
+        c[1]
+    );
+    assert!(
+        c[5].starts_with("eval ") && c[5].contains("--attacks clean,fgsm,pgd20,cw30"),
+        "{}",
+        c[5]
+    );
+
+    let md = fs::read_to_string(out.join("results.md")).unwrap();
+    for (label, values) in [
+        ("Madry", ["84.39", "59.93", "56.37", "54.14"]),
+        ("TRADES", ["85.97", "62.29", "57.32", "54.38"]),
+        ("MART", ["83.7", "61.93", "58.46", "53.28"]),
+        (
+            "TRADES + SPAT (α = 0.1)",
+            ["84.6", "61.46", "58.22", "54.97"],
+        ),
+        (
+            "MART + SPAT (α = 0.3)",
+            ["81.93", "61.87", "59.59", "51.57"],
+        ),
+    ] {
+        let line = md
+            .lines()
+            .find(|l| l.starts_with(&format!("| {label} |")))
+            .unwrap_or_else(|| panic!("row {label}:\n{md}"));
+        for v in values {
+            assert!(
+                line.contains(&format!("| {v} | 42.50 |")),
+                "{label}: {line}"
+            );
+        }
+    }
+    assert!(
+        md.contains("NOT comparable"),
+        "a smoke report says its numbers are not the paper's"
+    );
+    let json: Value =
+        serde_json::from_str(&fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(json["rows"].as_array().unwrap().len(), 5);
+    assert_eq!(json["rows"][2]["paper"]["PGD-20"], 58.46);
+    assert_eq!(json["rows"][2]["spat"]["PGD-20"], 42.5);
+
+    // Everything is finished: a re-run calls spat no more and rewrites the same report.
+    run();
+    assert_eq!(calls(tmp.path()).len(), 10);
+    assert_eq!(fs::read_to_string(out.join("results.md")).unwrap(), md);
+}
+
+#[test]
+fn figure_5_3_report_has_a_png_plot_and_checks_the_texts_claims() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spat = fake_spat(tmp.path());
+    let out = tmp.path().join("f53");
+    ok(xtask()
+        .args(["reproduce", "fig5.3", "--scale", "smoke", "--out"])
+        .arg(&out)
+        .env("SPAT_BIN", &spat)
+        .output()
+        .unwrap());
+    let png = fs::read(out.join("fig5.3.png")).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let md = fs::read_to_string(out.join("results.md")).unwrap();
+    assert!(md.contains("| PGD-LS α = 0.5 | 35.00 | 35.00 |"), "{md}");
+    // The stand-in's curve rises with α and ends at 60 > clean 50: both claims hold.
+    assert!(
+        md.contains("bigger α leads to higher robust accuracy\": 10 of 10"),
+        "{md}"
+    );
+    assert!(
+        md.contains("PGD-LS(1.0) 60.00 vs clean 50.00 — holds"),
+        "{md}"
+    );
+    let json: Value =
+        serde_json::from_str(&fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
+    assert_eq!(json["models"].as_array().unwrap().len(), 2);
+}
