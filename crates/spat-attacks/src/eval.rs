@@ -44,8 +44,9 @@ fn progress_bar(progress: bool) -> indicatif::ProgressBar {
 /// Evaluates `model` (in `Mode::Eval`) on `batches` under every attack of `attacks` at radius `eps`.
 ///
 /// An example counts towards `worst_case` only if it is classified correctly clean and under every
-/// attack. The random start of attack `a` on batch `b` comes from
-/// `host_rng(seed, streams::EVAL_ATTACK + 1024·b + a)`, so results do not depend on what else runs.
+/// attack. Every attack on batch `b` starts from a fresh `host_rng(seed, streams::EVAL_ATTACK + b)`,
+/// so attacks of one list share their random starts (PGD-LS(0) and PGD-CE give identical results)
+/// and no result depends on which other attacks run.
 pub fn evaluate<I>(
     model: &dyn Classifier,
     batches: I,
@@ -72,12 +73,10 @@ where
         let clean = correct(model, &batch.images, &batch.labels)?;
         let mut robust = clean.clone();
         *hits.get_mut("clean").expect("inserted") += clean.iter().filter(|&&c| c).count();
-        for (a, (name, attack)) in built.iter().enumerate() {
+        for (name, attack) in &built {
             let Some(attack) = attack else { continue };
-            let mut rng = spat_core::rng::host_rng(
-                seed,
-                spat_core::rng::streams::EVAL_ATTACK + 1024 * b as u64 + a as u64,
-            );
+            let mut rng =
+                spat_core::rng::host_rng(seed, spat_core::rng::streams::EVAL_ATTACK + b as u64);
             let x_adv = attack.perturb(model, &batch.images, &batch.labels, &mut rng)?;
             let ok = correct(model, &x_adv, &batch.labels)?;
             *hits.get_mut(name).expect("inserted") += ok.iter().filter(|&&c| c).count();
