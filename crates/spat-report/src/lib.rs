@@ -1,0 +1,543 @@
+//! PNG figures for spat: line plots (accuracy against α, Figures 5.3 / 6.1 / 6.2) and labelled
+//! image grids (adversarial examples, Figures 5.1 / 5.2). Pure Rust, no ML dependencies, so the
+//! `xtask` can draw figures without linking candle.
+
+use std::path::Path;
+
+/// An RGB raster, row-major, 3 bytes per pixel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Canvas {
+    pub width: usize,
+    pub height: usize,
+    pub pixels: Vec<u8>,
+}
+
+pub type Rgb = [u8; 3];
+
+pub const WHITE: Rgb = [255, 255, 255];
+pub const BLACK: Rgb = [0, 0, 0];
+pub const GREY: Rgb = [200, 200, 200];
+/// Distinguishable series colours (Tableau 10), in legend order.
+pub const PALETTE: [Rgb; 8] = [
+    [31, 119, 180],
+    [255, 127, 14],
+    [44, 160, 44],
+    [214, 39, 40],
+    [148, 103, 189],
+    [140, 86, 75],
+    [227, 119, 194],
+    [127, 127, 127],
+];
+
+/// Height of one line of text at scale 1 (the glyphs are 8x8).
+pub const GLYPH: usize = 8;
+
+#[derive(Debug)]
+pub enum Error {
+    Io(std::path::PathBuf, std::io::Error),
+    Png(std::path::PathBuf, String),
+    Invalid(String),
+}
+
+impl std::fmt::Display for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Error::Io(p, e) => write!(f, "{}: {e}", p.display()),
+            Error::Png(p, e) => write!(f, "{}: cannot encode PNG ({e})", p.display()),
+            Error::Invalid(m) => f.write_str(m),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Canvas {
+    pub fn new(width: usize, height: usize, background: Rgb) -> Self {
+        let mut pixels = Vec::with_capacity(width * height * 3);
+        for _ in 0..width * height {
+            pixels.extend_from_slice(&background);
+        }
+        Self {
+            width,
+            height,
+            pixels,
+        }
+    }
+
+    pub fn get(&self, x: usize, y: usize) -> Rgb {
+        let i = (y * self.width + x) * 3;
+        [self.pixels[i], self.pixels[i + 1], self.pixels[i + 2]]
+    }
+
+    /// Sets one pixel; coordinates outside the canvas are ignored (clipping).
+    pub fn set(&mut self, x: i64, y: i64, c: Rgb) {
+        if x < 0 || y < 0 || x as usize >= self.width || y as usize >= self.height {
+            return;
+        }
+        let i = (y as usize * self.width + x as usize) * 3;
+        self.pixels[i..i + 3].copy_from_slice(&c);
+    }
+
+    pub fn fill_rect(&mut self, x: i64, y: i64, w: usize, h: usize, c: Rgb) {
+        for dy in 0..h as i64 {
+            for dx in 0..w as i64 {
+                self.set(x + dx, y + dy, c);
+            }
+        }
+    }
+
+    /// A line `thickness` pixels wide (Bresenham with a square pen).
+    pub fn line(&mut self, (x0, y0): (i64, i64), (x1, y1): (i64, i64), c: Rgb, thickness: usize) {
+        let (dx, dy) = ((x1 - x0).abs(), -(y1 - y0).abs());
+        let (sx, sy) = (if x0 < x1 { 1 } else { -1 }, if y0 < y1 { 1 } else { -1 });
+        let (mut x, mut y, mut err) = (x0, y0, dx + dy);
+        let half = thickness as i64 / 2;
+        loop {
+            self.fill_rect(x - half, y - half, thickness, thickness, c);
+            if x == x1 && y == y1 {
+                break;
+            }
+            let e2 = 2 * err;
+            if e2 >= dy {
+                err += dy;
+                x += sx;
+            }
+            if e2 <= dx {
+                err += dx;
+                y += sy;
+            }
+        }
+    }
+
+    /// Draws text with its top-left corner at `(x, y)`, each glyph pixel `scale` pixels wide.
+    /// ASCII and Greek (U+0390..U+03C9, so α and ε of the figures) are drawn; anything else as `?`.
+    pub fn text(&mut self, x: i64, y: i64, s: &str, c: Rgb, scale: usize) {
+        for (k, ch) in s.chars().enumerate() {
+            let glyph = glyph(ch);
+            for (row, bits) in glyph.iter().enumerate() {
+                for col in 0..8 {
+                    if bits >> col & 1 == 1 {
+                        let px = x + ((k * 8 + col) * scale) as i64;
+                        let py = y + (row * scale) as i64;
+                        self.fill_rect(px, py, scale, scale, c);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Width in pixels of `s` drawn by [`Canvas::text`].
+    pub fn text_width(s: &str, scale: usize) -> usize {
+        s.chars().count() * 8 * scale
+    }
+
+    /// Copies `img` (RGB, row-major) with its top-left at `(x, y)`, each pixel enlarged to a
+    /// `scale` x `scale` block (nearest neighbour, so no pixel of an adversarial example is blurred).
+    pub fn blit_scaled(&mut self, x: i64, y: i64, img: &Canvas, scale: usize) {
+        for iy in 0..img.height {
+            for ix in 0..img.width {
+                let c = img.get(ix, iy);
+                self.fill_rect(
+                    x + (ix * scale) as i64,
+                    y + (iy * scale) as i64,
+                    scale,
+                    scale,
+                    c,
+                );
+            }
+        }
+    }
+
+    /// An image from planar CHW `u8` data with 1 or 3 channels.
+    pub fn from_planar(data: &[u8], channels: usize, height: usize, width: usize) -> Result<Self> {
+        if (channels != 1 && channels != 3) || data.len() != channels * height * width {
+            return Err(Error::Invalid(format!(
+                "planar image of {} bytes does not match {channels}x{height}x{width}",
+                data.len()
+            )));
+        }
+        let plane = height * width;
+        let mut pixels = Vec::with_capacity(plane * 3);
+        for i in 0..plane {
+            for c in 0..3 {
+                pixels.push(data[if channels == 1 { i } else { c * plane + i }]);
+            }
+        }
+        Ok(Self {
+            width,
+            height,
+            pixels,
+        })
+    }
+
+    /// Encodes as an 8-bit RGB PNG.
+    pub fn to_png(&self) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let err = |e: png::EncodingError| Error::Png("<memory>".into(), e.to_string());
+        {
+            let mut enc = png::Encoder::new(&mut out, self.width as u32, self.height as u32);
+            enc.set_color(png::ColorType::Rgb);
+            enc.set_depth(png::BitDepth::Eight);
+            let mut w = enc.write_header().map_err(err)?;
+            w.write_image_data(&self.pixels).map_err(err)?;
+            w.finish().map_err(err)?;
+        }
+        Ok(out)
+    }
+
+    /// Writes the PNG through a temporary file and a rename, so a reader never sees half a file.
+    pub fn save_png(&self, path: &Path) -> Result<()> {
+        let bytes = self.to_png().map_err(|e| match e {
+            Error::Png(_, m) => Error::Png(path.to_path_buf(), m),
+            other => other,
+        })?;
+        let tmp = path.with_extension("png.tmp");
+        std::fs::write(&tmp, &bytes).map_err(|e| Error::Io(tmp.clone(), e))?;
+        std::fs::rename(&tmp, path).map_err(|e| Error::Io(path.to_path_buf(), e))
+    }
+}
+
+/// One line of a plot: `(x, y)` points joined in order; `None` values are gaps (missing runs).
+#[derive(Debug, Clone)]
+pub struct Series {
+    pub label: String,
+    pub points: Vec<(f64, Option<f64>)>,
+    /// Dashed lines are drawn for reference values (the paper's), solid for measured ones.
+    pub dashed: bool,
+}
+
+/// A line plot with axes, ticks, a title and a legend.
+#[derive(Debug, Clone)]
+pub struct LinePlot {
+    pub title: String,
+    pub x_label: String,
+    pub y_label: String,
+    pub series: Vec<Series>,
+    /// Fixed y range, e.g. `(0, 100)` for accuracies; `None` fits the data.
+    pub y_range: Option<(f64, f64)>,
+}
+
+impl LinePlot {
+    pub fn render(&self, width: usize, height: usize) -> Canvas {
+        let mut c = Canvas::new(width, height, WHITE);
+        let (left, right, top, bottom) = (70i64, 20i64, 40i64, 60i64);
+        let legend_h = (self.series.len() as i64) * 14 + 6;
+        let plot_w = width as i64 - left - right;
+        let plot_h = height as i64 - top - bottom - legend_h;
+        let xs: Vec<f64> = self
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.0))
+            .collect();
+        let ys: Vec<f64> = self
+            .series
+            .iter()
+            .flat_map(|s| s.points.iter().filter_map(|p| p.1))
+            .collect();
+        let (x0, x1) = min_max(&xs).unwrap_or((0.0, 1.0));
+        let (y0, y1) = self.y_range.or_else(|| min_max(&ys)).unwrap_or((0.0, 1.0));
+        let (x1, y1) = (
+            if x1 > x0 { x1 } else { x0 + 1.0 },
+            if y1 > y0 { y1 } else { y0 + 1.0 },
+        );
+        let px = |x: f64| left + ((x - x0) / (x1 - x0) * plot_w as f64).round() as i64;
+        let py = |y: f64| top + plot_h - ((y - y0) / (y1 - y0) * plot_h as f64).round() as i64;
+
+        c.text(left, 12, &self.title, BLACK, 2);
+        // Grid and ticks: 5 intervals on each axis.
+        for k in 0..=5 {
+            let fx = x0 + (x1 - x0) * k as f64 / 5.0;
+            let fy = y0 + (y1 - y0) * k as f64 / 5.0;
+            c.line((px(fx), top), (px(fx), top + plot_h), GREY, 1);
+            c.line((left, py(fy)), (left + plot_w, py(fy)), GREY, 1);
+            let lx = tick_label(fx);
+            c.text(
+                px(fx) - (Canvas::text_width(&lx, 1) / 2) as i64,
+                top + plot_h + 6,
+                &lx,
+                BLACK,
+                1,
+            );
+            let ly = tick_label(fy);
+            c.text(
+                left - 6 - Canvas::text_width(&ly, 1) as i64,
+                py(fy) - 4,
+                &ly,
+                BLACK,
+                1,
+            );
+        }
+        c.line((left, top), (left, top + plot_h), BLACK, 1);
+        c.line(
+            (left, top + plot_h),
+            (left + plot_w, top + plot_h),
+            BLACK,
+            1,
+        );
+        let xl_w = Canvas::text_width(&self.x_label, 1) as i64;
+        c.text(
+            left + plot_w / 2 - xl_w / 2,
+            top + plot_h + 20,
+            &self.x_label,
+            BLACK,
+            1,
+        );
+        c.text(4, top - 14, &self.y_label, BLACK, 1);
+
+        for (i, s) in self.series.iter().enumerate() {
+            let colour = PALETTE[i % PALETTE.len()];
+            let mut prev: Option<(i64, i64)> = None;
+            for &(x, y) in &s.points {
+                match y {
+                    Some(y) => {
+                        let p = (px(x), py(y.clamp(y0, y1)));
+                        if let Some(q) = prev {
+                            if s.dashed {
+                                dashed_line(&mut c, q, p, colour);
+                            } else {
+                                c.line(q, p, colour, 2);
+                            }
+                        }
+                        c.fill_rect(p.0 - 3, p.1 - 3, 7, 7, colour);
+                        prev = Some(p);
+                    }
+                    None => prev = None,
+                }
+            }
+            let ly = top + plot_h + 36 + i as i64 * 14;
+            if s.dashed {
+                dashed_line(&mut c, (left, ly + 4), (left + 30, ly + 4), colour);
+            } else {
+                c.line((left, ly + 4), (left + 30, ly + 4), colour, 2);
+            }
+            c.text(left + 38, ly, &s.label, BLACK, 1);
+        }
+        c
+    }
+}
+
+fn dashed_line(c: &mut Canvas, a: (i64, i64), b: (i64, i64), colour: Rgb) {
+    let n = (((b.0 - a.0).pow(2) + (b.1 - a.1).pow(2)) as f64).sqrt() / 6.0;
+    let n = n.ceil().max(1.0) as i64;
+    for k in (0..n).step_by(2) {
+        let t0 = k as f64 / n as f64;
+        let t1 = ((k + 1) as f64 / n as f64).min(1.0);
+        let at = |t: f64| {
+            (
+                a.0 + ((b.0 - a.0) as f64 * t).round() as i64,
+                a.1 + ((b.1 - a.1) as f64 * t).round() as i64,
+            )
+        };
+        c.line(at(t0), at(t1), colour, 2);
+    }
+}
+
+/// The 8x8 bitmap of `ch` (rows top to bottom, bit `i` = column `i`).
+fn glyph(ch: char) -> [u8; 8] {
+    let code = ch as usize;
+    if ch.is_ascii() {
+        font8x8::legacy::BASIC_LEGACY[code]
+    } else if let Some(g) = code
+        .checked_sub(0x390)
+        .and_then(|i| font8x8::legacy::GREEK_LEGACY.get(i))
+    {
+        *g
+    } else {
+        font8x8::legacy::BASIC_LEGACY[b'?' as usize]
+    }
+}
+
+fn min_max(v: &[f64]) -> Option<(f64, f64)> {
+    let finite: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
+    if finite.is_empty() {
+        return None;
+    }
+    Some((
+        finite.iter().copied().fold(f64::INFINITY, f64::min),
+        finite.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    ))
+}
+
+fn tick_label(v: f64) -> String {
+    if v.abs() >= 10.0 || v == v.round() {
+        format!("{v:.0}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// A grid of equally sized images with a header above each column and a label under each image.
+#[derive(Debug, Clone)]
+pub struct ImageGrid {
+    pub column_headers: Vec<String>,
+    /// `rows[r][c]` = (image, caption).
+    pub rows: Vec<Vec<(Canvas, String)>>,
+    /// Integer nearest-neighbour magnification of every image.
+    pub scale: usize,
+}
+
+impl ImageGrid {
+    /// Size of the rendered grid in pixels, `(width, height)`.
+    pub fn size(&self) -> Result<(usize, usize)> {
+        let (w, h, cols) = self.cell()?;
+        Ok((
+            cols * (w + PAD) + PAD,
+            HEADER + self.rows.len() * (h + CAPTION + PAD) + PAD,
+        ))
+    }
+
+    fn cell(&self) -> Result<(usize, usize, usize)> {
+        let first = self
+            .rows
+            .first()
+            .and_then(|r| r.first())
+            .ok_or_else(|| Error::Invalid("image grid has no images".into()))?;
+        let cols = self
+            .column_headers
+            .len()
+            .max(self.rows.iter().map(Vec::len).max().unwrap_or(0));
+        for row in &self.rows {
+            for (img, _) in row {
+                if (img.width, img.height) != (first.0.width, first.0.height) {
+                    return Err(Error::Invalid(format!(
+                        "image grid mixes image sizes {}x{} and {}x{}",
+                        first.0.width, first.0.height, img.width, img.height
+                    )));
+                }
+            }
+        }
+        let w = (first.0.width * self.scale).max(
+            self.column_headers
+                .iter()
+                .map(|h| Canvas::text_width(h, 1))
+                .max()
+                .unwrap_or(0),
+        );
+        Ok((w, first.0.height * self.scale, cols))
+    }
+
+    pub fn render(&self) -> Result<Canvas> {
+        let (w, h, _) = self.cell()?;
+        let (width, height) = self.size()?;
+        let mut c = Canvas::new(width, height, WHITE);
+        for (j, head) in self.column_headers.iter().enumerate() {
+            let x = PAD + j * (w + PAD);
+            c.text(x as i64, 6, head, BLACK, 1);
+        }
+        for (i, row) in self.rows.iter().enumerate() {
+            let y = HEADER + i * (h + CAPTION + PAD);
+            for (j, (img, caption)) in row.iter().enumerate() {
+                let x = PAD + j * (w + PAD);
+                c.blit_scaled(x as i64, y as i64, img, self.scale);
+                c.text(x as i64, (y + h + 3) as i64, caption, BLACK, 1);
+            }
+        }
+        Ok(c)
+    }
+}
+
+const PAD: usize = 8;
+const HEADER: usize = 20;
+const CAPTION: usize = 14;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decode(bytes: &[u8]) -> (u32, u32, Vec<u8>) {
+        let dec = png::Decoder::new(std::io::Cursor::new(bytes));
+        let mut r = dec.read_info().unwrap();
+        let mut buf = vec![0; r.output_buffer_size().unwrap()];
+        let info = r.next_frame(&mut buf).unwrap();
+        buf.truncate(info.buffer_size());
+        (info.width, info.height, buf)
+    }
+
+    #[test]
+    fn png_round_trip_keeps_pixels() {
+        let mut c = Canvas::new(5, 3, WHITE);
+        c.set(1, 2, [10, 20, 30]);
+        c.set(99, 99, BLACK); // clipped, no panic
+        let (w, h, px) = decode(&c.to_png().unwrap());
+        assert_eq!((w, h), (5, 3));
+        assert_eq!(px, c.pixels);
+        assert_eq!(&px[(2 * 5 + 1) * 3..(2 * 5 + 1) * 3 + 3], &[10, 20, 30]);
+    }
+
+    #[test]
+    fn planar_to_rgb_and_nearest_neighbour_upscale() {
+        // 2x1 image: pixel 0 = (1, 3, 5), pixel 1 = (2, 4, 6) in planar RGB.
+        let img = Canvas::from_planar(&[1, 2, 3, 4, 5, 6], 3, 1, 2).unwrap();
+        assert_eq!(img.pixels, vec![1, 3, 5, 2, 4, 6]);
+        let mut c = Canvas::new(6, 3, WHITE);
+        c.blit_scaled(0, 0, &img, 3);
+        for y in 0..3 {
+            for x in 0..6 {
+                assert_eq!(c.get(x, y), if x < 3 { [1, 3, 5] } else { [2, 4, 6] });
+            }
+        }
+        assert!(Canvas::from_planar(&[0; 5], 3, 1, 2).is_err());
+    }
+
+    #[test]
+    fn text_marks_pixels_and_grid_has_promised_size() {
+        let mut c = Canvas::new(20, 10, WHITE);
+        c.text(0, 0, "A", BLACK, 1);
+        assert!(c.pixels.chunks(3).any(|p| p == BLACK));
+        let img = Canvas::new(4, 4, [9, 9, 9]);
+        let grid = ImageGrid {
+            column_headers: vec!["orig".into(), "pgd".into()],
+            rows: vec![vec![
+                (img.clone(), "cat".into()),
+                (img.clone(), "dog".into()),
+            ]],
+            scale: 4,
+        };
+        let out = grid.render().unwrap();
+        assert_eq!((out.width, out.height), grid.size().unwrap());
+        // The top-left image cell is filled with the image colour.
+        assert_eq!(out.get(PAD + 1, HEADER + 1), [9, 9, 9]);
+        let bad = ImageGrid {
+            column_headers: vec![],
+            rows: vec![vec![
+                (img, "a".into()),
+                (Canvas::new(3, 3, WHITE), "b".into()),
+            ]],
+            scale: 1,
+        };
+        assert!(bad.render().is_err());
+    }
+
+    #[test]
+    fn line_plot_draws_series_colours() {
+        let plot = LinePlot {
+            title: "t".into(),
+            x_label: "alpha".into(),
+            y_label: "acc".into(),
+            series: vec![Series {
+                label: "clean".into(),
+                points: vec![(0.0, Some(10.0)), (1.0, None), (2.0, Some(50.0))],
+                dashed: false,
+            }],
+            y_range: Some((0.0, 100.0)),
+        };
+        let c = plot.render(400, 300);
+        assert!(c.pixels.chunks(3).any(|p| p == PALETTE[0]));
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.png");
+        c.save_png(&p).unwrap();
+        let (w, h, _) = decode(&std::fs::read(&p).unwrap());
+        assert_eq!((w, h), (400, 300));
+    }
+
+    #[test]
+    fn greek_letters_have_their_own_glyphs() {
+        assert_ne!(glyph('α'), glyph('?'));
+        assert_ne!(glyph('ε'), glyph('?'));
+        assert_ne!(glyph('α'), glyph('ε'));
+        assert_eq!(glyph('∞'), glyph('?'));
+        assert_eq!(glyph('a'), font8x8::legacy::BASIC_LEGACY[b'a' as usize]);
+    }
+}
