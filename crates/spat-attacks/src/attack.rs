@@ -112,6 +112,8 @@ fn input_gradient(
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Fgsm {
     pub eps: f64,
+    /// How the model runs during the attack (`Eval` in [`Fgsm::new`]; `TrainFrozenBn`, not
+    /// `Train`, for batch statistics — see [`Pgd::mode`]).
     pub mode: Mode,
 }
 
@@ -152,18 +154,33 @@ pub struct Pgd {
     pub steps: usize,
     pub loss: AttackLoss,
     pub random_start: RandomStart,
-    /// How the model runs while the adversary is crafted; use `Eval` or `TrainFrozenBn`, never
-    /// `Train` (that would let adversarial batches move the BN running statistics).
+    /// How the model runs while the adversary is crafted: `Eval` for evaluation; a trainer that
+    /// wants batch statistics (PyTorch `model.train()` during the attack, as TRADES' code) must use
+    /// `TrainFrozenBn`, never `Train` — with `Train` every one of the `steps` forward passes of
+    /// adversarial batches would move the BN running statistics.
     pub mode: Mode,
 }
 
-/// Step size of the evaluation attacks in the TRADES/MART evaluation scripts
-/// (`pgd_attack_cifar10.py`: ε = 0.031, step 0.003), scaled linearly to other ε.
+/// Step size of the evaluation attacks of Table 6.1, scaled linearly with ε.
+///
+/// TRADES' `pgd_attack_cifar10.py` evaluates with ε = 0.031, 20 steps of 0.003 and (in its later
+/// versions, `--random` defaulting to true) a start uniform in the ε-ball; it does not clamp the
+/// start to `[0, 1]`, we do (the two differ only in where the first gradient is taken, for pixels
+/// within ε of 0 or 1).
+/// MART's training scripts evaluate with ε/10 instead — that is
+/// [`Pgd::pgd20_step_eps_over_10`] (Section 6.2).
 pub fn evaluation_step_size(eps: f64) -> f64 {
     eps * 0.003 / 0.031
 }
 
-/// Confidence κ of the CW loss in MART's evaluation code (`cwloss(..., confidence=50)`).
+/// Confidence κ of the CW∞ loss (`cwloss`).
+///
+/// MART's repository (`YisenWang/MART`: `mart.py`, `train_*.py`) has no CW code. The `cwloss`
+/// function that the TRADES/MART line of evaluation code shares (from the CAT repository; the
+/// copies in FAT/GAIRAT-style `attack_generator.py` files) defaults to `confidence=50`; torchattacks'
+/// `PGD_CWLinf` defaults to κ = 0. κ only matters where the margin `z_y − max_{k≠y} z_k` exceeds −κ:
+/// with κ = 50 the hinge is active on practically every CIFAR example, so the attack is PGD on the
+/// plain logit margin; with κ = 0 it stops pushing an example once it is misclassified.
 pub const CW_KAPPA: f64 = 50.0;
 
 impl Pgd {
@@ -184,7 +201,10 @@ impl Pgd {
         }
     }
 
-    /// Evaluation PGD with `steps` steps, the evaluation scripts' step size and a uniform start.
+    /// Evaluation PGD (`Mode::Eval`) with `steps` steps, [`evaluation_step_size`] and a start uniform
+    /// in the ball — or, for the KL loss, TRADES' `x + 0.001·N(0, 1)` (its gradient is exactly zero
+    /// at the clean point, so it needs a start off it; the small Gaussian is the one PGD-KL has in
+    /// the reference code).
     pub fn evaluation(eps: f64, steps: usize, loss: AttackLoss) -> Self {
         let random_start = match loss {
             AttackLoss::Kl => RandomStart::Gaussian { std: 0.001 },

@@ -58,10 +58,15 @@ pub fn evaluate<I>(
 where
     I: IntoIterator<Item = candle_core::Result<Batch>>,
 {
-    let built: Vec<(String, Option<Box<dyn crate::Attack>>)> = attacks
-        .iter()
-        .map(|s| (s.to_string(), s.build(eps)))
-        .collect();
+    // A spec given twice (also under two spellings, `pgd-kl` and `pgd20-kl`) is run once: its
+    // count is keyed by its canonical name and must not be incremented twice per example.
+    let mut built: Vec<(String, Option<Box<dyn crate::Attack>>)> = Vec::new();
+    for spec in attacks {
+        let name = spec.to_string();
+        if !built.iter().any(|(n, _)| *n == name) {
+            built.push((name, spec.build(eps)));
+        }
+    }
     let mut hits: BTreeMap<String, usize> = built.iter().map(|(n, _)| (n.clone(), 0)).collect();
     hits.insert("clean".into(), 0);
     let mut worst = 0usize;

@@ -29,7 +29,8 @@ pub enum AttackSpec {
 }
 
 pub const SPEC_FORMS: &str = "clean, fgsm, pgdN (PGD-CE, e.g. pgd20), cwN (CW∞ by PGD, e.g. cw30), \
-pgd-kl / pgdN-kl (PGD-KL), pgd-ls:A / pgdN-ls:A (PGD-LS with 0 <= A <= 1); append @eps/10 for step ε/10";
+pgd-kl / pgdN-kl (PGD-KL), pgd-ls:A / pgdN-ls:A (PGD-LS with 0 <= A <= 1); append @eps/10 (or -eps10) \
+to a PGD or CW form for step ε/10 instead of 0.003 at ε = 0.031";
 
 impl AttackSpec {
     /// The attack at radius `eps`; `None` for [`AttackSpec::Clean`].
@@ -80,7 +81,10 @@ impl FromStr for AttackSpec {
         let bad =
             || Error::InvalidArgument(format!("unknown attack `{text}`; accepted: {SPEC_FORMS}"));
         let lower = text.trim().to_ascii_lowercase();
-        let (body, step) = match lower.strip_suffix("@eps/10") {
+        let (body, step) = match lower
+            .strip_suffix("@eps/10")
+            .or_else(|| lower.strip_suffix("-eps10"))
+        {
             Some(b) => (b, StepRule::EpsOver10),
             None => (lower.as_str(), StepRule::EvaluationScripts),
         };

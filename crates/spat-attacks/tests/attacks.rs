@@ -224,8 +224,10 @@ fn attacks_leave_running_statistics_alone() {
 
 #[test]
 fn specs_parse_and_reject_clearly() {
-    let specs =
-        AttackSpec::parse_list("clean,fgsm,pgd20,cw30,pgd-kl,pgd-ls:0.3,pgd20@eps/10").unwrap();
+    let specs = AttackSpec::parse_list(
+        "clean,fgsm,pgd20,cw30,pgd-kl,pgd-ls:0.3,pgd20@eps/10,PGD20-eps10,cw30-eps10,pgd7-ls:1e-4",
+    )
+    .unwrap();
     let names: Vec<String> = specs.iter().map(|s| s.to_string()).collect();
     assert_eq!(
         names,
@@ -236,12 +238,28 @@ fn specs_parse_and_reject_clearly() {
             "cw30",
             "pgd20-kl",
             "pgd20-ls:0.3",
-            "pgd20@eps/10"
+            "pgd20@eps/10",
+            "pgd20@eps/10",
+            "cw30@eps/10",
+            "pgd7-ls:0.0001"
         ]
     );
+    // Display is a canonical spelling that parses back to the same spec.
+    for s in &specs {
+        assert_eq!(s.to_string().parse::<AttackSpec>().unwrap(), *s);
+    }
     let e = 8.0 / 255.0;
     assert_eq!(specs[2].build(e).unwrap().name(), "pgd20");
-    for bad in ["pgd", "pgd-ls:1.5", "foo", "pgd0", ""] {
+    for bad in [
+        "pgd",
+        "pgd-ls:1.5",
+        "foo",
+        "pgd0",
+        "",
+        "clean@eps/10",
+        "pgd-ls:x",
+        "cw-3",
+    ] {
         let msg = AttackSpec::parse_list(bad).unwrap_err().to_string();
         assert!(
             msg.contains("accepted") || msg.contains("alpha"),
@@ -275,4 +293,136 @@ proptest! {
         let v = vals(&adv);
         prop_assert!(v.iter().all(|p| (0.0..=1.0).contains(p)));
     }
+}
+
+#[test]
+fn presets_follow_the_papers_settings() {
+    let pgd = Pgd::pgd20(0.031);
+    assert!((pgd.step_size - 0.003).abs() < 1e-12);
+    assert_eq!(
+        (pgd.steps, pgd.loss, pgd.random_start, pgd.mode),
+        (
+            20,
+            AttackLoss::CrossEntropy,
+            RandomStart::Uniform,
+            Mode::Eval
+        )
+    );
+    let cw = Pgd::cw30(8.0 / 255.0);
+    assert_eq!(
+        (cw.steps, cw.loss),
+        (30, AttackLoss::CwMargin { kappa: 50.0 })
+    );
+    assert_eq!(Pgd::pgd20_step_eps_over_10(0.05).step_size, 0.005);
+    let train = Pgd::training(8.0 / 255.0, AttackLoss::Kl, Mode::TrainFrozenBn);
+    assert_eq!(
+        (train.steps, train.step_size, train.random_start, train.mode),
+        (
+            10,
+            2.0 / 255.0,
+            RandomStart::Gaussian { std: 0.001 },
+            Mode::TrainFrozenBn
+        )
+    );
+    assert_eq!(
+        Pgd::training(0.1, AttackLoss::CrossEntropy, Mode::Eval).random_start,
+        RandomStart::Uniform
+    );
+}
+
+#[test]
+fn evaluate_counts_clean_attacked_and_worst_case_per_example() {
+    let model = random_mlp(11, 48);
+    let dev = Device::Cpu;
+    let eps = 0.1;
+    let seed = 5;
+    let batches: Vec<spat_core::Batch> = (0..3u64)
+        .map(|b| {
+            let x =
+                spat_core::rng::uniform(&mut host_rng(b, 7), (6, 3, 4, 4), 0.0, 1.0, &dev).unwrap();
+            // Labels are the model's own predictions for most examples, so clean accuracy is high
+            // and the attacks have something to break.
+            let pred: Vec<u32> = model
+                .logits(&x, Mode::Eval)
+                .unwrap()
+                .argmax(1)
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let y: Vec<u32> = pred
+                .iter()
+                .enumerate()
+                .map(|(i, &p)| if i == 0 { (p + 1) % 10 } else { p })
+                .collect();
+            spat_core::Batch::new(x, Tensor::new(y.as_slice(), &dev).unwrap()).unwrap()
+        })
+        .collect();
+    // `pgd-kl` and `pgd20-kl` are one attack: reported once, counted once.
+    let specs = AttackSpec::parse_list("clean,fgsm,pgd5,pgd-kl,pgd20-kl").unwrap();
+    let report = spat_attacks::evaluate(
+        &model,
+        batches.iter().cloned().map(Ok),
+        &specs,
+        eps,
+        seed,
+        false,
+    )
+    .unwrap();
+    assert_eq!(report.examples, 18);
+    let keys: Vec<&str> = report.accuracy.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["clean", "fgsm", "pgd20-kl", "pgd5", "worst_case"]);
+
+    // Recount by hand, with the documented per-batch generator.
+    let mut clean = 0;
+    let mut per_attack = [0usize; 3];
+    let mut worst = 0;
+    for (b, batch) in batches.iter().enumerate() {
+        let y = batch.labels.to_vec1::<u32>().unwrap();
+        let hits = |x: &Tensor| -> Vec<bool> {
+            let p: Vec<u32> = model
+                .logits(x, Mode::Eval)
+                .unwrap()
+                .argmax(1)
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            p.iter().zip(&y).map(|(a, b)| a == b).collect()
+        };
+        let mut robust = hits(&batch.images);
+        clean += robust.iter().filter(|&&h| h).count();
+        for (k, spec) in ["fgsm", "pgd5", "pgd20-kl"].iter().enumerate() {
+            let attack = spec.parse::<AttackSpec>().unwrap().build(eps).unwrap();
+            let mut rng = host_rng(seed, spat_core::rng::streams::EVAL_ATTACK + b as u64);
+            let adv = attack
+                .perturb(&model, &batch.images, &batch.labels, &mut rng)
+                .unwrap();
+            let h = hits(&adv);
+            per_attack[k] += h.iter().filter(|&&h| h).count();
+            robust.iter_mut().zip(h).for_each(|(r, h)| *r &= h);
+        }
+        worst += robust.iter().filter(|&&h| h).count();
+    }
+    let pct = |n: usize| 100.0 * n as f64 / 18.0;
+    assert_eq!(report.accuracy["clean"], pct(clean));
+    assert_eq!(report.accuracy["fgsm"], pct(per_attack[0]));
+    assert_eq!(report.accuracy["pgd5"], pct(per_attack[1]));
+    assert_eq!(report.accuracy["pgd20-kl"], pct(per_attack[2]));
+    assert_eq!(report.accuracy["worst_case"], pct(worst));
+    assert!(
+        clean > worst,
+        "the attacks must break something: {report:?}"
+    );
+    let min = report
+        .accuracy
+        .values()
+        .cloned()
+        .fold(f64::INFINITY, f64::min);
+    assert_eq!(min, report.accuracy["worst_case"]);
+
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(json["examples"], 18);
+    assert_eq!(json["accuracy"]["clean"], report.accuracy["clean"]);
+
+    let empty = spat_attacks::evaluate(&model, Vec::new(), &specs, eps, seed, false);
+    assert!(empty.unwrap_err().to_string().contains("empty"));
 }

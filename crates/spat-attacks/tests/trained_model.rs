@@ -46,8 +46,13 @@ fn trained_mlp() -> Mlp {
     let (inputs, hidden) = (3 * 32 * 32, 64);
     let model = Mlp {
         w1: Var::from_tensor(
-            &spat_core::rng::normal(&mut rng, (hidden, inputs), (1.0 / inputs as f32).sqrt(), &dev)
-                .unwrap(),
+            &spat_core::rng::normal(
+                &mut rng,
+                (hidden, inputs),
+                (1.0 / inputs as f32).sqrt(),
+                &dev,
+            )
+            .unwrap(),
         )
         .unwrap(),
         b1: Var::zeros(hidden, candle_core::DType::F32, &dev).unwrap(),
@@ -162,5 +167,8 @@ fn robust_accuracy_is_monotone_in_steps_and_alpha() {
         .unwrap()
         .accuracy;
     assert_eq!(ce, ls[0], "PGD-LS(0) is PGD-CE");
-    eprintln!("clean {:?}, PGD-1/5/20 {acc_steps:?}, sweep {sweep:?}", clean.accuracy);
+    eprintln!(
+        "clean {:?}, PGD-1/5/20 {acc_steps:?}, sweep {sweep:?}",
+        clean.accuracy
+    );
 }
