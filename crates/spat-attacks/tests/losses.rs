@@ -226,3 +226,33 @@ fn input_gradients_match_central_differences() {
         }
     }
 }
+
+#[test]
+fn losses_stay_finite_on_extreme_logits() {
+    // A naive log(softmax) gives -inf (and NaN gradients) here; log-sum-exp with the max removed
+    // gives the exact values: CE = 2000 for the first example, 0 for the second.
+    let z = Var::new(
+        &[[-1000f32, 0.0, 1000.0], [1000.0, 0.0, -1000.0]],
+        &Device::Cpu,
+    )
+    .unwrap();
+    let y = Tensor::new(&[0u32, 0], &Device::Cpu).unwrap();
+    let ce = cross_entropy(z.as_tensor(), &y).unwrap();
+    assert_eq!(v1(&ce), [2000.0, 0.0]);
+    let ls = label_smoothed_cross_entropy(z.as_tensor(), &y, 0.5).unwrap();
+    // Example 1: −0.5·log p_0 − 0.25·(log p_1 + log p_2) = 0 + 0.25·(1000 + 2000).
+    assert_close(&v1(&ls)[1..], &[750.0], 1e-6);
+    let clean =
+        softmax(&Tensor::new(&[[0f32, 0.0, 0.0], [1.0, 0.0, 0.0]], &Device::Cpu).unwrap()).unwrap();
+    for loss in [
+        ce,
+        ls,
+        kl_from_clean(z.as_tensor(), &clean).unwrap(),
+        cw_margin(z.as_tensor(), &y, 50.0).unwrap(),
+    ] {
+        let total = loss.sum_all().unwrap();
+        assert!(v1(&total)[0].is_finite());
+        let g = v1(total.backward().unwrap().get(z.as_tensor()).unwrap());
+        assert!(g.iter().all(|v| v.is_finite()), "{g:?}");
+    }
+}
