@@ -77,8 +77,8 @@ impl FromStr for RstBase {
 pub enum LrSchedule {
     /// Multiply by `factor` at each milestone. Milestones are 1-based epochs of a run of
     /// `reference_epochs` epochs and are scaled to the configured epoch count
-    /// (`round(m * epochs / reference_epochs)`), so the MART schedule (÷10 at 75 and 90 of 100)
-    /// keeps its shape in short runs.
+    /// (`max(2, round(m * epochs / reference_epochs))`), so the MART schedule (÷10 at 75 and 90
+    /// of 100) keeps its shape in short runs and the first epoch always uses the base rate.
     Piecewise {
         milestones: Vec<usize>,
         reference_epochs: usize,
@@ -120,8 +120,11 @@ impl LrSchedule {
                 let passed = milestones
                     .iter()
                     .filter(|&&m| {
-                        let scaled = (m as f64 * epochs as f64 / (*reference_epochs).max(1) as f64)
-                            .round() as usize;
+                        // Never before epoch 2: a short run starts at the base rate.
+                        let scaled =
+                            ((m as f64 * epochs as f64 / (*reference_epochs).max(1) as f64).round()
+                                as usize)
+                                .max(2);
                         epoch >= scaled
                     })
                     .count();
@@ -317,6 +320,10 @@ mod tests {
         assert_eq!(s.lr(0.1, 149, 200, 0), 0.1);
         assert!((s.lr(0.1, 150, 200, 0) - 0.01).abs() < 1e-12);
         assert!((s.lr(0.1, 180, 200, 0) - 0.001).abs() < 1e-12);
+        // A 1-epoch run is not decayed from the start; 10 epochs: milestones 8 and 9.
+        assert_eq!(s.lr(0.1, 1, 1, 0), 0.1);
+        assert_eq!(s.lr(0.1, 7, 10, 0), 0.1);
+        assert!((s.lr(0.1, 9, 10, 0) - 0.001).abs() < 1e-12);
     }
 
     #[test]

@@ -270,8 +270,7 @@ fn load_run(
     let momentum =
         spat_core::store::load_tensors(&dir.join(OPTIMIZER), model.var_store().device())?;
     // Check both before changing anything, so a bad file leaves model and optimizer as they were.
-    let probe = Sgd::new(model.var_store(), *optimizer.config());
-    let mut probe = probe;
+    let mut probe = Sgd::new(model.var_store(), *optimizer.config());
     probe.load_state(momentum.clone(), &dir.join(OPTIMIZER))?;
     model.var_store().assign(weights, &dir.join(CHECKPOINT))?;
     optimizer.load_state(momentum, &dir.join(OPTIMIZER))?;
@@ -328,7 +327,7 @@ fn evaluate_on(
         set.to_batch(&idx, device)
             .map_err(|e| candle_core::Error::Msg(e.to_string()))
     });
-    let specs = [AttackSpec::Clean, spec.clone()];
+    let specs = [AttackSpec::Clean, *spec];
     let report = evaluate(model, batches, &specs, config.eps, config.seed, false)?;
     Ok(Evaluation {
         clean: report.accuracy["clean"],
