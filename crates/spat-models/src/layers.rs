@@ -1,7 +1,7 @@
 //! Building blocks: convolution, linear and a three-mode batch normalisation, all holding
 //! [`Var`]s registered in a [`VarStore`] under PyTorch names.
 
-use candle_core::{DType, Device, Tensor, Var, D};
+use candle_core::{DType, Device, Tensor, Var};
 type Result<T, E = candle_core::Error> = std::result::Result<T, E>;
 use rand::Rng;
 use spat_core::rng::HostRng;
@@ -186,9 +186,88 @@ impl BatchNorm2d {
         })
     }
 
+    /// Normalises `x` as `mode` says (see the type's documentation).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let c = self.channels;
+        self.apply(x, mode, false)
+    }
+
+    /// `relu(self.forward(x, mode))`, fused on the CPU.
+    pub fn forward_relu(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        self.apply(x, mode, true)
+    }
+
+    fn apply(&self, x: &Tensor, mode: Mode, relu: bool) -> Result<Tensor> {
+        if x.device().is_cpu() && x.dtype() == DType::F32 {
+            self.forward_fused(x, mode, relu)
+        } else {
+            let y = self.forward_composite(x, mode)?;
+            if relu {
+                y.relu()
+            } else {
+                Ok(y)
+            }
+        }
+    }
+
+    fn check_train_batch(&self, x: &Tensor, mode: Mode) -> Result<f64> {
         let (n, _, h, w) = x.dims4()?;
+        let count = (n * h * w) as f64;
+        if mode.updates_running_statistics() && count < 2.0 {
+            candle_core::bail!("batch norm in train mode needs more than one value per channel");
+        }
+        Ok(count)
+    }
+
+    /// CPU path: statistics and normalisation in a few fused passes (see `bn_cpu`).
+    pub(crate) fn forward_fused(&self, x: &Tensor, mode: Mode, relu: bool) -> Result<Tensor> {
+        let count = self.check_train_batch(x, mode)?;
+        let stats = if mode.uses_batch_statistics() {
+            let stats = crate::bn_cpu::batch_stats(x)?;
+            if mode.updates_running_statistics() {
+                let unbiased: Vec<f32> = stats
+                    .var
+                    .iter()
+                    .map(|&v| (v as f64 * count / (count - 1.0)) as f32)
+                    .collect();
+                self.update_running(
+                    &Tensor::from_slice(&stats.mean, self.channels, x.device())?,
+                    &Tensor::from_vec(unbiased, self.channels, x.device())?,
+                )?;
+            }
+            stats
+        } else {
+            crate::bn_cpu::ChannelStats {
+                mean: self.running_mean.as_tensor().to_vec1()?,
+                var: self.running_var.as_tensor().to_vec1()?,
+            }
+        };
+        let op =
+            crate::bn_cpu::FusedBatchNorm::new(&stats, BN_EPS, mode.uses_batch_statistics(), relu);
+        let x = if x.is_contiguous() {
+            x.clone()
+        } else {
+            x.contiguous()?
+        };
+        x.apply_op3(self.weight.as_tensor(), self.bias.as_tensor(), op)
+    }
+
+    /// Moves the running estimates towards detached batch statistics (PyTorch's update rule).
+    fn update_running(&self, batch_mean: &Tensor, unbiased_var: &Tensor) -> Result<()> {
+        let rm = self.running_mean.as_tensor().detach();
+        let rv = self.running_var.as_tensor().detach();
+        self.running_mean
+            .set(&(rm.affine(1.0 - BN_MOMENTUM, 0.0)? + batch_mean.affine(BN_MOMENTUM, 0.0)?)?)?;
+        self.running_var
+            .set(&(rv.affine(1.0 - BN_MOMENTUM, 0.0)? + unbiased_var.affine(BN_MOMENTUM, 0.0)?)?)?;
+        let tracked = self.num_batches_tracked.as_tensor().detach();
+        self.num_batches_tracked
+            .set(&tracked.broadcast_add(&Tensor::new(1i64, tracked.device())?)?)
+    }
+
+    /// Device-independent path, written with candle operations (autograd does the backward).
+    pub(crate) fn forward_composite(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+        let count = self.check_train_batch(x, mode)?;
+        let c = self.channels;
         let weight = self.weight.as_tensor().reshape((1, c, 1, 1))?;
         let bias = self.bias.as_tensor().reshape((1, c, 1, 1))?;
         if !mode.uses_batch_statistics() {
@@ -202,28 +281,11 @@ impl BatchNorm2d {
         let centred = x.broadcast_sub(&mean)?;
         let var = centred.sqr()?.mean_keepdim((0, 2, 3))?;
         if mode.updates_running_statistics() {
-            let count = (n * h * w) as f64;
-            if count < 2.0 {
-                candle_core::bail!(
-                    "batch norm in train mode needs more than one value per channel"
-                );
-            }
-            let batch_mean = mean.detach().flatten_all()?;
             let unbiased = var
                 .detach()
                 .flatten_all()?
                 .affine(count / (count - 1.0), 0.0)?;
-            let rm = self.running_mean.as_tensor().detach();
-            let rv = self.running_var.as_tensor().detach();
-            self.running_mean.set(
-                &(rm.affine(1.0 - BN_MOMENTUM, 0.0)? + batch_mean.affine(BN_MOMENTUM, 0.0)?)?,
-            )?;
-            self.running_var
-                .set(&(rv.affine(1.0 - BN_MOMENTUM, 0.0)? + unbiased.affine(BN_MOMENTUM, 0.0)?)?)?;
-            let one = Tensor::new(1i64, x.device())?;
-            let tracked = self.num_batches_tracked.as_tensor().detach();
-            self.num_batches_tracked
-                .set(&tracked.broadcast_add(&one)?)?;
+            self.update_running(&mean.detach().flatten_all()?, &unbiased)?;
         }
         let inv_std = var.affine(1.0, BN_EPS)?.sqrt()?.recip()?;
         centred
@@ -261,6 +323,135 @@ pub(crate) fn check_dims(x: &Tensor) -> Result<()> {
     if x.rank() != 4 || x.dim(1)? != 3 {
         candle_core::bail!("expected images of shape (N, 3, H, W), got {:?}", x.dims());
     }
-    let _ = x.dim(D::Minus1)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn bn_with_stats(channels: usize) -> (VarStore, BatchNorm2d) {
+        let mut store = VarStore::new(&Device::Cpu);
+        let mut rng = spat_core::rng::host_rng(3, 0);
+        let mut b = Builder {
+            store: &mut store,
+            rng: &mut rng,
+            prefix: Vec::new(),
+            seed: 3,
+        };
+        let bn = BatchNorm2d::new(&mut b, "bn", channels).unwrap();
+        let mut r = spat_core::rng::host_rng(4, 0);
+        let dev = Device::Cpu;
+        let u =
+            |r: &mut HostRng, lo, hi| spat_core::rng::uniform(r, channels, lo, hi, &dev).unwrap();
+        bn.weight.set(&u(&mut r, 0.5, 1.5)).unwrap();
+        bn.bias.set(&u(&mut r, -0.3, 0.3)).unwrap();
+        bn.running_mean.set(&u(&mut r, -0.2, 0.2)).unwrap();
+        bn.running_var.set(&u(&mut r, 0.5, 2.0)).unwrap();
+        (store, bn)
+    }
+
+    fn vals(t: &Tensor) -> Vec<f32> {
+        t.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
+    fn close(a: &[f32], b: &[f32], what: &str) {
+        let scale = b.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        let err = a
+            .iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max)
+            / scale;
+        assert!(err < 2e-5, "{what}: relative error {err}");
+    }
+
+    /// The fused CPU kernel and the composite candle path agree in output, in the gradients for
+    /// input, weight and bias, and in the running statistics they leave behind.
+    #[test]
+    fn fused_cpu_batch_norm_matches_composite_path() {
+        let dev = Device::Cpu;
+        // Non-contiguous input (a transposed view) exercises the copy path of the fused op.
+        let base = spat_core::rng::uniform(
+            &mut spat_core::rng::host_rng(5, 0),
+            (3, 4, 5, 6),
+            -2.0,
+            3.0,
+            &dev,
+        )
+        .unwrap();
+        let x_strided = base.transpose(2, 3).unwrap();
+        for mode in [Mode::Train, Mode::TrainFrozenBn, Mode::Eval] {
+            for relu in [false, true] {
+                let (sf, fused) = bn_with_stats(4);
+                let (sc, comp) = bn_with_stats(4);
+                let weights = spat_core::rng::uniform(
+                    &mut spat_core::rng::host_rng(6, 0),
+                    x_strided.dims(),
+                    -1.0,
+                    1.0,
+                    &dev,
+                )
+                .unwrap();
+                let run = |bn: &BatchNorm2d, fused_path: bool| {
+                    let xv = Var::from_tensor(&x_strided).unwrap();
+                    let y = if fused_path {
+                        bn.forward_fused(xv.as_tensor(), mode, relu).unwrap()
+                    } else {
+                        let y = bn.forward_composite(xv.as_tensor(), mode).unwrap();
+                        if relu {
+                            y.relu().unwrap()
+                        } else {
+                            y
+                        }
+                    };
+                    let grads = (&y * &weights)
+                        .unwrap()
+                        .sum_all()
+                        .unwrap()
+                        .backward()
+                        .unwrap();
+                    let g = |t: &Tensor| vals(grads.get(t).unwrap());
+                    (
+                        vals(&y),
+                        g(xv.as_tensor()),
+                        g(bn.weight.as_tensor()),
+                        g(bn.bias.as_tensor()),
+                    )
+                };
+                let (yf, gxf, gwf, gbf) = run(&fused, true);
+                let (yc, gxc, gwc, gbc) = run(&comp, false);
+                let tag = format!("{mode:?} relu={relu}");
+                close(&yf, &yc, &format!("{tag} output"));
+                close(&gxf, &gxc, &format!("{tag} input grad"));
+                close(&gwf, &gwc, &format!("{tag} weight grad"));
+                close(&gbf, &gbc, &format!("{tag} bias grad"));
+                for name in ["bn.running_mean", "bn.running_var"] {
+                    close(
+                        &vals(sf.get(name).unwrap().as_tensor()),
+                        &vals(sc.get(name).unwrap().as_tensor()),
+                        &format!("{tag} {name}"),
+                    );
+                }
+                let tracked = |s: &VarStore| {
+                    s.get("bn.num_batches_tracked")
+                        .unwrap()
+                        .as_tensor()
+                        .to_scalar::<i64>()
+                        .unwrap()
+                };
+                let expected = i64::from(mode == Mode::Train);
+                assert_eq!((tracked(&sf), tracked(&sc)), (expected, expected), "{tag}");
+            }
+        }
+    }
+
+    #[test]
+    fn train_mode_rejects_a_single_value_per_channel() {
+        let (_s, bn) = bn_with_stats(2);
+        let x = Tensor::ones((1, 2, 1, 1), DType::F32, &Device::Cpu).unwrap();
+        assert!(bn.forward(&x, Mode::Train).is_err());
+        assert!(bn.forward_composite(&x, Mode::Train).is_err());
+        assert!(bn.forward(&x, Mode::Eval).is_ok());
+    }
 }

@@ -10,6 +10,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod bn_cpu;
 pub mod layers;
 pub mod resnet;
 pub mod wide_resnet;

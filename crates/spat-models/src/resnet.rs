@@ -119,23 +119,25 @@ impl Block {
     fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         match self.kind {
             BlockKind::PreAct => {
-                let act = self.bns[0].forward(x, mode)?.relu()?;
+                let act = self.bns[0].forward_relu(x, mode)?;
                 let skip = match &self.shortcut {
                     Some(s) => s.conv.forward(&act)?,
                     None => x.clone(),
                 };
                 let out = self.convs[0].forward(&act)?;
-                let out = self.convs[1].forward(&self.bns[1].forward(&out, mode)?.relu()?)?;
+                let out = self.convs[1].forward(&self.bns[1].forward_relu(&out, mode)?)?;
                 out + skip
             }
             BlockKind::Basic | BlockKind::Bottleneck => {
                 let mut out = x.clone();
                 let last = self.convs.len() - 1;
                 for (i, (conv, bn)) in self.convs.iter().zip(&self.bns).enumerate() {
-                    out = bn.forward(&conv.forward(&out)?, mode)?;
-                    if i != last {
-                        out = out.relu()?;
-                    }
+                    let y = conv.forward(&out)?;
+                    out = if i == last {
+                        bn.forward(&y, mode)?
+                    } else {
+                        bn.forward_relu(&y, mode)?
+                    };
                 }
                 let skip = match &self.shortcut {
                     Some(s) => {
@@ -219,13 +221,13 @@ impl ResNet {
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let mut out = self.conv1.forward(x)?;
         if !self.pre_activation {
-            out = self.bn.forward(&out, mode)?.relu()?;
+            out = self.bn.forward_relu(&out, mode)?;
         }
         for block in &self.blocks {
             out = block.forward(&out, mode)?;
         }
         if self.pre_activation {
-            out = self.bn.forward(&out, mode)?.relu()?;
+            out = self.bn.forward_relu(&out, mode)?;
         }
         self.linear.forward(&global_avg_pool(&out)?)
     }

@@ -62,9 +62,9 @@ impl BasicBlock {
         mode: Mode,
         drop: Option<(f64, &Mutex<HostRng>)>,
     ) -> Result<Tensor> {
-        let act = self.bn1.forward(x, mode)?.relu()?;
+        let act = self.bn1.forward_relu(x, mode)?;
         let mut out = self.conv1.forward(&act)?;
-        out = self.bn2.forward(&out, mode)?.relu()?;
+        out = self.bn2.forward_relu(&out, mode)?;
         if let (Some((p, rng)), true) = (drop, mode.is_training()) {
             out = dropout(&out, p, rng)?;
         }
@@ -147,7 +147,7 @@ impl WideResNet {
         for block in &self.blocks {
             out = block.forward(&out, mode, drop)?;
         }
-        let out = self.bn1.forward(&out, mode)?.relu()?;
+        let out = self.bn1.forward_relu(&out, mode)?;
         self.fc.forward(&global_avg_pool(&out)?)
     }
 

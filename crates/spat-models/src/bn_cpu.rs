@@ -1,0 +1,217 @@
+//! Fused batch normalisation (+ optional ReLU) for `f32` tensors on the CPU.
+//!
+//! Written with candle's elementwise operations, one batch-norm layer costs about ten passes over
+//! its activations forward and twice that backward; on a two-core machine this dominated the
+//! small networks used in tests and smoke runs. Here the forward is one statistics pass (two for
+//! batch statistics) plus one output pass, and the backward is one reduction pass plus one
+//! gradient pass, with the textbook batch-norm gradient. Other devices use the composite path in
+//! `layers.rs`; a unit test there checks that both agree in value and gradient.
+
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+use rayon::prelude::*;
+
+/// Per-channel statistics the normalisation uses.
+#[derive(Debug, Clone)]
+pub(crate) struct ChannelStats {
+    pub mean: Vec<f32>,
+    /// Biased variance (what normalisation divides by).
+    pub var: Vec<f32>,
+}
+
+/// Runs `f` on the contiguous `f32` data of `t` (copying only if `t` is strided).
+fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    let t = if t.is_contiguous() {
+        t.clone()
+    } else {
+        t.contiguous()?
+    };
+    let (storage, layout) = t.storage_and_layout();
+    let Storage::Cpu(cpu) = &*storage else {
+        candle_core::bail!("fused batch norm runs on the CPU only");
+    };
+    let data = cpu.as_slice::<f32>()?;
+    let (start, end) = layout
+        .contiguous_offsets()
+        .ok_or_else(|| candle_core::Error::Msg("batch norm input is not contiguous".into()))?;
+    f(&data[start..end])
+}
+
+fn slice_of<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    let data = s.as_slice::<f32>()?;
+    match l.contiguous_offsets() {
+        Some((a, b)) => Ok(&data[a..b]),
+        None => candle_core::bail!("fused batch norm: {what} is not contiguous"),
+    }
+}
+
+/// Mean and biased variance over `(N, H, W)` of an `(N, C, H, W)` tensor, accumulated in `f64`.
+pub(crate) fn batch_stats(x: &Tensor) -> Result<ChannelStats> {
+    let (n, c, h, w) = x.dims4()?;
+    let plane = h * w;
+    let count = (n * plane) as f64;
+    with_slice(x, |data| {
+        let per_channel: Vec<(f32, f32)> = (0..c)
+            .into_par_iter()
+            .map(|ch| {
+                let planes = (0..n).map(|i| &data[(i * c + ch) * plane..][..plane]);
+                let sum: f64 = planes
+                    .clone()
+                    .map(|p| p.iter().map(|&v| v as f64).sum::<f64>())
+                    .sum();
+                let mean = sum / count;
+                let sq: f64 = planes
+                    .map(|p| p.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>())
+                    .sum();
+                (mean as f32, (sq / count) as f32)
+            })
+            .collect();
+        Ok(ChannelStats {
+            mean: per_channel.iter().map(|p| p.0).collect(),
+            var: per_channel.iter().map(|p| p.1).collect(),
+        })
+    })
+}
+
+/// `y = [relu](weight · (x − mean) / √(var + eps) + bias)` with the given statistics.
+///
+/// Applied as a custom op on `(x, weight, bias)`. `batch_stats` says whether `mean`/`var` are the
+/// statistics of `x` itself, in which case the gradient also flows through them.
+#[derive(Debug)]
+pub(crate) struct FusedBatchNorm {
+    pub mean: Vec<f32>,
+    pub inv_std: Vec<f32>,
+    pub batch_stats: bool,
+    pub relu: bool,
+}
+
+impl FusedBatchNorm {
+    pub fn new(stats: &ChannelStats, eps: f64, batch_stats: bool, relu: bool) -> Self {
+        Self {
+            mean: stats.mean.clone(),
+            inv_std: stats
+                .var
+                .iter()
+                .map(|&v| (1.0 / (v as f64 + eps).sqrt()) as f32)
+                .collect(),
+            batch_stats,
+            relu,
+        }
+    }
+}
+
+impl CustomOp3 for FusedBatchNorm {
+    fn name(&self) -> &'static str {
+        "fused-batch-norm"
+    }
+
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
+        let x = slice_of(xs, xl, "input")?;
+        let weight = slice_of(ws, wl, "weight")?;
+        let bias = slice_of(bs, bl, "bias")?;
+        let (_, c, h, w) = xl.shape().dims4()?;
+        let plane = h * w;
+        let scale: Vec<f32> = (0..c).map(|k| weight[k] * self.inv_std[k]).collect();
+        let shift: Vec<f32> = (0..c).map(|k| bias[k] - self.mean[k] * scale[k]).collect();
+        let mut out = vec![0f32; x.len()];
+        out.par_chunks_mut(plane)
+            .zip(x.par_chunks(plane))
+            .enumerate()
+            .for_each(|(i, (o, xp))| {
+                let (a, s) = (scale[i % c], shift[i % c]);
+                if self.relu {
+                    for (o, &v) in o.iter_mut().zip(xp) {
+                        *o = (v * a + s).max(0.0);
+                    }
+                } else {
+                    for (o, &v) in o.iter_mut().zip(xp) {
+                        *o = v * a + s;
+                    }
+                }
+            });
+        Ok((CpuStorage::F32(out), xl.shape().clone()))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        _bias: &Tensor,
+        res: &Tensor,
+        grad: &Tensor,
+    ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (n, c, h, w) = x.dims4()?;
+        let plane = h * w;
+        let count = (n * plane) as f32;
+        let weight = weight.to_vec1::<f32>()?;
+        let (dx, dw, db) = with_slice(x, |x| {
+            with_slice(grad, |g| {
+                with_slice(res, |y| {
+                    // Upstream gradient through the ReLU (zero where the output was clipped, as
+                    // PyTorch's threshold backward does).
+                    let dy = |i: usize| {
+                        if self.relu && y[i] <= 0.0 {
+                            0.0
+                        } else {
+                            g[i]
+                        }
+                    };
+                    let sums: Vec<(f32, f32)> = (0..c)
+                        .into_par_iter()
+                        .map(|ch| {
+                            let (m, is) = (self.mean[ch], self.inv_std[ch]);
+                            let (mut sd, mut sdx) = (0f64, 0f64);
+                            for b in 0..n {
+                                let base = (b * c + ch) * plane;
+                                let (mut pd, mut pdx) = (0f32, 0f32);
+                                for (i, &xv) in x.iter().enumerate().skip(base).take(plane) {
+                                    let d = dy(i);
+                                    pd += d;
+                                    pdx += d * (xv - m) * is;
+                                }
+                                sd += pd as f64;
+                                sdx += pdx as f64;
+                            }
+                            (sd as f32, sdx as f32)
+                        })
+                        .collect();
+                    let mut dx = vec![0f32; x.len()];
+                    dx.par_chunks_mut(plane).enumerate().for_each(|(p, out)| {
+                        let ch = p % c;
+                        let (m, is) = (self.mean[ch], self.inv_std[ch]);
+                        let k = weight[ch] * is;
+                        let base = p * plane;
+                        if self.batch_stats {
+                            let (mean_dy, mean_dy_xhat) = (sums[ch].0 / count, sums[ch].1 / count);
+                            for (j, o) in out.iter_mut().enumerate() {
+                                let i = base + j;
+                                let xhat = (x[i] - m) * is;
+                                *o = k * (dy(i) - mean_dy - xhat * mean_dy_xhat);
+                            }
+                        } else {
+                            for (j, o) in out.iter_mut().enumerate() {
+                                *o = k * dy(base + j);
+                            }
+                        }
+                    });
+                    let db: Vec<f32> = sums.iter().map(|s| s.0).collect();
+                    let dw: Vec<f32> = sums.iter().map(|s| s.1).collect();
+                    Ok((dx, dw, db))
+                })
+            })
+        })?;
+        let dev = x.device();
+        Ok((
+            Some(Tensor::from_vec(dx, x.shape(), dev)?),
+            Some(Tensor::from_vec(dw, c, dev)?),
+            Some(Tensor::from_vec(db, c, dev)?),
+        ))
+    }
+}
