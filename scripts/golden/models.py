@@ -137,8 +137,6 @@ class ResNet(nn.Module):
         self.layer2 = self._make(block, base * 2, layers[1], 2)
         self.layer3 = self._make(block, base * 4, layers[2], 2)
         self.layer4 = self._make(block, base * 8, layers[3], 2)
-        if preact:
-            self.bn = nn.BatchNorm2d(base * 8 * block.expansion)
         self.linear = nn.Linear(base * 8 * block.expansion, classes)
 
     def _make(self, block, planes, n, stride):
@@ -152,9 +150,8 @@ class ResNet(nn.Module):
         out = self.conv1(x)
         if not self.preact:
             out = F.relu(self.bn1(out))
+        # kuangliu's PreActResNet has no final BN/ReLU before pooling (fast-AT variants add one).
         out = self.layer4(self.layer3(self.layer2(self.layer1(out))))
-        if self.preact:
-            out = F.relu(self.bn(out))
         return self.linear(F.adaptive_avg_pool2d(out, 1).flatten(1))
 
 
@@ -241,9 +238,10 @@ def main():
     golden("wrn_10_2_base8", WideResNet(10, 2, 10, base=8), gen)
     golden("resnet18_base4", ResNet(BasicBlock, [2, 2, 2, 2], 10, base=4), gen)
     golden("preact_resnet18_base4", ResNet(PreActBlock, [2, 2, 2, 2], 10, base=4, preact=True), gen)
-    golden("resnet50_base4", ResNet(Bottleneck, [3, 4, 6, 3], 10, base=4), gen)
+    golden("resnet50_base2", ResNet(Bottleneck, [3, 4, 6, 3], 10, base=2), gen)
     shapes = {}
     counts = {}
+    macs = {}
     for name, model in [
         ("wrn-34-10", WideResNet(34, 10)),
         ("wrn-28-10", WideResNet(28, 10)),
@@ -251,12 +249,40 @@ def main():
         ("resnet-18", ResNet(BasicBlock, [2, 2, 2, 2])),
         ("resnet-50", ResNet(Bottleneck, [3, 4, 6, 3])),
         ("preact-resnet-18", ResNet(PreActBlock, [2, 2, 2, 2], preact=True)),
+        ("tiny", WideResNet(10, 1, base=8)),
     ]:
         shapes[name] = {k: list(v.shape) for k, v in model.state_dict().items()}
         counts[name] = sum(p.numel() for p in model.parameters())
-        print(f"{name}: {counts[name]:,} parameters")
+        macs[name] = count_macs(model)
+        print(f"{name}: {counts[name]:,} parameters, {macs[name]:,} MACs per 3x32x32 image")
     with open(os.path.join(OUT, "state_dict_shapes.json"), "w") as f:
-        json.dump({"shapes": shapes, "parameters": counts}, f, indent=0, sort_keys=True)
+        json.dump({"shapes": shapes, "parameters": counts, "macs": macs}, f, indent=0, sort_keys=True)
+
+
+def count_macs(model):
+    """Multiply-accumulates of convolutions and linear layers for one 3x32x32 image, measured
+    with forward hooks on the actual output sizes (BN, ReLU, pooling and additions excluded)."""
+    total = [0]
+
+    def conv_hook(m, inp, out):
+        kh, kw = m.kernel_size
+        total[0] += out.numel() * (m.in_channels // m.groups) * kh * kw
+
+    def linear_hook(m, inp, out):
+        total[0] += out.numel() * m.in_features
+
+    handles = []
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            handles.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            handles.append(m.register_forward_hook(linear_hook))
+    model.eval()
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 32, 32))
+    for h in handles:
+        h.remove()
+    return total[0]
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ use candle_core::{DType, Device, Tensor, Var};
 type Result<T, E = candle_core::Error> = std::result::Result<T, E>;
 use rand::Rng;
 use spat_core::rng::HostRng;
-use spat_core::{Mode, VarStore};
+use spat_core::{Mode, VarKind, VarStore};
 
 use crate::Error;
 
@@ -18,11 +18,37 @@ pub enum Init {
     PytorchDefault,
 }
 
+/// A variable a network declares: its `state_dict` name, shape and kind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Declared {
+    pub name: String,
+    pub shape: Vec<usize>,
+    pub kind: VarKind,
+}
+
+/// Creates the variables of a network under their names. A *dry* builder only records names and
+/// shapes (layers then hold empty placeholders and must not be run): that is how sizes and costs
+/// of large presets are counted without drawing their weights, from the same construction code.
 pub(crate) struct Builder<'a> {
     pub store: &'a mut VarStore,
     pub rng: &'a mut HostRng,
     pub prefix: Vec<String>,
     pub seed: u64,
+    pub dry: bool,
+    pub declared: Vec<Declared>,
+}
+
+impl<'a> Builder<'a> {
+    pub fn new(store: &'a mut VarStore, rng: &'a mut HostRng, seed: u64, dry: bool) -> Self {
+        Self {
+            store,
+            rng,
+            prefix: Vec::new(),
+            seed,
+            dry,
+            declared: Vec::new(),
+        }
+    }
 }
 
 impl Builder<'_> {
@@ -55,14 +81,55 @@ impl Builder<'_> {
         spat_core::rng::uniform(self.rng, shape, -bound, bound, &self.device())
     }
 
-    fn parameter(&mut self, leaf: &str, init: Tensor) -> Result<Var, Error> {
-        let name = self.path(leaf);
-        Ok(self.store.add_parameter(name, init)?)
+    fn normal(&mut self, shape: &[usize], std: f32) -> Result<Tensor> {
+        spat_core::rng::normal(self.rng, shape, std, &self.device())
     }
 
-    fn buffer(&mut self, leaf: &str, init: Tensor) -> Result<Var, Error> {
+    /// Declares a variable; `init` draws its value (not called by a dry builder).
+    fn declare(
+        &mut self,
+        leaf: &str,
+        shape: &[usize],
+        kind: VarKind,
+        init: impl FnOnce(&mut Self) -> Result<Tensor>,
+    ) -> Result<Var, Error> {
         let name = self.path(leaf);
-        Ok(self.store.add_buffer(name, init)?)
+        self.declared.push(Declared {
+            name: name.clone(),
+            shape: shape.to_vec(),
+            kind,
+        });
+        if self.dry {
+            return Ok(Var::from_tensor(&Tensor::zeros(
+                0,
+                DType::F32,
+                &Device::Cpu,
+            )?)?);
+        }
+        let value = init(self)?;
+        debug_assert_eq!(value.dims(), shape, "{name}");
+        Ok(match kind {
+            VarKind::Parameter => self.store.add_parameter(name, value)?,
+            VarKind::Buffer => self.store.add_buffer(name, value)?,
+        })
+    }
+
+    fn parameter(
+        &mut self,
+        leaf: &str,
+        shape: &[usize],
+        init: impl FnOnce(&mut Self) -> Result<Tensor>,
+    ) -> Result<Var, Error> {
+        self.declare(leaf, shape, VarKind::Parameter, init)
+    }
+
+    fn buffer(
+        &mut self,
+        leaf: &str,
+        shape: &[usize],
+        init: impl FnOnce(&mut Self) -> Result<Tensor>,
+    ) -> Result<Var, Error> {
+        self.declare(leaf, shape, VarKind::Buffer, init)
     }
 }
 
@@ -70,6 +137,8 @@ impl Builder<'_> {
 #[derive(Debug, Clone)]
 pub struct Conv2d {
     weight: Var,
+    /// `(in_channels, out_channels, kernel_size)`.
+    geometry: (usize, usize, usize),
     stride: usize,
     padding: usize,
 }
@@ -83,17 +152,17 @@ impl Conv2d {
         init: Init,
     ) -> Result<Self, Error> {
         let shape = [cout, cin, k, k];
-        let w = match init {
-            Init::KaimingNormalFanOut => {
-                let std = (2.0 / (k * k * cout) as f64).sqrt() as f32;
-                let dev = b.device();
-                spat_core::rng::normal(b.rng, &shape[..], std, &dev)?
-            }
-            Init::PytorchDefault => b.uniform(&shape, 1.0 / ((cin * k * k) as f32).sqrt())?,
-        };
-        let weight = b.scope(name, |b| b.parameter("weight", w))?;
+        let weight = b.scope(name, |b| {
+            b.parameter("weight", &shape, |b| match init {
+                Init::KaimingNormalFanOut => {
+                    b.normal(&shape, (2.0 / (k * k * cout) as f64).sqrt() as f32)
+                }
+                Init::PytorchDefault => b.uniform(&shape, 1.0 / ((cin * k * k) as f32).sqrt()),
+            })
+        })?;
         Ok(Self {
             weight,
+            geometry: (cin, cout, k),
             stride,
             padding: k / 2,
         })
@@ -105,7 +174,7 @@ impl Conv2d {
 
     /// Multiply-accumulates for one image whose input is `h × w`; returns the output size too.
     pub fn macs(&self, (h, w): (usize, usize)) -> (u64, (usize, usize)) {
-        let (cout, cin, k, _) = self.weight.dims4().expect("conv weight is 4-D");
+        let (cin, cout, k) = self.geometry;
         let oh = (h + 2 * self.padding - k) / self.stride + 1;
         let ow = (w + 2 * self.padding - k) / self.stride + 1;
         ((cout * cin * k * k * oh * ow) as u64, (oh, ow))
@@ -117,6 +186,7 @@ impl Conv2d {
 pub struct Linear {
     weight: Var,
     bias: Var,
+    features: (usize, usize),
 }
 
 impl Linear {
@@ -127,16 +197,17 @@ impl Linear {
         zero_bias: bool,
     ) -> Result<Self, Error> {
         let bound = 1.0 / (fin as f32).sqrt();
-        let w = b.uniform(&[fout, fin], bound)?;
-        let bias = if zero_bias {
-            Tensor::zeros(fout, DType::F32, &b.device())?
-        } else {
-            b.uniform(&[fout], bound)?
-        };
         b.scope(name, |b| {
             Ok(Self {
-                weight: b.parameter("weight", w)?,
-                bias: b.parameter("bias", bias)?,
+                weight: b.parameter("weight", &[fout, fin], |b| b.uniform(&[fout, fin], bound))?,
+                bias: b.parameter("bias", &[fout], |b| {
+                    if zero_bias {
+                        Tensor::zeros(fout, DType::F32, &b.device())
+                    } else {
+                        b.uniform(&[fout], bound)
+                    }
+                })?,
+                features: (fin, fout),
             })
         })
     }
@@ -147,7 +218,7 @@ impl Linear {
     }
 
     pub fn macs(&self) -> u64 {
-        self.weight.elem_count() as u64
+        (self.features.0 * self.features.1) as u64
     }
 }
 
@@ -172,15 +243,18 @@ const BN_MOMENTUM: f64 = 0.1;
 
 impl BatchNorm2d {
     pub(crate) fn new(b: &mut Builder<'_>, name: &str, channels: usize) -> Result<Self, Error> {
-        let dev = b.device();
+        let c = [channels];
+        let ones = |b: &mut Builder<'_>| Tensor::ones(channels, DType::F32, &b.device());
+        let zeros = |b: &mut Builder<'_>| Tensor::zeros(channels, DType::F32, &b.device());
         b.scope(name, |b| {
             Ok(Self {
-                weight: b.parameter("weight", Tensor::ones(channels, DType::F32, &dev)?)?,
-                bias: b.parameter("bias", Tensor::zeros(channels, DType::F32, &dev)?)?,
-                running_mean: b
-                    .buffer("running_mean", Tensor::zeros(channels, DType::F32, &dev)?)?,
-                running_var: b.buffer("running_var", Tensor::ones(channels, DType::F32, &dev)?)?,
-                num_batches_tracked: b.buffer("num_batches_tracked", Tensor::new(0i64, &dev)?)?,
+                weight: b.parameter("weight", &c, ones)?,
+                bias: b.parameter("bias", &c, zeros)?,
+                running_mean: b.buffer("running_mean", &c, zeros)?,
+                running_var: b.buffer("running_var", &c, ones)?,
+                num_batches_tracked: b.buffer("num_batches_tracked", &[], |b| {
+                    Tensor::new(0i64, &b.device())
+                })?,
                 channels,
             })
         })
@@ -333,12 +407,7 @@ mod tests {
     fn bn_with_stats(channels: usize) -> (VarStore, BatchNorm2d) {
         let mut store = VarStore::new(&Device::Cpu);
         let mut rng = spat_core::rng::host_rng(3, 0);
-        let mut b = Builder {
-            store: &mut store,
-            rng: &mut rng,
-            prefix: Vec::new(),
-            seed: 3,
-        };
+        let mut b = Builder::new(&mut store, &mut rng, 3, false);
         let bn = BatchNorm2d::new(&mut b, "bn", channels).unwrap();
         let mut r = spat_core::rng::host_rng(4, 0);
         let dev = Device::Cpu;

@@ -18,8 +18,9 @@ pub mod wide_resnet;
 use std::path::Path;
 
 use candle_core::{Device, Tensor};
-use spat_core::{Classifier, Mode, Network, VarStore};
+use spat_core::{Classifier, Mode, Network, VarKind, VarStore};
 
+pub use layers::Declared;
 pub use resnet::{BlockKind, ResNet, ResNetConfig};
 pub use wide_resnet::{WideResNet, WideResNetConfig};
 
@@ -58,23 +59,8 @@ pub enum Architecture {
 impl Architecture {
     /// The architecture of a preset for `num_classes` outputs.
     pub fn preset(name: &str, num_classes: usize) -> Result<Self> {
-        let wrn = |depth, widen, base| {
-            Architecture::WideResNet(WideResNetConfig {
-                depth,
-                widen,
-                base,
-                num_classes,
-                drop_rate: 0.0,
-            })
-        };
-        let resnet = |block, layers| {
-            Architecture::ResNet(ResNetConfig {
-                block,
-                layers,
-                base: 64,
-                num_classes,
-            })
-        };
+        let wrn = |depth, widen, base| Architecture::wide_resnet(depth, widen, base, num_classes);
+        let resnet = |block, layers| Architecture::resnet(block, layers, 64, num_classes);
         Ok(match name {
             "wrn-34-10" => wrn(34, 10, 16),
             "wrn-28-10" => wrn(28, 10, 16),
@@ -104,27 +90,102 @@ pub struct Model {
     num_classes: usize,
 }
 
+/// Constructs `arch` with `b`, returning the network and its class count.
+fn construct(b: &mut layers::Builder<'_>, arch: &Architecture) -> Result<(Net, usize)> {
+    Ok(match arch {
+        Architecture::WideResNet(c) => (
+            Net::WideResNet(Box::new(WideResNet::new(b, c)?)),
+            c.num_classes,
+        ),
+        Architecture::ResNet(c) => (Net::ResNet(Box::new(ResNet::new(b, c)?)), c.num_classes),
+    })
+}
+
+impl Net {
+    fn macs(&self, h: usize, w: usize) -> u64 {
+        match self {
+            Net::WideResNet(n) => n.macs((h, w)),
+            Net::ResNet(n) => n.macs((h, w)),
+        }
+    }
+}
+
+impl Architecture {
+    /// WideResNet-`depth`-`widen` with stem width `base` (16 in the paper; smaller for tests).
+    pub fn wide_resnet(depth: usize, widen: usize, base: usize, num_classes: usize) -> Self {
+        Architecture::WideResNet(WideResNetConfig {
+            depth,
+            widen,
+            base,
+            num_classes,
+            drop_rate: 0.0,
+        })
+    }
+
+    /// ResNet-18 whose first stage has `base` channels (64 = the real ResNet-18).
+    pub fn resnet18_width(base: usize, num_classes: usize) -> Self {
+        Self::resnet(BlockKind::Basic, [2, 2, 2, 2], base, num_classes)
+    }
+
+    /// ResNet-50 whose first stage has `base` bottleneck planes (64 = the real ResNet-50).
+    pub fn resnet50_width(base: usize, num_classes: usize) -> Self {
+        Self::resnet(BlockKind::Bottleneck, [3, 4, 6, 3], base, num_classes)
+    }
+
+    /// PreAct-ResNet-18 whose first stage has `base` channels (64 = the real one).
+    pub fn preact_resnet18_width(base: usize, num_classes: usize) -> Self {
+        Self::resnet(BlockKind::PreAct, [2, 2, 2, 2], base, num_classes)
+    }
+
+    fn resnet(block: BlockKind, layers: [usize; 4], base: usize, num_classes: usize) -> Self {
+        Architecture::ResNet(ResNetConfig {
+            block,
+            layers,
+            base,
+            num_classes,
+        })
+    }
+
+    /// Every variable the network declares (its `state_dict` keys, shapes and kinds, in
+    /// registration order), found without drawing any weight.
+    pub fn variables(&self) -> Result<Vec<layers::Declared>> {
+        Ok(self.dry_build()?.1)
+    }
+
+    /// Parameter and buffer counts and the FLOPs of one 3×32×32 forward, counted from the
+    /// construction code without drawing any weight (cheap even for WRN-34-10).
+    pub fn info(&self) -> Result<ModelInfo> {
+        let (net, declared) = self.dry_build()?;
+        let count = |kind| {
+            declared
+                .iter()
+                .filter(|d| d.kind == kind)
+                .map(|d| d.shape.iter().product::<usize>())
+                .sum()
+        };
+        Ok(ModelInfo {
+            parameters: count(VarKind::Parameter),
+            buffers: count(VarKind::Buffer),
+            flops: 2 * net.macs(32, 32),
+        })
+    }
+
+    fn dry_build(&self) -> Result<(Net, Vec<layers::Declared>)> {
+        let mut store = VarStore::new(&Device::Cpu);
+        let mut rng = spat_core::rng::host_rng(0, spat_core::rng::streams::INIT);
+        let mut b = layers::Builder::new(&mut store, &mut rng, 0, true);
+        let (net, _) = construct(&mut b, self)?;
+        Ok((net, b.declared))
+    }
+}
+
 impl Model {
     /// Builds `arch` with weights initialised as the reference does, from `host_rng(seed, INIT)`.
     pub fn new(arch: &Architecture, device: &Device, seed: u64) -> Result<Self> {
         let mut store = VarStore::new(device);
         let mut rng = spat_core::rng::host_rng(seed, spat_core::rng::streams::INIT);
-        let mut b = layers::Builder {
-            store: &mut store,
-            rng: &mut rng,
-            prefix: Vec::new(),
-            seed,
-        };
-        let (net, num_classes) = match arch {
-            Architecture::WideResNet(c) => (
-                Net::WideResNet(Box::new(WideResNet::new(&mut b, c)?)),
-                c.num_classes,
-            ),
-            Architecture::ResNet(c) => (
-                Net::ResNet(Box::new(ResNet::new(&mut b, c)?)),
-                c.num_classes,
-            ),
-        };
+        let mut b = layers::Builder::new(&mut store, &mut rng, seed, false);
+        let (net, num_classes) = construct(&mut b, arch)?;
         Ok(Self {
             net,
             store,
@@ -134,10 +195,7 @@ impl Model {
 
     /// Multiply-accumulate operations of one forward pass on a `3 × h × w` image.
     pub fn macs(&self, h: usize, w: usize) -> u64 {
-        match &self.net {
-            Net::WideResNet(n) => n.macs((h, w)),
-            Net::ResNet(n) => n.macs((h, w)),
-        }
+        self.net.macs(h, w)
     }
 }
 
@@ -186,14 +244,9 @@ pub struct ModelInfo {
     pub flops: u64,
 }
 
-/// Counts a preset by building it on the CPU (weights are drawn, so the counts are the model's own).
+/// Size and cost of a preset, counted without drawing its weights (see [`Architecture::info`]).
 pub fn model_info(preset: &str, num_classes: usize) -> Result<ModelInfo> {
-    let model = Model::new(&Architecture::preset(preset, num_classes)?, &Device::Cpu, 0)?;
-    Ok(ModelInfo {
-        parameters: model.store.parameter_count(),
-        buffers: model.store.buffer_count(),
-        flops: 2 * model.macs(32, 32),
-    })
+    Architecture::preset(preset, num_classes)?.info()
 }
 
 /// Loads a safetensors file (spat's, or a PyTorch `state_dict` converted to safetensors) strictly.

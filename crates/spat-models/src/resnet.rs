@@ -1,6 +1,10 @@
-//! ResNet-18/50 and PreAct-ResNet-18 in the CIFAR form (3×3 stride-1 stem, no max-pool) used by
-//! the TRADES/MART/fast-AT code bases, with their `state_dict` names. Pooling is global, so the
-//! same network runs on 32×32 and 96×96 inputs.
+//! ResNet-18/50 and PreAct-ResNet-18 in the CIFAR form of kuangliu's `pytorch-cifar` (3×3
+//! stride-1 stem, no max-pool), as copied into the MART/TRADES code bases, with their
+//! `state_dict` names. Pooling is global (adaptive), so the same network runs on 32×32 and 96×96
+//! inputs; on 32×32 it equals the references' `avg_pool2d(out, 4)`.
+//!
+//! PreAct-ResNet-18 follows kuangliu's `preact_resnet.py`: no stem BN and no BN/ReLU after the
+//! last block. (The fast-AT / robust-overfitting variant adds a final `bn`; its files do not load.)
 
 use candle_core::Tensor;
 type Result<T, E = candle_core::Error> = std::result::Result<T, E>;
@@ -172,18 +176,16 @@ impl Block {
 #[derive(Debug)]
 pub struct ResNet {
     conv1: Conv2d,
-    /// Stem BN (post-activation nets) or final BN (pre-activation net, named `bn`).
-    bn: BatchNorm2d,
+    /// Stem BN `bn1` of the post-activation nets (the pre-activation net has none).
+    stem_bn: Option<BatchNorm2d>,
     blocks: Vec<Block>,
     linear: Linear,
-    pre_activation: bool,
 }
 
 impl ResNet {
     pub(crate) fn new(b: &mut Builder<'_>, cfg: &ResNetConfig) -> Result<Self, Error> {
-        let pre_activation = cfg.block == BlockKind::PreAct;
         let conv1 = Conv2d::new(b, "conv1", (3, cfg.base, 3), 1, INIT)?;
-        let stem_bn = if pre_activation {
+        let stem_bn = if cfg.block == BlockKind::PreAct {
             None
         } else {
             Some(BatchNorm2d::new(b, "bn1", cfg.base)?)
@@ -204,30 +206,22 @@ impl ResNet {
                 Ok::<_, Error>(())
             })?;
         }
-        let bn = match stem_bn {
-            Some(bn) => bn,
-            None => BatchNorm2d::new(b, "bn", cin)?,
-        };
         let linear = Linear::new(b, "linear", (cin, cfg.num_classes), false)?;
         Ok(Self {
             conv1,
-            bn,
+            stem_bn,
             blocks,
             linear,
-            pre_activation,
         })
     }
 
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
         let mut out = self.conv1.forward(x)?;
-        if !self.pre_activation {
-            out = self.bn.forward_relu(&out, mode)?;
+        if let Some(bn) = &self.stem_bn {
+            out = bn.forward_relu(&out, mode)?;
         }
         for block in &self.blocks {
             out = block.forward(&out, mode)?;
-        }
-        if self.pre_activation {
-            out = self.bn.forward_relu(&out, mode)?;
         }
         self.linear.forward(&global_avg_pool(&out)?)
     }

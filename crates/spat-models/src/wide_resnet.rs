@@ -1,5 +1,11 @@
 //! WideResNet in the layout of the TRADES/MART reference `WideResNet` (Zagoruyko & Komodakis,
 //! pre-activation basic blocks), with the reference's `state_dict` names.
+//!
+//! TRADES' file also builds a `sub_block1` that its `forward` never uses; it is left out here (as
+//! in MART's copy), so WRN-34-10 has PyTorch's 46,160,474 parameters. A checkpoint saved from the
+//! TRADES class carries `sub_block1.*` tensors: drop them before loading (strict loading lists
+//! them as unexpected). The reference pools with `avg_pool2d(out, 8)`; global average pooling is
+//! the same on 32×32 inputs and also serves 96×96 ones.
 
 use std::sync::Mutex;
 

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor, Var};
 use spat_core::{Classifier, Mode, Network};
-use spat_models::{Architecture, BlockKind, Model, ResNetConfig, WideResNetConfig};
+use spat_models::{Architecture, Model};
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -70,8 +70,8 @@ fn check(name: &str, arch: Architecture) {
         (Mode::Train, "train"),
     ] {
         let (logits, grad) = input_grad(&model, x, &y, mode);
-        let e = max_rel_err(&logits, &t[&format!("logits_{tag}")]);
-        assert!(e < 1e-4, "{name} {tag} logits rel err {e}");
+        let le = max_rel_err(&logits, &t[&format!("logits_{tag}")]);
+        assert!(le < 1e-4, "{name} {tag} logits rel err {le}");
         let e = max_rel_err(&grad, &t[&format!("input_grad_{tag}")]);
         // Train-mode gradients through batch statistics can be ill-conditioned; the fixture records
         // how far PyTorch's own f32 result is from f64, and we allow ten times that (other reduction orders) when it exceeds 1e-4.
@@ -82,6 +82,7 @@ fn check(name: &str, arch: Architecture) {
             1e-4
         };
         assert!(e < tol, "{name} {tag} {mode:?} input grad rel err {e}");
+        eprintln!("{name} {mode:?}: logits rel err {le:.2e}, input grad rel err {e:.2e}");
     }
     // One Train forward ran above (the Eval one must not have touched the statistics).
     for (k, v) in &t {
@@ -108,86 +109,104 @@ fn check(name: &str, arch: Architecture) {
     }
 }
 
-fn resnet(block: BlockKind, layers: [usize; 4]) -> Architecture {
-    Architecture::ResNet(ResNetConfig {
-        block,
-        layers,
-        base: 4,
-        num_classes: 10,
-    })
-}
-
 #[test]
 fn wide_resnet_matches_pytorch() {
-    check(
-        "wrn_10_2_base8",
-        Architecture::WideResNet(WideResNetConfig {
-            depth: 10,
-            widen: 2,
-            base: 8,
-            num_classes: 10,
-            drop_rate: 0.0,
-        }),
-    );
+    check("wrn_10_2_base8", Architecture::wide_resnet(10, 2, 8, 10));
 }
 
 #[test]
 fn resnet18_matches_pytorch() {
-    check("resnet18_base4", resnet(BlockKind::Basic, [2, 2, 2, 2]));
+    check("resnet18_base4", Architecture::resnet18_width(4, 10));
 }
 
 #[test]
 fn preact_resnet18_matches_pytorch() {
     check(
         "preact_resnet18_base4",
-        resnet(BlockKind::PreAct, [2, 2, 2, 2]),
+        Architecture::preact_resnet18_width(4, 10),
     );
 }
 
 #[test]
 fn resnet50_matches_pytorch() {
-    check(
-        "resnet50_base4",
-        resnet(BlockKind::Bottleneck, [3, 4, 6, 3]),
-    );
+    check("resnet50_base2", Architecture::resnet50_width(2, 10));
 }
 
 #[derive(serde::Deserialize)]
-struct Shapes {
+struct Reference {
     shapes: HashMap<String, HashMap<String, Vec<usize>>>,
     parameters: HashMap<String, usize>,
+    macs: HashMap<String, u64>,
 }
 
-/// Full presets: every `state_dict` key and shape equals PyTorch's (so `load_state_dict(strict=True)`
-/// accepts spat's files), and parameter counts equal what PyTorch printed.
+fn reference() -> Reference {
+    serde_json::from_str(&std::fs::read_to_string(fixture("state_dict_shapes.json")).unwrap())
+        .unwrap()
+}
+
+/// Figures printed by `scripts/golden/models.py` (PyTorch 2.x): parameters and multiply-accumulates
+/// of one 3x32x32 forward, the latter measured with forward hooks on every conv and linear layer.
+const PRINTED: [(&str, usize, u64); 7] = [
+    ("wrn-34-10", 46_160_474, 6_658_906_368),
+    ("wrn-28-10", 36_479_194, 5_243_328_768),
+    ("wrn-16-2", 691_674, 101_106_944),
+    ("resnet-18", 11_173_962, 555_422_720),
+    ("resnet-50", 23_520_842, 1_297_829_888),
+    ("preact-resnet-18", 11_171_146, 555_422_720),
+    ("tiny", 19_858, 3_236_160),
+];
+
+/// Every preset: each `state_dict` key and shape equals PyTorch's (so `load_state_dict(strict=True)`
+/// accepts spat's files), and parameter counts and FLOPs equal what PyTorch printed.
 #[test]
-fn full_presets_have_pytorch_names_shapes_and_counts() {
-    let s: Shapes =
-        serde_json::from_str(&std::fs::read_to_string(fixture("state_dict_shapes.json")).unwrap())
-            .unwrap();
-    // Figures printed by scripts/golden/models.py (PyTorch 2.x).
-    let printed = [
-        ("wrn-34-10", 46_160_474usize),
-        ("wrn-28-10", 36_479_194),
-        ("wrn-16-2", 691_674),
-        ("resnet-18", 11_173_962),
-        ("resnet-50", 23_520_842),
-        ("preact-resnet-18", 11_172_170),
-    ];
-    for (preset, count) in printed {
-        assert_eq!(
-            s.parameters[preset], count,
-            "fixture disagrees with the printed figure"
-        );
+fn presets_have_pytorch_names_shapes_counts_and_flops() {
+    let r = reference();
+    assert_eq!(PRINTED.len(), spat_models::PRESETS.len());
+    for (preset, params, macs) in PRINTED {
+        assert_eq!(r.parameters[preset], params, "fixture vs printed figure");
+        assert_eq!(r.macs[preset], macs, "fixture vs printed figure");
         let info = spat_models::model_info(preset, 10).unwrap();
-        assert_eq!(info.parameters, count, "{preset} parameter count");
-        let model =
-            Model::new(&Architecture::preset(preset, 10).unwrap(), &Device::Cpu, 0).unwrap();
-        let ours: HashMap<String, Vec<usize>> = model
-            .var_store()
-            .iter()
-            .map(|(n, v, _)| (n.to_string(), v.dims().to_vec()))
+        assert_eq!(info.parameters, params, "{preset} parameter count");
+        assert_eq!(info.flops, 2 * macs, "{preset} flops");
+        let ours: HashMap<String, Vec<usize>> = Architecture::preset(preset, 10)
+            .unwrap()
+            .variables()
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.name, d.shape))
             .collect();
-        assert_eq!(&ours, &s.shapes[preset], "{preset} state_dict names/shapes");
+        assert_eq!(&ours, &r.shapes[preset], "{preset} state_dict names/shapes");
+    }
+}
+
+/// The dry count (no weights drawn) describes exactly the network that is built: same names,
+/// shapes, kinds and order, same counts and MACs.
+#[test]
+fn dry_layout_and_counts_equal_the_built_model() {
+    let archs = [
+        Architecture::preset("tiny", 10).unwrap(),
+        Architecture::preset("wrn-16-2", 100).unwrap(),
+        Architecture::preset("resnet-18", 10).unwrap(),
+        Architecture::resnet50_width(8, 7),
+        Architecture::preact_resnet18_width(8, 10),
+    ];
+    for arch in archs {
+        let model = Model::new(&arch, &Device::Cpu, 0).unwrap();
+        let store = model.var_store();
+        let built: Vec<(String, Vec<usize>, spat_core::VarKind)> = store
+            .iter()
+            .map(|(n, v, k)| (n.to_string(), v.dims().to_vec(), k))
+            .collect();
+        let dry: Vec<(String, Vec<usize>, spat_core::VarKind)> = arch
+            .variables()
+            .unwrap()
+            .into_iter()
+            .map(|d| (d.name, d.shape, d.kind))
+            .collect();
+        assert_eq!(built, dry, "{arch:?}");
+        let info = arch.info().unwrap();
+        assert_eq!(info.parameters, store.parameter_count(), "{arch:?}");
+        assert_eq!(info.buffers, store.buffer_count(), "{arch:?}");
+        assert_eq!(info.flops, 2 * model.macs(32, 32), "{arch:?}");
     }
 }
