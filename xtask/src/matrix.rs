@@ -212,14 +212,15 @@ pub const FORWARD_FLOPS: &[(&str, f64)] = &[
 /// Assumed sustained throughput for GPU scales (full, short), FLOP/s.
 pub const GPU_FLOPS_PER_SEC: f64 = 20e12;
 /// Assumed sustained throughput for the smoke scale on a 2-core CPU, FLOP/s.
-pub const CPU_FLOPS_PER_SEC: f64 = 5e9;
+pub const CPU_FLOPS_PER_SEC: f64 = 4e9;
 
 pub const COST_BASIS: &str = "Estimated cost = forward FLOPs per image (spat model-info; ×9 for 96×96 STL-10) × \
 forward-equivalents per image (a forward+backward pass counts 3: standard training 3, Madry PGD-10 33, \
 TRADES/MART/RST 37 per training image; per-epoch monitoring clean + PGD-20 62; PGD-N 3N+1, FGSM 4 per test \
 image) × images (CIFAR 50,000 train / 10,000 test, STL-10 5,000 / 8,000, RST epochs 100,000 = 50k labelled + \
 50k pseudo-labelled), divided by an ASSUMED sustained 20 TFLOP/s for full/short (one A100/H100-class GPU in \
-f32/TF32, about a third of an H100's dense FP32 peak) and 5 GFLOP/s for smoke (2 CPU cores). These are \
+f32/TF32, about a third of an H100's dense FP32 peak) and 4 GFLOP/s for smoke (measured on 2 CPU cores: `spat train --model tiny --method madry` runs \
+20 images/s, 33 forward-equivalents of 6.5 MFLOP each). These are \
 planning figures, not measurements.";
 
 fn forward_flops(model: &str) -> f64 {
@@ -304,6 +305,12 @@ impl Setting {
             _ => None,
         }
     }
+    fn sweep_subset(&self) -> Option<usize> {
+        match self.scale {
+            Scale::Smoke => Some(SMOKE_SWEEP_IMAGES),
+            _ => None,
+        }
+    }
 
     #[allow(clippy::too_many_arguments)]
     fn train(
@@ -383,9 +390,11 @@ impl Setting {
 // each finish in a few minutes on 2 CPU cores.
 pub const SMOKE_EPOCHS: usize = 2;
 pub const SMOKE_BATCH: usize = 64;
-pub const SMOKE_TRAIN_IMAGES: usize = 512;
-pub const SMOKE_MONITOR_IMAGES: usize = 64;
-pub const SMOKE_EVAL_IMAGES: usize = 256;
+pub const SMOKE_TRAIN_IMAGES: usize = 256;
+pub const SMOKE_MONITOR_IMAGES: usize = 32;
+pub const SMOKE_EVAL_IMAGES: usize = 64;
+/// Test images of a smoke α sweep (13 PGD-20 attacks per model).
+pub const SMOKE_SWEEP_IMAGES: usize = 48;
 
 /// Evaluation radius of every table and figure (1/255 units).
 pub const EVAL_EPS: f64 = 8.0;
@@ -495,7 +504,7 @@ pub fn plan(id: &str, scale: Scale) -> Option<Plan> {
                 cells.push(s.train_cell(t.clone()));
             }
             for t in [standard, madry] {
-                let subset = s.eval_subset();
+                let subset = s.sweep_subset();
                 let attacks: Vec<String> = std::iter::once("clean".to_string())
                     .chain(FIG_5_3_ALPHAS.iter().map(|a| format!("pgd-ls:{a}")))
                     .chain(["pgd20".to_string(), "pgd-kl".to_string()])

@@ -37,12 +37,13 @@ pub fn setting(scale: Scale) -> String {
             .into(),
         Scale::Smoke => format!(
             "SMOKE: the `tiny` model (~20k parameters) trained {} epochs on {} images of the embedded CIFAR-10 sample \
-             (subsets of the real data for other data sets), batch {}, evaluated on {} test images, on a CPU. This \
+             (subsets of the real data for other data sets), batch {}, evaluated on {} test images ({} for α sweeps), on a CPU. This \
              checks the pipeline end to end; its numbers are NOT comparable with the thesis's.",
             matrix::SMOKE_EPOCHS,
             matrix::SMOKE_TRAIN_IMAGES,
             matrix::SMOKE_BATCH,
-            matrix::SMOKE_EVAL_IMAGES
+            matrix::SMOKE_EVAL_IMAGES,
+            matrix::SMOKE_SWEEP_IMAGES
         ),
     }
 }
