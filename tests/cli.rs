@@ -140,3 +140,407 @@ fn model_info_unknown_preset_is_a_clear_error() {
         "{msg}"
     );
 }
+
+// ---- train / eval / sweep-alpha / visualize -------------------------------------------------
+
+/// `spat train` on the embedded sample with the tiny model: few images, so each epoch takes seconds.
+fn tiny_train(out: &Path, epochs: u32, seed: u32) -> Command {
+    let mut cmd = spat();
+    cmd.args(["train", "--dataset", "cifar10", "--data-dir"])
+        .arg(mini_data())
+        .args(["--model", "tiny", "--method", "madry", "--epochs"])
+        .arg(epochs.to_string())
+        .args([
+            "--batch-size",
+            "32",
+            "--train-subset",
+            "64",
+            "--test-subset",
+            "8",
+            "--seed",
+        ])
+        .arg(seed.to_string())
+        .arg("--out")
+        .arg(out);
+    cmd
+}
+
+fn success(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "spat failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+/// Width and height from a PNG's IHDR chunk (after checking the signature).
+fn png_size(bytes: &[u8]) -> (u32, u32) {
+    assert_eq!(&bytes[..8], b"\x89PNG\r\n\x1a\n", "not a PNG");
+    assert_eq!(&bytes[12..16], b"IHDR");
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    (be(&bytes[16..20]), be(&bytes[20..24]))
+}
+
+fn tensor_names(path: &Path) -> Vec<String> {
+    let bytes = std::fs::read(path).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut names: Vec<String> = st.names().into_iter().map(String::from).collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn train_then_eval_sweep_and_visualize() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    success(run(&mut tiny_train(&run_dir, 1, 0)));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["method"], "madry");
+    assert_eq!(config["epochs"], 1);
+    let metrics = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
+    let lines: Vec<serde_json::Value> = metrics
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 1, "{metrics}");
+    for key in ["epoch", "loss", "clean_acc", "robust_acc"] {
+        assert!(lines[0][key].is_number(), "{key} missing: {metrics}");
+    }
+    let weights = run_dir.join("model.safetensors");
+    let names = tensor_names(&weights);
+    // PyTorch state_dict names of the WideResNet layout.
+    assert!(
+        names.contains(&"conv1.weight".to_string()) && names.contains(&"fc.weight".to_string()),
+        "{names:?}"
+    );
+    assert!(
+        names.iter().any(|n| n.ends_with("running_mean")),
+        "{names:?}"
+    );
+
+    let eval = stdout_json(&run(spat()
+        .args(["eval", "--model", "tiny", "--checkpoint"])
+        .arg(&weights)
+        .args(["--dataset", "cifar10", "--data-dir"])
+        .arg(mini_data())
+        .args([
+            "--attacks",
+            "clean,fgsm,pgd20,cw30,pgd-kl,pgd-ls:0.3",
+            "--test-subset",
+            "8",
+            "--json",
+        ])));
+    let obj = eval.as_object().unwrap();
+    let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
+    for k in ["clean", "fgsm", "pgd20", "cw30", "pgd-kl", "pgd-ls:0.3"] {
+        let v = obj
+            .get(k)
+            .and_then(|v| v.as_f64())
+            .unwrap_or_else(|| panic!("no `{k}` in {eval}"));
+        // 8 images: every accuracy is a multiple of 12.5 %.
+        assert!(
+            (0.0..=100.0).contains(&v) && (v / 12.5 - (v / 12.5).round()).abs() < 1e-9,
+            "{k} = {v}"
+        );
+    }
+    assert_eq!(keys.len(), 6, "{eval}");
+
+    let sweep_dir = dir.path().join("sweep");
+    let out = success(run(spat()
+        .args(["sweep-alpha", "--model", "tiny", "--checkpoint"])
+        .arg(&weights)
+        .args(["--dataset", "cifar10", "--data-dir"])
+        .arg(mini_data())
+        .args([
+            "--alphas",
+            "0,0.5,1",
+            "--test-subset",
+            "8",
+            "--json",
+            "--out",
+        ])
+        .arg(&sweep_dir)));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(sweep_dir.join("sweep.json")).unwrap())
+            .unwrap();
+    assert_eq!(printed, saved);
+    let attacks: Vec<&str> = saved["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["attack"].as_str().unwrap())
+        .collect();
+    assert_eq!(attacks, ["pgd-ls", "pgd-ls", "pgd-ls", "pgd-ce", "pgd-kl"]);
+    // PGD-LS with α = 0 is PGD-CE: same loss, same starts.
+    assert_eq!(saved["rows"][0]["accuracy"], saved["rows"][3]["accuracy"]);
+    assert_eq!(
+        png_size(&std::fs::read(sweep_dir.join("sweep.png")).unwrap()),
+        (900, 600)
+    );
+    assert!(std::fs::read_to_string(sweep_dir.join("sweep.md"))
+        .unwrap()
+        .contains("| pgd-kl |"));
+
+    let png = dir.path().join("grid.png");
+    let v = stdout_json(&run(spat()
+        .args(["visualize", "--model", "tiny", "--checkpoint"])
+        .arg(&weights)
+        .args(["--dataset", "cifar10", "--data-dir"])
+        .arg(mini_data())
+        .args([
+            "--attacks",
+            "pgd20,pgd-ls:0.8",
+            "--eps",
+            "32/255,8/255",
+            "--classes",
+            "ship,horse,horse",
+            "--json",
+            "--out",
+        ])
+        .arg(&png)));
+    let (w, h) = png_size(&std::fs::read(&png).unwrap());
+    assert_eq!(
+        (v["width"].as_u64().unwrap(), v["height"].as_u64().unwrap()),
+        (w as u64, h as u64)
+    );
+    assert_eq!(
+        v["columns"].as_array().unwrap().len(),
+        5,
+        "original + 2 attacks x 2 radii: {v}"
+    );
+    let rows = v["rows"].as_array().unwrap();
+    let labels: Vec<&str> = rows.iter().map(|r| r["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["ship", "horse", "horse"]);
+    assert_ne!(rows[1]["index"], rows[2]["index"], "two different horses");
+    // Five 32x32 images magnified 4x side by side, three rows of them.
+    assert!(w >= 5 * 128 && h >= 3 * 128, "{w}x{h}");
+}
+
+#[test]
+fn killed_training_resumes_to_identical_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let killed = dir.path().join("killed");
+    let mut child = tiny_train(&killed, 3, 7)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // The first epoch's checkpoint is complete once state.json (written last) exists.
+    let start = std::time::Instant::now();
+    while !killed.join("state.json").exists() {
+        assert!(start.elapsed().as_secs() < 120, "no checkpoint after 120 s");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "spat train ended before its first checkpoint"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL on Unix
+    child.wait().unwrap();
+    assert!(
+        !killed.join("model.safetensors").exists(),
+        "killed before the end"
+    );
+    success(run(spat().args(["train", "--resume"]).arg(&killed)));
+
+    let whole = dir.path().join("whole");
+    success(run(&mut tiny_train(&whole, 3, 7)));
+    let a = std::fs::read(killed.join("model.safetensors")).unwrap();
+    let b = std::fs::read(whole.join("model.safetensors")).unwrap();
+    assert!(a == b, "resumed weights differ from an uninterrupted run's");
+    let epochs = |d: &Path| {
+        std::fs::read_to_string(d.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .count()
+    };
+    assert_eq!((epochs(&killed), epochs(&whole)), (3, 3));
+}
+
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .map(|p| {
+            (
+                p.file_name().unwrap().to_string_lossy().to_string(),
+                std::fs::read(&p).unwrap(),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn corrupted_checkpoint_is_a_clear_error_and_nothing_is_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    success(run(
+        tiny_train(&run_dir, 2, 0).args(["--stop-after-epochs", "1"])
+    ));
+    let ckpt = run_dir.join("checkpoint.safetensors");
+    let mut bytes = std::fs::read(&ckpt).unwrap();
+    let n = bytes.len();
+    bytes[n - 16..].copy_from_slice(&[0xAB; 16]);
+    std::fs::write(&ckpt, &bytes).unwrap();
+    let before = snapshot(&run_dir);
+    let msg = one_line_error(&run(spat().args(["train", "--resume"]).arg(&run_dir)));
+    assert!(msg.contains("checkpoint.safetensors"), "{msg}");
+    assert_eq!(
+        snapshot(&run_dir),
+        before,
+        "a failed resume must not touch the run"
+    );
+
+    // Garbage as weights for eval: named, one line.
+    let garbage = dir.path().join("garbage.safetensors");
+    std::fs::write(&garbage, b"this is not safetensors").unwrap();
+    let msg = one_line_error(&run(spat()
+        .args(["eval", "--model", "tiny", "--checkpoint"])
+        .arg(&garbage)
+        .args(["--dataset", "cifar10", "--data-dir"])
+        .arg(mini_data())));
+    assert!(
+        msg.contains("garbage.safetensors") && msg.contains("safetensors"),
+        "{msg}"
+    );
+    assert_eq!(std::fs::read(&garbage).unwrap(), b"this is not safetensors");
+}
+
+#[test]
+fn bad_inputs_are_one_line_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("w.safetensors");
+    let mini = mini_data();
+    let mini = mini.to_str().unwrap();
+    let eval = |extra: &[&str]| {
+        let mut c = spat();
+        c.args(["eval", "--model", "tiny", "--checkpoint"])
+            .arg(&weights)
+            .args(["--dataset", "cifar10", "--data-dir", mini])
+            .args(extra);
+        c
+    };
+    let out = dir.path().join("run");
+    let out = out.to_str().unwrap();
+    let train = |model: &str, method: &str, extra: &[&str]| {
+        let mut c = spat();
+        c.args([
+            "train",
+            "--dataset",
+            "cifar10",
+            "--data-dir",
+            mini,
+            "--model",
+            model,
+            "--method",
+            method,
+        ])
+        .args(["--epochs", "1", "--out", out])
+        .args(extra);
+        c
+    };
+    let cases: Vec<(Command, &[&str])> = vec![
+        (eval(&[]), &["w.safetensors", "not found"]),
+        (eval(&["--eps", "2"]), &["bad eps `2`", "[0, 1]"]),
+        (eval(&["--eps", "eight"]), &["bad eps `eight`"]),
+        (
+            eval(&["--attacks", "clean,pgd20,fgsm9"]),
+            &["unknown attack `fgsm9`", "pgd-ls"],
+        ),
+        (
+            eval(&["--attacks", "pgd-ls:1.5"]),
+            &["alpha must lie in [0, 1]"],
+        ),
+        (eval(&["--device", "cuda:0"]), &["cuda"]),
+        (eval(&["--device", "tpu"]), &["bad --device `tpu`"]),
+        (
+            train("wrn-99", "madry", &[]),
+            &["unknown model preset `wrn-99`", "wrn-34-10"],
+        ),
+        (
+            train("tiny", "fgsm-at", &[]),
+            &["unknown training method `fgsm-at`"],
+        ),
+        (
+            train("tiny", "madry", &["--spat-alpha", "1.5"]),
+            &["bad alpha `1.5`"],
+        ),
+        (
+            train("tiny", "rst", &[]),
+            &["--pseudo-labeled", "fetch-data ti500k"],
+        ),
+        (
+            train("tiny", "madry", &["--batch-size", "0"]),
+            &["`0` is not a positive integer"],
+        ),
+        (
+            {
+                let mut c = spat();
+                c.args([
+                    "train",
+                    "--dataset",
+                    "cifar10",
+                    "--data-dir",
+                    "/nonexistent/data",
+                    "--model",
+                    "tiny",
+                ])
+                .args(["--method", "madry", "--out", out]);
+                c
+            },
+            &["/nonexistent/data", "cargo xtask fetch-data cifar10"],
+        ),
+        (
+            {
+                let mut c = spat();
+                c.args(["train", "--resume"])
+                    .arg(dir.path().join("nothing-here"));
+                c
+            },
+            &["nothing-here", "no such run directory"],
+        ),
+        (
+            {
+                let mut c = spat();
+                c.args(["train", "--dataset", "cifar10", "--model", "tiny"]);
+                c
+            },
+            &["--data-dir", "--method"],
+        ),
+        (
+            {
+                let mut c = spat();
+                c.args(["visualize", "--model", "tiny", "--checkpoint"])
+                    .arg(&weights)
+                    .args([
+                        "--dataset",
+                        "cifar10",
+                        "--data-dir",
+                        mini,
+                        "--classes",
+                        "unicorn",
+                        "--out",
+                        "x.png",
+                    ]);
+                c
+            },
+            &["unknown class `unicorn`", "automobile"],
+        ),
+    ];
+    for (mut cmd, needles) in cases {
+        let msg = one_line_error(&run(&mut cmd));
+        for n in needles {
+            assert!(msg.contains(n), "{cmd:?}: `{msg}` lacks `{n}`");
+        }
+    }
+    assert!(
+        !Path::new(out).exists(),
+        "no failed command created the run directory"
+    );
+}

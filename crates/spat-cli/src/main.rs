@@ -1,4 +1,8 @@
-//! `spat`: train, attack and evaluate adversarially robust image classifiers.
+//! `spat`: train, attack and evaluate adversarially robust image classifiers (SPAT thesis).
+//!
+//! Every command writes its results as files or prints them (`--json` for machines); logs go to
+//! stderr through `tracing` (`RUST_LOG=info` for progress); a failure is one `error:` line on
+//! stderr and exit status 1.
 
 mod commands;
 
@@ -8,7 +12,11 @@ use clap::{Parser, Subcommand};
 #[command(
     name = "spat",
     version,
-    about = "Semantics-preserving adversarial training (SPAT) and robust evaluation"
+    about = "Semantics-preserving adversarial training (SPAT) and robust evaluation",
+    long_about = "Semantics-preserving adversarial training (SPAT) and robust evaluation.\n\n\
+Defaults are the thesis's settings (section in brackets in each option's help). Data sets are read \
+from their official binary files; `cargo xtask fetch-data <cifar10|cifar100|stl10|ti500k>` fetches \
+them. Logs: RUST_LOG=info."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -17,6 +25,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train a classifier: Madry, TRADES, MART or RST, optionally with SPAT's PGD-LS adversary.
+    Train(commands::train::Args),
+    /// Clean accuracy and accuracy under a list of attacks, in percent.
+    Eval(commands::eval::Args),
+    /// Robust accuracy under PGD-LS over a grid of α, with PGD-CE and PGD-KL (§5.2).
+    SweepAlpha(commands::sweep_alpha::Args),
+    /// PNG grid of test images and their adversarial examples (Figures 5.1 / 5.2).
+    Visualize(commands::visualize::Args),
     /// Record counts, class balance and per-channel mean/std of a data set.
     DataInfo(commands::data_info::Args),
     /// Parameter, buffer and FLOP counts of a model preset.
@@ -31,14 +47,44 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => exit_on_usage_error(e),
+    };
     let result = match cli.command {
+        Command::Train(a) => commands::train::run(a),
+        Command::Eval(a) => commands::eval::run(a),
+        Command::SweepAlpha(a) => commands::sweep_alpha::run(a),
+        Command::Visualize(a) => commands::visualize::run(a),
         Command::DataInfo(a) => commands::data_info::run(a),
         Command::ModelInfo(a) => commands::model_info::run(a),
     };
     if let Err(e) = result {
         // One line, the whole cause chain: scripts grep it, people read it.
-        eprintln!("error: {e:#}");
+        eprintln!("error: {}", format!("{e:#}").replace('\n', " "));
         std::process::exit(1);
     }
+}
+
+/// Help and version go to stdout as clap prints them; a usage error becomes one `error:` line
+/// (clap's message without its usage block), exit status 2.
+fn exit_on_usage_error(e: clap::Error) -> ! {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        e.exit();
+    }
+    let text = e.render().to_string();
+    let line: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    eprintln!("{}", line.join(" "));
+    std::process::exit(2);
 }

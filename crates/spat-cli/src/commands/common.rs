@@ -1,0 +1,128 @@
+//! Argument parsing and loading shared by the commands: devices, radii, data sets, models.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use candle_core::Device;
+use spat_core::{Batch, Network};
+use spat_data::{BatchSource, Dataset, ImageSet, Loader, Split};
+
+/// `cpu`, `cuda` or `cuda:N`. CUDA needs a binary built with `--features cuda`.
+pub fn parse_device(s: &str) -> Result<Device> {
+    let s = s.trim();
+    if s == "cpu" {
+        return Ok(Device::Cpu);
+    }
+    let ordinal = match s.strip_prefix("cuda") {
+        Some("") => 0,
+        Some(rest) => match rest.strip_prefix(':').and_then(|n| n.parse::<usize>().ok()) {
+            Some(n) => n,
+            None => bail!("bad --device `{s}`: expected cpu, cuda or cuda:N"),
+        },
+        None => bail!("bad --device `{s}`: expected cpu, cuda or cuda:N"),
+    };
+    if !cfg!(feature = "cuda") {
+        bail!(
+            "--device {s}: this spat was built without CUDA; rebuild with `cargo build --release -p spat-cli --features cuda` (or cudnn)"
+        );
+    }
+    Device::new_cuda(ordinal).with_context(|| format!("opening CUDA device {ordinal}"))
+}
+
+/// A radius given as `8/255` or as a number such as `0.031`; must lie in [0, 1].
+pub fn parse_eps(s: &str) -> Result<f64, String> {
+    let t = s.trim();
+    let v = match t.split_once('/') {
+        Some((num, den)) => {
+            let num: f64 = num
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad eps `{s}`: expected e.g. 8/255 or 0.031"))?;
+            let den: f64 = den
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad eps `{s}`: expected e.g. 8/255 or 0.031"))?;
+            if den == 0.0 {
+                return Err(format!("bad eps `{s}`: division by zero"));
+            }
+            num / den
+        }
+        None => t
+            .parse()
+            .map_err(|_| format!("bad eps `{s}`: expected e.g. 8/255 or 0.031"))?,
+    };
+    if !v.is_finite() || !(0.0..=1.0).contains(&v) {
+        return Err(format!(
+            "bad eps `{s}`: must lie in [0, 1] (images are in [0, 1])"
+        ));
+    }
+    Ok(v)
+}
+
+/// A label-smoothing α in [0, 1].
+pub fn parse_alpha(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("bad alpha `{s}`: expected a number in [0, 1]"))?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err(format!("bad alpha `{s}`: must lie in [0, 1]"));
+    }
+    Ok(v)
+}
+
+/// A positive count (batch sizes, epochs, subsets).
+pub fn parse_positive(s: &str) -> Result<usize, String> {
+    match s.trim().parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(format!("`{s}` is not a positive integer")),
+    }
+}
+
+/// One split of a data set, optionally only its first `subset` images.
+pub fn load_split(
+    dataset: Dataset,
+    dir: &Path,
+    split: Split,
+    subset: Option<usize>,
+) -> Result<ImageSet> {
+    let set = spat_data::load(dataset, dir, split)
+        .with_context(|| format!("reading the {split} split of {dataset}"))?;
+    Ok(match subset {
+        Some(n) => set.first(n),
+        None => set,
+    })
+}
+
+/// A preset with weights from a safetensors checkpoint (spat's or a converted PyTorch state_dict).
+pub fn load_model(
+    preset: &str,
+    classes: usize,
+    checkpoint: &Path,
+    device: &Device,
+) -> Result<Box<dyn Network>> {
+    let model = spat_models::build(preset, classes, device, 0)?;
+    if !checkpoint.is_file() {
+        bail!("{}: checkpoint not found", checkpoint.display());
+    }
+    spat_models::load_weights(&*model, checkpoint)
+        .with_context(|| format!("loading {preset} weights (for {classes} classes)"))?;
+    Ok(model)
+}
+
+/// An in-order loader over a whole set (no augmentation), for evaluation.
+pub fn eval_loader(set: ImageSet, batch_size: usize) -> Loader {
+    Loader::new(Arc::new(set), batch_size)
+}
+
+/// The loader's batches as the attack library's evaluator takes them (lazily: one batch on the
+/// device at a time).
+pub fn eval_batches<'a>(
+    loader: &'a Loader,
+    device: &'a Device,
+) -> impl Iterator<Item = candle_core::Result<Batch>> + 'a {
+    loader
+        .epoch(0, device)
+        .map(|b| b.map_err(|e| candle_core::Error::Msg(e.to_string())))
+}

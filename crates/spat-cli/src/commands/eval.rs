@@ -1,0 +1,95 @@
+//! `spat eval`: clean accuracy and accuracy under a list of attacks.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use spat_attacks::AttackSpec;
+use spat_data::{Dataset, Split};
+
+use super::common::{
+    eval_batches, eval_loader, load_model, load_split, parse_device, parse_eps, parse_positive,
+};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Model preset of the checkpoint (see `spat model-info`).
+    #[arg(long)]
+    pub model: String,
+    /// Weights: a safetensors file with PyTorch state_dict names (spat's model.safetensors).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Data set: cifar10 | cifar100 | stl10.
+    #[arg(long)]
+    pub dataset: Dataset,
+    /// Folder holding the data set's official files (`cargo xtask fetch-data <name>` fills data/).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Comma-separated attacks: clean, fgsm, pgdN (PGD-CE), cwN (CW∞ by PGD), pgd-kl / pgdN-kl,
+    /// pgd-ls:A / pgdN-ls:A (PGD-LS), any with @eps/10 for step ε/10. Default: §6.1.1's
+    /// clean,fgsm,pgd20,cw30.
+    #[arg(long, default_value = "clean,fgsm,pgd20,cw30")]
+    pub attacks: String,
+    /// Attack radius, as 8/255 or 0.031 (default 8/255, §6.1).
+    #[arg(long, value_parser = parse_eps, default_value = "8/255")]
+    pub eps: f64,
+    /// Evaluate on the first N test images (default: the whole test set).
+    #[arg(long, value_parser = parse_positive)]
+    pub test_subset: Option<usize>,
+    /// Evaluation batch size.
+    #[arg(long, value_parser = parse_positive, default_value = "200")]
+    pub batch_size: usize,
+    /// Seed of the attacks' random starts.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// cpu | cuda | cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Print one JSON object {"clean": %, "<attack as given>": %, ...} instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: Args) -> Result<()> {
+    // Attack names are checked before anything slow happens.
+    let names: Vec<String> = a
+        .attacks
+        .split(',')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect();
+    let specs = AttackSpec::parse_list(&a.attacks)?;
+    let device = parse_device(&a.device)?;
+    let model = load_model(&a.model, a.dataset.num_classes(), &a.checkpoint, &device)?;
+    let test = load_split(a.dataset, &a.data_dir, Split::Test, a.test_subset)?;
+    let loader = eval_loader(test, a.batch_size);
+    let report = spat_attacks::evaluate(
+        &*model,
+        eval_batches(&loader, &device),
+        &specs,
+        a.eps,
+        a.seed,
+        true,
+    )?;
+    tracing::info!(examples = report.examples, eps = report.eps, "evaluated");
+    let mut out = serde_json::Map::new();
+    out.insert("clean".into(), serde_json::json!(report.accuracy["clean"]));
+    for (name, spec) in names.iter().zip(&specs) {
+        out.insert(
+            name.clone(),
+            serde_json::json!(report.accuracy[&spec.to_string()]),
+        );
+    }
+    if a.json {
+        println!("{}", serde_json::Value::Object(out));
+    } else {
+        println!("{} test images, eps {:.5}:", report.examples, report.eps);
+        for (k, v) in &out {
+            println!("  {k:<16} {:>6.2} %", v.as_f64().unwrap_or(f64::NAN));
+        }
+        println!(
+            "  {:<16} {:>6.2} %",
+            "worst case", report.accuracy["worst_case"]
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,193 @@
+//! `spat visualize`: PNG grid of test images and their adversarial examples (Figures 5.1 / 5.2),
+//! true class under each original, the model's prediction under each adversarial image.
+
+use std::path::PathBuf;
+
+use anyhow::{anyhow, bail, Context, Result};
+use candle_core::DType;
+use spat_attacks::AttackSpec;
+use spat_core::{Classifier, Mode};
+use spat_data::{Dataset, Split};
+use spat_report::{Canvas, ImageGrid};
+
+use super::common::{load_model, load_split, parse_device, parse_eps};
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Model preset of the checkpoint.
+    #[arg(long)]
+    pub model: String,
+    /// Weights (safetensors, PyTorch state_dict names).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Data set: cifar10 | cifar100 | stl10.
+    #[arg(long)]
+    pub dataset: Dataset,
+    /// Folder holding the data set's official files.
+    #[arg(long)]
+    pub data_dir: PathBuf,
+    /// Comma-separated attacks, one group of columns each (Figure 5.1: cw30; Figure 5.2:
+    /// pgd20,pgd-ls:0.2,pgd-ls:0.8).
+    #[arg(long, default_value = "cw30")]
+    pub attacks: String,
+    /// Comma-separated radii, one column per attack and radius (Figure 5.1: 32/255,16/255,8/255;
+    /// Figure 5.2: 32/255).
+    #[arg(long, value_parser = parse_eps,
+        value_delimiter = ',', default_value = "32/255,16/255,8/255")]
+    pub eps: Vec<f64>,
+    /// Rows: the first unused test image of each named class (Figure 5.1's rows:
+    /// ship,horse,bird,horse,automobile).
+    #[arg(
+        long,
+        default_value = "ship,horse,bird,horse,automobile",
+        conflicts_with = "indices"
+    )]
+    pub classes: String,
+    /// Rows: these test-set indices instead of --classes.
+    #[arg(long, value_delimiter = ',')]
+    pub indices: Option<Vec<usize>>,
+    /// Nearest-neighbour magnification (default: 4 for 32×32 images, 1 for 96×96).
+    #[arg(long)]
+    pub scale: Option<usize>,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// cpu | cuda | cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Output PNG file.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Also print one JSON object describing the grid (indices, labels, predictions).
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn pick_rows(a: &Args, labels: &[u32], names: &[String]) -> Result<Vec<usize>> {
+    if let Some(ix) = &a.indices {
+        if ix.is_empty() {
+            bail!("--indices is empty");
+        }
+        if let Some(bad) = ix.iter().find(|&&i| i >= labels.len()) {
+            bail!(
+                "--indices: {bad} is outside the test set ({} images)",
+                labels.len()
+            );
+        }
+        return Ok(ix.clone());
+    }
+    let mut used = std::collections::BTreeSet::new();
+    let mut rows = Vec::new();
+    for name in a
+        .classes
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+    {
+        let class = names.iter().position(|n| n == name).ok_or_else(|| {
+            anyhow!(
+                "--classes: unknown class `{name}`; classes are: {}",
+                names.join(", ")
+            )
+        })?;
+        let i = (0..labels.len())
+            .find(|&i| labels[i] as usize == class && !used.contains(&i))
+            .ok_or_else(|| anyhow!("--classes: no further test image of class `{name}`"))?;
+        used.insert(i);
+        rows.push(i);
+    }
+    if rows.is_empty() {
+        bail!("--classes is empty");
+    }
+    Ok(rows)
+}
+
+fn eps_label(e: f64) -> String {
+    let k = e * 255.0;
+    if (k - k.round()).abs() < 1e-6 {
+        format!("{}/255", k.round())
+    } else {
+        format!("{e:.4}")
+    }
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let specs: Vec<AttackSpec> = AttackSpec::parse_list(&a.attacks)?
+        .into_iter()
+        .filter(|s| *s != AttackSpec::Clean)
+        .collect();
+    if specs.is_empty() {
+        bail!("--attacks names no attack (clean alone shows nothing adversarial)");
+    }
+    let device = parse_device(&a.device)?;
+    let names = a.dataset.class_names();
+    let test = load_split(a.dataset, &a.data_dir, Split::Test, None)?;
+    let rows_ix = pick_rows(&a, test.labels(), &names)?;
+    let model = load_model(&a.model, a.dataset.num_classes(), &a.checkpoint, &device)?;
+    let (c, h, w) = test.shape();
+    let scale = a.scale.unwrap_or(if w <= 32 { 4 } else { 1 }).max(1);
+    let batch = test.to_batch(&rows_ix, &device)?;
+
+    let mut headers = vec!["original".to_string()];
+    let mut grid: Vec<Vec<(Canvas, String)>> = rows_ix
+        .iter()
+        .map(|&i| {
+            let label = names[test.labels()[i] as usize].clone();
+            Canvas::from_planar(test.image(i), c, h, w)
+                .map(|img| vec![(img, label)])
+                .map_err(|e| anyhow!("{e}"))
+        })
+        .collect::<Result<_>>()?;
+    let mut predictions: Vec<Vec<String>> = vec![Vec::new(); rows_ix.len()];
+    for (k, spec) in specs.iter().enumerate() {
+        for (j, &eps) in a.eps.iter().enumerate() {
+            let attack = spec.build(eps).expect("clean was filtered out");
+            let stream = spat_core::rng::streams::EVAL_ATTACK + 1024 * k as u64 + j as u64;
+            let mut rng = spat_core::rng::host_rng(a.seed, stream);
+            let x_adv = attack.perturb(&*model, &batch.images, &batch.labels, &mut rng)?;
+            let pred = model
+                .logits(&x_adv, Mode::Eval)?
+                .argmax(1)?
+                .to_dtype(DType::U32)?
+                .to_vec1::<u32>()?;
+            let bytes = (x_adv * 255.0)?
+                .round()?
+                .clamp(0f32, 255f32)?
+                .to_dtype(DType::U8)?
+                .flatten_all()?
+                .to_vec1::<u8>()?;
+            headers.push(format!("{spec} {}", eps_label(eps)));
+            for (r, row) in grid.iter_mut().enumerate() {
+                let img = Canvas::from_planar(&bytes[r * c * h * w..(r + 1) * c * h * w], c, h, w)
+                    .map_err(|e| anyhow!("{e}"))?;
+                let name = names[pred[r] as usize].clone();
+                predictions[r].push(name.clone());
+                row.push((img, name));
+            }
+        }
+    }
+    let image = ImageGrid {
+        column_headers: headers.clone(),
+        rows: grid,
+        scale,
+    }
+    .render()
+    .map_err(|e| anyhow!("{e}"))?;
+    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    image.save_png(&a.out).map_err(|e| anyhow!("{e}"))?;
+    if a.json {
+        let rows: Vec<serde_json::Value> = rows_ix
+            .iter()
+            .zip(&predictions)
+            .map(|(&i, p)| serde_json::json!({"index": i, "label": names[test.labels()[i] as usize], "predictions": p}))
+            .collect();
+        println!(
+            "{}",
+            serde_json::json!({"image": a.out, "width": image.width, "height": image.height, "columns": headers, "rows": rows})
+        );
+    } else {
+        println!("{} ({}x{} px)", a.out.display(), image.width, image.height);
+    }
+    Ok(())
+}
