@@ -4,6 +4,14 @@
 //! PGD-LS — PGD on a label-smoothed cross-entropy — is the training adversary of
 //! semantics-preserving adversarial training (SPAT); with `alpha = 0` it is PGD-CE.
 //!
+//! Every attack takes the [`spat_core::Mode`] its model runs in: evaluation attacks use
+//! `Mode::Eval`; a trainer that crafts its adversary with batch statistics uses
+//! `Mode::TrainFrozenBn`, never `Mode::Train` (each of the attack's forward passes would move the
+//! BN running statistics). Input gradients come from candle's autograd on a temporary `Var`; the
+//! gradient store (which also holds the weights' gradients, computed as a side effect) is dropped
+//! inside each step, and the returned examples are detached, so an attack leaves no state behind.
+//! Random starts are drawn from the caller's [`HostRng`]: same generator state, same examples.
+//!
 //! Attacking your own candle model:
 //!
 //! ```
