@@ -65,9 +65,20 @@ fn strs(v: &Value) -> Vec<String> {
         .collect()
 }
 
+/// (id, data set, model, epochs, batch size, (method, SPAT α) per paper row, evaluation attacks).
+type TableCase = (
+    &'static str,
+    &'static str,
+    &'static str,
+    u64,
+    u64,
+    &'static [(&'static str, Option<f64>)],
+    &'static [&'static str],
+);
+
 #[test]
 fn full_scale_tables_6_x_train_exactly_the_papers_rows() {
-    let cases: [(&str, &str, &str, u64, u64, &[(&str, Option<f64>)], &[&str]); 4] = [
+    let cases: [TableCase; 4] = [
         (
             "table6.1",
             "cifar10",

@@ -53,7 +53,8 @@ pub struct Args {
     /// Initial learning rate (default 0.1, §6.1.1; ÷10 at 75% and 90% of the epochs).
     #[arg(long)]
     pub lr: Option<f64>,
-    /// Weight decay (default 7e-4 on CIFAR-10 as MART, §6.1.1; CIFAR-100 per the original code).
+    /// Weight decay (default 7e-4 as MART, §6.1.1; CIFAR-100: TRADES/Madry 2e-4, MART 3.5e-3 as the
+    /// original code; RST 5e-4).
     #[arg(long)]
     pub weight_decay: Option<f64>,
     /// Train on a seeded random subset of N training images (default: all).
@@ -63,8 +64,9 @@ pub struct Args {
     /// after each epoch and the whole test set at the end).
     #[arg(long, value_parser = parse_positive)]
     pub test_subset: Option<usize>,
-    /// RST's pseudo-labelled images (ti_500K_pseudo_labeled.pickle, §6.1.2): mixed into every batch;
-    /// implies --method rst semantics for madry-free methods (trades -> rst, mart -> rst with base mart).
+    /// RST's pseudo-labelled images (ti_500K_pseudo_labeled.pickle, §6.1.2), mixed into every
+    /// batch: with --method rst or trades this is RST (TRADES objective), with --method mart it is
+    /// RST with MART's objective (Table 6.3's "MART" rows).
     #[arg(long)]
     pub pseudo_labeled: Option<PathBuf>,
     /// Fraction of each batch drawn from --pseudo-labeled (RST default 0.5).
