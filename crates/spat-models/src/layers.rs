@@ -133,6 +133,10 @@ impl Builder<'_> {
     }
 }
 
+/// Widest layer (`in_channels × out_channels`) that uses the direct CPU convolution; above it
+/// candle's matrix-product kernel is faster (measured with `examples/conv_crossover.rs`).
+const DIRECT_CONV_MAX_CHANNEL_PAIRS: usize = 16 * 16;
+
 /// 2-D convolution without bias (every reference network here uses `bias=False`).
 #[derive(Debug, Clone)]
 pub struct Conv2d {
@@ -169,7 +173,25 @@ impl Conv2d {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (cin, cout, _) = self.geometry;
+        if x.device().is_cpu()
+            && x.dtype() == DType::F32
+            && cin * cout <= DIRECT_CONV_MAX_CHANNEL_PAIRS
+        {
+            self.forward_direct(x)
+        } else {
+            self.forward_candle(x)
+        }
+    }
+
+    /// candle's convolution (im2col + matrix product; any device).
+    pub(crate) fn forward_candle(&self, x: &Tensor) -> Result<Tensor> {
         x.conv2d(self.weight.as_tensor(), self.padding, self.stride, 1, 1)
+    }
+
+    /// The direct CPU kernel of `conv_cpu` (narrow layers).
+    pub(crate) fn forward_direct(&self, x: &Tensor) -> Result<Tensor> {
+        direct_conv2d(x, self.weight.as_tensor(), self.stride, self.padding)
     }
 
     /// Multiply-accumulates for one image whose input is `h × w`; returns the output size too.
@@ -179,6 +201,19 @@ impl Conv2d {
         let ow = (w + 2 * self.padding - k) / self.stride + 1;
         ((cout * cin * k * k * oh * ow) as u64, (oh, ow))
     }
+}
+
+/// Direct CPU convolution of an `f32` NCHW tensor with a square kernel (no bias, groups or
+/// dilation), differentiable in both arguments. Exposed for benchmarks; networks pick it
+/// themselves for narrow layers.
+#[doc(hidden)]
+pub fn direct_conv2d(x: &Tensor, kernel: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
+    let x = if x.is_contiguous() {
+        x.clone()
+    } else {
+        x.contiguous()?
+    };
+    x.apply_op2(kernel, crate::conv_cpu::DirectConv2d { stride, padding })
 }
 
 /// Fully connected layer `y = x Wᵀ + b`.
@@ -512,6 +547,93 @@ mod tests {
                 let expected = i64::from(mode == Mode::Train);
                 assert_eq!((tracked(&sf), tracked(&sc)), (expected, expected), "{tag}");
             }
+        }
+    }
+
+    /// The direct CPU convolution equals candle's in output and in both gradients, for the kernel
+    /// sizes, strides and paddings the networks use and for odd sizes where padding and stride
+    /// leave unused border rows.
+    #[test]
+    fn direct_conv_matches_candle_conv() {
+        let dev = Device::Cpu;
+        // (cin, cout, k, stride, h, w)
+        let cases = [
+            (3, 5, 3, 1, 8, 8),
+            (4, 6, 3, 2, 8, 8),
+            (4, 6, 3, 2, 7, 9),
+            (5, 3, 1, 2, 7, 7),
+            (5, 3, 1, 1, 6, 5),
+            (2, 2, 3, 1, 1, 1),
+            (3, 4, 3, 2, 2, 2),
+            // Non-square with an odd remainder in one direction only: candle's own backward gets
+            // the output padding wrong here, so only the adjoint identities below are checked.
+            (3, 4, 3, 2, 2, 3),
+        ];
+        for (i, &(cin, cout, k, stride, h, w)) in cases.iter().enumerate() {
+            let mut store = VarStore::new(&dev);
+            let mut rng = spat_core::rng::host_rng(i as u64, 0);
+            let mut b = Builder::new(&mut store, &mut rng, 0, false);
+            let conv =
+                Conv2d::new(&mut b, "c", (cin, cout, k), stride, Init::PytorchDefault).unwrap();
+            let mut r = spat_core::rng::host_rng(100 + i as u64, 0);
+            let x = spat_core::rng::uniform(&mut r, (3, cin, h, w), -1.0, 1.0, &dev).unwrap();
+            let run = |direct: bool| {
+                let xv = Var::from_tensor(&x).unwrap();
+                let y = if direct {
+                    conv.forward_direct(xv.as_tensor()).unwrap()
+                } else {
+                    conv.forward_candle(xv.as_tensor()).unwrap()
+                };
+                let up = spat_core::rng::uniform(
+                    &mut spat_core::rng::host_rng(7, 0),
+                    y.dims(),
+                    -1.0,
+                    1.0,
+                    &dev,
+                )
+                .unwrap();
+                let grads = (&y * &up).unwrap().sum_all().unwrap().backward().unwrap();
+                (
+                    y.dims().to_vec(),
+                    vals(&y),
+                    vals(grads.get(xv.as_tensor()).unwrap()),
+                    vals(grads.get(conv.weight.as_tensor()).unwrap()),
+                )
+            };
+            let (sd, yd, gxd, gwd) = run(true);
+            let tag = format!("case {:?}", cases[i]);
+            // The convolution is linear in x and in the kernel, so with upstream gradient u:
+            // <conv(x), u> = <x, dL/dx> = <kernel, dL/dkernel>.
+            let up = vals(
+                &spat_core::rng::uniform(
+                    &mut spat_core::rng::host_rng(7, 0),
+                    &sd[..],
+                    -1.0,
+                    1.0,
+                    &dev,
+                )
+                .unwrap(),
+            );
+            let dot =
+                |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x * y) as f64).sum::<f64>();
+            let lhs = dot(&yd, &up);
+            for (what, rhs) in [
+                ("input", dot(&vals(&x), &gxd)),
+                ("kernel", dot(&vals(conv.weight.as_tensor()), &gwd)),
+            ] {
+                assert!(
+                    (lhs - rhs).abs() < 1e-4 * (1.0 + lhs.abs()),
+                    "{tag} {what} adjoint: {lhs} vs {rhs}"
+                );
+            }
+            if h != w && h % stride != w % stride {
+                continue;
+            }
+            let (sc, yc, gxc, gwc) = run(false);
+            assert_eq!(sd, sc, "{tag} shape");
+            close(&yd, &yc, &format!("{tag} output"));
+            close(&gxd, &gxc, &format!("{tag} input grad"));
+            close(&gwd, &gwc, &format!("{tag} kernel grad"));
         }
     }
 

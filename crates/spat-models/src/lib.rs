@@ -11,6 +11,7 @@
 //! ```
 
 mod bn_cpu;
+mod conv_cpu;
 pub mod layers;
 pub mod resnet;
 pub mod wide_resnet;
