@@ -93,6 +93,7 @@ pub struct Model {
 
 /// Constructs `arch` with `b`, returning the network and its class count.
 fn construct(b: &mut layers::Builder<'_>, arch: &Architecture) -> Result<(Net, usize)> {
+    arch.validate()?;
     Ok(match arch {
         Architecture::WideResNet(c) => (
             Net::WideResNet(Box::new(WideResNet::new(b, c)?)),
@@ -145,6 +146,29 @@ impl Architecture {
             base,
             num_classes,
         })
+    }
+
+    /// Rejects sizes no network can have (zero classes, widths or stages).
+    pub fn validate(&self) -> Result<()> {
+        let problem = match self {
+            Architecture::WideResNet(c) if c.num_classes == 0 => Some("num_classes must be >= 1"),
+            Architecture::WideResNet(c) if c.base == 0 || c.widen == 0 => {
+                Some("WideResNet base width and widen factor must be >= 1")
+            }
+            Architecture::WideResNet(c) if !(0.0..1.0).contains(&c.drop_rate) => {
+                Some("WideResNet drop rate must be in [0, 1)")
+            }
+            Architecture::ResNet(c) if c.num_classes == 0 => Some("num_classes must be >= 1"),
+            Architecture::ResNet(c) if c.base == 0 => Some("ResNet base width must be >= 1"),
+            Architecture::ResNet(c) if c.layers.contains(&0) => {
+                Some("every ResNet stage needs at least one block")
+            }
+            _ => None,
+        };
+        match problem {
+            Some(p) => Err(Error::Config(format!("{p} (got {self:?})"))),
+            None => Ok(()),
+        }
     }
 
     /// Every variable the network declares (its `state_dict` keys, shapes and kinds, in

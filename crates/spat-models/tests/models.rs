@@ -61,6 +61,22 @@ fn unknown_preset_lists_valid_ones() {
 }
 
 #[test]
+fn impossible_sizes_are_config_errors() {
+    let bad = [
+        Architecture::preset("tiny", 0).unwrap(),
+        Architecture::wide_resnet(12, 1, 16, 10),
+        Architecture::wide_resnet(16, 0, 16, 10),
+        Architecture::resnet18_width(0, 10),
+    ];
+    for arch in bad {
+        let msg = Model::new(&arch, &Device::Cpu, 0).unwrap_err().to_string();
+        assert!(msg.contains("must") || msg.contains("6n+4"), "{msg}");
+        assert!(arch.info().is_err());
+    }
+    assert!(model_info("tiny", 0).is_err());
+}
+
+#[test]
 fn same_seed_same_weights_other_seed_other_weights() {
     let a = build("tiny", 10, &Device::Cpu, 5).unwrap();
     let b = build("tiny", 10, &Device::Cpu, 5).unwrap();
