@@ -78,19 +78,61 @@ fn impossible_sizes_are_config_errors() {
 
 #[test]
 fn same_seed_same_weights_other_seed_other_weights() {
-    let a = build("tiny", 10, &Device::Cpu, 5).unwrap();
-    let b = build("tiny", 10, &Device::Cpu, 5).unwrap();
-    let c = build("tiny", 10, &Device::Cpu, 6).unwrap();
-    let w = |m: &dyn Network| {
-        values(
+    for preset in ["tiny", "preact-resnet-18"] {
+        let a = build(preset, 10, &Device::Cpu, 5).unwrap();
+        let b = build(preset, 10, &Device::Cpu, 5).unwrap();
+        let c = build(preset, 10, &Device::Cpu, 6).unwrap();
+        let all = |m: &dyn Network| -> Vec<(String, Vec<f32>)> {
             m.var_store()
-                .get("block2.layer.0.conv1.weight")
-                .unwrap()
-                .as_tensor(),
-        )
-    };
-    assert_eq!(w(a.as_ref()), w(b.as_ref()));
-    assert_ne!(w(a.as_ref()), w(c.as_ref()));
+                .iter()
+                .filter(|(_, v, _)| v.dtype() == DType::F32)
+                .map(|(n, v, _)| (n.to_string(), values(v.as_tensor())))
+                .collect()
+        };
+        assert_eq!(all(a.as_ref()), all(b.as_ref()), "{preset}: same seed");
+        // Every randomly initialised tensor (convolutions, linear layers) differs with the seed.
+        for ((name, x), (_, y)) in all(a.as_ref()).iter().zip(all(c.as_ref())) {
+            if name.contains("conv")
+                || name.contains("shortcut.0")
+                || name.starts_with("linear")
+                || name == "fc.weight"
+            {
+                assert_ne!(x, &y, "{preset}: {name} ignores the seed");
+            }
+        }
+    }
+}
+
+/// ResNet layers follow PyTorch's default init: U(-1/sqrt(fan_in), 1/sqrt(fan_in)) for conv and
+/// linear weights and the linear bias.
+#[test]
+fn resnet_init_follows_pytorch_defaults() {
+    let m = build("resnet-18", 10, &Device::Cpu, 2).unwrap();
+    let s = m.var_store();
+    for (name, fan_in) in [
+        ("conv1.weight", 27usize),
+        ("layer3.0.conv2.weight", 256 * 9),
+        ("layer2.0.shortcut.0.weight", 64),
+        ("linear.weight", 512),
+        ("linear.bias", 512),
+    ] {
+        let v = values(s.get(name).unwrap().as_tensor());
+        let bound = 1.0 / (fan_in as f32).sqrt();
+        let max = v.iter().fold(0f32, |m, x| m.max(x.abs()));
+        assert!(
+            max <= bound && max > 0.0,
+            "{name}: max |w| {max}, bound {bound}"
+        );
+        if v.len() > 1000 {
+            // Uniform on [-b, b]: fills the interval and has standard deviation b / sqrt(3).
+            assert!(max > 0.99 * bound, "{name}: max |w| {max}, bound {bound}");
+            let std = (v.iter().map(|x| x * x).sum::<f32>() / v.len() as f32).sqrt();
+            assert!(
+                (std * 3f32.sqrt() / bound - 1.0).abs() < 0.03,
+                "{name}: std {std}"
+            );
+        }
+    }
 }
 
 #[test]
