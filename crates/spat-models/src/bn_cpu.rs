@@ -44,6 +44,52 @@ fn slice_of<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> 
     }
 }
 
+/// `Σ f(v)` over `values` with eight independent partial sums (one running sum is a serial chain
+/// the compiler may not reorder, so it would not vectorise).
+#[inline]
+fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = values.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().map(|&v| f(v)).sum();
+    for chunk in chunks {
+        for i in 0..8 {
+            lanes[i] += f(chunk[i]);
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
+/// `(Σ d, Σ d·(x − m))` over one plane, where `d` is the upstream gradient `g` with the ReLU
+/// mask of the output `y` applied when `relu`.
+#[inline]
+fn grad_sums(x: &[f32], g: &[f32], y: &[f32], m: f32, relu: bool) -> (f32, f32) {
+    let (mut sd, mut sdx) = ([0f32; 8], [0f32; 8]);
+    let mut tail = (0f32, 0f32);
+    let n = x.len();
+    let body = n - n % 8;
+    let masked = |gv: f32, yv: f32| if relu && yv <= 0.0 { 0.0 } else { gv };
+    for ((xc, gc), yc) in x[..body]
+        .chunks_exact(8)
+        .zip(g[..body].chunks_exact(8))
+        .zip(y[..body].chunks_exact(8))
+    {
+        for i in 0..8 {
+            let d = masked(gc[i], yc[i]);
+            sd[i] += d;
+            sdx[i] += d * (xc[i] - m);
+        }
+    }
+    for i in body..n {
+        let d = masked(g[i], y[i]);
+        tail.0 += d;
+        tail.1 += d * (x[i] - m);
+    }
+    (
+        sd.iter().sum::<f32>() + tail.0,
+        sdx.iter().sum::<f32>() + tail.1,
+    )
+}
+
 /// Mean and biased variance over `(N, H, W)` of an `(N, C, H, W)` tensor, accumulated in `f64`.
 pub(crate) fn batch_stats(x: &Tensor) -> Result<ChannelStats> {
     let (n, c, h, w) = x.dims4()?;
@@ -53,16 +99,15 @@ pub(crate) fn batch_stats(x: &Tensor) -> Result<ChannelStats> {
         let per_channel: Vec<(f32, f32)> = (0..c)
             .into_par_iter()
             .map(|ch| {
+                // Per-plane partial sums in f32 lanes (vectorisable), planes summed in f64.
                 let planes = (0..n).map(|i| &data[(i * c + ch) * plane..][..plane]);
-                let sum: f64 = planes
-                    .clone()
-                    .map(|p| p.iter().map(|&v| v as f64).sum::<f64>())
-                    .sum();
+                let sum: f64 = planes.clone().map(|p| lane_sum(p, |v| v) as f64).sum();
                 let mean = sum / count;
+                let m = mean as f32;
                 let sq: f64 = planes
-                    .map(|p| p.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>())
+                    .map(|p| lane_sum(p, |v| (v - m) * (v - m)) as f64)
                     .sum();
-                (mean as f32, (sq / count) as f32)
+                (m, (sq / count) as f32)
             })
             .collect();
         Ok(ChannelStats {
@@ -169,17 +214,13 @@ impl CustomOp3 for FusedBatchNorm {
                             let (m, is) = (self.mean[ch], self.inv_std[ch]);
                             let (mut sd, mut sdx) = (0f64, 0f64);
                             for b in 0..n {
-                                let base = (b * c + ch) * plane;
-                                let (mut pd, mut pdx) = (0f32, 0f32);
-                                for (i, &xv) in x.iter().enumerate().skip(base).take(plane) {
-                                    let d = dy(i);
-                                    pd += d;
-                                    pdx += d * (xv - m) * is;
-                                }
+                                let r = (b * c + ch) * plane..(b * c + ch + 1) * plane;
+                                let (pd, pdx) =
+                                    grad_sums(&x[r.clone()], &g[r.clone()], &y[r], m, self.relu);
                                 sd += pd as f64;
                                 sdx += pdx as f64;
                             }
-                            (sd as f32, sdx as f32)
+                            (sd as f32, (sdx * is as f64) as f32)
                         })
                         .collect();
                     let mut dx = vec![0f32; x.len()];

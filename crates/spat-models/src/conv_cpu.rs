@@ -71,6 +71,28 @@ impl Geometry {
     }
 }
 
+/// Dot product with eight independent partial sums: a single running sum is a serial chain of
+/// dependent additions the compiler may not reorder (so it cannot vectorise it).
+#[inline]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut lanes = [0f32; 8];
+    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ca
+        .remainder()
+        .iter()
+        .zip(cb.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ca.zip(cb) {
+        for i in 0..8 {
+            lanes[i] += x[i] * y[i];
+        }
+    }
+    lanes.iter().sum::<f32>() + tail
+}
+
 fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
     let data = s.as_slice::<f32>()?;
     match l.contiguous_offsets() {
@@ -131,7 +153,131 @@ fn axpy_scatter(
     }
 }
 
+/// Planes of `src` (each `h × w`) copied into zero-padded planes of `(h + 2p) × (w + 2p)`.
+fn pad_planes(src: &[f32], h: usize, w: usize, p: usize) -> Vec<f32> {
+    let (hp, wp) = (h + 2 * p, w + 2 * p);
+    let planes = src.len() / (h * w);
+    let mut out = vec![0f32; planes * hp * wp];
+    out.par_chunks_mut(hp * wp)
+        .zip(src.par_chunks(h * w))
+        .for_each(|(dst, src)| {
+            for (y, row) in src.chunks(w).enumerate() {
+                dst[(y + p) * wp + p..][..w].copy_from_slice(row);
+            }
+        });
+    out
+}
+
+/// Stride 1: with the input zero-padded to width `wp`, output row `oy` column `ox` reads padded
+/// position `(oy + ky)·wp + ox + kx`, so over a "wide" output of `oh × wp` (the last `wp − ow`
+/// columns are junk and dropped) every tap is one long contiguous multiply-add.
+fn forward_stride1(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
+    let (p, kk) = (g.padding, g.k * g.k);
+    let (hp, wp) = (g.h + 2 * p, g.w + 2 * p);
+    let span = (g.oh - 1) * wp + g.ow;
+    let padded = pad_planes(x, g.h, g.w, p);
+    let mut out = vec![0f32; g.n * g.cout * g.oh * g.ow];
+    out.par_chunks_mut(g.oh * g.ow)
+        .enumerate()
+        .for_each(|(idx, out)| {
+            let (b, co) = (idx / g.cout, idx % g.cout);
+            let mut wide = vec![0f32; span];
+            for ci in 0..g.cin {
+                let plane = &padded[(b * g.cin + ci) * hp * wp..][..hp * wp];
+                let wk = &w[(co * g.cin + ci) * kk..][..kk];
+                for ky in 0..g.k {
+                    for kx in 0..g.k {
+                        let a = wk[ky * g.k + kx];
+                        let src = &plane[ky * wp + kx..][..span];
+                        for (d, &s) in wide.iter_mut().zip(src) {
+                            *d += a * s;
+                        }
+                    }
+                }
+            }
+            for (oy, row) in out.chunks_mut(g.ow).enumerate() {
+                row.copy_from_slice(&wide[oy * wp..][..g.ow]);
+            }
+        });
+    out
+}
+
+/// Upstream gradient planes in the wide layout of [`forward_stride1`] (junk columns zero).
+fn widen_grad(g: &Geometry, grad: &[f32]) -> Vec<f32> {
+    let wp = g.w + 2 * g.padding;
+    let mut wide = vec![0f32; g.n * g.cout * g.oh * wp];
+    wide.par_chunks_mut(g.oh * wp)
+        .zip(grad.par_chunks(g.oh * g.ow))
+        .for_each(|(dst, src)| {
+            for (oy, row) in src.chunks(g.ow).enumerate() {
+                dst[oy * wp..][..g.ow].copy_from_slice(row);
+            }
+        });
+    wide
+}
+
+fn input_grad_stride1(g: &Geometry, grad: &[f32], w: &[f32]) -> Vec<f32> {
+    let (p, kk) = (g.padding, g.k * g.k);
+    let (hp, wp) = (g.h + 2 * p, g.w + 2 * p);
+    let span = (g.oh - 1) * wp + g.ow;
+    let wide = widen_grad(g, grad);
+    let mut dx = vec![0f32; g.n * g.cin * g.h * g.w];
+    dx.par_chunks_mut(g.h * g.w)
+        .enumerate()
+        .for_each(|(idx, dx)| {
+            let (b, ci) = (idx / g.cin, idx % g.cin);
+            let mut padded = vec![0f32; hp * wp];
+            for co in 0..g.cout {
+                let src = &wide[(b * g.cout + co) * g.oh * wp..][..span];
+                let wk = &w[(co * g.cin + ci) * kk..][..kk];
+                for ky in 0..g.k {
+                    for kx in 0..g.k {
+                        let a = wk[ky * g.k + kx];
+                        let dst = &mut padded[ky * wp + kx..][..span];
+                        for (d, &s) in dst.iter_mut().zip(src) {
+                            *d += a * s;
+                        }
+                    }
+                }
+            }
+            for (y, row) in dx.chunks_mut(g.w).enumerate() {
+                row.copy_from_slice(&padded[(y + p) * wp + p..][..g.w]);
+            }
+        });
+    dx
+}
+
+fn kernel_grad_stride1(g: &Geometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
+    let (p, kk) = (g.padding, g.k * g.k);
+    let (hp, wp) = (g.h + 2 * p, g.w + 2 * p);
+    let span = (g.oh - 1) * wp + g.ow;
+    let padded = pad_planes(x, g.h, g.w, p);
+    let wide = widen_grad(g, grad);
+    let mut dw = vec![0f32; g.cout * g.cin * kk];
+    dw.par_chunks_mut(kk).enumerate().for_each(|(idx, dw)| {
+        let (co, ci) = (idx / g.cin, idx % g.cin);
+        let mut acc = vec![0f64; kk];
+        for b in 0..g.n {
+            let gw = &wide[(b * g.cout + co) * g.oh * wp..][..span];
+            let plane = &padded[(b * g.cin + ci) * hp * wp..][..hp * wp];
+            for ky in 0..g.k {
+                for kx in 0..g.k {
+                    let xs = &plane[ky * wp + kx..][..span];
+                    acc[ky * g.k + kx] += dot(gw, xs) as f64;
+                }
+            }
+        }
+        for (d, a) in dw.iter_mut().zip(acc) {
+            *d = a as f32;
+        }
+    });
+    dw
+}
+
 fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
+    if g.stride == 1 {
+        return forward_stride1(g, x, w);
+    }
     let (plane_in, plane_out, kk) = (g.h * g.w, g.oh * g.ow, g.k * g.k);
     let mut out = vec![0f32; g.n * g.cout * plane_out];
     out.par_chunks_mut(plane_out)
@@ -165,6 +311,9 @@ fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
 }
 
 fn input_grad(g: &Geometry, grad: &[f32], w: &[f32]) -> Vec<f32> {
+    if g.stride == 1 {
+        return input_grad_stride1(g, grad, w);
+    }
     let (plane_in, plane_out, kk) = (g.h * g.w, g.oh * g.ow, g.k * g.k);
     let mut dx = vec![0f32; g.n * g.cin * plane_in];
     dx.par_chunks_mut(plane_in)
@@ -197,6 +346,9 @@ fn input_grad(g: &Geometry, grad: &[f32], w: &[f32]) -> Vec<f32> {
 }
 
 fn kernel_grad(g: &Geometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
+    if g.stride == 1 {
+        return kernel_grad_stride1(g, x, grad);
+    }
     let (plane_in, plane_out, kk) = (g.h * g.w, g.oh * g.ow, g.k * g.k);
     let mut dw = vec![0f32; g.cout * g.cin * kk];
     dw.par_chunks_mut(kk).enumerate().for_each(|(idx, dw)| {
@@ -219,7 +371,7 @@ fn kernel_grad(g: &Geometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
                         let grow = &gout[oy * g.ow + cols.start..oy * g.ow + cols.end];
                         let xrow = &xin[iy * g.w + shift..(iy + 1) * g.w];
                         if g.stride == 1 {
-                            sum += grow.iter().zip(xrow).map(|(a, b)| a * b).sum::<f32>();
+                            sum += dot(grow, xrow);
                         } else {
                             sum += grow
                                 .iter()
