@@ -22,10 +22,7 @@ fn sync_parent(path: &Path) {
 }
 
 /// Writes through `write` into a temporary file beside `path`, fsyncs it and renames it over `path`.
-pub fn write_atomic_with(
-    path: &Path,
-    write: impl FnOnce(&Path) -> Result<()>,
-) -> Result<()> {
+pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let tmp = temp_path(path);
     let result = write(&tmp).and_then(|()| {
         File::open(&tmp)

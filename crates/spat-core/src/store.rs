@@ -135,8 +135,10 @@ impl VarStore {
     pub fn assign(&self, tensors: HashMap<String, Tensor>, origin: &Path) -> Result<()> {
         let mut problems = Vec::new();
         let known: HashSet<&str> = self.entries.iter().map(|e| e.name.as_str()).collect();
-        let mut unexpected: Vec<&String> =
-            tensors.keys().filter(|k| !known.contains(k.as_str())).collect();
+        let mut unexpected: Vec<&String> = tensors
+            .keys()
+            .filter(|k| !known.contains(k.as_str()))
+            .collect();
         unexpected.sort();
         let missing: Vec<&str> = self
             .entries
@@ -201,12 +203,11 @@ pub fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tens
     })?;
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
-        let t = candle_core::safetensors::Load::load(&view, device).map_err(|e| {
-            Error::Checkpoint {
+        let t =
+            candle_core::safetensors::Load::load(&view, device).map_err(|e| Error::Checkpoint {
                 path: path.to_path_buf(),
                 message: format!("tensor `{name}` cannot be read ({e})"),
-            }
-        })?;
+            })?;
         out.insert(name, t);
     }
     Ok(out)
@@ -223,10 +224,16 @@ mod tests {
 
     fn store() -> VarStore {
         let mut s = VarStore::new(&Device::Cpu);
-        s.add_parameter("fc.weight", Tensor::ones((2, 3), DType::F32, &Device::Cpu).unwrap())
-            .unwrap();
-        s.add_buffer("bn.running_mean", Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap())
-            .unwrap();
+        s.add_parameter(
+            "fc.weight",
+            Tensor::ones((2, 3), DType::F32, &Device::Cpu).unwrap(),
+        )
+        .unwrap();
+        s.add_buffer(
+            "bn.running_mean",
+            Tensor::zeros(3, DType::F32, &Device::Cpu).unwrap(),
+        )
+        .unwrap();
         s.add_buffer(
             "bn.num_batches_tracked",
             Tensor::new(0i64, &Device::Cpu).unwrap(),
@@ -242,7 +249,10 @@ mod tests {
         assert_eq!(s.buffer_count(), 4);
         assert_eq!(s.kind("bn.running_mean"), Some(VarKind::Buffer));
         assert!(s
-            .add_parameter("fc.weight", Tensor::zeros(1, DType::F32, &Device::Cpu).unwrap())
+            .add_parameter(
+                "fc.weight",
+                Tensor::zeros(1, DType::F32, &Device::Cpu).unwrap()
+            )
             .is_err());
     }
 
@@ -253,13 +263,23 @@ mod tests {
         let a = store();
         a.get("fc.weight")
             .unwrap()
-            .set(&Tensor::arange(0f32, 6., &Device::Cpu).unwrap().reshape((2, 3)).unwrap())
+            .set(
+                &Tensor::arange(0f32, 6., &Device::Cpu)
+                    .unwrap()
+                    .reshape((2, 3))
+                    .unwrap(),
+            )
             .unwrap();
         a.save(&p).unwrap();
         let b = store();
         b.load(&p).unwrap();
         assert_eq!(
-            b.get("fc.weight").unwrap().flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            b.get("fc.weight")
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
             vec![0., 1., 2., 3., 4., 5.]
         );
     }
@@ -274,7 +294,10 @@ mod tests {
             "fc.weight".into(),
             Tensor::zeros((3, 3), DType::F32, &Device::Cpu).unwrap(),
         );
-        t.insert("extra".into(), Tensor::zeros(1, DType::F32, &Device::Cpu).unwrap());
+        t.insert(
+            "extra".into(),
+            Tensor::zeros(1, DType::F32, &Device::Cpu).unwrap(),
+        );
         save_tensors(&t, &p).unwrap();
         let msg = store().load(&p).unwrap_err().to_string();
         assert!(msg.contains("w.safetensors"), "{msg}");
