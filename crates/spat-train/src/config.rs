@@ -362,7 +362,10 @@ mod tests {
         assert_eq!(c.adversary_mode, Mode::Train);
         let c = TrainConfig::paper_defaults("cifar10", Method::Rst).unwrap();
         assert_eq!((c.batch_size, c.epochs, c.nesterov), (256, 200, true));
-        assert_eq!((c.eps, c.attack_step_size, c.weight_decay), (0.031, 0.007, 5e-4));
+        assert_eq!(
+            (c.eps, c.attack_step_size, c.weight_decay),
+            (0.031, 0.007, 5e-4)
+        );
         assert_eq!(c.objective(), Method::Trades);
         assert!(TrainConfig::paper_defaults("mnist", Method::Madry).is_err());
         assert_eq!("MART".parse::<Method>().unwrap(), Method::Mart);

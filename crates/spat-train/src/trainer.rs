@@ -6,11 +6,14 @@
 //! * `metrics.jsonl` — one [`EpochMetrics`] object per finished epoch;
 //! * `checkpoint.safetensors` — weights and buffers after the last finished epoch (PyTorch
 //!   `state_dict` names); `optimizer.safetensors` — SGD momentum buffers by parameter name;
-//! * `state.json` — epochs done, RNG counter, best robust accuracy and an FNV-1a checksum of the
-//!   two files above. It is written last, so a crash between files leaves a checksum mismatch
+//! * `state.json` — epochs done, seed, RNG counter (global step), best robust accuracy, a hash of
+//!   the configuration and an FNV-1a checksum of the two files above. It is written last, so a crash between files leaves a checksum mismatch
 //!   that resuming reports instead of silently mixing epochs;
 //! * `best.safetensors` — weights of the epoch with the best robust accuracy;
 //! * `model.safetensors` and `summary.json` — final weights and final evaluation.
+//!
+//! The learning rate is set once at the start of each epoch from [`crate::LrSchedule`] (as the
+//! references' `adjust_learning_rate(optimizer, epoch)`), not per step.
 //!
 //! Randomness: the adversary of global step `s` draws from `host_rng(seed, ATTACK + s)`, the
 //! loader is a pure function of `(its seed, epoch)`, and evaluation never changes the model, so
@@ -78,6 +81,8 @@ struct RunState {
     global_step: u64,
     best_robust_acc: Option<f64>,
     best_epoch: Option<usize>,
+    /// FNV-1a of the run's identity (the config without `stop_after_epochs`, as JSON).
+    config_fnv1a64: String,
     checkpoint_fnv1a64: String,
     optimizer_fnv1a64: String,
 }
@@ -234,6 +239,11 @@ fn identity(config: &TrainConfig) -> TrainConfig {
     }
 }
 
+fn config_hash(config: &TrainConfig) -> String {
+    let json = serde_json::to_string(&identity(config)).expect("plain data serialises");
+    format!("{:016x}", fnv1a64(json.as_bytes()))
+}
+
 struct Resumed {
     state: RunState,
     history: Vec<EpochMetrics>,
@@ -255,6 +265,14 @@ fn load_run(
             path: config_path,
             message: "the run in this directory has a different configuration; \
                       resume it with the same settings or train into a new directory"
+                .into(),
+        });
+    }
+    if state.config_fnv1a64 != config_hash(config) {
+        return Err(Error::Checkpoint {
+            path: state_path,
+            message: "was written by a run with a different configuration (config hash \
+                      mismatch); resume it with the same settings or train into a new directory"
                 .into(),
         });
     }
@@ -423,6 +441,7 @@ pub fn train(
             global_step: 0,
             best_robust_acc: None,
             best_epoch: None,
+            config_fnv1a64: config_hash(config),
             checkpoint_fnv1a64: String::new(),
             optimizer_fnv1a64: String::new(),
         };

@@ -331,13 +331,22 @@ fn corrupted_checkpoint_is_named_and_nothing_is_overwritten() {
         v.sort();
         v
     };
-    for victim in ["checkpoint.safetensors", "optimizer.safetensors"] {
+    for (victim, truncate) in [
+        ("checkpoint.safetensors", false),
+        ("optimizer.safetensors", false),
+        ("checkpoint.safetensors", true),
+    ] {
         let path = dir.path().join(victim);
         let good = std::fs::read(&path).unwrap();
-        // Flip one byte in the middle of the tensor data: still a readable safetensors file.
-        let mut bad = good.clone();
-        let mid = bad.len() - 8;
-        bad[mid] ^= 0x5a;
+        let bad = if truncate {
+            good[..good.len() / 2].to_vec()
+        } else {
+            // Flip one byte near the end of the tensor data: still a readable safetensors file.
+            let mut bad = good.clone();
+            let mid = bad.len() - 8;
+            bad[mid] ^= 0x5a;
+            bad
+        };
         std::fs::write(&path, &bad).unwrap();
         let before = snapshot(dir.path());
         let err = train(&config, &*tiny(4), &loader, &test, dir.path(), true).unwrap_err();
@@ -391,22 +400,24 @@ fn existing_run_needs_resume_and_the_same_config() {
 }
 
 /// A short real run: Madry on real CIFAR-10 images (the embedded sample) must learn something.
+/// One-step PGD at ε = 8/255 (the cheapest Madry adversary) and the adversary in eval-mode BN,
+/// which makes the few-epoch result less noisy than `Train` mode on so few batches.
 #[test]
 fn short_madry_run_learns() {
     let (train_set, test) = sets();
     let mut config = TrainConfig::paper_defaults("cifar10", Method::Madry).unwrap();
     config.epochs = 6;
-    config.batch_size = 32;
+    config.batch_size = 64;
     config.attack_steps = 1;
     config.attack_step_size = config.eps;
+    config.adversary_mode = Mode::Eval;
     config.schedule = LrSchedule::Constant;
-    config.lr = 0.05;
+    config.lr = 0.1;
     config.eval_examples = 64;
     config.eval_attack = "pgd2".into();
     config.eval_batch_size = 256;
     config.final_full_eval = true;
-    let loader =
-        Loader::new(Arc::new(train_set.first(256)), config.batch_size).shuffled(config.seed);
+    let loader = Loader::new(train_set, config.batch_size).shuffled(config.seed);
     let dir = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
     let s = train(&config, &*tiny(0), &loader, &test, dir.path(), false).unwrap();
@@ -425,56 +436,10 @@ fn short_madry_run_learns() {
     assert!(clean > CLEAN_THRESHOLD, "clean accuracy {clean}");
 }
 
-// Measured (tiny, seed 0): loss 2.335 -> 2.103 over 6 epochs, final clean accuracy 23.6% on the 512
-// test images (chance 10%; one standard error is about 1.9 points). Thresholds keep headroom.
-const LOSS_DROP: f64 = 0.08;
+// Measured (tiny, seed 0, all 512 training images, 6 epochs): loss 2.309 -> 2.053 and final clean
+// accuracy 21.9% on the 512 test images (PGD-2 20.7%); the same run on spat-models' previous CPU
+// kernels (last-bit differences only) reached 27.5%, so the outcome varies by several points with
+// rounding. Chance is 10% and one standard error at chance is 1.3 points: 17% is > 5 standard
+// errors above chance and leaves headroom for that variation.
+const LOSS_DROP: f64 = 0.1;
 const CLEAN_THRESHOLD: f64 = 17.0;
-
-/// RST over half pseudo-labelled batches, with both outer objectives (Table 6.3 uses MART's too).
-#[test]
-fn rst_trains_on_mixed_batches_with_trades_or_mart_objective() {
-    use spat_data::{Augmentation, MixedLoader};
-    use spat_train::RstBase;
-    let (train_set, test) = sets();
-    let labeled = Arc::new(train_set.first(32));
-    let pseudo = Arc::new(test.first(64));
-    for base in [RstBase::Trades, RstBase::Mart] {
-        let config = TrainConfig {
-            epochs: 1,
-            rst_base: base,
-            ..quick(Method::Rst)
-        };
-        let loader = MixedLoader::new(
-            labeled.clone(),
-            pseudo.clone(),
-            16,
-            0.5,
-            config.seed,
-            Augmentation::none(),
-        )
-        .unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let s = train(
-            &config,
-            &*tiny(6),
-            &loader,
-            &test.first(32),
-            dir.path(),
-            false,
-        )
-        .unwrap();
-        assert_eq!(s.history.len(), 1);
-        assert!(s.history[0].loss.is_finite() && s.history[0].loss > 0.0);
-        let saved: TrainConfig =
-            serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
-                .unwrap();
-        assert_eq!(
-            saved.objective(),
-            if base == RstBase::Trades {
-                Method::Trades
-            } else {
-                Method::Mart
-            }
-        );
-    }
-}
