@@ -443,3 +443,43 @@ fn short_madry_run_learns() {
 // errors above chance and leaves headroom for that variation.
 const LOSS_DROP: f64 = 0.1;
 const CLEAN_THRESHOLD: f64 = 17.0;
+
+/// RST's outer loss is TRADES' (its forward order differs only in where the BN running statistics
+/// end up), and an RST run trains on `MixedLoader` batches of labelled and pseudo-labelled images.
+#[test]
+fn rst_loss_is_trades_loss_and_trains_on_mixed_batches() {
+    let (train_set, test) = sets();
+    let batch = train_set
+        .to_batch(&(0..16).collect::<Vec<_>>(), &Device::Cpu)
+        .unwrap();
+    let trades = quick(Method::Trades);
+    let rst = TrainConfig {
+        method: Method::Rst,
+        ..trades.clone()
+    };
+    assert_eq!(rst.objective(), Method::Trades);
+    let loss = |c: &TrainConfig| {
+        spat_train::training_loss(c, &*tiny(3), &batch, &mut host_rng(1, 2))
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    };
+    assert_eq!(loss(&rst), loss(&trades));
+
+    // The test images stand in for the pseudo-labelled set: half of each batch comes from them.
+    let loader = spat_data::MixedLoader::new(
+        Arc::new(train_set.first(64)),
+        Arc::new(test.first(64)),
+        16,
+        0.5,
+        rst.seed,
+        spat_data::Augmentation::none(),
+    )
+    .unwrap()
+    .with_num_batches(2);
+    let dir = tempfile::tempdir().unwrap();
+    let config = TrainConfig { epochs: 1, ..rst };
+    let s = train(&config, &*tiny(3), &loader, &test, dir.path(), false).unwrap();
+    assert_eq!(s.epochs_done, 1);
+    assert!(s.history[0].loss.is_finite());
+}
