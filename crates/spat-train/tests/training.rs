@@ -483,3 +483,52 @@ fn rst_loss_is_trades_loss_and_trains_on_mixed_batches() {
     assert_eq!(s.epochs_done, 1);
     assert!(s.history[0].loss.is_finite());
 }
+
+/// RST over half pseudo-labelled batches, with both outer objectives (Table 6.3 uses MART's too).
+#[test]
+fn rst_trains_on_mixed_batches_with_trades_or_mart_objective() {
+    use spat_data::{Augmentation, MixedLoader};
+    use spat_train::RstBase;
+    let (train_set, test) = sets();
+    let labeled = Arc::new(train_set.first(32));
+    let pseudo = Arc::new(test.first(64));
+    for base in [RstBase::Trades, RstBase::Mart] {
+        let config = TrainConfig {
+            epochs: 1,
+            rst_base: base,
+            ..quick(Method::Rst)
+        };
+        let loader = MixedLoader::new(
+            labeled.clone(),
+            pseudo.clone(),
+            16,
+            0.5,
+            config.seed,
+            Augmentation::none(),
+        )
+        .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let s = train(
+            &config,
+            &*tiny(6),
+            &loader,
+            &test.first(32),
+            dir.path(),
+            false,
+        )
+        .unwrap();
+        assert_eq!(s.history.len(), 1);
+        assert!(s.history[0].loss.is_finite() && s.history[0].loss > 0.0);
+        let saved: TrainConfig =
+            serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
+                .unwrap();
+        assert_eq!(
+            saved.objective(),
+            if base == RstBase::Trades {
+                Method::Trades
+            } else {
+                Method::Mart
+            }
+        );
+    }
+}
