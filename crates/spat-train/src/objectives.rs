@@ -57,20 +57,10 @@ pub fn trades_loss(
 
 /// For each row, the class of highest probability other than the label (MART's `new_y`).
 fn best_wrong_class(probs: &Tensor, labels: &Tensor) -> candle_core::Result<Tensor> {
-    let (n, k) = probs.dims2()?;
-    let labels = labels.to_dtype(DType::U32)?.to_vec1::<u32>()?;
-    // Push the true class below every probability (all are >= 0), then take the arg-max.
-    let mask: Vec<f32> = (0..n * k)
-        .map(|j| {
-            if labels[j / k] as usize == j % k {
-                -2.0
-            } else {
-                0.0
-            }
-        })
-        .collect();
-    let mask = Tensor::from_vec(mask, (n, k), probs.device())?;
-    (probs.detach() + mask)?.argmax(D::Minus1)
+    // Push the true class below every probability (all are >= 0), then take the arg-max. The mask
+    // is built on the device, so a training step does not copy the labels back to the host.
+    let onehot = spat_attacks::losses::one_hot(labels, probs.dim(1)?, probs.dtype())?;
+    (probs.detach() - onehot.affine(2.0, 0.0)?)?.argmax(D::Minus1)
 }
 
 /// MART objective (YisenWang/MART `mart.py`, `mart_loss`):
