@@ -1,6 +1,6 @@
 //! Argument parsing and loading shared by the commands: devices, radii, data sets, models.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
@@ -93,6 +93,38 @@ pub fn load_split(
         Some(n) => set.first(n),
         None => set,
     })
+}
+
+/// The model and test data every checkpoint command (`eval`, `sweep-alpha`, `visualize`) reads.
+#[derive(clap::Args, Debug)]
+pub struct CheckpointArgs {
+    /// Model preset of the checkpoint (see `spat model-info`).
+    #[arg(long)]
+    pub model: String,
+    /// Weights: a safetensors file with PyTorch state_dict names (spat's model.safetensors).
+    #[arg(long)]
+    pub checkpoint: PathBuf,
+    /// Data set: cifar10 | cifar100 | stl10.
+    #[arg(long)]
+    pub dataset: Dataset,
+    /// Folder holding the data set's official files (`cargo xtask fetch-data <name>` fills data/).
+    #[arg(long)]
+    pub data_dir: PathBuf,
+}
+
+impl CheckpointArgs {
+    pub fn load_model(&self, device: &Device) -> Result<Box<dyn Network>> {
+        load_model(
+            &self.model,
+            self.dataset.num_classes(),
+            &self.checkpoint,
+            device,
+        )
+    }
+
+    pub fn load_test(&self, subset: Option<usize>) -> Result<ImageSet> {
+        load_split(self.dataset, &self.data_dir, Split::Test, subset)
+    }
 }
 
 /// A preset with weights from a safetensors checkpoint (spat's or a converted PyTorch state_dict).

@@ -1,29 +1,16 @@
 //! `spat eval`: clean accuracy and accuracy under a list of attacks.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use spat_attacks::AttackSpec;
-use spat_data::{Dataset, Split};
 
 use super::common::{
-    eval_batches, eval_loader, load_model, load_split, parse_device, parse_eps, parse_positive,
+    eval_batches, eval_loader, parse_device, parse_eps, parse_positive, CheckpointArgs,
 };
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model preset of the checkpoint (see `spat model-info`).
-    #[arg(long)]
-    pub model: String,
-    /// Weights: a safetensors file with PyTorch state_dict names (spat's model.safetensors).
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    /// Data set: cifar10 | cifar100 | stl10.
-    #[arg(long)]
-    pub dataset: Dataset,
-    /// Folder holding the data set's official files (`cargo xtask fetch-data <name>` fills data/).
-    #[arg(long)]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub target: CheckpointArgs,
     /// Comma-separated attacks: clean, fgsm, pgdN (PGD-CE), cwN (CW∞ by PGD), pgd-kl / pgdN-kl,
     /// pgd-ls:A / pgdN-ls:A (PGD-LS), any with @eps/10 for step ε/10. Default: §6.1.1's
     /// clean,fgsm,pgd20,cw30.
@@ -59,8 +46,8 @@ pub fn run(a: Args) -> Result<()> {
         .collect();
     let specs = AttackSpec::parse_list(&a.attacks)?;
     let device = parse_device(&a.device)?;
-    let model = load_model(&a.model, a.dataset.num_classes(), &a.checkpoint, &device)?;
-    let test = load_split(a.dataset, &a.data_dir, Split::Test, a.test_subset)?;
+    let model = a.target.load_model(&device)?;
+    let test = a.target.load_test(a.test_subset)?;
     let loader = eval_loader(test, a.batch_size);
     let report = spat_attacks::evaluate(
         &*model,

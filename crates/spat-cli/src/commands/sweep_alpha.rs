@@ -5,27 +5,15 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, Context, Result};
 use spat_attacks::{SweepConfig, SweepReport};
-use spat_data::{Dataset, Split};
 
 use super::common::{
-    eval_batches, eval_loader, load_model, load_split, parse_alpha, parse_device, parse_eps,
-    parse_positive,
+    eval_batches, eval_loader, parse_alpha, parse_device, parse_eps, parse_positive, CheckpointArgs,
 };
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model preset of the checkpoint.
-    #[arg(long)]
-    pub model: String,
-    /// Weights (safetensors, PyTorch state_dict names).
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    /// Data set: cifar10 | cifar100 | stl10.
-    #[arg(long)]
-    pub dataset: Dataset,
-    /// Folder holding the data set's official files.
-    #[arg(long)]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub target: CheckpointArgs,
     /// Comma-separated α values of PGD-LS (default §5.2's 0, 0.1, ..., 1; Table 5.1 uses
     /// 1e-2..1e-5, Table 5.2 0.1..0.5).
     #[arg(long, value_parser = parse_alpha,
@@ -110,8 +98,8 @@ fn plot(r: &SweepReport) -> spat_report::LinePlot {
 
 pub fn run(a: Args) -> Result<()> {
     let device = parse_device(&a.device)?;
-    let model = load_model(&a.model, a.dataset.num_classes(), &a.checkpoint, &device)?;
-    let test = load_split(a.dataset, &a.data_dir, Split::Test, a.test_subset)?;
+    let model = a.target.load_model(&device)?;
+    let test = a.target.load_test(a.test_subset)?;
     let loader = eval_loader(test, a.batch_size);
     let config = SweepConfig {
         alphas: a.alphas.clone(),

@@ -7,25 +7,14 @@ use anyhow::{anyhow, bail, Context, Result};
 use candle_core::DType;
 use spat_attacks::AttackSpec;
 use spat_core::{Classifier, Mode};
-use spat_data::{Dataset, Split};
 use spat_report::{Canvas, ImageGrid};
 
-use super::common::{load_model, load_split, parse_device, parse_eps};
+use super::common::{parse_device, parse_eps, CheckpointArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model preset of the checkpoint.
-    #[arg(long)]
-    pub model: String,
-    /// Weights (safetensors, PyTorch state_dict names).
-    #[arg(long)]
-    pub checkpoint: PathBuf,
-    /// Data set: cifar10 | cifar100 | stl10.
-    #[arg(long)]
-    pub dataset: Dataset,
-    /// Folder holding the data set's official files.
-    #[arg(long)]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub target: CheckpointArgs,
     /// Comma-separated attacks, one group of columns each (Figure 5.1: cw30; Figure 5.2:
     /// pgd20,pgd-ls:0.2,pgd-ls:0.8).
     #[arg(long, default_value = "cw30")]
@@ -119,10 +108,10 @@ pub fn run(a: Args) -> Result<()> {
         bail!("--attacks names no attack (clean alone shows nothing adversarial)");
     }
     let device = parse_device(&a.device)?;
-    let names = a.dataset.class_names();
-    let test = load_split(a.dataset, &a.data_dir, Split::Test, None)?;
+    let names = a.target.dataset.class_names();
+    let test = a.target.load_test(None)?;
     let rows_ix = pick_rows(&a, test.labels(), &names)?;
-    let model = load_model(&a.model, a.dataset.num_classes(), &a.checkpoint, &device)?;
+    let model = a.target.load_model(&device)?;
     let (c, h, w) = test.shape();
     let scale = a.scale.unwrap_or(if w <= 32 { 4 } else { 1 }).max(1);
     let batch = test.to_batch(&rows_ix, &device)?;
