@@ -87,8 +87,9 @@ fn check_eps(eps: f64) -> Result<()> {
     Ok(())
 }
 
-/// Gradient of `loss` w.r.t. the input at `x`. The model's weights receive gradients inside the
-/// temporary store too; the store is dropped here, so nothing is left on the model.
+/// Gradient of `loss` w.r.t. the input at `x`. The model runs through
+/// [`Classifier::logits_wrt_input`], so a model that supports it spends no work on weight
+/// gradients; any it does compute stay in the temporary store dropped here.
 fn input_gradient(
     model: &dyn Classifier,
     x: &Tensor,
@@ -98,7 +99,7 @@ fn input_gradient(
     mode: Mode,
 ) -> Result<Tensor> {
     let xv = Var::from_tensor(x)?;
-    let logits = model.logits(xv.as_tensor(), mode)?;
+    let logits = model.logits_wrt_input(xv.as_tensor(), mode)?;
     let total = loss.summed(&logits, y, clean_probs)?;
     let grads = total.backward()?;
     match grads.get(xv.as_tensor()) {
@@ -314,7 +315,9 @@ impl Pgd {
         hi: &Tensor,
     ) -> Result<Tensor> {
         let clean_probs = match self.loss {
-            AttackLoss::Kl => Some(losses::softmax(&model.logits(x, self.mode)?)?.detach()),
+            AttackLoss::Kl => {
+                Some(losses::softmax(&model.logits_wrt_input(x, self.mode)?)?.detach())
+            }
             _ => None,
         };
         let mut x_adv = start;

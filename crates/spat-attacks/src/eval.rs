@@ -19,7 +19,7 @@ pub struct EvalReport {
 
 fn correct(model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<Vec<bool>> {
     let pred = model
-        .logits(x, Mode::Eval)?
+        .logits_wrt_input(x, Mode::Eval)?
         .argmax(1)?
         .to_dtype(DType::U32)?;
     let hits = pred.eq(&y.to_dtype(DType::U32)?)?.to_vec1::<u8>()?;

@@ -57,17 +57,31 @@ impl Mode {
 /// `spat-attacks` works on it. Inputs are `f32` images in `[0, 1]`, NCHW; output is `(N, K)` logits.
 pub trait Classifier {
     fn logits(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor>;
+
+    /// Logits for a pass whose only gradient of interest is the one with respect to `x`: an
+    /// attack's inner loop, or an evaluation. An implementation may enter its parameters into the
+    /// graph as constants, so that backward skips every weight gradient (about a third of the
+    /// arithmetic of a forward+backward pass). The values equal [`Classifier::logits`]'s.
+    fn logits_wrt_input(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+        self.logits(x, mode)
+    }
 }
 
 impl<C: Classifier + ?Sized> Classifier for &C {
     fn logits(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
         (**self).logits(x, mode)
     }
+    fn logits_wrt_input(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+        (**self).logits_wrt_input(x, mode)
+    }
 }
 
 impl<C: Classifier + ?Sized> Classifier for Box<C> {
     fn logits(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
         (**self).logits(x, mode)
+    }
+    fn logits_wrt_input(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+        (**self).logits_wrt_input(x, mode)
     }
 }
 

@@ -1,6 +1,6 @@
 //! CPU time of one 3x3 convolution forward + backward, candle's kernel against the direct one,
 //! for the widths the networks use: where the direct kernel stops winning sets
-//! `DIRECT_CONV_MAX_CHANNEL_PAIRS` in `layers.rs`.
+//! `DIRECT_CONV_MAX_CHANNEL_PAIRS` in `conv.rs`.
 //! `cargo run --release -p spat-models --example conv_crossover`
 use candle_core::{Device, Tensor, Var};
 

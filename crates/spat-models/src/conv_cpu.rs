@@ -420,16 +420,27 @@ impl CustomOp2 for DirectConv2d {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = Geometry::new(x.dims(), w.dims(), self.stride, self.padding)?;
-        let grad = grad.contiguous()?;
-        let (x, w) = (x.contiguous()?, w.contiguous()?);
         let read = |t: &Tensor| -> Result<Vec<f32>> { t.flatten_all()?.to_vec1::<f32>() };
         // Plain copies keep the code simple; they are cheap next to the convolution itself.
-        let (xv, wv, gv) = (read(&x)?, read(&w)?, read(&grad)?);
-        let dx = input_grad(&g, &gv, &wv);
-        let dw = kernel_grad(&g, &xv, &gv);
-        Ok((
-            Some(Tensor::from_vec(dx, x.shape(), x.device())?),
-            Some(Tensor::from_vec(dw, w.shape(), w.device())?),
-        ))
+        let gv = read(grad)?;
+        // Only what autograd will use: an attack's constant weights need no kernel gradient, and
+        // a training step's data batch needs no input gradient.
+        let dx = match x.track_op() {
+            true => Some(Tensor::from_vec(
+                input_grad(&g, &gv, &read(w)?),
+                x.shape(),
+                x.device(),
+            )?),
+            false => None,
+        };
+        let dw = match w.track_op() {
+            true => Some(Tensor::from_vec(
+                kernel_grad(&g, &read(x)?, &gv),
+                w.shape(),
+                w.device(),
+            )?),
+            false => None,
+        };
+        Ok((dx, dw))
     }
 }

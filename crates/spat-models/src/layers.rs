@@ -133,9 +133,40 @@ impl Builder<'_> {
     }
 }
 
-/// Widest layer (`in_channels × out_channels`) that uses the direct CPU convolution; above it
-/// candle's matrix-product kernel is faster (measured with `examples/conv_crossover.rs`).
-const DIRECT_CONV_MAX_CHANNEL_PAIRS: usize = 16 * 16;
+/// How one forward pass runs: the batch-norm mode, the dtype of convolutions and matrix products,
+/// and whether the parameters enter autograd's graph.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Pass {
+    pub mode: Mode,
+    pub compute: DType,
+    /// Parameters enter the graph as constants: backward computes no weight gradient at all.
+    pub constant_weights: bool,
+}
+
+impl Pass {
+    pub fn new(mode: Mode, precision: crate::Precision, constant_weights: bool) -> Self {
+        Self {
+            mode,
+            compute: precision.compute_dtype(),
+            constant_weights,
+        }
+    }
+
+    /// `var` as this pass uses it: detached if weights are constants.
+    fn param(&self, var: &Var) -> Tensor {
+        if self.constant_weights {
+            var.as_tensor().detach()
+        } else {
+            var.as_tensor().clone()
+        }
+    }
+
+    /// `var` in the compute dtype; the cast is differentiable, so `f32` master weights receive
+    /// the gradient of their `bf16` copy.
+    fn compute_param(&self, var: &Var) -> Result<Tensor> {
+        self.param(var).to_dtype(self.compute)
+    }
+}
 
 /// 2-D convolution without bias (every reference network here uses `bias=False`).
 #[derive(Debug, Clone)]
@@ -172,24 +203,20 @@ impl Conv2d {
         })
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let (cin, cout, _) = self.geometry;
-        if x.device().is_cpu()
-            && x.dtype() == DType::F32
-            && cin * cout <= DIRECT_CONV_MAX_CHANNEL_PAIRS
-        {
-            self.forward_direct(x)
-        } else {
-            self.forward_candle(x)
-        }
+    /// `x` (in the pass's compute dtype) convolved by [`crate::conv::conv2d`].
+    pub(crate) fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
+        let weight = pass.compute_param(&self.weight)?;
+        crate::conv::conv2d(x, &weight, self.stride, self.padding)
     }
 
-    /// candle's convolution (im2col + matrix product; any device).
+    /// candle's own convolution and backward (im2col + matrix product; any device).
+    #[cfg(test)]
     pub(crate) fn forward_candle(&self, x: &Tensor) -> Result<Tensor> {
         x.conv2d(self.weight.as_tensor(), self.padding, self.stride, 1, 1)
     }
 
     /// The direct CPU kernel of `conv_cpu` (narrow layers).
+    #[cfg(test)]
     pub(crate) fn forward_direct(&self, x: &Tensor) -> Result<Tensor> {
         direct_conv2d(x, self.weight.as_tensor(), self.stride, self.padding)
     }
@@ -247,9 +274,19 @@ impl Linear {
         })
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x.matmul(&self.weight.as_tensor().t()?)?
-            .broadcast_add(self.bias.as_tensor())
+    /// `x W^T + b` in the dtype of `x` (the pass's compute dtype).
+    pub(crate) fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
+        let weight = pass.compute_param(&self.weight)?;
+        let bias = pass.compute_param(&self.bias)?;
+        if x.device().is_cpu() && x.dtype() == DType::BF16 {
+            // No CPU bf16 matrix product in candle: bf16 operands, f32 accumulation (see `conv`).
+            let wide = |t: &Tensor| t.to_dtype(DType::F32);
+            let y = wide(x)?
+                .matmul(&wide(&weight)?.t()?)?
+                .broadcast_add(&wide(&bias)?)?;
+            return y.to_dtype(DType::BF16);
+        }
+        x.matmul(&weight.t()?)?.broadcast_add(&bias)
     }
 
     pub fn macs(&self) -> u64 {
@@ -297,19 +334,34 @@ impl BatchNorm2d {
 
     /// Normalises `x` as `mode` says (see the type's documentation).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        self.apply(x, mode, false)
+        self.apply(x, mode, false, false)
     }
 
     /// `relu(self.forward(x, mode))`, fused on the CPU.
     pub fn forward_relu(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        self.apply(x, mode, true)
+        self.apply(x, mode, true, false)
     }
 
-    fn apply(&self, x: &Tensor, mode: Mode, relu: bool) -> Result<Tensor> {
+    /// [`BatchNorm2d::forward`] or [`BatchNorm2d::forward_relu`] within a network pass: always in
+    /// `f32` (the statistics of a `bf16` batch would lose too much), returned in the dtype of `x`.
+    pub(crate) fn forward_pass(&self, x: &Tensor, pass: Pass, relu: bool) -> Result<Tensor> {
+        let dtype = x.dtype();
+        let y = self.apply(
+            &x.to_dtype(DType::F32)?,
+            pass.mode,
+            relu,
+            pass.constant_weights,
+        )?;
+        y.to_dtype(dtype)
+    }
+
+    fn apply(&self, x: &Tensor, mode: Mode, relu: bool, constant: bool) -> Result<Tensor> {
         if x.device().is_cpu() && x.dtype() == DType::F32 {
+            // The fused kernel's weight and bias gradients come from sums its input gradient
+            // needs anyway, so constant weights save nothing there.
             self.forward_fused(x, mode, relu)
         } else {
-            let y = self.forward_composite(x, mode)?;
+            let y = self.forward_composite(x, mode, constant)?;
             if relu {
                 y.relu()
             } else {
@@ -374,11 +426,20 @@ impl BatchNorm2d {
     }
 
     /// Device-independent path, written with candle operations (autograd does the backward).
-    pub(crate) fn forward_composite(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    pub(crate) fn forward_composite(
+        &self,
+        x: &Tensor,
+        mode: Mode,
+        constant: bool,
+    ) -> Result<Tensor> {
         let count = self.check_train_batch(x, mode)?;
         let c = self.channels;
-        let weight = self.weight.as_tensor().reshape((1, c, 1, 1))?;
-        let bias = self.bias.as_tensor().reshape((1, c, 1, 1))?;
+        let param = |v: &Var| match constant {
+            true => v.as_tensor().detach(),
+            false => v.as_tensor().clone(),
+        };
+        let weight = param(&self.weight).reshape((1, c, 1, 1))?;
+        let bias = param(&self.bias).reshape((1, c, 1, 1))?;
         if !mode.uses_batch_statistics() {
             let rm = self.running_mean.as_tensor().detach();
             let rv = self.running_var.as_tensor().detach();
@@ -403,9 +464,10 @@ impl BatchNorm2d {
     }
 }
 
-/// Global average pooling `(N, C, H, W) → (N, C)`.
-pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
-    x.mean((2, 3))
+/// Global average pooling `(N, C, H, W) → (N, C)`, summed in `f32`, returned in the pass's
+/// compute dtype.
+pub(crate) fn global_avg_pool(x: &Tensor, pass: Pass) -> Result<Tensor> {
+    x.to_dtype(DType::F32)?.mean((2, 3))?.to_dtype(pass.compute)
 }
 
 /// Inverted dropout, active only in training modes; the mask comes from the host RNG of the layer.
@@ -425,7 +487,7 @@ pub fn dropout(x: &Tensor, p: f64, rng: &std::sync::Mutex<HostRng>) -> Result<Te
             }
         })
         .collect();
-    x.mul(&Tensor::from_vec(keep, x.shape(), x.device())?)
+    x.mul(&Tensor::from_vec(keep, x.shape(), x.device())?.to_dtype(x.dtype())?)
 }
 
 pub(crate) fn check_dims(x: &Tensor) -> Result<()> {
@@ -502,7 +564,7 @@ mod tests {
                     let y = if fused_path {
                         bn.forward_fused(xv.as_tensor(), mode, relu).unwrap()
                     } else {
-                        let y = bn.forward_composite(xv.as_tensor(), mode).unwrap();
+                        let y = bn.forward_composite(xv.as_tensor(), mode, false).unwrap();
                         if relu {
                             y.relu().unwrap()
                         } else {
@@ -642,7 +704,7 @@ mod tests {
         let (_s, bn) = bn_with_stats(2);
         let x = Tensor::ones((1, 2, 1, 1), DType::F32, &Device::Cpu).unwrap();
         assert!(bn.forward(&x, Mode::Train).is_err());
-        assert!(bn.forward_composite(&x, Mode::Train).is_err());
+        assert!(bn.forward_composite(&x, Mode::Train, false).is_err());
         assert!(bn.forward(&x, Mode::Eval).is_ok());
     }
 }

@@ -11,17 +11,64 @@
 //! ```
 
 mod bn_cpu;
+pub mod conv;
 mod conv_cpu;
+#[cfg(feature = "cudnn")]
+mod conv_cudnn;
 pub mod layers;
 pub mod resnet;
 pub mod wide_resnet;
 
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use spat_core::{Classifier, Mode, Network, VarKind, VarStore};
 
 pub use layers::Declared;
+
+/// Arithmetic of a network's convolutions and classifier head.
+///
+/// Parameters, batch-norm statistics, the loss and the optimiser stay in `f32` in every case;
+/// `Bf16` is mixed precision in the sense of PyTorch's `autocast(dtype=torch.bfloat16)`: the
+/// `f32` master weights are cast to `bf16` for each matrix product and convolution, batch
+/// normalisation runs in `f32`, and the logits come back as `f32`.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    #[default]
+    F32,
+    Bf16,
+}
+
+impl Precision {
+    /// Dtype of convolutions and matrix products.
+    pub fn compute_dtype(self) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::Bf16 => DType::BF16,
+        }
+    }
+}
+
+static TF32: AtomicBool = AtomicBool::new(true);
+
+/// Lets `f32` convolutions (cuDNN) and matrix products (cuBLAS) on CUDA use TF32 tensor cores:
+/// inputs rounded to 10 mantissa bits, accumulation in `f32`. On by default for convolutions, as
+/// `torch.backends.cudnn.allow_tf32` is; this call also sets candle's switch for matrix products
+/// (`torch.backends.cuda.matmul.allow_tf32`, off by default in both). CPU arithmetic is unaffected.
+pub fn set_tf32(enabled: bool) {
+    TF32.store(enabled, Ordering::Relaxed);
+    #[cfg(feature = "cuda")]
+    candle_core::cuda_backend::set_gemm_reduced_precision_f32(enabled);
+}
+
+/// Whether `f32` convolutions on CUDA may use TF32 (see [`set_tf32`]).
+pub fn tf32_enabled() -> bool {
+    TF32.load(Ordering::Relaxed)
+}
 pub use resnet::{BlockKind, ResNet, ResNetConfig};
 pub use wide_resnet::{WideResNet, WideResNetConfig};
 
@@ -89,6 +136,7 @@ pub struct Model {
     net: Net,
     store: VarStore,
     num_classes: usize,
+    precision: Precision,
 }
 
 /// Constructs `arch` with `b`, returning the network and its class count.
@@ -215,7 +263,28 @@ impl Model {
             net,
             store,
             num_classes,
+            precision: Precision::F32,
         })
+    }
+
+    /// The same model computing in `precision` (see [`Precision`]); weights are untouched.
+    pub fn with_precision(mut self, precision: Precision) -> Self {
+        self.precision = precision;
+        self
+    }
+
+    pub fn precision(&self) -> Precision {
+        self.precision
+    }
+
+    fn forward(&self, x: &Tensor, pass: layers::Pass) -> candle_core::Result<Tensor> {
+        layers::check_dims(x)?;
+        let x = x.to_dtype(pass.compute)?;
+        let logits = match &self.net {
+            Net::WideResNet(n) => n.forward(&x, pass)?,
+            Net::ResNet(n) => n.forward(&x, pass)?,
+        };
+        logits.to_dtype(DType::F32)
     }
 
     /// Multiply-accumulate operations of one forward pass on a `3 × h × w` image.
@@ -226,11 +295,11 @@ impl Model {
 
 impl Classifier for Model {
     fn logits(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
-        layers::check_dims(x)?;
-        match &self.net {
-            Net::WideResNet(n) => n.forward(x, mode),
-            Net::ResNet(n) => n.forward(x, mode),
-        }
+        self.forward(x, layers::Pass::new(mode, self.precision, false))
+    }
+
+    fn logits_wrt_input(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+        self.forward(x, layers::Pass::new(mode, self.precision, true))
     }
 }
 
@@ -250,11 +319,21 @@ pub fn build(
     device: &Device,
     seed: u64,
 ) -> Result<Box<dyn Network>> {
-    Ok(Box::new(Model::new(
-        &Architecture::preset(preset, num_classes)?,
-        device,
-        seed,
-    )?))
+    build_with_precision(preset, num_classes, device, seed, Precision::F32)
+}
+
+/// [`build`], computing in `precision`.
+pub fn build_with_precision(
+    preset: &str,
+    num_classes: usize,
+    device: &Device,
+    seed: u64,
+    precision: Precision,
+) -> Result<Box<dyn Network>> {
+    Ok(Box::new(
+        Model::new(&Architecture::preset(preset, num_classes)?, device, seed)?
+            .with_precision(precision),
+    ))
 }
 
 /// Size and cost of a preset.

@@ -8,9 +8,8 @@
 
 use candle_core::Tensor;
 type Result<T, E = candle_core::Error> = std::result::Result<T, E>;
-use spat_core::Mode;
 
-use crate::layers::{global_avg_pool, BatchNorm2d, Builder, Conv2d, Init, Linear};
+use crate::layers::{global_avg_pool, BatchNorm2d, Builder, Conv2d, Init, Linear, Pass};
 use crate::Error;
 
 const INIT: Init = Init::PytorchDefault;
@@ -120,34 +119,35 @@ impl Block {
         })
     }
 
-    fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
         match self.kind {
             BlockKind::PreAct => {
-                let act = self.bns[0].forward_relu(x, mode)?;
+                let act = self.bns[0].forward_pass(x, pass, true)?;
                 let skip = match &self.shortcut {
-                    Some(s) => s.conv.forward(&act)?,
+                    Some(s) => s.conv.forward(&act, pass)?,
                     None => x.clone(),
                 };
-                let out = self.convs[0].forward(&act)?;
-                let out = self.convs[1].forward(&self.bns[1].forward_relu(&out, mode)?)?;
+                let out = self.convs[0].forward(&act, pass)?;
+                let out =
+                    self.convs[1].forward(&self.bns[1].forward_pass(&out, pass, true)?, pass)?;
                 out + skip
             }
             BlockKind::Basic | BlockKind::Bottleneck => {
                 let mut out = x.clone();
                 let last = self.convs.len() - 1;
                 for (i, (conv, bn)) in self.convs.iter().zip(&self.bns).enumerate() {
-                    let y = conv.forward(&out)?;
+                    let y = conv.forward(&out, pass)?;
                     out = if i == last {
-                        bn.forward(&y, mode)?
+                        bn.forward_pass(&y, pass, false)?
                     } else {
-                        bn.forward_relu(&y, mode)?
+                        bn.forward_pass(&y, pass, true)?
                     };
                 }
                 let skip = match &self.shortcut {
                     Some(s) => {
-                        let y = s.conv.forward(x)?;
+                        let y = s.conv.forward(x, pass)?;
                         match &s.bn {
-                            Some(bn) => bn.forward(&y, mode)?,
+                            Some(bn) => bn.forward_pass(&y, pass, false)?,
                             None => y,
                         }
                     }
@@ -215,15 +215,15 @@ impl ResNet {
         })
     }
 
-    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        let mut out = self.conv1.forward(x)?;
+    pub(crate) fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
+        let mut out = self.conv1.forward(x, pass)?;
         if let Some(bn) = &self.stem_bn {
-            out = bn.forward_relu(&out, mode)?;
+            out = bn.forward_pass(&out, pass, true)?;
         }
         for block in &self.blocks {
-            out = block.forward(&out, mode)?;
+            out = block.forward(&out, pass)?;
         }
-        self.linear.forward(&global_avg_pool(&out)?)
+        self.linear.forward(&global_avg_pool(&out, pass)?, pass)
     }
 
     pub fn macs(&self, hw: (usize, usize)) -> u64 {

@@ -12,9 +12,8 @@ use std::sync::Mutex;
 use candle_core::Tensor;
 type Result<T, E = candle_core::Error> = std::result::Result<T, E>;
 use spat_core::rng::HostRng;
-use spat_core::Mode;
 
-use crate::layers::{dropout, global_avg_pool, BatchNorm2d, Builder, Conv2d, Init, Linear};
+use crate::layers::{dropout, global_avg_pool, BatchNorm2d, Builder, Conv2d, Init, Linear, Pass};
 use crate::Error;
 
 /// Shape of a WideResNet: `depth = 6n + 4`, channel widths `[base, base·k, 2·base·k, 4·base·k]`.
@@ -65,18 +64,18 @@ impl BasicBlock {
     fn forward(
         &self,
         x: &Tensor,
-        mode: Mode,
+        pass: Pass,
         drop: Option<(f64, &Mutex<HostRng>)>,
     ) -> Result<Tensor> {
-        let act = self.bn1.forward_relu(x, mode)?;
-        let mut out = self.conv1.forward(&act)?;
-        out = self.bn2.forward_relu(&out, mode)?;
-        if let (Some((p, rng)), true) = (drop, mode.is_training()) {
+        let act = self.bn1.forward_pass(x, pass, true)?;
+        let mut out = self.conv1.forward(&act, pass)?;
+        out = self.bn2.forward_pass(&out, pass, true)?;
+        if let (Some((p, rng)), true) = (drop, pass.mode.is_training()) {
             out = dropout(&out, p, rng)?;
         }
-        out = self.conv2.forward(&out)?;
+        out = self.conv2.forward(&out, pass)?;
         match &self.shortcut {
-            Some(conv) => conv.forward(&act)? + out,
+            Some(conv) => conv.forward(&act, pass)? + out,
             None => x + out,
         }
     }
@@ -147,14 +146,14 @@ impl WideResNet {
         })
     }
 
-    pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
+    pub(crate) fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
         let drop = (self.drop_rate > 0.0).then_some((self.drop_rate, &self.dropout_rng));
-        let mut out = self.conv1.forward(x)?;
+        let mut out = self.conv1.forward(x, pass)?;
         for block in &self.blocks {
-            out = block.forward(&out, mode, drop)?;
+            out = block.forward(&out, pass, drop)?;
         }
-        let out = self.bn1.forward_relu(&out, mode)?;
-        self.fc.forward(&global_avg_pool(&out)?)
+        let out = self.bn1.forward_pass(&out, pass, true)?;
+        self.fc.forward(&global_avg_pool(&out, pass)?, pass)
     }
 
     pub fn macs(&self, hw: (usize, usize)) -> u64 {

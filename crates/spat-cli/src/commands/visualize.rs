@@ -134,7 +134,7 @@ pub fn run(a: Args) -> Result<()> {
             let mut rng = spat_core::rng::host_rng(a.seed, stream);
             let x_adv = attack.perturb(&*model, &batch.images, &batch.labels, &mut rng)?;
             let pred = model
-                .logits(&x_adv, Mode::Eval)?
+                .logits_wrt_input(&x_adv, Mode::Eval)?
                 .argmax(1)?
                 .to_dtype(DType::U32)?
                 .to_vec1::<u32>()?;
