@@ -37,6 +37,9 @@ enum Command {
     DataInfo(commands::data_info::Args),
     /// Parameter, buffer and FLOP counts of a model preset.
     ModelInfo(commands::model_info::Args),
+    /// Images/s of a standard step, a TRADES+SPAT PGD-10 step and PGD-20 evaluation, optionally
+    /// against `bench/pytorch_reference.py`'s results for the same shapes.
+    Bench(commands::bench::Args),
 }
 
 fn main() {
@@ -58,6 +61,7 @@ fn main() {
         Command::Visualize(a) => commands::visualize::run(a),
         Command::DataInfo(a) => commands::data_info::run(a),
         Command::ModelInfo(a) => commands::model_info::run(a),
+        Command::Bench(a) => commands::bench::run(a),
     };
     if let Err(e) = result {
         // One line, the whole cause chain: scripts grep it, people read it.

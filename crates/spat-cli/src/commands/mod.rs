@@ -1,3 +1,4 @@
+pub mod bench;
 pub mod common;
 pub mod data_info;
 pub mod eval;

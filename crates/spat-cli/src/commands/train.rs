@@ -8,7 +8,9 @@ use anyhow::{bail, Context, Result};
 use spat_data::{Augmentation, BatchSource, Dataset, Loader, MixedLoader, Split};
 use spat_train::{Method, RstBase, TrainConfig};
 
-use super::common::{load_split, parse_alpha, parse_device, parse_eps, parse_positive};
+use super::common::{
+    load_split, parse_alpha, parse_device, parse_eps, parse_positive, PrecisionArg,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -16,7 +18,8 @@ pub struct Args {
     /// only --device may be given with it.
     #[arg(long, value_name = "RUN", conflicts_with_all = [
         "dataset", "data_dir", "model", "method", "spat_alpha", "rst_base", "eps", "epochs", "batch_size",
-        "lr", "weight_decay", "train_subset", "test_subset", "pseudo_labeled", "unlabeled_fraction", "seed", "out"
+        "lr", "weight_decay", "train_subset", "test_subset", "pseudo_labeled", "unlabeled_fraction", "seed", "out",
+        "precision"
     ])]
     pub resume: Option<PathBuf>,
     /// Data set: cifar10 | cifar100 (§6.1.1) | stl10 (§6.1.3).
@@ -81,6 +84,11 @@ pub struct Args {
     /// cpu | cuda | cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Arithmetic: fp32 | tf32 (default; TF32 tensor cores for f32 convolutions and matrix
+    /// products on CUDA, as PyTorch's cuDNN default) | bf16 (mixed precision: bf16 convolutions
+    /// and matrix products, f32 master weights, BN, loss and optimiser). CPU: tf32 = fp32.
+    #[arg(long)]
+    pub precision: Option<PrecisionArg>,
     /// Stop after this many epochs in total, checkpointed, as if killed (tests, job splitting).
     #[arg(long, hide = true)]
     pub stop_after_epochs: Option<usize>,
@@ -97,6 +105,9 @@ struct RunSpec {
     train_subset: Option<usize>,
     pseudo_labeled: Option<PathBuf>,
     unlabeled_fraction: f64,
+    /// Runs recorded before `--precision` existed computed in tf32 (the default).
+    #[serde(default)]
+    precision: PrecisionArg,
 }
 
 const RUN_SPEC: &str = "run.json";
@@ -186,6 +197,7 @@ fn fresh(a: &Args) -> Result<(TrainConfig, RunSpec, PathBuf)> {
         train_subset: a.train_subset,
         pseudo_labeled: a.pseudo_labeled.clone(),
         unlabeled_fraction: fraction,
+        precision: a.precision.unwrap_or_default(),
     };
     Ok((c, spec, out))
 }
@@ -259,7 +271,13 @@ pub fn run(a: Args) -> Result<()> {
                 .augmented(aug),
         ),
     };
-    let model = spat_models::build(&spec.model, classes, &device, config.seed)?;
+    let model = spat_models::build_with_precision(
+        &spec.model,
+        classes,
+        &device,
+        config.seed,
+        spec.precision.apply(),
+    )?;
     if !resume {
         std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
         // Written before the trainer's config.json, so a run that has a config also has this.
@@ -268,7 +286,7 @@ pub fn run(a: Args) -> Result<()> {
             serde_json::to_string_pretty(&spec)?.as_bytes(),
         )?;
     }
-    tracing::info!(run = %out.display(), model = %spec.model, method = %spec.method, resume, "training");
+    tracing::info!(run = %out.display(), model = %spec.model, method = %spec.method, precision = spec.precision.name(), resume, "training");
     let summary = spat_train::train(&config, &*model, &*loader, &test_set, &out, resume)?;
     println!(
         "{}: {} epochs done; final clean {} %, robust {} %; weights in {}",

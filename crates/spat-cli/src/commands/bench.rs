@@ -1,0 +1,396 @@
+//! `spat bench`: images per second of the three workloads that decide what adversarial training
+//! costs, measured the way `bench/pytorch_reference.py` measures PyTorch, so both can be run in
+//! one call on the same card and compared line by line (`--reference`).
+//!
+//! Workloads (one step on one fixed batch, 3×32×32 inputs, 10 classes):
+//! * `standard`: `Mode::Train` forward, cross-entropy, backward, SGD step;
+//! * `trades-spat-pgd10`: spat's own TRADES+SPAT training step (`spat_train::train_step`):
+//!   PGD-LS(α = 0.2) adversary, 10 steps of 2/255 within 8/255, then TRADES' outer loss (β = 6);
+//! * `pgd20-eval`: PGD-20 in `Mode::Eval` (input gradients only) and the accuracy of the result.
+//!
+//! Each step is timed alone between device synchronisations, after untimed warm-up steps; the
+//! median step time gives images/s = batch / median.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use candle_core::{DType, Device, Tensor};
+use spat_attacks::{Attack, Pgd};
+use spat_core::{Batch, Classifier, Mode, Network};
+use spat_train::{Method, Sgd, SgdConfig, TrainConfig};
+
+use super::common::{parse_device, parse_positive, PrecisionArg};
+
+pub const WORKLOADS: &[&str] = &["standard", "trades-spat-pgd10", "pgd20-eval"];
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Model presets, comma-separated (see `spat model-info`).
+    #[arg(long, default_value = "resnet-18,wrn-34-10")]
+    pub models: String,
+    /// Workloads, comma-separated: standard, trades-spat-pgd10, pgd20-eval.
+    #[arg(long, default_value = "standard,trades-spat-pgd10,pgd20-eval")]
+    pub workloads: String,
+    /// Precisions, comma-separated: fp32, tf32, bf16 (see `spat train --help`).
+    #[arg(long, default_value = "fp32,tf32,bf16")]
+    pub precisions: String,
+    #[arg(long, default_value = "128", value_parser = parse_positive)]
+    pub batch: usize,
+    /// Untimed steps before measuring (kernel compilation, cuDNN plans, allocator warm-up).
+    #[arg(long, default_value = "5")]
+    pub warmup: usize,
+    /// Timed steps; the median is reported.
+    #[arg(long, default_value = "20", value_parser = parse_positive)]
+    pub repeats: usize,
+    /// cpu | cuda | cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Write the results as JSON (the schema of `bench/pytorch_reference.py --json`).
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// JSON written by `bench/pytorch_reference.py --json`: adds its images/s and the ratio
+    /// spat / PyTorch for every matching (model, workload, precision, batch).
+    #[arg(long)]
+    pub reference: Option<PathBuf>,
+    /// Ablation: let attacks compute weight gradients too (as candle's plain autograd does),
+    /// to measure what skipping them saves.
+    #[arg(long)]
+    pub attack_weight_grads: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Record {
+    pub model: String,
+    pub workload: String,
+    pub precision: String,
+    pub batch: usize,
+    pub warmup: usize,
+    pub repeats: usize,
+    pub median_ms: f64,
+    pub images_per_s: f64,
+}
+
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Report {
+    pub framework: String,
+    pub framework_version: String,
+    pub device: String,
+    pub device_name: String,
+    pub records: Vec<Record>,
+}
+
+/// A model seen through [`Classifier::logits`] only: its attacks then differentiate the weights
+/// too (the `--attack-weight-grads` ablation).
+struct TrackedWeights<'a>(&'a dyn Network);
+
+impl Classifier for TrackedWeights<'_> {
+    fn logits(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+        self.0.logits(x, mode)
+    }
+}
+
+impl Network for TrackedWeights<'_> {
+    fn var_store(&self) -> &spat_core::VarStore {
+        self.0.var_store()
+    }
+    fn num_classes(&self) -> usize {
+        self.0.num_classes()
+    }
+}
+
+fn list<'a>(s: &'a str, what: &str, allowed: &[&str]) -> Result<Vec<&'a str>> {
+    let items: Vec<&str> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    if items.is_empty() {
+        bail!("--{what}: empty list");
+    }
+    for i in &items {
+        if !allowed.contains(i) {
+            bail!(
+                "--{what}: unknown `{i}`; expected one of {}",
+                allowed.join(", ")
+            );
+        }
+    }
+    Ok(items)
+}
+
+/// Batch of the benchmark: uniform images and labels `i mod 10`, fixed across repeats.
+fn fixed_batch(batch: usize, device: &Device) -> Result<Batch> {
+    let images = spat_core::rng::uniform(
+        &mut spat_core::rng::host_rng(0, 0),
+        (batch, 3, 32, 32),
+        0.0,
+        1.0,
+        device,
+    )?;
+    let labels: Vec<u32> = (0..batch as u32).map(|i| i % 10).collect();
+    Ok(Batch {
+        images,
+        labels: Tensor::new(labels.as_slice(), device)?,
+    })
+}
+
+fn trades_spat_config() -> TrainConfig {
+    let mut c = TrainConfig::for_dataset(spat_data::Dataset::Cifar10, Method::Trades);
+    c.spat_alpha = Some(0.2);
+    c
+}
+
+/// One step of `workload`, returning once the device has finished it.
+fn step(
+    workload: &str,
+    model: &dyn Network,
+    optimizer: &mut Sgd,
+    batch: &Batch,
+    rng: &mut spat_core::rng::HostRng,
+    device: &Device,
+) -> Result<()> {
+    match workload {
+        "standard" => {
+            let logits = model.logits(&batch.images, Mode::Train)?;
+            let loss = spat_train::objectives::cross_entropy(&logits, &batch.labels)?;
+            optimizer.step(&loss.backward()?)?;
+        }
+        "trades-spat-pgd10" => {
+            spat_train::train_step(&trades_spat_config(), model, optimizer, batch, rng)?;
+        }
+        "pgd20-eval" => {
+            let x_adv =
+                Pgd::pgd20(8.0 / 255.0).perturb(model, &batch.images, &batch.labels, rng)?;
+            let pred = model
+                .logits_wrt_input(&x_adv, Mode::Eval)?
+                .argmax(1)?
+                .to_dtype(DType::U32)?;
+            // The count is read back, as an evaluation must.
+            let hits = pred.eq(&batch.labels)?.to_dtype(DType::F32)?.sum_all()?;
+            std::hint::black_box(hits.to_scalar::<f32>()?);
+        }
+        other => bail!("unknown workload {other}"),
+    }
+    device.synchronize()?;
+    Ok(())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn measure(
+    a: &Args,
+    preset: &str,
+    workload: &str,
+    precision: PrecisionArg,
+    device: &Device,
+) -> Result<Record> {
+    let model = spat_models::build_with_precision(preset, 10, device, 0, precision.apply())?;
+    let tracked = TrackedWeights(&*model);
+    let model: &dyn Network = if a.attack_weight_grads {
+        &tracked
+    } else {
+        &*model
+    };
+    let mut optimizer = Sgd::new(model.var_store(), SgdConfig::new(0.1, 7e-4));
+    let batch = fixed_batch(a.batch, device)?;
+    let mut rng = spat_core::rng::host_rng(0, spat_core::rng::streams::ATTACK);
+    for _ in 0..a.warmup {
+        step(workload, model, &mut optimizer, &batch, &mut rng, device)?;
+    }
+    let mut times = Vec::with_capacity(a.repeats);
+    for _ in 0..a.repeats {
+        let t = Instant::now();
+        step(workload, model, &mut optimizer, &batch, &mut rng, device)?;
+        times.push(t.elapsed().as_secs_f64());
+    }
+    let m = median(times);
+    Ok(Record {
+        model: preset.to_string(),
+        workload: workload.to_string(),
+        precision: precision.name().to_string(),
+        batch: a.batch,
+        warmup: a.warmup,
+        repeats: a.repeats,
+        median_ms: m * 1e3,
+        images_per_s: a.batch as f64 / m,
+    })
+}
+
+fn read_reference(path: &std::path::Path) -> Result<Report> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading the reference results {}", path.display()))?;
+    serde_json::from_str(&text).with_context(|| {
+        format!(
+            "{}: not a results file of bench/pytorch_reference.py --json",
+            path.display()
+        )
+    })
+}
+
+fn device_name(device: &Device) -> String {
+    match device {
+        Device::Cpu => format!("cpu ({} threads)", candle_core::utils::get_num_threads()),
+        other => format!("{:?}", other.location()),
+    }
+}
+
+pub fn run(a: Args) -> Result<()> {
+    let models = list(&a.models, "models", spat_models::PRESETS)?;
+    let workloads = list(&a.workloads, "workloads", WORKLOADS)?;
+    let precisions: Vec<PrecisionArg> = list(&a.precisions, "precisions", PrecisionArg::NAMES)?
+        .into_iter()
+        .map(|p| p.parse().map_err(anyhow::Error::msg))
+        .collect::<Result<_>>()?;
+    let reference = a.reference.as_deref().map(read_reference).transpose()?;
+    let device = parse_device(&a.device)?;
+    let mut records = Vec::new();
+    for preset in &models {
+        for workload in &workloads {
+            for &precision in &precisions {
+                let r = measure(&a, preset, workload, precision, &device)
+                    .with_context(|| format!("{preset} {workload} {}", precision.name()))?;
+                eprintln!(
+                    "{} {} {}: {:.1} ms, {:.1} img/s",
+                    r.model, r.workload, r.precision, r.median_ms, r.images_per_s
+                );
+                records.push(r);
+            }
+        }
+    }
+    let report = Report {
+        framework: "spat".into(),
+        framework_version: env!("CARGO_PKG_VERSION").into(),
+        device: a.device.clone(),
+        device_name: device_name(&device),
+        records,
+    };
+    print!("{}", table(&report, reference.as_ref()));
+    if let Some(path) = &a.json {
+        let mut text = serde_json::to_string_pretty(&report)?;
+        text.push('\n');
+        spat_core::fs::write_atomic(path, text.as_bytes())?;
+    }
+    Ok(())
+}
+
+/// Markdown table of `report`, with the reference's images/s and the ratio where it has the
+/// same (model, workload, precision, batch).
+pub fn table(report: &Report, reference: Option<&Report>) -> String {
+    let key = |r: &Record| {
+        (
+            r.model.clone(),
+            r.workload.clone(),
+            r.precision.clone(),
+            r.batch,
+        )
+    };
+    let theirs: BTreeMap<_, f64> = reference
+        .map(|rep| {
+            rep.records
+                .iter()
+                .map(|r| (key(r), r.images_per_s))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = format!(
+        "spat {} on {} ({})",
+        report.framework_version, report.device, report.device_name
+    );
+    if let Some(rep) = reference {
+        out += &format!(
+            "; reference: {} {} on {} ({})",
+            rep.framework, rep.framework_version, rep.device, rep.device_name
+        );
+    }
+    out += "\n\n| model | workload | precision | batch | spat ms | spat img/s |";
+    if reference.is_some() {
+        out += " reference img/s | spat / reference |";
+    }
+    out += "\n|---|---|---|---:|---:|---:|";
+    if reference.is_some() {
+        out += "---:|---:|";
+    }
+    out += "\n";
+    for r in &report.records {
+        out += &format!(
+            "| {} | {} | {} | {} | {:.1} | {:.1} |",
+            r.model, r.workload, r.precision, r.batch, r.median_ms, r.images_per_s
+        );
+        if reference.is_some() {
+            match theirs.get(&key(r)) {
+                Some(&t) => out += &format!(" {t:.1} | {:.2}× |", r.images_per_s / t),
+                None => out += " – | – |",
+            }
+        }
+        out += "\n";
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(model: &str, precision: &str, ips: f64) -> Record {
+        Record {
+            model: model.into(),
+            workload: "standard".into(),
+            precision: precision.into(),
+            batch: 128,
+            warmup: 5,
+            repeats: 20,
+            median_ms: 128_000.0 / ips,
+            images_per_s: ips,
+        }
+    }
+
+    #[test]
+    fn ratio_is_spat_over_reference_for_matching_rows_only() {
+        let ours = Report {
+            framework: "spat".into(),
+            framework_version: "0".into(),
+            device: "cuda:0".into(),
+            device_name: "card".into(),
+            records: vec![
+                record("resnet-18", "tf32", 3000.0),
+                record("resnet-18", "bf16", 10.0),
+            ],
+        };
+        let theirs = Report {
+            framework: "pytorch".into(),
+            framework_version: "2.11".into(),
+            device: "cuda:0".into(),
+            device_name: "card".into(),
+            records: vec![record("resnet-18", "tf32", 2000.0)],
+        };
+        let t = table(&ours, Some(&theirs));
+        assert!(t.contains("| 3000.0 | 2000.0 | 1.50× |"), "{t}");
+        assert!(t.contains("| 10.0 | – | – |"), "{t}");
+    }
+
+    #[test]
+    fn median_of_even_and_odd_counts() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn unknown_names_are_rejected() {
+        assert!(list("standard,fast", "workloads", WORKLOADS).is_err());
+        assert!(list("", "workloads", WORKLOADS).is_err());
+        assert_eq!(
+            list(" standard ", "workloads", WORKLOADS).unwrap(),
+            ["standard"]
+        );
+    }
+}
