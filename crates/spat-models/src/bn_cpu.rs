@@ -187,15 +187,15 @@ impl CustomOp3 for FusedBatchNorm {
     fn bwd(
         &self,
         x: &Tensor,
-        weight: &Tensor,
-        _bias: &Tensor,
+        weight_t: &Tensor,
+        bias: &Tensor,
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, c, h, w) = x.dims4()?;
         let plane = h * w;
         let count = (n * plane) as f32;
-        let weight = weight.to_vec1::<f32>()?;
+        let weight = weight_t.to_vec1::<f32>()?;
         let (dx, dw, db) = with_slice(x, |x| {
             with_slice(grad, |g| {
                 with_slice(res, |y| {
@@ -249,10 +249,18 @@ impl CustomOp3 for FusedBatchNorm {
             })
         })?;
         let dev = x.device();
+        // The sums behind dw and db are needed for dx anyway; they are only withheld from
+        // arguments that track no gradient (an attack's constant weights).
+        let keep = |t: &Tensor, v: Vec<f32>, shape: &[usize]| -> Result<Option<Tensor>> {
+            match t.track_op() {
+                true => Ok(Some(Tensor::from_vec(v, shape, dev)?)),
+                false => Ok(None),
+            }
+        };
         Ok((
-            Some(Tensor::from_vec(dx, x.shape(), dev)?),
-            Some(Tensor::from_vec(dw, c, dev)?),
-            Some(Tensor::from_vec(db, c, dev)?),
+            keep(x, dx, x.dims())?,
+            keep(weight_t, dw, &[c])?,
+            keep(bias, db, &[c])?,
         ))
     }
 }

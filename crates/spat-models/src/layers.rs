@@ -357,9 +357,7 @@ impl BatchNorm2d {
 
     fn apply(&self, x: &Tensor, mode: Mode, relu: bool, constant: bool) -> Result<Tensor> {
         if x.device().is_cpu() && x.dtype() == DType::F32 {
-            // The fused kernel's weight and bias gradients come from sums its input gradient
-            // needs anyway, so constant weights save nothing there.
-            self.forward_fused(x, mode, relu)
+            self.forward_fused(x, mode, relu, constant)
         } else {
             let y = self.forward_composite(x, mode, constant)?;
             if relu {
@@ -380,7 +378,13 @@ impl BatchNorm2d {
     }
 
     /// CPU path: statistics and normalisation in a few fused passes (see `bn_cpu`).
-    pub(crate) fn forward_fused(&self, x: &Tensor, mode: Mode, relu: bool) -> Result<Tensor> {
+    pub(crate) fn forward_fused(
+        &self,
+        x: &Tensor,
+        mode: Mode,
+        relu: bool,
+        constant: bool,
+    ) -> Result<Tensor> {
         let count = self.check_train_batch(x, mode)?;
         let stats = if mode.uses_batch_statistics() {
             let stats = crate::bn_cpu::batch_stats(x)?;
@@ -409,7 +413,17 @@ impl BatchNorm2d {
         } else {
             x.contiguous()?
         };
-        x.apply_op3(self.weight.as_tensor(), self.bias.as_tensor(), op)
+        let (weight, bias) = match constant {
+            true => (
+                self.weight.as_tensor().detach(),
+                self.bias.as_tensor().detach(),
+            ),
+            false => (
+                self.weight.as_tensor().clone(),
+                self.bias.as_tensor().clone(),
+            ),
+        };
+        x.apply_op3(&weight, &bias, op)
     }
 
     /// Moves the running estimates towards detached batch statistics (PyTorch's update rule).
@@ -562,7 +576,7 @@ mod tests {
                 let run = |bn: &BatchNorm2d, fused_path: bool| {
                     let xv = Var::from_tensor(&x_strided).unwrap();
                     let y = if fused_path {
-                        bn.forward_fused(xv.as_tensor(), mode, relu).unwrap()
+                        bn.forward_fused(xv.as_tensor(), mode, relu, false).unwrap()
                     } else {
                         let y = bn.forward_composite(xv.as_tensor(), mode, false).unwrap();
                         if relu {
