@@ -544,3 +544,75 @@ fn bad_inputs_are_one_line_errors() {
         "no failed command created the run directory"
     );
 }
+
+/// `spat bench` on the CPU: every workload and precision runs, the JSON has the schema of
+/// `bench/pytorch_reference.py --json`, and a reference file adds its images/s and the ratio.
+#[test]
+fn bench_writes_results_and_compares_with_a_reference() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("spat.json");
+    let reference = dir.path().join("pytorch.json");
+    std::fs::write(
+        &reference,
+        r#"{"framework": "pytorch", "framework_version": "2.11.0", "device": "cpu",
+            "device_name": "cpu", "records": [{"model": "tiny", "workload": "pgd20-eval",
+            "precision": "bf16", "batch": 4, "warmup": 0, "repeats": 1, "median_ms": 1000.0,
+            "images_per_s": 4.0}]}"#,
+    )
+    .unwrap();
+    let out = success(run(spat().args([
+        "bench",
+        "--models",
+        "tiny",
+        "--batch",
+        "4",
+        "--warmup",
+        "0",
+        "--repeats",
+        "1",
+        "--json",
+        ours.to_str().unwrap(),
+        "--reference",
+        reference.to_str().unwrap(),
+    ])));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&ours).unwrap()).unwrap();
+    assert_eq!(v["framework"], "spat");
+    let records = v["records"].as_array().unwrap();
+    assert_eq!(records.len(), 9, "3 workloads × 3 precisions: {v}");
+    for r in records {
+        let ips = r["images_per_s"].as_f64().unwrap();
+        let ms = r["median_ms"].as_f64().unwrap();
+        assert!(ips > 0.0 && (ips * ms / 1000.0 - 4.0).abs() < 1e-6, "{r}");
+    }
+    let table = String::from_utf8_lossy(&out.stdout).to_string();
+    let row = table
+        .lines()
+        .find(|l| l.starts_with("| tiny | pgd20-eval | bf16 |"))
+        .unwrap_or_else(|| panic!("no bf16 PGD-20 row: {table}"));
+    assert!(row.contains("| 4.0 |") && row.ends_with("× |"), "{row}");
+    let other = table
+        .lines()
+        .find(|l| l.starts_with("| tiny | standard | fp32 |"))
+        .unwrap();
+    assert!(other.ends_with("– | – |"), "{other}");
+}
+
+#[test]
+fn bench_rejects_unknown_names_and_bad_references() {
+    let e = one_line_error(&run(spat().args(["bench", "--precisions", "fp16"])));
+    assert!(e.contains("fp16") && e.contains("bf16"), "{e}");
+    let e = one_line_error(&run(spat().args(["bench", "--workloads", "fast"])));
+    assert!(e.contains("fast") && e.contains("pgd20-eval"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("ref.json");
+    std::fs::write(&bad, "{\"records\": 3}").unwrap();
+    let e = one_line_error(&run(spat().args([
+        "bench",
+        "--reference",
+        bad.to_str().unwrap(),
+    ])));
+    assert!(
+        e.contains("ref.json") && e.contains("pytorch_reference"),
+        "{e}"
+    );
+}

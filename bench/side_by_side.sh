@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# PyTorch's and spat's benchmark back to back on the same device, then spat's table with the
+# ratio spat / PyTorch per row. Both programs take the same selection flags, so any of
+# --models --workloads --precisions --batch --warmup --repeats given here reach both.
+#
+#   bench/side_by_side.sh ./spat --models resnet-18 --precisions tf32,bf16
+#
+# Environment: DEVICE (default cuda:0), BENCH_OUT (default bench-results), PYTHON (python3).
+set -euo pipefail
+SPAT="${1:?usage: bench/side_by_side.sh PATH/TO/spat [flags...]}"
+shift
+DEVICE="${DEVICE:-cuda:0}"
+OUT="${BENCH_OUT:-bench-results}"
+mkdir -p "$OUT"
+"${PYTHON:-python3}" "$(dirname "$0")/pytorch_reference.py" --device "$DEVICE" \
+    --json "$OUT/pytorch.json" "$@"
+"$SPAT" bench --device "$DEVICE" --json "$OUT/spat.json" --reference "$OUT/pytorch.json" "$@" \
+    | tee "$OUT/table.md"
