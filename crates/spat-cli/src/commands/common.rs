@@ -27,7 +27,14 @@ pub fn parse_device(s: &str) -> Result<Device> {
             "--device {s}: this spat was built without CUDA; rebuild with `cargo build --release -p spat-cli --features cuda` (or cudnn)"
         );
     }
-    Device::new_cuda(ordinal).with_context(|| format!("opening CUDA device {ordinal}"))
+    Device::new_cuda(ordinal).map_err(|e| {
+        // candle attaches a backtrace to driver errors; the cause alone makes the one-line error.
+        let cause = match e {
+            candle_core::Error::WithBacktrace { inner, .. } => *inner,
+            other => other,
+        };
+        anyhow::anyhow!("opening CUDA device {ordinal}: {cause}")
+    })
 }
 
 /// Arithmetic of a run (`--precision`): what [`spat_models::Precision`] a model computes in, and
