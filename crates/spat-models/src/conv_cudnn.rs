@@ -220,7 +220,14 @@ fn run<T: ConvElement>(
             .get_mut(&key)
             .and_then(|p| p.downcast_mut::<Plan<T>>())
             .expect("plans are stored under their own dtype");
-        let needed = match direction {
+        let workspaces = &mut cache.workspaces;
+        let (one, zero) = (T::from_f64(1.0), T::from_f64(0.0));
+        // Each direction: pick its algorithm on first use, then launch.
+        // SAFETY (the three launches): the descriptors were built from `g` and `T`; the views hold
+        // exactly the elements of `g`'s operands (checked by the callers' shape checks and the
+        // lengths above), the output was allocated with the extent of its descriptor, and the
+        // workspace is at least the size cuDNN asked for this algorithm.
+        let launched = match direction {
             Direction::Forward => {
                 let op = ConvForward {
                     conv: &plan.conv,
@@ -228,11 +235,17 @@ fn run<T: ConvElement>(
                     w: &plan.w,
                     y: &plan.y,
                 };
-                if plan.fwd.is_none() {
-                    let algo = op.pick_algorithm().map_err(cudnn_err)?;
-                    plan.fwd = Some((algo, op.get_workspace_size(algo).map_err(cudnn_err)?));
-                }
-                plan.fwd.map_or(0, |(_, size)| size)
+                let (algo, size) = match plan.fwd {
+                    Some(picked) => picked,
+                    None => {
+                        let algo = op.pick_algorithm().map_err(cudnn_err)?;
+                        *plan
+                            .fwd
+                            .insert((algo, op.get_workspace_size(algo).map_err(cudnn_err)?))
+                    }
+                };
+                let ws = workspace(workspaces, device, key.device, size)?;
+                unsafe { op.launch(algo, Some(ws), (one, zero), &a_view, &b_view, &mut out) }
             }
             Direction::BackwardData => {
                 let op = ConvBackwardData {
@@ -241,11 +254,17 @@ fn run<T: ConvElement>(
                     w: &plan.w,
                     dy: &plan.y,
                 };
-                if plan.bwd_data.is_none() {
-                    let algo = op.pick_algorithm().map_err(cudnn_err)?;
-                    plan.bwd_data = Some((algo, op.get_workspace_size(algo).map_err(cudnn_err)?));
-                }
-                plan.bwd_data.map_or(0, |(_, size)| size)
+                let (algo, size) = match plan.bwd_data {
+                    Some(picked) => picked,
+                    None => {
+                        let algo = op.pick_algorithm().map_err(cudnn_err)?;
+                        *plan
+                            .bwd_data
+                            .insert((algo, op.get_workspace_size(algo).map_err(cudnn_err)?))
+                    }
+                };
+                let ws = workspace(workspaces, device, key.device, size)?;
+                unsafe { op.launch(algo, Some(ws), (one, zero), &mut out, &b_view, &a_view) }
             }
             Direction::BackwardFilter => {
                 let op = ConvBackwardFilter {
@@ -254,89 +273,37 @@ fn run<T: ConvElement>(
                     dw: &plan.w,
                     dy: &plan.y,
                 };
-                if plan.bwd_filter.is_none() {
-                    let algo = op.pick_algorithm().map_err(cudnn_err)?;
-                    plan.bwd_filter = Some((algo, op.get_workspace_size(algo).map_err(cudnn_err)?));
-                }
-                plan.bwd_filter.map_or(0, |(_, size)| size)
+                let (algo, size) = match plan.bwd_filter {
+                    Some(picked) => picked,
+                    None => {
+                        let algo = op.pick_algorithm().map_err(cudnn_err)?;
+                        *plan
+                            .bwd_filter
+                            .insert((algo, op.get_workspace_size(algo).map_err(cudnn_err)?))
+                    }
+                };
+                let ws = workspace(workspaces, device, key.device, size)?;
+                unsafe { op.launch(algo, Some(ws), (one, zero), &a_view, &mut out, &b_view) }
             }
         };
-        let too_small = cache
-            .workspaces
-            .get(&key.device)
-            .is_none_or(|w| w.len() < needed.max(1));
-        if too_small {
-            // SAFETY: a workspace is scratch memory; cuDNN never reads what it did not write.
-            let fresh = unsafe { device.alloc::<u8>(needed.max(1)) }?;
-            cache.workspaces.insert(key.device, fresh);
-        }
-        let workspace = cache
-            .workspaces
-            .get_mut(&key.device)
-            .expect("inserted above");
-        let (one, zero) = (T::from_f64(1.0), T::from_f64(0.0));
-        // SAFETY: the descriptors were built from `g` and `T`; the views hold exactly the
-        // elements of `g`'s operands (checked by the callers' shape checks and the lengths above),
-        // the output was allocated with the extent of its descriptor, and the workspace is at
-        // least the size cuDNN asked for this algorithm.
-        unsafe {
-            match direction {
-                Direction::Forward => {
-                    let (algo, _) = plan.fwd.expect("picked above");
-                    ConvForward {
-                        conv: &plan.conv,
-                        x: &plan.x,
-                        w: &plan.w,
-                        y: &plan.y,
-                    }
-                    .launch(
-                        algo,
-                        Some(workspace),
-                        (one, zero),
-                        &a_view,
-                        &b_view,
-                        &mut out,
-                    )
-                }
-                Direction::BackwardData => {
-                    let (algo, _) = plan.bwd_data.expect("picked above");
-                    ConvBackwardData {
-                        conv: &plan.conv,
-                        dx: &plan.x,
-                        w: &plan.w,
-                        dy: &plan.y,
-                    }
-                    .launch(
-                        algo,
-                        Some(workspace),
-                        (one, zero),
-                        &mut out,
-                        &b_view,
-                        &a_view,
-                    )
-                }
-                Direction::BackwardFilter => {
-                    let (algo, _) = plan.bwd_filter.expect("picked above");
-                    ConvBackwardFilter {
-                        conv: &plan.conv,
-                        x: &plan.x,
-                        dw: &plan.w,
-                        dy: &plan.y,
-                    }
-                    .launch(
-                        algo,
-                        Some(workspace),
-                        (one, zero),
-                        &a_view,
-                        &mut out,
-                        &b_view,
-                    )
-                }
-            }
-        }
-        .map_err(cudnn_err)
+        launched.map_err(cudnn_err)
     })?;
     Ok(CudaStorage::wrap_cuda_slice(out, device.clone()))
+}
+
+/// The device's workspace, grown to at least `needed` bytes.
+fn workspace<'a>(
+    workspaces: &'a mut HashMap<DeviceId, CudaSlice<u8>>,
+    device: &CudaDevice,
+    id: DeviceId,
+    needed: usize,
+) -> Result<&'a mut CudaSlice<u8>> {
+    let needed = needed.max(1);
+    if workspaces.get(&id).is_none_or(|w| w.len() < needed) {
+        // SAFETY: a workspace is scratch memory; cuDNN never reads what it did not write.
+        workspaces.insert(id, unsafe { device.alloc::<u8>(needed) }?);
+    }
+    Ok(workspaces.get_mut(&id).expect("inserted above"))
 }
 
 fn dispatch(
