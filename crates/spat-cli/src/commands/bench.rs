@@ -145,6 +145,7 @@ fn trades_spat_config() -> TrainConfig {
 /// One step of `workload`, returning once the device has finished it.
 fn step(
     workload: &str,
+    trades_spat: &TrainConfig,
     model: &dyn Network,
     optimizer: &mut Sgd,
     batch: &Batch,
@@ -158,7 +159,7 @@ fn step(
             optimizer.step(&loss.backward()?)?;
         }
         "trades-spat-pgd10" => {
-            spat_train::train_step(&trades_spat_config(), model, optimizer, batch, rng)?;
+            spat_train::train_step(trades_spat, model, optimizer, batch, rng)?;
         }
         "pgd20-eval" => {
             let x_adv =
@@ -204,13 +205,30 @@ fn measure(
     let mut optimizer = Sgd::new(model.var_store(), SgdConfig::new(0.1, 7e-4));
     let batch = fixed_batch(a.batch, device)?;
     let mut rng = spat_core::rng::host_rng(0, spat_core::rng::streams::ATTACK);
+    let trades_spat = trades_spat_config();
     for _ in 0..a.warmup {
-        step(workload, model, &mut optimizer, &batch, &mut rng, device)?;
+        step(
+            workload,
+            &trades_spat,
+            model,
+            &mut optimizer,
+            &batch,
+            &mut rng,
+            device,
+        )?;
     }
     let mut times = Vec::with_capacity(a.repeats);
     for _ in 0..a.repeats {
         let t = Instant::now();
-        step(workload, model, &mut optimizer, &batch, &mut rng, device)?;
+        step(
+            workload,
+            &trades_spat,
+            model,
+            &mut optimizer,
+            &batch,
+            &mut rng,
+            device,
+        )?;
         times.push(t.elapsed().as_secs_f64());
     }
     let m = median(times);
