@@ -14,6 +14,9 @@ pub enum Error {
     /// A weights file that cannot be read, or whose tensors do not match the network.
     #[error("{}: {message}", path.display())]
     Checkpoint { path: PathBuf, message: String },
+    /// Weights whose names or shapes do not match the network's variables.
+    #[error("{0}")]
+    Mismatch(Box<crate::store::Mismatch>),
     #[error("{0}")]
     Msg(String),
 }

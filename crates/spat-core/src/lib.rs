@@ -7,14 +7,19 @@
 //! draw come from a seeded host generator so that runs are reproducible.
 
 pub mod batch;
+pub mod checkpoint;
 pub mod error;
 pub mod fs;
 pub mod rng;
 pub mod store;
 
 pub use batch::Batch;
+pub use checkpoint::{
+    convert_checkpoint, read_checkpoint, Checkpoint, CheckpointFormat, ConvertReport, LoadReport,
+    Normalization,
+};
 pub use error::{Error, Result};
-pub use store::{VarKind, VarStore};
+pub use store::{Mismatch, VarKind, VarStore};
 
 use candle_core::Tensor;
 

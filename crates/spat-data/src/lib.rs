@@ -30,5 +30,5 @@ pub use formats::{
 };
 pub use image_set::ImageSet;
 pub use loader::{BatchSource, Loader, MixedLoader};
-pub use pickle::load_pseudo_labeled;
+pub use pickle::{load_pseudo_labeled, parse_pseudo_labeled};
 pub use stats::{split_stats, SplitStats};

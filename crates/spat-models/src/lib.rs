@@ -82,6 +82,12 @@ pub enum Error {
     UnknownPreset(String),
     #[error("{0}")]
     Config(String),
+    /// Weights that do not fit the network, with the presets they do fit.
+    #[error("{mismatch}; {fits}")]
+    Mismatch {
+        mismatch: Box<spat_core::Mismatch>,
+        fits: String,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -353,7 +359,58 @@ pub fn model_info(preset: &str, num_classes: usize) -> Result<ModelInfo> {
     Architecture::preset(preset, num_classes)?.info()
 }
 
-/// Loads a safetensors file (spat's, or a PyTorch `state_dict` converted to safetensors) strictly.
-pub fn load_weights(model: &dyn Network, path: &Path) -> Result<()> {
-    Ok(model.var_store().load(path)?)
+/// Loads any weights file into `model`: spat's safetensors, or a PyTorch checkpoint (zip,
+/// legacy or tar `torch.save`, bare or wrapped state dict), names fitted and every weight
+/// checked as [`VarStore::load_checkpoint`] does. When the file does not fit the network, the
+/// error is one line: counts and a few names of the differences, and the presets (with class
+/// count) whose layout does fit.
+pub fn load_weights(model: &dyn Network, path: &Path) -> Result<spat_core::LoadReport> {
+    match model.var_store().load_checkpoint(path) {
+        Err(spat_core::Error::Mismatch(m)) => {
+            let fits = presets_fitting(&m.file_shapes);
+            Err(Error::Mismatch {
+                fits: if fits.is_empty() {
+                    "no preset's layout fits".into()
+                } else {
+                    format!("presets whose layout fits: {}", fits.join(", "))
+                },
+                mismatch: m,
+            })
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Presets (`name` or `name (K classes)`) that declare exactly these names and shapes. Class
+/// counts tried: those of 1-D `fc.bias` / `linear.bias` tensors in the file.
+pub fn presets_fitting(file_shapes: &[(String, Vec<usize>)]) -> Vec<String> {
+    let mut classes: Vec<usize> = file_shapes
+        .iter()
+        .filter(|(n, s)| (n == "fc.bias" || n == "linear.bias") && s.len() == 1)
+        .map(|(_, s)| s[0])
+        .filter(|&k| k > 0)
+        .collect();
+    classes.dedup();
+    let mut want: Vec<(&str, &[usize])> = file_shapes
+        .iter()
+        .map(|(n, s)| (n.as_str(), s.as_slice()))
+        .collect();
+    want.sort();
+    let mut out = Vec::new();
+    for &k in &classes {
+        for &preset in PRESETS {
+            let Ok(vars) = Architecture::preset(preset, k).and_then(|a| a.variables()) else {
+                continue;
+            };
+            let mut have: Vec<(&str, &[usize])> = vars
+                .iter()
+                .map(|d| (d.name.as_str(), d.shape.as_slice()))
+                .collect();
+            have.sort();
+            if have == want {
+                out.push(format!("{preset} ({k} classes)"));
+            }
+        }
+    }
+    out
 }

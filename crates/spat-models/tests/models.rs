@@ -217,7 +217,15 @@ fn save_load_round_trip_and_clear_errors() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("bad.safetensors"), "{msg}");
-    assert!(msg.contains("missing tensors: fc.weight"), "{msg}");
-    assert!(msg.contains("unexpected tensors: fc.weights"), "{msg}");
-    assert!(msg.contains("`bn1.running_mean` has shape [3]"), "{msg}");
+    assert!(
+        msg.contains("1 missing, 1 unexpected, 1 mis-shaped tensors"),
+        "{msg}"
+    );
+    assert!(msg.contains("missing fc.weight"), "{msg}");
+    assert!(msg.contains("unexpected fc.weights"), "{msg}");
+    assert!(
+        msg.contains("bn1.running_mean [3] in the file vs [32]"),
+        "{msg}"
+    );
+    assert!(msg.contains("no preset's layout fits"), "{msg}");
 }

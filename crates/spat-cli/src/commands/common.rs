@@ -198,8 +198,20 @@ pub fn load_model(
     if !checkpoint.is_file() {
         bail!("{}: checkpoint not found", checkpoint.display());
     }
-    spat_models::load_weights(&*model, checkpoint)
+    let report = spat_models::load_weights(&*model, checkpoint)
         .with_context(|| format!("loading {preset} weights (for {classes} classes)"))?;
+    for note in &report.notes {
+        tracing::info!("{}: {note}", checkpoint.display());
+    }
+    // Evaluating without the normalisation the weights were trained with would print wrong
+    // accuracies; refuse until the normalising wrapper is wired in.
+    if report.normalization.is_some() {
+        bail!(
+            "{}: the checkpoint normalises its input (`mu`/`sigma` buffers), which this command \
+             cannot apply yet",
+            checkpoint.display()
+        );
+    }
     Ok(model)
 }
 
