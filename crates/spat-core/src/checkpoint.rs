@@ -247,7 +247,8 @@ impl VarStore {
                 missing_counters.len()
             ));
             for n in missing_counters {
-                let v = self.get(&n).expect("declared").as_tensor().detach();
+                // A copy: a variable cannot be set from its own storage.
+                let v = self.get(&n).expect("declared").as_tensor().copy()?;
                 map.insert(n, v);
             }
         }
@@ -313,4 +314,77 @@ pub fn convert_checkpoint(input: &Path, output: &Path) -> Result<ConvertReport> 
         tensors: n,
         notes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(v: &[f32]) -> Tensor {
+        Tensor::new(v, &Device::Cpu).unwrap()
+    }
+
+    fn store() -> VarStore {
+        let mut s = VarStore::new(&Device::Cpu);
+        s.add_parameter("bn.weight", t(&[1., 1.])).unwrap();
+        s.add_buffer("bn.running_mean", t(&[0., 0.])).unwrap();
+        s.add_buffer(
+            "bn.num_batches_tracked",
+            Tensor::new(0i64, &Device::Cpu).unwrap(),
+        )
+        .unwrap();
+        s
+    }
+
+    #[test]
+    fn old_files_without_counters_load_with_a_note() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("old.safetensors");
+        let tensors: HashMap<String, Tensor> = [
+            ("module.bn.weight".to_string(), t(&[2., 3.])),
+            ("module.bn.running_mean".to_string(), t(&[0.5, 0.25])),
+        ]
+        .into();
+        crate::store::save_tensors(&tensors, &p).unwrap();
+        let s = store();
+        let r = s.load_checkpoint(&p).unwrap();
+        let notes = r.notes.join(" | ");
+        assert!(notes.contains("`module.` prefix"), "{notes}");
+        assert!(notes.contains("1 BN `num_batches_tracked`"), "{notes}");
+        let w = s
+            .get("bn.weight")
+            .unwrap()
+            .as_tensor()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(w, vec![2., 3.]);
+    }
+
+    #[test]
+    fn a_prefix_the_network_itself_uses_is_kept() {
+        let mut s = VarStore::new(&Device::Cpu);
+        s.add_parameter("model.w", t(&[1.])).unwrap();
+        let (fitted, notes, _) = fit_names(vec![("model.w".into(), t(&[2.]))], Some(&s));
+        assert_eq!(fitted[0].0, "model.w");
+        assert!(notes.is_empty(), "{notes:?}");
+    }
+
+    #[test]
+    fn unreadable_files_say_what_they_start_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.pt");
+        std::fs::write(&p, b"GIF89a....").unwrap();
+        let m = read_checkpoint(&p).unwrap_err().to_string();
+        assert!(m.contains("x.pt") && m.contains("47 49 46 38"), "{m}");
+        std::fs::write(&p, b"").unwrap();
+        let m = read_checkpoint(&p).unwrap_err().to_string();
+        assert!(m.contains("the file is empty"), "{m}");
+        // A legacy head with a truncated body names the part and the problem.
+        std::fs::write(&p, b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46").unwrap();
+        let m = read_checkpoint(&p).unwrap_err().to_string();
+        assert!(
+            m.contains("legacy PyTorch checkpoint") && m.contains("truncated"),
+            "{m}"
+        );
+    }
 }

@@ -62,25 +62,45 @@ pub fn load_cifar10(dir: &Path, split: Split) -> Result<ImageSet> {
     ImageSet::new(images, labels, d.image_shape(), 10, root)
 }
 
+/// The records of one CIFAR-10 batch file's bytes; `path` names it in errors.
+pub fn parse_cifar10(bytes: &[u8], path: &Path) -> Result<ImageSet> {
+    let mut images = Vec::new();
+    let mut labels = Vec::new();
+    parse_cifar(path, bytes, 1, 0, 10, &mut images, &mut labels)?;
+    ImageSet::new(images, labels, Dataset::Cifar10.image_shape(), 10, path)
+}
+
 /// CIFAR-100 with fine labels (100 classes) or, if `coarse`, the 20 superclass labels.
 pub fn load_cifar100(dir: &Path, split: Split, coarse: bool) -> Result<ImageSet> {
     let d = Dataset::Cifar100;
     let root = resolve_dir(dir, d, first_file(d, split));
     let file = root.join(first_file(d, split));
     let bytes = read(&file, d)?;
+    parse_cifar100(&bytes, &file, coarse)
+}
+
+/// The records of a CIFAR-100 file's bytes (fine labels, or coarse if `coarse`); `path` names
+/// it in errors.
+pub fn parse_cifar100(bytes: &[u8], path: &Path, coarse: bool) -> Result<ImageSet> {
     let (label_index, classes) = if coarse { (0, 20) } else { (1, 100) };
     let mut images = Vec::new();
     let mut labels = Vec::new();
     parse_cifar(
-        &file,
-        &bytes,
+        path,
+        bytes,
         2,
         label_index,
         classes,
         &mut images,
         &mut labels,
     )?;
-    ImageSet::new(images, labels, d.image_shape(), classes, file)
+    ImageSet::new(
+        images,
+        labels,
+        Dataset::Cifar100.image_shape(),
+        classes,
+        path,
+    )
 }
 
 /// STL-10's labelled splits (5,000 train, 8,000 test in the official files), transposed upright
@@ -93,8 +113,16 @@ pub fn load_stl10(dir: &Path, split: Split) -> Result<ImageSet> {
         Split::Test => (root.join("test_X.bin"), root.join("test_y.bin")),
     };
     let x = read(&x_path, d)?;
-    let n = record_count(&x_path, x.len(), STL10_IMAGE_BYTES)?;
+    record_count(&x_path, x.len(), STL10_IMAGE_BYTES)?;
     let y = read(&y_path, d)?;
+    parse_stl10(&x, &x_path, &y, &y_path)
+}
+
+/// STL-10 images and labels from the bytes of an `_X.bin` and a `_y.bin` file; the paths name
+/// them in errors.
+pub fn parse_stl10(x: &[u8], x_path: &Path, y: &[u8], y_path: &Path) -> Result<ImageSet> {
+    let d = Dataset::Stl10;
+    let n = record_count(x_path, x.len(), STL10_IMAGE_BYTES)?;
     if y.len() != n {
         return Err(Error::format(
             &y_path,
@@ -109,7 +137,7 @@ pub fn load_stl10(dir: &Path, split: Split) -> Result<ImageSet> {
     for (record, &l) in y.iter().enumerate() {
         if !(1..=10).contains(&l) {
             return Err(Error::Label {
-                path: y_path,
+                path: y_path.to_path_buf(),
                 record,
                 label: l as i64,
                 expected: "1..=10 (STL-10 labels are 1-based)".into(),

@@ -16,6 +16,8 @@ mod augment;
 mod dataset;
 mod error;
 mod formats;
+#[doc(hidden)]
+pub mod fuzzing;
 mod image_set;
 mod loader;
 mod pickle;
@@ -25,8 +27,8 @@ pub use augment::Augmentation;
 pub use dataset::{cifar100_coarse_class_names, Dataset, Split};
 pub use error::{Error, Result};
 pub use formats::{
-    load, load_cifar10, load_cifar100, load_stl10, CIFAR100_RECORD_BYTES, CIFAR10_RECORD_BYTES,
-    STL10_IMAGE_BYTES,
+    load, load_cifar10, load_cifar100, load_stl10, parse_cifar10, parse_cifar100, parse_stl10,
+    CIFAR100_RECORD_BYTES, CIFAR10_RECORD_BYTES, STL10_IMAGE_BYTES,
 };
 pub use image_set::ImageSet;
 pub use loader::{BatchSource, Loader, MixedLoader};

@@ -21,6 +21,8 @@
 //!
 //! The crate has no ML-framework dependency, so it is fuzzed on its own (`fuzz/`).
 
+#[doc(hidden)]
+pub mod fuzzing;
 mod machine;
 pub mod numpy;
 pub mod torch;

@@ -122,6 +122,10 @@ impl RawTensor<'_> {
     pub fn contiguous_bytes(&self) -> Cow<'_, [u8]> {
         let es = self.dtype.size();
         let n = self.numel();
+        if n == 0 {
+            // An empty view's offset is never checked against its storage.
+            return Cow::Borrowed(&[]);
+        }
         if self.is_contiguous() {
             let start = self.offset * es;
             return Cow::Borrowed(&self.storage[start..start + n * es]);

@@ -155,7 +155,8 @@ pub struct CheckpointArgs {
     /// Model preset of the checkpoint (see `spat model-info`).
     #[arg(long)]
     pub model: String,
-    /// Weights: a safetensors file with PyTorch state_dict names (spat's model.safetensors).
+    /// Weights: spat's safetensors (model.safetensors) or a PyTorch torch.save file (.pt/.pth;
+    /// zip, legacy or tar; a bare state dict or one under state_dict/model/net).
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Data set: cifar10 | cifar100 | stl10.
