@@ -125,7 +125,7 @@ pub fn parse_stl10(x: &[u8], x_path: &Path, y: &[u8], y_path: &Path) -> Result<I
     let n = record_count(x_path, x.len(), STL10_IMAGE_BYTES)?;
     if y.len() != n {
         return Err(Error::format(
-            &y_path,
+            y_path,
             format!(
                 "holds {} labels but {} holds {n} images",
                 y.len(),

@@ -796,7 +796,7 @@ fn read_tar<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Checkpoint<'a>> {
             ));
         };
         let mut word = |n: usize| -> Result<&'a [u8]> {
-            let s = data.get(pos..pos.checked_add(n).unwrap_or(usize::MAX));
+            let s = data.get(pos..pos.saturating_add(n));
             let s = s.ok_or_else(|| {
                 Error::format(format!("tensor `{key}` runs past the end of `tensors`"))
             })?;
