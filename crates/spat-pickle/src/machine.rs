@@ -208,7 +208,10 @@ impl<'a> Pickle<'a> {
                 Object::Persistent(_) => "a storage reference".into(),
                 Object::Tensor(_) => "a tensor".into(),
                 Object::Opaque { class, .. } => {
-                    format!("a `{}` object", self.strs[*class as usize])
+                    format!(
+                        "a `{}` object (recorded, never run)",
+                        self.strs[*class as usize]
+                    )
                 }
             },
         }
@@ -1185,7 +1188,10 @@ mod tests {
             Policy::Opaque,
         )
         .unwrap();
-        assert_eq!(p.kind(p.root()), "a `os.system` object");
+        assert_eq!(
+            p.kind(p.root()),
+            "a `os.system` object (recorded, never run)"
+        );
     }
 
     #[test]

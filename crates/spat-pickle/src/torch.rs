@@ -873,8 +873,8 @@ fn finish<'a>(
                 },
                 p.kind(at),
                 if matches!(p.object(at), Some(Object::Opaque { .. })) {
-                    "; a whole pickled model cannot be read without running its code: save \
-                     model.state_dict() instead"
+                    "; if this is a whole pickled model (torch.save(model)), it cannot be read without \
+                     running its code: save model.state_dict() instead"
                 } else {
                     ""
                 }
