@@ -2,6 +2,8 @@
 //! `scripts/golden/torch_checkpoints.py` (tests/fixtures/torch/), loaded into the `tiny` preset
 //! and compared with PyTorch's logits; and the files that must be refused.
 
+mod common;
+use common::max_rel_err;
 use std::path::{Path, PathBuf};
 
 use candle_core::{Device, Tensor};
@@ -22,17 +24,6 @@ fn golden(key: &str) -> Tensor {
 
 fn tiny() -> Box<dyn Network> {
     spat_models::build("tiny", 10, &Device::Cpu, 0).unwrap()
-}
-
-fn max_rel_err(a: &Tensor, b: &Tensor) -> f32 {
-    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-    a.iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs() / scale)
-        .fold(0f32, f32::max)
 }
 
 fn weights(m: &dyn Network) -> Vec<(String, Vec<f64>)> {
