@@ -261,20 +261,25 @@ fn train_then_eval_sweep_and_visualize() {
             "8",
             "--json",
         ])));
-    let obj = eval.as_object().unwrap();
-    let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
-    for k in ["clean", "fgsm", "pgd20", "cw30", "pgd-kl", "pgd-ls:0.3"] {
-        let v = obj
-            .get(k)
-            .and_then(|v| v.as_f64())
-            .unwrap_or_else(|| panic!("no `{k}` in {eval}"));
+    assert_eq!(eval["examples"], 8);
+    let accuracy = eval["accuracy"].as_object().unwrap();
+    // Keyed by canonical spec: `pgd-kl` is PGD-KL with 20 steps.
+    let keys: Vec<&str> = accuracy.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        ["clean", "cw30", "fgsm", "pgd20", "pgd20-kl", "pgd20-ls:0.3"],
+        "{eval}"
+    );
+    let worst = eval["worst_case"].as_f64().unwrap();
+    for (k, v) in accuracy {
+        let v = v.as_f64().unwrap();
         // 8 images: every accuracy is a multiple of 12.5 %.
         assert!(
             (0.0..=100.0).contains(&v) && (v / 12.5 - (v / 12.5).round()).abs() < 1e-9,
             "{k} = {v}"
         );
+        assert!(worst <= v, "worst case {worst} above {k} = {v}");
     }
-    assert_eq!(keys.len(), 6, "{eval}");
 
     let sweep_dir = dir.path().join("sweep");
     let out = success(run(spat()
@@ -424,6 +429,22 @@ fn corrupted_checkpoint_is_a_clear_error_and_nothing_is_overwritten() {
         before,
         "a failed resume must not touch the run"
     );
+
+    // Resuming on other data (the first 300 records of the sample instead of the sample) is
+    // refused before anything is written.
+    let other = dir.path().join("other-data");
+    std::fs::create_dir(&other).unwrap();
+    for f in ["data_batch_1.bin", "test_batch.bin"] {
+        let bytes = std::fs::read(mini_data().join(f)).unwrap();
+        std::fs::write(other.join(f), &bytes[..3073 * 300]).unwrap();
+    }
+    let msg = one_line_error(&run(spat()
+        .args(["train", "--resume"])
+        .arg(&run_dir)
+        .arg("--data-dir")
+        .arg(&other)));
+    assert!(msg.contains("state.json") && msg.contains("data"), "{msg}");
+    assert_eq!(snapshot(&run_dir), before);
 
     // Garbage as weights for eval: named, one line.
     let garbage = dir.path().join("garbage.safetensors");

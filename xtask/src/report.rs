@@ -6,22 +6,25 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context as _, Result};
 use serde_json::{json, Value};
+use spat_spec::report::{EvalReport, SweepAttack, SweepReport};
+use spat_spec::AttackSpec;
 
 use crate::matrix::{self, Cell, Job, Plan, Scale, TrainSpec};
 use crate::paper;
-use crate::reproduce::Context;
+use crate::reproduce::{Context, EVAL};
 
-fn read_json(path: &Path) -> Result<Value> {
-    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+fn read_eval(path: &Path) -> Result<EvalReport> {
+    Ok(spat_spec::fs::read_json(
+        path,
+        "a `spat eval --json` report",
+    )?)
 }
 
-/// Accuracy `key` of a `spat eval --json` object (top-level, or under `accuracy`).
-fn accuracy(v: &Value, key: &str, path: &Path) -> Result<f64> {
-    v.get(key)
-        .or_else(|| v.get("accuracy").and_then(|a| a.get(key)))
-        .and_then(Value::as_f64)
-        .ok_or_else(|| anyhow!("{} has no accuracy for `{key}`: {v}", path.display()))
+/// The accuracy under `attack` (a spec as written in the paper data) in an evaluation report.
+fn accuracy(v: &EvalReport, attack: &str, path: &Path) -> Result<f64> {
+    let spec: AttackSpec = attack.parse()?;
+    v.accuracy_of(&spec)
+        .ok_or_else(|| anyhow!("{} has no accuracy for `{spec}`", path.display()))
 }
 
 fn fmt2(x: f64) -> String {
@@ -108,8 +111,8 @@ fn table_report(
     let mut notes = Vec::new();
     for row in table.rows {
         let cell = cell_by_label(plan, row.label, |j| matches!(j, Job::Eval { .. }))?;
-        let path = ctx.cell_dir(&cell.name).join("eval.json");
-        let v = read_json(&path)?;
+        let path = ctx.cell_dir(&cell.name).join(EVAL);
+        let v = read_eval(&path)?;
         let mut line = vec![row.label.to_string()];
         let mut paper_vals = serde_json::Map::new();
         let mut spat_vals = serde_json::Map::new();
@@ -137,7 +140,7 @@ fn table_report(
             "eval": path,
             "paper": paper_vals,
             "spat": spat_vals,
-            "examples": v.get("examples"),
+            "examples": v.examples,
         }));
     }
     md.push('\n');
@@ -208,30 +211,21 @@ fn sweep_report(
         .filter(|c| matches!(c.job, Job::Sweep { .. }))
     {
         let path = ctx.cell_dir(&cell.name).join("sweep.json");
-        let v = read_json(&path)?;
-        let rows = v["rows"]
-            .as_array()
-            .ok_or_else(|| anyhow!("{} has no rows", path.display()))?;
-        let find = |attack: &str, alpha: Option<f64>| -> Result<f64> {
-            rows.iter()
-                .find(|r| {
-                    r["attack"] == attack
-                        && match alpha {
-                            Some(a) => r["alpha"].as_f64().is_some_and(|x| (x - a).abs() < 1e-9),
-                            None => true,
-                        }
-                })
-                .and_then(|r| r["accuracy"].as_f64())
-                .ok_or_else(|| anyhow!("{} has no {attack} row for α = {alpha:?}", path.display()))
-        };
-        let clean = v["clean_accuracy"]
-            .as_f64()
-            .ok_or_else(|| anyhow!("{} has no clean_accuracy", path.display()))?;
+        let v: SweepReport = spat_spec::fs::read_json(&path, "a `spat sweep-alpha` report")?;
+        let missing = |what: String| anyhow!("{} has no {what} row", path.display());
+        let clean = v.clean_accuracy;
         let ls: Vec<f64> = matrix::FIG_5_3_ALPHAS
             .iter()
-            .map(|&a| find("pgd-ls", Some(a)))
+            .map(|&a| {
+                v.pgd_ls(a)
+                    .ok_or_else(|| missing(format!("PGD-LS α = {a}")))
+            })
             .collect::<Result<_>>()?;
-        let (ce, kl) = (find("pgd-ce", None)?, find("pgd-kl", None)?);
+        let first = |attack: SweepAttack| {
+            v.first(attack)
+                .ok_or_else(|| missing(attack.as_str().into()))
+        };
+        let (ce, kl) = (first(SweepAttack::PgdCe)?, first(SweepAttack::PgdKl)?);
         let who = cell.label.clone();
         heads.push(format!("{who} (spat)"));
         for (r, x) in table_rows
@@ -277,7 +271,7 @@ fn sweep_report(
         }));
         models.push(json!({ "model": who, "run": ctx.cell_dir(&train_of(&cell.job).name()), "sweep": path,
             "clean": clean, "pgd_ls": xs.iter().zip(&ls).map(|(a, y)| json!({"alpha": a, "accuracy": y})).collect::<Vec<_>>(),
-            "pgd_ce": ce, "pgd_kl": kl, "examples": v.get("examples") }));
+            "pgd_ce": ce, "pgd_kl": kl, "examples": v.examples }));
     }
     md.push_str(&format!(
         "| {} |\n|{}\n",
@@ -340,8 +334,8 @@ fn alpha_grid_report(
         .filter(|c| matches!(c.job, Job::Eval { .. }))
     {
         let t = train_of(&cell.job);
-        let path = ctx.cell_dir(&cell.name).join("eval.json");
-        let v = read_json(&path)?;
+        let path = ctx.cell_dir(&cell.name).join(EVAL);
+        let v = read_eval(&path)?;
         points.push((
             t.eps,
             t.spat_alpha.unwrap_or(0.0),
@@ -465,7 +459,11 @@ fn grid_report(
             "spat's grid: rows are the first test images of {}; columns: original, then {} at ε = {} (/255); \
              captions under adversarial images are the model's predictions.\n\n![{title} reproduced]({name})\n",
             classes.join(", "),
-            attacks.join(", "),
+            attacks
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
             eps.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")
         ));
     }
@@ -488,10 +486,7 @@ pub fn write(plan: &Plan, ctx: &Context, dir: &Path) -> Result<String> {
             _ => grid_report(plan, fig, ctx, dir)?,
         }
     };
-    crate::reproduce::write_atomic(&dir.join("results.md"), md.as_bytes())?;
-    crate::reproduce::write_atomic(
-        &dir.join("results.json"),
-        serde_json::to_string_pretty(&json)?.as_bytes(),
-    )?;
+    spat_spec::fs::write_atomic(&dir.join("results.md"), md.as_bytes())?;
+    spat_spec::fs::write_json(&dir.join("results.json"), &json)?;
     Ok(md)
 }

@@ -14,6 +14,8 @@ pub enum Error {
     /// A weights file that cannot be read, or whose tensors do not match the network.
     #[error("{}: {message}", path.display())]
     Checkpoint { path: PathBuf, message: String },
+    #[error(transparent)]
+    Spec(#[from] spat_spec::Error),
     #[error("{0}")]
     Msg(String),
 }

@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{Device, Tensor, Var};
 
 use crate::error::{Error, Result};
 
@@ -186,7 +186,7 @@ impl VarStore {
 
 /// Atomically writes named tensors as a safetensors file.
 pub fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    crate::fs::write_atomic_with(path, |tmp| {
+    spat_spec::fs::write_atomic_with(path, |tmp| {
         candle_core::safetensors::save(tensors, tmp).map_err(|e| Error::Checkpoint {
             path: tmp.to_path_buf(),
             message: format!("cannot write safetensors: {e}"),
@@ -213,14 +213,10 @@ pub fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tens
     Ok(out)
 }
 
-/// Whether `dtype` is a floating-point type (parameters are; `num_batches_tracked` is not).
-pub fn is_float(dtype: DType) -> bool {
-    dtype.is_float()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::DType;
 
     fn store() -> VarStore {
         let mut s = VarStore::new(&Device::Cpu);

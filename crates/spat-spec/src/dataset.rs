@@ -44,7 +44,7 @@ pub enum Dataset {
 impl Dataset {
     pub const ALL: [Dataset; 3] = [Dataset::Cifar10, Dataset::Cifar100, Dataset::Stl10];
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Dataset::Cifar10 => "cifar10",
             Dataset::Cifar100 => "cifar100",
@@ -71,7 +71,7 @@ impl Dataset {
     }
 
     /// Name of the folder the official archive unpacks to.
-    pub fn dir_name(self) -> &'static str {
+    pub const fn dir_name(self) -> &'static str {
         match self {
             Dataset::Cifar10 => "cifar-10-batches-bin",
             Dataset::Cifar100 => "cifar-100-binary",

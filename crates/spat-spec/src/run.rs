@@ -56,7 +56,7 @@ impl Method {
         Method::Rst,
     ];
 
-    pub fn as_str(self) -> &'static str {
+    pub const fn as_str(self) -> &'static str {
         match self {
             Method::Standard => "standard",
             Method::Madry => "madry",
@@ -289,8 +289,9 @@ impl RunConfig {
         match (self.method, &self.pseudo_labeled) {
             (Method::Rst, None) => {
                 return bad(
-                    "method rst needs pseudo-labelled data (ti_500K_pseudo_labeled.pickle; \
-                     `cargo xtask fetch-data ti500k`)"
+                    "method rst needs pseudo-labelled data (`spat train --pseudo-labeled FILE`; \
+                     `cargo xtask fetch-data ti500k` tells where to get \
+                     ti_500K_pseudo_labeled.pickle)"
                         .into(),
                 )
             }

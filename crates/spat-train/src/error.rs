@@ -11,6 +11,8 @@ pub enum Error {
     Data(#[from] spat_data::Error),
     #[error(transparent)]
     Attack(#[from] spat_attacks::Error),
+    #[error(transparent)]
+    Spec(#[from] spat_spec::Error),
     #[error("{}: {source}", path.display())]
     Io {
         path: PathBuf,

@@ -31,19 +31,14 @@ pub struct Args {
     /// cpu | cuda | cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
-    /// Print one JSON object {"clean": %, "<attack as given>": %, ...} instead of a table.
+    /// Print one JSON object instead of a table: {"examples", "eps", "accuracy": {"<attack>": %},
+    /// "worst_case": %}, attacks by their canonical names (`pgd-kl` is `pgd20-kl`).
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(a: Args) -> Result<()> {
     // Attack names are checked before anything slow happens.
-    let names: Vec<String> = a
-        .attacks
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
     let specs = AttackSpec::parse_list(&a.attacks)?;
     let device = parse_device(&a.device)?;
     let model = a.target.load_model(&device)?;
@@ -58,25 +53,14 @@ pub fn run(a: Args) -> Result<()> {
         true,
     )?;
     tracing::info!(examples = report.examples, eps = report.eps, "evaluated");
-    let mut out = serde_json::Map::new();
-    out.insert("clean".into(), serde_json::json!(report.accuracy["clean"]));
-    for (name, spec) in names.iter().zip(&specs) {
-        out.insert(
-            name.clone(),
-            serde_json::json!(report.accuracy[&spec.to_string()]),
-        );
-    }
     if a.json {
-        println!("{}", serde_json::Value::Object(out));
+        println!("{}", serde_json::to_string(&report)?);
     } else {
         println!("{} test images, eps {:.5}:", report.examples, report.eps);
-        for (k, v) in &out {
-            println!("  {k:<16} {:>6.2} %", v.as_f64().unwrap_or(f64::NAN));
+        for (name, acc) in &report.accuracy {
+            println!("  {name:<16} {acc:>6.2} %");
         }
-        println!(
-            "  {:<16} {:>6.2} %",
-            "worst case", report.accuracy["worst_case"]
-        );
+        println!("  {:<16} {:>6.2} %", "worst case", report.worst_case);
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context, Result};
-use spat_attacks::{SweepConfig, SweepReport};
+use spat_attacks::{SweepAttack, SweepConfig, SweepReport};
 
 use super::common::{
     eval_batches, eval_loader, parse_alpha, parse_device, parse_eps, parse_positive, CheckpointArgs,
@@ -55,7 +55,8 @@ fn markdown(r: &SweepReport) -> String {
         let alpha = row.alpha.map_or("-".to_string(), |a| a.to_string());
         s.push_str(&format!(
             "| {} | {alpha} | {:.2} |\n",
-            row.attack, row.accuracy
+            row.attack.as_str(),
+            row.accuracy
         ));
     }
     s
@@ -65,7 +66,7 @@ fn plot(r: &SweepReport) -> spat_report::LinePlot {
     let ls: Vec<(f64, Option<f64>)> = r
         .rows
         .iter()
-        .filter(|x| x.attack == "pgd-ls")
+        .filter(|x| x.attack == SweepAttack::PgdLs)
         .filter_map(|x| x.alpha.map(|a| (a, Some(x.accuracy))))
         .collect();
     let (lo, hi) = ls
@@ -83,8 +84,8 @@ fn plot(r: &SweepReport) -> spat_report::LinePlot {
         points: ls,
         dashed: false,
     }];
-    for row in r.rows.iter().filter(|x| x.attack != "pgd-ls") {
-        series.push(flat(&row.attack.to_uppercase(), row.accuracy));
+    for row in r.rows.iter().filter(|x| x.attack != SweepAttack::PgdLs) {
+        series.push(flat(&row.attack.as_str().to_uppercase(), row.accuracy));
     }
     series.push(flat("clean", r.clean_accuracy));
     spat_report::LinePlot {
@@ -113,13 +114,13 @@ pub fn run(a: Args) -> Result<()> {
     let md = markdown(&report);
     if let Some(dir) = &a.out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        spat_core::fs::write_atomic(&dir.join("sweep.md"), md.as_bytes())?;
+        spat_spec::fs::write_atomic(&dir.join("sweep.md"), md.as_bytes())?;
         plot(&report)
             .render(900, 600)
             .save_png(&dir.join("sweep.png"))
             .map_err(|e| anyhow!("{e}"))?;
         // Written last: its presence means the sweep is complete.
-        spat_core::fs::write_atomic(&dir.join("sweep.json"), json.as_bytes())?;
+        spat_spec::fs::write_atomic(&dir.join("sweep.json"), json.as_bytes())?;
     }
     if a.json {
         println!("{json}");
