@@ -447,7 +447,8 @@ fn grid_report(
         .ok_or_else(|| anyhow!("{}: no visualisation cell", plan.id))?;
     let src = ctx.cell_dir(&cell.name).join("grid.png");
     let name = format!("{}.png", plan.id);
-    fs::copy(&src, dir.join(&name)).with_context(|| format!("copying {}", src.display()))?;
+    let png = fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
+    spat_spec::fs::write_atomic(&dir.join(&name), &png)?;
     if let Job::Visualize {
         attacks,
         eps,
