@@ -124,6 +124,26 @@ pub struct CheckpointArgs {
     pub precision: Precision,
 }
 
+/// How the test set is attacked, shared by `eval` and `sweep-alpha`.
+#[derive(clap::Args, Debug)]
+pub struct AttackRunArgs {
+    /// Attack radius, as 8/255 or 0.031 (default 8/255, §6.1).
+    #[arg(long, value_parser = parse_eps, default_value = "8/255")]
+    pub eps: f64,
+    /// Evaluate on the first N test images (default: the whole test set).
+    #[arg(long, value_parser = parse_positive)]
+    pub test_subset: Option<usize>,
+    /// Evaluation batch size.
+    #[arg(long, value_parser = parse_positive, default_value = "200")]
+    pub batch_size: usize,
+    /// Seed of the attacks' random starts.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// cpu | cuda | cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
 impl CheckpointArgs {
     pub fn load_model(&self, device: &Device) -> Result<Box<dyn Network>> {
         load_model(
