@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use spat_spec::report::{Measured, Results};
 
 fn xtask() -> Command {
     Command::new(env!("CARGO_BIN_EXE_xtask"))
@@ -426,16 +427,17 @@ fn table_report_has_every_paper_row_and_resumes() {
         md.contains("NOT comparable"),
         "a smoke report says its numbers are not the paper's"
     );
-    let json: Value =
+    let results: Results =
         serde_json::from_str(&fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
-    assert_eq!(json["rows"].as_array().unwrap().len(), 5);
+    let Measured::Table { rows, attacks, .. } = &results.measured else {
+        panic!("{results:?}")
+    };
+    assert_eq!(rows.len(), 5);
+    assert_eq!(attacks.len(), 4);
     let mart = &xtask::paper::TABLE_6_1.rows[2];
-    assert_eq!(mart.label, "MART");
-    assert_eq!(
-        json["rows"][2]["paper"]["PGD-20"],
-        xtask::paper::value(mart.values[2])
-    );
-    assert_eq!(json["rows"][2]["spat"]["PGD-20"], 42.5);
+    assert_eq!(rows[2].label, mart.label);
+    assert_eq!(rows[2].paper["PGD-20"], xtask::paper::value(mart.values[2]));
+    assert_eq!(rows[2].spat["PGD-20"], 42.5);
 
     // Everything is finished: a re-run calls spat no more and rewrites the same report.
     run();
@@ -467,7 +469,12 @@ fn figure_5_3_report_has_a_png_plot_and_checks_the_texts_claims() {
         md.contains("PGD-LS(1.0) 60.00 vs clean 50.00 — holds"),
         "{md}"
     );
-    let json: Value =
+    let results: Results =
         serde_json::from_str(&fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
-    assert_eq!(json["models"].as_array().unwrap().len(), 2);
+    let Measured::Sweep { models, checks, .. } = &results.measured else {
+        panic!("{results:?}")
+    };
+    assert_eq!(models.len(), 2);
+    assert_eq!(models[0].pgd_ls.len(), 11);
+    assert!(checks.iter().any(|c| c.holds == Some(true)));
 }

@@ -1,6 +1,7 @@
 //! Schemas of what the `spat` commands print with `--json` and write besides a run directory:
 //! `eval`, `sweep-alpha` (`sweep.json`), `visualize`, `data-info`, `model-info`
-//! ([`crate::ModelSize`]) and `bench`.
+//! ([`crate::ModelSize`]) and `bench`; and of `results.json`, what `cargo xtask reproduce` writes
+//! for one table or figure of the thesis ([`Results`]).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -148,6 +149,121 @@ pub struct BenchReport {
     pub device: String,
     pub device_name: String,
     pub records: Vec<BenchRecord>,
+}
+
+/// `results.json` of `cargo xtask reproduce <id>`: spat's measurements beside the thesis's.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Results {
+    /// `table6.1`, `fig5.3`, ...
+    pub id: String,
+    /// `full`, `short` or `smoke`.
+    pub scale: String,
+    /// Where it is in the thesis (`Table 6.1, §6.1.1`).
+    pub source: String,
+    pub caption: String,
+    /// What the scale means for the comparison, in words.
+    pub setting: String,
+    #[serde(flatten)]
+    pub measured: Measured,
+}
+
+/// What a reproduction measured, by the kind of its thesis item.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Measured {
+    /// A table: one row per thesis row, the thesis's values beside spat's.
+    Table {
+        columns: Vec<String>,
+        attacks: Vec<AttackSpec>,
+        /// Evaluation radius, as `8/255`.
+        eps: String,
+        rows: Vec<TableRow>,
+        notes: Vec<String>,
+    },
+    /// Figure 5.3: an α sweep per model, and the text's statements checked on it.
+    Sweep {
+        paper_statements: Vec<String>,
+        models: Vec<SweepModel>,
+        checks: Vec<Check>,
+        plot: PathBuf,
+    },
+    /// Figures 6.1/6.2: clean and robust accuracy over training ε × SPAT α.
+    AlphaGrid {
+        paper_statements: Vec<String>,
+        eval_attack: AttackSpec,
+        points: Vec<GridPoint>,
+        checks: Vec<Check>,
+        plot: PathBuf,
+    },
+    /// Figures 5.1/5.2: a grid of adversarial examples.
+    Images {
+        paper_statements: Vec<String>,
+        /// The `spat visualize` job that drew it (xtask's matrix cell, as JSON).
+        job: serde_json::Value,
+        run: PathBuf,
+        image: PathBuf,
+    },
+}
+
+/// One row of a reproduced table: accuracies in percent by column header.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TableRow {
+    pub label: String,
+    /// The training run directory.
+    pub run: PathBuf,
+    /// The [`EvalReport`] the values come from.
+    pub eval: PathBuf,
+    pub paper: BTreeMap<String, f64>,
+    pub spat: BTreeMap<String, f64>,
+    pub examples: usize,
+}
+
+/// One model's α sweep in Figure 5.3.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SweepModel {
+    pub model: String,
+    pub run: PathBuf,
+    /// The [`SweepReport`] the values come from.
+    pub sweep: PathBuf,
+    pub clean: f64,
+    pub pgd_ls: Vec<AlphaAccuracy>,
+    pub pgd_ce: f64,
+    pub pgd_kl: f64,
+    pub examples: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AlphaAccuracy {
+    pub alpha: f64,
+    pub accuracy: f64,
+}
+
+/// One trained model of Figures 6.1/6.2.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GridPoint {
+    /// Training radius in units of 1/255.
+    pub train_eps: f64,
+    pub alpha: f64,
+    pub clean: f64,
+    pub robust: f64,
+    pub run: PathBuf,
+}
+
+/// A statement of the thesis's text, checked on spat's numbers.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Check {
+    /// The model it is checked on, where the figure has several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    pub statement: String,
+    /// The thesis's value, where it states one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paper: Option<serde_json::Value>,
+    /// spat's value or a sentence about it.
+    pub spat: serde_json::Value,
+    /// Whether the statement holds on spat's numbers, where that is a yes or no.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holds: Option<bool>,
 }
 
 #[cfg(test)]
