@@ -126,8 +126,10 @@ pub fn evaluation_step_size(eps: f64) -> f64 {
 }
 
 impl Pgd {
-    /// The paper's training adversary (Section 6.1): PGD-10, step ε/4, random start — TRADES'
-    /// Gaussian 0.001 start for the KL loss, uniform in the ball otherwise.
+    /// PGD-10 with step ε/4 (the thesis's training attack, §6.1) and a random start: TRADES'
+    /// Gaussian 0.001 for the KL loss, uniform in the ball otherwise. spat-train's
+    /// `training_adversary` is what its trainer uses: it also gives MART its reference's Gaussian
+    /// start.
     pub fn training(eps: f64, loss: AttackLoss, mode: Mode) -> Self {
         let random_start = match loss {
             AttackLoss::Kl => RandomStart::Gaussian { std: 0.001 },
