@@ -294,7 +294,7 @@ pub(crate) fn check_finite(name: &str, t: &Tensor, origin: &Path) -> Result<()> 
 
 /// Atomically writes named tensors as a safetensors file.
 pub fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    crate::fs::write_atomic_with(path, |tmp| {
+    spat_spec::fs::write_atomic_with(path, |tmp| {
         candle_core::safetensors::save(tensors, tmp).map_err(|e| Error::Checkpoint {
             path: tmp.to_path_buf(),
             message: format!("cannot write safetensors: {e}"),
@@ -330,14 +330,10 @@ pub(crate) fn parse_safetensors(
     Ok(out)
 }
 
-/// Whether `dtype` is a floating-point type (parameters are; `num_batches_tracked` is not).
-pub fn is_float(dtype: DType) -> bool {
-    dtype.is_float()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::DType;
 
     fn store() -> VarStore {
         let mut s = VarStore::new(&Device::Cpu);

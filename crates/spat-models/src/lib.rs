@@ -69,6 +69,16 @@ pub fn set_tf32(enabled: bool) {
 pub fn tf32_enabled() -> bool {
     TF32.load(Ordering::Relaxed)
 }
+
+/// Puts a run's arithmetic into effect: sets the process-wide TF32 switch (off for `fp32` only)
+/// and returns the [`Precision`] its models compute in.
+pub fn use_precision(p: spat_spec::Precision) -> Precision {
+    set_tf32(p != spat_spec::Precision::Fp32);
+    match p {
+        spat_spec::Precision::Bf16 => Precision::Bf16,
+        spat_spec::Precision::Fp32 | spat_spec::Precision::Tf32 => Precision::F32,
+    }
+}
 pub use resnet::{BlockKind, ResNet, ResNetConfig};
 pub use wide_resnet::{WideResNet, WideResNetConfig};
 
@@ -92,16 +102,8 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Preset names accepted by [`build`].
-pub const PRESETS: &[&str] = &[
-    "wrn-34-10",
-    "wrn-28-10",
-    "wrn-16-2",
-    "resnet-18",
-    "resnet-50",
-    "preact-resnet-18",
-    "tiny",
-];
+/// Preset names accepted by [`build`] (spat-spec's list; [`spat_spec::MODEL_SIZES`] has their sizes).
+pub use spat_spec::{ModelSize, PRESETS};
 
 /// An architecture with its hyper-parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -174,7 +176,6 @@ impl Architecture {
             widen,
             base,
             num_classes,
-            drop_rate: 0.0,
         })
     }
 
@@ -209,9 +210,6 @@ impl Architecture {
             Architecture::WideResNet(c) if c.base == 0 || c.widen == 0 => {
                 Some("WideResNet base width and widen factor must be >= 1")
             }
-            Architecture::WideResNet(c) if !(0.0..1.0).contains(&c.drop_rate) => {
-                Some("WideResNet drop rate must be in [0, 1)")
-            }
             Architecture::ResNet(c) if c.num_classes == 0 => Some("num_classes must be >= 1"),
             Architecture::ResNet(c) if c.base == 0 => Some("ResNet base width must be >= 1"),
             Architecture::ResNet(c) if c.layers.contains(&0) => {
@@ -233,7 +231,7 @@ impl Architecture {
 
     /// Parameter and buffer counts and the FLOPs of one 3×32×32 forward, counted from the
     /// construction code without drawing any weight (cheap even for WRN-34-10).
-    pub fn info(&self) -> Result<ModelInfo> {
+    pub fn info(&self) -> Result<ModelSize> {
         let (net, declared) = self.dry_build()?;
         let count = |kind| {
             declared
@@ -242,7 +240,7 @@ impl Architecture {
                 .map(|d| d.shape.iter().product::<usize>())
                 .sum()
         };
-        Ok(ModelInfo {
+        Ok(ModelSize {
             parameters: count(VarKind::Parameter),
             buffers: count(VarKind::Buffer),
             flops: 2 * net.macs(32, 32),
@@ -252,7 +250,7 @@ impl Architecture {
     fn dry_build(&self) -> Result<(Net, Vec<layers::Declared>)> {
         let mut store = VarStore::new(&Device::Cpu);
         let mut rng = spat_core::rng::host_rng(0, spat_core::rng::streams::INIT);
-        let mut b = layers::Builder::new(&mut store, &mut rng, 0, true);
+        let mut b = layers::Builder::new(&mut store, &mut rng, true);
         let (net, _) = construct(&mut b, self)?;
         Ok((net, b.declared))
     }
@@ -263,7 +261,7 @@ impl Model {
     pub fn new(arch: &Architecture, device: &Device, seed: u64) -> Result<Self> {
         let mut store = VarStore::new(device);
         let mut rng = spat_core::rng::host_rng(seed, spat_core::rng::streams::INIT);
-        let mut b = layers::Builder::new(&mut store, &mut rng, seed, false);
+        let mut b = layers::Builder::new(&mut store, &mut rng, false);
         let (net, num_classes) = construct(&mut b, arch)?;
         Ok(Self {
             net,
@@ -342,20 +340,8 @@ pub fn build_with_precision(
     ))
 }
 
-/// Size and cost of a preset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct ModelInfo {
-    /// Trainable scalars, as `sum(p.numel() for p in model.parameters())` in PyTorch.
-    pub parameters: usize,
-    /// Buffer scalars (running means/variances and `num_batches_tracked`).
-    pub buffers: usize,
-    /// Floating-point operations of one forward pass on one 3×32×32 image, counted as
-    /// 2 × the multiply-accumulates of convolutions and linear layers (BN, ReLU, pooling excluded).
-    pub flops: u64,
-}
-
 /// Size and cost of a preset, counted without drawing its weights (see [`Architecture::info`]).
-pub fn model_info(preset: &str, num_classes: usize) -> Result<ModelInfo> {
+pub fn model_info(preset: &str, num_classes: usize) -> Result<ModelSize> {
     Architecture::preset(preset, num_classes)?.info()
 }
 

@@ -32,6 +32,19 @@ fn tiny_is_small() {
     assert!((2_000..=100_000).contains(&info.parameters), "{info:?}");
 }
 
+/// spat-spec's table of preset sizes (what xtask plans with, never linking this crate) is what the
+/// construction code counts; a model built with weights has the parameters the dry count says.
+#[test]
+fn size_table_matches_the_construction_code() {
+    for &(preset, size) in spat_spec::MODEL_SIZES {
+        assert_eq!(model_info(preset, 10).unwrap(), size, "{preset}");
+    }
+    let built = build("wrn-16-2", 10, &Device::Cpu, 0).unwrap();
+    let size = spat_spec::model_size("wrn-16-2").unwrap();
+    assert_eq!(built.var_store().parameter_count(), size.parameters);
+    assert_eq!(built.var_store().buffer_count(), size.buffers);
+}
+
 /// `tiny` is WRN-10-1 with stem width 8 (widths 8, 8, 16, 32; one block per group). Its
 /// multiply-accumulates for a 32x32 image, layer by layer (c_in · c_out · k² · output pixels):
 #[test]
