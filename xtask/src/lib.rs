@@ -1,6 +1,7 @@
 //! Library side of `cargo xtask`, so that integration tests can call the tasks directly.
 
 pub mod fetch;
+pub mod lock;
 pub mod matrix;
 pub mod paper;
 pub mod report;
