@@ -6,3 +6,4 @@ pub mod matrix;
 pub mod paper;
 pub mod report;
 pub mod reproduce;
+pub mod schedule;

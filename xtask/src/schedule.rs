@@ -1,0 +1,257 @@
+//! Running a matrix's cells on several slots (devices, or CPU jobs) at once.
+//!
+//! A measurement cell (evaluation, α sweep, figure) needs the final weights of its training cell,
+//! so it starts only after that cell is done; independent cells run side by side, one per free
+//! slot, in the plan's order (training first). A cell that fails stops only the cells that need it;
+//! the rest still run, and [`run`] reports every failure at the end. A cell that another runner is
+//! working on (its lock is held) is polled until that runner finishes it or gives it up.
+
+use std::collections::BTreeMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Result};
+
+use crate::matrix::{Cell, Job};
+
+/// What became of a cell that did not fail.
+#[derive(Debug)]
+pub enum Outcome {
+    /// It ran here and is finished.
+    Ran,
+    /// It was already finished (its `DONE` marker exists).
+    Finished,
+    /// Another runner holds its lock (described here): try again later.
+    Busy(String),
+}
+
+/// The training cell a measurement cell needs (by name), if any.
+pub fn needs(cell: &Cell) -> Option<String> {
+    match &cell.job {
+        Job::Train(_) => None,
+        Job::Eval { train, .. } | Job::Sweep { train, .. } | Job::Visualize { train, .. } => {
+            Some(train.name())
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum State {
+    Waiting,
+    Running,
+    Done,
+    Failed,
+    /// Held by another runner; retried at the given time.
+    Busy(Instant),
+    /// Needs a cell that failed.
+    Blocked,
+}
+
+/// Runs `cells` with at most one cell per slot at a time: `work(index, cell, slot)` runs one
+/// cell (`index` is its position in `cells`). `poll` is how often a busy cell is retried.
+pub fn run<F>(cells: &[Cell], slots: &[String], poll: Duration, work: F) -> Result<()>
+where
+    F: Fn(usize, &Cell, &str) -> Result<Outcome> + Sync,
+{
+    if slots.is_empty() {
+        bail!("no slot to run cells on");
+    }
+    let index: BTreeMap<String, usize> = cells
+        .iter()
+        .enumerate()
+        .map(|(i, c)| (c.name.clone(), i))
+        .collect();
+    // Dependencies outside `cells` are checked by `work` itself (the cell is told to run alone).
+    let dep: Vec<Option<usize>> = cells
+        .iter()
+        .map(|c| needs(c).and_then(|n| index.get(&n).copied()))
+        .collect();
+    let mut state = vec![State::Waiting; cells.len()];
+    let mut announced = vec![false; cells.len()];
+    let mut errors: Vec<(usize, anyhow::Error)> = Vec::new();
+    let mut free: Vec<usize> = (0..slots.len()).rev().collect();
+    let (tx, rx) = mpsc::channel::<(usize, usize, Result<Outcome>)>();
+    std::thread::scope(|scope| {
+        loop {
+            let now = Instant::now();
+            // Blocked: a cell whose dependency failed (or is blocked) will never run here.
+            for i in 0..cells.len() {
+                if state[i] == State::Waiting {
+                    if let Some(d) = dep[i] {
+                        if matches!(state[d], State::Failed | State::Blocked) {
+                            state[i] = State::Blocked;
+                        }
+                    }
+                }
+            }
+            for i in 0..cells.len() {
+                if free.is_empty() {
+                    break;
+                }
+                let ready = match state[i] {
+                    State::Waiting => true,
+                    State::Busy(at) => at <= now,
+                    _ => false,
+                } && dep[i].is_none_or(|d| state[d] == State::Done);
+                if !ready {
+                    continue;
+                }
+                let slot = free.pop().expect("checked above");
+                state[i] = State::Running;
+                let (tx, work, cell, device) = (tx.clone(), &work, &cells[i], &slots[slot]);
+                scope.spawn(move || {
+                    let result = catch_unwind(AssertUnwindSafe(|| work(i, cell, device)))
+                        .unwrap_or_else(|_| Err(anyhow!("the runner of {} panicked", cell.name)));
+                    let _ = tx.send((i, slot, result));
+                });
+            }
+            let running = state.iter().any(|s| *s == State::Running);
+            let next_retry = state
+                .iter()
+                .filter_map(|s| match s {
+                    State::Busy(at) => Some(*at),
+                    _ => None,
+                })
+                .min();
+            if !running && next_retry.is_none() {
+                break;
+            }
+            let wait = next_retry.map_or(Duration::from_secs(3600), |at| {
+                at.saturating_duration_since(Instant::now())
+            });
+            let Ok((i, slot, result)) = rx.recv_timeout(wait) else {
+                continue; // a busy cell's retry is due
+            };
+            free.push(slot);
+            state[i] = match result {
+                Ok(Outcome::Ran | Outcome::Finished) => State::Done,
+                Ok(Outcome::Busy(holder)) => {
+                    if !std::mem::replace(&mut announced[i], true) {
+                        eprintln!(
+                            "xtask: {} is being run by {holder}; waiting for it",
+                            cells[i].name
+                        );
+                    }
+                    State::Busy(Instant::now() + poll)
+                }
+                Err(e) => {
+                    if cells.len() > 1 {
+                        eprintln!("xtask: {} failed: {e:#}", cells[i].name);
+                    }
+                    errors.push((i, e));
+                    State::Failed
+                }
+            };
+        }
+    });
+    if errors.is_empty() {
+        return Ok(());
+    }
+    let blocked: Vec<&str> = (0..cells.len())
+        .filter(|&i| state[i] == State::Blocked)
+        .map(|i| cells[i].name.as_str())
+        .collect();
+    let mut msg = format!("{} of {} cells failed:", errors.len(), cells.len());
+    for (i, e) in &errors {
+        msg.push_str(&format!("\n  {}: {e:#}", cells[*i].name));
+    }
+    if !blocked.is_empty() {
+        msg.push_str(&format!(
+            "\nnot run because a cell they need failed: {}",
+            blocked.join(", ")
+        ));
+    }
+    msg.push_str("\nfinished cells are kept; run the same command again to retry the rest");
+    bail!("{msg}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::matrix::{plan, Scale};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Mutex;
+
+    fn cells() -> Vec<Cell> {
+        plan("table6.1", Scale::Smoke).unwrap().cells
+    }
+
+    #[test]
+    fn measurements_wait_for_their_training_and_slots_are_never_shared() {
+        let cells = cells();
+        let slots = vec!["cpu".to_string(), "cpu".to_string(), "cpu".to_string()];
+        let log = Mutex::new(Vec::<(usize, bool)>::new()); // (cell, started?)
+        let running = AtomicUsize::new(0);
+        let peak = AtomicUsize::new(0);
+        run(&cells, &slots, Duration::from_millis(10), |i, _, _| {
+            let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+            peak.fetch_max(now, Ordering::SeqCst);
+            log.lock().unwrap().push((i, true));
+            std::thread::sleep(Duration::from_millis(20 + 10 * (i as u64 % 3)));
+            log.lock().unwrap().push((i, false));
+            running.fetch_sub(1, Ordering::SeqCst);
+            Ok(Outcome::Ran)
+        })
+        .unwrap();
+        let log = log.into_inner().unwrap();
+        assert_eq!(log.len(), 2 * cells.len(), "every cell once");
+        assert_eq!(peak.load(Ordering::SeqCst), 3);
+        let pos = |i: usize, start: bool| log.iter().position(|e| *e == (i, start)).unwrap();
+        for (i, c) in cells.iter().enumerate() {
+            if let Some(train) = needs(c) {
+                let t = cells.iter().position(|c| c.name == train).unwrap();
+                assert!(pos(t, false) < pos(i, true), "{} before {}", train, c.name);
+            }
+        }
+    }
+
+    #[test]
+    fn a_failure_stops_only_what_needs_it_and_busy_cells_are_retried() {
+        let cells = cells();
+        let failing = &cells[1].name;
+        let tries = Mutex::new(BTreeMap::<usize, usize>::new());
+        let err = run(
+            &cells,
+            &["cpu".to_string(), "cpu".to_string()],
+            Duration::from_millis(10),
+            |i, c, _| {
+                let n = {
+                    let mut t = tries.lock().unwrap();
+                    *t.entry(i).or_default() += 1;
+                    t[&i]
+                };
+                if &c.name == failing {
+                    bail!("boom");
+                }
+                if i == 0 && n < 3 {
+                    return Ok(Outcome::Busy("another runner".into()));
+                }
+                Ok(Outcome::Ran)
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        let tries = tries.into_inner().unwrap();
+        assert_eq!(tries[&0], 3, "the busy cell was polled until free");
+        let blocked: Vec<&Cell> = cells
+            .iter()
+            .filter(|c| needs(c).as_ref() == Some(failing))
+            .collect();
+        assert_eq!(blocked.len(), 1);
+        let b = cells
+            .iter()
+            .position(|c| c.name == blocked[0].name)
+            .unwrap();
+        assert!(
+            !tries.contains_key(&b),
+            "the failed training's evaluation never ran"
+        );
+        assert_eq!(tries.len(), cells.len() - 1, "everything else ran");
+        assert!(
+            err.contains("1 of 10 cells failed") && err.contains("boom"),
+            "{err}"
+        );
+        assert!(err.contains(&blocked[0].name), "{err}");
+    }
+}
