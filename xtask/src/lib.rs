@@ -7,3 +7,4 @@ pub mod paper;
 pub mod report;
 pub mod reproduce;
 pub mod schedule;
+pub mod slurm;

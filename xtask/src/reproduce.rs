@@ -5,23 +5,33 @@
 //! Every cell of the matrix is a directory under `<out>/runs/`; a cell is finished when its `DONE`
 //! marker exists (written last, by rename), so an interrupted reproduction resumes where it stopped:
 //! finished cells are skipped and a killed training run continues with `spat train --resume`.
+//! A runner takes a cell's lock ([`crate::lock`]) before running it and records each attempt in
+//! the cell's `attempts.json`, so several runners (`--jobs`/`--devices` slots, Slurm array tasks,
+//! runners on other machines sharing the directory) never run one cell twice.
+//! `--jobs N` / `--devices 0,1,..` run independent cells side by side ([`crate::schedule`]);
+//! `--slurm` submits the pending cells as Slurm job arrays ([`crate::slurm`]).
 
 use std::collections::BTreeSet;
 use std::fs;
+use std::io::{BufRead as _, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use anyhow::{bail, ensure, Context as _, Result};
+use anyhow::{anyhow, bail, ensure, Context as _, Result};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use spat_spec::dataset::PSEUDO_LABELED_FILE;
 use spat_spec::report::EvalReport;
 use spat_spec::run::files;
 use spat_spec::{AttackSpec, Dataset, Split};
 
+use crate::lock::{self, Acquired, Lock, Runner};
 use crate::matrix::{self, Cell, Job, Plan, Scale, TrainSpec};
 use crate::paper;
 use crate::report;
+use crate::schedule::{self, Outcome};
+use crate::slurm;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -52,6 +62,24 @@ pub struct Args {
     /// With `all`: skip ids whose data is absent instead of failing.
     #[arg(long)]
     pub skip_missing_data: bool,
+    /// Run up to N independent cells at once on --device (on a CPU, each gets cores/N threads
+    /// unless RAYON_NUM_THREADS is set); a measurement starts once its training cell is done.
+    #[arg(long, default_value_t = 1, conflicts_with = "devices")]
+    pub jobs: usize,
+    /// Run independent cells in parallel, one per device: CUDA ordinals (`0,1,2,3`) or device
+    /// names (`cuda:0,cuda:1`, `cpu`).
+    #[arg(long, value_delimiter = ',', conflicts_with = "device")]
+    pub devices: Vec<String>,
+    /// Run only these cells (numbers as in --dry-run's `#` column, or names) and write no report:
+    /// what one Slurm array task runs. A measurement cell needs its training cell finished.
+    #[arg(long, value_delimiter = ',', conflicts_with = "dry_run")]
+    pub cell: Vec<String>,
+    /// Write results.md from finished cells only, running nothing; fails naming any unfinished
+    /// cell (the last job of a Slurm submission).
+    #[arg(long, conflicts_with_all = ["cell", "dry_run"])]
+    pub assemble: bool,
+    #[command(flatten)]
+    pub slurm: slurm::SlurmArgs,
 }
 
 /// The workspace root (xtask's manifest is one level below it).
@@ -143,6 +171,7 @@ pub fn missing_data(id: &str, scale: Scale, dirs: &DataDirs) -> Option<String> {
 }
 
 /// Everything a cell's command depends on besides the cell.
+#[derive(Debug, Clone)]
 pub struct Context {
     pub out: PathBuf,
     pub device: String,
@@ -394,8 +423,9 @@ fn dry_run(
     Ok(())
 }
 
-/// The `spat` binary: $SPAT_BIN, else `cargo build --release -p spat-cli` in the default target dir.
-fn spat_binary(device: &str) -> Result<PathBuf> {
+/// The `spat` binary: $SPAT_BIN, else `cargo build --release -p spat-cli` in the default target
+/// dir (with CUDA when `cuda`).
+pub fn spat_binary(cuda: bool) -> Result<PathBuf> {
     if let Some(p) = std::env::var_os("SPAT_BIN") {
         let p = PathBuf::from(p);
         ensure!(p.is_file(), "SPAT_BIN={} is not a file", p.display());
@@ -406,7 +436,7 @@ fn spat_binary(device: &str) -> Result<PathBuf> {
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
         .args(["build", "--release", "-p", "spat-cli"]);
-    if device.starts_with("cuda") {
+    if cuda {
         let features = std::env::var("SPAT_FEATURES").unwrap_or_else(|_| "cuda".into());
         cmd.args(["--features", &features]);
     }
@@ -430,55 +460,219 @@ fn spat_binary(device: &str) -> Result<PathBuf> {
     Ok(bin)
 }
 
-const DONE: &str = "DONE";
+/// A cell's marker of being finished, written last.
+pub const DONE: &str = "DONE";
 /// The [`EvalReport`] of an evaluation cell.
 pub const EVAL: &str = "eval.json";
+/// A cell's lock file ([`crate::lock`]).
+pub const LOCK: &str = "LOCK";
+/// A cell's history: one [`Attempt`] per time a runner started it.
+pub const ATTEMPTS: &str = "attempts.json";
 
-fn run_spat(spat: &Path, args: &[String], capture_stdout: bool) -> Result<Vec<u8>> {
-    eprintln!("xtask: spat {}", quote(args));
-    let mut cmd = Command::new(spat);
-    cmd.args(args).stdin(Stdio::null()).stderr(Stdio::inherit());
-    cmd.stdout(if capture_stdout {
-        Stdio::piped()
-    } else {
-        Stdio::inherit()
-    });
-    let out = cmd
-        .output()
-        .with_context(|| format!("starting {}", spat.display()))?;
-    ensure!(
-        out.status.success(),
-        "`spat {}` failed ({})",
-        quote(args),
-        out.status
-    );
-    Ok(out.stdout)
+/// One time a runner started a cell (`attempts.json` holds them all, oldest first).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    /// Seconds since the Unix epoch.
+    pub started_unix: u64,
+    pub runner: Runner,
+    pub device: String,
+    /// Whether it continued a killed training run (`spat train --resume`).
+    pub resumed: bool,
+    /// `finished`, or `failed: <why>`; absent for an attempt that was killed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub seconds: Option<f64>,
 }
 
-/// Runs one cell unless its marker says it is done.
-fn run_cell(spat: Option<&Path>, cell: &Cell, ctx: &Context) -> Result<()> {
+/// The attempts recorded in a cell directory (none if it has no `attempts.json`).
+pub fn attempts(cell_dir: &Path) -> Result<Vec<Attempt>> {
+    let path = cell_dir.join(ATTEMPTS);
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    Ok(spat_spec::fs::read_json(&path, "a cell's attempts")?)
+}
+
+/// Whether a cell is finished.
+pub fn finished(ctx: &Context, cell: &Cell) -> bool {
+    ctx.cell_dir(&cell.name).join(DONE).is_file()
+}
+
+/// How one runner runs `spat`.
+struct SpatRun<'a> {
+    spat: &'a Path,
+    /// Prefix for the child's output lines when several cells run at once.
+    tag: Option<String>,
+    /// RAYON_NUM_THREADS for the child (CPU slots sharing the cores).
+    threads: Option<usize>,
+    lock: &'a Lock,
+}
+
+/// Copies `from` line by line to stderr, each line prefixed with `[tag]`.
+fn forward(from: impl Read, tag: &str) {
+    let mut r = BufReader::new(from);
+    let mut line = Vec::new();
+    while matches!(r.read_until(b'\n', &mut line), Ok(n) if n > 0) {
+        eprintln!("[{tag}] {}", String::from_utf8_lossy(&line).trim_end());
+        line.clear();
+    }
+}
+
+impl SpatRun<'_> {
+    /// Runs `spat args` to the end; stops it if the cell's lock is lost. Returns its stdout if
+    /// `capture_stdout`.
+    fn run(&self, args: &[String], capture_stdout: bool) -> Result<Vec<u8>> {
+        let prefix = self
+            .tag
+            .as_ref()
+            .map_or(String::new(), |t| format!("[{t}] "));
+        eprintln!("xtask: {prefix}spat {}", quote(args));
+        let mut cmd = Command::new(self.spat);
+        cmd.args(args).stdin(Stdio::null());
+        if let Some(n) = self.threads {
+            cmd.env("RAYON_NUM_THREADS", n.to_string());
+        }
+        let piped = self.tag.is_some();
+        cmd.stdout(if capture_stdout || piped {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        });
+        cmd.stderr(if piped {
+            Stdio::piped()
+        } else {
+            Stdio::inherit()
+        });
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("starting {}", self.spat.display()))?;
+        let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+        let tag = self.tag.as_deref().unwrap_or("");
+        std::thread::scope(|scope| {
+            let out = scope.spawn(move || {
+                let mut buf = Vec::new();
+                match stdout {
+                    Some(mut o) if capture_stdout => {
+                        let _ = o.read_to_end(&mut buf);
+                    }
+                    Some(o) => forward(o, tag),
+                    None => {}
+                }
+                buf
+            });
+            if let Some(e) = stderr {
+                scope.spawn(move || forward(e, tag));
+            }
+            let status = loop {
+                if let Some(status) = child.try_wait()? {
+                    break status;
+                }
+                if self.lock.lost() {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    bail!(
+                        "another runner took over the lock {} (this runner had not refreshed it \
+                         within its lease); stopped `spat {}`",
+                        self.lock.path().display(),
+                        args.first().map_or("", String::as_str)
+                    );
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            };
+            let stdout = out.join().map_err(|_| anyhow!("reading spat's output"))?;
+            ensure!(status.success(), "`spat {}` failed ({status})", quote(args));
+            Ok(stdout)
+        })
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Runs one cell unless it is finished or another runner holds it.
+fn run_cell(
+    spat: &Path,
+    cell: &Cell,
+    ctx: &Context,
+    tag: Option<String>,
+    threads: Option<usize>,
+) -> Result<Outcome> {
     let dir = ctx.cell_dir(&cell.name);
     if dir.join(DONE).is_file() {
         eprintln!("xtask: {} done, skipped", cell.name);
-        return Ok(());
+        return Ok(Outcome::Finished);
     }
-    let spat = spat.expect("the spat binary is built when a cell is pending");
+    if let Some(train) = schedule::needs(cell) {
+        ensure!(
+            ctx.cell_dir(&train).join(DONE).is_file(),
+            "it needs the final weights of the training cell {train}, which is not finished \
+             (run that cell first)"
+        );
+    }
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let lock = match lock::acquire(&dir.join(LOCK), lock::DEFAULT_LEASE)? {
+        Acquired::Held(l) => l,
+        Acquired::Busy(holder) => return Ok(Outcome::Busy(holder.to_string())),
+    };
+    // Finished by another runner between the first look and the lock.
+    if dir.join(DONE).is_file() {
+        return Ok(Outcome::Finished);
+    }
     let start = Instant::now();
     let mut args = ctx.command(cell);
+    let resumed = matches!(cell.job, Job::Train(_)) && dir.join(files::CONFIG).is_file();
+    if resumed {
+        // A killed run: continue from its last checkpoint with its own config.
+        args = vec![
+            "train".into(),
+            "--resume".into(),
+            dir.display().to_string(),
+            "--device".into(),
+            ctx.device.clone(),
+        ];
+    }
+    // Only the lock's holder writes the history, so reading and replacing it is safe.
+    let mut history = attempts(&dir)?;
+    history.push(Attempt {
+        started_unix: unix_now(),
+        runner: lock.holder().runner.clone(),
+        device: ctx.device.clone(),
+        resumed,
+        outcome: None,
+        seconds: None,
+    });
+    spat_spec::fs::write_json(&dir.join(ATTEMPTS), &history)?;
+    let run = SpatRun {
+        spat,
+        tag,
+        threads,
+        lock: &lock,
+    };
+    let result = run_job(&run, cell, &dir, &args);
+    let seconds = start.elapsed().as_secs_f64();
+    let last = history.last_mut().expect("pushed above");
+    last.seconds = Some(seconds);
+    last.outcome = Some(match &result {
+        Ok(()) => "finished".into(),
+        Err(e) => format!("failed: {e:#}"),
+    });
+    spat_spec::fs::write_json(&dir.join(ATTEMPTS), &history)?;
+    result?;
+    let marker = json!({ "command": args, "seconds": seconds, "runner": lock.holder().runner });
+    spat_spec::fs::write_json(&dir.join(DONE), &marker)?;
+    eprintln!("xtask: {} finished in {seconds:.1} s", cell.name);
+    Ok(Outcome::Ran)
+}
+
+/// Runs a cell's `spat` command and checks that it wrote what the report reads.
+fn run_job(run: &SpatRun<'_>, cell: &Cell, dir: &Path, args: &[String]) -> Result<()> {
     match &cell.job {
         Job::Train(_) => {
-            if dir.join(files::CONFIG).is_file() {
-                // A killed run: continue from its last checkpoint with its own config.
-                args = vec![
-                    "train".into(),
-                    "--resume".into(),
-                    dir.display().to_string(),
-                    "--device".into(),
-                    ctx.device.clone(),
-                ];
-            }
-            run_spat(spat, &args, false)?;
+            run.run(args, false)?;
             let weights = dir.join(files::FINAL);
             ensure!(
                 weights.is_file(),
@@ -487,14 +681,14 @@ fn run_cell(spat: Option<&Path>, cell: &Cell, ctx: &Context) -> Result<()> {
             );
         }
         Job::Eval { .. } => {
-            let stdout = run_spat(spat, &args, true)?;
+            let stdout = run.run(args, true)?;
             let report: EvalReport = serde_json::from_slice(&stdout).with_context(|| {
                 format!("`spat eval` printed no evaluation report for {}", cell.name)
             })?;
             spat_spec::fs::write_json(&dir.join(EVAL), &report)?;
         }
         Job::Sweep { .. } => {
-            run_spat(spat, &args, false)?;
+            run.run(args, false)?;
             ensure!(
                 dir.join("sweep.json").is_file(),
                 "spat sweep-alpha wrote no {}/sweep.json",
@@ -502,7 +696,7 @@ fn run_cell(spat: Option<&Path>, cell: &Cell, ctx: &Context) -> Result<()> {
             );
         }
         Job::Visualize { .. } => {
-            run_spat(spat, &args, false)?;
+            run.run(args, false)?;
             ensure!(
                 dir.join("grid.png").is_file(),
                 "spat visualize wrote no {}/grid.png",
@@ -510,14 +704,84 @@ fn run_cell(spat: Option<&Path>, cell: &Cell, ctx: &Context) -> Result<()> {
             );
         }
     }
-    let marker = json!({ "command": args, "seconds": start.elapsed().as_secs_f64() });
-    spat_spec::fs::write_json(&dir.join(DONE), &marker)?;
-    eprintln!(
-        "xtask: {} finished in {:.1} s",
-        cell.name,
-        start.elapsed().as_secs_f64()
-    );
     Ok(())
+}
+
+/// A `--devices` entry as a device name: `2` is `cuda:2`.
+fn device_name(d: &str) -> Result<String> {
+    let d = d.trim();
+    if d.parse::<u32>().is_ok() {
+        return Ok(format!("cuda:{d}"));
+    }
+    ensure!(
+        d == "cpu"
+            || d == "cuda"
+            || d.strip_prefix("cuda:")
+                .is_some_and(|n| n.parse::<u32>().is_ok()),
+        "--devices: `{d}` is not a device (expected a CUDA ordinal such as 0, or cuda:N, or cpu)"
+    );
+    Ok(d.to_string())
+}
+
+/// The cells `--cell` names: numbers as in `--dry-run` (from 1), or cell names.
+pub fn select(cells: &[Cell], wanted: &[String]) -> Result<Vec<Cell>> {
+    let mut out: Vec<Cell> = Vec::new();
+    for w in wanted {
+        let w = w.trim();
+        let cell = match w.parse::<usize>() {
+            Ok(k) => cells.get(k.wrapping_sub(1)).ok_or_else(|| {
+                anyhow!(
+                    "--cell {k}: the plan has cells 1 to {} (see --dry-run)",
+                    cells.len()
+                )
+            })?,
+            Err(_) => cells.iter().find(|c| c.name == w).ok_or_else(|| {
+                anyhow!("--cell {w}: no cell of that name in the plan (see --dry-run)")
+            })?,
+        };
+        if !out.iter().any(|c| c.name == cell.name) {
+            out.push(cell.clone());
+        }
+    }
+    Ok(out)
+}
+
+/// How often a cell held by another runner is looked at again.
+const BUSY_POLL: Duration = Duration::from_secs(2);
+
+/// Runs `cells` (unfinished ones) on `slots`, one cell per slot at a time.
+fn run_cells(spat: &Path, cells: &[Cell], ctx: &Context, slots: &[String]) -> Result<()> {
+    let cpu_slots = slots.iter().filter(|d| *d == "cpu").count();
+    // Cores shared by CPU slots: each spat gets its part, unless the user chose a thread count.
+    let threads = (cpu_slots > 1 && std::env::var_os("RAYON_NUM_THREADS").is_none()).then(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores / cpu_slots).max(1)
+    });
+    let parallel = slots.len() > 1;
+    schedule::run(cells, slots, BUSY_POLL, |i, cell, device| {
+        let slot_ctx = Context {
+            device: device.to_string(),
+            ..ctx.clone()
+        };
+        if !finished(ctx, cell) {
+            eprintln!(
+                "xtask: [{}/{}] {} ({}) on {device}",
+                i + 1,
+                cells.len(),
+                cell.name,
+                cell.label
+            );
+        }
+        let tag = parallel.then(|| format!("#{}", i + 1));
+        run_cell(
+            spat,
+            cell,
+            &slot_ctx,
+            tag,
+            threads.filter(|_| device == "cpu"),
+        )
+        .with_context(|| format!("cell {} of {}", cell.name, ctx.out.display()))
+    })
 }
 
 pub fn run(args: Args) -> Result<()> {
@@ -532,21 +796,34 @@ pub fn run(args: Args) -> Result<()> {
             matrix::IDS.join(", ")
         );
     };
+    ensure!(args.jobs >= 1, "--jobs must be at least 1");
     let scale = args.scale;
     let dirs = DataDirs::resolve(args.data_dir.as_deref(), scale);
-    let device = args.device.clone().unwrap_or_else(|| {
-        if scale == Scale::Smoke {
-            "cpu".into()
-        } else {
-            "cuda:0".into()
-        }
-    });
+    let slots: Vec<String> = if args.devices.is_empty() {
+        let device = args.device.clone().unwrap_or_else(|| {
+            if scale == Scale::Smoke {
+                "cpu".into()
+            } else {
+                "cuda:0".into()
+            }
+        });
+        vec![device; args.jobs]
+    } else {
+        args.devices
+            .iter()
+            .map(|d| device_name(d))
+            .collect::<Result<_>>()?
+    };
     let out = args.out.clone().unwrap_or_else(|| {
         workspace_root()
             .join("results")
             .join(format!("{}-{scale}", args.id))
     });
-    let ctx = Context { out, device, dirs };
+    let ctx = Context {
+        out,
+        device: slots[0].clone(),
+        dirs,
+    };
 
     let mut ids_to_run = Vec::new();
     let mut problems = Vec::new();
@@ -574,51 +851,75 @@ pub fn run(args: Args) -> Result<()> {
     if args.dry_run {
         return dry_run(&ids_to_run, scale, &cells, &ctx, args.json);
     }
-
-    // Built only when some cell still has to run, so a finished matrix re-renders its report alone.
-    let pending = cells
-        .iter()
-        .any(|c| !ctx.cell_dir(&c.name).join(DONE).is_file());
-    let spat = if pending {
-        Some(spat_binary(&ctx.device)?)
+    if args.slurm.slurm {
+        return slurm::submit(&args, &ids_to_run, &plans, &cells, &ctx);
+    }
+    let selected = if args.cell.is_empty() {
+        cells.clone()
     } else {
-        None
+        select(&cells, &args.cell)?
     };
-    fs::create_dir_all(&ctx.out).with_context(|| format!("creating {}", ctx.out.display()))?;
+
     let start = Instant::now();
-    for (i, cell) in cells.iter().enumerate() {
-        eprintln!(
-            "xtask: [{}/{}] {} ({})",
-            i + 1,
-            cells.len(),
-            cell.name,
-            cell.label
-        );
-        run_cell(spat.as_deref(), cell, &ctx)
-            .with_context(|| format!("cell {} of {}", cell.name, ctx.out.display()))?;
+    if !args.assemble {
+        // Built only when some cell still has to run, so a finished matrix re-renders its report alone.
+        let pending = selected.iter().any(|c| !finished(&ctx, c));
+        if pending {
+            let spat = spat_binary(slots.iter().any(|d| d.starts_with("cuda")))?;
+            fs::create_dir_all(&ctx.out)
+                .with_context(|| format!("creating {}", ctx.out.display()))?;
+            run_cells(&spat, &selected, &ctx, &slots)?;
+        }
+        if !args.cell.is_empty() {
+            return Ok(());
+        }
     }
-    let single = ids_to_run.len() == 1 && args.id != "all";
-    let mut index = String::new();
-    for plan in &plans {
-        let dir = if single {
-            ctx.out.clone()
-        } else {
-            ctx.out.join(&plan.id)
-        };
-        fs::create_dir_all(&dir)?;
-        let md = report::write(plan, &ctx, &dir)?;
-        index.push_str(&md);
-        index.push('\n');
-    }
-    if !single {
-        spat_spec::fs::write_atomic(&ctx.out.join("results.md"), index.as_bytes())?;
-    }
+    let unfinished: Vec<&str> = cells
+        .iter()
+        .filter(|c| !finished(&ctx, c))
+        .map(|c| c.name.as_str())
+        .collect();
+    ensure!(
+        unfinished.is_empty(),
+        "{} of {} cells under {} are not finished: {}",
+        unfinished.len(),
+        cells.len(),
+        ctx.out.display(),
+        unfinished.join(", ")
+    );
+    write_reports(&args, &ids_to_run, &plans, &ctx)?;
     eprintln!(
         "xtask: {} at scale {scale} done in {:.1} s; results in {}",
         ids_to_run.join(", "),
         start.elapsed().as_secs_f64(),
         ctx.out.display()
     );
+    Ok(())
+}
+
+/// results.md / results.json of every plan (and an index for several ids).
+pub fn write_reports(
+    args: &Args,
+    ids_to_run: &[String],
+    plans: &[Plan],
+    ctx: &Context,
+) -> Result<()> {
+    let single = ids_to_run.len() == 1 && args.id != "all";
+    let mut index = String::new();
+    for plan in plans {
+        let dir = if single {
+            ctx.out.clone()
+        } else {
+            ctx.out.join(&plan.id)
+        };
+        fs::create_dir_all(&dir)?;
+        let md = report::write(plan, ctx, &dir)?;
+        index.push_str(&md);
+        index.push('\n');
+    }
+    if !single {
+        spat_spec::fs::write_atomic(&ctx.out.join("results.md"), index.as_bytes())?;
+    }
     Ok(())
 }
 

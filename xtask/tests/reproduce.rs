@@ -2,44 +2,14 @@
 //! assembly from finished cells, and resumption (finished cells skipped, killed training resumed).
 //! A stand-in `spat` (a shell script, via SPAT_BIN) records its calls, so no model is trained here.
 
+mod common;
+
 use std::collections::BTreeSet;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
+use common::{calls, fake_spat, ok, plan, xtask};
 use serde_json::Value;
 use spat_spec::report::{Measured, Results};
-
-fn xtask() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-}
-
-fn ok(out: Output) -> Output {
-    assert!(
-        out.status.success(),
-        "xtask failed: {}\n{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    out
-}
-
-fn plan(id: &str, scale: &str) -> Value {
-    let out = ok(xtask()
-        .args([
-            "reproduce",
-            id,
-            "--scale",
-            scale,
-            "--dry-run",
-            "--json",
-            "--out",
-            "/tmp/unused",
-        ])
-        .output()
-        .unwrap());
-    serde_json::from_slice(&out.stdout).expect("dry-run --json prints one JSON object")
-}
 
 fn jobs<'a>(p: &'a Value, kind: &str) -> Vec<&'a Value> {
     p["cells"]
@@ -320,52 +290,6 @@ fn unknown_id_and_missing_data_are_clear_errors() {
             .output()
             .unwrap());
     }
-}
-
-/// A stand-in for `spat`: logs its arguments and writes what each command would write.
-fn fake_spat(dir: &Path) -> PathBuf {
-    let path = dir.join("fake-spat.sh");
-    let script = r#"#!/usr/bin/env bash
-set -eu
-echo "$*" >> "$(dirname "$0")/calls.log"
-cmd="$1"; shift
-out=""; attacks=""; resume=""
-while [ $# -gt 0 ]; do
-  case "$1" in
-    --out) out="$2"; shift;;
-    --attacks) attacks="$2"; shift;;
-    --resume) resume="$2"; shift;;
-  esac
-  shift
-done
-case "$cmd" in
-  train)
-    dir="${resume:-$out}"; mkdir -p "$dir"; echo '{}' > "$dir/config.json"; echo weights > "$dir/model.safetensors";;
-  eval)
-    printf '{"examples": 64, "eps": 0.031, "worst_case": 42.5, "accuracy": {'; sep=""
-    for a in ${attacks//,/ }; do printf '%s"%s": 42.5' "$sep" "$a"; sep=", "; done; printf '}}\n';;
-  sweep-alpha)
-    mkdir -p "$out"
-    rows=""; for a in 0 0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8 0.9 1; do rows="$rows{\"attack\":\"pgd-ls\",\"alpha\":$a,\"accuracy\":$(awk "BEGIN{print 10+50*$a}")},"; done
-    echo "{\"examples\":256,\"eps\":0.031,\"steps\":20,\"clean_accuracy\":50,\"rows\":[$rows{\"attack\":\"pgd-ce\",\"alpha\":null,\"accuracy\":10},{\"attack\":\"pgd-kl\",\"alpha\":null,\"accuracy\":30}]}" > "$out/sweep.json";;
-  *) echo "unexpected command $cmd" >&2; exit 2;;
-esac
-"#;
-    fs::write(&path, script).unwrap();
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).unwrap();
-    }
-    path
-}
-
-fn calls(dir: &Path) -> Vec<String> {
-    fs::read_to_string(dir.join("calls.log"))
-        .unwrap_or_default()
-        .lines()
-        .map(String::from)
-        .collect()
 }
 
 #[test]
