@@ -5,7 +5,8 @@
 //!
 //! * [`Dataset`], [`Split`] and the official file layouts ([`dataset`]);
 //! * [`Mode`], [`Precision`], the model presets and their sizes ([`model`]);
-//! * attack specs and their grammar ([`AttackSpec`], [`AttackLoss`]);
+//! * attack specs and their grammar ([`AttackSpec`], [`AttackLoss`]), and radii as written
+//!   ([`Radius`]: `8/255` or `0.031`);
 //! * training [`Method`]s and the one run configuration [`RunConfig`] (`config.json`);
 //! * the typed schema of every file the `spat` binary writes or prints ([`run`], [`report`]);
 //! * crash-safe file writes and typed JSON reads ([`fs`]), and the checksum spat uses ([`Fnv1a`]).
@@ -19,6 +20,7 @@ pub mod dataset;
 pub mod fs;
 pub mod hash;
 pub mod model;
+pub mod radius;
 pub mod report;
 pub mod run;
 
@@ -26,6 +28,7 @@ pub use attack::{AttackLoss, AttackSpec, StepRule, CW_KAPPA, SPEC_FORMS};
 pub use dataset::{Dataset, Split};
 pub use hash::Fnv1a;
 pub use model::{model_size, Mode, ModelSize, Precision, MODEL_SIZES, PRESETS};
+pub use radius::Radius;
 pub use run::{LrSchedule, Method, PseudoLabeled, RunConfig};
 
 use std::path::PathBuf;
