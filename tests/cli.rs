@@ -218,6 +218,34 @@ fn tensor_names(path: &Path) -> Vec<String> {
     names
 }
 
+/// `--val-subset` holds training images out (recorded in config.json) and every epoch is evaluated
+/// on them; `--eps` and `--attack-step-size` are kept as given.
+#[test]
+fn train_holds_out_a_validation_split_and_takes_rst_radius_and_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    success(run(tiny_train(&run_dir, 1, 0).args([
+        "--val-subset",
+        "16",
+        "--eps",
+        "0.031",
+        "--attack-step-size",
+        "0.007",
+    ])));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["val_subset"], 16);
+    assert_eq!(
+        (config["eps"].as_f64(), config["attack_step_size"].as_f64()),
+        (Some(0.031), Some(0.007))
+    );
+    let metrics = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    assert_eq!(line["eval_examples"], 16, "{metrics}");
+    assert!(run_dir.join("best.safetensors").is_file());
+}
+
 #[test]
 fn train_then_eval_sweep_and_visualize() {
     let dir = tempfile::tempdir().unwrap();

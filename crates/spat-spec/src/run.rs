@@ -8,7 +8,8 @@
 //! * [`files::CHECKPOINT`], [`files::OPTIMIZER`] — weights and SGD momentum after the last
 //!   committed epoch (safetensors, PyTorch `state_dict` names);
 //! * [`files::STATE`] — the [`RunState`], written last when an epoch is committed;
-//! * [`files::BEST`] — weights of the epoch with the best robust accuracy;
+//! * [`files::BEST`] — weights of the epoch with the best robust accuracy on the per-epoch
+//!   evaluation set (the held-out validation split when [`RunConfig::val_subset`] is set);
 //! * [`files::FINAL`] and [`files::SUMMARY`] — final weights and the [`TrainSummary`].
 
 use std::fmt;
@@ -118,8 +119,9 @@ impl FromStr for Method {
 pub enum LrSchedule {
     /// Multiply by `factor` at each milestone. Milestones are 1-based epochs of a run of
     /// `reference_epochs` epochs and are scaled to the configured epoch count
-    /// (`max(2, round(m * epochs / reference_epochs))`), so the MART schedule (÷10 at 75 and 90
-    /// of 100) keeps its shape in short runs and the first epoch always uses the base rate.
+    /// (`max(2, round(m * epochs / reference_epochs))`), so a schedule keeps its shape in short
+    /// runs and the first epoch always uses the base rate; a run of `reference_epochs` epochs
+    /// uses the milestones as they are.
     Piecewise {
         milestones: Vec<usize>,
         reference_epochs: usize,
@@ -132,12 +134,32 @@ pub enum LrSchedule {
 }
 
 impl LrSchedule {
-    /// MART / thesis §6.1: ÷10 at epochs 75 and 90 of 100.
+    /// Thesis §6.1.1 ("divided by 10 at 75-th and 90-th epoch") in MART's WideResNet run:
+    /// `adjust_learning_rate` of YisenWang/MART `train_wideresnet.py` (lines 109-117: ×0.1 from
+    /// epoch 75, ×0.01 from epoch 90) over its 90 epochs (line 25), so the last epoch runs at
+    /// lr/100.
     pub fn paper() -> Self {
         LrSchedule::Piecewise {
             milestones: vec![75, 90],
-            reference_epochs: 100,
+            reference_epochs: 90,
             factor: 0.1,
+        }
+    }
+
+    /// The 1-based epochs at which the rate drops in a run of `epochs` epochs (none for cosine
+    /// or constant schedules), after scaling.
+    pub fn drops(&self, epochs: usize) -> Vec<usize> {
+        match self {
+            LrSchedule::Piecewise {
+                milestones,
+                reference_epochs,
+                ..
+            } => milestones
+                .iter()
+                .map(|&m| scaled_milestone(m, epochs, *reference_epochs))
+                .filter(|&e| e <= epochs)
+                .collect(),
+            _ => Vec::new(),
         }
     }
 
@@ -160,19 +182,18 @@ impl LrSchedule {
             } => {
                 let passed = milestones
                     .iter()
-                    .filter(|&&m| {
-                        // Never before epoch 2: a short run starts at the base rate.
-                        let scaled =
-                            ((m as f64 * epochs as f64 / (*reference_epochs).max(1) as f64).round()
-                                as usize)
-                                .max(2);
-                        epoch >= scaled
-                    })
+                    .filter(|&&m| epoch >= scaled_milestone(m, epochs, *reference_epochs))
                     .count();
                 base * factor.powi(passed as i32)
             }
         }
     }
+}
+
+/// Milestone `m` of a `reference`-epoch schedule in a run of `epochs`; never before epoch 2, so a
+/// short run starts at the base rate.
+fn scaled_milestone(m: usize, epochs: usize, reference: usize) -> usize {
+    ((m as f64 * epochs as f64 / reference.max(1) as f64).round() as usize).max(2)
 }
 
 /// RST's pseudo-labelled images, mixed into every training batch.
@@ -198,6 +219,11 @@ pub struct RunConfig {
     pub data_dir: PathBuf,
     /// Train on a seeded random subset of this many training images (`None`: all).
     pub train_subset: Option<usize>,
+    /// Hold out a seeded random subset of this many training images, never trained on (drawn
+    /// before `train_subset`): the per-epoch evaluation runs on it instead of test images, and
+    /// `best.safetensors` is chosen on it (Rice et al.'s validation split). `None`: no hold-out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_subset: Option<usize>,
     /// RST's pseudo-labelled data (required by [`Method::Rst`], allowed with TRADES and MART).
     pub pseudo_labeled: Option<PseudoLabeled>,
     pub method: Method,
@@ -205,7 +231,7 @@ pub struct RunConfig {
     /// target `1 - α` on the label and `α/(K-1)` elsewhere) instead of the method's own loss.
     /// `None` trains the plain method.
     pub spat_alpha: Option<f64>,
-    /// Epochs (100 for CIFAR, 200 for STL-10, §6.1).
+    /// Epochs (90 for CIFAR as MART, 200 for STL-10 §6.1.3 and RST).
     pub epochs: usize,
     /// Mini-batch size (128 for CIFAR, 32 for STL-10, §6.1).
     pub batch_size: usize,
@@ -234,7 +260,8 @@ pub struct RunConfig {
     pub trades_beta: f64,
     /// MART λ (5, §6.1).
     pub mart_lambda: f64,
-    /// Test examples evaluated after each epoch (a fixed seeded subset; 0 = the whole test set).
+    /// Test examples evaluated after each epoch (a fixed seeded subset; 0 = the whole test set);
+    /// without `val_subset` also the final evaluation's subset when `final_full_eval` is off.
     pub eval_examples: usize,
     /// Evaluation attack after each epoch and at the end.
     pub eval_attack: AttackSpec,
@@ -269,8 +296,8 @@ impl RunConfig {
         if self.epochs == 0 || self.batch_size == 0 || self.eval_batch_size == 0 {
             return bad("epochs, batch_size and eval_batch_size must be positive".into());
         }
-        if self.train_subset == Some(0) {
-            return bad("train_subset must be positive".into());
+        if self.train_subset == Some(0) || self.val_subset == Some(0) {
+            return bad("train_subset and val_subset must be positive".into());
         }
         if !(self.lr.is_finite() && self.lr > 0.0) {
             return bad(format!("learning rate must be positive, got {}", self.lr));
@@ -321,9 +348,10 @@ pub struct EpochMetrics {
     pub epoch: usize,
     /// Mean training loss over the epoch's examples.
     pub loss: f64,
-    /// Clean accuracy (percent) on the evaluation subset.
+    /// Clean accuracy (percent) on the per-epoch evaluation set: the validation split if the run
+    /// holds one out, else the seeded test subset.
     pub clean_acc: f64,
-    /// Accuracy (percent) under the evaluation attack on the evaluation subset.
+    /// Accuracy (percent) under the evaluation attack on the per-epoch evaluation set.
     pub robust_acc: f64,
     pub lr: f64,
     /// Training throughput (adversary + update), evaluation excluded.
@@ -383,19 +411,21 @@ mod tests {
     #[test]
     fn piecewise_matches_mart_adjust_learning_rate_and_scales() {
         let s = LrSchedule::paper();
-        // MART: epoch >= 75 -> lr/10, >= 90 -> lr/100 (1-based epochs of 100).
-        assert_eq!(s.lr(0.1, 74, 100, 0), 0.1);
-        assert!((s.lr(0.1, 75, 100, 0) - 0.01).abs() < 1e-12);
-        assert!((s.lr(0.1, 89, 100, 0) - 0.01).abs() < 1e-12);
-        assert!((s.lr(0.1, 90, 100, 0) - 0.001).abs() < 1e-12);
-        // 200 epochs: milestones 150 and 180.
-        assert_eq!(s.lr(0.1, 149, 200, 0), 0.1);
-        assert!((s.lr(0.1, 150, 200, 0) - 0.01).abs() < 1e-12);
-        assert!((s.lr(0.1, 180, 200, 0) - 0.001).abs() < 1e-12);
-        // A 1-epoch run is not decayed from the start; 10 epochs: milestones 8 and 9.
+        // MART train_wideresnet.py: epoch >= 75 -> lr/10, >= 90 -> lr/100, over 90 epochs.
+        assert_eq!(s.lr(0.1, 74, 90, 0), 0.1);
+        assert!((s.lr(0.1, 75, 90, 0) - 0.01).abs() < 1e-12);
+        assert!((s.lr(0.1, 89, 90, 0) - 0.01).abs() < 1e-12);
+        assert!((s.lr(0.1, 90, 90, 0) - 0.001).abs() < 1e-12);
+        assert_eq!(s.drops(90), [75, 90]);
+        // 15 epochs: milestones 12.5 -> 13 and 15; 180 epochs: 150 and 180.
+        assert_eq!(s.drops(15), [13, 15]);
+        assert_eq!(s.drops(180), [150, 180]);
+        assert!((s.lr(0.1, 150, 180, 0) - 0.01).abs() < 1e-12);
+        // A 1-epoch run is not decayed from the start; 10 epochs: milestones 8 and 10.
         assert_eq!(s.lr(0.1, 1, 1, 0), 0.1);
         assert_eq!(s.lr(0.1, 7, 10, 0), 0.1);
-        assert!((s.lr(0.1, 9, 10, 0) - 0.001).abs() < 1e-12);
+        assert!((s.lr(0.1, 10, 10, 0) - 0.001).abs() < 1e-12);
+        assert!(LrSchedule::Cosine.drops(200).is_empty());
     }
 
     #[test]

@@ -35,6 +35,6 @@ pub use sgd::{Sgd, SgdConfig};
 pub use spat_spec::run::{EpochMetrics, TrainSummary};
 pub use spat_spec::{LrSchedule, Method, PseudoLabeled, RunConfig};
 pub use trainer::{
-    sgd_config, train, train_step, training_adversary, training_loss, EpochOutcome, Run,
-    TrainOptions,
+    sgd_config, train, train_step, train_with_validation, training_adversary, training_loss,
+    EpochOutcome, Run, TrainOptions,
 };

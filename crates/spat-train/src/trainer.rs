@@ -357,8 +357,11 @@ pub struct Run<'a> {
     state: RunState,
     history: Vec<EpochMetrics>,
     resumed_from: Option<usize>,
-    /// The fixed seeded subset of the test set evaluated after each epoch.
+    /// The fixed seeded subset of the test set evaluated after each epoch, or the run's
+    /// validation split once [`Run::use_validation`] gave it.
     eval_set: ImageSet,
+    /// Whether `eval_set` is the validation split.
+    validated: bool,
     device: Device,
 }
 
@@ -460,8 +463,36 @@ impl<'a> Run<'a> {
             history,
             resumed_from,
             eval_set,
+            validated: false,
             device,
         })
+    }
+
+    /// Evaluates after each epoch on `set`, the validation split the configuration holds out of
+    /// the training set ([`RunConfig::val_subset`]; [`crate::load_data`] returns it), instead of
+    /// test images: `best.safetensors` is then chosen on images the reported test accuracies
+    /// never see. Refused if the configuration holds out none, or `set` is not its size.
+    pub fn use_validation(&mut self, set: &ImageSet) -> Result<()> {
+        match self.config.val_subset {
+            Some(n) if n == set.len() => {}
+            Some(n) => {
+                return Err(Error::Config(format!(
+                    "the run holds out {n} validation images, but {} are given ({})",
+                    set.len(),
+                    set.source().display()
+                )))
+            }
+            None => {
+                return Err(Error::Config(
+                    "a validation set was given to a run whose configuration holds out none \
+                     (val_subset)"
+                        .into(),
+                ))
+            }
+        }
+        self.eval_set = set.clone();
+        self.validated = true;
+        Ok(())
     }
 
     fn fresh_state(identity: RunIdentity) -> RunState {
@@ -491,6 +522,13 @@ impl<'a> Run<'a> {
     /// epoch untouched on disk.
     pub fn train_epoch(&mut self, train: &dyn BatchSource) -> Result<EpochOutcome> {
         let config = self.config;
+        if config.val_subset.is_some() && !self.validated {
+            return Err(Error::Config(
+                "the run holds out a validation split (val_subset) but was not given it \
+                 (Run::use_validation; load_data returns it)"
+                    .into(),
+            ));
+        }
         let epoch = self.state.epochs_done + 1;
         let span = tracing::info_span!("epoch", epoch);
         let _enter = span.enter();
@@ -559,6 +597,10 @@ impl<'a> Run<'a> {
 
     /// Makes `outcome` durable: the checkpoint and optimizer state, the best weights if the epoch
     /// is the best so far, the metrics, and `state.json` last, each file replaced atomically.
+    ///
+    /// The best epoch has a strictly higher robust accuracy on the per-epoch evaluation set than
+    /// every earlier one (a tie keeps the earlier epoch), the rule of Rice et al.'s
+    /// `train_cifar.py` (locuslab/robust_overfitting, line 421) on its validation split.
     pub fn commit(&mut self, outcome: EpochOutcome) -> Result<()> {
         let path = |name: &str| self.dir.join(name);
         let EpochOutcome {
@@ -589,8 +631,8 @@ impl<'a> Run<'a> {
     }
 
     /// Ends the run: if every epoch is done, saves `model.safetensors`, evaluates it on the whole
-    /// test set (or the evaluation subset without `final_full_eval`) and writes `summary.json`;
-    /// otherwise returns the summary of a run stopped early.
+    /// test set (or its seeded `eval_examples` subset without `final_full_eval`) and writes
+    /// `summary.json`; otherwise returns the summary of a run stopped early.
     pub fn finish(self, test: &ImageSet) -> Result<TrainSummary> {
         let config = self.config;
         let mut summary = TrainSummary {
@@ -608,8 +650,16 @@ impl<'a> Run<'a> {
             return Ok(summary);
         }
         self.model.var_store().save(&self.dir.join(files::FINAL))?;
+        let test_subset;
         let set = if config.final_full_eval {
             test
+        } else if self.validated {
+            test_subset = if config.eval_examples == 0 || config.eval_examples >= test.len() {
+                test.clone()
+            } else {
+                test.sample(config.eval_examples, config.seed)
+            };
+            &test_subset
         } else {
             &self.eval_set
         };
@@ -625,7 +675,8 @@ impl<'a> Run<'a> {
 
 /// Trains `model` with `config` on `train`, evaluating on `test` after every epoch, in `dir`:
 /// [`Run::open`], then [`Run::train_epoch`] and [`Run::commit`] for every remaining epoch (up to
-/// `stop_after_epochs`), then [`Run::finish`].
+/// `stop_after_epochs`), then [`Run::finish`]. A configuration that holds out a validation split
+/// needs [`train_with_validation`].
 pub fn train(
     config: &RunConfig,
     model: &dyn Network,
@@ -634,7 +685,24 @@ pub fn train(
     dir: &Path,
     options: TrainOptions,
 ) -> Result<TrainSummary> {
+    train_with_validation(config, model, train, None, test, dir, options)
+}
+
+/// [`train`], evaluating after every epoch on `validation` (the split `config.val_subset` holds
+/// out, which [`crate::load_data`] returns) instead of test images, if given.
+pub fn train_with_validation(
+    config: &RunConfig,
+    model: &dyn Network,
+    train: &dyn BatchSource,
+    validation: Option<&ImageSet>,
+    test: &ImageSet,
+    dir: &Path,
+    options: TrainOptions,
+) -> Result<TrainSummary> {
     let mut run = Run::open(config, model, train, test, dir, options.resume)?;
+    if let Some(set) = validation {
+        run.use_validation(set)?;
+    }
     let last = options
         .stop_after_epochs
         .map_or(config.epochs, |s| s.min(config.epochs));

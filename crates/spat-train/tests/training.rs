@@ -9,8 +9,8 @@ use spat_core::rng::host_rng;
 use spat_core::{Batch, Mode, Network};
 use spat_data::{BatchSource, Dataset, ImageSet, Loader, Split};
 use spat_train::{
-    objectives, train, train_step, training_adversary, training_loss, Error, LrSchedule, Method,
-    PseudoLabeled, RunConfig, RunRequest, Sgd, SgdConfig, TrainOptions,
+    objectives, train, train_step, train_with_validation, training_adversary, training_loss, Error,
+    LrSchedule, Method, PseudoLabeled, RunConfig, RunRequest, Sgd, SgdConfig, TrainOptions,
 };
 
 const FRESH: TrainOptions = TrainOptions {
@@ -487,6 +487,73 @@ fn short_madry_run_learns() {
         "{losses:?}"
     );
     assert!(clean > CLEAN_THRESHOLD, "clean accuracy {clean}");
+}
+
+/// A run that holds out a validation split evaluates every epoch on it (never on test images),
+/// picks its best epoch by robust accuracy there, trains on the rest, and refuses to train
+/// without being given the split.
+#[test]
+fn validation_split_is_held_out_and_chooses_the_best_epoch() {
+    let mut config = quick(Method::Madry);
+    config.val_subset = Some(48);
+    config.train_subset = Some(96);
+    config.epochs = 3;
+    let data = spat_train::load_data(&config).unwrap();
+    let val = data.validation.as_ref().unwrap();
+    assert_eq!((val.len(), data.train.num_batches()), (48, 3));
+    // The held-out images are not among the training images.
+    let (whole, _) = sets();
+    let (held, rest) = whole.hold_out(48, config.seed);
+    assert_eq!(held.fingerprint(), val.fingerprint());
+    assert_eq!(
+        rest.sample(96, config.seed).fingerprint(),
+        data.train.fingerprint()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let e = train(
+        &config,
+        &*tiny(0),
+        &*data.train,
+        &data.test,
+        dir.path(),
+        FRESH,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("validation split"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let s = train_with_validation(
+        &config,
+        &*tiny(0),
+        &*data.train,
+        Some(val),
+        &data.test,
+        dir.path(),
+        FRESH,
+    )
+    .unwrap();
+    assert!(s.history.iter().all(|m| m.eval_examples == 48));
+    let robust: Vec<f64> = s.history.iter().map(|m| m.robust_acc).collect();
+    let best = robust.iter().cloned().fold(f64::MIN, f64::max);
+    let first_best = robust.iter().position(|&r| r == best).unwrap() + 1;
+    assert_eq!(
+        (s.best_epoch, s.best_robust_acc),
+        (Some(first_best), Some(best))
+    );
+    // The final evaluation is on test images: the seeded test subset, not the validation split.
+    assert_eq!(s.final_eval_examples, Some(32));
+    let dir = tempfile::tempdir().unwrap();
+    let e = train_with_validation(
+        &config,
+        &*tiny(0),
+        &*data.train,
+        Some(&data.test),
+        &data.test,
+        dir.path(),
+        FRESH,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("holds out 48"), "{e}");
 }
 
 // Measured (tiny, seed 0, all 512 training images, 6 epochs): loss 2.309 -> 2.053 and final clean
