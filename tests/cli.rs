@@ -379,6 +379,42 @@ fn train_then_eval_sweep_and_visualize() {
     assert_ne!(rows[1]["index"], rows[2]["index"], "two different horses");
     // Five 32x32 images magnified 4x side by side, three rows of them.
     assert!(w >= 5 * 128 && h >= 3 * 128, "{w}x{h}");
+
+    // Figure 4.1's grid: the original and one input-gradient column per checkpoint.
+    let png = dir.path().join("gradients.png");
+    let best = run_dir.join("best.safetensors");
+    let v = stdout_json(&run(spat()
+        .args(["gradients", "--model", "tiny", "--checkpoint"])
+        .arg(format!("last={}", weights.display()))
+        .arg("--checkpoint")
+        .arg(&best)
+        .args(["--dataset", "cifar10", "--data-dir"])
+        .arg(mini_data())
+        .args(["--classes", "cat,dog", "--json", "--out"])
+        .arg(&png)));
+    assert_eq!(
+        png_size(&std::fs::read(&png).unwrap()).0 as u64,
+        v["width"].as_u64().unwrap()
+    );
+    assert_eq!(
+        v["columns"],
+        serde_json::json!(["original", "grad last", "grad best"])
+    );
+    assert_eq!(v["rows"].as_array().unwrap().len(), 2);
+    let e = run(spat()
+        .args([
+            "gradients",
+            "--model",
+            "tiny",
+            "--checkpoint",
+            "=x",
+            "--dataset",
+            "cifar10",
+        ])
+        .args(["--data-dir", "data", "--out"])
+        .arg(&png));
+    assert!(!e.status.success());
+    assert!(String::from_utf8_lossy(&e.stderr).contains("LABEL=PATH"));
 }
 
 #[test]

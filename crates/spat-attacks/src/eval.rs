@@ -9,7 +9,7 @@ use spat_core::{Batch, Classifier};
 use spat_spec::report::{EvalReport, SweepAttack, SweepReport, SweepRow};
 use spat_spec::{AttackLoss, AttackSpec, StepRule};
 
-use crate::attack::{correct, predictions};
+use crate::attack::{correct, input_gradient, predictions};
 use crate::{build, Error, Result};
 
 fn progress_bar(progress: bool) -> indicatif::ProgressBar {
@@ -187,6 +187,22 @@ where
         clean_accuracy: acc(&AttackSpec::Clean),
         rows,
     })
+}
+
+/// The gradient of the cross-entropy loss with respect to each image of `batch`, the model in
+/// `Mode::Eval`: thesis Figure 4.1 after Tsipras et al., where a robust model's input gradient
+/// looks like the image and a standard model's like noise. Same shape as the images; each image's
+/// gradient is its own (the loss is summed over the batch).
+pub fn input_gradients(model: &dyn Classifier, batch: &Batch) -> Result<Tensor> {
+    let (g, _) = input_gradient(
+        model,
+        &batch.images,
+        &batch.labels,
+        &AttackLoss::CrossEntropy,
+        None,
+        spat_core::Mode::Eval,
+    )?;
+    Ok(g)
 }
 
 /// The adversarial examples of one attack at one radius, and the model's predictions on them.

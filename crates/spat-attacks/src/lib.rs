@@ -51,7 +51,9 @@ pub use attack::{
     correct, evaluation_step_size, predictions, Attack, AttackLoss, Fgsm, Pgd, RandomStart,
     CW_KAPPA,
 };
-pub use eval::{adversarial_columns, evaluate, sweep_alpha, AdversarialColumn, SweepConfig};
+pub use eval::{
+    adversarial_columns, evaluate, input_gradients, sweep_alpha, AdversarialColumn, SweepConfig,
+};
 pub use restarts::{Judged, PgdRestarts};
 pub use spat_core::rng::HostRng;
 pub use spat_spec::report::{EvalReport, SweepAttack, SweepReport, SweepRow};

@@ -198,6 +198,51 @@ fn rst_pgd_spec_builds_its_own_radius_and_step() {
     assert_eq!(robust, direct.robust);
 }
 
+/// ∂ CE(Wx + b, y) / ∂x = Wᵀ (softmax(Wx + b) − onehot(y)), per image.
+#[test]
+fn input_gradients_of_a_linear_model_are_the_closed_form() {
+    let dev = Device::Cpu;
+    let mut rng = host_rng(5, 1);
+    let model = Linear {
+        w: spat_core::rng::normal(&mut rng, (10, 12), 0.5, &dev).unwrap(),
+        b: spat_core::rng::normal(&mut rng, 10, 0.5, &dev).unwrap(),
+    };
+    let images = Tensor::rand(0f32, 1., (3, 3, 2, 2), &dev).unwrap();
+    let labels = Tensor::new(&[1u32, 4, 9], &dev).unwrap();
+    let batch = spat_core::Batch {
+        images: images.clone(),
+        labels: labels.clone(),
+    };
+    let g = spat_attacks::input_gradients(&model, &batch).unwrap();
+    assert_eq!(g.dims(), images.dims());
+    let logits = model.logits(&images, Mode::Eval).unwrap();
+    let p = candle_core::Tensor::exp(
+        &logits
+            .broadcast_sub(&logits.max_keepdim(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let p = p.broadcast_div(&p.sum_keepdim(1).unwrap()).unwrap();
+    let onehot = Tensor::zeros((3, 10), DType::F32, &dev)
+        .unwrap()
+        .scatter_add(
+            &labels.to_dtype(DType::I64).unwrap().unsqueeze(1).unwrap(),
+            &Tensor::ones((3, 1), DType::F32, &dev).unwrap(),
+            1,
+        )
+        .unwrap();
+    let want = (p - onehot).unwrap().matmul(&model.w).unwrap();
+    let diff = (g.flatten_from(1).unwrap() - want)
+        .unwrap()
+        .abs()
+        .unwrap()
+        .max_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(diff < 1e-5, "{diff}");
+}
+
 #[test]
 fn fgsm_on_zero_gradient_returns_input() {
     let x =

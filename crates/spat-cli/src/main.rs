@@ -33,6 +33,8 @@ enum Command {
     SweepAlpha(commands::sweep_alpha::Args),
     /// PNG grid of test images and their adversarial examples (Figures 5.1 / 5.2).
     Visualize(commands::visualize::Args),
+    /// PNG grid of test images and the input gradient of each model (Figure 4.1).
+    Gradients(commands::gradients::Args),
     /// Record counts, class balance and per-channel mean/std of a data set.
     DataInfo(commands::data_info::Args),
     /// Parameter, buffer and FLOP counts of a model preset.
@@ -59,6 +61,7 @@ fn main() {
         Command::Eval(a) => commands::eval::run(a),
         Command::SweepAlpha(a) => commands::sweep_alpha::run(a),
         Command::Visualize(a) => commands::visualize::run(a),
+        Command::Gradients(a) => commands::gradients::run(a),
         Command::DataInfo(a) => commands::data_info::run(a),
         Command::ModelInfo(a) => commands::model_info::run(a),
         Command::Bench(a) => commands::bench::run(a),

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use candle_core::Device;
 use spat_core::{Batch, Network};
 use spat_data::{BatchSource, Dataset, ImageSet, Loader, Split};
@@ -210,4 +210,45 @@ pub fn eval_batches<'a>(
     loader
         .epoch(0, device)
         .map(|b| b.map_err(|e| candle_core::Error::Msg(e.to_string())))
+}
+
+/// The test images a figure shows, one per row: `indices` if given, else the first unused test
+/// image of each class named in the comma-separated `classes`.
+pub fn pick_rows(
+    indices: Option<&[usize]>,
+    classes: &str,
+    labels: &[u32],
+    names: &[String],
+) -> Result<Vec<usize>> {
+    if let Some(ix) = indices {
+        if ix.is_empty() {
+            bail!("--indices is empty");
+        }
+        if let Some(bad) = ix.iter().find(|&&i| i >= labels.len()) {
+            bail!(
+                "--indices: {bad} is outside the test set ({} images)",
+                labels.len()
+            );
+        }
+        return Ok(ix.to_vec());
+    }
+    let mut used = std::collections::BTreeSet::new();
+    let mut rows = Vec::new();
+    for name in classes.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let class = names.iter().position(|n| n == name).ok_or_else(|| {
+            anyhow!(
+                "--classes: unknown class `{name}`; classes are: {}",
+                names.join(", ")
+            )
+        })?;
+        let i = (0..labels.len())
+            .find(|&i| labels[i] as usize == class && !used.contains(&i))
+            .ok_or_else(|| anyhow!("--classes: no further test image of class `{name}`"))?;
+        used.insert(i);
+        rows.push(i);
+    }
+    if rows.is_empty() {
+        bail!("--classes is empty");
+    }
+    Ok(rows)
 }

@@ -8,7 +8,7 @@ use spat_attacks::AttackSpec;
 use spat_report::{Canvas, ImageGrid};
 use spat_spec::report::{GridRow, GridSummary};
 
-use super::common::{parse_device, parse_eps, CheckpointArgs};
+use super::common::{parse_device, parse_eps, pick_rows, CheckpointArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -50,45 +50,6 @@ pub struct Args {
     pub json: bool,
 }
 
-fn pick_rows(a: &Args, labels: &[u32], names: &[String]) -> Result<Vec<usize>> {
-    if let Some(ix) = &a.indices {
-        if ix.is_empty() {
-            bail!("--indices is empty");
-        }
-        if let Some(bad) = ix.iter().find(|&&i| i >= labels.len()) {
-            bail!(
-                "--indices: {bad} is outside the test set ({} images)",
-                labels.len()
-            );
-        }
-        return Ok(ix.clone());
-    }
-    let mut used = std::collections::BTreeSet::new();
-    let mut rows = Vec::new();
-    for name in a
-        .classes
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        let class = names.iter().position(|n| n == name).ok_or_else(|| {
-            anyhow!(
-                "--classes: unknown class `{name}`; classes are: {}",
-                names.join(", ")
-            )
-        })?;
-        let i = (0..labels.len())
-            .find(|&i| labels[i] as usize == class && !used.contains(&i))
-            .ok_or_else(|| anyhow!("--classes: no further test image of class `{name}`"))?;
-        used.insert(i);
-        rows.push(i);
-    }
-    if rows.is_empty() {
-        bail!("--classes is empty");
-    }
-    Ok(rows)
-}
-
 fn eps_label(e: f64) -> String {
     let k = e * 255.0;
     if (k - k.round()).abs() < 1e-6 {
@@ -109,7 +70,7 @@ pub fn run(a: Args) -> Result<()> {
     let device = parse_device(&a.device)?;
     let names = a.target.dataset.class_names();
     let test = a.target.load_test(None)?;
-    let rows_ix = pick_rows(&a, test.labels(), &names)?;
+    let rows_ix = pick_rows(a.indices.as_deref(), &a.classes, test.labels(), &names)?;
     let model = a.target.load_model(&device)?;
     let (c, h, w) = test.shape();
     let scale = a.scale.unwrap_or(if w <= 32 { 4 } else { 1 }).max(1);
