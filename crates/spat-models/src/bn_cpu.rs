@@ -192,6 +192,7 @@ impl CustomOp3 for FusedBatchNorm {
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let _span = crate::profile::span("bn-backward", 0.0, || format!("{:?}", x.dims()));
         let (n, c, h, w) = x.dims4()?;
         let plane = h * w;
         let count = (n * plane) as f32;

@@ -44,6 +44,11 @@ pub fn conv2d(x: &Tensor, kernel: &Tensor, stride: usize, padding: usize) -> Res
         )?;
         return y.to_dtype(DType::BF16);
     }
+    let _span = crate::profile::span(
+        "conv-forward",
+        crate::profile::conv_flops(x.dims(), kernel.dims(), stride, padding),
+        || crate::profile::conv_key(x.dims(), kernel.dims(), stride),
+    );
     let (cin, cout) = (kernel.dim(1)?, kernel.dim(0)?);
     if x.device().is_cpu()
         && x.dtype() == DType::F32
@@ -94,12 +99,20 @@ pub(crate) fn conv2d_grads(
     padding: usize,
 ) -> Result<(Option<Tensor>, Option<Tensor>)> {
     let grad = contiguous(grad)?;
+    let flops = crate::profile::conv_flops(x.dims(), kernel.dims(), stride, padding);
+    let key = || crate::profile::conv_key(x.dims(), kernel.dims(), stride);
     let dx = match x.track_op() {
-        true => Some(backward_data(&grad, kernel, x.dims(), stride, padding)?),
+        true => {
+            let _span = crate::profile::span("conv-input-grad", flops, key);
+            Some(backward_data(&grad, kernel, x.dims(), stride, padding)?)
+        }
         false => None,
     };
     let dkernel = match kernel.track_op() {
-        true => Some(backward_filter(x, &grad, kernel.dims(), stride, padding)?),
+        true => {
+            let _span = crate::profile::span("conv-weight-grad", flops, key);
+            Some(backward_filter(x, &grad, kernel.dims(), stride, padding)?)
+        }
         false => None,
     };
     Ok((dx, dkernel))

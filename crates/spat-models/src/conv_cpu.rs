@@ -425,20 +425,28 @@ impl CustomOp2 for DirectConv2d {
         let gv = read(grad)?;
         // Only what autograd will use: an attack's constant weights need no kernel gradient, and
         // a training step's data batch needs no input gradient.
+        let flops = crate::profile::conv_flops(x.dims(), w.dims(), self.stride, self.padding);
+        let key = || crate::profile::conv_key(x.dims(), w.dims(), self.stride);
         let dx = match x.track_op() {
-            true => Some(Tensor::from_vec(
-                input_grad(&g, &gv, &read(w)?),
-                x.shape(),
-                x.device(),
-            )?),
+            true => {
+                let _span = crate::profile::span("conv-input-grad", flops, key);
+                Some(Tensor::from_vec(
+                    input_grad(&g, &gv, &read(w)?),
+                    x.shape(),
+                    x.device(),
+                )?)
+            }
             false => None,
         };
         let dw = match w.track_op() {
-            true => Some(Tensor::from_vec(
-                kernel_grad(&g, &read(x)?, &gv),
-                w.shape(),
-                w.device(),
-            )?),
+            true => {
+                let _span = crate::profile::span("conv-weight-grad", flops, key);
+                Some(Tensor::from_vec(
+                    kernel_grad(&g, &read(x)?, &gv),
+                    w.shape(),
+                    w.device(),
+                )?)
+            }
             false => None,
         };
         Ok((dx, dw))

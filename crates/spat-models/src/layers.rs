@@ -385,6 +385,7 @@ impl BatchNorm2d {
         relu: bool,
         constant: bool,
     ) -> Result<Tensor> {
+        let _span = crate::profile::span("bn-forward", 0.0, || format!("{:?}", x.dims()));
         let count = self.check_train_batch(x, mode)?;
         let stats = if mode.uses_batch_statistics() {
             let stats = crate::bn_cpu::batch_stats(x)?;

@@ -16,6 +16,7 @@ mod conv_cpu;
 #[cfg(feature = "cudnn")]
 mod conv_cudnn;
 pub mod layers;
+pub mod profile;
 pub mod resnet;
 pub mod wide_resnet;
 
