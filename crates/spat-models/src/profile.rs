@@ -2,9 +2,11 @@
 //! norm), per operation and layer shape, so a benchmark can say where a step's time goes.
 //!
 //! Off by default: then each instrumented call costs one relaxed atomic load. When on, every
-//! call takes two clock reads and a mutex; the kernels it brackets run for microseconds at the
-//! least, so the accounting does not change what it measures. Times are of the calling thread
-//! (the kernels parallelise inside), so the sums compare with a step's wall time.
+//! call takes four clock reads and a mutex; the kernels it brackets run for tens of microseconds
+//! at the least, so the accounting hardly changes what it measures. Each span records the wall
+//! time of the calling thread (the kernels parallelise inside) and the CPU time of the whole
+//! process meanwhile: kernels run one after another, so that is theirs, and on a machine shared
+//! with other jobs it is the figure that does not depend on their load.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,6 +20,7 @@ static STATS: Mutex<BTreeMap<(&'static str, String), Totals>> = Mutex::new(BTree
 struct Totals {
     calls: u64,
     seconds: f64,
+    cpu_seconds: f64,
     flops: f64,
 }
 
@@ -29,7 +32,10 @@ pub struct OpTime {
     /// Input and kernel shape with stride (convolutions) or the tensor shape (batch norm).
     pub shape: String,
     pub calls: u64,
+    /// Wall time.
     pub seconds: f64,
+    /// CPU time of the process (all threads) meanwhile; 0 where it cannot be read.
+    pub cpu_seconds: f64,
     /// Floating-point operations done (2 per multiply-add; 0 where not counted).
     pub flops: f64,
 }
@@ -49,6 +55,7 @@ pub fn take() -> Vec<OpTime> {
             shape,
             calls: t.calls,
             seconds: t.seconds,
+            cpu_seconds: t.cpu_seconds,
             flops: t.flops,
         })
         .collect()
@@ -60,6 +67,20 @@ pub(crate) struct Span {
     shape: String,
     flops: f64,
     start: Instant,
+    cpu_start: f64,
+}
+
+/// CPU time (user + system, all threads, including ended ones) this process has used.
+pub fn cpu_seconds() -> Option<f64> {
+    #[cfg(unix)]
+    {
+        let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+        Some(t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9)
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
 }
 
 /// A [`Span`] if accounting is on; `shape` is only formatted then.
@@ -68,6 +89,7 @@ pub(crate) fn span(op: &'static str, flops: f64, shape: impl FnOnce() -> String)
         op,
         shape: shape(),
         flops,
+        cpu_start: cpu_seconds().unwrap_or(0.0),
         start: Instant::now(),
     })
 }
@@ -75,12 +97,14 @@ pub(crate) fn span(op: &'static str, flops: f64, shape: impl FnOnce() -> String)
 impl Drop for Span {
     fn drop(&mut self) {
         let seconds = self.start.elapsed().as_secs_f64();
+        let cpu_seconds = cpu_seconds().map_or(0.0, |now| now - self.cpu_start);
         let mut stats = STATS.lock().unwrap_or_else(|e| e.into_inner());
         let t = stats
             .entry((self.op, std::mem::take(&mut self.shape)))
             .or_default();
         t.calls += 1;
         t.seconds += seconds;
+        t.cpu_seconds += cpu_seconds;
         t.flops += self.flops;
     }
 }

@@ -186,17 +186,6 @@ fn step(
     Ok(())
 }
 
-/// CPU time this process's live threads have run, in seconds (Linux: the sum of
-/// `/proc/self/task/*/schedstat`; rayon's workers live as long as the process). None elsewhere.
-fn cpu_seconds() -> Option<f64> {
-    let mut ns = 0u64;
-    for task in std::fs::read_dir("/proc/self/task").ok()? {
-        let stat = std::fs::read_to_string(task.ok()?.path().join("schedstat")).ok()?;
-        ns += stat.split_whitespace().next()?.parse::<u64>().ok()?;
-    }
-    Some(ns as f64 * 1e-9)
-}
-
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     let n = v.len();
@@ -241,7 +230,7 @@ fn measure(
     spat_models::profile::take();
     spat_models::profile::set_enabled(a.profile);
     for _ in 0..a.repeats {
-        let cpu = cpu_seconds();
+        let cpu = spat_models::profile::cpu_seconds();
         let t = Instant::now();
         step(
             workload,
@@ -253,14 +242,17 @@ fn measure(
             device,
         )?;
         times.push(t.elapsed().as_secs_f64());
-        cpu_times.extend(cpu.zip(cpu_seconds()).map(|(a, b)| b - a));
+        cpu_times.extend(
+            cpu.zip(spat_models::profile::cpu_seconds())
+                .map(|(a, b)| b - a),
+        );
     }
     spat_models::profile::set_enabled(false);
     if a.profile {
         let title = format!("{preset} {workload} {}", precision.name());
         eprint!(
             "{}",
-            profile_table(&title, &spat_models::profile::take(), &times)
+            profile_table(&title, &spat_models::profile::take(), &times, &cpu_times)
         );
     }
     let median_cpu_ms = (cpu_times.len() == times.len()).then(|| median(cpu_times) * 1e3);
@@ -279,42 +271,61 @@ fn measure(
 }
 
 /// Where the timed steps went: per kernel and shape, then per kernel, then the remainder of
-/// the step (element-wise operations, losses, autograd's bookkeeping, the optimiser), all as
-/// milliseconds per step and shares of the mean step.
-fn profile_table(title: &str, ops: &[spat_models::profile::OpTime], steps: &[f64]) -> String {
+/// the step (element-wise operations, losses, autograd's bookkeeping, the optimiser), as wall
+/// and CPU milliseconds per step, shares of the step's CPU time, and GFLOP/s of CPU time (on
+/// one thread, the core's throughput).
+fn profile_table(
+    title: &str,
+    ops: &[spat_models::profile::OpTime],
+    steps: &[f64],
+    cpu_steps: &[f64],
+) -> String {
     let n = steps.len() as f64;
     let step_ms = steps.iter().sum::<f64>() * 1e3 / n;
+    let step_cpu_ms = cpu_steps.iter().sum::<f64>() * 1e3 / n;
     let mut out = format!(
-        "\nprofile of {title}: mean step {step_ms:.1} ms over {} steps\n\n\
-         | kernel | shape | calls/step | ms/step | share | GFLOP/s |\n|---|---|---:|---:|---:|---:|\n",
+        "\nprofile of {title}: mean step {step_ms:.1} ms wall, {step_cpu_ms:.1} ms CPU over {} steps\n\n\
+         | kernel | shape | calls/step | ms/step | CPU ms/step | share of CPU | GFLOP/s (CPU) |\n\
+         |---|---|---:|---:|---:|---:|---:|\n",
         steps.len()
     );
-    let row = |op: &str, shape: &str, calls: f64, secs: f64, flops: f64| {
-        let gflops = if flops > 0.0 {
-            format!("{:.1}", flops / secs / 1e9)
+    let row = |op: &str, shape: &str, calls: f64, secs: f64, cpu: f64, flops: f64| {
+        let gflops = if flops > 0.0 && cpu > 0.0 {
+            format!("{:.1}", flops / cpu / 1e9)
         } else {
             "–".into()
         };
-        let ms = secs * 1e3 / n;
+        let (ms, cpu_ms) = (secs * 1e3 / n, cpu * 1e3 / n);
         format!(
-            "| {op} | {shape} | {calls:.0} | {ms:.2} | {:.1}% | {gflops} |\n",
-            100.0 * ms / step_ms
+            "| {op} | {shape} | {calls:.0} | {ms:.2} | {cpu_ms:.2} | {:.1}% | {gflops} |\n",
+            100.0 * cpu_ms / step_cpu_ms
         )
     };
     for t in ops {
-        out += &row(t.op, &t.shape, t.calls as f64 / n, t.seconds, t.flops);
+        out += &row(
+            t.op,
+            &t.shape,
+            t.calls as f64 / n,
+            t.seconds,
+            t.cpu_seconds,
+            t.flops,
+        );
     }
-    let mut by_op: BTreeMap<&str, (f64, f64, f64)> = BTreeMap::new();
+    let mut by_op: BTreeMap<&str, [f64; 4]> = BTreeMap::new();
     for t in ops {
         let e = by_op.entry(t.op).or_default();
-        *e = (e.0 + t.calls as f64, e.1 + t.seconds, e.2 + t.flops);
+        e[0] += t.calls as f64;
+        e[1] += t.seconds;
+        e[2] += t.cpu_seconds;
+        e[3] += t.flops;
     }
-    for (op, (calls, secs, flops)) in &by_op {
-        out += &row(op, "all", calls / n, *secs, *flops);
+    for (op, [calls, secs, cpu, flops]) in &by_op {
+        out += &row(op, "all", calls / n, *secs, *cpu, *flops);
     }
-    let kernels: f64 = ops.iter().map(|t| t.seconds).sum();
-    let rest = (steps.iter().sum::<f64>() - kernels).max(0.0);
-    out += &row("everything else", "–", 0.0, rest, 0.0);
+    let rest = (steps.iter().sum::<f64>() - ops.iter().map(|t| t.seconds).sum::<f64>()).max(0.0);
+    let rest_cpu =
+        (cpu_steps.iter().sum::<f64>() - ops.iter().map(|t| t.cpu_seconds).sum::<f64>()).max(0.0);
+    out += &row("everything else", "–", 0.0, rest, rest_cpu, 0.0);
     out
 }
 
