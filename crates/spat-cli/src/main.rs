@@ -43,6 +43,7 @@ enum Command {
 }
 
 fn main() {
+    spat_models::retain_freed_memory();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -200,16 +200,11 @@ impl CustomOp3 for FusedBatchNorm {
         let (dx, dw, db) = with_slice(x, |x| {
             with_slice(grad, |g| {
                 with_slice(res, |y| {
-                    // Upstream gradient through the ReLU (zero where the output was clipped, as
-                    // PyTorch's threshold backward does).
-                    let dy = |i: usize| {
-                        if self.relu && y[i] <= 0.0 {
-                            0.0
-                        } else {
-                            g[i]
-                        }
-                    };
-                    let sums: Vec<(f32, f32)> = (0..c)
+                    // The sums feed dx only through batch statistics; in an attack's eval-mode
+                    // pass (constant weight and bias) nothing needs them.
+                    let need_sums = self.batch_stats || weight_t.track_op() || bias.track_op();
+                    let channels = if need_sums { 0..c } else { 0..0 };
+                    let sums: Vec<(f32, f32)> = channels
                         .into_par_iter()
                         .map(|ch| {
                             let (m, is) = (self.mean[ch], self.inv_std[ch]);
@@ -229,18 +224,26 @@ impl CustomOp3 for FusedBatchNorm {
                         let ch = p % c;
                         let (m, is) = (self.mean[ch], self.inv_std[ch]);
                         let k = weight[ch] * is;
-                        let base = p * plane;
-                        if self.batch_stats {
+                        let r = p * plane..(p + 1) * plane;
+                        // dx = k·(dy − mean(dy) − x̂·mean(dy·x̂)) = k·dy + a·x + b, with dy the
+                        // upstream gradient through the ReLU (zero where the output was clipped,
+                        // as PyTorch's threshold backward does).
+                        let (a, b) = if self.batch_stats {
                             let (mean_dy, mean_dy_xhat) = (sums[ch].0 / count, sums[ch].1 / count);
-                            for (j, o) in out.iter_mut().enumerate() {
-                                let i = base + j;
-                                let xhat = (x[i] - m) * is;
-                                *o = k * (dy(i) - mean_dy - xhat * mean_dy_xhat);
-                            }
+                            let a = -k * is * mean_dy_xhat;
+                            (a, -k * mean_dy - a * m)
                         } else {
-                            for (j, o) in out.iter_mut().enumerate() {
-                                *o = k * dy(base + j);
-                            }
+                            (0.0, 0.0)
+                        };
+                        let relu = self.relu;
+                        for (((o, &xv), &gv), &yv) in out
+                            .iter_mut()
+                            .zip(&x[r.clone()])
+                            .zip(&g[r.clone()])
+                            .zip(&y[r])
+                        {
+                            let dy = if relu && yv <= 0.0 { 0.0 } else { gv };
+                            *o = k * dy + a * xv + b;
                         }
                     });
                     let db: Vec<f32> = sums.iter().map(|s| s.0).collect();

@@ -17,6 +17,7 @@ mod conv_cpu;
 mod conv_cudnn;
 mod gemm_cpu;
 pub mod layers;
+mod malloc;
 pub mod profile;
 pub mod resnet;
 pub mod wide_resnet;
@@ -28,6 +29,7 @@ use candle_core::{DType, Device, Tensor};
 use spat_core::{Classifier, Mode, Network, VarKind, VarStore};
 
 pub use layers::Declared;
+pub use malloc::retain_freed_memory;
 
 /// Arithmetic of a network's convolutions and classifier head.
 ///
