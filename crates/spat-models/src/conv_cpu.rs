@@ -685,3 +685,157 @@ impl CustomOp2 for GemmConv2d {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [-1, 1).
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// The three directions by their definitions, in f64: `(y, dx, dw)` for upstream `u`.
+    fn naive(g: &Geometry, x: &[f32], w: &[f32], u: &[f32]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let mut y = vec![0f64; g.n * g.cout * g.plane_out()];
+        let mut dx = vec![0f64; x.len()];
+        let mut dw = vec![0f64; w.len()];
+        for b in 0..g.n {
+            for co in 0..g.cout {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let o = ((b * g.cout + co) * g.oh + oy) * g.ow + ox;
+                        for ci in 0..g.cin {
+                            for ky in 0..g.k {
+                                for kx in 0..g.k {
+                                    let iy = (oy * g.stride + ky) as isize - g.padding as isize;
+                                    let ix = (ox * g.stride + kx) as isize - g.padding as isize;
+                                    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize
+                                    {
+                                        continue;
+                                    }
+                                    let i =
+                                        ((b * g.cin + ci) * g.h + iy as usize) * g.w + ix as usize;
+                                    let wi = ((co * g.cin + ci) * g.k + ky) * g.k + kx;
+                                    y[o] += x[i] as f64 * w[wi] as f64;
+                                    dx[i] += u[o] as f64 * w[wi] as f64;
+                                    dw[wi] += u[o] as f64 * x[i] as f64;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (y, dx, dw)
+    }
+
+    fn assert_close(got: &[f32], want: &[f64], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        let scale = want.iter().fold(1e-6f64, |m, v| m.max(v.abs()));
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            let err = (*g as f64 - w).abs() / scale;
+            assert!(err < 2e-6, "{what}[{i}]: {g} vs {w} (relative error {err})");
+        }
+    }
+
+    /// (n, cin, cout, k, stride, padding, h, w): every path of the kernels. Several tiles per
+    /// image (stride 1 and 2), groups of whole images, 1×1 stride 1 (one product per image and
+    /// grouped) and stride 2, weight-gradient channel groups and batch partitions, k = 5,
+    /// padding 0 and padding larger than k/2, stride 3, a single image (fewer tasks than
+    /// threads) and odd, non-square sizes.
+    const CASES: [(usize, usize, usize, usize, usize, usize, usize, usize); 12] = [
+        (2, 32, 8, 3, 1, 1, 20, 20),
+        (3, 32, 5, 3, 2, 1, 40, 36),
+        (5, 4, 6, 3, 2, 1, 7, 9),
+        (3, 5, 7, 1, 1, 0, 6, 5),
+        (1, 6, 4, 1, 1, 0, 17, 16),
+        (2, 5, 3, 1, 2, 0, 9, 9),
+        (2, 3, 4, 5, 1, 2, 9, 8),
+        (2, 3, 4, 3, 1, 0, 6, 6),
+        (2, 2, 2, 3, 3, 1, 10, 10),
+        (2, 3, 2, 3, 1, 2, 4, 4),
+        (1, 40, 3, 3, 1, 1, 5, 5),
+        (6, 48, 16, 3, 1, 1, 4, 4),
+    ];
+
+    fn run_all(g: &Geometry, x: &[f32], w: &[f32], u: &[f32]) -> [Vec<f32>; 3] {
+        [
+            forward(g, x, w).unwrap(),
+            input_grad(g, u, w).unwrap(),
+            kernel_grad(g, x, u).unwrap(),
+        ]
+    }
+
+    #[test]
+    fn all_directions_match_their_definitions() {
+        for (i, &(n, cin, cout, k, stride, padding, h, w)) in CASES.iter().enumerate() {
+            let g = Geometry::new(&[n, cin, h, w], &[cout, cin, k, k], stride, padding).unwrap();
+            let x = values(n * cin * h * w, 3 * i as u64);
+            let wt = values(cout * cin * k * k, 3 * i as u64 + 1);
+            let u = values(n * cout * g.oh * g.ow, 3 * i as u64 + 2);
+            let (y, dx, dw) = naive(&g, &x, &wt, &u);
+            let [gy, gdx, gdw] = run_all(&g, &x, &wt, &u);
+            let tag = format!("case {i} {g:?}");
+            assert_close(&gy, &y, &format!("{tag} forward"));
+            assert_close(&gdx, &dx, &format!("{tag} input grad"));
+            assert_close(&gdw, &dw, &format!("{tag} kernel grad"));
+        }
+    }
+
+    /// The work split depends on the shapes only, so any thread count gives the same bits.
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let pool = |threads| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+        };
+        let (one, three) = (pool(1), pool(3));
+        for (i, &(n, cin, cout, k, stride, padding, h, w)) in CASES.iter().enumerate() {
+            let g = Geometry::new(&[n, cin, h, w], &[cout, cin, k, k], stride, padding).unwrap();
+            let x = values(n * cin * h * w, 7 * i as u64);
+            let wt = values(cout * cin * k * k, 7 * i as u64 + 1);
+            let u = values(n * cout * g.oh * g.ow, 7 * i as u64 + 2);
+            let a = one.install(|| run_all(&g, &x, &wt, &u));
+            let b = three.install(|| run_all(&g, &x, &wt, &u));
+            assert!(a == b, "case {i}: results differ between 1 and 3 threads");
+        }
+    }
+
+    #[test]
+    fn impossible_geometries_are_errors_not_panics() {
+        let bad = [
+            ([1, 3, 8, 8], [4, 3, 3, 3], 0, 1),          // zero stride
+            ([1, 3, 8, 8], [4, 2, 3, 3], 1, 1),          // channel mismatch
+            ([1, 3, 2, 2], [4, 3, 5, 5], 1, 1),          // kernel larger than the padded input
+            ([1, 3, 8, 8], [4, 3, 3, 2], 1, 1),          // non-square kernel
+            ([1, 3, 8, 8], [4, 3, 0, 0], 1, 0),          // empty kernel
+            ([1, 3, 8, 8], [4, 3, 3, 3], 1, usize::MAX), // padding overflows
+        ];
+        for (x, w, stride, padding) in bad {
+            assert!(
+                Geometry::new(&x, &w, stride, padding).is_err(),
+                "{x:?} {w:?} {stride} {padding}"
+            );
+        }
+        assert!(
+            Geometry::new(&[1, 3, 8], &[4, 3, 3, 3], 1, 1).is_err(),
+            "3-D input"
+        );
+        let empty = Geometry::new(&[0, 3, 8, 8], &[4, 3, 3, 3], 1, 1).unwrap();
+        assert!(forward(&empty, &[], &values(108, 1)).unwrap().is_empty());
+        assert_eq!(kernel_grad(&empty, &[], &[]).unwrap(), vec![0.0; 108]);
+    }
+}
