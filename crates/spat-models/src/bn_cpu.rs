@@ -10,6 +10,14 @@
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
 use rayon::prelude::*;
 
+/// Fewest elements worth a parallel task of their own (smaller pieces stay on one thread).
+const MIN_TASK_ELEMENTS: usize = 1 << 15;
+
+/// Consecutive items of `elements` each one task should take at the least.
+fn min_len(elements: usize) -> usize {
+    MIN_TASK_ELEMENTS.div_ceil(elements.max(1))
+}
+
 /// Per-channel statistics the normalisation uses.
 #[derive(Debug, Clone)]
 pub(crate) struct ChannelStats {
@@ -98,6 +106,7 @@ pub(crate) fn batch_stats(x: &Tensor) -> Result<ChannelStats> {
     with_slice(x, |data| {
         let per_channel: Vec<(f32, f32)> = (0..c)
             .into_par_iter()
+            .with_min_len(min_len(n * plane))
             .map(|ch| {
                 // Per-plane partial sums in f32 lanes (vectorisable), planes summed in f64.
                 let planes = (0..n).map(|i| &data[(i * c + ch) * plane..][..plane]);
@@ -169,6 +178,7 @@ impl CustomOp3 for FusedBatchNorm {
         out.par_chunks_mut(plane)
             .zip(x.par_chunks(plane))
             .enumerate()
+            .with_min_len(min_len(plane))
             .for_each(|(i, (o, xp))| {
                 let (a, s) = (scale[i % c], shift[i % c]);
                 if self.relu {
@@ -206,6 +216,7 @@ impl CustomOp3 for FusedBatchNorm {
                     let channels = if need_sums { 0..c } else { 0..0 };
                     let sums: Vec<(f32, f32)> = channels
                         .into_par_iter()
+                        .with_min_len(min_len(n * plane))
                         .map(|ch| {
                             let (m, is) = (self.mean[ch], self.inv_std[ch]);
                             let (mut sd, mut sdx) = (0f64, 0f64);
@@ -220,32 +231,36 @@ impl CustomOp3 for FusedBatchNorm {
                         })
                         .collect();
                     let mut dx = vec![0f32; x.len()];
-                    dx.par_chunks_mut(plane).enumerate().for_each(|(p, out)| {
-                        let ch = p % c;
-                        let (m, is) = (self.mean[ch], self.inv_std[ch]);
-                        let k = weight[ch] * is;
-                        let r = p * plane..(p + 1) * plane;
-                        // dx = k·(dy − mean(dy) − x̂·mean(dy·x̂)) = k·dy + a·x + b, with dy the
-                        // upstream gradient through the ReLU (zero where the output was clipped,
-                        // as PyTorch's threshold backward does).
-                        let (a, b) = if self.batch_stats {
-                            let (mean_dy, mean_dy_xhat) = (sums[ch].0 / count, sums[ch].1 / count);
-                            let a = -k * is * mean_dy_xhat;
-                            (a, -k * mean_dy - a * m)
-                        } else {
-                            (0.0, 0.0)
-                        };
-                        let relu = self.relu;
-                        for (((o, &xv), &gv), &yv) in out
-                            .iter_mut()
-                            .zip(&x[r.clone()])
-                            .zip(&g[r.clone()])
-                            .zip(&y[r])
-                        {
-                            let dy = if relu && yv <= 0.0 { 0.0 } else { gv };
-                            *o = k * dy + a * xv + b;
-                        }
-                    });
+                    dx.par_chunks_mut(plane)
+                        .enumerate()
+                        .with_min_len(min_len(plane))
+                        .for_each(|(p, out)| {
+                            let ch = p % c;
+                            let (m, is) = (self.mean[ch], self.inv_std[ch]);
+                            let k = weight[ch] * is;
+                            let r = p * plane..(p + 1) * plane;
+                            // dx = k·(dy − mean(dy) − x̂·mean(dy·x̂)) = k·dy + a·x + b, with dy the
+                            // upstream gradient through the ReLU (zero where the output was clipped,
+                            // as PyTorch's threshold backward does).
+                            let (a, b) = if self.batch_stats {
+                                let (mean_dy, mean_dy_xhat) =
+                                    (sums[ch].0 / count, sums[ch].1 / count);
+                                let a = -k * is * mean_dy_xhat;
+                                (a, -k * mean_dy - a * m)
+                            } else {
+                                (0.0, 0.0)
+                            };
+                            let relu = self.relu;
+                            for (((o, &xv), &gv), &yv) in out
+                                .iter_mut()
+                                .zip(&x[r.clone()])
+                                .zip(&g[r.clone()])
+                                .zip(&y[r])
+                            {
+                                let dy = if relu && yv <= 0.0 { 0.0 } else { gv };
+                                *o = k * dy + a * xv + b;
+                            }
+                        });
                     let db: Vec<f32> = sums.iter().map(|s| s.0).collect();
                     let dw: Vec<f32> = sums.iter().map(|s| s.1).collect();
                     Ok((dx, dw, db))

@@ -37,6 +37,10 @@ const MIN_TILE_COLUMNS: usize = 256;
 const MIN_GROUP_DEPTH: usize = 128;
 /// Parallel tasks the weight gradient aims for (channel groups × batch partitions).
 const WEIGHT_GRAD_TASKS: usize = 4;
+/// Fewest floating-point operations worth a task of their own: smaller pieces of work are
+/// cheaper done in place than handed to another thread (which, on a busy machine, may not run
+/// for a while).
+const MIN_TASK_FLOPS: usize = 4_000_000;
 
 /// Sizes of one convolution, validated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -205,14 +209,19 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     out
 }
 
-/// Threads each product may use when only `tasks` products run side by side.
-fn product_threads(tasks: usize) -> usize {
+/// Threads each product may use when only `tasks` products of `flops` each run side by side.
+fn product_threads(tasks: usize, flops: usize) -> usize {
     let threads = rayon::current_num_threads();
-    if tasks < threads {
+    if tasks < threads && flops >= threads * MIN_TASK_FLOPS {
         threads
     } else {
         1
     }
+}
+
+/// Consecutive tasks of `flops` each one thread should take at the least.
+fn min_tasks(flops: usize) -> usize {
+    MIN_TASK_FLOPS.div_ceil(flops.max(1))
 }
 
 /// Writes the im2col rows of input channels `channels` for `tile` into `col` (`[kk][T]`,
@@ -308,7 +317,8 @@ pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
         return Ok(y);
     }
     let groups = g.groups();
-    let threads = product_threads(groups.len());
+    let group_flops = 2 * g.images_per_group() * g.plane_out() * g.depth() * g.cout;
+    let threads = product_threads(groups.len(), group_flops);
     // Wᵀ as a K × C_out matrix.
     let wt = View {
         data: w,
@@ -319,6 +329,7 @@ pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
     };
     y.par_chunks_mut(g.images_per_group() * g.cout * g.plane_out())
         .zip(groups)
+        .with_min_len(min_tasks(group_flops))
         .try_for_each(|(y, images)| {
             let x =
                 &x[images.start * g.cin * g.plane_in()..][..images.len() * g.cin * g.plane_in()];
@@ -394,7 +405,8 @@ pub(crate) fn input_grad(g: &Geometry, grad: &[f32], w: &[f32]) -> Result<Vec<f3
         return Ok(dx);
     }
     let groups = g.groups();
-    let threads = product_threads(groups.len());
+    let group_flops = 2 * g.images_per_group() * g.plane_out() * g.depth() * g.cout;
+    let threads = product_threads(groups.len(), group_flops);
     // W as a C_out × K matrix.
     let wm = View {
         data: w,
@@ -405,6 +417,7 @@ pub(crate) fn input_grad(g: &Geometry, grad: &[f32], w: &[f32]) -> Result<Vec<f3
     };
     dx.par_chunks_mut(g.images_per_group() * g.cin * g.plane_in())
         .zip(groups)
+        .with_min_len(min_tasks(group_flops))
         .try_for_each(|(dx, images)| {
             let p = g.plane_out();
             let grad = &grad[images.start * g.cout * p..][..images.len() * g.cout * p];
@@ -495,7 +508,8 @@ pub(crate) fn kernel_grad(g: &Geometry, x: &[f32], grad: &[f32]) -> Result<Vec<f
                 .map(move |p| (c.clone(), p))
         })
         .collect();
-    let threads = product_threads(tasks.len());
+    let task_flops = 2 * g.n * g.plane_out() * g.depth() * g.cout / tasks.len();
+    let threads = product_threads(tasks.len(), task_flops);
     // Task i's partial gradient, `[co][channels of its group · k²]`, at `offsets[i]`.
     let mut offsets = vec![0usize];
     for (c, _) in &tasks {
@@ -512,77 +526,77 @@ pub(crate) fn kernel_grad(g: &Geometry, x: &[f32], grad: &[f32]) -> Result<Vec<f
         slices.push(head);
         rest = tail;
     }
-    let result =
-        slices
-            .into_par_iter()
-            .zip(&tasks)
-            .try_for_each(|(part, (channels, partition))| {
-                let rows = channels.len() * g.kk();
-                for images in *partition {
-                    let p = g.plane_out();
-                    let x = &x[images.start * g.cin * g.plane_in()..]
-                        [..images.len() * g.cin * g.plane_in()];
-                    let grad = &grad[images.start * g.cout * p..][..images.len() * g.cout * p];
-                    for tile in g.tiles(images.clone()) {
-                        let t = tile.columns(g);
-                        let one_image = tile.images.len() == 1;
-                        let direct = g.pointwise() && one_image;
-                        let col_len = if direct { 0 } else { rows * t };
-                        let gathered = if one_image { 0 } else { g.cout * t };
-                        with_scratch(col_len + gathered, |scratch| {
-                            let (col, gathered) = scratch.split_at_mut(col_len);
-                            // colᵀ restricted to the group's channels, K_group × T.
-                            let lhs = if direct {
-                                let data = &x[channels.start * g.plane_in()..];
-                                View {
-                                    data,
-                                    rows,
-                                    cols: t,
-                                    row_stride: g.plane_in(),
-                                    col_stride: 1,
-                                }
-                            } else {
-                                im2col(g, x, &tile, channels.clone(), col);
-                                View {
-                                    data: col,
-                                    rows,
-                                    cols: t,
-                                    row_stride: t,
-                                    col_stride: 1,
-                                }
-                            };
-                            let rhs = if one_image {
-                                let data = &grad[tile.rows.start * g.ow..];
-                                View {
-                                    data,
-                                    rows: t,
-                                    cols: g.cout,
-                                    row_stride: 1,
-                                    col_stride: p,
-                                }
-                            } else {
-                                gather_planes(g, grad, &tile, g.cout, gathered);
-                                View {
-                                    data: gathered,
-                                    rows: t,
-                                    cols: g.cout,
-                                    row_stride: 1,
-                                    col_stride: t,
-                                }
-                            };
-                            let dst = ViewMut {
-                                data: part,
+    let result = slices
+        .into_par_iter()
+        .zip(&tasks)
+        .with_min_len(min_tasks(task_flops))
+        .try_for_each(|(part, (channels, partition))| {
+            let rows = channels.len() * g.kk();
+            for images in *partition {
+                let p = g.plane_out();
+                let x = &x[images.start * g.cin * g.plane_in()..]
+                    [..images.len() * g.cin * g.plane_in()];
+                let grad = &grad[images.start * g.cout * p..][..images.len() * g.cout * p];
+                for tile in g.tiles(images.clone()) {
+                    let t = tile.columns(g);
+                    let one_image = tile.images.len() == 1;
+                    let direct = g.pointwise() && one_image;
+                    let col_len = if direct { 0 } else { rows * t };
+                    let gathered = if one_image { 0 } else { g.cout * t };
+                    with_scratch(col_len + gathered, |scratch| {
+                        let (col, gathered) = scratch.split_at_mut(col_len);
+                        // colᵀ restricted to the group's channels, K_group × T.
+                        let lhs = if direct {
+                            let data = &x[channels.start * g.plane_in()..];
+                            View {
+                                data,
                                 rows,
+                                cols: t,
+                                row_stride: g.plane_in(),
+                                col_stride: 1,
+                            }
+                        } else {
+                            im2col(g, x, &tile, channels.clone(), col);
+                            View {
+                                data: col,
+                                rows,
+                                cols: t,
+                                row_stride: t,
+                                col_stride: 1,
+                            }
+                        };
+                        let rhs = if one_image {
+                            let data = &grad[tile.rows.start * g.ow..];
+                            View {
+                                data,
+                                rows: t,
                                 cols: g.cout,
                                 row_stride: 1,
-                                col_stride: rows,
-                            };
-                            matmul(dst, lhs, rhs, true, threads)
-                        })?;
-                    }
+                                col_stride: p,
+                            }
+                        } else {
+                            gather_planes(g, grad, &tile, g.cout, gathered);
+                            View {
+                                data: gathered,
+                                rows: t,
+                                cols: g.cout,
+                                row_stride: 1,
+                                col_stride: t,
+                            }
+                        };
+                        let dst = ViewMut {
+                            data: part,
+                            rows,
+                            cols: g.cout,
+                            row_stride: 1,
+                            col_stride: rows,
+                        };
+                        matmul(dst, lhs, rhs, true, threads)
+                    })?;
                 }
-                Ok::<_, candle_core::Error>(())
-            });
+            }
+            Ok::<_, candle_core::Error>(())
+        });
     if result.is_ok() {
         // Partials in task order: channel group by channel group, partitions in batch order.
         for ((channels, _), range) in tasks.iter().zip(offsets.windows(2)) {
