@@ -388,13 +388,14 @@ impl Setting {
 
 // Smoke-scale knobs: sized so that `reproduce table6.1 --scale smoke` and `fig5.3 --scale smoke`
 // each finish in a few minutes on 2 CPU cores.
-pub const SMOKE_EPOCHS: usize = 2;
+pub const SMOKE_EPOCHS: usize = 30;
 pub const SMOKE_BATCH: usize = 64;
-pub const SMOKE_TRAIN_IMAGES: usize = 256;
+/// All 512 training images of data/cifar-10-mini.
+pub const SMOKE_TRAIN_IMAGES: usize = 512;
 pub const SMOKE_MONITOR_IMAGES: usize = 32;
-pub const SMOKE_EVAL_IMAGES: usize = 64;
+pub const SMOKE_EVAL_IMAGES: usize = 256;
 /// Test images of a smoke α sweep (13 PGD-20 attacks per model).
-pub const SMOKE_SWEEP_IMAGES: usize = 48;
+pub const SMOKE_SWEEP_IMAGES: usize = 128;
 
 /// Evaluation radius of every table and figure (1/255 units).
 pub const EVAL_EPS: f64 = 8.0;

@@ -224,17 +224,65 @@ fn min_tasks(flops: usize) -> usize {
     MIN_TASK_FLOPS.div_ceil(flops.max(1))
 }
 
+/// For a stride-1 convolution whose output rows are as wide as its input rows, the taps of one
+/// kernel position over the output rows `rows` of an image read one contiguous run of the input
+/// plane: output position `j` (counted from the first of those rows, `rows.start ≥ 0` valid for
+/// `ky`) reads input element `j + base`. Returns `base` and the range of `j` whose input
+/// element lies inside the plane (the others are padding, as are the edge columns).
+fn shifted_run(g: &Geometry, rows: &Range<usize>, ky: usize, kx: usize) -> (isize, Range<usize>) {
+    let base = ((rows.start + ky - g.padding) * g.w) as isize + kx as isize - g.padding as isize;
+    let len = rows.len() * g.ow;
+    let lo = (-base).max(0) as usize;
+    let hi = (g.plane_in() as isize - base).clamp(0, len as isize) as usize;
+    (base, lo.min(hi)..hi)
+}
+
+/// Zeroes the columns outside `cols` of every output row in `run` (rows of `g.ow`).
+fn zero_edge_columns(g: &Geometry, run: &mut [f32], cols: &Range<usize>) {
+    for o in (0..cols.start).chain(cols.end..g.ow) {
+        for v in run.iter_mut().skip(o).step_by(g.ow) {
+            *v = 0.0;
+        }
+    }
+}
+
 /// Writes the im2col rows of input channels `channels` for `tile` into `col` (`[kk][T]`,
 /// zeros where a tap falls into the padding). `x` starts at the tile's first image.
 fn im2col(g: &Geometry, x: &[f32], tile: &Tile, channels: Range<usize>, col: &mut [f32]) {
     let t = tile.columns(g);
     let first = tile.images.start;
+    let per_image = tile.rows.len() * g.ow;
+    let same_width = g.stride == 1 && g.ow == g.w;
     for (c, ci) in channels.enumerate() {
         for ky in 0..g.k {
             let rows = g.valid(ky, g.h, g.oh);
             for kx in 0..g.k {
                 let cols = g.valid(kx, g.w, g.ow);
                 let out = &mut col[((c * g.k + ky) * g.k + kx) * t..][..t];
+                if same_width {
+                    // One copy per image instead of one per output row.
+                    for (i, b) in tile.images.clone().enumerate() {
+                        let out = &mut out[i * per_image..][..per_image];
+                        let src = &x[((b - first) * g.cin + ci) * g.plane_in()..][..g.plane_in()];
+                        let valid = tile.rows.start.max(rows.start)..tile.rows.end.min(rows.end);
+                        if valid.is_empty() {
+                            out.fill(0.0);
+                            continue;
+                        }
+                        let lo = (valid.start - tile.rows.start) * g.ow;
+                        let hi = lo + valid.len() * g.ow;
+                        out[..lo].fill(0.0);
+                        out[hi..].fill(0.0);
+                        let run = &mut out[lo..hi];
+                        let (base, inside) = shifted_run(g, &valid, ky, kx);
+                        run[..inside.start].fill(0.0);
+                        run[inside.end..].fill(0.0);
+                        let from = (inside.start as isize + base) as usize;
+                        run[inside.clone()].copy_from_slice(&src[from..from + inside.len()]);
+                        zero_edge_columns(g, run, &cols);
+                    }
+                    continue;
+                }
                 for (b, oy, start) in tile.row_starts(g) {
                     let dst = &mut out[start..start + g.ow];
                     if !rows.contains(&oy) || cols.is_empty() {
@@ -261,9 +309,11 @@ fn im2col(g: &Geometry, x: &[f32], tile: &Tile, channels: Range<usize>, col: &mu
 
 /// Adds the im2col-shaped `col` (`[kk][T]`, all input channels) of `tile` onto `dx`, which
 /// starts at the tile's first image.
-fn col2im(g: &Geometry, col: &[f32], tile: &Tile, dx: &mut [f32]) {
+fn col2im(g: &Geometry, col: &mut [f32], tile: &Tile, dx: &mut [f32]) {
     let t = tile.columns(g);
     let first = tile.images.start;
+    let per_image = tile.rows.len() * g.ow;
+    let same_width = g.stride == 1 && g.ow == g.w;
     for ci in 0..g.cin {
         for ky in 0..g.k {
             let rows = g.valid(ky, g.h, g.oh);
@@ -272,7 +322,33 @@ fn col2im(g: &Geometry, col: &[f32], tile: &Tile, dx: &mut [f32]) {
                 if cols.is_empty() {
                     continue;
                 }
-                let src_row = &col[((ci * g.k + ky) * g.k + kx) * t..][..t];
+                let src_row = &mut col[((ci * g.k + ky) * g.k + kx) * t..][..t];
+                if same_width {
+                    // One long add per image: the edge columns, whose taps fall into the
+                    // padding, are zeroed first (they would land on the neighbouring row).
+                    for (i, b) in tile.images.clone().enumerate() {
+                        let src = &mut src_row[i * per_image..][..per_image];
+                        let valid = tile.rows.start.max(rows.start)..tile.rows.end.min(rows.end);
+                        if valid.is_empty() {
+                            continue;
+                        }
+                        let lo = (valid.start - tile.rows.start) * g.ow;
+                        let run = &mut src[lo..lo + valid.len() * g.ow];
+                        zero_edge_columns(g, run, &cols);
+                        let (base, inside) = shifted_run(g, &valid, ky, kx);
+                        let plane =
+                            &mut dx[((b - first) * g.cin + ci) * g.plane_in()..][..g.plane_in()];
+                        let from = (inside.start as isize + base) as usize;
+                        for (d, s) in plane[from..from + inside.len()]
+                            .iter_mut()
+                            .zip(&run[inside])
+                        {
+                            *d += s;
+                        }
+                    }
+                    continue;
+                }
+                let src_row = &*src_row;
                 for (b, oy, start) in tile.row_starts(g) {
                     if !rows.contains(&oy) {
                         continue;
