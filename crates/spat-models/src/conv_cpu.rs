@@ -839,12 +839,15 @@ mod tests {
         }
     }
 
-    /// (n, cin, cout, k, stride, padding, h, w): every path of the kernels. Several tiles per
-    /// image (stride 1 and 2), groups of whole images, 1×1 stride 1 (one product per image and
-    /// grouped) and stride 2, weight-gradient channel groups and batch partitions, k = 5,
-    /// padding 0 and padding larger than k/2, stride 3, a single image (fewer tasks than
-    /// threads) and odd, non-square sizes.
-    const CASES: [(usize, usize, usize, usize, usize, usize, usize, usize); 12] = [
+    /// (n, cin, cout, k, stride, padding, h, w).
+    type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
+
+    /// Every path of the kernels. Several tiles per image (stride 1 and 2), groups of whole
+    /// images, 1×1 stride 1 (one product per image and grouped) and stride 2, weight-gradient
+    /// channel groups and batch partitions, k = 5, padding 0 and padding larger than k/2,
+    /// stride 3, a single image (fewer tasks than threads), odd and non-square sizes, and both
+    /// im2col paths (same-width stride 1, and the row-by-row general one).
+    const CASES: [Case; 12] = [
         (2, 32, 8, 3, 1, 1, 20, 20),
         (3, 32, 5, 3, 2, 1, 40, 36),
         (5, 4, 6, 3, 2, 1, 7, 9),
