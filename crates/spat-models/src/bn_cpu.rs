@@ -7,7 +7,7 @@
 //! gradient pass, with the textbook batch-norm gradient. Other devices use the composite path in
 //! `layers.rs`; a unit test there checks that both agree in value and gradient.
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Fewest elements worth a parallel task of their own (smaller pieces stay on one thread).
@@ -26,30 +26,12 @@ pub(crate) struct ChannelStats {
     pub var: Vec<f32>,
 }
 
-/// Runs `f` on the contiguous `f32` data of `t` (copying only if `t` is strided).
 fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    let t = if t.is_contiguous() {
-        t.clone()
-    } else {
-        t.contiguous()?
-    };
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("fused batch norm runs on the CPU only");
-    };
-    let data = cpu.as_slice::<f32>()?;
-    let (start, end) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("batch norm input is not contiguous".into()))?;
-    f(&data[start..end])
+    crate::cpu_data::with_slice(t, "fused batch norm", f)
 }
 
 fn slice_of<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("fused batch norm: {what} is not contiguous"),
-    }
+    crate::cpu_data::slice(s, l, "fused batch norm", what)
 }
 
 /// `Σ f(v)` over `values` with eight independent partial sums (one running sum is a serial chain

@@ -22,7 +22,7 @@
 use std::cell::Cell;
 use std::ops::Range;
 
-use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 use crate::gemm_cpu::{matmul, View, ViewMut};
@@ -386,6 +386,36 @@ fn gather_planes(g: &Geometry, src: &[f32], tile: &Tile, channels: usize, out: &
     }
 }
 
+/// The tile's positions of the output-shaped planes `src` (`channels` of them per image;
+/// `src` starts at the tile's first image) as a `T × channels` matrix: a strided view of `src`
+/// for a one-image tile, else a copy gathered into `gathered` (`channels · T` elements).
+fn tile_view<'a>(
+    g: &Geometry,
+    src: &'a [f32],
+    tile: &Tile,
+    channels: usize,
+    gathered: &'a mut [f32],
+) -> View<'a> {
+    let t = tile.columns(g);
+    if tile.images.len() == 1 {
+        return View {
+            data: &src[tile.rows.start * g.ow..],
+            rows: t,
+            cols: channels,
+            row_stride: 1,
+            col_stride: g.plane_out(),
+        };
+    }
+    gather_planes(g, src, tile, channels, gathered);
+    View {
+        data: gathered,
+        rows: t,
+        cols: channels,
+        row_stride: 1,
+        col_stride: t,
+    }
+}
+
 /// `y = conv(x, w)`.
 pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
     let mut y = vec![0f32; g.n * g.cout * g.plane_out()];
@@ -520,25 +550,7 @@ pub(crate) fn input_grad(g: &Geometry, grad: &[f32], w: &[f32]) -> Result<Vec<f3
                 let gathered = if one_image { 0 } else { g.cout * t };
                 with_scratch(g.depth() * t + gathered, |scratch| {
                     let (dcol, gathered) = scratch.split_at_mut(g.depth() * t);
-                    let lhs = if one_image {
-                        let data = &grad[tile.rows.start * g.ow..];
-                        View {
-                            data,
-                            rows: t,
-                            cols: g.cout,
-                            row_stride: 1,
-                            col_stride: p,
-                        }
-                    } else {
-                        gather_planes(g, grad, &tile, g.cout, gathered);
-                        View {
-                            data: gathered,
-                            rows: t,
-                            cols: g.cout,
-                            row_stride: 1,
-                            col_stride: t,
-                        }
-                    };
+                    let lhs = tile_view(g, grad, &tile, g.cout, gathered);
                     let dst = ViewMut {
                         data: dcol,
                         rows: t,
@@ -641,25 +653,7 @@ pub(crate) fn kernel_grad(g: &Geometry, x: &[f32], grad: &[f32]) -> Result<Vec<f
                                 col_stride: 1,
                             }
                         };
-                        let rhs = if one_image {
-                            let data = &grad[tile.rows.start * g.ow..];
-                            View {
-                                data,
-                                rows: t,
-                                cols: g.cout,
-                                row_stride: 1,
-                                col_stride: p,
-                            }
-                        } else {
-                            gather_planes(g, grad, &tile, g.cout, gathered);
-                            View {
-                                data: gathered,
-                                rows: t,
-                                cols: g.cout,
-                                row_stride: 1,
-                                col_stride: t,
-                            }
-                        };
+                        let rhs = tile_view(g, grad, &tile, g.cout, gathered);
                         let dst = ViewMut {
                             data: part,
                             rows,
@@ -706,25 +700,11 @@ pub(crate) struct GemmConv2d {
 }
 
 fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("conv2d: {what} is not contiguous"),
-    }
+    crate::cpu_data::slice(s, l, "conv2d", what)
 }
 
-/// Runs `f` on the contiguous `f32` data of the CPU tensor `t` (copying only if it is strided).
 fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    let t = if t.is_contiguous() {
-        t.clone()
-    } else {
-        t.contiguous()?
-    };
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("conv2d: CPU kernel given a tensor on another device");
-    };
-    f(slice(cpu, layout, "tensor")?)
+    crate::cpu_data::with_slice(t, "conv2d", f)
 }
 
 impl CustomOp2 for GemmConv2d {
