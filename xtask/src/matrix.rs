@@ -4,6 +4,7 @@
 use std::fmt;
 
 use serde::Serialize;
+use spat_spec::{AttackSpec, Dataset, Method, Split};
 
 use crate::paper;
 
@@ -35,49 +36,10 @@ impl fmt::Display for Scale {
     }
 }
 
-/// Data sets, by the names `spat --dataset` takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Dataset {
-    Cifar10,
-    Cifar100,
-    Stl10,
-}
-
-impl Dataset {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Dataset::Cifar10 => "cifar10",
-            Dataset::Cifar100 => "cifar100",
-            Dataset::Stl10 => "stl10",
-        }
-    }
-    pub fn num_classes(self) -> usize {
-        match self {
-            Dataset::Cifar100 => 100,
-            _ => 10,
-        }
-    }
-    /// Official training / test set sizes (for cost estimates).
-    pub fn train_size(self) -> usize {
-        match self {
-            Dataset::Stl10 => 5_000,
-            _ => 50_000,
-        }
-    }
-    pub fn test_size(self) -> usize {
-        match self {
-            Dataset::Stl10 => 8_000,
-            _ => 10_000,
-        }
-    }
-    /// Pixels per image relative to 32×32 (FLOPs of these convolutional nets scale with it).
-    pub fn pixel_factor(self) -> f64 {
-        match self {
-            Dataset::Stl10 => 9.0,
-            _ => 1.0,
-        }
-    }
+/// Pixels per image relative to 32×32 (FLOPs of these convolutional nets scale with it).
+fn pixel_factor(d: Dataset) -> f64 {
+    let (_, h, w) = d.image_shape();
+    (h * w) as f64 / (32.0 * 32.0)
 }
 
 /// One `spat train` run.
@@ -85,7 +47,7 @@ impl Dataset {
 pub struct TrainSpec {
     pub dataset: Dataset,
     pub model: &'static str,
-    pub method: &'static str,
+    pub method: Method,
     pub spat_alpha: Option<f64>,
     /// Training radius in units of 1/255.
     pub eps: f64,
@@ -102,12 +64,7 @@ pub struct TrainSpec {
 impl TrainSpec {
     /// Directory name: every field that changes the run is in it, so equal runs share a directory.
     pub fn name(&self) -> String {
-        let mut s = format!(
-            "train-{}-{}-{}",
-            self.dataset.as_str(),
-            self.model,
-            self.method
-        );
+        let mut s = format!("train-{}-{}-{}", self.dataset, self.model, self.method);
         if let Some(a) = self.spat_alpha {
             s.push_str(&format!("-spat{a}"));
         }
@@ -130,14 +87,7 @@ impl TrainSpec {
 
     /// The row label of this run, in the thesis's naming ("TRADES + SPAT (α = 0.1)").
     pub fn label(&self) -> String {
-        let method = match self.method {
-            "standard" => "Standard",
-            "madry" => "Madry",
-            "trades" => "TRADES",
-            "mart" => "MART",
-            "rst" => "RST",
-            m => m,
-        };
+        let method = self.method.label();
         match self.spat_alpha {
             Some(a) => format!("{method} + SPAT (α = {a})"),
             None => method.to_string(),
@@ -153,7 +103,7 @@ pub enum Job {
     /// `spat eval` of a trained cell's final weights.
     Eval {
         train: TrainSpec,
-        attacks: Vec<String>,
+        attacks: Vec<AttackSpec>,
         eps: f64,
         test_subset: Option<usize>,
     },
@@ -167,7 +117,7 @@ pub enum Job {
     /// `spat visualize`: a PNG grid of originals and adversarial examples.
     Visualize {
         train: TrainSpec,
-        attacks: Vec<String>,
+        attacks: Vec<AttackSpec>,
         eps: Vec<f64>,
         classes: Vec<&'static str>,
     },
@@ -197,18 +147,6 @@ struct Setting {
     scale: Scale,
 }
 
-/// Forward FLOPs of one 3×32×32 image (10 classes), as `spat model-info PRESET --json` reports
-/// them (2 × multiply-accumulates of convolutions and linear layers).
-pub const FORWARD_FLOPS: &[(&str, f64)] = &[
-    ("wrn-34-10", 13_317_812_736.0),
-    ("wrn-28-10", 10_486_657_536.0),
-    ("wrn-16-2", 202_213_888.0),
-    ("resnet-18", 1_110_845_440.0),
-    ("resnet-50", 2_595_659_776.0),
-    ("preact-resnet-18", 1_110_845_440.0),
-    ("tiny", 6_472_320.0),
-];
-
 /// Assumed sustained throughput for GPU scales (full, short), FLOP/s.
 pub const GPU_FLOPS_PER_SEC: f64 = 20e12;
 /// Assumed sustained throughput for the smoke scale on a 2-core CPU, FLOP/s.
@@ -223,44 +161,27 @@ f32/TF32, about a third of an H100's dense FP32 peak) and 50 GFLOP/s for smoke (
 `spat train --model tiny --method madry` runs an epoch of 512 images, 33 forward-equivalents of 6.5 MFLOP each, plus its \
 monitoring, in about 1.8 s, 68 GFLOP/s). These are planning figures, not measurements.";
 
+/// Forward FLOPs of one 3×32×32 image: spat-spec's size table, which spat-models' tests check
+/// against the construction code (what `spat model-info` prints).
 fn forward_flops(model: &str) -> f64 {
-    FORWARD_FLOPS
-        .iter()
-        .find(|(m, _)| *m == model)
-        .map(|(_, f)| *f)
-        .unwrap_or_else(|| panic!("no FLOP count for preset {model}"))
+    spat_spec::model_size(model)
+        .unwrap_or_else(|| panic!("no size for preset {model}"))
+        .flops as f64
 }
 
 /// Forward-pass equivalents of one training image under `method` with a 10-step attack.
-fn train_passes(method: &str) -> f64 {
+fn train_passes(method: Method) -> f64 {
     match method {
-        "standard" => 3.0,
-        "madry" => 33.0,
-        _ => 37.0,
+        Method::Standard => 3.0,
+        Method::Madry => 33.0,
+        Method::Trades | Method::Mart | Method::Rst => 37.0,
     }
 }
 
-/// Forward-pass equivalents of evaluating one image under an attack spec.
-pub fn attack_passes(spec: &str) -> f64 {
-    let body = spec.split('@').next().unwrap_or(spec);
-    if body == "clean" {
-        return 1.0;
-    }
-    if body == "fgsm" {
-        return 4.0;
-    }
-    let digits = |s: &str| -> Option<f64> {
-        let d: String = s.chars().take_while(|c| c.is_ascii_digit()).collect();
-        d.parse().ok()
-    };
-    let steps = if let Some(rest) = body.strip_prefix("cw") {
-        digits(rest).unwrap_or(30.0)
-    } else if let Some(rest) = body.strip_prefix("pgd") {
-        digits(rest).unwrap_or(20.0)
-    } else {
-        20.0
-    };
-    3.0 * steps + 1.0
+/// Forward-pass equivalents of evaluating one image under an attack: a forward and backward pass
+/// (3) per gradient step, and the forward pass that classifies the result.
+pub fn attack_passes(spec: &AttackSpec) -> f64 {
+    3.0 * spec.steps() as f64 + 1.0
 }
 
 impl Setting {
@@ -319,7 +240,7 @@ impl Setting {
         paper_model: &'static str,
         paper_epochs: usize,
         paper_batch: usize,
-        method: &'static str,
+        method: Method,
         spat_alpha: Option<f64>,
         eps: f64,
         pseudo_labeled: bool,
@@ -344,20 +265,21 @@ impl Setting {
     }
 
     fn train_flops(&self, t: &TrainSpec) -> f64 {
-        let per_image = forward_flops(t.model) * t.dataset.pixel_factor();
+        let per_image = forward_flops(t.model) * pixel_factor(t.dataset);
+        let train_size = t.dataset.official_count(Split::Train);
         let epoch_images = if t.pseudo_labeled {
-            2.0 * self.images(t.dataset.train_size(), t.train_subset)
+            2.0 * self.images(train_size, t.train_subset)
         } else {
-            self.images(t.dataset.train_size(), t.train_subset)
+            self.images(train_size, t.train_subset)
         };
-        let monitor = self.images(t.dataset.test_size(), t.test_subset) * 62.0;
+        let monitor = self.images(t.dataset.official_count(Split::Test), t.test_subset) * 62.0;
         t.epochs as f64 * per_image * (epoch_images * train_passes(t.method) + monitor)
     }
 
-    fn eval_flops(&self, t: &TrainSpec, attacks: &[String], subset: Option<usize>) -> f64 {
-        let per_image = forward_flops(t.model) * t.dataset.pixel_factor();
-        let passes: f64 = attacks.iter().map(|a| attack_passes(a)).sum();
-        per_image * passes * self.images(t.dataset.test_size(), subset)
+    fn eval_flops(&self, t: &TrainSpec, attacks: &[AttackSpec], subset: Option<usize>) -> f64 {
+        let per_image = forward_flops(t.model) * pixel_factor(t.dataset);
+        let passes: f64 = attacks.iter().map(attack_passes).sum();
+        per_image * passes * self.images(t.dataset.official_count(Split::Test), subset)
     }
 
     fn train_cell(&self, t: TrainSpec) -> Cell {
@@ -370,7 +292,7 @@ impl Setting {
     }
 
     fn eval_cell(&self, id: &str, label: &str, t: &TrainSpec, attacks: &[&str], eps: f64) -> Cell {
-        let attacks: Vec<String> = attacks.iter().map(|s| s.to_string()).collect();
+        let attacks = specs(attacks);
         let subset = self.eval_subset();
         Cell {
             name: format!("{id}-eval-{}", t.name().trim_start_matches("train-")),
@@ -415,6 +337,17 @@ pub const FIG_5_ROWS: &[&str] = &["ship", "horse", "bird", "horse", "automobile"
 /// Figure 5.2's columns after the original: PGD-CE, PGD-LS (α = 0.2), PGD-LS (α = 0.8), at 32/255.
 pub const FIG_5_2_ATTACKS: &[&str] = &["pgd20", "pgd-ls:0.2", "pgd-ls:0.8"];
 
+/// Attack specs written as constants here and in [`paper`]; every one is spelt right (tested).
+pub fn specs(names: &[&str]) -> Vec<AttackSpec> {
+    names
+        .iter()
+        .map(|n| {
+            n.parse()
+                .unwrap_or_else(|e| panic!("attack spec `{n}`: {e}"))
+        })
+        .collect()
+}
+
 /// The data set an id needs.
 pub fn dataset_of(id: &str) -> Dataset {
     match id {
@@ -437,7 +370,7 @@ fn chapter5_models(s: &Setting) -> (TrainSpec, TrainSpec) {
         "wrn-34-10",
         100,
         128,
-        "standard",
+        Method::Standard,
         None,
         8.0,
         false,
@@ -447,7 +380,7 @@ fn chapter5_models(s: &Setting) -> (TrainSpec, TrainSpec) {
         "wrn-34-10",
         100,
         128,
-        "madry",
+        Method::Madry,
         None,
         8.0,
         false,
@@ -474,13 +407,10 @@ pub fn plan(id: &str, scale: Scale) -> Option<Plan> {
         }
         "fig5.1" | "fig5.2" => {
             let (_, madry) = chapter5_models(&s);
-            let (attacks, eps): (Vec<String>, Vec<f64>) = if id == "fig5.1" {
-                (vec!["cw30".into()], FIG_5_1_EPS.to_vec())
+            let (attacks, eps) = if id == "fig5.1" {
+                (specs(&["cw30"]), FIG_5_1_EPS.to_vec())
             } else {
-                (
-                    FIG_5_2_ATTACKS.iter().map(|a| a.to_string()).collect(),
-                    vec![32.0],
-                )
+                (specs(FIG_5_2_ATTACKS), vec![32.0])
             };
             cells.push(s.train_cell(madry.clone()));
             let flops = s.eval_flops(&madry, &attacks, Some(FIG_5_ROWS.len())) * eps.len() as f64;
@@ -506,10 +436,11 @@ pub fn plan(id: &str, scale: Scale) -> Option<Plan> {
             }
             for t in [standard, madry] {
                 let subset = s.sweep_subset();
-                let attacks: Vec<String> = std::iter::once("clean".to_string())
+                let names: Vec<String> = std::iter::once("clean".to_string())
                     .chain(FIG_5_3_ALPHAS.iter().map(|a| format!("pgd-ls:{a}")))
                     .chain(["pgd20".to_string(), "pgd-kl".to_string()])
                     .collect();
+                let attacks = specs(&names.iter().map(String::as_str).collect::<Vec<_>>());
                 cells.push(Cell {
                     name: format!("{id}-sweep-{}", t.name().trim_start_matches("train-")),
                     label: t.label(),
@@ -564,7 +495,7 @@ pub fn plan(id: &str, scale: Scale) -> Option<Plan> {
                         "resnet-50",
                         100,
                         128,
-                        "madry",
+                        Method::Madry,
                         spat_alpha,
                         eps,
                         false,
@@ -611,18 +542,14 @@ mod tests {
     fn full_table_6_1_is_the_papers_five_wrn_34_10_runs() {
         let p = plan("table6.1", Scale::Full).unwrap();
         let t = trains(&p);
-        let recipes: Vec<(&str, Option<f64>)> =
+        let recipes: Vec<(Method, Option<f64>)> =
             t.iter().map(|t| (t.method, t.spat_alpha)).collect();
-        assert_eq!(
-            recipes,
-            [
-                ("madry", None),
-                ("trades", None),
-                ("mart", None),
-                ("trades", Some(0.1)),
-                ("mart", Some(0.3))
-            ]
-        );
+        let paper: Vec<(Method, Option<f64>)> = paper::TABLE_6_1
+            .rows
+            .iter()
+            .map(|r| (r.recipe.unwrap().method, r.recipe.unwrap().spat_alpha))
+            .collect();
+        assert_eq!(recipes, paper);
         for t in t {
             assert_eq!(
                 (t.model, t.epochs, t.batch_size, t.eps),
@@ -639,7 +566,7 @@ mod tests {
         assert_eq!(t.len(), 18);
         assert!(t
             .iter()
-            .all(|t| t.model == "resnet-50" && t.method == "madry"));
+            .all(|t| t.model == "resnet-50" && t.method == Method::Madry));
         let names: std::collections::BTreeSet<String> = t.iter().map(|t| t.name()).collect();
         assert_eq!(names.len(), 18, "every (α, ε) has its own run directory");
     }
@@ -664,11 +591,23 @@ mod tests {
 
     #[test]
     fn attack_costs() {
-        assert_eq!(attack_passes("clean"), 1.0);
-        assert_eq!(attack_passes("fgsm"), 4.0);
-        assert_eq!(attack_passes("pgd20"), 61.0);
-        assert_eq!(attack_passes("cw30"), 91.0);
-        assert_eq!(attack_passes("pgd-ls:0.1"), 61.0);
-        assert_eq!(attack_passes("pgd20@eps/10"), 61.0);
+        let passes = |s: &str| attack_passes(&s.parse().unwrap());
+        assert_eq!(passes("clean"), 1.0);
+        assert_eq!(passes("fgsm"), 4.0);
+        assert_eq!(passes("pgd20"), 61.0);
+        assert_eq!(passes("cw30"), 91.0);
+        assert_eq!(passes("pgd-ls:0.1"), 61.0);
+        assert_eq!(passes("pgd20@eps/10"), 61.0);
+    }
+
+    #[test]
+    fn every_attack_named_here_or_in_the_paper_parses() {
+        let mut names: Vec<&str> = vec![FIG_6_ATTACK, "cw30"];
+        names.extend(FIG_5_2_ATTACKS);
+        for t in paper::TABLES {
+            names.extend(t.columns.iter().map(|c| c.attack));
+        }
+        assert_eq!(specs(&names).len(), names.len());
+        assert_eq!(pixel_factor(Dataset::Stl10), 9.0);
     }
 }

@@ -1,27 +1,34 @@
 //! results.md / results.json (and the figure PNGs) of one reproduced id: spat's measurements next
 //! to the thesis's numbers, or next to what the thesis's text states where a figure prints none.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Context as _, Result};
-use serde_json::{json, Value};
+use serde_json::json;
+use spat_spec::report::{
+    AlphaAccuracy, Check, EvalReport, GridPoint, Measured, Results, SweepAttack, SweepModel,
+    SweepReport, TableRow,
+};
+use spat_spec::AttackSpec;
 
 use crate::matrix::{self, Cell, Job, Plan, Scale, TrainSpec};
 use crate::paper;
-use crate::reproduce::Context;
+use crate::reproduce::{Context, EVAL};
 
-fn read_json(path: &Path) -> Result<Value> {
-    let text = fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))
+fn read_eval(path: &Path) -> Result<EvalReport> {
+    Ok(spat_spec::fs::read_json(
+        path,
+        "a `spat eval --json` report",
+    )?)
 }
 
-/// Accuracy `key` of a `spat eval --json` object (top-level, or under `accuracy`).
-fn accuracy(v: &Value, key: &str, path: &Path) -> Result<f64> {
-    v.get(key)
-        .or_else(|| v.get("accuracy").and_then(|a| a.get(key)))
-        .and_then(Value::as_f64)
-        .ok_or_else(|| anyhow!("{} has no accuracy for `{key}`: {v}", path.display()))
+/// The accuracy under `attack` (a spec as written in the paper data) in an evaluation report.
+fn accuracy(v: &EvalReport, attack: &str, path: &Path) -> Result<f64> {
+    let spec: AttackSpec = attack.parse()?;
+    v.accuracy_of(&spec)
+        .ok_or_else(|| anyhow!("{} has no accuracy for `{spec}`", path.display()))
 }
 
 fn fmt2(x: f64) -> String {
@@ -81,12 +88,24 @@ fn rel(ctx: &Context, dir: &Path, cell: &str) -> String {
         .to_string()
 }
 
+/// The fields every `results.json` has, and what was measured.
+fn results(plan: &Plan, source: &str, caption: &str, measured: Measured) -> Results {
+    Results {
+        id: plan.id.clone(),
+        scale: plan.scale.to_string(),
+        source: source.into(),
+        caption: caption.into(),
+        setting: setting(plan.scale),
+        measured,
+    }
+}
+
 fn table_report(
     plan: &Plan,
     table: &paper::Table,
     ctx: &Context,
     dir: &Path,
-) -> Result<(String, Value)> {
+) -> Result<(String, Results)> {
     let mut md = header(
         table.source.split(',').next().unwrap_or(table.id),
         plan.scale,
@@ -108,17 +127,17 @@ fn table_report(
     let mut notes = Vec::new();
     for row in table.rows {
         let cell = cell_by_label(plan, row.label, |j| matches!(j, Job::Eval { .. }))?;
-        let path = ctx.cell_dir(&cell.name).join("eval.json");
-        let v = read_json(&path)?;
+        let path = ctx.cell_dir(&cell.name).join(EVAL);
+        let v = read_eval(&path)?;
         let mut line = vec![row.label.to_string()];
-        let mut paper_vals = serde_json::Map::new();
-        let mut spat_vals = serde_json::Map::new();
+        let mut paper_vals = BTreeMap::new();
+        let mut spat_vals = BTreeMap::new();
         for (c, printed) in table.columns.iter().zip(row.values) {
             let ours = accuracy(&v, c.attack, &path)?;
             line.push((*printed).to_string());
             line.push(fmt2(ours));
-            paper_vals.insert(c.header.into(), json!(paper::value(printed)));
-            spat_vals.insert(c.header.into(), json!(ours));
+            paper_vals.insert(c.header.to_string(), paper::value(printed));
+            spat_vals.insert(c.header.to_string(), ours);
         }
         let train = train_of(&cell.job);
         line.push(format!("`{}`", rel(ctx, dir, &train.name())));
@@ -131,14 +150,14 @@ fn table_report(
                 fmt2(accuracy(&v, "clean", &path)?)
             ));
         }
-        rows.push(json!({
-            "label": row.label,
-            "run": ctx.cell_dir(&train.name()),
-            "eval": path,
-            "paper": paper_vals,
-            "spat": spat_vals,
-            "examples": v.get("examples"),
-        }));
+        rows.push(TableRow {
+            label: row.label.into(),
+            run: ctx.cell_dir(&train.name()),
+            eval: path,
+            paper: paper_vals,
+            spat: spat_vals,
+            examples: v.examples,
+        });
     }
     md.push('\n');
     notes.push(format!(
@@ -159,13 +178,19 @@ fn table_report(
     for n in &notes {
         md.push_str(&format!("- {n}\n"));
     }
-    let json = json!({
-        "id": plan.id, "scale": plan.scale, "source": table.source, "caption": table.caption,
-        "setting": setting(plan.scale), "columns": table.columns.iter().map(|c| c.header).collect::<Vec<_>>(),
-        "attacks": table.columns.iter().map(|c| c.attack).collect::<Vec<_>>(),
-        "eps": format!("{}/255", matrix::EVAL_EPS), "rows": rows, "notes": notes,
-    });
-    Ok((md, json))
+    let attacks = table
+        .columns
+        .iter()
+        .map(|c| c.attack.parse())
+        .collect::<Result<_, _>>()?;
+    let measured = Measured::Table {
+        columns: table.columns.iter().map(|c| c.header.to_string()).collect(),
+        attacks,
+        eps: format!("{}/255", matrix::EVAL_EPS),
+        rows,
+        notes,
+    };
+    Ok((md, results(plan, table.source, table.caption, measured)))
 }
 
 fn statements_md(fig: &paper::Figure) -> String {
@@ -183,12 +208,16 @@ fn save_plot(plot: &spat_report::LinePlot, path: &Path) -> Result<()> {
         .map_err(|e| anyhow!("{e}"))
 }
 
+fn statements(fig: &paper::Figure) -> Vec<String> {
+    fig.statements.iter().map(|s| s.to_string()).collect()
+}
+
 fn sweep_report(
     plan: &Plan,
     fig: &paper::Figure,
     ctx: &Context,
     dir: &Path,
-) -> Result<(String, Value)> {
+) -> Result<(String, Results)> {
     let mut md = header("Figure 5.3", plan.scale, fig.source, fig.caption);
     md.push_str(&statements_md(fig));
     let mut series = Vec::new();
@@ -208,30 +237,21 @@ fn sweep_report(
         .filter(|c| matches!(c.job, Job::Sweep { .. }))
     {
         let path = ctx.cell_dir(&cell.name).join("sweep.json");
-        let v = read_json(&path)?;
-        let rows = v["rows"]
-            .as_array()
-            .ok_or_else(|| anyhow!("{} has no rows", path.display()))?;
-        let find = |attack: &str, alpha: Option<f64>| -> Result<f64> {
-            rows.iter()
-                .find(|r| {
-                    r["attack"] == attack
-                        && match alpha {
-                            Some(a) => r["alpha"].as_f64().is_some_and(|x| (x - a).abs() < 1e-9),
-                            None => true,
-                        }
-                })
-                .and_then(|r| r["accuracy"].as_f64())
-                .ok_or_else(|| anyhow!("{} has no {attack} row for α = {alpha:?}", path.display()))
-        };
-        let clean = v["clean_accuracy"]
-            .as_f64()
-            .ok_or_else(|| anyhow!("{} has no clean_accuracy", path.display()))?;
+        let v: SweepReport = spat_spec::fs::read_json(&path, "a `spat sweep-alpha` report")?;
+        let missing = |what: String| anyhow!("{} has no {what} row", path.display());
+        let clean = v.clean_accuracy;
         let ls: Vec<f64> = matrix::FIG_5_3_ALPHAS
             .iter()
-            .map(|&a| find("pgd-ls", Some(a)))
+            .map(|&a| {
+                v.pgd_ls(a)
+                    .ok_or_else(|| missing(format!("PGD-LS α = {a}")))
+            })
             .collect::<Result<_>>()?;
-        let (ce, kl) = (find("pgd-ce", None)?, find("pgd-kl", None)?);
+        let first = |attack: SweepAttack| {
+            v.first(attack)
+                .ok_or_else(|| missing(attack.as_str().into()))
+        };
+        let (ce, kl) = (first(SweepAttack::PgdCe)?, first(SweepAttack::PgdKl)?);
         let who = cell.label.clone();
         heads.push(format!("{who} (spat)"));
         for (r, x) in table_rows
@@ -257,27 +277,46 @@ fn sweep_report(
             dashed: true,
         });
         let increases = ls.windows(2).filter(|w| w[1] >= w[0]).count();
-        checks.push(json!({
-            "model": who,
-            "statement": "bigger α leads to higher robust accuracy",
-            "spat": format!("{increases} of {} consecutive α steps do not decrease accuracy", ls.len() - 1),
-            "holds": increases == ls.len() - 1,
-        }));
+        let check = |statement: &str, spat: String, holds: Option<bool>| Check {
+            model: Some(who.clone()),
+            statement: statement.into(),
+            paper: None,
+            spat: json!(spat),
+            holds,
+        };
+        checks.push(check(
+            "bigger α leads to higher robust accuracy",
+            format!(
+                "{increases} of {} consecutive α steps do not decrease accuracy",
+                ls.len() - 1
+            ),
+            Some(increases == ls.len() - 1),
+        ));
         let last = *ls.last().expect("non-empty α grid");
-        checks.push(json!({
-            "model": who,
-            "statement": "with α = 1.0 the accuracy under attack is higher than the clean accuracy",
-            "spat": format!("PGD-LS(1.0) {} vs clean {}", fmt2(last), fmt2(clean)),
-            "holds": last > clean,
-        }));
-        checks.push(json!({
-            "model": who,
-            "statement": "jump from α = 0 to α = 0.1 (huge on the standard model, gradual on the adversarially trained one)",
-            "spat": format!("PGD-LS(0.1) − PGD-LS(0) = {} points", fmt2(ls[1] - ls[0])),
-        }));
-        models.push(json!({ "model": who, "run": ctx.cell_dir(&train_of(&cell.job).name()), "sweep": path,
-            "clean": clean, "pgd_ls": xs.iter().zip(&ls).map(|(a, y)| json!({"alpha": a, "accuracy": y})).collect::<Vec<_>>(),
-            "pgd_ce": ce, "pgd_kl": kl, "examples": v.get("examples") }));
+        checks.push(check(
+            "with α = 1.0 the accuracy under attack is higher than the clean accuracy",
+            format!("PGD-LS(1.0) {} vs clean {}", fmt2(last), fmt2(clean)),
+            Some(last > clean),
+        ));
+        checks.push(check(
+            "jump from α = 0 to α = 0.1 (huge on the standard model, gradual on the adversarially trained one)",
+            format!("PGD-LS(0.1) − PGD-LS(0) = {} points", fmt2(ls[1] - ls[0])),
+            None,
+        ));
+        models.push(SweepModel {
+            model: who,
+            run: ctx.cell_dir(&train_of(&cell.job).name()),
+            sweep: path,
+            clean,
+            pgd_ls: xs
+                .iter()
+                .zip(&ls)
+                .map(|(&alpha, &accuracy)| AlphaAccuracy { alpha, accuracy })
+                .collect(),
+            pgd_ce: ce,
+            pgd_kl: kl,
+            examples: v.examples,
+        });
     }
     md.push_str(&format!(
         "| {} |\n|{}\n",
@@ -289,16 +328,16 @@ fn sweep_report(
     }
     md.push_str("\nThe thesis's statements checked on spat's numbers:\n\n");
     for c in &checks {
-        let holds = match c.get("holds").and_then(Value::as_bool) {
+        let holds = match c.holds {
             Some(true) => " — holds",
             Some(false) => " — does not hold",
             None => "",
         };
         md.push_str(&format!(
             "- {}: \"{}\": {}{holds}\n",
-            c["model"].as_str().unwrap_or(""),
-            c["statement"].as_str().unwrap_or(""),
-            c["spat"].as_str().unwrap_or("")
+            c.model.as_deref().unwrap_or(""),
+            c.statement,
+            c.spat.as_str().unwrap_or("")
         ));
     }
     let png = dir.join("fig5.3.png");
@@ -313,10 +352,13 @@ fn sweep_report(
         &png,
     )?;
     md.push_str("\n![Figure 5.3 reproduced](fig5.3.png)\n");
-    let json = json!({ "id": plan.id, "scale": plan.scale, "source": fig.source, "caption": fig.caption,
-        "setting": setting(plan.scale), "paper_statements": fig.statements, "models": models, "checks": checks,
-        "plot": png });
-    Ok((md, json))
+    let measured = Measured::Sweep {
+        paper_statements: statements(fig),
+        models,
+        checks,
+        plot: png,
+    };
+    Ok((md, results(plan, fig.source, fig.caption, measured)))
 }
 
 fn alpha_grid_report(
@@ -324,7 +366,7 @@ fn alpha_grid_report(
     fig: &paper::Figure,
     ctx: &Context,
     dir: &Path,
-) -> Result<(String, Value)> {
+) -> Result<(String, Results)> {
     let title = if plan.id == "fig6.1" {
         "Figure 6.1"
     } else {
@@ -340,8 +382,8 @@ fn alpha_grid_report(
         .filter(|c| matches!(c.job, Job::Eval { .. }))
     {
         let t = train_of(&cell.job);
-        let path = ctx.cell_dir(&cell.name).join("eval.json");
-        let v = read_json(&path)?;
+        let path = ctx.cell_dir(&cell.name).join(EVAL);
+        let v = read_eval(&path)?;
         points.push((
             t.eps,
             t.spat_alpha.unwrap_or(0.0),
@@ -379,22 +421,35 @@ fn alpha_grid_report(
                 .max_by(|x, y| x.3.total_cmp(&y.3))
                 .map(|p| p.1)
                 .ok_or_else(|| anyhow!("fig6.1: no run at ε = {e}"))?;
-            checks.push(json!({ "statement": format!("robust accuracy peaks at α = {paper_peak} for training ε = {e}/255"),
-                "paper": paper_peak, "spat": best, "holds": (best - paper_peak).abs() < 1e-9 }));
+            checks.push(Check {
+                model: None,
+                statement: format!(
+                    "robust accuracy peaks at α = {paper_peak} for training ε = {e}/255"
+                ),
+                paper: Some(json!(paper_peak)),
+                spat: json!(best),
+                holds: Some((best - paper_peak).abs() < 1e-9),
+            });
         }
         let (pc, pr) = paper::FIG_6_1_ALPHA_ONE_EPS8;
         let p = get(8.0, 1.0).ok_or_else(|| anyhow!("fig6.1: no run for ε = 8, α = 1"))?;
-        checks.push(json!({ "statement": "α = 1, training ε = 8/255: clean accuracy 32.44%, robust accuracy 0%",
-            "paper": {"clean": pc, "robust": pr}, "spat": {"clean": p.2, "robust": p.3} }));
+        checks.push(Check {
+            model: None,
+            statement: "α = 1, training ε = 8/255: clean accuracy 32.44%, robust accuracy 0%"
+                .into(),
+            paper: Some(json!({"clean": pc, "robust": pr})),
+            spat: json!({"clean": p.2, "robust": p.3}),
+            holds: None,
+        });
     }
     if !checks.is_empty() {
         md.push_str("\nThe thesis's stated points against spat's:\n\n");
         for c in &checks {
             md.push_str(&format!(
                 "- \"{}\": paper {}, spat {}\n",
-                c["statement"].as_str().unwrap_or(""),
-                c["paper"],
-                c["spat"]
+                c.statement,
+                c.paper.as_ref().unwrap_or(&serde_json::Value::Null),
+                c.spat
             ));
         }
     }
@@ -426,11 +481,23 @@ fn alpha_grid_report(
         &dir.join(&name),
     )?;
     md.push_str(&format!("\n![{title} reproduced]({name})\n"));
-    let json = json!({ "id": plan.id, "scale": plan.scale, "source": fig.source, "caption": fig.caption,
-        "setting": setting(plan.scale), "paper_statements": fig.statements, "eval_attack": matrix::FIG_6_ATTACK,
-        "points": points.iter().map(|p| json!({"train_eps": p.0, "alpha": p.1, "clean": p.2, "robust": p.3, "run": ctx.cell_dir(&p.4)})).collect::<Vec<_>>(),
-        "checks": checks, "plot": dir.join(&name) });
-    Ok((md, json))
+    let measured = Measured::AlphaGrid {
+        paper_statements: statements(fig),
+        eval_attack: matrix::FIG_6_ATTACK.parse()?,
+        points: points
+            .iter()
+            .map(|p| GridPoint {
+                train_eps: p.0,
+                alpha: p.1,
+                clean: p.2,
+                robust: p.3,
+                run: ctx.cell_dir(&p.4),
+            })
+            .collect(),
+        checks,
+        plot: dir.join(&name),
+    };
+    Ok((md, results(plan, fig.source, fig.caption, measured)))
 }
 
 fn grid_report(
@@ -438,7 +505,7 @@ fn grid_report(
     fig: &paper::Figure,
     ctx: &Context,
     dir: &Path,
-) -> Result<(String, Value)> {
+) -> Result<(String, Results)> {
     let title = if plan.id == "fig5.1" {
         "Figure 5.1"
     } else {
@@ -453,7 +520,8 @@ fn grid_report(
         .ok_or_else(|| anyhow!("{}: no visualisation cell", plan.id))?;
     let src = ctx.cell_dir(&cell.name).join("grid.png");
     let name = format!("{}.png", plan.id);
-    fs::copy(&src, dir.join(&name)).with_context(|| format!("copying {}", src.display()))?;
+    let png = fs::read(&src).with_context(|| format!("reading {}", src.display()))?;
+    spat_spec::fs::write_atomic(&dir.join(&name), &png)?;
     if let Job::Visualize {
         attacks,
         eps,
@@ -465,14 +533,21 @@ fn grid_report(
             "spat's grid: rows are the first test images of {}; columns: original, then {} at ε = {} (/255); \
              captions under adversarial images are the model's predictions.\n\n![{title} reproduced]({name})\n",
             classes.join(", "),
-            attacks.join(", "),
+            attacks
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", "),
             eps.iter().map(|e| e.to_string()).collect::<Vec<_>>().join(", ")
         ));
     }
-    let json = json!({ "id": plan.id, "scale": plan.scale, "source": fig.source, "caption": fig.caption,
-        "setting": setting(plan.scale), "paper_statements": fig.statements, "job": cell.job,
-        "run": ctx.cell_dir(&train_of(&cell.job).name()), "image": dir.join(&name) });
-    Ok((md, json))
+    let measured = Measured::Images {
+        paper_statements: statements(fig),
+        job: serde_json::to_value(&cell.job)?,
+        run: ctx.cell_dir(&train_of(&cell.job).name()),
+        image: dir.join(&name),
+    };
+    Ok((md, results(plan, fig.source, fig.caption, measured)))
 }
 
 /// Writes `dir/results.md` and `dir/results.json` for `plan`; returns the markdown.
@@ -488,10 +563,7 @@ pub fn write(plan: &Plan, ctx: &Context, dir: &Path) -> Result<String> {
             _ => grid_report(plan, fig, ctx, dir)?,
         }
     };
-    crate::reproduce::write_atomic(&dir.join("results.md"), md.as_bytes())?;
-    crate::reproduce::write_atomic(
-        &dir.join("results.json"),
-        serde_json::to_string_pretty(&json)?.as_bytes(),
-    )?;
+    spat_spec::fs::write_atomic(&dir.join("results.md"), md.as_bytes())?;
+    spat_spec::fs::write_json(&dir.join("results.json"), &json)?;
     Ok(md)
 }

@@ -14,8 +14,12 @@ use std::time::Instant;
 
 use anyhow::{bail, ensure, Context as _, Result};
 use serde_json::{json, Value};
+use spat_spec::dataset::PSEUDO_LABELED_FILE;
+use spat_spec::report::EvalReport;
+use spat_spec::run::files;
+use spat_spec::{AttackSpec, Dataset, Split};
 
-use crate::matrix::{self, Cell, Dataset, Job, Plan, Scale, TrainSpec};
+use crate::matrix::{self, Cell, Job, Plan, Scale, TrainSpec};
 use crate::paper;
 use crate::report;
 
@@ -88,34 +92,21 @@ impl DataDirs {
     }
 
     pub fn pseudo_labeled(&self) -> PathBuf {
-        self.root.join("ti_500K_pseudo_labeled.pickle")
+        self.root.join(PSEUDO_LABELED_FILE)
     }
 }
 
-/// Files a data set needs, relative to its official folder, and that folder's name.
+/// Files a data set needs, relative to its official folder, and that folder's name. The smoke
+/// scale reads CIFAR-10's first training file only (the embedded sample has no other).
 fn required_files(d: Dataset, scale: Scale) -> (&'static str, Vec<&'static str>) {
-    match d {
-        Dataset::Cifar10 if scale == Scale::Smoke => (
-            "cifar-10-batches-bin",
-            vec!["data_batch_1.bin", "test_batch.bin"],
-        ),
-        Dataset::Cifar10 => (
-            "cifar-10-batches-bin",
-            vec![
-                "data_batch_1.bin",
-                "data_batch_2.bin",
-                "data_batch_3.bin",
-                "data_batch_4.bin",
-                "data_batch_5.bin",
-                "test_batch.bin",
-            ],
-        ),
-        Dataset::Cifar100 => ("cifar-100-binary", vec!["train.bin", "test.bin"]),
-        Dataset::Stl10 => (
-            "stl10_binary",
-            vec!["train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin"],
-        ),
-    }
+    let train = d.files(Split::Train);
+    let train = if d == Dataset::Cifar10 && scale == Scale::Smoke {
+        &train[..1]
+    } else {
+        train
+    };
+    let files = train.iter().chain(d.files(Split::Test)).copied().collect();
+    (d.dir_name(), files)
 }
 
 /// The files an id needs that are absent, as one message naming them and the fetch command.
@@ -135,7 +126,7 @@ pub fn missing_data(id: &str, scale: Scale, dirs: &DataDirs) -> Option<String> {
         .filter(|p| !p.is_file())
         .map(|p| p.display().to_string())
         .collect();
-    let mut fetch = vec![format!("cargo xtask fetch-data {}", d.as_str())];
+    let mut fetch = vec![format!("cargo xtask fetch-data {d}")];
     if matrix::needs_pseudo_labeled(id) && !dirs.pseudo_labeled().is_file() {
         missing.push(dirs.pseudo_labeled().display().to_string());
         fetch.push("cargo xtask fetch-data ti500k (prints where to get it)".into());
@@ -173,7 +164,7 @@ impl Context {
             t.model.into(),
             "--checkpoint".into(),
             self.cell_dir(&t.name())
-                .join("model.safetensors")
+                .join(files::FINAL)
                 .display()
                 .to_string(),
             "--dataset".into(),
@@ -202,7 +193,7 @@ impl Context {
                     "--model".into(),
                     t.model.into(),
                     "--method".into(),
-                    t.method.into(),
+                    t.method.to_string(),
                 ]);
                 if let Some(alpha) = t.spat_alpha {
                     a.extend(["--spat-alpha".into(), alpha.to_string()]);
@@ -234,7 +225,7 @@ impl Context {
                 a.extend(self.model_args(train));
                 a.extend([
                     "--attacks".into(),
-                    attacks.join(","),
+                    list(attacks),
                     "--eps".into(),
                     Self::eps(*eps),
                 ]);
@@ -269,7 +260,7 @@ impl Context {
                 let eps: Vec<String> = eps.iter().map(|e| Self::eps(*e)).collect();
                 a.extend([
                     "--attacks".into(),
-                    attacks.join(","),
+                    list(attacks),
                     "--eps".into(),
                     eps.join(","),
                 ]);
@@ -288,6 +279,14 @@ impl Context {
         }
         a
     }
+}
+
+fn list(attacks: &[AttackSpec]) -> String {
+    attacks
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Cells of several plans, each once, training cells first (they are shared between ids).
@@ -432,16 +431,8 @@ fn spat_binary(device: &str) -> Result<PathBuf> {
 }
 
 const DONE: &str = "DONE";
-
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("syncing {}", tmp.display()))?;
-    fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
-}
+/// The [`EvalReport`] of an evaluation cell.
+pub const EVAL: &str = "eval.json";
 
 fn run_spat(spat: &Path, args: &[String], capture_stdout: bool) -> Result<Vec<u8>> {
     eprintln!("xtask: spat {}", quote(args));
@@ -477,7 +468,7 @@ fn run_cell(spat: Option<&Path>, cell: &Cell, ctx: &Context) -> Result<()> {
     let mut args = ctx.command(cell);
     match &cell.job {
         Job::Train(_) => {
-            if dir.join("config.json").is_file() {
+            if dir.join(files::CONFIG).is_file() {
                 // A killed run: continue from its last checkpoint with its own config.
                 args = vec![
                     "train".into(),
@@ -488,7 +479,7 @@ fn run_cell(spat: Option<&Path>, cell: &Cell, ctx: &Context) -> Result<()> {
                 ];
             }
             run_spat(spat, &args, false)?;
-            let weights = dir.join("model.safetensors");
+            let weights = dir.join(files::FINAL);
             ensure!(
                 weights.is_file(),
                 "spat train finished but wrote no {}",
@@ -497,12 +488,10 @@ fn run_cell(spat: Option<&Path>, cell: &Cell, ctx: &Context) -> Result<()> {
         }
         Job::Eval { .. } => {
             let stdout = run_spat(spat, &args, true)?;
-            let v: Value = serde_json::from_slice(&stdout)
-                .with_context(|| format!("`spat eval` printed no JSON object for {}", cell.name))?;
-            write_atomic(
-                &dir.join("eval.json"),
-                serde_json::to_string_pretty(&v)?.as_bytes(),
-            )?;
+            let report: EvalReport = serde_json::from_slice(&stdout).with_context(|| {
+                format!("`spat eval` printed no evaluation report for {}", cell.name)
+            })?;
+            spat_spec::fs::write_json(&dir.join(EVAL), &report)?;
         }
         Job::Sweep { .. } => {
             run_spat(spat, &args, false)?;
@@ -522,10 +511,7 @@ fn run_cell(spat: Option<&Path>, cell: &Cell, ctx: &Context) -> Result<()> {
         }
     }
     let marker = json!({ "command": args, "seconds": start.elapsed().as_secs_f64() });
-    write_atomic(
-        &dir.join(DONE),
-        serde_json::to_string_pretty(&marker)?.as_bytes(),
-    )?;
+    spat_spec::fs::write_json(&dir.join(DONE), &marker)?;
     eprintln!(
         "xtask: {} finished in {:.1} s",
         cell.name,
@@ -625,7 +611,7 @@ pub fn run(args: Args) -> Result<()> {
         index.push('\n');
     }
     if !single {
-        write_atomic(&ctx.out.join("results.md"), index.as_bytes())?;
+        spat_spec::fs::write_atomic(&ctx.out.join("results.md"), index.as_bytes())?;
     }
     eprintln!(
         "xtask: {} at scale {scale} done in {:.1} s; results in {}",

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use serde_json::Value;
+use spat_spec::report::{Measured, Results};
 
 fn xtask() -> Command {
     Command::new(env!("CARGO_BIN_EXE_xtask"))
@@ -65,86 +66,41 @@ fn strs(v: &Value) -> Vec<String> {
         .collect()
 }
 
-/// (id, data set, model, epochs, batch size, (method, SPAT α) per paper row, evaluation attacks).
-type TableCase = (
-    &'static str,
-    &'static str,
-    &'static str,
-    u64,
-    u64,
-    &'static [(&'static str, Option<f64>)],
-    &'static [&'static str],
-);
+/// (id, data set, model, epochs, batch size): the settings §6.1 states for each table.
+type TableCase = (&'static str, &'static str, &'static str, u64, u64);
 
+/// Every row of a chapter-6 table is one training run with the row's recipe (method and SPAT α,
+/// checked against the thesis text in tests/paper.rs), evaluated under the table's columns.
 #[test]
 fn full_scale_tables_6_x_train_exactly_the_papers_rows() {
     let cases: [TableCase; 4] = [
-        (
-            "table6.1",
-            "cifar10",
-            "wrn-34-10",
-            100,
-            128,
-            &[
-                ("madry", None),
-                ("trades", None),
-                ("mart", None),
-                ("trades", Some(0.1)),
-                ("mart", Some(0.3)),
-            ],
-            &["clean", "fgsm", "pgd20", "cw30"],
-        ),
-        (
-            "table6.2",
-            "cifar100",
-            "wrn-34-10",
-            100,
-            128,
-            &[
-                ("madry", None),
-                ("trades", None),
-                ("mart", None),
-                ("trades", Some(0.1)),
-                ("mart", Some(0.2)),
-            ],
-            &["clean", "fgsm", "pgd20", "cw30"],
-        ),
-        (
-            "table6.3",
-            "cifar10",
-            "wrn-28-10",
-            200,
-            256,
-            &[
-                ("rst", None),
-                ("mart", None),
-                ("rst", Some(0.1)),
-                ("mart", Some(0.1)),
-            ],
-            &["clean", "pgd20"],
-        ),
-        (
-            "table6.4",
-            "stl10",
-            "resnet-18",
-            200,
-            32,
-            &[
-                ("trades", None),
-                ("mart", None),
-                ("trades", Some(0.1)),
-                ("mart", Some(0.2)),
-            ],
-            &["clean", "pgd20"],
-        ),
+        ("table6.1", "cifar10", "wrn-34-10", 100, 128),
+        ("table6.2", "cifar100", "wrn-34-10", 100, 128),
+        ("table6.3", "cifar10", "wrn-28-10", 200, 256),
+        ("table6.4", "stl10", "resnet-18", 200, 32),
     ];
-    for (id, dataset, model, epochs, batch, recipes, attacks) in cases {
+    for (id, dataset, model, epochs, batch) in cases {
+        let table = xtask::paper::table(id).unwrap();
         let p = plan(id, "full");
         let trains = jobs(&p, "train");
         let got: Vec<(String, Option<f64>)> = trains.iter().map(|j| recipe(j)).collect();
-        let want: Vec<(String, Option<f64>)> =
-            recipes.iter().map(|(m, a)| (m.to_string(), *a)).collect();
+        let want: Vec<(String, Option<f64>)> = table
+            .rows
+            .iter()
+            .map(|r| r.recipe.unwrap())
+            .map(|r| (r.method.to_string(), r.spat_alpha))
+            .collect();
         assert_eq!(got, want, "{id}");
+        let attacks: Vec<String> = table
+            .columns
+            .iter()
+            .map(|c| {
+                c.attack
+                    .parse::<spat_spec::AttackSpec>()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
         for t in &trains {
             assert_eq!(t["dataset"], dataset, "{id}");
             assert_eq!(t["model"], model, "{id}");
@@ -158,12 +114,9 @@ fn full_scale_tables_6_x_train_exactly_the_papers_rows() {
             assert_eq!(t["pseudo_labeled"], id == "table6.3", "{id}");
         }
         let evals = jobs(&p, "eval");
-        assert_eq!(evals.len(), recipes.len(), "{id}");
+        assert_eq!(evals.len(), table.rows.len(), "{id}");
         for e in evals {
-            assert_eq!(
-                strs(&e["attacks"]),
-                attacks.iter().map(|s| s.to_string()).collect::<Vec<_>>()
-            );
+            assert_eq!(strs(&e["attacks"]), attacks);
             assert_eq!(e["eps"], 8.0);
             assert!(
                 e["test_subset"].is_null(),
@@ -230,12 +183,12 @@ fn full_scale_chapter_5_uses_a_standard_and_a_madry_model() {
         strs(&jobs(&t51, "eval")[0]["attacks"]),
         [
             "clean",
-            "pgd-kl",
-            "pgd-ls:0.01",
-            "pgd-ls:0.001",
-            "pgd-ls:0.0001",
-            "pgd-ls:0.00005",
-            "pgd-ls:0.00001"
+            "pgd20-kl",
+            "pgd20-ls:0.01",
+            "pgd20-ls:0.001",
+            "pgd20-ls:0.0001",
+            "pgd20-ls:0.00005",
+            "pgd20-ls:0.00001"
         ]
     );
     let t52 = plan("table5.2", "full");
@@ -250,12 +203,12 @@ fn full_scale_chapter_5_uses_a_standard_and_a_madry_model() {
         strs(&jobs(&t52, "eval")[0]["attacks"]),
         [
             "clean",
-            "pgd-kl",
-            "pgd-ls:0.1",
-            "pgd-ls:0.2",
-            "pgd-ls:0.3",
-            "pgd-ls:0.4",
-            "pgd-ls:0.5"
+            "pgd20-kl",
+            "pgd20-ls:0.1",
+            "pgd20-ls:0.2",
+            "pgd20-ls:0.3",
+            "pgd20-ls:0.4",
+            "pgd20-ls:0.5"
         ]
     );
     let f53 = plan("fig5.3", "full");
@@ -279,7 +232,10 @@ fn full_scale_chapter_5_uses_a_standard_and_a_madry_model() {
     assert_eq!(v["eps"], serde_json::json!([32.0, 16.0, 8.0]));
     let f52 = plan("fig5.2", "full");
     let v = jobs(&f52, "visualize")[0];
-    assert_eq!(strs(&v["attacks"]), ["pgd20", "pgd-ls:0.2", "pgd-ls:0.8"]);
+    assert_eq!(
+        strs(&v["attacks"]),
+        ["pgd20", "pgd20-ls:0.2", "pgd20-ls:0.8"]
+    );
     assert_eq!(v["eps"], serde_json::json!([32.0]));
 }
 
@@ -386,7 +342,8 @@ case "$cmd" in
   train)
     dir="${resume:-$out}"; mkdir -p "$dir"; echo '{}' > "$dir/config.json"; echo weights > "$dir/model.safetensors";;
   eval)
-    printf '{'; sep=""; for a in ${attacks//,/ }; do printf '%s"%s": 42.5' "$sep" "$a"; sep=", "; done; printf '}\n';;
+    printf '{"examples": 64, "eps": 0.031, "worst_case": 42.5, "accuracy": {'; sep=""
+    for a in ${attacks//,/ }; do printf '%s"%s": 42.5' "$sep" "$a"; sep=", "; done; printf '}}\n';;
   sweep-alpha)
     mkdir -p "$out"
     rows=""; for a in 0 0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8 0.9 1; do rows="$rows{\"attack\":\"pgd-ls\",\"alpha\":$a,\"accuracy\":$(awk "BEGIN{print 10+50*$a}")},"; done
@@ -453,27 +410,16 @@ fn table_report_has_every_paper_row_and_resumes() {
     );
 
     let md = fs::read_to_string(out.join("results.md")).unwrap();
-    for (label, values) in [
-        ("Madry", ["84.39", "59.93", "56.37", "54.14"]),
-        ("TRADES", ["85.97", "62.29", "57.32", "54.38"]),
-        ("MART", ["83.7", "61.93", "58.46", "53.28"]),
-        (
-            "TRADES + SPAT (α = 0.1)",
-            ["84.6", "61.46", "58.22", "54.97"],
-        ),
-        (
-            "MART + SPAT (α = 0.3)",
-            ["81.93", "61.87", "59.59", "51.57"],
-        ),
-    ] {
+    for row in xtask::paper::TABLE_6_1.rows {
         let line = md
             .lines()
-            .find(|l| l.starts_with(&format!("| {label} |")))
-            .unwrap_or_else(|| panic!("row {label}:\n{md}"));
-        for v in values {
+            .find(|l| l.starts_with(&format!("| {} |", row.label)))
+            .unwrap_or_else(|| panic!("row {}:\n{md}", row.label));
+        for v in row.values {
             assert!(
                 line.contains(&format!("| {v} | 42.50 |")),
-                "{label}: {line}"
+                "{}: {line}",
+                row.label
             );
         }
     }
@@ -481,11 +427,17 @@ fn table_report_has_every_paper_row_and_resumes() {
         md.contains("NOT comparable"),
         "a smoke report says its numbers are not the paper's"
     );
-    let json: Value =
+    let results: Results =
         serde_json::from_str(&fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
-    assert_eq!(json["rows"].as_array().unwrap().len(), 5);
-    assert_eq!(json["rows"][2]["paper"]["PGD-20"], 58.46);
-    assert_eq!(json["rows"][2]["spat"]["PGD-20"], 42.5);
+    let Measured::Table { rows, attacks, .. } = &results.measured else {
+        panic!("{results:?}")
+    };
+    assert_eq!(rows.len(), 5);
+    assert_eq!(attacks.len(), 4);
+    let mart = &xtask::paper::TABLE_6_1.rows[2];
+    assert_eq!(rows[2].label, mart.label);
+    assert_eq!(rows[2].paper["PGD-20"], xtask::paper::value(mart.values[2]));
+    assert_eq!(rows[2].spat["PGD-20"], 42.5);
 
     // Everything is finished: a re-run calls spat no more and rewrites the same report.
     run();
@@ -517,7 +469,12 @@ fn figure_5_3_report_has_a_png_plot_and_checks_the_texts_claims() {
         md.contains("PGD-LS(1.0) 60.00 vs clean 50.00 — holds"),
         "{md}"
     );
-    let json: Value =
+    let results: Results =
         serde_json::from_str(&fs::read_to_string(out.join("results.json")).unwrap()).unwrap();
-    assert_eq!(json["models"].as_array().unwrap().len(), 2);
+    let Measured::Sweep { models, checks, .. } = &results.measured else {
+        panic!("{results:?}")
+    };
+    assert_eq!(models.len(), 2);
+    assert_eq!(models[0].pgd_ls.len(), 11);
+    assert!(checks.iter().any(|c| c.holds == Some(true)));
 }

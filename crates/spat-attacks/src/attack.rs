@@ -6,50 +6,7 @@ use spat_core::{Classifier, Mode};
 
 use crate::losses;
 use crate::Result;
-
-/// The loss an attack maximises.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum AttackLoss {
-    /// Cross-entropy with the true label (PGD-CE).
-    CrossEntropy,
-    /// Label-smoothed cross-entropy (PGD-LS, thesis eq. 4.1–4.3); `alpha = 0` is PGD-CE.
-    LabelSmoothed { alpha: f64 },
-    /// KL divergence from the clean prediction (PGD-KL, the TRADES adversary).
-    Kl,
-    /// Carlini–Wagner margin with confidence `kappa` (CW∞ when optimised by PGD).
-    CwMargin { kappa: f64 },
-}
-
-impl AttackLoss {
-    /// Summed loss of a batch. `clean_probs` is needed by [`AttackLoss::Kl`] only.
-    pub fn summed(
-        &self,
-        logits: &Tensor,
-        labels: &Tensor,
-        clean_probs: Option<&Tensor>,
-    ) -> Result<Tensor> {
-        let per_example = match *self {
-            AttackLoss::CrossEntropy => losses::cross_entropy(logits, labels)?,
-            AttackLoss::LabelSmoothed { alpha } => {
-                if !(0.0..=1.0).contains(&alpha) {
-                    return Err(crate::Error::InvalidArgument(format!(
-                        "label-smoothing alpha must lie in [0, 1], got {alpha}"
-                    )));
-                }
-                losses::label_smoothed_cross_entropy(logits, labels, alpha)?
-            }
-            AttackLoss::Kl => {
-                let clean = clean_probs.ok_or_else(|| {
-                    crate::Error::InvalidArgument("the KL loss needs the clean prediction".into())
-                })?;
-                losses::kl_from_clean(logits, clean)?
-            }
-            AttackLoss::CwMargin { kappa } => losses::cw_margin(logits, labels, kappa)?,
-        };
-        Ok(per_example.sum_all()?)
-    }
-}
+pub use spat_spec::{AttackLoss, CW_KAPPA};
 
 /// Where PGD starts inside the ball.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -65,8 +22,6 @@ pub enum RandomStart {
 
 /// An L∞ attack on a classifier.
 pub trait Attack {
-    /// Short name used in reports, e.g. `pgd20`.
-    fn name(&self) -> String;
     /// Adversarial examples for `(x, y)`: detached, same shape, dtype and device as `x`, within the
     /// ε-ball around `x` and within `[0, 1]`. Random starts are drawn from `rng`.
     fn perturb(
@@ -100,7 +55,7 @@ fn input_gradient(
 ) -> Result<Tensor> {
     let xv = Var::from_tensor(x)?;
     let logits = model.logits_wrt_input(xv.as_tensor(), mode)?;
-    let total = loss.summed(&logits, y, clean_probs)?;
+    let total = losses::summed(loss, &logits, y, clean_probs)?;
     let grads = total.backward()?;
     match grads.get(xv.as_tensor()) {
         Some(g) => Ok(g.detach()),
@@ -113,8 +68,7 @@ fn input_gradient(
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Fgsm {
     pub eps: f64,
-    /// How the model runs during the attack (`Eval` in [`Fgsm::new`]; `TrainFrozenBn`, not
-    /// `Train`, for batch statistics — see [`Pgd::mode`]).
+    /// How the model runs during the attack (`Eval` in [`Fgsm::new`]; see [`Pgd::mode`]).
     pub mode: Mode,
 }
 
@@ -128,10 +82,6 @@ impl Fgsm {
 }
 
 impl Attack for Fgsm {
-    fn name(&self) -> String {
-        "fgsm".into()
-    }
-
     fn perturb(
         &self,
         model: &dyn Classifier,
@@ -155,10 +105,11 @@ pub struct Pgd {
     pub steps: usize,
     pub loss: AttackLoss,
     pub random_start: RandomStart,
-    /// How the model runs while the adversary is crafted: `Eval` for evaluation; a trainer that
-    /// wants batch statistics (PyTorch `model.train()` during the attack, as TRADES' code) must use
-    /// `TrainFrozenBn`, never `Train` — with `Train` every one of the `steps` forward passes of
-    /// adversarial batches would move the BN running statistics.
+    /// How the model runs while the adversary is crafted: `Eval` for evaluation. With batch
+    /// statistics, `TrainFrozenBn` leaves the BN running statistics alone, while `Train` lets every
+    /// one of the `steps` forward passes move them — what Madry-style training does when it
+    /// attacks the model in `model.train()` (Rice et al.'s `train_cifar.py`), and spat-train's
+    /// default for Madry.
     pub mode: Mode,
 }
 
@@ -174,19 +125,11 @@ pub fn evaluation_step_size(eps: f64) -> f64 {
     eps * 0.003 / 0.031
 }
 
-/// Confidence κ of the CW∞ loss (`cwloss`).
-///
-/// MART's repository (`YisenWang/MART`: `mart.py`, `train_*.py`) has no CW code. The `cwloss`
-/// function that the TRADES/MART line of evaluation code shares (from the CAT repository; the
-/// copies in FAT/GAIRAT-style `attack_generator.py` files) defaults to `confidence=50`; torchattacks'
-/// `PGD_CWLinf` defaults to κ = 0. κ only matters where the margin `z_y − max_{k≠y} z_k` exceeds −κ:
-/// with κ = 50 the hinge is active on practically every CIFAR example, so the attack is PGD on the
-/// plain logit margin; with κ = 0 it stops pushing an example once it is misclassified.
-pub const CW_KAPPA: f64 = 50.0;
-
 impl Pgd {
-    /// The paper's training adversary (Section 6.1): PGD-10, step ε/4, random start — TRADES'
-    /// Gaussian 0.001 start for the KL loss, uniform in the ball otherwise.
+    /// PGD-10 with step ε/4 (the thesis's training attack, §6.1) and a random start: TRADES'
+    /// Gaussian 0.001 for the KL loss, uniform in the ball otherwise. spat-train's
+    /// `training_adversary` is what its trainer uses: it also gives MART its reference's Gaussian
+    /// start.
     pub fn training(eps: f64, loss: AttackLoss, mode: Mode) -> Self {
         let random_start = match loss {
             AttackLoss::Kl => RandomStart::Gaussian { std: 0.001 },
@@ -262,15 +205,6 @@ fn project(x: &Tensor, lo: &Tensor, hi: &Tensor) -> Result<Tensor> {
 }
 
 impl Attack for Pgd {
-    fn name(&self) -> String {
-        match self.loss {
-            AttackLoss::CrossEntropy => format!("pgd{}", self.steps),
-            AttackLoss::LabelSmoothed { alpha } => format!("pgd{}-ls:{alpha}", self.steps),
-            AttackLoss::Kl => format!("pgd{}-kl", self.steps),
-            AttackLoss::CwMargin { .. } => format!("cw{}", self.steps),
-        }
-    }
-
     fn perturb(
         &self,
         model: &dyn Classifier,

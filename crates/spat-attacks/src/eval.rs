@@ -1,29 +1,29 @@
-//! Robust evaluation over a data set: clean accuracy, accuracy under each attack, and worst case.
+//! Robust evaluation over a data set: clean accuracy, accuracy under each attack, and worst case;
+//! the α sweep of Section 5.2; and the adversarial examples of a figure's grid.
 
 use std::collections::BTreeMap;
 
 use candle_core::{DType, Tensor};
+use spat_core::rng::{host_rng, streams};
 use spat_core::{Batch, Classifier, Mode};
+use spat_spec::report::{EvalReport, SweepAttack, SweepReport, SweepRow};
+use spat_spec::{AttackLoss, AttackSpec, StepRule};
 
-use crate::attack::AttackLoss;
-use crate::spec::{AttackSpec, StepRule};
-use crate::{Error, Result};
+use crate::{build, Error, Result};
 
-/// Accuracies in percent, keyed by attack name (`clean`, each attack's spec, `worst_case`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct EvalReport {
-    pub examples: usize,
-    pub eps: f64,
-    pub accuracy: BTreeMap<String, f64>,
+/// The class `model` (in `Mode::Eval`) predicts for each image of `x`: the arg-max of its logits.
+pub fn predictions(model: &dyn Classifier, x: &Tensor) -> Result<Vec<u32>> {
+    Ok(model
+        .logits_wrt_input(x, Mode::Eval)?
+        .argmax(1)?
+        .to_dtype(DType::U32)?
+        .to_vec1::<u32>()?)
 }
 
 fn correct(model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<Vec<bool>> {
-    let pred = model
-        .logits_wrt_input(x, Mode::Eval)?
-        .argmax(1)?
-        .to_dtype(DType::U32)?;
-    let hits = pred.eq(&y.to_dtype(DType::U32)?)?.to_vec1::<u8>()?;
-    Ok(hits.into_iter().map(|h| h != 0).collect())
+    let labels = y.to_dtype(DType::U32)?.to_vec1::<u32>()?;
+    let pred = predictions(model, x)?;
+    Ok(pred.iter().zip(&labels).map(|(p, l)| p == l).collect())
 }
 
 fn progress_bar(progress: bool) -> indicatif::ProgressBar {
@@ -64,11 +64,12 @@ where
     for spec in attacks {
         let name = spec.to_string();
         if !built.iter().any(|(n, _)| *n == name) {
-            built.push((name, spec.build(eps)));
+            built.push((name, build(spec, eps)));
         }
     }
     let mut hits: BTreeMap<String, usize> = built.iter().map(|(n, _)| (n.clone(), 0)).collect();
-    hits.insert("clean".into(), 0);
+    let clean_name = AttackSpec::Clean.to_string();
+    hits.insert(clean_name.clone(), 0);
     let mut worst = 0usize;
     let mut examples = 0usize;
     let bar = progress_bar(progress);
@@ -77,11 +78,10 @@ where
         let batch = batch?;
         let clean = correct(model, &batch.images, &batch.labels)?;
         let mut robust = clean.clone();
-        *hits.get_mut("clean").expect("inserted") += clean.iter().filter(|&&c| c).count();
+        *hits.get_mut(&clean_name).expect("inserted") += clean.iter().filter(|&&c| c).count();
         for (name, attack) in &built {
             let Some(attack) = attack else { continue };
-            let mut rng =
-                spat_core::rng::host_rng(seed, spat_core::rng::streams::EVAL_ATTACK + b as u64);
+            let mut rng = host_rng(seed, streams::EVAL_ATTACK + b as u64);
             let x_adv = attack.perturb(model, &batch.images, &batch.labels, &mut rng)?;
             let ok = correct(model, &x_adv, &batch.labels)?;
             *hits.get_mut(name).expect("inserted") += ok.iter().filter(|&&c| c).count();
@@ -100,33 +100,13 @@ where
         ));
     }
     let pct = |n: usize| 100.0 * n as f64 / examples as f64;
-    let mut accuracy: BTreeMap<String, f64> = hits.into_iter().map(|(k, v)| (k, pct(v))).collect();
-    accuracy.insert("worst_case".into(), pct(worst));
+    let accuracy: BTreeMap<String, f64> = hits.into_iter().map(|(k, v)| (k, pct(v))).collect();
     Ok(EvalReport {
         examples,
         eps,
         accuracy,
+        worst_case: pct(worst),
     })
-}
-
-/// One row of an α sweep.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SweepRow {
-    /// `pgd-ls`, `pgd-ce` or `pgd-kl`.
-    pub attack: String,
-    /// The label-smoothing α of a PGD-LS row.
-    pub alpha: Option<f64>,
-    /// Robust accuracy in percent.
-    pub accuracy: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SweepReport {
-    pub examples: usize,
-    pub eps: f64,
-    pub steps: usize,
-    pub clean_accuracy: f64,
-    pub rows: Vec<SweepRow>,
 }
 
 /// Settings of an α sweep.
@@ -194,23 +174,23 @@ where
         step,
     });
     let report = evaluate(model, batches, &specs, eps, *seed, progress)?;
-    let acc = |s: &AttackSpec| report.accuracy[&s.to_string()];
+    let acc = |s: &AttackSpec| report.accuracy_of(s).expect("every spec was evaluated");
     let mut rows: Vec<SweepRow> = specs[1..=alphas.len()]
         .iter()
         .zip(alphas)
         .map(|(s, &a)| SweepRow {
-            attack: "pgd-ls".into(),
+            attack: SweepAttack::PgdLs,
             alpha: Some(a),
             accuracy: acc(s),
         })
         .collect();
     rows.push(SweepRow {
-        attack: "pgd-ce".into(),
+        attack: SweepAttack::PgdCe,
         alpha: None,
         accuracy: acc(&specs[alphas.len() + 1]),
     });
     rows.push(SweepRow {
-        attack: "pgd-kl".into(),
+        attack: SweepAttack::PgdKl,
         alpha: None,
         accuracy: acc(&specs[alphas.len() + 2]),
     });
@@ -218,7 +198,47 @@ where
         examples: report.examples,
         eps,
         steps,
-        clean_accuracy: report.accuracy["clean"],
+        clean_accuracy: acc(&AttackSpec::Clean),
         rows,
     })
+}
+
+/// The adversarial examples of one attack at one radius, and the model's predictions on them.
+#[derive(Debug, Clone)]
+pub struct AdversarialColumn {
+    pub spec: AttackSpec,
+    pub eps: f64,
+    /// Detached, same shape as the batch's images.
+    pub images: Tensor,
+    pub predictions: Vec<u32>,
+}
+
+/// Every attack of `specs` (clean excluded) at every radius of `radii` on `batch`, attacks outer,
+/// radii inner (a figure's columns). Column `(k, j)` draws its random start from
+/// `host_rng(seed, EVAL_ATTACK + 1024 k + j)`, so a column does not depend on the others.
+pub fn adversarial_columns(
+    model: &dyn Classifier,
+    batch: &Batch,
+    specs: &[AttackSpec],
+    radii: &[f64],
+    seed: u64,
+) -> Result<Vec<AdversarialColumn>> {
+    let mut columns = Vec::new();
+    for (k, spec) in specs.iter().enumerate() {
+        for (j, &eps) in radii.iter().enumerate() {
+            let Some(attack) = build(spec, eps) else {
+                continue;
+            };
+            let mut rng = host_rng(seed, streams::EVAL_ATTACK + 1024 * k as u64 + j as u64);
+            let images = attack.perturb(model, &batch.images, &batch.labels, &mut rng)?;
+            let predictions = predictions(model, &images)?;
+            columns.push(AdversarialColumn {
+                spec: *spec,
+                eps,
+                images,
+                predictions,
+            });
+        }
+    }
+    Ok(columns)
 }

@@ -198,8 +198,7 @@ fn input_gradients_match_central_differences() {
     .unwrap();
     for loss in losses {
         let f = |x: &Tensor| {
-            loss.summed(&tiny_net(x, &w1, &w2), &y, Some(&clean))
-                .unwrap()
+            spat_attacks::losses::summed(&loss, &tiny_net(x, &w1, &w2), &y, Some(&clean)).unwrap()
         };
         let xv = Var::from_tensor(&x0).unwrap();
         let g = v1(f(xv.as_tensor())

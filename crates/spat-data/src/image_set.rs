@@ -1,8 +1,9 @@
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use spat_core::rng::{host_rng, streams};
 use spat_core::Batch;
+use spat_spec::Fnv1a;
 
 use crate::augment::{write_image, Placement};
 use crate::error::{Error, Result};
@@ -150,6 +151,21 @@ impl ImageSet {
         }
     }
 
+    /// FNV-1a (16 hex digits) of the set's shape, class count, labels and pixels, in order: equal
+    /// for the same images with the same labels, wherever they were read from.
+    pub fn fingerprint(&self) -> String {
+        let mut h = Fnv1a::new();
+        let (c, height, w) = self.shape;
+        for n in [c, height, w, self.num_classes, self.len()] {
+            h.update(&(n as u64).to_le_bytes());
+        }
+        for &l in &self.labels {
+            h.update(&l.to_le_bytes());
+        }
+        h.update(&self.images);
+        h.hex()
+    }
+
     /// The images at `indices` as one batch: `f32` in `[0, 1]`, NCHW, on `device`; no augmentation.
     pub fn to_batch(&self, indices: &[usize], device: &Device) -> Result<Batch> {
         if let Some(&bad) = indices.iter().find(|&&i| i >= self.len()) {
@@ -166,6 +182,17 @@ impl ImageSet {
             device,
         )
     }
+}
+
+/// Images of a batch (`f32` in `[0, 1]`, NCHW) back as planar `u8` images, concatenated: each value
+/// scaled by 255 and rounded to the nearest byte (the inverse of the `v / 255` of a batch).
+pub fn to_u8_images(images: &Tensor) -> Result<Vec<u8>> {
+    Ok((images.to_dtype(DType::F32)? * 255.0)?
+        .round()?
+        .clamp(0f32, 255f32)?
+        .to_dtype(DType::U8)?
+        .flatten_all()?
+        .to_vec1::<u8>()?)
 }
 
 /// Assembles a batch from `(set, index, placement)` items; every set must have image shape `shape`.
@@ -251,5 +278,34 @@ mod tests {
         assert_eq!(v, want);
         assert_eq!(b.labels.to_vec1::<u32>().unwrap(), vec![2, 0]);
         assert!(s.to_batch(&[4], &Device::Cpu).is_err());
+        let back = to_u8_images(&b.images).unwrap();
+        assert_eq!(
+            back,
+            [s.image(2), s.image(0)].concat(),
+            "bytes survive the round trip"
+        );
+    }
+
+    #[test]
+    fn fingerprint_follows_pixels_and_labels_not_the_source() {
+        let a = toy(4);
+        let b = ImageSet::new(
+            a.images().to_vec(),
+            a.labels().to_vec(),
+            (3, 2, 2),
+            3,
+            "elsewhere",
+        )
+        .unwrap();
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        let mut pixels = a.images().to_vec();
+        pixels[5] ^= 1;
+        let c = ImageSet::new(pixels, a.labels().to_vec(), (3, 2, 2), 3, "toy").unwrap();
+        assert_ne!(a.fingerprint(), c.fingerprint());
+        let mut labels = a.labels().to_vec();
+        labels[0] = 2;
+        let d = ImageSet::new(a.images().to_vec(), labels, (3, 2, 2), 3, "toy").unwrap();
+        assert_ne!(a.fingerprint(), d.fingerprint());
+        assert_ne!(a.fingerprint(), a.first(3).fingerprint());
     }
 }

@@ -187,15 +187,17 @@ impl Canvas {
         Ok(out)
     }
 
-    /// Writes the PNG through a temporary file and a rename, so a reader never sees half a file.
+    /// Writes the PNG atomically (spat-spec's `write_atomic`: temporary file, fsync, rename), so a
+    /// reader never sees half a file.
     pub fn save_png(&self, path: &Path) -> Result<()> {
         let bytes = self.to_png().map_err(|e| match e {
             Error::Png(_, m) => Error::Png(path.to_path_buf(), m),
             other => other,
         })?;
-        let tmp = path.with_extension("png.tmp");
-        std::fs::write(&tmp, &bytes).map_err(|e| Error::Io(tmp.clone(), e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::Io(path.to_path_buf(), e))
+        spat_spec::fs::write_atomic(path, &bytes).map_err(|e| match e {
+            spat_spec::Error::Io { path, source } => Error::Io(path, source),
+            other => Error::Invalid(other.to_string()),
+        })
     }
 }
 

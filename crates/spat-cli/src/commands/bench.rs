@@ -3,7 +3,8 @@
 //! one call on the same card and compared line by line (`--reference`).
 //!
 //! Workloads (one step on one fixed batch, 3×32×32 inputs, 10 classes):
-//! * `standard`: `Mode::Train` forward, cross-entropy, backward, SGD step;
+//! * `standard`: spat's standard training step (`spat_train::train_step` with
+//!   `Method::Standard`): `Mode::Train` forward, cross-entropy, backward, SGD step;
 //! * `trades-spat-pgd10`: spat's own TRADES+SPAT training step (`spat_train::train_step`):
 //!   PGD-LS(α = 0.2) adversary, 10 steps of 2/255 within 8/255, then TRADES' outer loss (β = 6);
 //! * `pgd20-eval`: PGD-20 in `Mode::Eval` (input gradients only) and the accuracy of the result.
@@ -16,12 +17,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use spat_attacks::{Attack, Pgd};
 use spat_core::{Batch, Classifier, Mode, Network};
-use spat_train::{Method, Sgd, SgdConfig, TrainConfig};
+use spat_spec::report::{BenchRecord as Record, BenchReport as Report};
+use spat_spec::{Dataset, Method, Precision, RunConfig};
+use spat_train::{RunRequest, Sgd, SgdConfig};
 
-use super::common::{parse_device, parse_positive, PrecisionArg};
+use super::common::{parse_device, parse_positive};
 
 pub const WORKLOADS: &[&str] = &["standard", "trades-spat-pgd10", "pgd20-eval"];
 
@@ -62,31 +65,6 @@ pub struct Args {
     /// and batch-norm kernels per layer shape, and the rest of the step (CPU kernels only).
     #[arg(long)]
     pub profile: bool,
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Record {
-    pub model: String,
-    pub workload: String,
-    pub precision: String,
-    pub batch: usize,
-    pub warmup: usize,
-    pub repeats: usize,
-    pub median_ms: f64,
-    pub images_per_s: f64,
-    /// Median CPU time (all threads, user + system) of one step: on a shared machine this
-    /// depends far less on other jobs than the wall time does. Absent where not measurable.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub median_cpu_ms: Option<f64>,
-}
-
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct Report {
-    pub framework: String,
-    pub framework_version: String,
-    pub device: String,
-    pub device_name: String,
-    pub records: Vec<Record>,
 }
 
 /// A model seen through [`Classifier::logits`] only: its attacks then differentiate the weights
@@ -144,16 +122,24 @@ fn fixed_batch(batch: usize, device: &Device) -> Result<Batch> {
     })
 }
 
-fn trades_spat_config() -> TrainConfig {
-    let mut c = TrainConfig::for_dataset(spat_data::Dataset::Cifar10, Method::Trades);
-    c.spat_alpha = Some(0.2);
-    c
+/// The paper's CIFAR-10 configuration of `method` (the data are the benchmark's fixed batch).
+fn config(method: Method, spat_alpha: Option<f64>) -> Result<RunConfig> {
+    let mut r = RunRequest::new("tiny", Dataset::Cifar10, "", method);
+    r.spat_alpha = spat_alpha;
+    Ok(r.configure()?)
+}
+
+/// The training configurations of the step workloads, built once per measurement.
+struct Configs {
+    standard: RunConfig,
+    /// TRADES + SPAT (α = 0.2).
+    trades_spat: RunConfig,
 }
 
 /// One step of `workload`, returning once the device has finished it.
 fn step(
     workload: &str,
-    trades_spat: &TrainConfig,
+    configs: &Configs,
     model: &dyn Network,
     optimizer: &mut Sgd,
     batch: &Batch,
@@ -162,23 +148,16 @@ fn step(
 ) -> Result<()> {
     match workload {
         "standard" => {
-            let logits = model.logits(&batch.images, Mode::Train)?;
-            let loss = spat_train::objectives::cross_entropy(&logits, &batch.labels)?;
-            optimizer.step(&loss.backward()?)?;
+            spat_train::train_step(&configs.standard, model, optimizer, batch, rng)?;
         }
         "trades-spat-pgd10" => {
-            spat_train::train_step(trades_spat, model, optimizer, batch, rng)?;
+            spat_train::train_step(&configs.trades_spat, model, optimizer, batch, rng)?;
         }
         "pgd20-eval" => {
             let x_adv =
                 Pgd::pgd20(8.0 / 255.0).perturb(model, &batch.images, &batch.labels, rng)?;
-            let pred = model
-                .logits_wrt_input(&x_adv, Mode::Eval)?
-                .argmax(1)?
-                .to_dtype(DType::U32)?;
-            // The count is read back, as an evaluation must.
-            let hits = pred.eq(&batch.labels)?.to_dtype(DType::F32)?.sum_all()?;
-            std::hint::black_box(hits.to_scalar::<f32>()?);
+            // The predictions are read back, as an evaluation must.
+            std::hint::black_box(spat_attacks::predictions(model, &x_adv)?);
         }
         other => bail!("unknown workload {other}"),
     }
@@ -200,10 +179,16 @@ fn measure(
     a: &Args,
     preset: &str,
     workload: &str,
-    precision: PrecisionArg,
+    precision: Precision,
     device: &Device,
 ) -> Result<Record> {
-    let model = spat_models::build_with_precision(preset, 10, device, 0, precision.apply())?;
+    let model = spat_models::build_with_precision(
+        preset,
+        10,
+        device,
+        0,
+        spat_models::use_precision(precision),
+    )?;
     let tracked = TrackedWeights(&*model);
     let model: &dyn Network = if a.attack_weight_grads {
         &tracked
@@ -213,11 +198,14 @@ fn measure(
     let mut optimizer = Sgd::new(model.var_store(), SgdConfig::new(0.1, 7e-4));
     let batch = fixed_batch(a.batch, device)?;
     let mut rng = spat_core::rng::host_rng(0, spat_core::rng::streams::ATTACK);
-    let trades_spat = trades_spat_config();
+    let configs = Configs {
+        standard: config(Method::Standard, None)?,
+        trades_spat: config(Method::Trades, Some(0.2))?,
+    };
     for _ in 0..a.warmup {
         step(
             workload,
-            &trades_spat,
+            &configs,
             model,
             &mut optimizer,
             &batch,
@@ -234,7 +222,7 @@ fn measure(
         let t = Instant::now();
         step(
             workload,
-            &trades_spat,
+            &configs,
             model,
             &mut optimizer,
             &batch,
@@ -350,7 +338,7 @@ fn device_name(device: &Device) -> String {
 pub fn run(a: Args) -> Result<()> {
     let models = list(&a.models, "models", spat_models::PRESETS)?;
     let workloads = list(&a.workloads, "workloads", WORKLOADS)?;
-    let precisions: Vec<PrecisionArg> = list(&a.precisions, "precisions", PrecisionArg::NAMES)?
+    let precisions: Vec<Precision> = list(&a.precisions, "precisions", Precision::NAMES)?
         .into_iter()
         .map(|p| p.parse().map_err(anyhow::Error::msg))
         .collect::<Result<_>>()?;
@@ -381,7 +369,7 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(path) = &a.json {
         let mut text = serde_json::to_string_pretty(&report)?;
         text.push('\n');
-        spat_core::fs::write_atomic(path, text.as_bytes())?;
+        spat_spec::fs::write_atomic(path, text.as_bytes())?;
     }
     Ok(())
 }

@@ -1,0 +1,363 @@
+//! Attacks named by short strings, as on the command line and in reports:
+//! `clean,fgsm,pgd20,cw30,pgd-kl,pgd-ls:0.3,pgd20@eps/10`.
+//!
+//! # Grammar
+//!
+//! ```text
+//! spec     = head ( "@" option )*
+//! head     = family [ steps [ "x" restarts ] ] [ "-" variant ] [ ":" argument ]
+//! option   = key [ "=" value ]
+//! ```
+//!
+//! `family` is a run of letters (`pgd`, `cw`, `fgsm`), `steps` and `restarts` are positive
+//! integers (`pgd50x5`), `variant` names a loss or flavour (`pgd-kl`, `pgd-ls:0.3`), and options
+//! refine the attack (`@step=eps/10`, spelt `@eps/10` for short). Reading a spec is two stages: the
+//! text is cut into these parts, then the parts are given a meaning. Only combinations that name an
+//! attack spat can run are accepted; a new attack adds its meaning to [`AttackSpec::from_str`] and its
+//! canonical spelling to `Display`.
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::Error;
+
+/// The loss an attack maximises.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum AttackLoss {
+    /// Cross-entropy with the true label (PGD-CE).
+    CrossEntropy,
+    /// Label-smoothed cross-entropy (PGD-LS, thesis eq. 4.1–4.3); `alpha = 0` is PGD-CE.
+    LabelSmoothed { alpha: f64 },
+    /// KL divergence from the clean prediction (PGD-KL, the TRADES adversary).
+    Kl,
+    /// Carlini–Wagner margin with confidence `kappa` (CW∞ when optimised by PGD).
+    CwMargin { kappa: f64 },
+}
+
+/// Confidence κ of the CW∞ loss (`cwloss`) that `cwN` specs use.
+///
+/// MART's repository (`YisenWang/MART`: `mart.py`, `train_*.py`) has no CW code. The `cwloss`
+/// function that the TRADES/MART line of evaluation code shares (from the CAT repository; the
+/// copies in FAT/GAIRAT-style `attack_generator.py` files) defaults to `confidence=50`; torchattacks'
+/// `PGD_CWLinf` defaults to κ = 0. κ only matters where the margin `z_y − max_{k≠y} z_k` exceeds −κ:
+/// with κ = 50 the hinge is active on practically every CIFAR example, so the attack is PGD on the
+/// plain logit margin; with κ = 0 it stops pushing an example once it is misclassified.
+pub const CW_KAPPA: f64 = 50.0;
+
+/// Step size rule of an evaluation PGD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum StepRule {
+    /// The TRADES/MART evaluation scripts' 0.003 at ε = 0.031, scaled with ε.
+    EvaluationScripts,
+    /// ε / 10 (Section 6.2).
+    EpsOver10,
+}
+
+/// One entry of an attack list. Serialised as its canonical string (`Display`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum AttackSpec {
+    /// No attack: clean accuracy.
+    Clean,
+    /// FGSM on cross-entropy, no random start.
+    Fgsm,
+    /// PGD (with the CW margin loss: CW∞) from a random start.
+    Pgd {
+        steps: usize,
+        loss: AttackLoss,
+        step: StepRule,
+    },
+}
+
+/// The accepted forms, for error messages and `--help`.
+pub const SPEC_FORMS: &str =
+    "clean, fgsm, pgdN (PGD-CE, e.g. pgd20), cwN (CW∞ by PGD, e.g. cw30), \
+pgd-kl / pgdN-kl (PGD-KL), pgd-ls:A / pgdN-ls:A (PGD-LS with 0 <= A <= 1); append @eps/10 (also \
+@step=eps/10 or -eps10) to a PGD or CW form for step ε/10 instead of 0.003 at ε = 0.031";
+
+impl AttackSpec {
+    /// Parses a comma-separated list; an empty list is an error.
+    pub fn parse_list(list: &str) -> Result<Vec<AttackSpec>, Error> {
+        let specs: Vec<AttackSpec> = list
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(str::parse)
+            .collect::<Result<_, _>>()?;
+        if specs.is_empty() {
+            return Err(Error::Invalid(format!(
+                "empty attack list; accepted: {SPEC_FORMS}"
+            )));
+        }
+        Ok(specs)
+    }
+
+    /// Gradient steps of the attack (0 for clean, 1 for FGSM).
+    pub fn steps(&self) -> usize {
+        match *self {
+            AttackSpec::Clean => 0,
+            AttackSpec::Fgsm => 1,
+            AttackSpec::Pgd { steps, .. } => steps,
+        }
+    }
+}
+
+/// A spec's text cut into the parts of the grammar, before any meaning is given to them.
+#[derive(Debug, PartialEq)]
+struct Parts<'a> {
+    family: &'a str,
+    steps: Option<usize>,
+    restarts: Option<usize>,
+    variant: Option<&'a str>,
+    argument: Option<&'a str>,
+    options: Vec<(&'a str, Option<&'a str>)>,
+}
+
+/// Leading ASCII digits of `s` as a positive count, and the rest; `Err` for a zero or an overflow.
+fn count(s: &str) -> Result<(Option<usize>, &str), ()> {
+    let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    if end == 0 {
+        return Ok((None, s));
+    }
+    match s[..end].parse::<usize>() {
+        Ok(n) if n > 0 => Ok((Some(n), &s[end..])),
+        _ => Err(()),
+    }
+}
+
+impl<'a> Parts<'a> {
+    /// Cuts lower-cased, trimmed `text`; `None` if it does not follow the grammar.
+    fn cut(text: &'a str) -> Option<Self> {
+        let mut sections = text.split('@');
+        let mut head = sections.next().unwrap_or("");
+        let mut options: Vec<(&str, Option<&str>)> = Vec::new();
+        // `-eps10` is the older spelling of `@eps/10`.
+        if let Some(h) = head.strip_suffix("-eps10") {
+            head = h;
+            options.push(("eps/10", None));
+        }
+        for option in sections {
+            let (key, value) = match option.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (option, None),
+            };
+            if key.is_empty() || value == Some("") {
+                return None;
+            }
+            options.push((key, value));
+        }
+        let family_end = head
+            .find(|c: char| !c.is_ascii_alphabetic())
+            .unwrap_or(head.len());
+        let (family, rest) = head.split_at(family_end);
+        if family.is_empty() {
+            return None;
+        }
+        let (steps, mut rest) = count(rest).ok()?;
+        let mut restarts = None;
+        if steps.is_some() {
+            if let Some(r) = rest.strip_prefix('x') {
+                let (n, after) = count(r).ok()?;
+                restarts = Some(n?);
+                rest = after;
+            }
+        }
+        let (head_rest, argument) = match rest.split_once(':') {
+            Some((h, a)) => (h, Some(a)),
+            None => (rest, None),
+        };
+        let variant = match head_rest {
+            "" => None,
+            v => Some(v.strip_prefix('-').filter(|v| !v.is_empty())?),
+        };
+        Some(Parts {
+            family,
+            steps,
+            restarts,
+            variant,
+            argument,
+            options,
+        })
+    }
+}
+
+impl FromStr for AttackSpec {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self, Error> {
+        let bad = || Error::Invalid(format!("unknown attack `{text}`; accepted: {SPEC_FORMS}"));
+        let lower = text.trim().to_ascii_lowercase();
+        let parts = Parts::cut(&lower).ok_or_else(bad)?;
+        if let Some(n) = parts.restarts {
+            return Err(Error::Invalid(format!(
+                "attack `{text}`: {n} restarts are not supported by `{}`; accepted: {SPEC_FORMS}",
+                parts.family
+            )));
+        }
+        let mut step = StepRule::EvaluationScripts;
+        for &(key, value) in &parts.options {
+            match (key, value) {
+                ("eps/10", None) | ("step", Some("eps/10")) => step = StepRule::EpsOver10,
+                _ => {
+                    return Err(Error::Invalid(format!(
+                        "attack `{text}`: unknown option `@{key}{}`; accepted: {SPEC_FORMS}",
+                        value.map(|v| format!("={v}")).unwrap_or_default()
+                    )))
+                }
+            }
+        }
+        let plain = parts.steps.is_none() && parts.variant.is_none() && parts.argument.is_none();
+        let pgd = |steps: Option<usize>, default: Option<usize>, loss| {
+            let steps = steps.or(default).ok_or_else(bad)?;
+            Ok(AttackSpec::Pgd { steps, loss, step })
+        };
+        match (parts.family, parts.variant, parts.argument) {
+            ("clean", ..) if plain && parts.options.is_empty() => Ok(AttackSpec::Clean),
+            ("fgsm", ..) if plain && parts.options.is_empty() => Ok(AttackSpec::Fgsm),
+            ("cw", None, None) => pgd(
+                parts.steps,
+                Some(30),
+                AttackLoss::CwMargin { kappa: CW_KAPPA },
+            ),
+            ("pgd", None, None) => pgd(parts.steps, None, AttackLoss::CrossEntropy),
+            ("pgd", Some("kl"), None) => pgd(parts.steps, Some(20), AttackLoss::Kl),
+            ("pgd", Some("ls"), Some(alpha)) => {
+                let alpha: f64 = alpha.parse().map_err(|_| bad())?;
+                if !(0.0..=1.0).contains(&alpha) {
+                    return Err(Error::Invalid(format!(
+                        "attack `{text}`: alpha must lie in [0, 1], got {alpha}"
+                    )));
+                }
+                pgd(parts.steps, Some(20), AttackLoss::LabelSmoothed { alpha })
+            }
+            _ => Err(bad()),
+        }
+    }
+}
+
+impl fmt::Display for AttackSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            AttackSpec::Clean => write!(f, "clean"),
+            AttackSpec::Fgsm => write!(f, "fgsm"),
+            AttackSpec::Pgd { steps, loss, step } => {
+                match loss {
+                    AttackLoss::CrossEntropy => write!(f, "pgd{steps}")?,
+                    AttackLoss::LabelSmoothed { alpha } => write!(f, "pgd{steps}-ls:{alpha}")?,
+                    AttackLoss::Kl => write!(f, "pgd{steps}-kl")?,
+                    AttackLoss::CwMargin { .. } => write!(f, "cw{steps}")?,
+                }
+                if step == StepRule::EpsOver10 {
+                    write!(f, "@eps/10")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl serde::Serialize for AttackSpec {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for AttackSpec {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grammar_cuts_every_part() {
+        let p = Parts::cut("pgd50x5-ls:0.3@step=eps/10@targeted").unwrap();
+        assert_eq!(
+            p,
+            Parts {
+                family: "pgd",
+                steps: Some(50),
+                restarts: Some(5),
+                variant: Some("ls"),
+                argument: Some("0.3"),
+                options: vec![("step", Some("eps/10")), ("targeted", None)],
+            }
+        );
+        let p = Parts::cut("autoattack-rand").unwrap();
+        assert_eq!(
+            (p.family, p.variant, p.steps),
+            ("autoattack", Some("rand"), None)
+        );
+        for bad in [
+            "",
+            "20",
+            "pgd0",
+            "pgd20x0",
+            "pgd-",
+            "pgd@",
+            "pgd@step=",
+            "pgd20y",
+        ] {
+            assert!(Parts::cut(bad).is_none(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn specs_parse_to_their_meaning_and_print_canonically() {
+        let cases = [
+            ("clean", "clean"),
+            ("FGSM", "fgsm"),
+            ("pgd20", "pgd20"),
+            ("cw", "cw30"),
+            ("cw30", "cw30"),
+            ("pgd-kl", "pgd20-kl"),
+            ("pgd10-kl", "pgd10-kl"),
+            ("pgd-ls:0.3", "pgd20-ls:0.3"),
+            ("pgd7-ls:1", "pgd7-ls:1"),
+            ("pgd20@eps/10", "pgd20@eps/10"),
+            ("pgd20-eps10", "pgd20@eps/10"),
+            ("cw30@step=eps/10", "cw30@eps/10"),
+        ];
+        for (text, canonical) in cases {
+            let spec: AttackSpec = text.parse().unwrap();
+            assert_eq!(spec.to_string(), canonical, "{text}");
+            assert_eq!(canonical.parse::<AttackSpec>().unwrap(), spec);
+            let json = serde_json::to_string(&spec).unwrap();
+            assert_eq!(json, format!("\"{canonical}\""));
+            assert_eq!(serde_json::from_str::<AttackSpec>(&json).unwrap(), spec);
+        }
+        assert_eq!(
+            "pgd-ls:0.25".parse::<AttackSpec>().unwrap(),
+            AttackSpec::Pgd {
+                steps: 20,
+                loss: AttackLoss::LabelSmoothed { alpha: 0.25 },
+                step: StepRule::EvaluationScripts
+            }
+        );
+    }
+
+    #[test]
+    fn what_cannot_run_is_refused_by_name() {
+        for (text, needle) in [
+            ("fgsm9", "unknown attack `fgsm9`"),
+            ("pgd", "unknown attack `pgd`"),
+            ("clean@eps/10", "unknown attack"),
+            ("pgd-ls", "unknown attack"),
+            ("pgd-ls:x", "unknown attack"),
+            ("pgd-ls:1.5", "alpha must lie in [0, 1]"),
+            ("pgd50x5", "restarts are not supported"),
+            ("pgd20@step=2/255", "unknown option `@step=2/255`"),
+            ("apgd-ce", "unknown attack `apgd-ce`"),
+        ] {
+            let e = text.parse::<AttackSpec>().unwrap_err().to_string();
+            assert!(e.contains(needle), "{text}: {e}");
+        }
+        assert!(AttackSpec::parse_list(" , ").is_err());
+        assert_eq!(AttackSpec::parse_list("clean, pgd20").unwrap().len(), 2);
+        assert!(serde_json::from_str::<AttackSpec>("\"pgd0\"").is_err());
+    }
+}

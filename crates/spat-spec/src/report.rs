@@ -1,0 +1,297 @@
+//! Schemas of what the `spat` commands print with `--json` and write besides a run directory:
+//! `eval`, `sweep-alpha` (`sweep.json`), `visualize`, `data-info`, `model-info`
+//! ([`crate::ModelSize`]) and `bench`; and of `results.json`, what `cargo xtask reproduce` writes
+//! for one table or figure of the thesis ([`Results`]).
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::AttackSpec;
+
+/// `spat eval --json`: accuracies in percent.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EvalReport {
+    pub examples: usize,
+    pub eps: f64,
+    /// Accuracy under each attack of the list, keyed by the attack's canonical spec
+    /// ([`AttackSpec`]'s `Display`: `clean`, `pgd20`, `pgd20-kl`, ...).
+    pub accuracy: BTreeMap<String, f64>,
+    /// Examples classified correctly clean and under every attack of the list.
+    pub worst_case: f64,
+}
+
+impl EvalReport {
+    /// The accuracy under `spec`, if it was evaluated.
+    pub fn accuracy_of(&self, spec: &AttackSpec) -> Option<f64> {
+        self.accuracy.get(&spec.to_string()).copied()
+    }
+}
+
+/// Which attack a row of an α sweep measures.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub enum SweepAttack {
+    #[serde(rename = "pgd-ls")]
+    PgdLs,
+    #[serde(rename = "pgd-ce")]
+    PgdCe,
+    #[serde(rename = "pgd-kl")]
+    PgdKl,
+}
+
+impl SweepAttack {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SweepAttack::PgdLs => "pgd-ls",
+            SweepAttack::PgdCe => "pgd-ce",
+            SweepAttack::PgdKl => "pgd-kl",
+        }
+    }
+}
+
+/// One row of an α sweep.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SweepRow {
+    pub attack: SweepAttack,
+    /// The label-smoothing α of a PGD-LS row.
+    pub alpha: Option<f64>,
+    /// Robust accuracy in percent.
+    pub accuracy: f64,
+}
+
+/// `sweep.json` of `spat sweep-alpha`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SweepReport {
+    pub examples: usize,
+    pub eps: f64,
+    pub steps: usize,
+    pub clean_accuracy: f64,
+    pub rows: Vec<SweepRow>,
+}
+
+impl SweepReport {
+    /// Accuracy of the PGD-LS row with this α.
+    pub fn pgd_ls(&self, alpha: f64) -> Option<f64> {
+        self.rows
+            .iter()
+            .find(|r| {
+                r.attack == SweepAttack::PgdLs && r.alpha.is_some_and(|a| (a - alpha).abs() < 1e-9)
+            })
+            .map(|r| r.accuracy)
+    }
+
+    /// Accuracy of the first row of `attack` (PGD-CE and PGD-KL have one each).
+    pub fn first(&self, attack: SweepAttack) -> Option<f64> {
+        self.rows
+            .iter()
+            .find(|r| r.attack == attack)
+            .map(|r| r.accuracy)
+    }
+}
+
+/// Size, class balance and per-channel statistics of one split: `count` images, `per_class`
+/// examples per label, mean / standard deviation of the pixel values scaled to `[0, 1]`
+/// (population statistics over every pixel of every image).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SplitStats {
+    pub count: usize,
+    pub per_class: Vec<usize>,
+    pub mean: Vec<f64>,
+    pub std: Vec<f64>,
+}
+
+/// `spat data-info --json`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct DataInfo {
+    pub train: SplitStats,
+    pub test: SplitStats,
+}
+
+/// One row of a `spat visualize` grid: a test image and the model's prediction under each column.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GridRow {
+    /// Index in the test set.
+    pub index: usize,
+    /// True class name.
+    pub label: String,
+    /// Predicted class name under each adversarial column, in column order.
+    pub predictions: Vec<String>,
+}
+
+/// `spat visualize --json`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GridSummary {
+    pub image: PathBuf,
+    pub width: usize,
+    pub height: usize,
+    /// Column headers: `original`, then `<attack> <eps>` per adversarial column.
+    pub columns: Vec<String>,
+    pub rows: Vec<GridRow>,
+}
+
+/// One measurement of `spat bench` (and of `bench/pytorch_reference.py --json`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BenchRecord {
+    pub model: String,
+    pub workload: String,
+    pub precision: String,
+    pub batch: usize,
+    pub warmup: usize,
+    pub repeats: usize,
+    pub median_ms: f64,
+    pub images_per_s: f64,
+    /// Median CPU time (all threads, user + system) of one step: on a shared machine this
+    /// depends far less on other jobs than the wall time does. Absent where not measurable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_cpu_ms: Option<f64>,
+}
+
+/// `spat bench --json` and `bench/pytorch_reference.py --json`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct BenchReport {
+    pub framework: String,
+    pub framework_version: String,
+    pub device: String,
+    pub device_name: String,
+    pub records: Vec<BenchRecord>,
+}
+
+/// `results.json` of `cargo xtask reproduce <id>`: spat's measurements beside the thesis's.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Results {
+    /// `table6.1`, `fig5.3`, ...
+    pub id: String,
+    /// `full`, `short` or `smoke`.
+    pub scale: String,
+    /// Where it is in the thesis (`Table 6.1, §6.1.1`).
+    pub source: String,
+    pub caption: String,
+    /// What the scale means for the comparison, in words.
+    pub setting: String,
+    #[serde(flatten)]
+    pub measured: Measured,
+}
+
+/// What a reproduction measured, by the kind of its thesis item.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Measured {
+    /// A table: one row per thesis row, the thesis's values beside spat's.
+    Table {
+        columns: Vec<String>,
+        attacks: Vec<AttackSpec>,
+        /// Evaluation radius, as `8/255`.
+        eps: String,
+        rows: Vec<TableRow>,
+        notes: Vec<String>,
+    },
+    /// Figure 5.3: an α sweep per model, and the text's statements checked on it.
+    Sweep {
+        paper_statements: Vec<String>,
+        models: Vec<SweepModel>,
+        checks: Vec<Check>,
+        plot: PathBuf,
+    },
+    /// Figures 6.1/6.2: clean and robust accuracy over training ε × SPAT α.
+    AlphaGrid {
+        paper_statements: Vec<String>,
+        eval_attack: AttackSpec,
+        points: Vec<GridPoint>,
+        checks: Vec<Check>,
+        plot: PathBuf,
+    },
+    /// Figures 5.1/5.2: a grid of adversarial examples.
+    Images {
+        paper_statements: Vec<String>,
+        /// The `spat visualize` job that drew it (xtask's matrix cell, as JSON).
+        job: serde_json::Value,
+        run: PathBuf,
+        image: PathBuf,
+    },
+}
+
+/// One row of a reproduced table: accuracies in percent by column header.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TableRow {
+    pub label: String,
+    /// The training run directory.
+    pub run: PathBuf,
+    /// The [`EvalReport`] the values come from.
+    pub eval: PathBuf,
+    pub paper: BTreeMap<String, f64>,
+    pub spat: BTreeMap<String, f64>,
+    pub examples: usize,
+}
+
+/// One model's α sweep in Figure 5.3.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SweepModel {
+    pub model: String,
+    pub run: PathBuf,
+    /// The [`SweepReport`] the values come from.
+    pub sweep: PathBuf,
+    pub clean: f64,
+    pub pgd_ls: Vec<AlphaAccuracy>,
+    pub pgd_ce: f64,
+    pub pgd_kl: f64,
+    pub examples: usize,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AlphaAccuracy {
+    pub alpha: f64,
+    pub accuracy: f64,
+}
+
+/// One trained model of Figures 6.1/6.2.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GridPoint {
+    /// Training radius in units of 1/255.
+    pub train_eps: f64,
+    pub alpha: f64,
+    pub clean: f64,
+    pub robust: f64,
+    pub run: PathBuf,
+}
+
+/// A statement of the thesis's text, checked on spat's numbers.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Check {
+    /// The model it is checked on, where the figure has several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
+    pub statement: String,
+    /// The thesis's value, where it states one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub paper: Option<serde_json::Value>,
+    /// spat's value or a sentence about it.
+    pub spat: serde_json::Value,
+    /// Whether the statement holds on spat's numbers, where that is a yes or no.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub holds: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reports_are_read_by_canonical_names() {
+        let json = r#"{"examples": 8, "eps": 0.03, "accuracy": {"clean": 50.0, "pgd20-kl": 25.0},
+            "worst_case": 12.5}"#;
+        let r: EvalReport = serde_json::from_str(json).unwrap();
+        assert_eq!(r.accuracy_of(&"pgd-kl".parse().unwrap()), Some(25.0));
+        assert_eq!(r.accuracy_of(&"pgd20".parse().unwrap()), None);
+
+        let json = r#"{"examples": 8, "eps": 0.03, "steps": 20, "clean_accuracy": 50.0, "rows": [
+            {"attack": "pgd-ls", "alpha": 0.1, "accuracy": 30.0},
+            {"attack": "pgd-ce", "alpha": null, "accuracy": 10.0}]}"#;
+        let s: SweepReport = serde_json::from_str(json).unwrap();
+        assert_eq!(s.pgd_ls(0.1), Some(30.0));
+        assert_eq!(s.first(SweepAttack::PgdCe), Some(10.0));
+        assert_eq!(s.first(SweepAttack::PgdKl), None);
+        assert!(serde_json::from_str::<SweepRow>(
+            r#"{"attack": "pgd", "alpha": null, "accuracy": 1}"#
+        )
+        .is_err());
+    }
+}
