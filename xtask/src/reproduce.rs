@@ -15,24 +15,27 @@ use std::time::Instant;
 use anyhow::{bail, ensure, Context as _, Result};
 use serde_json::{json, Value};
 use spat_spec::dataset::PSEUDO_LABELED_FILE;
-use spat_spec::report::EvalReport;
+use spat_spec::report::{CellDone, EvalReport};
 use spat_spec::run::files;
 use spat_spec::{AttackSpec, Dataset, Split};
 
-use crate::matrix::{self, Cell, Job, Plan, Scale, TrainSpec};
+use crate::matrix::{self, Cell, Checkpoint, Job, Plan, Scale, TrainSpec};
 use crate::paper;
+use crate::protocol;
 use crate::report;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// What to reproduce: table5.1 table5.2 fig5.1 fig5.2 fig5.3 table6.1 table6.2 table6.3 table6.4
-    /// fig6.1 fig6.2, or `all`.
+    /// What to reproduce: fig4.1 table5.1 table5.2 fig5.1 fig5.2 fig5.3 table6.1 table6.2 table6.3
+    /// table6.4 fig6.1 fig6.2, or `all`.
     pub id: String,
-    /// full = the thesis's setting; short = PreAct-ResNet-18 (ResNet-18 on STL-10), 15 epochs, every
-    /// method/α/ε kept; smoke = `tiny` model on the embedded CIFAR-10 sample, CPU, minutes.
+    /// full = the thesis's setting, the named reference code where it is silent, spat's choices
+    /// (listed by --dry-run) where neither says; short = PreAct-ResNet-18 (ResNet-18 on STL-10), 15
+    /// epochs, every method/α/ε kept; smoke = `tiny` model on the embedded CIFAR-10 sample, CPU.
     #[arg(long, value_enum, default_value_t = Scale::Full)]
     pub scale: Scale,
-    /// Print the matrix of runs with estimated costs and run nothing.
+    /// Print the matrix of runs with estimated costs and every setting with its source (thesis,
+    /// reference code, or spat's choice), and run nothing.
     #[arg(long)]
     pub dry_run: bool,
     /// With --dry-run: print the plan as one JSON object.
@@ -154,17 +157,13 @@ impl Context {
         self.out.join("runs").join(name)
     }
 
-    fn eps(e: f64) -> String {
-        format!("{e}/255")
-    }
-
-    fn model_args(&self, t: &TrainSpec) -> Vec<String> {
+    fn model_args(&self, t: &TrainSpec, checkpoint: Checkpoint) -> Vec<String> {
         vec![
             "--model".into(),
             t.model.into(),
             "--checkpoint".into(),
             self.cell_dir(&t.name())
-                .join(files::FINAL)
+                .join(checkpoint.file())
                 .display()
                 .to_string(),
             "--dataset".into(),
@@ -198,7 +197,10 @@ impl Context {
                 if let Some(alpha) = t.spat_alpha {
                     a.extend(["--spat-alpha".into(), alpha.to_string()]);
                 }
-                a.extend(["--eps".into(), Self::eps(t.eps)]);
+                a.extend(["--eps".into(), t.eps.to_string()]);
+                if let Some(step) = t.attack_step {
+                    a.extend(["--attack-step-size".into(), step.to_string()]);
+                }
                 a.extend([
                     "--epochs".into(),
                     t.epochs.to_string(),
@@ -206,6 +208,7 @@ impl Context {
                     t.batch_size.to_string(),
                 ]);
                 subset(&mut a, "--train-subset", t.train_subset);
+                subset(&mut a, "--val-subset", t.val_subset);
                 subset(&mut a, "--test-subset", t.test_subset);
                 if t.pseudo_labeled {
                     a.extend([
@@ -217,35 +220,37 @@ impl Context {
             }
             Job::Eval {
                 train,
+                checkpoint,
                 attacks,
                 eps,
                 test_subset,
             } => {
                 a.push("eval".into());
-                a.extend(self.model_args(train));
+                a.extend(self.model_args(train, *checkpoint));
                 a.extend([
                     "--attacks".into(),
                     list(attacks),
                     "--eps".into(),
-                    Self::eps(*eps),
+                    eps.to_string(),
                 ]);
                 subset(&mut a, "--test-subset", *test_subset);
                 a.push("--json".into());
             }
             Job::Sweep {
                 train,
+                checkpoint,
                 alphas,
                 eps,
                 test_subset,
             } => {
                 a.push("sweep-alpha".into());
-                a.extend(self.model_args(train));
+                a.extend(self.model_args(train, *checkpoint));
                 let alphas: Vec<String> = alphas.iter().map(f64::to_string).collect();
                 a.extend([
                     "--alphas".into(),
                     alphas.join(","),
                     "--eps".into(),
-                    Self::eps(*eps),
+                    eps.to_string(),
                 ]);
                 subset(&mut a, "--test-subset", *test_subset);
             }
@@ -256,8 +261,8 @@ impl Context {
                 classes,
             } => {
                 a.push("visualize".into());
-                a.extend(self.model_args(train));
-                let eps: Vec<String> = eps.iter().map(|e| Self::eps(*e)).collect();
+                a.extend(self.model_args(train, Checkpoint::Last));
+                let eps: Vec<String> = eps.iter().map(ToString::to_string).collect();
                 a.extend([
                     "--attacks".into(),
                     list(attacks),
@@ -266,13 +271,31 @@ impl Context {
                 ]);
                 a.extend(["--classes".into(), classes.join(",")]);
             }
+            Job::Gradients { models, classes } => {
+                let first = &models[0].1;
+                a.extend(["gradients".into(), "--model".into(), first.model.into()]);
+                for (label, t) in models {
+                    let weights = self.cell_dir(&t.name()).join(Checkpoint::Last.file());
+                    a.extend([
+                        "--checkpoint".into(),
+                        format!("{label}={}", weights.display()),
+                    ]);
+                }
+                a.extend([
+                    "--dataset".into(),
+                    first.dataset.as_str().into(),
+                    "--data-dir".into(),
+                    self.dirs.dir(first.dataset).display().to_string(),
+                ]);
+                a.extend(["--classes".into(), classes.join(",")]);
+            }
         }
         a.extend(["--device".into(), self.device.clone()]);
         match cell.job {
             // eval prints its JSON; the runner stores it.
             Job::Eval { .. } => {}
-            // visualize writes one PNG: a file inside the cell directory.
-            Job::Visualize { .. } => {
+            // visualize and gradients write one PNG: a file inside the cell directory.
+            Job::Visualize { .. } | Job::Gradients { .. } => {
                 a.extend(["--out".into(), dir.join("grid.png").display().to_string()])
             }
             _ => a.extend(["--out".into(), dir.display().to_string()]),
@@ -314,7 +337,8 @@ fn hours(seconds: f64) -> String {
     }
 }
 
-fn quote(args: &[String]) -> String {
+/// `args` as a shell command line, quoted where needed.
+pub fn quote(args: &[String]) -> String {
     args.iter()
         .map(|a| {
             if a.contains([' ', '*', '(', ')']) {
@@ -328,12 +352,13 @@ fn quote(args: &[String]) -> String {
 }
 
 fn dry_run(
-    ids: &[String],
+    plans: &[Plan],
     scale: Scale,
     cells: &[Cell],
     ctx: &Context,
     as_json: bool,
 ) -> Result<()> {
+    let ids: Vec<&str> = plans.iter().map(|p| p.id.as_str()).collect();
     let device_kind = if scale == Scale::Smoke { "CPU" } else { "GPU" };
     let total: f64 = cells
         .iter()
@@ -353,9 +378,30 @@ fn dry_run(
                 })
             })
             .collect();
+        let settings: serde_json::Map<String, Value> = plans
+            .iter()
+            .map(|p| {
+                let lines: Vec<Value> = protocol::listing(p)
+                    .iter()
+                    .flat_map(|(section, lines)| {
+                        lines.iter().map(move |l| {
+                            json!({
+                                "section": section,
+                                "key": l.key,
+                                "value": l.value,
+                                "source": l.source.to_string(),
+                                "spat_choice": l.source.is_spat(),
+                            })
+                        })
+                    })
+                    .collect();
+                (p.id.clone(), Value::Array(lines))
+            })
+            .collect();
         let v = json!({
             "ids": ids,
             "scale": scale,
+            "settings": settings,
             "device": ctx.device,
             "out": ctx.out,
             "cells": cells,
@@ -391,6 +437,17 @@ fn dry_run(
         total / 3600.0
     );
     println!("{}", matrix::COST_BASIS);
+    for p in plans {
+        let sections = protocol::listing(p);
+        println!();
+        println!("### {} at scale {scale}: settings and their sources", p.id);
+        print!("{}", protocol::markdown(&sections));
+        println!();
+        println!("spat's choices (stated by neither the thesis nor its references):");
+        for c in protocol::spat_choices(&sections) {
+            println!("- {c}");
+        }
+    }
     Ok(())
 }
 
@@ -430,7 +487,8 @@ fn spat_binary(device: &str) -> Result<PathBuf> {
     Ok(bin)
 }
 
-const DONE: &str = "DONE";
+/// The marker of a finished cell ([`CellDone`]), written last.
+pub const DONE: &str = "DONE";
 /// The [`EvalReport`] of an evaluation cell.
 pub const EVAL: &str = "eval.json";
 
@@ -501,16 +559,21 @@ fn run_cell(spat: Option<&Path>, cell: &Cell, ctx: &Context) -> Result<()> {
                 dir.display()
             );
         }
-        Job::Visualize { .. } => {
+        Job::Visualize { .. } | Job::Gradients { .. } => {
             run_spat(spat, &args, false)?;
             ensure!(
                 dir.join("grid.png").is_file(),
-                "spat visualize wrote no {}/grid.png",
+                "spat {} wrote no {}/grid.png",
+                args[0],
                 dir.display()
             );
         }
     }
-    let marker = json!({ "command": args, "seconds": start.elapsed().as_secs_f64() });
+    let marker = CellDone {
+        command: args,
+        seconds: start.elapsed().as_secs_f64(),
+        commit: report::checkout_commit(),
+    };
     spat_spec::fs::write_json(&dir.join(DONE), &marker)?;
     eprintln!(
         "xtask: {} finished in {:.1} s",
@@ -572,7 +635,7 @@ pub fn run(args: Args) -> Result<()> {
         .collect();
     let cells = merge(&plans);
     if args.dry_run {
-        return dry_run(&ids_to_run, scale, &cells, &ctx, args.json);
+        return dry_run(&plans, scale, &cells, &ctx, args.json);
     }
 
     // Built only when some cell still has to run, so a finished matrix re-renders its report alone.
