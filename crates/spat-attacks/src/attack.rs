@@ -153,6 +153,9 @@ pub struct Pgd {
     pub mode: Mode,
 }
 
+/// Called with each PGD iterate and the model's logits at it (see `Pgd::iterate`).
+pub(crate) type EachIterate<'a> = dyn FnMut(&Tensor, &Tensor) -> Result<()> + 'a;
+
 /// Step size of the evaluation attacks of Table 6.1, scaled linearly with ε.
 ///
 /// TRADES' `pgd_attack_cifar10.py` evaluates with ε = 0.031, 20 steps of 0.003 and (in its later
@@ -301,7 +304,7 @@ impl Pgd {
         start: Tensor,
         lo: &Tensor,
         hi: &Tensor,
-        mut each_iterate: Option<&mut dyn FnMut(&Tensor, &Tensor) -> Result<()>>,
+        mut each_iterate: Option<&mut EachIterate<'_>>,
     ) -> Result<Tensor> {
         let clean_probs = match self.loss {
             AttackLoss::Kl => {

@@ -37,7 +37,7 @@ impl Radius {
     /// `1over64` for `1/64`, `0.031` for `0.031`).
     pub fn file_name(&self) -> String {
         match *self {
-            Radius::Fraction { num, den } if den == 255.0 => format!("{num}"),
+            Radius::Fraction { num, den: 255.0 } => format!("{num}"),
             Radius::Fraction { num, den } => format!("{num}over{den}"),
             Radius::Decimal(v) => format!("{v}"),
         }
