@@ -420,7 +420,7 @@ pub fn training(id: &str, scale: Scale, t: &TrainSpec) -> Vec<Line> {
                 "--lr 0.1, --lr_schedule cosine",
             )
         } else if t.dataset == Dataset::Stl10 {
-            spat("§6.1.3 gives 200 epochs but no drops; ÷10 at 150 and 180, the fractions 0.75 and 0.9 of the CIFAR drops in 100 epochs")
+            spat("§6.1.3 gives 200 epochs but no drops; ÷10 at 150 and 180, §6.1.1's drops at 75 and 90 read as 0.75 and 0.9 of the run")
         } else {
             Source::ThesisAndCode(
                 "§6.1.1: \"initial learning rate is 0.1 and divided by 0.1 at 75-th and 90-th epoch\"",

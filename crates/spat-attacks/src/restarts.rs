@@ -8,7 +8,7 @@
 //! restart (`prod` over iterates and restarts, lines 58-60). The start point itself and the clean
 //! image are not among the judged iterates.
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 use spat_core::rng::HostRng;
 use spat_core::{Classifier, Mode};
 
@@ -97,6 +97,14 @@ impl PgdRestarts {
         let hi = x.affine(1.0, self.pgd.eps)?;
         let truth = labels(y)?;
         let n = truth.len();
+        // A per-example mask broadcast over the rest of an image's dimensions.
+        let mut mask_dims = vec![1usize; x.rank()];
+        mask_dims[0] = n;
+        let mask_of = |flags: Vec<u8>, like: &Tensor| -> Result<Tensor> {
+            Ok(Tensor::from_vec(flags, n, like.device())?
+                .reshape(mask_dims.as_slice())?
+                .broadcast_as(like.shape())?)
+        };
         let mut robust = vec![true; n];
         // The first misclassified iterate of each example fooled so far.
         let mut adversarial = x.clone();
@@ -107,10 +115,7 @@ impl PgdRestarts {
                 .map(|(&r, &c)| u8::from(r && !c))
                 .collect();
             if newly.contains(&1) {
-                let mask = Tensor::from_vec(newly, n, x_k.device())?
-                    .reshape((n, 1, 1, 1))?
-                    .broadcast_as(x_k.shape())?;
-                adversarial = mask.where_cond(x_k, &adversarial)?;
+                adversarial = mask_of(newly, x_k)?.where_cond(x_k, &adversarial)?;
             }
             for (r, c) in robust.iter_mut().zip(correct_k) {
                 *r &= c;
@@ -134,11 +139,9 @@ impl PgdRestarts {
             };
         }
         let fooled: Vec<u8> = robust.iter().map(|&r| u8::from(!r)).collect();
-        let fooled = Tensor::from_vec(fooled, n, x.device())?
-            .to_dtype(DType::U8)?
-            .reshape((n, 1, 1, 1))?
-            .broadcast_as(x.shape())?;
-        let adversarial = fooled.where_cond(&adversarial, &last)?.detach();
+        let adversarial = mask_of(fooled, &x)?
+            .where_cond(&adversarial, &last)?
+            .detach();
         Ok(Judged {
             robust,
             adversarial,
