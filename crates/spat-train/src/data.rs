@@ -11,6 +11,24 @@ use crate::error::Result;
 pub struct RunData {
     pub train: Box<dyn BatchSource>,
     pub test: ImageSet,
+    /// Images of the whole training split, before any `train_subset`.
+    pub train_split_len: usize,
+}
+
+impl RunData {
+    /// `config` as it runs on this data, for `config.json` to record what actually ran: a
+    /// `train_subset` or `eval_examples` larger than its split is that split's size (the
+    /// subset is then the whole split).
+    pub fn fit(&self, config: &RunConfig) -> RunConfig {
+        let mut c = config.clone();
+        if let Some(n) = c.train_subset {
+            c.train_subset = Some(n.min(self.train_split_len));
+        }
+        if c.eval_examples > self.test.len() {
+            c.eval_examples = self.test.len();
+        }
+        c
+    }
 }
 
 /// Reads the data of `config`: the training split (a seeded random `train_subset` of it if set),
@@ -19,6 +37,7 @@ pub struct RunData {
 /// subset `eval_examples` of it).
 pub fn load_data(config: &RunConfig) -> Result<RunData> {
     let train = spat_data::load(config.dataset, &config.data_dir, Split::Train)?;
+    let train_split_len = train.len();
     let train = match config.train_subset {
         Some(n) => train.sample(n, config.seed),
         None => train,
@@ -40,5 +59,9 @@ pub fn load_data(config: &RunConfig) -> Result<RunData> {
                 .augmented(aug),
         ),
     };
-    Ok(RunData { train, test })
+    Ok(RunData {
+        train,
+        test,
+        train_split_len,
+    })
 }

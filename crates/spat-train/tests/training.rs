@@ -234,17 +234,25 @@ fn resumed_run_is_bit_identical_and_metrics_are_not_duplicated() {
             })
             .collect();
         assert_eq!(epochs, vec![1, 2]);
-        for f in [
-            "config.json",
-            "checkpoint.safetensors",
-            "optimizer.safetensors",
-            "state.json",
-            "best.safetensors",
-            "model.safetensors",
-            "summary.json",
-        ] {
-            assert!(dir.path().join(f).exists(), "{f}");
-        }
+        // The last generation of checkpoint files and nothing else is left.
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "best.safetensors",
+                "checkpoint-0002.safetensors",
+                "config.json",
+                "metrics.jsonl",
+                "model.safetensors",
+                "optimizer-0002.safetensors",
+                "state.json",
+                "summary.json",
+            ]
+        );
     }
 }
 
@@ -300,7 +308,7 @@ fn exploding_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint() {
     };
     let loader = Loader::new(train_set, config.batch_size);
     let dir = tempfile::tempdir().unwrap();
-    let ckpt = dir.path().join("checkpoint.safetensors");
+    let ckpt = dir.path().join("checkpoint-0001.safetensors");
     let err = train(&config, &*tiny(2), &loader, &test, dir.path(), FRESH).unwrap_err();
     match &err {
         Error::NonFiniteLoss {
@@ -362,9 +370,9 @@ fn corrupted_checkpoint_is_named_and_nothing_is_overwritten() {
         v
     };
     for (victim, truncate) in [
-        ("checkpoint.safetensors", false),
-        ("optimizer.safetensors", false),
-        ("checkpoint.safetensors", true),
+        ("checkpoint-0001.safetensors", false),
+        ("optimizer-0001.safetensors", false),
+        ("checkpoint-0001.safetensors", true),
     ] {
         let path = dir.path().join(victim);
         let good = std::fs::read(&path).unwrap();

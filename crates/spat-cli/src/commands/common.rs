@@ -74,10 +74,41 @@ pub fn parse_alpha(s: &str) -> Result<f64, String> {
         .trim()
         .parse()
         .map_err(|_| format!("bad alpha `{s}`: expected a number in [0, 1]"))?;
-    if !(0.0..=1.0).contains(&v) {
+    if !v.is_finite() || !(0.0..=1.0).contains(&v) {
         return Err(format!("bad alpha `{s}`: must lie in [0, 1]"));
     }
     Ok(v)
+}
+
+fn parse_finite(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(format!("`{s}` is not a finite number")),
+    }
+}
+
+/// A finite number > 0 (learning rates).
+pub fn parse_positive_f64(s: &str) -> Result<f64, String> {
+    match parse_finite(s)? {
+        v if v > 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a positive number")),
+    }
+}
+
+/// A finite number >= 0 (weight decay).
+pub fn parse_non_negative(s: &str) -> Result<f64, String> {
+    match parse_finite(s)? {
+        v if v >= 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is negative; it must be a number >= 0")),
+    }
+}
+
+/// A fraction strictly between 0 and 1.
+pub fn parse_fraction(s: &str) -> Result<f64, String> {
+    match parse_finite(s)? {
+        v if v > 0.0 && v < 1.0 => Ok(v),
+        _ => Err(format!("`{s}` must lie strictly between 0 and 1")),
+    }
 }
 
 /// A positive count (batch sizes, epochs, subsets).

@@ -8,7 +8,10 @@ use spat_spec::run::files;
 use spat_spec::{Dataset, Method, Precision, RunConfig};
 use spat_train::{RunRequest, TrainOptions};
 
-use super::common::{parse_alpha, parse_device, parse_eps, parse_positive};
+use super::common::{
+    parse_alpha, parse_device, parse_eps, parse_fraction, parse_non_negative, parse_positive,
+    parse_positive_f64,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -51,17 +54,19 @@ pub struct Args {
     #[arg(long, value_parser = parse_positive)]
     pub batch_size: Option<usize>,
     /// Initial learning rate (default 0.1, §6.1.1; ÷10 at 75% and 90% of the epochs).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_positive_f64)]
     pub lr: Option<f64>,
     /// Weight decay (default 7e-4 as MART, §6.1.1; CIFAR-100: TRADES/Madry 2e-4, MART 3.5e-3 as the
     /// original code; RST 5e-4).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_non_negative)]
     pub weight_decay: Option<f64>,
-    /// Train on a seeded random subset of N training images (default: all).
+    /// Train on a seeded random subset of N training images (default: all; more than the
+    /// split holds is the whole split, and config.json records that count).
     #[arg(long, value_parser = parse_positive)]
     pub train_subset: Option<usize>,
     /// Evaluate on a seeded subset of N test images after each epoch and at the end (default: 1,000
-    /// after each epoch and the whole test set at the end).
+    /// after each epoch and the whole test set at the end; more than the test set holds is the
+    /// whole test set, and config.json records that count).
     #[arg(long, value_parser = parse_positive)]
     pub test_subset: Option<usize>,
     /// RST's pseudo-labelled images (ti_500K_pseudo_labeled.pickle, §6.1.2), mixed into every
@@ -69,13 +74,15 @@ pub struct Args {
     /// RST with MART's objective (Table 6.3's "MART" rows).
     #[arg(long)]
     pub pseudo_labeled: Option<PathBuf>,
-    /// Fraction of each batch drawn from --pseudo-labeled (RST default 0.5).
-    #[arg(long)]
+    /// Fraction of each batch drawn from --pseudo-labeled, strictly between 0 and 1 (RST default
+    /// 0.5).
+    #[arg(long, value_parser = parse_fraction, requires = "pseudo_labeled")]
     pub unlabeled_fraction: Option<f64>,
     /// Seed of the initialisation, data order, augmentation and attack starts (default 0).
     #[arg(long)]
     pub seed: Option<u64>,
-    /// Run directory: config.json, metrics.jsonl, checkpoints, model.safetensors.
+    /// Run directory: config.json, metrics.jsonl, checkpoints, model.safetensors. A new or empty
+    /// folder (spat never writes into a folder that holds files and no spat run).
     #[arg(long, required_unless_present = "resume")]
     pub out: Option<PathBuf>,
     /// cpu | cuda | cuda:N.
@@ -144,9 +151,10 @@ pub fn run(a: Args) -> Result<()> {
             let (request, out) = request(&a)?;
             spat_models::model_info(&request.model, request.dataset.num_classes())?;
             let config = request.configure()?;
-            if out.join(files::CONFIG).exists() {
+            let kind = spat_train::inspect_run_dir(&out).with_context(|| "--out".to_string())?;
+            if kind == spat_train::RunDir::Run {
                 bail!(
-                    "{} already holds a run; continue it with `spat train --resume {}` or choose another --out",
+                    "--out {}: already holds a run; continue it with `spat train --resume {}` or choose another --out",
                     out.display(),
                     out.display()
                 );
@@ -158,6 +166,8 @@ pub fn run(a: Args) -> Result<()> {
     // directory is touched.
     let data = spat_train::load_data(&config)
         .with_context(|| format!("reading the {} data of the run", config.dataset))?;
+    // config.json records what runs: a subset larger than its split is the split.
+    let config = if resume { config } else { data.fit(&config) };
     let model = spat_models::build_with_precision(
         &config.model,
         config.dataset.num_classes(),
