@@ -416,14 +416,14 @@ fn corrupted_checkpoint_is_a_clear_error_and_nothing_is_overwritten() {
     success(run(
         tiny_train(&run_dir, 2, 0).args(["--stop-after-epochs", "1"])
     ));
-    let ckpt = run_dir.join("checkpoint.safetensors");
+    let ckpt = run_dir.join("checkpoint-0001.safetensors");
     let mut bytes = std::fs::read(&ckpt).unwrap();
     let n = bytes.len();
     bytes[n - 16..].copy_from_slice(&[0xAB; 16]);
     std::fs::write(&ckpt, &bytes).unwrap();
     let before = snapshot(&run_dir);
     let msg = one_line_error(&run(spat().args(["train", "--resume"]).arg(&run_dir)));
-    assert!(msg.contains("checkpoint.safetensors"), "{msg}");
+    assert!(msg.contains("checkpoint-0001.safetensors"), "{msg}");
     assert_eq!(
         snapshot(&run_dir),
         before,

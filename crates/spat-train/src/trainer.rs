@@ -224,7 +224,18 @@ fn check_state(dir: &Path, state: &RunState, now: &RunIdentity) -> Result<Vec<u8
         )
     };
     if saved.config != now.config {
-        return Err(mismatch("configuration", &saved.config, &now.config));
+        // `config` equals config.json (checked before), so config.json is what changed.
+        return Err(refuse(
+            dir.join(files::CONFIG),
+            format!(
+                "does not match the configuration this run was started with (fingerprint {} \
+                 now, {} recorded in {}): it was changed after the run started; restore it, or \
+                 train into a new directory",
+                now.config,
+                saved.config,
+                files::STATE
+            ),
+        ));
     }
     if saved.model != now.model {
         return Err(mismatch(
@@ -621,11 +632,11 @@ impl<'a> Run<'a> {
         Err(refuse(
             path,
             format!(
-                "checksum {} does not match {want} recorded in {} for the best epoch {:?} (the \
+                "checksum {} does not match {want} recorded in {} for the best epoch {} (the \
                  file was changed after it was written)",
                 got.as_deref().unwrap_or("(missing)"),
                 files::STATE,
-                state.best_epoch
+                state.best_epoch.unwrap_or_default()
             ),
         ))
     }

@@ -41,33 +41,33 @@ pub struct Args {
     pub method: Option<Method>,
     /// SPAT: craft training adversaries with PGD-LS(α) (label smoothing α in [0, 1], §4.2). Paper:
     /// TRADES + SPAT α = 0.1; MART + SPAT α = 0.3 (CIFAR-10), 0.2 (CIFAR-100, STL-10). Default: off.
-    #[arg(long, value_parser = parse_alpha)]
+    #[arg(long, value_parser = parse_alpha, allow_negative_numbers = true)]
     pub spat_alpha: Option<f64>,
     /// Radius, as 8/255 or 0.031 (default 8/255, §6.1.1; §6.2 also trains at 4/255 and 16/255);
     /// the training adversary steps ε/4. Standard training uses it for its evaluation only.
-    #[arg(long, value_parser = parse_eps)]
+    #[arg(long, value_parser = parse_eps, allow_hyphen_values = true)]
     pub eps: Option<f64>,
     /// Epochs (default: 100 for CIFAR §6.1.1, 200 for STL-10 §6.1.3 and RST §6.1.2).
-    #[arg(long, value_parser = parse_positive)]
+    #[arg(long, value_parser = parse_positive, allow_negative_numbers = true)]
     pub epochs: Option<usize>,
     /// Batch size (default: 128 for CIFAR, 32 for STL-10, 256 for RST).
-    #[arg(long, value_parser = parse_positive)]
+    #[arg(long, value_parser = parse_positive, allow_negative_numbers = true)]
     pub batch_size: Option<usize>,
     /// Initial learning rate (default 0.1, §6.1.1; ÷10 at 75% and 90% of the epochs).
-    #[arg(long, value_parser = parse_positive_f64)]
+    #[arg(long, value_parser = parse_positive_f64, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// Weight decay (default 7e-4 as MART, §6.1.1; CIFAR-100: TRADES/Madry 2e-4, MART 3.5e-3 as the
     /// original code; RST 5e-4).
-    #[arg(long, value_parser = parse_non_negative)]
+    #[arg(long, value_parser = parse_non_negative, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
     /// Train on a seeded random subset of N training images (default: all; more than the
     /// split holds is the whole split, and config.json records that count).
-    #[arg(long, value_parser = parse_positive)]
+    #[arg(long, value_parser = parse_positive, allow_negative_numbers = true)]
     pub train_subset: Option<usize>,
     /// Evaluate on a seeded subset of N test images after each epoch and at the end (default: 1,000
     /// after each epoch and the whole test set at the end; more than the test set holds is the
     /// whole test set, and config.json records that count).
-    #[arg(long, value_parser = parse_positive)]
+    #[arg(long, value_parser = parse_positive, allow_negative_numbers = true)]
     pub test_subset: Option<usize>,
     /// RST's pseudo-labelled images (ti_500K_pseudo_labeled.pickle, §6.1.2), mixed into every
     /// batch: with --method rst or trades this is RST (TRADES objective), with --method mart it is
@@ -76,10 +76,10 @@ pub struct Args {
     pub pseudo_labeled: Option<PathBuf>,
     /// Fraction of each batch drawn from --pseudo-labeled, strictly between 0 and 1 (RST default
     /// 0.5).
-    #[arg(long, value_parser = parse_fraction, requires = "pseudo_labeled")]
+    #[arg(long, value_parser = parse_fraction, requires = "pseudo_labeled", allow_negative_numbers = true)]
     pub unlabeled_fraction: Option<f64>,
     /// Seed of the initialisation, data order, augmentation and attack starts (default 0).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub seed: Option<u64>,
     /// Run directory: config.json, metrics.jsonl, checkpoints, model.safetensors. A new or empty
     /// folder (spat never writes into a folder that holds files and no spat run).
