@@ -665,3 +665,30 @@ fn bench_rejects_unknown_names_and_bad_references() {
         "{e}"
     );
 }
+
+/// config.json records what ran: subsets larger than their split are the split's size.
+#[test]
+fn config_records_the_subsets_that_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    success(run(spat()
+        .args(["train", "--dataset", "cifar10", "--data-dir"])
+        .arg(mini_data())
+        .args(["--model", "tiny", "--method", "standard", "--epochs", "1"])
+        .args([
+            "--train-subset",
+            "100000",
+            "--test-subset",
+            "100000",
+            "--out",
+        ])
+        .arg(&run_dir)));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("config.json")).unwrap())
+            .unwrap();
+    // The embedded sample holds 512 training and 512 test images.
+    assert_eq!(
+        (&config["train_subset"], &config["eval_examples"]),
+        (&serde_json::json!(512), &serde_json::json!(512))
+    );
+}
