@@ -17,6 +17,7 @@
 pub mod attack;
 pub mod dataset;
 pub mod fs;
+pub mod fuzzing;
 pub mod hash;
 pub mod model;
 pub mod report;
