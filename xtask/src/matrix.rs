@@ -150,16 +150,16 @@ struct Setting {
 /// Assumed sustained throughput for GPU scales (full, short), FLOP/s.
 pub const GPU_FLOPS_PER_SEC: f64 = 20e12;
 /// Assumed sustained throughput for the smoke scale on a 2-core CPU, FLOP/s.
-pub const CPU_FLOPS_PER_SEC: f64 = 4e9;
+pub const CPU_FLOPS_PER_SEC: f64 = 50e9;
 
 pub const COST_BASIS: &str = "Estimated cost = forward FLOPs per image (spat model-info; ×9 for 96×96 STL-10) × \
 forward-equivalents per image (a forward+backward pass counts 3: standard training 3, Madry PGD-10 33, \
 TRADES/MART/RST 37 per training image; per-epoch monitoring clean + PGD-20 62; PGD-N 3N+1, FGSM 4 per test \
 image) × images (CIFAR 50,000 train / 10,000 test, STL-10 5,000 / 8,000, RST epochs 100,000 = 50k labelled + \
 50k pseudo-labelled), divided by an ASSUMED sustained 20 TFLOP/s for full/short (one A100/H100-class GPU in \
-f32/TF32, about a third of an H100's dense FP32 peak) and 4 GFLOP/s for smoke (measured on 2 CPU cores: `spat train --model tiny --method madry` runs \
-20 images/s, 33 forward-equivalents of 6.5 MFLOP each). These are \
-planning figures, not measurements.";
+f32/TF32, about a third of an H100's dense FP32 peak) and 50 GFLOP/s for smoke (measured on 2 CPU cores shared with other jobs: \
+`spat train --model tiny --method madry` runs an epoch of 512 images, 33 forward-equivalents of 6.5 MFLOP each, plus its \
+monitoring, in about 1.8 s, 68 GFLOP/s). These are planning figures, not measurements.";
 
 /// Forward FLOPs of one 3×32×32 image: spat-spec's size table, which spat-models' tests check
 /// against the construction code (what `spat model-info` prints).
@@ -310,13 +310,14 @@ impl Setting {
 
 // Smoke-scale knobs: sized so that `reproduce table6.1 --scale smoke` and `fig5.3 --scale smoke`
 // each finish in a few minutes on 2 CPU cores.
-pub const SMOKE_EPOCHS: usize = 2;
+pub const SMOKE_EPOCHS: usize = 30;
 pub const SMOKE_BATCH: usize = 64;
-pub const SMOKE_TRAIN_IMAGES: usize = 256;
+/// All 512 training images of data/cifar-10-mini.
+pub const SMOKE_TRAIN_IMAGES: usize = 512;
 pub const SMOKE_MONITOR_IMAGES: usize = 32;
-pub const SMOKE_EVAL_IMAGES: usize = 64;
+pub const SMOKE_EVAL_IMAGES: usize = 256;
 /// Test images of a smoke α sweep (13 PGD-20 attacks per model).
-pub const SMOKE_SWEEP_IMAGES: usize = 48;
+pub const SMOKE_SWEEP_IMAGES: usize = 128;
 
 /// Evaluation radius of every table and figure (1/255 units).
 pub const EVAL_EPS: f64 = 8.0;

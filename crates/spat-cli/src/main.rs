@@ -43,6 +43,15 @@ enum Command {
 }
 
 fn main() {
+    spat_models::retain_freed_memory();
+    // candle's element-wise thread pool waits for its workers by spinning; on a machine whose
+    // cores are shared with other jobs a descheduled worker turns that into whole time slices of
+    // wasted CPU (5x the CPU time of a one-thread run, measured on a tiny training run). spat's
+    // own kernels (convolutions, batch norm) use rayon's pool, which sleeps instead. Set before
+    // the first tensor operation creates candle's pool; an explicit setting is kept.
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()

@@ -139,6 +139,10 @@ pub struct BenchRecord {
     pub repeats: usize,
     pub median_ms: f64,
     pub images_per_s: f64,
+    /// Median CPU time (all threads, user + system) of one step: on a shared machine this
+    /// depends far less on other jobs than the wall time does. Absent where not measurable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_cpu_ms: Option<f64>,
 }
 
 /// `spat bench --json` and `bench/pytorch_reference.py --json`.
