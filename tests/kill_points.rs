@@ -29,7 +29,7 @@ fn mini_data() -> PathBuf {
 /// because the protocol is the same for every method and ~86 runs must stay CI-cheap (a Madry
 /// run is 4x slower); that an adversarial run resumes to the same bits, attack RNG streams
 /// included, is `cli.rs`'s `killed_training_resumes_to_identical_weights`.
-fn train(out: &Path) -> Command {
+fn train(out: &Path, seed: u64) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_spat"));
     cmd.args(["train", "--dataset", "cifar10", "--data-dir"])
         .arg(mini_data())
@@ -42,8 +42,10 @@ fn train(out: &Path) -> Command {
             "--test-subset",
             "8",
         ])
-        // Seed and radius under which epoch 2 beats epoch 1, so both commits write best weights.
-        .args(["--eps", "1/255", "--seed", "8", "--out"])
+        // A small radius, so that accuracies move between epochs.
+        .args(["--eps", "1/255", "--seed"])
+        .arg(seed.to_string())
+        .arg("--out")
         .arg(out)
         .env_remove("FAILPOINTS");
     cmd
@@ -111,15 +113,20 @@ fn check_killed_state(dir: &Path, label: &str) {
 )]
 fn every_kill_point_resumes_bit_identically() {
     let tmp = tempfile::tempdir().unwrap();
+    // The first seed under which epoch 2 beats epoch 1, so that both commits write best weights
+    // and commit.best is hit twice (a property of the numerics, so it is searched, not assumed).
     let whole = tmp.path().join("whole");
-    let out = run(&mut train(&whole));
-    assert!(out.status.success(), "{}", stderr(&out));
+    let seed = (0..30)
+        .find(|&seed| {
+            let _ = std::fs::remove_dir_all(&whole);
+            let out = run(&mut train(&whole, seed));
+            assert!(out.status.success(), "{}", stderr(&out));
+            let state: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(whole.join("state.json")).unwrap()).unwrap();
+            state["best_epoch"] == 2
+        })
+        .expect("no seed in 0..30 makes epoch 2 the best");
     let reference = files(&whole);
-    let state: serde_json::Value = serde_json::from_slice(&reference["state.json"]).unwrap();
-    assert_eq!(
-        state["best_epoch"], 2,
-        "the second epoch must be the best for commit.best to be hit twice: {state}"
-    );
 
     let points = faults::points();
     let (mut tried, mut killed, mut resumed, mut identical) = (0, 0, 0, 0);
@@ -134,7 +141,7 @@ fn every_kill_point_resumes_bit_identically() {
             } else {
                 format!("{}*off->return", hit - 1)
             };
-            let out = run(train(&dir).env("FAILPOINTS", format!("{point}={action}")));
+            let out = run(train(&dir, seed).env("FAILPOINTS", format!("{point}={action}")));
             match out.status.code() {
                 Some(faults::EXIT_STATUS) => killed += 1,
                 Some(0) => {
@@ -150,7 +157,7 @@ fn every_kill_point_resumes_bit_identically() {
                     .arg(&dir)
                     .env_remove("FAILPOINTS"))
             } else {
-                run(&mut train(&dir))
+                run(&mut train(&dir, seed))
             };
             assert!(
                 again.status.success(),
@@ -180,7 +187,7 @@ fn every_kill_point_resumes_bit_identically() {
         }
     }
     println!(
-        "fault points {}: {tried} kills tried, {killed} killed the process, {resumed} resumed, \
+        "seed {seed}; fault points {}: {tried} kills tried, {killed} killed the process, {resumed} resumed, \
          {identical} bit-identical; not reached (points hit once per run): {}",
         points.len(),
         not_reached.join(", ")
