@@ -218,6 +218,34 @@ fn tensor_names(path: &Path) -> Vec<String> {
     names
 }
 
+/// `--val-subset` holds training images out (recorded in config.json) and every epoch is evaluated
+/// on them; `--eps` and `--attack-step-size` are kept as given.
+#[test]
+fn train_holds_out_a_validation_split_and_takes_rst_radius_and_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    success(run(tiny_train(&run_dir, 1, 0).args([
+        "--val-subset",
+        "16",
+        "--eps",
+        "0.031",
+        "--attack-step-size",
+        "0.007",
+    ])));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["val_subset"], 16);
+    assert_eq!(
+        (config["eps"].as_f64(), config["attack_step_size"].as_f64()),
+        (Some(0.031), Some(0.007))
+    );
+    let metrics = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    assert_eq!(line["eval_examples"], 16, "{metrics}");
+    assert!(run_dir.join("best.safetensors").is_file());
+}
+
 #[test]
 fn train_then_eval_sweep_and_visualize() {
     let dir = tempfile::tempdir().unwrap();
@@ -351,6 +379,42 @@ fn train_then_eval_sweep_and_visualize() {
     assert_ne!(rows[1]["index"], rows[2]["index"], "two different horses");
     // Five 32x32 images magnified 4x side by side, three rows of them.
     assert!(w >= 5 * 128 && h >= 3 * 128, "{w}x{h}");
+
+    // Figure 4.1's grid: the original and one input-gradient column per checkpoint.
+    let png = dir.path().join("gradients.png");
+    let best = run_dir.join("best.safetensors");
+    let v = stdout_json(&run(spat()
+        .args(["gradients", "--model", "tiny", "--checkpoint"])
+        .arg(format!("last={}", weights.display()))
+        .arg("--checkpoint")
+        .arg(&best)
+        .args(["--dataset", "cifar10", "--data-dir"])
+        .arg(mini_data())
+        .args(["--classes", "cat,dog", "--json", "--out"])
+        .arg(&png)));
+    assert_eq!(
+        png_size(&std::fs::read(&png).unwrap()).0 as u64,
+        v["width"].as_u64().unwrap()
+    );
+    assert_eq!(
+        v["columns"],
+        serde_json::json!(["original", "grad last", "grad best"])
+    );
+    assert_eq!(v["rows"].as_array().unwrap().len(), 2);
+    let e = run(spat()
+        .args([
+            "gradients",
+            "--model",
+            "tiny",
+            "--checkpoint",
+            "=x",
+            "--dataset",
+            "cifar10",
+        ])
+        .args(["--data-dir", "data", "--out"])
+        .arg(&png));
+    assert!(!e.status.success());
+    assert!(String::from_utf8_lossy(&e.stderr).contains("LABEL=PATH"));
 }
 
 #[test]
@@ -416,14 +480,14 @@ fn corrupted_checkpoint_is_a_clear_error_and_nothing_is_overwritten() {
     success(run(
         tiny_train(&run_dir, 2, 0).args(["--stop-after-epochs", "1"])
     ));
-    let ckpt = run_dir.join("checkpoint.safetensors");
+    let ckpt = run_dir.join("checkpoint-0001.safetensors");
     let mut bytes = std::fs::read(&ckpt).unwrap();
     let n = bytes.len();
     bytes[n - 16..].copy_from_slice(&[0xAB; 16]);
     std::fs::write(&ckpt, &bytes).unwrap();
     let before = snapshot(&run_dir);
     let msg = one_line_error(&run(spat().args(["train", "--resume"]).arg(&run_dir)));
-    assert!(msg.contains("checkpoint.safetensors"), "{msg}");
+    assert!(msg.contains("checkpoint-0001.safetensors"), "{msg}");
     assert_eq!(
         snapshot(&run_dir),
         before,
@@ -632,18 +696,23 @@ fn bench_writes_results_and_compares_with_a_reference() {
         let ips = r["images_per_s"].as_f64().unwrap();
         let ms = r["median_ms"].as_f64().unwrap();
         assert!(ips > 0.0 && (ips * ms / 1000.0 - 4.0).abs() < 1e-6, "{r}");
+        assert!(r["median_cpu_ms"].as_f64().unwrap() > 0.0, "{r}");
     }
     let table = String::from_utf8_lossy(&out.stdout).to_string();
     let row = table
         .lines()
         .find(|l| l.starts_with("| tiny | pgd20-eval | bf16 |"))
         .unwrap_or_else(|| panic!("no bf16 PGD-20 row: {table}"));
-    assert!(row.contains("| 4.0 |") && row.ends_with("× |"), "{row}");
+    // The reference has images/s but no CPU time: ratio by wall time only.
+    assert!(
+        row.contains("| 4.0 | – | ") && row.ends_with("× | – |"),
+        "{row}"
+    );
     let other = table
         .lines()
         .find(|l| l.starts_with("| tiny | standard | fp32 |"))
         .unwrap();
-    assert!(other.ends_with("– | – |"), "{other}");
+    assert!(other.ends_with("| – | – | – | – |"), "{other}");
 }
 
 #[test]
@@ -663,5 +732,32 @@ fn bench_rejects_unknown_names_and_bad_references() {
     assert!(
         e.contains("ref.json") && e.contains("pytorch_reference"),
         "{e}"
+    );
+}
+
+/// config.json records what ran: subsets larger than their split are the split's size.
+#[test]
+fn config_records_the_subsets_that_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    success(run(spat()
+        .args(["train", "--dataset", "cifar10", "--data-dir"])
+        .arg(mini_data())
+        .args(["--model", "tiny", "--method", "standard", "--epochs", "1"])
+        .args([
+            "--train-subset",
+            "100000",
+            "--test-subset",
+            "100000",
+            "--out",
+        ])
+        .arg(&run_dir)));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("config.json")).unwrap())
+            .unwrap();
+    // The embedded sample holds 512 training and 512 test images.
+    assert_eq!(
+        (&config["train_subset"], &config["eval_examples"]),
+        (&serde_json::json!(512), &serde_json::json!(512))
     );
 }

@@ -80,6 +80,15 @@ const CW: Column = Column {
     header: "CW∞",
     attack: "cw30",
 };
+/// Table 6.3's "PGD-20 (settings in [39])" (§6.1.2): RST's evaluation PGD as semisup-adv runs
+/// it (`attack_evaluation.py`: ε 0.031, line 123; step 0.01, line 130; 5 restarts, line 132;
+/// random start, lines 134-136; an example robust only if correct at every iterate of every
+/// restart, lines 58-60, and `attack_pgd.py` lines 46-48), with the thesis's 20 steps (the
+/// script's default is 40, line 128).
+pub const RST_PGD20: Column = Column {
+    header: "PGD-20",
+    attack: "pgd20x5@step=0.01@eps=0.031@every-iterate",
+};
 const PGD_KL: Column = Column {
     header: "PGD-KL",
     attack: "pgd-kl",
@@ -187,7 +196,7 @@ pub const TABLE_6_3: Table = Table {
     id: "table6.3",
     source: "Table 6.3, §6.1.2",
     caption: "Natural and Robust accuracy (%) of WRN-28-10 trained on CIFAR10 with 500k unlabeled dataset.",
-    columns: &[NATURAL, PGD20],
+    columns: &[NATURAL, RST_PGD20],
     rows: &[
         Row { label: "RST", recipe: recipe(Method::Rst, None), values: &["89.65", "63.00"] },
         Row { label: "MART", recipe: recipe(Method::Mart, None), values: &["89.81", "63.06"] },
@@ -223,6 +232,16 @@ pub const TABLE_6_4: Table = Table {
             values: &["67.85", "45.19"],
         },
     ],
+};
+
+pub const FIG_4_1: Figure = Figure {
+    id: "fig4.1",
+    source: "Figure 4.1, §4.1",
+    caption: "(Left) natural image (Middle) gradient w.r.t. x of standard model (Right) gradient w.r.t. x of \
+              adversarially trained model.",
+    statements: &["§4.1: the gradients of adversarially trained models align well with perceptually relevant \
+                   features of the input image while the gradients of standard models seem as mere noises to \
+                   humans (after [25])."],
 };
 
 pub const FIG_5_1: Figure = Figure {
@@ -284,6 +303,13 @@ pub const FIG_6_2: Figure = Figure {
                    states no CIFAR-100 number."],
 };
 
+/// §5.2: "for a standard model, PGD-LS with α between 1e-4 and 5e-5 is similar with PGD-KL"
+/// (Table 5.1).
+pub const TABLE_5_1_KL_LIKE_ALPHAS: &[f64] = &[1e-4, 5e-5];
+/// §5.2: "for an adversarially trained model, PGD-LS with α between 0.4 and 0.5 is similar with
+/// PGD-KL" (Table 5.2).
+pub const TABLE_5_2_KL_LIKE_ALPHAS: &[f64] = &[0.4, 0.5];
+
 /// Figure 6.1's stated peak-α per training ε (in /255), from §6.2.
 pub const FIG_6_1_PEAK_ALPHA: &[(f64, f64)] = &[(4.0, 0.0), (8.0, 0.2), (16.0, 0.4)];
 /// Figure 6.1's one stated point: α = 1, training ε = 8/255 -> (clean %, robust %).
@@ -292,7 +318,7 @@ pub const FIG_6_1_ALPHA_ONE_EPS8: (f64, f64) = (32.44, 0.0);
 pub const TABLES: &[Table] = &[
     TABLE_5_1, TABLE_5_2, TABLE_6_1, TABLE_6_2, TABLE_6_3, TABLE_6_4,
 ];
-pub const FIGURES: &[Figure] = &[FIG_5_1, FIG_5_2, FIG_5_3, FIG_6_1, FIG_6_2];
+pub const FIGURES: &[Figure] = &[FIG_4_1, FIG_5_1, FIG_5_2, FIG_5_3, FIG_6_1, FIG_6_2];
 
 pub fn table(id: &str) -> Option<&'static Table> {
     TABLES.iter().find(|t| t.id == id)

@@ -3,8 +3,10 @@
 //! `results.md` / `results.json` (and a PNG for figures) with spat's numbers beside the thesis's.
 //!
 //! Every cell of the matrix is a directory under `<out>/runs/`; a cell is finished when its `DONE`
-//! marker exists (written last, by rename), so an interrupted reproduction resumes where it stopped:
-//! finished cells are skipped and a killed training run continues with `spat train --resume`.
+//! marker exists (written last, by rename, with the checksum of each output), so an interrupted
+//! reproduction resumes where it stopped: finished cells are skipped, a killed training run
+//! continues with `spat train --resume` (spat's own commit protocol makes that safe at any
+//! instant), and a cell whose outputs changed after it finished runs again.
 //! A runner takes a cell's lock ([`crate::lock`]) before running it and records each attempt in
 //! the cell's `attempts.json`, so several runners (`--jobs`/`--devices` slots, Slurm array tasks,
 //! runners on other machines sharing the directory) never run one cell twice.
@@ -22,27 +24,30 @@ use anyhow::{anyhow, bail, ensure, Context as _, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use spat_spec::dataset::PSEUDO_LABELED_FILE;
-use spat_spec::report::EvalReport;
+use spat_spec::report::{CellDone, EvalReport};
 use spat_spec::run::files;
 use spat_spec::{AttackSpec, Dataset, Split};
 
 use crate::lock::{self, Acquired, Lock, Runner};
-use crate::matrix::{self, Cell, Job, Plan, Scale, TrainSpec};
+use crate::matrix::{self, Cell, Checkpoint, Job, Plan, Scale, TrainSpec};
 use crate::paper;
+use crate::protocol;
 use crate::report;
 use crate::schedule::{self, Outcome};
 use crate::slurm;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// What to reproduce: table5.1 table5.2 fig5.1 fig5.2 fig5.3 table6.1 table6.2 table6.3 table6.4
-    /// fig6.1 fig6.2, or `all`.
+    /// What to reproduce: fig4.1 table5.1 table5.2 fig5.1 fig5.2 fig5.3 table6.1 table6.2 table6.3
+    /// table6.4 fig6.1 fig6.2, or `all`.
     pub id: String,
-    /// full = the thesis's setting; short = PreAct-ResNet-18 (ResNet-18 on STL-10), 15 epochs, every
-    /// method/α/ε kept; smoke = `tiny` model on the embedded CIFAR-10 sample, CPU, minutes.
+    /// full = the thesis's setting, the named reference code where it is silent, spat's choices
+    /// (listed by --dry-run) where neither says; short = PreAct-ResNet-18 (ResNet-18 on STL-10), 15
+    /// epochs, every method/α/ε kept; smoke = `tiny` model on the embedded CIFAR-10 sample, CPU.
     #[arg(long, value_enum, default_value_t = Scale::Full)]
     pub scale: Scale,
-    /// Print the matrix of runs with estimated costs and run nothing.
+    /// Print the matrix of runs with estimated costs and every setting with its source (thesis,
+    /// reference code, or spat's choice), and run nothing.
     #[arg(long)]
     pub dry_run: bool,
     /// With --dry-run: print the plan as one JSON object.
@@ -183,17 +188,13 @@ impl Context {
         self.out.join("runs").join(name)
     }
 
-    fn eps(e: f64) -> String {
-        format!("{e}/255")
-    }
-
-    fn model_args(&self, t: &TrainSpec) -> Vec<String> {
+    fn model_args(&self, t: &TrainSpec, checkpoint: Checkpoint) -> Vec<String> {
         vec![
             "--model".into(),
             t.model.into(),
             "--checkpoint".into(),
             self.cell_dir(&t.name())
-                .join(files::FINAL)
+                .join(checkpoint.file())
                 .display()
                 .to_string(),
             "--dataset".into(),
@@ -227,7 +228,10 @@ impl Context {
                 if let Some(alpha) = t.spat_alpha {
                     a.extend(["--spat-alpha".into(), alpha.to_string()]);
                 }
-                a.extend(["--eps".into(), Self::eps(t.eps)]);
+                a.extend(["--eps".into(), t.eps.to_string()]);
+                if let Some(step) = t.attack_step {
+                    a.extend(["--attack-step-size".into(), step.to_string()]);
+                }
                 a.extend([
                     "--epochs".into(),
                     t.epochs.to_string(),
@@ -235,6 +239,7 @@ impl Context {
                     t.batch_size.to_string(),
                 ]);
                 subset(&mut a, "--train-subset", t.train_subset);
+                subset(&mut a, "--val-subset", t.val_subset);
                 subset(&mut a, "--test-subset", t.test_subset);
                 if t.pseudo_labeled {
                     a.extend([
@@ -246,35 +251,37 @@ impl Context {
             }
             Job::Eval {
                 train,
+                checkpoint,
                 attacks,
                 eps,
                 test_subset,
             } => {
                 a.push("eval".into());
-                a.extend(self.model_args(train));
+                a.extend(self.model_args(train, *checkpoint));
                 a.extend([
                     "--attacks".into(),
                     list(attacks),
                     "--eps".into(),
-                    Self::eps(*eps),
+                    eps.to_string(),
                 ]);
                 subset(&mut a, "--test-subset", *test_subset);
                 a.push("--json".into());
             }
             Job::Sweep {
                 train,
+                checkpoint,
                 alphas,
                 eps,
                 test_subset,
             } => {
                 a.push("sweep-alpha".into());
-                a.extend(self.model_args(train));
+                a.extend(self.model_args(train, *checkpoint));
                 let alphas: Vec<String> = alphas.iter().map(f64::to_string).collect();
                 a.extend([
                     "--alphas".into(),
                     alphas.join(","),
                     "--eps".into(),
-                    Self::eps(*eps),
+                    eps.to_string(),
                 ]);
                 subset(&mut a, "--test-subset", *test_subset);
             }
@@ -285,8 +292,8 @@ impl Context {
                 classes,
             } => {
                 a.push("visualize".into());
-                a.extend(self.model_args(train));
-                let eps: Vec<String> = eps.iter().map(|e| Self::eps(*e)).collect();
+                a.extend(self.model_args(train, Checkpoint::Last));
+                let eps: Vec<String> = eps.iter().map(ToString::to_string).collect();
                 a.extend([
                     "--attacks".into(),
                     list(attacks),
@@ -295,13 +302,31 @@ impl Context {
                 ]);
                 a.extend(["--classes".into(), classes.join(",")]);
             }
+            Job::Gradients { models, classes } => {
+                let first = &models[0].1;
+                a.extend(["gradients".into(), "--model".into(), first.model.into()]);
+                for (label, t) in models {
+                    let weights = self.cell_dir(&t.name()).join(Checkpoint::Last.file());
+                    a.extend([
+                        "--checkpoint".into(),
+                        format!("{label}={}", weights.display()),
+                    ]);
+                }
+                a.extend([
+                    "--dataset".into(),
+                    first.dataset.as_str().into(),
+                    "--data-dir".into(),
+                    self.dirs.dir(first.dataset).display().to_string(),
+                ]);
+                a.extend(["--classes".into(), classes.join(",")]);
+            }
         }
         a.extend(["--device".into(), self.device.clone()]);
         match cell.job {
             // eval prints its JSON; the runner stores it.
             Job::Eval { .. } => {}
-            // visualize writes one PNG: a file inside the cell directory.
-            Job::Visualize { .. } => {
+            // visualize and gradients write one PNG: a file inside the cell directory.
+            Job::Visualize { .. } | Job::Gradients { .. } => {
                 a.extend(["--out".into(), dir.join("grid.png").display().to_string()])
             }
             _ => a.extend(["--out".into(), dir.display().to_string()]),
@@ -343,7 +368,8 @@ fn hours(seconds: f64) -> String {
     }
 }
 
-fn quote(args: &[String]) -> String {
+/// `args` as a shell command line, quoted where needed.
+pub fn quote(args: &[String]) -> String {
     args.iter()
         .map(|a| {
             if a.contains([' ', '*', '(', ')']) {
@@ -357,12 +383,13 @@ fn quote(args: &[String]) -> String {
 }
 
 fn dry_run(
-    ids: &[String],
+    plans: &[Plan],
     scale: Scale,
     cells: &[Cell],
     ctx: &Context,
     as_json: bool,
 ) -> Result<()> {
+    let ids: Vec<&str> = plans.iter().map(|p| p.id.as_str()).collect();
     let device_kind = if scale == Scale::Smoke { "CPU" } else { "GPU" };
     let total: f64 = cells
         .iter()
@@ -382,9 +409,30 @@ fn dry_run(
                 })
             })
             .collect();
+        let settings: serde_json::Map<String, Value> = plans
+            .iter()
+            .map(|p| {
+                let lines: Vec<Value> = protocol::listing(p)
+                    .iter()
+                    .flat_map(|(section, lines)| {
+                        lines.iter().map(move |l| {
+                            json!({
+                                "section": section,
+                                "key": l.key,
+                                "value": l.value,
+                                "source": l.source.to_string(),
+                                "spat_choice": l.source.is_spat(),
+                            })
+                        })
+                    })
+                    .collect();
+                (p.id.clone(), Value::Array(lines))
+            })
+            .collect();
         let v = json!({
             "ids": ids,
             "scale": scale,
+            "settings": settings,
             "device": ctx.device,
             "out": ctx.out,
             "cells": cells,
@@ -420,6 +468,17 @@ fn dry_run(
         total / 3600.0
     );
     println!("{}", matrix::COST_BASIS);
+    for p in plans {
+        let sections = protocol::listing(p);
+        println!();
+        println!("### {} at scale {scale}: settings and their sources", p.id);
+        print!("{}", protocol::markdown(&sections));
+        println!();
+        println!("spat's choices (stated by neither the thesis nor its references):");
+        for c in protocol::spat_choices(&sections) {
+            println!("- {c}");
+        }
+    }
     Ok(())
 }
 
@@ -460,7 +519,7 @@ pub fn spat_binary(cuda: bool) -> Result<PathBuf> {
     Ok(bin)
 }
 
-/// A cell's marker of being finished, written last.
+/// The marker of a finished cell ([`CellDone`]), written last.
 pub const DONE: &str = "DONE";
 /// The [`EvalReport`] of an evaluation cell.
 pub const EVAL: &str = "eval.json";
@@ -485,6 +544,64 @@ pub struct Attempt {
     pub seconds: Option<f64>,
 }
 
+/// The files a finished cell leaves for the report and for later cells.
+fn outputs(job: &Job) -> &'static [&'static str] {
+    match job {
+        Job::Train(_) => &[files::FINAL],
+        Job::Eval { .. } => &[EVAL],
+        Job::Sweep { .. } => &["sweep.json"],
+        Job::Visualize { .. } | Job::Gradients { .. } => &["grid.png"],
+    }
+}
+
+fn checksum(path: &Path) -> Option<String> {
+    fs::read(path).ok().map(|b| spat_spec::Fnv1a::hex_of(&b))
+}
+
+/// The outputs of a cell with a `DONE` marker that no longer match it (changed or removed since,
+/// or `DONE` itself when unreadable); `None` if the cell has no marker.
+fn stale_outputs(dir: &Path, job: &Job) -> Option<Vec<&'static str>> {
+    let marker = dir.join(DONE);
+    if !marker.is_file() {
+        return None;
+    }
+    let done: Option<CellDone> = spat_spec::fs::read_json(&marker, "a cell marker").ok();
+    let stale: Vec<&str> = match &done {
+        Some(d) => outputs(job)
+            .iter()
+            .copied()
+            .filter(|o| d.outputs.get(*o) != checksum(&dir.join(o)).as_ref())
+            .collect(),
+        None => vec![DONE],
+    };
+    Some(stale)
+}
+
+/// Whether `dir` holds a finished cell: a `DONE` marker whose outputs are all there, unchanged.
+/// Only looks: see [`is_done`].
+fn holds_done(dir: &Path, job: &Job) -> bool {
+    stale_outputs(dir, job).is_some_and(|s| s.is_empty())
+}
+
+/// [`holds_done`], and a marker that does not hold is removed so the cell runs again (it is
+/// xtask's own file in xtask's own cell directory). Called by the holder of the cell's lock only.
+fn is_done(dir: &Path, job: &Job) -> Result<bool> {
+    let Some(stale) = stale_outputs(dir, job) else {
+        return Ok(false);
+    };
+    if stale.is_empty() {
+        return Ok(true);
+    }
+    let marker = dir.join(DONE);
+    eprintln!(
+        "xtask: {} changed since the cell finished ({}); running it again",
+        dir.display(),
+        stale.join(", ")
+    );
+    fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))?;
+    Ok(false)
+}
+
 /// The attempts recorded in a cell directory (none if it has no `attempts.json`).
 pub fn attempts(cell_dir: &Path) -> Result<Vec<Attempt>> {
     let path = cell_dir.join(ATTEMPTS);
@@ -494,9 +611,9 @@ pub fn attempts(cell_dir: &Path) -> Result<Vec<Attempt>> {
     Ok(spat_spec::fs::read_json(&path, "a cell's attempts")?)
 }
 
-/// Whether a cell is finished.
+/// Whether a cell is finished: its `DONE` marker exists and its outputs are unchanged.
 pub fn finished(ctx: &Context, cell: &Cell) -> bool {
-    ctx.cell_dir(&cell.name).join(DONE).is_file()
+    holds_done(&ctx.cell_dir(&cell.name), &cell.job)
 }
 
 /// How one runner runs `spat`.
@@ -602,14 +719,15 @@ fn run_cell(
     threads: Option<usize>,
 ) -> Result<Outcome> {
     let dir = ctx.cell_dir(&cell.name);
-    if dir.join(DONE).is_file() {
+    if holds_done(&dir, &cell.job) {
         eprintln!("xtask: {} done, skipped", cell.name);
         return Ok(Outcome::Finished);
     }
-    if let Some(train) = schedule::needs(cell) {
+    for spec in schedule::needs(cell) {
+        let train = spec.name();
         ensure!(
-            ctx.cell_dir(&train).join(DONE).is_file(),
-            "it needs the final weights of the training cell {train}, which is not finished \
+            holds_done(&ctx.cell_dir(&train), &Job::Train(spec.clone())),
+            "it needs the weights of the training cell {train}, which is not finished \
              (run that cell first)"
         );
     }
@@ -618,8 +736,9 @@ fn run_cell(
         Acquired::Held(l) => l,
         Acquired::Busy(holder) => return Ok(Outcome::Busy(holder.to_string())),
     };
-    // Finished by another runner between the first look and the lock.
-    if dir.join(DONE).is_file() {
+    // Finished by another runner between the first look and the lock; or a marker whose outputs
+    // changed, removed here under the lock so that the cell runs again.
+    if is_done(&dir, &cell.job)? {
         return Ok(Outcome::Finished);
     }
     let start = Instant::now();
@@ -662,8 +781,19 @@ fn run_cell(
     });
     spat_spec::fs::write_json(&dir.join(ATTEMPTS), &history)?;
     result?;
-    let marker = json!({ "command": args, "seconds": seconds, "runner": lock.holder().runner });
-    spat_spec::fs::write_json(&dir.join(DONE), &marker)?;
+    let mut done = CellDone {
+        command: args,
+        seconds,
+        commit: report::checkout_commit(),
+        outputs: Default::default(),
+    };
+    for name in outputs(&cell.job) {
+        let sum = checksum(&dir.join(name))
+            .with_context(|| format!("cell {} finished without {name}", cell.name))?;
+        done.outputs.insert(name.to_string(), sum);
+    }
+    // Written last, by rename: the cell is finished exactly when this file exists.
+    spat_spec::fs::write_json(&dir.join(DONE), &done)?;
     eprintln!("xtask: {} finished in {seconds:.1} s", cell.name);
     Ok(Outcome::Ran)
 }
@@ -695,11 +825,12 @@ fn run_job(run: &SpatRun<'_>, cell: &Cell, dir: &Path, args: &[String]) -> Resul
                 dir.display()
             );
         }
-        Job::Visualize { .. } => {
+        Job::Visualize { .. } | Job::Gradients { .. } => {
             run.run(args, false)?;
             ensure!(
                 dir.join("grid.png").is_file(),
-                "spat visualize wrote no {}/grid.png",
+                "spat {} wrote no {}/grid.png",
+                args[0],
                 dir.display()
             );
         }
@@ -849,7 +980,7 @@ pub fn run(args: Args) -> Result<()> {
         .collect();
     let cells = merge(&plans);
     if args.dry_run {
-        return dry_run(&ids_to_run, scale, &cells, &ctx, args.json);
+        return dry_run(&plans, scale, &cells, &ctx, args.json);
     }
     if args.slurm.slurm {
         return slurm::submit(&args, &ids_to_run, &plans, &cells, &ctx);

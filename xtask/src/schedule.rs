@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Result};
 
-use crate::matrix::{Cell, Job};
+use crate::matrix::{Cell, Job, TrainSpec};
 
 /// What became of a cell that did not fail.
 #[derive(Debug)]
@@ -26,13 +26,11 @@ pub enum Outcome {
     Busy(String),
 }
 
-/// The training cell a measurement cell needs (by name), if any.
-pub fn needs(cell: &Cell) -> Option<String> {
+/// The training runs whose weights a measurement cell needs (none for a training cell).
+pub fn needs(cell: &Cell) -> Vec<&TrainSpec> {
     match &cell.job {
-        Job::Train(_) => None,
-        Job::Eval { train, .. } | Job::Sweep { train, .. } | Job::Visualize { train, .. } => {
-            Some(train.name())
-        }
+        Job::Train(_) => Vec::new(),
+        job => job.trains(),
     }
 }
 
@@ -63,9 +61,14 @@ where
         .map(|(i, c)| (c.name.clone(), i))
         .collect();
     // Dependencies outside `cells` are checked by `work` itself (the cell is told to run alone).
-    let dep: Vec<Option<usize>> = cells
+    let deps: Vec<Vec<usize>> = cells
         .iter()
-        .map(|c| needs(c).and_then(|n| index.get(&n).copied()))
+        .map(|c| {
+            needs(c)
+                .iter()
+                .filter_map(|t| index.get(&t.name()).copied())
+                .collect()
+        })
         .collect();
     let mut state = vec![State::Waiting; cells.len()];
     let mut announced = vec![false; cells.len()];
@@ -77,12 +80,12 @@ where
             let now = Instant::now();
             // Blocked: a cell whose dependency failed (or is blocked) will never run here.
             for i in 0..cells.len() {
-                if state[i] == State::Waiting {
-                    if let Some(d) = dep[i] {
-                        if matches!(state[d], State::Failed | State::Blocked) {
-                            state[i] = State::Blocked;
-                        }
-                    }
+                if state[i] == State::Waiting
+                    && deps[i]
+                        .iter()
+                        .any(|&d| matches!(state[d], State::Failed | State::Blocked))
+                {
+                    state[i] = State::Blocked;
                 }
             }
             for i in 0..cells.len() {
@@ -93,7 +96,7 @@ where
                     State::Waiting => true,
                     State::Busy(at) => at <= now,
                     _ => false,
-                } && dep[i].is_none_or(|d| state[d] == State::Done);
+                } && deps[i].iter().all(|&d| state[d] == State::Done);
                 if !ready {
                     continue;
                 }
@@ -199,9 +202,14 @@ mod tests {
         assert_eq!(peak.load(Ordering::SeqCst), 3);
         let pos = |i: usize, start: bool| log.iter().position(|e| *e == (i, start)).unwrap();
         for (i, c) in cells.iter().enumerate() {
-            if let Some(train) = needs(c) {
-                let t = cells.iter().position(|c| c.name == train).unwrap();
-                assert!(pos(t, false) < pos(i, true), "{} before {}", train, c.name);
+            for train in needs(c) {
+                let t = cells.iter().position(|c| c.name == train.name()).unwrap();
+                assert!(
+                    pos(t, false) < pos(i, true),
+                    "{} before {}",
+                    train.name(),
+                    c.name
+                );
             }
         }
     }
@@ -236,22 +244,25 @@ mod tests {
         assert_eq!(tries[&0], 3, "the busy cell was polled until free");
         let blocked: Vec<&Cell> = cells
             .iter()
-            .filter(|c| needs(c).as_ref() == Some(failing))
+            .filter(|c| needs(c).iter().any(|t| &t.name() == failing))
             .collect();
-        assert_eq!(blocked.len(), 1);
-        let b = cells
-            .iter()
-            .position(|c| c.name == blocked[0].name)
-            .unwrap();
-        assert!(
-            !tries.contains_key(&b),
-            "the failed training's evaluation never ran"
+        assert_eq!(
+            blocked.len(),
+            2,
+            "its last and best checkpoints' evaluations"
         );
-        assert_eq!(tries.len(), cells.len() - 1, "everything else ran");
+        for cell in &blocked {
+            let b = cells.iter().position(|c| c.name == cell.name).unwrap();
+            assert!(
+                !tries.contains_key(&b),
+                "the failed training's evaluation never ran"
+            );
+            assert!(err.contains(&cell.name), "{err}");
+        }
+        assert_eq!(tries.len(), cells.len() - 2, "everything else ran");
         assert!(
-            err.contains("1 of 10 cells failed") && err.contains("boom"),
+            err.contains(&format!("1 of {} cells failed", cells.len())) && err.contains("boom"),
             "{err}"
         );
-        assert!(err.contains(&blocked[0].name), "{err}");
     }
 }

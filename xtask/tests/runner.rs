@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::{calls, cell_names, events, fake_spat, make_executable, ok, xtask, Event};
+use common::{
+    calls, cell_names, comparable_report, events, fake_spat, make_executable, ok, xtask, Event,
+};
 use xtask::reproduce::{attempts, ATTEMPTS, DONE, LOCK};
 
 fn reproduce(out: &Path, spat: &Path, extra: &[&str]) -> Command {
@@ -65,15 +67,15 @@ fn two_jobs_run_side_by_side_after_their_dependencies_and_write_the_sequential_r
         .output()
         .unwrap());
     assert_eq!(
-        fs::read_to_string(par_dir.join("out/results.md")).unwrap(),
-        fs::read_to_string(seq_dir.join("out/results.md")).unwrap()
+        comparable_report(&par_dir.join("out")),
+        comparable_report(&seq_dir.join("out"))
     );
     let ev = events(&par_dir);
     let s = spans(&ev);
     assert_eq!(
         s.len(),
-        10,
-        "5 trainings + 5 evaluations, each once: {s:#?}"
+        15,
+        "5 trainings + 10 evaluations (last and best), each once: {s:#?}"
     );
     // Never more than two at once, and two at once at some point.
     let mut level = 0i32;
@@ -86,7 +88,8 @@ fn two_jobs_run_side_by_side_after_their_dependencies_and_write_the_sequential_r
     }
     assert_eq!(peak, 2);
     for (what, (start, _)) in &s {
-        if let Some(train) = what.strip_prefix("eval:") {
+        if let Some(eval) = what.strip_prefix("eval:") {
+            let train = eval.split('/').next().unwrap();
             assert!(
                 s[train].1 <= *start,
                 "{what} started before its training ended"
@@ -128,7 +131,7 @@ fn two_runners_sharing_a_directory_never_run_a_cell_twice() {
     let a = ok(a);
     let b = ok(b);
     let c = calls(tmp.path());
-    assert_eq!(c.len(), 10, "each of the 10 cells once: {c:#?}");
+    assert_eq!(c.len(), 15, "each of the 15 cells once: {c:#?}");
     spans(&events(tmp.path()));
     for name in cell_names("table6.1", "smoke") {
         let dir = out.join("runs").join(&name);
@@ -199,7 +202,7 @@ fn a_killed_runner_s_lock_is_taken_over_and_its_training_resumed() {
         "{log}"
     );
     let c = calls(tmp.path());
-    assert_eq!(c.len(), 11, "the killed call, then all 10 cells: {c:#?}");
+    assert_eq!(c.len(), 16, "the killed call, then all 15 cells: {c:#?}");
     assert!(
         c[1].starts_with("train --resume") && c[1].contains(&names[0]),
         "{}",
@@ -226,8 +229,8 @@ fn cell_runs_exactly_one_cell_and_assemble_runs_none() {
     // An evaluation needs its training.
     let e = err(reproduce(&out, &spat, &["--cell", "6"]).output().unwrap());
     assert!(e.contains("training cell") && e.contains(&names[0]), "{e}");
-    let e = err(reproduce(&out, &spat, &["--cell", "11"]).output().unwrap());
-    assert!(e.contains("cells 1 to 10"), "{e}");
+    let e = err(reproduce(&out, &spat, &["--cell", "16"]).output().unwrap());
+    assert!(e.contains("cells 1 to 15"), "{e}");
     let e = err(reproduce(&out, &spat, &["--cell", "no-such-cell"])
         .output()
         .unwrap());
@@ -245,24 +248,27 @@ fn cell_runs_exactly_one_cell_and_assemble_runs_none() {
     assert_eq!(calls(tmp.path()).len(), 2, "a finished cell is skipped");
 
     let e = err(reproduce(&out, &spat, &["--assemble"]).output().unwrap());
-    assert!(e.contains("8 of 10 cells") && e.contains(&names[1]), "{e}");
-    ok(reproduce(&out, &spat, &["--cell", "2,3,4,5,7,8,9,10"])
-        .output()
-        .unwrap());
+    assert!(e.contains("13 of 15 cells") && e.contains(&names[1]), "{e}");
+    ok(
+        reproduce(&out, &spat, &["--cell", "2,3,4,5,7,8,9,10,11,12,13,14,15"])
+            .output()
+            .unwrap(),
+    );
     ok(reproduce(&out, &spat, &["--assemble"])
         .env("SPAT_BIN", "/nonexistent/spat")
         .output()
         .unwrap());
-    assert_eq!(calls(tmp.path()).len(), 10);
+    assert_eq!(calls(tmp.path()).len(), 15);
     assert!(out.join("results.md").is_file());
-    // The history and the marker name the one runner that ran the cell.
+    // The history names the one runner that ran the cell, and its marker the command it ran.
     let first = out.join("runs").join(&names[0]);
     assert!(first.join(ATTEMPTS).is_file());
     let at = attempts(&first).unwrap();
     assert_eq!(at.len(), 1);
-    let done: serde_json::Value =
+    let done: spat_spec::report::CellDone =
         serde_json::from_str(&fs::read_to_string(first.join(DONE)).unwrap()).unwrap();
-    assert_eq!(done["runner"], serde_json::to_value(&at[0].runner).unwrap());
+    assert_eq!(done.command[0], "train");
+    assert_eq!(Some(done.seconds), at[0].seconds);
     assert_ne!(
         at[0].runner.pid,
         std::process::id(),
@@ -343,7 +349,7 @@ fn slurm_print_writes_arrays_of_the_unfinished_cells_and_submits_nothing() {
     let measure = fs::read_to_string(sub.join("measure.sbatch")).unwrap();
     let assemble = fs::read_to_string(sub.join("assemble.sbatch")).unwrap();
     assert!(train.contains("#SBATCH --array=3-5\n"), "{train}");
-    assert!(measure.contains("#SBATCH --array=7-10\n"), "{measure}");
+    assert!(measure.contains("#SBATCH --array=7-15\n"), "{measure}");
     for (k, name) in names.iter().enumerate() {
         let line = format!("  {}) cell={name} ;;", k + 1);
         let script = if k < 5 { &train } else { &measure };
@@ -444,9 +450,11 @@ fn slurm_submission_chains_arrays_and_resubmission_skips_finished_cells() {
 
     // The training array ran; one evaluation did not: only that one is submitted again, with no
     // dependency on a training array.
-    ok(reproduce(&out, &spat, &["--cell", "1,2,3,4,5,6,7,8,9"])
-        .output()
-        .unwrap());
+    ok(
+        reproduce(&out, &spat, &["--cell", "1,2,3,4,5,6,7,8,9,10,11,12,13,14"])
+            .output()
+            .unwrap(),
+    );
     ok(reproduce(&out, &spat, &["--slurm"])
         .env("PATH", &path)
         .output()
@@ -461,10 +469,10 @@ fn slurm_submission_chains_arrays_and_resubmission_skips_finished_cells() {
     assert!(s[4].contains("--dependency=afterok:104 "), "{}", s[4]);
     assert!(!sub2.join("train.sbatch").exists());
     let measure = fs::read_to_string(sub2.join("measure.sbatch")).unwrap();
-    assert!(measure.contains("#SBATCH --array=10\n"), "{measure}");
+    assert!(measure.contains("#SBATCH --array=15\n"), "{measure}");
 
     // Everything finished: nothing is submitted and results.md is written here.
-    ok(reproduce(&out, &spat, &["--cell", "10"]).output().unwrap());
+    ok(reproduce(&out, &spat, &["--cell", "15"]).output().unwrap());
     let done = ok(reproduce(&out, &spat, &["--slurm"])
         .env("PATH", &path)
         .output()

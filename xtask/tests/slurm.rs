@@ -1,5 +1,5 @@
 //! `cargo xtask reproduce --slurm` on a real Slurm: the smoke matrix of Table 6.1 (5 trainings,
-//! 5 evaluations) submitted as job arrays, run by the real `spat`, checked with sacct and each
+//! 10 evaluations: last and best checkpoints) submitted as job arrays, run by the real `spat`, checked with sacct and each
 //! cell's attempts.json, and its results.md compared with the sequential runner's.
 //!
 //! They need a running cluster and are ignored otherwise: start one with
@@ -16,7 +16,7 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::{cell_names, ok, xtask};
+use common::{cell_names, comparable_report, ok, report_body, xtask};
 use xtask::reproduce::{attempts, Attempt, DONE};
 
 const IGNORE: &str = "needs a running Slurm (scripts/slurm-local.sh)";
@@ -77,17 +77,15 @@ fn reproduce(out: &Path, spat: &Path) -> Command {
     c
 }
 
-/// results.md of the sequential runner: from `$SPAT_SLURM_REFERENCE` (the output directory of a
-/// `cargo xtask reproduce table6.1 --scale smoke` of this code: CI's smoke step), else run once per
-/// test process.
+/// The output directory of the sequential runner: `$SPAT_SLURM_REFERENCE` (an absolute path to
+/// the output of `cargo xtask reproduce table6.1 --scale smoke` of this checkout: CI's smoke step),
+/// else run once per test process. Compared through [`comparable_report`].
 fn sequential_report() -> String {
     static REPORT: OnceLock<String> = OnceLock::new();
     REPORT
         .get_or_init(|| {
             if let Some(dir) = std::env::var_os("SPAT_SLURM_REFERENCE") {
-                let path = Path::new(&dir).join("results.md");
-                return std::fs::read_to_string(&path)
-                    .unwrap_or_else(|e| panic!("SPAT_SLURM_REFERENCE: {}: {e}", path.display()));
+                return comparable_report(Path::new(&dir));
             }
             let (work, spat) = setup();
             let out = work.join("sequential");
@@ -97,7 +95,7 @@ fn sequential_report() -> String {
                 "sequential runner: table6.1 smoke in {:.1} s",
                 t.elapsed().as_secs_f64()
             );
-            std::fs::read_to_string(out.join("results.md")).unwrap()
+            comparable_report(&out)
         })
         .clone()
 }
@@ -232,7 +230,7 @@ fn slurm_arrays_run_every_cell_once_and_write_the_sequential_report() {
         "Slurm: table6.1 smoke submitted and assembled in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    let lines = sacct(&jobs, 11);
+    let lines = sacct(&jobs, 16);
     for (k, name) in names.iter().enumerate() {
         let n = k + 1;
         let array = if n <= 5 { &jobs[0] } else { &jobs[1] };
@@ -244,9 +242,9 @@ fn slurm_arrays_run_every_cell_once_and_write_the_sequential_report() {
         assert_eq!(slurm_task(&at[0]), (task, 0), "{name}");
     }
     assert_eq!(state_of(&lines, &jobs[2]), ["COMPLETED"]);
-    assert_eq!(lines.len(), 11, "nothing else ran");
+    assert_eq!(lines.len(), 16, "nothing else ran");
     assert_eq!(
-        std::fs::read_to_string(out.join("results.md")).unwrap(),
+        comparable_report(&out),
         reference,
         "the Slurm run's results.md is the sequential runner's"
     );
@@ -295,12 +293,17 @@ fn a_cancelled_task_is_resubmitted_and_a_requeued_one_resumes_its_run() {
     }
     println!("requeued {task4} after its first epoch");
     wait_until_gone(&jobs, Duration::from_secs(1800));
-    let first = sacct(&jobs, 12);
+    let first = sacct(&jobs, 17);
     assert_eq!(state_of(&first, &format!("{train}_3")), ["CANCELLED"]);
     assert_eq!(state_of(&first, &task4), ["REQUEUED", "COMPLETED"]);
-    // The evaluation of the cancelled training failed (its weights do not exist); the others ran.
-    for n in 6..=10 {
-        let want = if n == 8 { "FAILED" } else { "COMPLETED" };
+    // The evaluations of the cancelled training (cells 10, 11: its last and best weights) failed;
+    // the others ran.
+    for n in 6..=15 {
+        let want = if n == 10 || n == 11 {
+            "FAILED"
+        } else {
+            "COMPLETED"
+        };
         assert_eq!(
             state_of(&first, &format!("{}_{n}", jobs[1])),
             [want],
@@ -320,22 +323,27 @@ fn a_cancelled_task_is_resubmitted_and_a_requeued_one_resumes_its_run() {
     assert_eq!(slurm_task(&at[1]), (task4.clone(), 1));
     assert_eq!(cell_attempts(&out, cancelled).len(), 1);
 
-    // Re-submission: only the cancelled training and its evaluation.
+    // Re-submission: only the cancelled training and its evaluations.
     let again = submit(&out, &spat);
     let sub = std::fs::read_to_string(out.join("slurm/2/train.sbatch")).unwrap();
     assert!(sub.contains("#SBATCH --array=3\n"), "{sub}");
     let sub = std::fs::read_to_string(out.join("slurm/2/measure.sbatch")).unwrap();
-    assert!(sub.contains("#SBATCH --array=8\n"), "{sub}");
+    assert!(sub.contains("#SBATCH --array=10-11\n"), "{sub}");
     wait_until_gone(&again, Duration::from_secs(1800));
     println!(
         "Slurm: interrupted, re-submitted and assembled in {:.1} s",
         t.elapsed().as_secs_f64()
     );
-    let second = sacct(&again, 3);
+    let second = sacct(&again, 4);
     assert_eq!(state_of(&second, &format!("{}_3", again[0])), ["COMPLETED"]);
-    assert_eq!(state_of(&second, &format!("{}_8", again[1])), ["COMPLETED"]);
+    for n in [10, 11] {
+        assert_eq!(
+            state_of(&second, &format!("{}_{n}", again[1])),
+            ["COMPLETED"]
+        );
+    }
     assert_eq!(state_of(&second, &again[2]), ["COMPLETED"]);
-    assert_eq!(second.len(), 3, "nothing else ran");
+    assert_eq!(second.len(), 4, "nothing else ran");
     let at = cell_attempts(&out, cancelled);
     assert_eq!(at.len(), 2, "{at:#?}");
     assert_eq!(
@@ -351,9 +359,11 @@ fn a_cancelled_task_is_resubmitted_and_a_requeued_one_resumes_its_run() {
             "{name} ran {want} time(s)"
         );
     }
+    // Resumed trainings record `spat train --resume` as what ran; the numbers are the same.
+    let body = reference.split_once("\n### What ran\n").unwrap().0;
     assert_eq!(
-        std::fs::read_to_string(out.join("results.md")).unwrap(),
-        reference,
+        report_body(&out),
+        body,
         "interrupted and resumed runs end in the sequential runner's results"
     );
 }

@@ -1,6 +1,6 @@
 //! The attacks: one small type each, sharing the gradient and projection steps.
 
-use candle_core::{Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 use spat_core::rng::HostRng;
 use spat_core::{Classifier, Mode};
 
@@ -18,6 +18,10 @@ pub enum RandomStart {
     Uniform,
     /// `x + std·N(0, 1)` (TRADES and MART use `std = 0.001`).
     Gaussian { std: f64 },
+    /// Uniform in the ε-ball and *not* clipped to `[0, 1]`: the first gradient is taken there, as
+    /// in semisup-adv's `attack_pgd.py` and TRADES' `pgd_attack_cifar10.py`; every later iterate
+    /// is projected onto the ball and `[0, 1]` as usual.
+    UniformUnclipped,
 }
 
 /// An L∞ attack on a classifier.
@@ -31,9 +35,44 @@ pub trait Attack {
         y: &Tensor,
         rng: &mut HostRng,
     ) -> Result<Tensor>;
+
+    /// Which examples of `(x, y)` the attack fails on: by default those whose adversarial
+    /// example [`predictions`] classifies correctly. An attack that judges examples otherwise
+    /// (over several iterates or restarts) says so here; the evaluator counts this.
+    fn survivors(
+        &self,
+        model: &dyn Classifier,
+        x: &Tensor,
+        y: &Tensor,
+        rng: &mut HostRng,
+    ) -> Result<Vec<bool>> {
+        let x_adv = self.perturb(model, x, y, rng)?;
+        correct(model, &x_adv, y)
+    }
 }
 
-fn check_eps(eps: f64) -> Result<()> {
+/// The class `model` (in `Mode::Eval`) predicts for each image of `x`: the arg-max of its logits.
+pub fn predictions(model: &dyn Classifier, x: &Tensor) -> Result<Vec<u32>> {
+    argmax(&model.logits_wrt_input(x, Mode::Eval)?)
+}
+
+/// The arg-max of each row of `logits`.
+pub(crate) fn argmax(logits: &Tensor) -> Result<Vec<u32>> {
+    Ok(logits.argmax(1)?.to_dtype(DType::U32)?.to_vec1::<u32>()?)
+}
+
+/// The labels of `y` on the host.
+pub(crate) fn labels(y: &Tensor) -> Result<Vec<u32>> {
+    Ok(y.to_dtype(DType::U32)?.to_vec1::<u32>()?)
+}
+
+/// Whether `model` classifies each image of `x` as its label in `y`.
+pub fn correct(model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<Vec<bool>> {
+    let pred = predictions(model, x)?;
+    Ok(pred.iter().zip(labels(y)?).map(|(p, l)| *p == l).collect())
+}
+
+pub(crate) fn check_eps(eps: f64) -> Result<()> {
     if !(eps.is_finite() && eps >= 0.0) {
         return Err(crate::Error::InvalidArgument(format!(
             "eps must be finite and >= 0, got {eps}"
@@ -42,26 +81,27 @@ fn check_eps(eps: f64) -> Result<()> {
     Ok(())
 }
 
-/// Gradient of `loss` w.r.t. the input at `x`. The model runs through
-/// [`Classifier::logits_wrt_input`], so a model that supports it spends no work on weight
+/// Gradient of `loss` w.r.t. the input at `x`, and the logits at `x` (detached). The model runs
+/// through [`Classifier::logits_wrt_input`], so a model that supports it spends no work on weight
 /// gradients; any it does compute stay in the temporary store dropped here.
-fn input_gradient(
+pub(crate) fn input_gradient(
     model: &dyn Classifier,
     x: &Tensor,
     y: &Tensor,
     loss: &AttackLoss,
     clean_probs: Option<&Tensor>,
     mode: Mode,
-) -> Result<Tensor> {
+) -> Result<(Tensor, Tensor)> {
     let xv = Var::from_tensor(x)?;
     let logits = model.logits_wrt_input(xv.as_tensor(), mode)?;
     let total = losses::summed(loss, &logits, y, clean_probs)?;
     let grads = total.backward()?;
-    match grads.get(xv.as_tensor()) {
-        Some(g) => Ok(g.detach()),
+    let g = match grads.get(xv.as_tensor()) {
+        Some(g) => g.detach(),
         // The loss does not depend on the input (e.g. a constant model): no direction to move.
-        None => Ok(x.zeros_like()?),
-    }
+        None => x.zeros_like()?,
+    };
+    Ok((g, logits.detach()))
 }
 
 /// Fast Gradient Sign Method: one signed step of size ε on the cross-entropy, no random start.
@@ -91,7 +131,7 @@ impl Attack for Fgsm {
     ) -> Result<Tensor> {
         check_eps(self.eps)?;
         let x = x.detach();
-        let g = input_gradient(model, &x, y, &AttackLoss::CrossEntropy, None, self.mode)?;
+        let (g, _) = input_gradient(model, &x, y, &AttackLoss::CrossEntropy, None, self.mode)?;
         Ok((x + g.sign()?.affine(self.eps, 0.0)?)?.clamp(0f32, 1f32)?)
     }
 }
@@ -112,6 +152,9 @@ pub struct Pgd {
     /// default for Madry.
     pub mode: Mode,
 }
+
+/// Called with each PGD iterate and the model's logits at it (see `Pgd::iterate`).
+pub(crate) type EachIterate<'a> = dyn FnMut(&Tensor, &Tensor) -> Result<()> + 'a;
 
 /// Step size of the evaluation attacks of Table 6.1, scaled linearly with ε.
 ///
@@ -182,10 +225,16 @@ impl Pgd {
         }
     }
 
-    fn start(&self, x: &Tensor, lo: &Tensor, hi: &Tensor, rng: &mut HostRng) -> Result<Tensor> {
+    pub(crate) fn start(
+        &self,
+        x: &Tensor,
+        lo: &Tensor,
+        hi: &Tensor,
+        rng: &mut HostRng,
+    ) -> Result<Tensor> {
         let noise = match self.random_start {
             RandomStart::None => return Ok(x.clone()),
-            RandomStart::Uniform => spat_core::rng::uniform(
+            RandomStart::Uniform | RandomStart::UniformUnclipped => spat_core::rng::uniform(
                 rng,
                 x.shape(),
                 -self.eps as f32,
@@ -196,7 +245,11 @@ impl Pgd {
                 spat_core::rng::normal(rng, x.shape(), std as f32, x.device())?
             }
         };
-        project(&(x + noise.to_dtype(x.dtype())?)?, lo, hi)
+        let start = (x + noise.to_dtype(x.dtype())?)?;
+        match self.random_start {
+            RandomStart::UniformUnclipped => Ok(start),
+            _ => project(&start, lo, hi),
+        }
     }
 }
 
@@ -217,7 +270,7 @@ impl Attack for Pgd {
         let lo = x.affine(1.0, -self.eps)?;
         let hi = x.affine(1.0, self.eps)?;
         let start = self.start(&x, &lo, &hi, rng)?;
-        self.iterate(model, &x, y, start, &lo, &hi)
+        self.iterate(model, &x, y, start, &lo, &hi, None)
     }
 }
 
@@ -236,10 +289,14 @@ impl Pgd {
         let lo = x.affine(1.0, -self.eps)?;
         let hi = x.affine(1.0, self.eps)?;
         let start = project(&start.detach(), &lo, &hi)?;
-        self.iterate(model, &x, y, start, &lo, &hi)
+        self.iterate(model, &x, y, start, &lo, &hi, None)
     }
 
-    fn iterate(
+    /// The PGD iterations from `start`. With `each_iterate`, it is called with every iterate
+    /// after the first step, `x_1 … x_steps`, and the logits (in `self.mode`) at it: those of the
+    /// next step's gradient pass, and one more forward pass for the last.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn iterate(
         &self,
         model: &dyn Classifier,
         x: &Tensor,
@@ -247,6 +304,7 @@ impl Pgd {
         start: Tensor,
         lo: &Tensor,
         hi: &Tensor,
+        mut each_iterate: Option<&mut EachIterate<'_>>,
     ) -> Result<Tensor> {
         let clean_probs = match self.loss {
             AttackLoss::Kl => {
@@ -255,8 +313,8 @@ impl Pgd {
             _ => None,
         };
         let mut x_adv = start;
-        for _ in 0..self.steps {
-            let g = input_gradient(
+        for k in 0..self.steps {
+            let (g, logits) = input_gradient(
                 model,
                 &x_adv,
                 y,
@@ -264,8 +322,17 @@ impl Pgd {
                 clean_probs.as_ref(),
                 self.mode,
             )?;
+            if k > 0 {
+                if let Some(f) = each_iterate.as_mut() {
+                    f(&x_adv, &logits)?;
+                }
+            }
             x_adv = project(&(x_adv + g.sign()?.affine(self.step_size, 0.0)?)?, lo, hi)?;
         }
-        Ok(x_adv.detach())
+        let x_adv = x_adv.detach();
+        if let (Some(f), true) = (each_iterate, self.steps > 0) {
+            f(&x_adv, &model.logits_wrt_input(&x_adv, self.mode)?.detach())?;
+        }
+        Ok(x_adv)
     }
 }

@@ -3,28 +3,14 @@
 
 use std::collections::BTreeMap;
 
-use candle_core::{DType, Tensor};
+use candle_core::Tensor;
 use spat_core::rng::{host_rng, streams};
-use spat_core::{Batch, Classifier, Mode};
+use spat_core::{Batch, Classifier};
 use spat_spec::report::{EvalReport, SweepAttack, SweepReport, SweepRow};
 use spat_spec::{AttackLoss, AttackSpec, StepRule};
 
+use crate::attack::{correct, input_gradient, predictions};
 use crate::{build, Error, Result};
-
-/// The class `model` (in `Mode::Eval`) predicts for each image of `x`: the arg-max of its logits.
-pub fn predictions(model: &dyn Classifier, x: &Tensor) -> Result<Vec<u32>> {
-    Ok(model
-        .logits_wrt_input(x, Mode::Eval)?
-        .argmax(1)?
-        .to_dtype(DType::U32)?
-        .to_vec1::<u32>()?)
-}
-
-fn correct(model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<Vec<bool>> {
-    let labels = y.to_dtype(DType::U32)?.to_vec1::<u32>()?;
-    let pred = predictions(model, x)?;
-    Ok(pred.iter().zip(&labels).map(|(p, l)| p == l).collect())
-}
 
 fn progress_bar(progress: bool) -> indicatif::ProgressBar {
     if progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
@@ -43,8 +29,9 @@ fn progress_bar(progress: bool) -> indicatif::ProgressBar {
 
 /// Evaluates `model` (in `Mode::Eval`) on `batches` under every attack of `attacks` at radius `eps`.
 ///
-/// An example counts towards `worst_case` only if it is classified correctly clean and under every
-/// attack. Every attack on batch `b` starts from a fresh `host_rng(seed, streams::EVAL_ATTACK + b)`,
+/// An example counts as robust to an attack as [`crate::Attack::survivors`] judges it (classified
+/// correctly after the attack, or for RST's PGD after every iterate of every restart), and towards
+/// `worst_case` only if it is classified correctly clean and robust to every attack. Every attack on batch `b` starts from a fresh `host_rng(seed, streams::EVAL_ATTACK + b)`,
 /// so attacks of one list share their random starts (PGD-LS(0) and PGD-CE give identical results)
 /// and no result depends on which other attacks run.
 pub fn evaluate<I>(
@@ -82,8 +69,7 @@ where
         for (name, attack) in &built {
             let Some(attack) = attack else { continue };
             let mut rng = host_rng(seed, streams::EVAL_ATTACK + b as u64);
-            let x_adv = attack.perturb(model, &batch.images, &batch.labels, &mut rng)?;
-            let ok = correct(model, &x_adv, &batch.labels)?;
+            let ok = attack.survivors(model, &batch.images, &batch.labels, &mut rng)?;
             *hits.get_mut(name).expect("inserted") += ok.iter().filter(|&&c| c).count();
             for (r, o) in robust.iter_mut().zip(ok) {
                 *r &= o;
@@ -201,6 +187,22 @@ where
         clean_accuracy: acc(&AttackSpec::Clean),
         rows,
     })
+}
+
+/// The gradient of the cross-entropy loss with respect to each image of `batch`, the model in
+/// `Mode::Eval`: thesis Figure 4.1 after Tsipras et al., where a robust model's input gradient
+/// looks like the image and a standard model's like noise. Same shape as the images; each image's
+/// gradient is its own (the loss is summed over the batch).
+pub fn input_gradients(model: &dyn Classifier, batch: &Batch) -> Result<Tensor> {
+    let (g, _) = input_gradient(
+        model,
+        &batch.images,
+        &batch.labels,
+        &AttackLoss::CrossEntropy,
+        None,
+        spat_core::Mode::Eval,
+    )?;
+    Ok(g)
 }
 
 /// The adversarial examples of one attack at one radius, and the model's predictions on them.

@@ -44,12 +44,17 @@
 pub mod attack;
 pub mod eval;
 pub mod losses;
+pub mod restarts;
 pub mod spec;
 
-pub use attack::{evaluation_step_size, Attack, AttackLoss, Fgsm, Pgd, RandomStart, CW_KAPPA};
-pub use eval::{
-    adversarial_columns, evaluate, predictions, sweep_alpha, AdversarialColumn, SweepConfig,
+pub use attack::{
+    correct, evaluation_step_size, predictions, Attack, AttackLoss, Fgsm, Pgd, RandomStart,
+    CW_KAPPA,
 };
+pub use eval::{
+    adversarial_columns, evaluate, input_gradients, sweep_alpha, AdversarialColumn, SweepConfig,
+};
+pub use restarts::{Judged, PgdRestarts};
 pub use spat_core::rng::HostRng;
 pub use spat_spec::report::{EvalReport, SweepAttack, SweepReport, SweepRow};
 pub use spat_spec::{AttackSpec, StepRule, SPEC_FORMS};

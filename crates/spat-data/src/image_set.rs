@@ -135,6 +135,23 @@ impl ImageSet {
         self.select(&indices)
     }
 
+    /// A validation split: `n` distinct images drawn uniformly without replacement with the
+    /// `(seed, VALIDATION)` stream, and the images it leaves, both in their original order (as
+    /// Rice et al.'s `generate_validation.py` holds out a seeded 1,000 of CIFAR-10's training
+    /// images). `n >= len()` holds out everything.
+    pub fn hold_out(&self, n: usize, seed: u64) -> (ImageSet, ImageSet) {
+        let n = n.min(self.len());
+        let mut rng = host_rng(seed, streams::VALIDATION);
+        let mut held = rand::seq::index::sample(&mut rng, self.len(), n).into_vec();
+        held.sort_unstable();
+        let mut is_held = vec![false; self.len()];
+        for &i in &held {
+            is_held[i] = true;
+        }
+        let rest: Vec<usize> = (0..self.len()).filter(|&i| !is_held[i]).collect();
+        (self.select(&held), self.select(&rest))
+    }
+
     /// The images at `indices`, in that order (repeats allowed). Panics on an index `>= len()`.
     pub fn select(&self, indices: &[usize]) -> ImageSet {
         let per = self.image_len();
@@ -261,6 +278,25 @@ mod tests {
         let firsts: Vec<u8> = (0..5).map(|i| a.image(i)[0]).collect();
         assert!(firsts.windows(2).all(|w| w[0] < w[1]), "{firsts:?}");
         assert_eq!(s.sample(20, 1).len(), 10);
+    }
+
+    #[test]
+    fn hold_out_splits_into_disjoint_seeded_parts() {
+        let s = toy(20);
+        let (val, rest) = s.hold_out(6, 3);
+        assert_eq!((val.len(), rest.len()), (6, 14));
+        let firsts =
+            |set: &ImageSet| -> Vec<u8> { (0..set.len()).map(|i| set.image(i)[0]).collect() };
+        let (v, r) = (firsts(&val), firsts(&rest));
+        assert!(v.iter().all(|x| !r.contains(x)), "disjoint: {v:?} {r:?}");
+        let mut all: Vec<u8> = v.iter().chain(&r).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, firsts(&s), "together the whole set");
+        assert!(v.windows(2).all(|w| w[0] < w[1]) && r.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(s.hold_out(6, 3).0.images(), val.images(), "seeded");
+        assert_ne!(s.hold_out(6, 4).0.images(), val.images(), "seed matters");
+        assert_ne!(val.images(), s.sample(6, 3).images(), "its own stream");
+        assert_eq!(s.hold_out(99, 0).1.len(), 0);
     }
 
     #[test]

@@ -208,10 +208,10 @@ impl Conv2d {
         x.conv2d(self.weight.as_tensor(), self.padding, self.stride, 1, 1)
     }
 
-    /// The direct CPU kernel of `conv_cpu` (narrow layers).
+    /// spat's own convolution ([`crate::conv::conv2d`]) on the `f32` weights.
     #[cfg(test)]
-    pub(crate) fn forward_direct(&self, x: &Tensor) -> Result<Tensor> {
-        direct_conv2d(x, self.weight.as_tensor(), self.stride, self.padding)
+    pub(crate) fn forward_spat(&self, x: &Tensor) -> Result<Tensor> {
+        crate::conv::conv2d(x, self.weight.as_tensor(), self.stride, self.padding)
     }
 
     /// Multiply-accumulates for one image whose input is `h × w`; returns the output size too.
@@ -221,19 +221,6 @@ impl Conv2d {
         let ow = (w + 2 * self.padding - k) / self.stride + 1;
         ((cout * cin * k * k * oh * ow) as u64, (oh, ow))
     }
-}
-
-/// Direct CPU convolution of an `f32` NCHW tensor with a square kernel (no bias, groups or
-/// dilation), differentiable in both arguments. Exposed for benchmarks; networks pick it
-/// themselves for narrow layers.
-#[doc(hidden)]
-pub fn direct_conv2d(x: &Tensor, kernel: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
-    let x = if x.is_contiguous() {
-        x.clone()
-    } else {
-        x.contiguous()?
-    };
-    x.apply_op2(kernel, crate::conv_cpu::DirectConv2d { stride, padding })
 }
 
 /// Fully connected layer `y = x Wᵀ + b`.
@@ -378,6 +365,7 @@ impl BatchNorm2d {
         relu: bool,
         constant: bool,
     ) -> Result<Tensor> {
+        let _span = crate::profile::span("bn-forward", 0.0, || format!("{:?}", x.dims()));
         let count = self.check_train_batch(x, mode)?;
         let stats = if mode.uses_batch_statistics() {
             let stats = crate::bn_cpu::batch_stats(x)?;
@@ -599,11 +587,11 @@ mod tests {
         }
     }
 
-    /// The direct CPU convolution equals candle's in output and in both gradients, for the kernel
+    /// spat's CPU convolution equals candle's in output and in both gradients, for the kernel
     /// sizes, strides and paddings the networks use and for odd sizes where padding and stride
     /// leave unused border rows.
     #[test]
-    fn direct_conv_matches_candle_conv() {
+    fn cpu_conv_matches_candle_conv() {
         let dev = Device::Cpu;
         // (cin, cout, k, stride, h, w)
         let cases = [
@@ -629,7 +617,7 @@ mod tests {
             let run = |direct: bool| {
                 let xv = Var::from_tensor(&x).unwrap();
                 let y = if direct {
-                    conv.forward_direct(xv.as_tensor()).unwrap()
+                    conv.forward_spat(xv.as_tensor()).unwrap()
                 } else {
                     conv.forward_candle(xv.as_tensor()).unwrap()
                 };

@@ -15,7 +15,11 @@ pub mod conv;
 mod conv_cpu;
 #[cfg(feature = "cudnn")]
 mod conv_cudnn;
+mod cpu_data;
+mod gemm_cpu;
 pub mod layers;
+mod malloc;
+pub mod profile;
 pub mod resnet;
 pub mod wide_resnet;
 
@@ -26,6 +30,7 @@ use candle_core::{DType, Device, Tensor};
 use spat_core::{Classifier, Mode, Network, VarKind, VarStore};
 
 pub use layers::Declared;
+pub use malloc::retain_freed_memory;
 
 /// Arithmetic of a network's convolutions and classifier head.
 ///

@@ -19,7 +19,7 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::Error;
+use crate::{Error, Radius};
 
 /// The loss an attack maximises.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -46,12 +46,14 @@ pub enum AttackLoss {
 pub const CW_KAPPA: f64 = 50.0;
 
 /// Step size rule of an evaluation PGD.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub enum StepRule {
     /// The TRADES/MART evaluation scripts' 0.003 at ε = 0.031, scaled with ε.
     EvaluationScripts,
     /// ε / 10 (Section 6.2).
     EpsOver10,
+    /// A step of its own, whatever the radius (`@step=0.01`: semisup-adv's evaluation).
+    Fixed(Radius),
 }
 
 /// One entry of an attack list. Serialised as its canonical string (`Display`).
@@ -67,13 +69,29 @@ pub enum AttackSpec {
         loss: AttackLoss,
         step: StepRule,
     },
+    /// PGD-CE as semisup-adv (RST) evaluates with it (`attack_pgd.py`, `attack_evaluation.py`):
+    /// `restarts` runs, each from a start uniform in the ε-ball and not clipped to `[0, 1]`, with a
+    /// step and (if `eps` is set) a radius of its own. An example counts as robust only if it is
+    /// classified correctly after every iterate of every restart (`every_iterate`), or else after
+    /// the last iterate of every restart. Written `pgd20x5@step=0.01@eps=0.031@every-iterate`.
+    PgdRestarts {
+        steps: usize,
+        restarts: usize,
+        step: StepRule,
+        /// The attack's own radius; `None`: the radius the evaluation is run at.
+        eps: Option<Radius>,
+        every_iterate: bool,
+    },
 }
 
 /// The accepted forms, for error messages and `--help`.
 pub const SPEC_FORMS: &str =
     "clean, fgsm, pgdN (PGD-CE, e.g. pgd20), cwN (CW∞ by PGD, e.g. cw30), \
 pgd-kl / pgdN-kl (PGD-KL), pgd-ls:A / pgdN-ls:A (PGD-LS with 0 <= A <= 1); append @eps/10 (also \
-@step=eps/10 or -eps10) to a PGD or CW form for step ε/10 instead of 0.003 at ε = 0.031";
+@step=eps/10 or -eps10) to a PGD or CW form for step ε/10, or @step=S (as 0.01 or 2/255) for a \
+step of its own, instead of 0.003 at ε = 0.031; pgdNxR (PGD-CE with R restarts, RST's \
+evaluation) also takes @eps=E (a radius of its own) and @every-iterate (robust only if correct \
+after every iterate of every restart)";
 
 impl AttackSpec {
     /// Parses a comma-separated list; an empty list is an error.
@@ -98,6 +116,9 @@ impl AttackSpec {
             AttackSpec::Clean => 0,
             AttackSpec::Fgsm => 1,
             AttackSpec::Pgd { steps, .. } => steps,
+            AttackSpec::PgdRestarts {
+                steps, restarts, ..
+            } => steps * restarts,
         }
     }
 }
@@ -188,16 +209,19 @@ impl FromStr for AttackSpec {
         let bad = || Error::Invalid(format!("unknown attack `{text}`; accepted: {SPEC_FORMS}"));
         let lower = text.trim().to_ascii_lowercase();
         let parts = Parts::cut(&lower).ok_or_else(bad)?;
-        if let Some(n) = parts.restarts {
-            return Err(Error::Invalid(format!(
-                "attack `{text}`: {n} restarts are not supported by `{}`; accepted: {SPEC_FORMS}",
-                parts.family
-            )));
-        }
         let mut step = StepRule::EvaluationScripts;
+        let mut own_eps = None;
+        let mut every_iterate = false;
         for &(key, value) in &parts.options {
+            let radius = |v: &str| {
+                v.parse::<Radius>()
+                    .map_err(|e| Error::Invalid(format!("attack `{text}`: {e}")))
+            };
             match (key, value) {
                 ("eps/10", None) | ("step", Some("eps/10")) => step = StepRule::EpsOver10,
+                ("step", Some(v)) => step = StepRule::Fixed(radius(v)?),
+                ("eps", Some(v)) => own_eps = Some(radius(v)?),
+                ("every-iterate", None) => every_iterate = true,
                 _ => {
                     return Err(Error::Invalid(format!(
                         "attack `{text}`: unknown option `@{key}{}`; accepted: {SPEC_FORMS}",
@@ -205,6 +229,23 @@ impl FromStr for AttackSpec {
                     )))
                 }
             }
+        }
+        // Restarts, a radius of its own or the every-iterate rule make the spec RST's PGD, which
+        // spat runs on cross-entropy only.
+        if parts.restarts.is_some() || every_iterate || own_eps.is_some() {
+            if (parts.family, parts.variant, parts.argument) != ("pgd", None, None) {
+                return Err(Error::Invalid(format!(
+                    "attack `{text}`: restarts, @eps=E and @every-iterate are supported by PGD-CE \
+                     (pgdNxR) only; accepted: {SPEC_FORMS}"
+                )));
+            }
+            return Ok(AttackSpec::PgdRestarts {
+                steps: parts.steps.ok_or_else(bad)?,
+                restarts: parts.restarts.unwrap_or(1),
+                step,
+                eps: own_eps,
+                every_iterate,
+            });
         }
         let plain = parts.steps.is_none() && parts.variant.is_none() && parts.argument.is_none();
         let pgd = |steps: Option<usize>, default: Option<usize>, loss| {
@@ -235,6 +276,14 @@ impl FromStr for AttackSpec {
     }
 }
 
+fn write_step(f: &mut fmt::Formatter<'_>, step: StepRule) -> fmt::Result {
+    match step {
+        StepRule::EvaluationScripts => Ok(()),
+        StepRule::EpsOver10 => write!(f, "@eps/10"),
+        StepRule::Fixed(r) => write!(f, "@step={r}"),
+    }
+}
+
 impl fmt::Display for AttackSpec {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
@@ -247,8 +296,22 @@ impl fmt::Display for AttackSpec {
                     AttackLoss::Kl => write!(f, "pgd{steps}-kl")?,
                     AttackLoss::CwMargin { .. } => write!(f, "cw{steps}")?,
                 }
-                if step == StepRule::EpsOver10 {
-                    write!(f, "@eps/10")?;
+                write_step(f, step)
+            }
+            AttackSpec::PgdRestarts {
+                steps,
+                restarts,
+                step,
+                eps,
+                every_iterate,
+            } => {
+                write!(f, "pgd{steps}x{restarts}")?;
+                write_step(f, step)?;
+                if let Some(r) = eps {
+                    write!(f, "@eps={r}")?;
+                }
+                if every_iterate {
+                    write!(f, "@every-iterate")?;
                 }
                 Ok(())
             }
@@ -321,6 +384,15 @@ mod tests {
             ("pgd20@eps/10", "pgd20@eps/10"),
             ("pgd20-eps10", "pgd20@eps/10"),
             ("cw30@step=eps/10", "cw30@eps/10"),
+            ("pgd20@step=2/255", "pgd20@step=2/255"),
+            ("pgd-kl@step=0.007", "pgd20-kl@step=0.007"),
+            ("pgd20x5", "pgd20x5"),
+            ("pgd20x1@eps/10", "pgd20x1@eps/10"),
+            (
+                "PGD20x5@every-iterate@eps=0.031@step=0.01",
+                "pgd20x5@step=0.01@eps=0.031@every-iterate",
+            ),
+            ("pgd40@eps=8/255", "pgd40x1@eps=8/255"),
         ];
         for (text, canonical) in cases {
             let spec: AttackSpec = text.parse().unwrap();
@@ -349,8 +421,14 @@ mod tests {
             ("pgd-ls", "unknown attack"),
             ("pgd-ls:x", "unknown attack"),
             ("pgd-ls:1.5", "alpha must lie in [0, 1]"),
-            ("pgd50x5", "restarts are not supported"),
-            ("pgd20@step=2/255", "unknown option `@step=2/255`"),
+            ("cw30x5", "PGD-CE (pgdNxR) only"),
+            ("pgd-kl@every-iterate", "PGD-CE (pgdNxR) only"),
+            ("pgd-ls:0.1@eps=0.031", "PGD-CE (pgdNxR) only"),
+            ("pgdx5", "unknown attack"),
+            ("pgd20@eps=9/0", "bad radius `9/0`"),
+            ("pgd20@step=x", "bad radius `x`"),
+            ("pgd20@every-iterate=1", "unknown option `@every-iterate=1`"),
+            ("pgd20@eps=", "unknown attack"),
             ("apgd-ce", "unknown attack `apgd-ce`"),
         ] {
             let e = text.parse::<AttackSpec>().unwrap_err().to_string();
@@ -359,5 +437,26 @@ mod tests {
         assert!(AttackSpec::parse_list(" , ").is_err());
         assert_eq!(AttackSpec::parse_list("clean, pgd20").unwrap().len(), 2);
         assert!(serde_json::from_str::<AttackSpec>("\"pgd0\"").is_err());
+    }
+
+    #[test]
+    fn rst_evaluation_spec_keeps_every_setting() {
+        let spec: AttackSpec = "pgd20x5@step=0.01@eps=0.031@every-iterate".parse().unwrap();
+        assert_eq!(
+            spec,
+            AttackSpec::PgdRestarts {
+                steps: 20,
+                restarts: 5,
+                step: StepRule::Fixed(Radius::Decimal(0.01)),
+                eps: Some(Radius::Decimal(0.031)),
+                every_iterate: true,
+            }
+        );
+        assert_eq!(spec.steps(), 100, "gradient steps over all restarts");
+        assert_ne!(
+            "pgd20x1".parse::<AttackSpec>().unwrap(),
+            "pgd20".parse::<AttackSpec>().unwrap(),
+            "one restart from RST's start is not the evaluation scripts' PGD-20"
+        );
     }
 }

@@ -5,7 +5,8 @@
 //!
 //! * [`Dataset`], [`Split`] and the official file layouts ([`dataset`]);
 //! * [`Mode`], [`Precision`], the model presets and their sizes ([`model`]);
-//! * attack specs and their grammar ([`AttackSpec`], [`AttackLoss`]);
+//! * attack specs and their grammar ([`AttackSpec`], [`AttackLoss`]), and radii as written
+//!   ([`Radius`]: `8/255` or `0.031`);
 //! * training [`Method`]s and the one run configuration [`RunConfig`] (`config.json`);
 //! * the typed schema of every file the `spat` binary writes or prints ([`run`], [`report`]);
 //! * crash-safe file writes and typed JSON reads ([`fs`]), and the checksum spat uses ([`Fnv1a`]).
@@ -17,8 +18,10 @@
 pub mod attack;
 pub mod dataset;
 pub mod fs;
+pub mod fuzzing;
 pub mod hash;
 pub mod model;
+pub mod radius;
 pub mod report;
 pub mod run;
 
@@ -26,6 +29,7 @@ pub use attack::{AttackLoss, AttackSpec, StepRule, CW_KAPPA, SPEC_FORMS};
 pub use dataset::{Dataset, Split};
 pub use hash::Fnv1a;
 pub use model::{model_size, Mode, ModelSize, Precision, MODEL_SIZES, PRESETS};
+pub use radius::Radius;
 pub use run::{LrSchedule, Method, PseudoLabeled, RunConfig};
 
 use std::path::PathBuf;
@@ -36,11 +40,12 @@ pub enum Error {
     /// A name, spec or configuration value outside the vocabulary.
     #[error("{0}")]
     Invalid(String),
-    #[error("{}: {source}", path.display())]
+    /// I/O on a named file. The OS error is part of the message and not a `source`, so an error
+    /// chain printed as one line (`{:#}`) names it once.
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A file that exists but does not hold what its kind requires.
     #[error("{}: {message}", path.display())]
@@ -51,7 +56,7 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }

@@ -139,6 +139,10 @@ pub struct BenchRecord {
     pub repeats: usize,
     pub median_ms: f64,
     pub images_per_s: f64,
+    /// Median CPU time (all threads, user + system) of one step: on a shared machine this
+    /// depends far less on other jobs than the wall time does. Absent where not measurable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub median_cpu_ms: Option<f64>,
 }
 
 /// `spat bench --json` and `bench/pytorch_reference.py --json`.
@@ -165,6 +169,94 @@ pub struct Results {
     pub setting: String,
     #[serde(flatten)]
     pub measured: Measured,
+    /// Every setting of the runs with its source (the thesis, a reference repository's file and
+    /// lines, or spat's choice), as `cargo xtask reproduce <id> --dry-run` lists them.
+    #[serde(default)]
+    pub settings: Vec<SettingLine>,
+    /// The thesis's qualitative claims about this table or figure, tested on this run's numbers.
+    #[serde(default)]
+    pub claims: Vec<Claim>,
+    /// What ran: the commit that wrote the report and each cell's command and commit.
+    #[serde(default)]
+    pub provenance: Provenance,
+}
+
+/// One setting of a reproduction and where it comes from.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct SettingLine {
+    /// The part of the reproduction it belongs to (`training (every run)`, `evaluation`, ...).
+    pub section: String,
+    pub key: String,
+    pub value: String,
+    pub source: String,
+    /// Whether neither the thesis nor a reference states it.
+    pub spat_choice: bool,
+}
+
+/// A claim's outcome in one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Holds,
+    DoesNotHold,
+    /// Smoke-scale numbers say nothing about the thesis.
+    NotTestableAtThisScale,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Holds => "holds",
+            Verdict::DoesNotHold => "does not hold",
+            Verdict::NotTestableAtThisScale => "not testable at this scale",
+        }
+    }
+}
+
+/// A qualitative claim of the thesis and its outcome on this run's numbers.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Claim {
+    pub statement: String,
+    /// Where the thesis makes it.
+    pub source: String,
+    /// `last` or `best`: the checkpoint whose numbers were used.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<String>,
+    pub verdict: Verdict,
+    /// The numbers the verdict rests on, in words.
+    pub evidence: String,
+}
+
+/// The `DONE` marker of a finished reproduction cell.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CellDone {
+    /// The `spat` arguments that ran (the resumed form for a training run continued after a kill).
+    pub command: Vec<String>,
+    pub seconds: f64,
+    /// `git describe`-style commit of the checkout that ran the cell (`-dirty` when it had
+    /// uncommitted changes); absent for markers written before commits were recorded.
+    #[serde(default)]
+    pub commit: Option<String>,
+    /// FNV-1a of each output file as the cell finished, by file name: a cell whose outputs changed
+    /// since runs again.
+    #[serde(default)]
+    pub outputs: std::collections::BTreeMap<String, String>,
+}
+
+/// One cell of a reproduction as it ran.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CellRecord {
+    pub name: String,
+    #[serde(flatten)]
+    pub done: CellDone,
+}
+
+/// What ran a reproduction.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Provenance {
+    /// The commit of the checkout that wrote results.md / results.json.
+    pub report_commit: Option<String>,
+    pub cells: Vec<CellRecord>,
 }
 
 /// What a reproduction measured, by the kind of its thesis item.
@@ -173,21 +265,27 @@ pub struct Results {
 pub enum Measured {
     /// A table: one row per thesis row, the thesis's values beside spat's.
     Table {
+        /// The thesis's columns, then any spat measures besides them (`spat_only_columns`).
         columns: Vec<String>,
         attacks: Vec<AttackSpec>,
-        /// Evaluation radius, as `8/255`.
+        /// What each attack does exactly, by column.
+        attack_settings: Vec<String>,
+        /// Columns without a thesis value (Table 6.3 under chapter 6's protocol).
+        #[serde(default)]
+        spat_only_columns: Vec<String>,
+        /// Evaluation radius as given (`8/255`); an attack with a radius of its own says so.
         eps: String,
         rows: Vec<TableRow>,
         notes: Vec<String>,
     },
-    /// Figure 5.3: an α sweep per model, and the text's statements checked on it.
+    /// Figure 5.3: an α sweep per model and checkpoint (the text's statements are `claims`).
     Sweep {
         paper_statements: Vec<String>,
         models: Vec<SweepModel>,
-        checks: Vec<Check>,
         plot: PathBuf,
     },
-    /// Figures 6.1/6.2: clean and robust accuracy over training ε × SPAT α.
+    /// Figures 6.1/6.2: clean and robust accuracy over training ε × SPAT α, per checkpoint;
+    /// `checks` sets the text's stated values beside spat's.
     AlphaGrid {
         paper_statements: Vec<String>,
         eval_attack: AttackSpec,
@@ -195,7 +293,7 @@ pub enum Measured {
         checks: Vec<Check>,
         plot: PathBuf,
     },
-    /// Figures 5.1/5.2: a grid of adversarial examples.
+    /// Figures 4.1, 5.1 and 5.2: a grid of images (input gradients or adversarial examples).
     Images {
         paper_statements: Vec<String>,
         /// The `spat visualize` job that drew it (xtask's matrix cell, as JSON).
@@ -211,10 +309,23 @@ pub struct TableRow {
     pub label: String,
     /// The training run directory.
     pub run: PathBuf,
+    pub paper: BTreeMap<String, f64>,
+    /// spat's values from the last checkpoint.
+    pub last: CheckpointValues,
+    /// spat's values from the best checkpoint.
+    pub best: CheckpointValues,
+}
+
+/// Accuracies of one checkpoint of a run, by column header.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CheckpointValues {
+    /// `model.safetensors` or `best.safetensors`.
+    pub weights: PathBuf,
+    /// The epoch the weights are from, where the run says.
+    pub epoch: Option<usize>,
     /// The [`EvalReport`] the values come from.
     pub eval: PathBuf,
-    pub paper: BTreeMap<String, f64>,
-    pub spat: BTreeMap<String, f64>,
+    pub values: BTreeMap<String, f64>,
     pub examples: usize,
 }
 
@@ -222,6 +333,9 @@ pub struct TableRow {
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SweepModel {
     pub model: String,
+    /// `last` or `best`.
+    pub checkpoint: String,
+    pub epoch: Option<usize>,
     pub run: PathBuf,
     /// The [`SweepReport`] the values come from.
     pub sweep: PathBuf,
@@ -244,6 +358,9 @@ pub struct GridPoint {
     /// Training radius in units of 1/255.
     pub train_eps: f64,
     pub alpha: f64,
+    /// `last` or `best`.
+    pub checkpoint: String,
+    pub epoch: Option<usize>,
     pub clean: f64,
     pub robust: f64,
     pub run: PathBuf,

@@ -52,7 +52,7 @@ pub fn cell_names(id: &str, scale: &str) -> Vec<String> {
 
 /// A stand-in for `spat`: logs its arguments to `calls.log` and, with a time stamp, the start and
 /// end of each call to `events.log` (`<time> start|end <what> threads=<RAYON_NUM_THREADS>`, where
-/// `what` is a run directory's name, or `eval:<training run>`), and writes what each command
+/// `what` is a run directory's name, or `eval:<training run>/<checkpoint>`), and writes what each command
 /// would write. `FAKE_SPAT_SLEEP` seconds pass between a training run's config.json and its
 /// weights (and before any other command's output).
 pub fn fake_spat(dir: &Path) -> PathBuf {
@@ -74,7 +74,7 @@ while [ $# -gt 0 ]; do
 done
 case "$cmd" in
   train) what="$(basename "${resume:-$out}")";;
-  eval) what="eval:$(basename "$(dirname "$checkpoint")")";;
+  eval) what="eval:$(basename "$(dirname "$checkpoint")")/$(basename "$checkpoint" .safetensors)";;
   *) what="$cmd:$(basename "$out")";;
 esac
 echo "$(date +%s.%N) start $what threads=${RAYON_NUM_THREADS:-unset}" >> "$log/events.log"
@@ -86,6 +86,8 @@ case "$cmd" in
     pause
     printf '{"examples": 64, "eps": 0.031, "worst_case": 42.5, "accuracy": {'; sep=""
     for a in ${attacks//,/ }; do printf '%s"%s": 42.5' "$sep" "$a"; sep=", "; done; printf '}}\n';;
+  visualize|gradients)
+    pause; mkdir -p "$(dirname "$out")"; printf 'PNG' > "$out";;
   sweep-alpha)
     pause; mkdir -p "$out"
     rows=""; for a in 0 0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8 0.9 1; do rows="$rows{\"attack\":\"pgd-ls\",\"alpha\":$a,\"accuracy\":$(awk "BEGIN{print 10+50*$a}")},"; done
@@ -138,4 +140,41 @@ pub fn events(dir: &Path) -> Vec<Event> {
             }
         })
         .collect()
+}
+
+/// The results.md under `out`, comparable with another runner's: the output directory written as
+/// `<out>` and the seconds each cell took (the one thing that differs between runs of the same
+/// commands) blanked in the "What ran" table.
+pub fn comparable_report(out: &Path) -> String {
+    let md = fs::read_to_string(out.join("results.md"))
+        .unwrap_or_else(|e| panic!("{}/results.md: {e}", out.display()));
+    let (body, ran) = md
+        .split_once("\n### What ran\n")
+        .expect("results.md has a \"What ran\" section");
+    let ran: Vec<String> = ran
+        .lines()
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(" | ").collect();
+            if l.starts_with("| ") && f.len() == 4 && f[2] != "seconds" && f[2] != "---" {
+                f[2] = "…";
+            }
+            f.join(" | ")
+        })
+        .collect();
+    let mut text = format!("{body}\n### What ran\n{}", ran.join("\n"))
+        .replace(&out.display().to_string(), "<out>");
+    // A runner given a relative --out (CI's smoke step) writes it as given, from the root.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    if let Ok(rel) = out.strip_prefix(root) {
+        text = text.replace(&rel.display().to_string(), "<out>");
+    }
+    text
+}
+
+/// The results.md under `out` without its "What ran" section: the numbers, claims and settings,
+/// which do not depend on how the cells were run (a resumed training records `spat train
+/// --resume` as its command).
+pub fn report_body(out: &Path) -> String {
+    let md = comparable_report(out);
+    md.split_once("\n### What ran\n").unwrap().0.to_string()
 }

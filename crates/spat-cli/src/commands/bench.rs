@@ -24,7 +24,7 @@ use spat_spec::report::{BenchRecord as Record, BenchReport as Report};
 use spat_spec::{Dataset, Method, Precision, RunConfig};
 use spat_train::{RunRequest, Sgd, SgdConfig};
 
-use super::common::{parse_device, parse_positive};
+use super::common::{check_output_file, parse_device, parse_positive};
 
 pub const WORKLOADS: &[&str] = &["standard", "trades-spat-pgd10", "pgd20-eval"];
 
@@ -61,6 +61,10 @@ pub struct Args {
     /// to measure what skipping them saves.
     #[arg(long)]
     pub attack_weight_grads: bool,
+    /// Also print where the timed steps spent their time: spat's convolution (per direction)
+    /// and batch-norm kernels per layer shape, and the rest of the step (CPU kernels only).
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// A model seen through [`Classifier::logits`] only: its attacks then differentiate the weights
@@ -210,7 +214,11 @@ fn measure(
         )?;
     }
     let mut times = Vec::with_capacity(a.repeats);
+    let mut cpu_times = Vec::with_capacity(a.repeats);
+    spat_models::profile::take();
+    spat_models::profile::set_enabled(a.profile);
     for _ in 0..a.repeats {
+        let cpu = spat_models::profile::cpu_seconds();
         let t = Instant::now();
         step(
             workload,
@@ -222,7 +230,20 @@ fn measure(
             device,
         )?;
         times.push(t.elapsed().as_secs_f64());
+        cpu_times.extend(
+            cpu.zip(spat_models::profile::cpu_seconds())
+                .map(|(a, b)| b - a),
+        );
     }
+    spat_models::profile::set_enabled(false);
+    if a.profile {
+        let title = format!("{preset} {workload} {}", precision.name());
+        eprint!(
+            "{}",
+            profile_table(&title, &spat_models::profile::take(), &times, &cpu_times)
+        );
+    }
+    let median_cpu_ms = (cpu_times.len() == times.len()).then(|| median(cpu_times) * 1e3);
     let m = median(times);
     Ok(Record {
         model: preset.to_string(),
@@ -233,7 +254,67 @@ fn measure(
         repeats: a.repeats,
         median_ms: m * 1e3,
         images_per_s: a.batch as f64 / m,
+        median_cpu_ms,
     })
+}
+
+/// Where the timed steps went: per kernel and shape, then per kernel, then the remainder of
+/// the step (element-wise operations, losses, autograd's bookkeeping, the optimiser), as wall
+/// and CPU milliseconds per step, shares of the step's CPU time, and GFLOP/s of CPU time (on
+/// one thread, the core's throughput).
+fn profile_table(
+    title: &str,
+    ops: &[spat_models::profile::OpTime],
+    steps: &[f64],
+    cpu_steps: &[f64],
+) -> String {
+    let n = steps.len() as f64;
+    let step_ms = steps.iter().sum::<f64>() * 1e3 / n;
+    let step_cpu_ms = cpu_steps.iter().sum::<f64>() * 1e3 / n;
+    let mut out = format!(
+        "\nprofile of {title}: mean step {step_ms:.1} ms wall, {step_cpu_ms:.1} ms CPU over {} steps\n\n\
+         | kernel | shape | calls/step | ms/step | CPU ms/step | share of CPU | GFLOP/s (CPU) |\n\
+         |---|---|---:|---:|---:|---:|---:|\n",
+        steps.len()
+    );
+    let row = |op: &str, shape: &str, calls: f64, secs: f64, cpu: f64, flops: f64| {
+        let gflops = if flops > 0.0 && cpu > 0.0 {
+            format!("{:.1}", flops / cpu / 1e9)
+        } else {
+            "–".into()
+        };
+        let (ms, cpu_ms) = (secs * 1e3 / n, cpu * 1e3 / n);
+        format!(
+            "| {op} | {shape} | {calls:.0} | {ms:.2} | {cpu_ms:.2} | {:.1}% | {gflops} |\n",
+            100.0 * cpu_ms / step_cpu_ms
+        )
+    };
+    for t in ops {
+        out += &row(
+            t.op,
+            &t.shape,
+            t.calls as f64 / n,
+            t.seconds,
+            t.cpu_seconds,
+            t.flops,
+        );
+    }
+    let mut by_op: BTreeMap<&str, [f64; 4]> = BTreeMap::new();
+    for t in ops {
+        let e = by_op.entry(t.op).or_default();
+        e[0] += t.calls as f64;
+        e[1] += t.seconds;
+        e[2] += t.cpu_seconds;
+        e[3] += t.flops;
+    }
+    for (op, [calls, secs, cpu, flops]) in &by_op {
+        out += &row(op, "all", calls / n, *secs, *cpu, *flops);
+    }
+    let rest = (steps.iter().sum::<f64>() - ops.iter().map(|t| t.seconds).sum::<f64>()).max(0.0);
+    let rest_cpu =
+        (cpu_steps.iter().sum::<f64>() - ops.iter().map(|t| t.cpu_seconds).sum::<f64>()).max(0.0);
+    out += &row("everything else", "–", 0.0, rest, rest_cpu, 0.0);
+    out
 }
 
 fn read_reference(path: &std::path::Path) -> Result<Report> {
@@ -262,6 +343,11 @@ pub fn run(a: Args) -> Result<()> {
         .map(|p| p.parse().map_err(anyhow::Error::msg))
         .collect::<Result<_>>()?;
     let reference = a.reference.as_deref().map(read_reference).transpose()?;
+    if let Some(path) = &a.json {
+        check_output_file("--json", path, |b| {
+            serde_json::from_slice::<Report>(b).is_ok_and(|r| r.framework == "spat")
+        })?;
+    }
     let device = parse_device(&a.device)?;
     let mut records = Vec::new();
     for preset in &models {
@@ -304,13 +390,8 @@ pub fn table(report: &Report, reference: Option<&Report>) -> String {
             r.batch,
         )
     };
-    let theirs: BTreeMap<_, f64> = reference
-        .map(|rep| {
-            rep.records
-                .iter()
-                .map(|r| (key(r), r.images_per_s))
-                .collect()
-        })
+    let theirs: BTreeMap<_, &Record> = reference
+        .map(|rep| rep.records.iter().map(|r| (key(r), r)).collect())
         .unwrap_or_default();
     let mut out = format!(
         "spat {} on {} ({})",
@@ -322,24 +403,42 @@ pub fn table(report: &Report, reference: Option<&Report>) -> String {
             rep.framework, rep.framework_version, rep.device, rep.device_name
         );
     }
-    out += "\n\n| model | workload | precision | batch | spat ms | spat img/s |";
+    out += "\n\n| model | workload | precision | batch | spat ms | spat CPU ms | spat img/s |";
     if reference.is_some() {
-        out += " reference img/s | spat / reference |";
+        out += " reference img/s | reference CPU ms | spat / reference | by CPU time |";
     }
-    out += "\n|---|---|---|---:|---:|---:|";
+    out += "\n|---|---|---|---:|---:|---:|---:|";
     if reference.is_some() {
-        out += "---:|---:|";
+        out += "---:|---:|---:|---:|";
     }
     out += "\n";
+    let ms = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.1}"));
     for r in &report.records {
         out += &format!(
-            "| {} | {} | {} | {} | {:.1} | {:.1} |",
-            r.model, r.workload, r.precision, r.batch, r.median_ms, r.images_per_s
+            "| {} | {} | {} | {} | {:.1} | {} | {:.1} |",
+            r.model,
+            r.workload,
+            r.precision,
+            r.batch,
+            r.median_ms,
+            ms(r.median_cpu_ms),
+            r.images_per_s
         );
         if reference.is_some() {
             match theirs.get(&key(r)) {
-                Some(&t) => out += &format!(" {t:.1} | {:.2}× |", r.images_per_s / t),
-                None => out += " – | – |",
+                Some(t) => {
+                    let by_cpu = match (r.median_cpu_ms, t.median_cpu_ms) {
+                        (Some(ours), Some(theirs)) => format!("{:.2}×", theirs / ours),
+                        _ => "–".into(),
+                    };
+                    out += &format!(
+                        " {:.1} | {} | {:.2}× | {by_cpu} |",
+                        t.images_per_s,
+                        ms(t.median_cpu_ms),
+                        r.images_per_s / t.images_per_s
+                    )
+                }
+                None => out += " – | – | – | – |",
             }
         }
         out += "\n";
@@ -361,6 +460,7 @@ mod tests {
             repeats: 20,
             median_ms: 128_000.0 / ips,
             images_per_s: ips,
+            median_cpu_ms: None,
         }
     }
 
@@ -384,8 +484,30 @@ mod tests {
             records: vec![record("resnet-18", "tf32", 2000.0)],
         };
         let t = table(&ours, Some(&theirs));
-        assert!(t.contains("| 3000.0 | 2000.0 | 1.50× |"), "{t}");
-        assert!(t.contains("| 10.0 | – | – |"), "{t}");
+        assert!(t.contains("| 3000.0 | 2000.0 | – | 1.50× | – |"), "{t}");
+        assert!(t.contains("| 10.0 | – | – | – | – |"), "{t}");
+    }
+
+    #[test]
+    fn cpu_time_ratio_is_reference_cpu_over_spat_cpu() {
+        let with_cpu = |framework: &str, ips: f64, cpu: f64| Report {
+            framework: framework.into(),
+            framework_version: "0".into(),
+            device: "cpu".into(),
+            device_name: "cpu".into(),
+            records: vec![Record {
+                median_cpu_ms: Some(cpu),
+                ..record("tiny", "fp32", ips)
+            }],
+        };
+        let t = table(
+            &with_cpu("spat", 100.0, 40.0),
+            Some(&with_cpu("pytorch", 50.0, 60.0)),
+        );
+        assert!(
+            t.contains("| 40.0 | 100.0 | 50.0 | 60.0 | 2.00× | 1.50× |"),
+            "{t}"
+        );
     }
 
     #[test]
