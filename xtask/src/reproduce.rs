@@ -8,7 +8,7 @@
 //! continues with `spat train --resume` (spat's own commit protocol makes that safe at any
 //! instant), and a cell whose outputs changed after it finished runs again.
 //! A runner takes a cell's lock ([`crate::lock`]) before running it and records each attempt in
-//! the cell's `attempts.json`, so several runners (`--jobs`/`--devices` slots, Slurm array tasks,
+//! `<out>/cells/<cell>/attempts.json`, so several runners (`--jobs`/`--devices` slots, Slurm array tasks,
 //! runners on other machines sharing the directory) never run one cell twice.
 //! `--jobs N` / `--devices 0,1,..` run independent cells side by side ([`crate::schedule`]);
 //! `--slurm` submits the pending cells as Slurm job arrays ([`crate::slurm`]).
@@ -186,6 +186,12 @@ pub struct Context {
 impl Context {
     pub fn cell_dir(&self, name: &str) -> PathBuf {
         self.out.join("runs").join(name)
+    }
+
+    /// Where runners keep a cell's [`LOCK`] and [`ATTEMPTS`]: beside its run directory, not in
+    /// it, since `spat train --out` takes only a new or empty folder or a spat run.
+    pub fn runner_dir(&self, name: &str) -> PathBuf {
+        runner_dir(&self.out, name)
     }
 
     fn model_args(&self, t: &TrainSpec, checkpoint: Checkpoint) -> Vec<String> {
@@ -523,7 +529,7 @@ pub fn spat_binary(cuda: bool) -> Result<PathBuf> {
 pub const DONE: &str = "DONE";
 /// The [`EvalReport`] of an evaluation cell.
 pub const EVAL: &str = "eval.json";
-/// A cell's lock file ([`crate::lock`]).
+/// A cell's lock file ([`crate::lock`]), in [`runner_dir`].
 pub const LOCK: &str = "LOCK";
 /// A cell's history: one [`Attempt`] per time a runner started it.
 pub const ATTEMPTS: &str = "attempts.json";
@@ -602,9 +608,14 @@ fn is_done(dir: &Path, job: &Job) -> Result<bool> {
     Ok(false)
 }
 
-/// The attempts recorded in a cell directory (none if it has no `attempts.json`).
-pub fn attempts(cell_dir: &Path) -> Result<Vec<Attempt>> {
-    let path = cell_dir.join(ATTEMPTS);
+/// `<out>/cells/<cell>/`: the runners' files of one cell (its lock and attempts).
+pub fn runner_dir(out: &Path, cell: &str) -> PathBuf {
+    out.join("cells").join(cell)
+}
+
+/// The attempts recorded in a cell's [`runner_dir`] (none if it has no `attempts.json`).
+pub fn attempts(runner_dir: &Path) -> Result<Vec<Attempt>> {
+    let path = runner_dir.join(ATTEMPTS);
     if !path.exists() {
         return Ok(Vec::new());
     }
@@ -731,8 +742,9 @@ fn run_cell(
              (run that cell first)"
         );
     }
-    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let lock = match lock::acquire(&dir.join(LOCK), lock::DEFAULT_LEASE)? {
+    let own = ctx.runner_dir(&cell.name);
+    fs::create_dir_all(&own).with_context(|| format!("creating {}", own.display()))?;
+    let lock = match lock::acquire(&own.join(LOCK), lock::DEFAULT_LEASE)? {
         Acquired::Held(l) => l,
         Acquired::Busy(holder) => return Ok(Outcome::Busy(holder.to_string())),
     };
@@ -755,7 +767,8 @@ fn run_cell(
         ];
     }
     // Only the lock's holder writes the history, so reading and replacing it is safe.
-    let mut history = attempts(&dir)?;
+    fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let mut history = attempts(&own)?;
     history.push(Attempt {
         started_unix: unix_now(),
         runner: lock.holder().runner.clone(),
@@ -764,7 +777,7 @@ fn run_cell(
         outcome: None,
         seconds: None,
     });
-    spat_spec::fs::write_json(&dir.join(ATTEMPTS), &history)?;
+    spat_spec::fs::write_json(&own.join(ATTEMPTS), &history)?;
     let run = SpatRun {
         spat,
         tag,
@@ -779,7 +792,7 @@ fn run_cell(
         Ok(()) => "finished".into(),
         Err(e) => format!("failed: {e:#}"),
     });
-    spat_spec::fs::write_json(&dir.join(ATTEMPTS), &history)?;
+    spat_spec::fs::write_json(&own.join(ATTEMPTS), &history)?;
     result?;
     let mut done = CellDone {
         command: args,

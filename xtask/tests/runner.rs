@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::{
     calls, cell_names, comparable_report, events, fake_spat, make_executable, ok, xtask, Event,
 };
-use xtask::reproduce::{attempts, ATTEMPTS, DONE, LOCK};
+use xtask::reproduce::{attempts, runner_dir, ATTEMPTS, DONE, LOCK};
 
 fn reproduce(out: &Path, spat: &Path, extra: &[&str]) -> Command {
     let mut c = xtask();
@@ -135,10 +135,12 @@ fn two_runners_sharing_a_directory_never_run_a_cell_twice() {
     spans(&events(tmp.path()));
     for name in cell_names("table6.1", "smoke") {
         let dir = out.join("runs").join(&name);
-        let at = attempts(&dir).unwrap();
+        let own = runner_dir(&out, &name);
+        let at = attempts(&own).unwrap();
         assert_eq!(at.len(), 1, "{name}: {at:#?}");
         assert_eq!(at[0].outcome.as_deref(), Some("finished"));
-        assert!(!dir.join(LOCK).exists(), "{name}: lock released");
+        assert!(!own.join(LOCK).exists(), "{name}: lock released");
+        assert!(dir.join(DONE).is_file(), "{name}");
     }
     // Both runners did some of the work, and one waited for the other at least once.
     let log = format!(
@@ -185,7 +187,7 @@ fn a_killed_runner_s_lock_is_taken_over_and_its_training_resumed() {
     assert!(status.success());
     runner.wait().unwrap();
     assert!(
-        first.join(LOCK).is_file(),
+        runner_dir(&out, &names[0]).join(LOCK).is_file(),
         "the killed runner left its lock"
     );
     assert!(!first.join(DONE).exists());
@@ -208,7 +210,7 @@ fn a_killed_runner_s_lock_is_taken_over_and_its_training_resumed() {
         "{}",
         c[1]
     );
-    let at = attempts(&first).unwrap();
+    let at = attempts(&runner_dir(&out, &names[0])).unwrap();
     assert_eq!(at.len(), 2, "{at:#?}");
     assert_eq!((at[0].resumed, at[0].outcome.as_deref()), (false, None));
     assert_eq!(
@@ -216,7 +218,7 @@ fn a_killed_runner_s_lock_is_taken_over_and_its_training_resumed() {
         (true, Some("finished"))
     );
     for name in &names[1..] {
-        assert_eq!(attempts(&out.join("runs").join(name)).unwrap().len(), 1);
+        assert_eq!(attempts(&runner_dir(&out, name)).unwrap().len(), 1);
     }
 }
 
@@ -262,8 +264,8 @@ fn cell_runs_exactly_one_cell_and_assemble_runs_none() {
     assert!(out.join("results.md").is_file());
     // The history names the one runner that ran the cell, and its marker the command it ran.
     let first = out.join("runs").join(&names[0]);
-    assert!(first.join(ATTEMPTS).is_file());
-    let at = attempts(&first).unwrap();
+    assert!(runner_dir(&out, &names[0]).join(ATTEMPTS).is_file());
+    let at = attempts(&runner_dir(&out, &names[0])).unwrap();
     assert_eq!(at.len(), 1);
     let done: spat_spec::report::CellDone =
         serde_json::from_str(&fs::read_to_string(first.join(DONE)).unwrap()).unwrap();

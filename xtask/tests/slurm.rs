@@ -17,7 +17,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::{cell_names, comparable_report, ok, report_body, xtask};
-use xtask::reproduce::{attempts, Attempt, DONE};
+use xtask::reproduce::{attempts, runner_dir, Attempt, DONE};
 
 const IGNORE: &str = "needs a running Slurm (scripts/slurm-local.sh)";
 
@@ -176,7 +176,7 @@ fn state_of<'a>(lines: &'a [Vec<String>], id: &str) -> Vec<&'a str> {
 }
 
 fn cell_attempts(out: &Path, name: &str) -> Vec<Attempt> {
-    attempts(&out.join("runs").join(name)).unwrap()
+    attempts(&runner_dir(out, name)).unwrap()
 }
 
 /// The Slurm array task (`<array job>_<task>`) and restart count an attempt ran in.

@@ -81,7 +81,12 @@ echo "$(date +%s.%N) start $what threads=${RAYON_NUM_THREADS:-unset}" >> "$log/e
 pause() { sleep "${FAKE_SPAT_SLEEP:-0}"; }
 case "$cmd" in
   train)
-    dir="${resume:-$out}"; mkdir -p "$dir"; echo '{}' > "$dir/config.json"; pause; echo weights > "$dir/model.safetensors";;
+    dir="${resume:-$out}"
+    # As spat does: --out is a new or empty folder (or a spat run); nothing else is written into.
+    if [ -z "$resume" ] && [ -d "$out" ] && [ -n "$(ls -A "$out")" ] && [ ! -f "$out/config.json" ]; then
+      echo "error: --out: $out: the folder is not empty and holds no spat run" >&2; exit 2
+    fi
+    mkdir -p "$dir"; echo '{}' > "$dir/config.json"; pause; echo weights > "$dir/model.safetensors";;
   eval)
     pause
     printf '{"examples": 64, "eps": 0.031, "worst_case": 42.5, "accuracy": {'; sep=""
