@@ -149,7 +149,8 @@ fn host_name() -> String {
         .unwrap_or_else(|| "unknown-host".into())
 }
 
-fn unix_now() -> u64 {
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())

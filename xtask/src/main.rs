@@ -17,12 +17,13 @@ enum Command {
     FetchData(fetch::Args),
     /// Run the experiments behind a table or figure of the thesis and write results.md beside
     /// the paper's numbers (see `--dry-run` for the run matrix and its cost).
-    Reproduce(reproduce::Args),
+    // Boxed: reproduce's options (Slurm's among them) dwarf fetch-data's.
+    Reproduce(Box<reproduce::Args>),
 }
 
 fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::FetchData(a) => fetch::run(a),
-        Command::Reproduce(a) => reproduce::run(a),
+        Command::Reproduce(a) => reproduce::run(*a),
     }
 }

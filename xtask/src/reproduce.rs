@@ -18,7 +18,7 @@ use std::fs;
 use std::io::{BufRead as _, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context as _, Result};
 use serde::{Deserialize, Serialize};
@@ -715,12 +715,6 @@ impl SpatRun<'_> {
     }
 }
 
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
-}
-
 /// Runs one cell unless it is finished or another runner holds it.
 fn run_cell(
     spat: &Path,
@@ -770,7 +764,7 @@ fn run_cell(
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
     let mut history = attempts(&own)?;
     history.push(Attempt {
-        started_unix: unix_now(),
+        started_unix: lock::unix_now(),
         runner: lock.holder().runner.clone(),
         device: ctx.device.clone(),
         resumed,

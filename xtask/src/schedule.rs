@@ -109,7 +109,7 @@ where
                     let _ = tx.send((i, slot, result));
                 });
             }
-            let running = state.iter().any(|s| *s == State::Running);
+            let running = state.contains(&State::Running);
             let next_retry = state
                 .iter()
                 .filter_map(|s| match s {
