@@ -3,17 +3,20 @@
 //! Every other spat crate speaks in these types: [`Mode`] says how a network treats batch
 //! normalisation, [`Classifier`] is the one thing an attack needs from a model, [`Network`] adds the
 //! named variables a trainer needs, [`Batch`] is what a data loader yields, [`VarStore`] holds
-//! parameters and buffers under their PyTorch `state_dict` names, and [`rng`] makes every random
-//! draw come from a seeded host generator so that runs are reproducible.
+//! parameters and buffers under their PyTorch `state_dict` names, [`Normalized`] wraps a classifier
+//! that expects normalised inputs so that attacks still work on `[0, 1]` pixels, and [`rng`] makes
+//! every random draw come from a seeded host generator so that runs are reproducible.
 
 pub mod batch;
 pub mod error;
 pub mod fs;
+pub mod normalize;
 pub mod rng;
 pub mod store;
 
 pub use batch::Batch;
 pub use error::{Error, Result};
+pub use normalize::{Normalization, Normalized};
 pub use store::{VarKind, VarStore};
 
 use candle_core::Tensor;
