@@ -78,7 +78,7 @@ pub trait Attack {
     ) -> Result<Tensor>;
 }
 
-fn check_eps(eps: f64) -> Result<()> {
+pub(crate) fn check_eps(eps: f64) -> Result<()> {
     if !(eps.is_finite() && eps >= 0.0) {
         return Err(crate::Error::InvalidArgument(format!(
             "eps must be finite and >= 0, got {eps}"
@@ -257,7 +257,8 @@ impl Pgd {
     }
 }
 
-fn project(x: &Tensor, lo: &Tensor, hi: &Tensor) -> Result<Tensor> {
+/// `x` clipped to the box `[lo, hi]` (the ε-ball) and then to `[0, 1]`, in the reference order.
+pub(crate) fn project(x: &Tensor, lo: &Tensor, hi: &Tensor) -> Result<Tensor> {
     Ok(x.maximum(lo)?.minimum(hi)?.clamp(0f32, 1f32)?)
 }
 

@@ -39,15 +39,24 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod apgd;
 pub mod attack;
+pub mod autoattack;
 pub mod eval;
+pub mod fab;
 pub mod losses;
+mod rows;
 pub mod spec;
+pub mod square;
 
+pub use apgd::{Apgd, ApgdLoss, ApgdRun, ApgdTargeted, CheckpointSchedule};
 pub use attack::{evaluation_step_size, Attack, AttackLoss, Fgsm, Pgd, RandomStart, CW_KAPPA};
+pub use autoattack::AutoAttack;
 pub use eval::{evaluate, sweep_alpha, EvalReport, SweepConfig, SweepReport, SweepRow};
+pub use fab::Fab;
 pub use spat_core::rng::HostRng;
 pub use spec::{AttackSpec, StepRule, SPEC_FORMS};
+pub use square::{Square, SquareDraws};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -1,0 +1,238 @@
+//! AutoAttack (Croce & Hein, 2020): a fixed ensemble of parameter-free attacks, each run only on
+//! the examples that every earlier one failed to fool, as `run_standard_evaluation` of
+//! fra31/auto-attack does.
+//!
+//! - `standard`: APGD-CE, APGD-T (9 targets), FAB-T (9 targets), Square (5,000 queries), each
+//!   with one restart and 100 iterations where that applies — the version RobustBench reports.
+//! - `rand`, for randomised defences: APGD-CE and APGD-DLR, each averaging gradients over 20
+//!   passes (EOT).
+//!
+//! The reference re-batches the surviving examples of the whole data set before each attack; here
+//! each evaluation batch runs the whole ensemble, in one pass over the data. Every attack still
+//! sees exactly the examples that survived the earlier ones and treats each example on its own;
+//! only the batch composition differs, which changes the random draws and nothing else. The draws
+//! of each attack come from their own stream (see [`AutoAttack::run_batch`]), so they do not depend
+//! on what earlier attacks consumed.
+
+use std::time::Instant;
+
+use candle_core::Tensor;
+use rand::Rng;
+use spat_core::rng::{host_rng, HostRng};
+use spat_core::{Batch, Classifier, Mode};
+
+use crate::apgd::{Apgd, ApgdLoss, ApgdTargeted};
+use crate::attack::Attack;
+use crate::fab::Fab;
+use crate::square::Square;
+use crate::{rows, Error, Result};
+
+/// One attack of the ensemble.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Part {
+    Apgd(Apgd),
+    ApgdTargeted(ApgdTargeted),
+    Fab(Fab),
+    Square(Square),
+}
+
+impl Part {
+    pub fn attack(&self) -> &dyn Attack {
+        match self {
+            Part::Apgd(a) => a,
+            Part::ApgdTargeted(a) => a,
+            Part::Fab(a) => a,
+            Part::Square(a) => a,
+        }
+    }
+
+    pub fn name(&self) -> String {
+        self.attack().name()
+    }
+}
+
+/// The version of AutoAttack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Version {
+    Standard,
+    Rand,
+}
+
+/// An AutoAttack ensemble at radius `eps`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AutoAttack {
+    pub eps: f64,
+    pub version: Version,
+    /// The attacks, in the order they run; edit to make a custom version.
+    pub parts: Vec<Part>,
+    /// How the model runs when the runner checks predictions.
+    pub mode: Mode,
+}
+
+impl AutoAttack {
+    /// The standard version: APGD-CE, APGD-T, FAB-T, Square.
+    pub fn standard(eps: f64) -> Self {
+        Self {
+            eps,
+            version: Version::Standard,
+            parts: vec![
+                Part::Apgd(Apgd::new(eps, ApgdLoss::CrossEntropy)),
+                Part::ApgdTargeted(ApgdTargeted::new(eps)),
+                Part::Fab(Fab::targeted(eps)),
+                Part::Square(Square::new(eps)),
+            ],
+            mode: Mode::Eval,
+        }
+    }
+
+    /// The version for randomised defences: APGD-CE and APGD-DLR with 20 EOT samples each.
+    pub fn rand(eps: f64) -> Self {
+        let eot = |loss| {
+            Part::Apgd(Apgd {
+                eot_iter: 20,
+                ..Apgd::new(eps, loss)
+            })
+        };
+        Self {
+            eps,
+            version: Version::Rand,
+            parts: vec![eot(ApgdLoss::CrossEntropy), eot(ApgdLoss::Dlr)],
+            mode: Mode::Eval,
+        }
+    }
+
+    /// Runs every part on one batch. Part `i` draws from `host_rng(s, i)` with `s` the first
+    /// `u64` drawn from `rng`.
+    pub fn run_batch(
+        &self,
+        model: &dyn Classifier,
+        x: &Tensor,
+        y: &Tensor,
+        rng: &mut HostRng,
+    ) -> Result<BatchOutcome> {
+        let base: u64 = rng.random();
+        let x = x.detach();
+        let clean = rows::correct(model, &x, y, self.mode)?;
+        let mut robust = clean.clone();
+        let mut x_adv = x.clone();
+        let mut robust_after = Vec::with_capacity(self.parts.len());
+        let mut seconds = Vec::with_capacity(self.parts.len());
+        for (i, part) in self.parts.iter().enumerate() {
+            let started = Instant::now();
+            let idx = rows::indices(&robust);
+            if !idx.is_empty() {
+                let xs = rows::gather(&x, &idx)?;
+                let ys = rows::gather(y, &idx)?;
+                let mut part_rng = host_rng(base, i as u64);
+                let adv = part.attack().perturb(model, &xs, &ys, &mut part_rng)?;
+                let still = rows::correct(model, &adv, &ys, self.mode)?;
+                let fooled = rows::indices(&still.iter().map(|&s| !s).collect::<Vec<_>>());
+                let positions: Vec<usize> = fooled.iter().map(|&j| idx[j]).collect();
+                x_adv = rows::scatter(&x_adv, &positions, &rows::gather(&adv, &fooled)?)?;
+                for p in positions {
+                    robust[p] = false;
+                }
+            }
+            robust_after.push(robust.clone());
+            seconds.push(started.elapsed().as_secs_f64());
+        }
+        Ok(BatchOutcome {
+            x_adv,
+            clean,
+            robust_after,
+            seconds,
+        })
+    }
+
+    /// Clean accuracy, robust accuracy after each attack and at the end, over `batches`. Batch `b`
+    /// draws from `host_rng(seed, streams::EVAL_ATTACK + b)`, as [`crate::evaluate`] does.
+    pub fn evaluate<I>(&self, model: &dyn Classifier, batches: I, seed: u64) -> Result<Report>
+    where
+        I: IntoIterator<Item = candle_core::Result<Batch>>,
+    {
+        let mut clean = 0usize;
+        let mut after = vec![0usize; self.parts.len()];
+        let mut seconds = vec![0f64; self.parts.len()];
+        let mut examples = 0usize;
+        for (b, batch) in batches.into_iter().enumerate() {
+            let batch = batch?;
+            let mut rng = host_rng(seed, spat_core::rng::streams::EVAL_ATTACK + b as u64);
+            let out = self.run_batch(model, &batch.images, &batch.labels, &mut rng)?;
+            clean += out.clean.iter().filter(|&&c| c).count();
+            for (i, r) in out.robust_after.iter().enumerate() {
+                after[i] += r.iter().filter(|&&c| c).count();
+                seconds[i] += out.seconds[i];
+            }
+            examples += batch.len();
+        }
+        if examples == 0 {
+            return Err(Error::InvalidArgument(
+                "AutoAttack over an empty data set".into(),
+            ));
+        }
+        let pct = |n: usize| 100.0 * n as f64 / examples as f64;
+        let names: Vec<String> = self.parts.iter().map(Part::name).collect();
+        Ok(Report {
+            version: self.version,
+            examples,
+            eps: self.eps,
+            clean: pct(clean),
+            after: names
+                .iter()
+                .zip(&after)
+                .map(|(n, &c)| (n.clone(), pct(c)))
+                .collect(),
+            robust: after.last().map_or(pct(clean), |&c| pct(c)),
+            seconds: names.into_iter().zip(seconds).collect(),
+        })
+    }
+}
+
+/// What one batch went through.
+#[derive(Debug, Clone)]
+pub struct BatchOutcome {
+    /// Per example, the adversarial point of the attack that fooled it, or the clean image.
+    pub x_adv: Tensor,
+    /// Whether each clean example is classified correctly.
+    pub clean: Vec<bool>,
+    /// Whether each example is still classified correctly after each part (cumulative).
+    pub robust_after: Vec<Vec<bool>>,
+    /// Wall time of each part.
+    pub seconds: Vec<f64>,
+}
+
+/// Accuracies in percent, as the reference's log reports them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Report {
+    pub version: Version,
+    pub examples: usize,
+    pub eps: f64,
+    pub clean: f64,
+    /// Robust accuracy after each attack, in order (each attack counts the examples that it and
+    /// every earlier attack failed to fool).
+    pub after: Vec<(String, f64)>,
+    /// Robust accuracy under the whole ensemble.
+    pub robust: f64,
+    /// Wall time of each attack, summed over batches.
+    pub seconds: Vec<(String, f64)>,
+}
+
+impl Attack for AutoAttack {
+    fn name(&self) -> String {
+        match self.version {
+            Version::Standard => "autoattack".into(),
+            Version::Rand => "autoattack-rand".into(),
+        }
+    }
+
+    fn perturb(
+        &self,
+        model: &dyn Classifier,
+        x: &Tensor,
+        y: &Tensor,
+        rng: &mut HostRng,
+    ) -> Result<Tensor> {
+        Ok(self.run_batch(model, x, y, rng)?.x_adv)
+    }
+}

@@ -1,0 +1,317 @@
+//! AutoAttack's attacks replayed against the reference implementation (fra31/auto-attack), in
+//! float64 on a small tanh MLP, from the fixture written by `scripts/golden/autoattack.py`: the
+//! DLR losses and gradients, APGD's per-iteration losses, step sizes and checkpoints from a saved
+//! start, FAB-T (deterministic), and Square Attack with the reference's random draws replayed.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::PathBuf;
+
+use candle_core::{DType, Device, Tensor, Var};
+use spat_attacks::apgd::ApgdRun;
+use spat_attacks::{
+    losses, Apgd, ApgdLoss, ApgdTargeted, Attack, CheckpointSchedule, Fab, Square, SquareDraws,
+};
+use spat_core::rng::host_rng;
+use spat_core::{Classifier, Mode};
+
+/// tanh(x W1ᵀ) W2ᵀ on flattened images, in the dtype of its weights.
+struct Mlp {
+    w1: Tensor,
+    w2: Tensor,
+}
+
+impl Classifier for Mlp {
+    fn logits(&self, x: &Tensor, _mode: Mode) -> candle_core::Result<Tensor> {
+        x.flatten_from(1)?
+            .matmul(&self.w1.t()?)?
+            .tanh()?
+            .matmul(&self.w2.t()?)
+    }
+}
+
+fn fixture() -> HashMap<String, Tensor> {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/autoattack_replay.safetensors");
+    spat_core::store::load_tensors(&path, &Device::Cpu).unwrap()
+}
+
+fn f64s(t: &Tensor) -> Vec<f64> {
+    t.flatten_all()
+        .unwrap()
+        .to_dtype(DType::F64)
+        .unwrap()
+        .to_vec1::<f64>()
+        .unwrap()
+}
+
+fn usizes(t: &Tensor) -> Vec<usize> {
+    t.flatten_all()
+        .unwrap()
+        .to_dtype(DType::I64)
+        .unwrap()
+        .to_vec1::<i64>()
+        .unwrap()
+        .into_iter()
+        .map(|v| v as usize)
+        .collect()
+}
+
+fn labels(t: &Tensor) -> Tensor {
+    t.to_dtype(DType::U32).unwrap()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    f64s(a)
+        .iter()
+        .zip(f64s(b))
+        .fold(0f64, |m, (x, y)| m.max((x - y).abs()))
+}
+
+fn assert_close(what: &str, ours: &[f64], theirs: &[f64], tol: f64) {
+    assert_eq!(ours.len(), theirs.len(), "{what}: lengths");
+    for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
+        assert!(
+            (a - b).abs() <= tol * (1.0 + b.abs()),
+            "{what}[{i}]: ours {a}, reference {b}"
+        );
+    }
+}
+
+fn model(t: &HashMap<String, Tensor>) -> Mlp {
+    Mlp {
+        w1: t["w1"].clone(),
+        w2: t["w2"].clone(),
+    }
+}
+
+fn eps(t: &HashMap<String, Tensor>) -> f64 {
+    f64s(&t["eps"])[0]
+}
+
+#[test]
+fn dlr_losses_and_gradients_match_the_reference() {
+    let t = fixture();
+    let z = Var::from_tensor(&t["dlr_logits"]).unwrap();
+    let y = labels(&t["dlr_labels"]);
+    let targets = labels(&t["dlr_targets"]);
+    let cases: [(&str, Tensor); 2] = [
+        ("dlr", losses::dlr(z.as_tensor(), &y).unwrap()),
+        (
+            "dlr_targeted",
+            losses::dlr_targeted(z.as_tensor(), &y, &targets).unwrap(),
+        ),
+    ];
+    for (name, loss) in cases {
+        assert_close(
+            name,
+            &f64s(&loss),
+            &f64s(&t[&format!("{name}_value")]),
+            1e-13,
+        );
+        let g = loss.sum_all().unwrap().backward().unwrap();
+        let g = g.get(z.as_tensor()).unwrap();
+        assert_close(
+            &format!("{name} gradient"),
+            &f64s(g),
+            &f64s(&t[&format!("{name}_grad")]),
+            1e-13,
+        );
+    }
+}
+
+#[test]
+fn dlr_needs_enough_classes() {
+    let z = Tensor::new(&[[1f32, 2.0], [0.5, 0.1]], &Device::Cpu).unwrap();
+    let y = Tensor::new(&[0u32, 1], &Device::Cpu).unwrap();
+    assert!(losses::dlr(&z, &y).is_err());
+    let z = Tensor::new(&[[1f32, 2.0, 3.0]], &Device::Cpu).unwrap();
+    let y = Tensor::new(&[0u32], &Device::Cpu).unwrap();
+    assert!(losses::dlr(&z, &y).is_ok());
+    assert!(losses::dlr_targeted(&z, &y, &Tensor::new(&[1u32], &Device::Cpu).unwrap()).is_err());
+}
+
+#[test]
+fn checkpoint_schedules_match_the_reference() {
+    let t = fixture();
+    for steps in [1usize, 5, 10, 20, 50, 100, 1000] {
+        let ours = CheckpointSchedule::new(steps).checkpoints(steps);
+        assert_eq!(
+            ours,
+            usizes(&t[&format!("schedule_{steps}")]),
+            "{steps} steps"
+        );
+    }
+    // The paper's checkpoints for 100 iterations: 0.22, then intervals shrinking by 0.03 to 0.06.
+    assert_eq!(
+        CheckpointSchedule::new(100).checkpoints(100),
+        vec![21, 40, 56, 69, 79, 86, 92, 98]
+    );
+}
+
+fn assert_run_matches(tag: &str, run: &ApgdRun, t: &HashMap<String, Tensor>, steps: usize) {
+    let key = |k: &str| format!("apgd_{tag}_{k}");
+    assert_eq!(
+        run.checkpoints,
+        usizes(&t[&key("checkpoints")]),
+        "{tag}: checkpoints"
+    );
+    let ref_steps = f64s(&t[&key("step_sizes")]);
+    let ref_losses = f64s(&t[&key("losses")]);
+    let n = run.robust.len();
+    for i in 0..steps {
+        assert_eq!(
+            run.step_sizes[i],
+            ref_steps[i * n..(i + 1) * n].to_vec(),
+            "{tag}: step sizes of iteration {i}"
+        );
+        assert_close(
+            &format!("{tag}: losses of iteration {i}"),
+            &run.losses[i],
+            &ref_losses[i * n..(i + 1) * n],
+            1e-9,
+        );
+    }
+    let robust: Vec<bool> = usizes(&t[&key("robust")]).iter().map(|&r| r != 0).collect();
+    assert_eq!(run.robust, robust, "{tag}: robust");
+    assert_close(
+        &format!("{tag}: best loss"),
+        &run.loss_best,
+        &f64s(&t[&key("loss_best")]),
+        1e-9,
+    );
+    for (field, ours) in [("x_best", &run.x_best), ("x_best_adv", &run.x_best_adv)] {
+        let d = max_abs_diff(ours, &t[&key(field)]);
+        assert!(d <= 1e-9, "{tag}: {field} differs by {d}");
+    }
+}
+
+#[test]
+fn apgd_replays_the_reference_run() {
+    let t = fixture();
+    let model = model(&t);
+    let y = labels(&t["y"]);
+    for (tag, loss, steps) in [
+        ("ce", ApgdLoss::CrossEntropy, 100),
+        ("dlr", ApgdLoss::Dlr, 100),
+        ("ce20", ApgdLoss::CrossEntropy, 20),
+    ] {
+        let apgd = Apgd {
+            steps,
+            ..Apgd::new(eps(&t), loss)
+        };
+        let run = apgd.run_from(&model, &t["x"], &y, &t["start"]).unwrap();
+        assert_run_matches(tag, &run, &t, steps);
+    }
+    let apgd_t = ApgdTargeted::new(eps(&t));
+    let run = apgd_t
+        .run_from(
+            &model,
+            &t["x"],
+            &y,
+            &labels(&t["apgd_t_targets"]),
+            &t["start"],
+        )
+        .unwrap();
+    assert_run_matches("t", &run, &t, 100);
+}
+
+#[test]
+fn fab_replays_the_reference() {
+    let t = fixture();
+    let model = model(&t);
+    let y = labels(&t["y"]);
+    let fab_t = Fab::targeted(eps(&t));
+    // FAB-T runs once per target without a random start: nothing is drawn.
+    let adv = fab_t
+        .perturb(&model, &t["x"], &y, &mut host_rng(0, 0))
+        .unwrap();
+    let d = max_abs_diff(&adv, &t["fab_t_adv"]);
+    assert!(d <= 1e-9, "FAB-T differs by {d}");
+    let fab = Fab::untargeted(eps(&t));
+    let adv = fab.single_run(&model, &t["x"], &y, None, None).unwrap();
+    let d = max_abs_diff(&adv, &t["fab_single_run_adv"]);
+    assert!(d <= 1e-9, "FAB single run differs by {d}");
+}
+
+/// The draws a reference Square Attack run made, in order.
+struct Replay {
+    stripes: Vec<f64>,
+    ints: VecDeque<usize>,
+    signs: VecDeque<f64>,
+}
+
+impl SquareDraws for Replay {
+    fn stripes(&mut self, n: usize, c: usize, w: usize) -> Vec<f64> {
+        assert_eq!(self.stripes.len(), n * c * w);
+        std::mem::take(&mut self.stripes)
+    }
+    fn int_below(&mut self, high: usize) -> usize {
+        let v = self
+            .ints
+            .pop_front()
+            .expect("more window draws than the reference made");
+        assert!(v <= high);
+        v
+    }
+    fn channel_signs(&mut self, c: usize) -> Vec<f64> {
+        (0..c)
+            .map(|_| {
+                self.signs
+                    .pop_front()
+                    .expect("more sign draws than the reference made")
+            })
+            .collect()
+    }
+}
+
+#[test]
+fn square_replays_the_reference_with_its_draws() {
+    let t = fixture();
+    let model = model(&t);
+    let y = labels(&t["y"]);
+    let mut draws = Replay {
+        stripes: f64s(&t["square_stripes"]),
+        ints: usizes(&t["square_ints"]).into(),
+        signs: f64s(&t["square_channel_signs"]).into(),
+    };
+    let square = Square {
+        queries: usizes(&t["square_queries"])[0],
+        ..Square::new(eps(&t))
+    };
+    let adv = square
+        .perturb_with(&model, &t["x"], &y, &mut draws)
+        .unwrap();
+    assert!(
+        draws.ints.is_empty() && draws.signs.is_empty(),
+        "draws left over"
+    );
+    let d = max_abs_diff(&adv, &t["square_adv"]);
+    assert!(d <= 1e-12, "Square differs by {d}");
+}
+
+#[test]
+fn square_window_schedule_follows_the_reference() {
+    let sq = Square::new(8.0 / 255.0);
+    // p_init = 0.8 halves at 10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000 iterations.
+    let p: Vec<f64> = [0, 10, 11, 50, 51, 200, 201, 4000, 4001, 8001]
+        .iter()
+        .map(|&i| sq.p_selection(i))
+        .collect();
+    let want = [
+        0.8,
+        0.8,
+        0.4,
+        0.4,
+        0.2,
+        0.2,
+        0.1,
+        0.8 / 64.0,
+        0.8 / 128.0,
+        0.8 / 512.0,
+    ];
+    assert_eq!(p, want);
+    // Side round(sqrt(p·h·w)) on 32×32 images, at least 1.
+    assert_eq!(sq.window(0, 3, 32, 32), 29);
+    assert_eq!(sq.window(100, 3, 32, 32), 14);
+    assert_eq!(sq.window(9000, 3, 32, 32), 1);
+}
