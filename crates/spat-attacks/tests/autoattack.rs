@@ -315,3 +315,300 @@ fn square_window_schedule_follows_the_reference() {
     assert_eq!(sq.window(100, 3, 32, 32), 14);
     assert_eq!(sq.window(9000, 3, 32, 32), 1);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Behaviour on float32 models
+
+fn random_mlp(seed: u64, inputs: usize, classes: usize) -> Mlp {
+    let mut rng = host_rng(seed, 99);
+    Mlp {
+        w1: spat_core::rng::normal(&mut rng, (16, inputs), 0.3, &Device::Cpu).unwrap(),
+        w2: spat_core::rng::normal(&mut rng, (classes, 16), 1.0, &Device::Cpu).unwrap(),
+    }
+}
+
+fn random_images(seed: u64, n: usize) -> Tensor {
+    spat_core::rng::uniform(&mut host_rng(seed, 7), (n, 3, 4, 4), 0.0, 1.0, &Device::Cpu).unwrap()
+}
+
+/// Labels the model gets right for all but the last example.
+fn mostly_correct_labels(model: &dyn Classifier, x: &Tensor, classes: u32) -> Tensor {
+    let mut pred = model
+        .logits(x, Mode::Eval)
+        .unwrap()
+        .argmax(1)
+        .unwrap()
+        .to_vec1::<u32>()
+        .unwrap();
+    let last = pred.len() - 1;
+    pred[last] = (pred[last] + 1) % classes;
+    Tensor::new(pred.as_slice(), &Device::Cpu).unwrap()
+}
+
+fn quick_attacks(eps: f64) -> Vec<Box<dyn Attack>> {
+    vec![
+        Box::new(Apgd {
+            steps: 10,
+            restarts: 2,
+            ..Apgd::new(eps, ApgdLoss::CrossEntropy)
+        }),
+        Box::new(Apgd {
+            steps: 10,
+            eot_iter: 2,
+            ..Apgd::new(eps, ApgdLoss::Dlr)
+        }),
+        Box::new(ApgdTargeted {
+            steps: 10,
+            target_classes: 3,
+            ..ApgdTargeted::new(eps)
+        }),
+        Box::new(Fab {
+            steps: 10,
+            target_classes: 3,
+            ..Fab::targeted(eps)
+        }),
+        Box::new(Fab {
+            steps: 10,
+            restarts: 2,
+            ..Fab::untargeted(eps)
+        }),
+        Box::new(Square {
+            queries: 50,
+            ..Square::new(eps)
+        }),
+    ]
+}
+
+#[test]
+fn every_attack_stays_in_the_ball_and_the_box_and_is_seeded() {
+    let eps = 8.0 / 255.0;
+    let model = random_mlp(1, 48, 10);
+    let x = random_images(2, 12);
+    let y = mostly_correct_labels(&model, &x, 10);
+    for attack in quick_attacks(eps) {
+        let name = attack.name();
+        let adv = attack.perturb(&model, &x, &y, &mut host_rng(3, 0)).unwrap();
+        assert_eq!(adv.dims(), x.dims(), "{name}");
+        let gap = max_abs_diff(&adv, &x);
+        let v = f64s(&adv);
+        // FAB may return points beyond ε for examples it does not count as fooled; those keep the
+        // clean image, so the returned batch is within ε everywhere.
+        assert!(gap <= eps + 1e-6, "{name}: ‖δ‖∞ = {gap}");
+        assert!(
+            v.iter().all(|p| (0.0..=1.0).contains(p)),
+            "{name}: left [0, 1]"
+        );
+        let again = attack.perturb(&model, &x, &y, &mut host_rng(3, 0)).unwrap();
+        assert_eq!(f64s(&adv), f64s(&again), "{name}: same seed, other result");
+        // An example misclassified from the start is returned as it came.
+        let last = adv.narrow(0, 11, 1).unwrap();
+        assert_eq!(f64s(&last), f64s(&x.narrow(0, 11, 1).unwrap()), "{name}");
+    }
+}
+
+#[test]
+fn fooled_examples_are_misclassified_and_the_rest_untouched() {
+    let eps = 16.0 / 255.0;
+    let model = random_mlp(4, 48, 10);
+    let x = random_images(5, 16);
+    let y = mostly_correct_labels(&model, &x, 10);
+    let labels = y.to_vec1::<u32>().unwrap();
+    for attack in quick_attacks(eps) {
+        let name = attack.name();
+        let adv = attack.perturb(&model, &x, &y, &mut host_rng(6, 0)).unwrap();
+        let pred = model
+            .logits(&adv, Mode::Eval)
+            .unwrap()
+            .argmax(1)
+            .unwrap()
+            .to_vec1::<u32>()
+            .unwrap();
+        let mut fooled = 0;
+        for i in 0..15 {
+            let row = |t: &Tensor| f64s(&t.narrow(0, i, 1).unwrap());
+            if row(&adv) != row(&x) {
+                assert_ne!(
+                    pred[i], labels[i],
+                    "{name}: example {i} changed but not fooled"
+                );
+                fooled += 1;
+            }
+        }
+        assert!(
+            fooled > 0,
+            "{name} fooled nothing at ε = 16/255 on a random MLP"
+        );
+    }
+}
+
+#[test]
+fn apgd_averages_eot_gradients_over_the_given_number_of_passes() {
+    use std::cell::Cell;
+    struct Counting<'a> {
+        inner: &'a Mlp,
+        calls: Cell<usize>,
+    }
+    impl Classifier for Counting<'_> {
+        fn logits(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+            self.calls.set(self.calls.get() + 1);
+            self.inner.logits(x, mode)
+        }
+    }
+    let mlp = random_mlp(7, 48, 10);
+    let model = Counting {
+        inner: &mlp,
+        calls: Cell::new(0),
+    };
+    let x = random_images(8, 4);
+    let y = mostly_correct_labels(&mlp, &x, 10);
+    let apgd = Apgd {
+        steps: 7,
+        eot_iter: 3,
+        ..Apgd::new(4.0 / 255.0, ApgdLoss::CrossEntropy)
+    };
+    apgd.run_from(&model, &x, &y, &x).unwrap();
+    // The start and each of the 7 iterations: 3 passes each.
+    assert_eq!(model.calls.get(), 8 * 3);
+}
+
+#[test]
+fn impossible_settings_are_errors() {
+    let model = random_mlp(9, 48, 3);
+    let x = random_images(10, 2);
+    let y = Tensor::new(&[0u32, 1], &Device::Cpu).unwrap();
+    let mut rng = host_rng(0, 0);
+    let err = |a: &dyn Attack, rng: &mut spat_attacks::HostRng| {
+        a.perturb(&model, &x, &y, rng).unwrap_err().to_string()
+    };
+    assert!(err(&ApgdTargeted::new(0.03), &mut rng).contains("at least 4 classes"));
+    assert!(err(&Fab::targeted(0.03), &mut rng).contains("at least 10 classes"));
+    assert!(err(&Apgd::new(-1.0, ApgdLoss::CrossEntropy), &mut rng).contains("eps"));
+    let zero = Apgd {
+        steps: 0,
+        ..Apgd::new(0.03, ApgdLoss::CrossEntropy)
+    };
+    assert!(err(&zero, &mut rng).contains("at least one iteration"));
+    let two = random_mlp(9, 48, 2);
+    let e = Apgd::new(0.03, ApgdLoss::Dlr)
+        .perturb(&two, &x, &y, &mut rng)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("at least 3 classes"), "{e}");
+}
+
+#[test]
+fn autoattack_runs_each_attack_on_the_survivors_only() {
+    use spat_attacks::autoattack::Part;
+    let eps = 8.0 / 255.0;
+    let model = random_mlp(11, 48, 10);
+    let x = random_images(12, 24);
+    let y = mostly_correct_labels(&model, &x, 10);
+    let mut aa = spat_attacks::AutoAttack::standard(eps);
+    for part in &mut aa.parts {
+        match part {
+            Part::Apgd(a) => a.steps = 5,
+            Part::ApgdTargeted(a) => a.steps = 5,
+            Part::Fab(a) => a.steps = 5,
+            Part::Square(a) => a.queries = 20,
+        }
+    }
+    let names: Vec<String> = aa.parts.iter().map(Part::name).collect();
+    assert_eq!(names, ["apgd-ce", "apgd-t", "fab-t", "square"]);
+    let out = aa.run_batch(&model, &x, &y, &mut host_rng(1, 2)).unwrap();
+    assert!(!out.clean[23]);
+    let mut prev = out.clean.clone();
+    for after in &out.robust_after {
+        for (p, a) in prev.iter().zip(after) {
+            assert!(
+                *p || !*a,
+                "an example fooled earlier counts as robust later"
+            );
+        }
+        prev = after.clone();
+    }
+    // The final flags are exactly the correctness of the returned batch.
+    let final_ok = spat_attacks_correct(&model, &out.x_adv, &y);
+    assert_eq!(&final_ok, out.robust_after.last().unwrap());
+    // `perturb` is `run_batch`'s batch, and `rand` is APGD-CE + APGD-DLR with 20 EOT passes.
+    let adv = aa.perturb(&model, &x, &y, &mut host_rng(1, 2)).unwrap();
+    assert_eq!(f64s(&adv), f64s(&out.x_adv));
+    let rand = spat_attacks::AutoAttack::rand(eps);
+    let names: Vec<String> = rand.parts.iter().map(Part::name).collect();
+    assert_eq!(names, ["apgd-ce", "apgd-dlr"]);
+    assert!(rand
+        .parts
+        .iter()
+        .all(|p| matches!(p, Part::Apgd(a) if a.eot_iter == 20 && a.restarts == 1)));
+}
+
+fn spat_attacks_correct(model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Vec<bool> {
+    let pred = model
+        .logits(x, Mode::Eval)
+        .unwrap()
+        .argmax(1)
+        .unwrap()
+        .to_vec1::<u32>()
+        .unwrap();
+    pred.iter()
+        .zip(y.to_vec1::<u32>().unwrap())
+        .map(|(p, l)| *p == l)
+        .collect()
+}
+
+#[test]
+fn attacks_leave_batch_norm_statistics_alone() {
+    use spat_core::Network;
+    let model = spat_models::build("tiny", 10, &Device::Cpu, 0).unwrap();
+    let before: Vec<Vec<f64>> = model.var_store().buffers().map(|(_, t)| f64s(t)).collect();
+    let x = spat_core::rng::uniform(&mut host_rng(1, 1), (3, 3, 32, 32), 0.0, 1.0, &Device::Cpu)
+        .unwrap();
+    let y = Tensor::new(&[0u32, 1, 2], &Device::Cpu).unwrap();
+    for attack in quick_attacks(8.0 / 255.0) {
+        attack
+            .perturb(model.as_ref(), &x, &y, &mut host_rng(0, 0))
+            .unwrap();
+    }
+    let after: Vec<Vec<f64>> = model.var_store().buffers().map(|(_, t)| f64s(t)).collect();
+    assert_eq!(before, after);
+}
+
+#[test]
+fn pgd_through_a_normalising_wrapper_matches_torchattacks() {
+    use spat_attacks::{AttackLoss, Pgd, RandomStart};
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/normalized_pgd.safetensors");
+    let t = spat_core::store::load_tensors(&path, &Device::Cpu).unwrap();
+    let norm = spat_core::Normalization::new(f64s(&t["mean"]), f64s(&t["std"])).unwrap();
+    let model = spat_core::Normalized::new(
+        Mlp {
+            w1: t["w1"].clone(),
+            w2: t["w2"].clone(),
+        },
+        &norm,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let pgd = Pgd {
+        eps: 8.0 / 255.0,
+        step_size: 2.0 / 255.0,
+        steps: 5,
+        loss: AttackLoss::CrossEntropy,
+        random_start: RandomStart::None,
+        mode: Mode::Eval,
+    };
+    let adv = pgd
+        .perturb(&model, &t["x"], &labels(&t["y"]), &mut host_rng(0, 0))
+        .unwrap();
+    // torchattacks works from un-normalise(normalise(x)), a float32 round trip away from x.
+    let d = max_abs_diff(&adv, &t["adv"]);
+    assert!(d <= 1e-5, "differs from torchattacks by {d}");
+    // Without the wrapper the same attack lands elsewhere: the normalisation matters here.
+    let bare = Mlp {
+        w1: t["w1"].clone(),
+        w2: t["w2"].clone(),
+    };
+    let adv_bare = pgd
+        .perturb(&bare, &t["x"], &labels(&t["y"]), &mut host_rng(0, 0))
+        .unwrap();
+    assert!(max_abs_diff(&adv_bare, &t["adv"]) > 1e-3);
+}
