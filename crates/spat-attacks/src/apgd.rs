@@ -281,23 +281,11 @@ fn restarts(
     mut run: impl FnMut(&Tensor, &Tensor, usize) -> Result<ApgdRun>,
 ) -> Result<Tensor> {
     let x = x.detach();
-    let mut robust = rows::correct(model, &x, y, mode)?;
-    let mut adv = x.clone();
-    for round in 0..rounds {
-        let idx = rows::indices(&robust);
-        if idx.is_empty() {
-            continue;
-        }
-        let xs = rows::gather(&x, &idx)?;
-        let ys = rows::gather(y, &idx)?;
-        let r = run(&xs, &ys, round)?;
-        let fooled = rows::indices(&r.robust.iter().map(|&b| !b).collect::<Vec<_>>());
-        let positions: Vec<usize> = fooled.iter().map(|&j| idx[j]).collect();
-        adv = rows::scatter(&adv, &positions, &rows::gather(&r.x_best_adv, &fooled)?)?;
-        for p in positions {
-            robust[p] = false;
-        }
-    }
+    let robust = rows::correct(model, &x, y, mode)?;
+    let (adv, _) = rows::on_survivors(&x, y, robust, rounds, |xs, ys, round| {
+        let r = run(xs, ys, round)?;
+        Ok((r.x_best_adv, r.robust.iter().map(|&b| !b).collect()))
+    })?;
     Ok(adv)
 }
 

@@ -120,20 +120,17 @@ impl AutoAttack {
         let mut seconds = Vec::with_capacity(self.parts.len());
         for (i, part) in self.parts.iter().enumerate() {
             let started = Instant::now();
-            let idx = rows::indices(&robust);
-            if !idx.is_empty() {
-                let xs = rows::gather(&x, &idx)?;
-                let ys = rows::gather(y, &idx)?;
-                let mut part_rng = host_rng(base, i as u64);
-                let adv = part.attack().perturb(model, &xs, &ys, &mut part_rng)?;
-                let still = rows::correct(model, &adv, &ys, self.mode)?;
-                let fooled = rows::indices(&still.iter().map(|&s| !s).collect::<Vec<_>>());
-                let positions: Vec<usize> = fooled.iter().map(|&j| idx[j]).collect();
-                x_adv = rows::scatter(&x_adv, &positions, &rows::gather(&adv, &fooled)?)?;
-                for p in positions {
-                    robust[p] = false;
-                }
-            }
+            let before = robust.clone();
+            let (adv, flags) = rows::on_survivors(&x, y, robust, 1, |xs, ys, _| {
+                let adv = part
+                    .attack()
+                    .perturb(model, xs, ys, &mut host_rng(base, i as u64))?;
+                let fooled = rows::misclassified(model, &adv, ys, self.mode)?;
+                Ok((adv, fooled))
+            })?;
+            let newly: Vec<bool> = before.iter().zip(&flags).map(|(b, f)| *b && !*f).collect();
+            x_adv = rows::select(&newly, &adv, &x_adv)?;
+            robust = flags;
             robust_after.push(robust.clone());
             seconds.push(started.elapsed().as_secs_f64());
         }

@@ -104,51 +104,42 @@ impl Fab {
                 self.target_classes + 1
             )));
         }
-        let mut robust = rows::correct(model, &x, y, self.mode)?;
-        let mut adv = x.clone();
+        let robust = rows::correct(model, &x, y, self.mode)?;
         let ranks: Vec<Option<usize>> = if self.targeted {
             (2..self.target_classes + 2).map(Some).collect()
         } else {
             vec![None]
         };
-        for rank in ranks {
-            for restart in 0..self.restarts {
-                let idx = rows::indices(&robust);
-                if idx.is_empty() {
-                    continue;
-                }
-                let xs = rows::gather(&x, &idx)?;
-                let ys = rows::gather(y, &idx)?;
-                let targets = match rank {
-                    Some(r) => Some(ranked_class(model, &xs, self.mode, r)?),
-                    None => None,
-                };
-                let start = if restart > 0 {
-                    Some(spat_core::rng::uniform(
-                        rng,
-                        xs.shape(),
-                        -1.0,
-                        1.0,
-                        xs.device(),
-                    )?)
-                } else {
-                    None
-                };
-                let adv_curr =
-                    self.single_run(model, &xs, &ys, targets.as_ref(), start.as_ref())?;
-                let still = rows::correct(model, &adv_curr, &ys, self.mode)?;
-                let dist = rows::linf_norms(&(&xs - &adv_curr)?)?;
-                let eps = eps_in(self.eps, x.dtype());
-                let fooled: Vec<usize> = (0..idx.len())
-                    .filter(|&j| !(still[j] || dist[j] > eps))
-                    .collect();
-                let positions: Vec<usize> = fooled.iter().map(|&j| idx[j]).collect();
-                adv = rows::scatter(&adv, &positions, &rows::gather(&adv_curr, &fooled)?)?;
-                for p in positions {
-                    robust[p] = false;
-                }
-            }
-        }
+        let eps = eps_in(self.eps, x.dtype());
+        let rounds = ranks.len() * self.restarts;
+        let (adv, _) = rows::on_survivors(&x, y, robust, rounds, |xs, ys, round| {
+            let (rank, restart) = (ranks[round / self.restarts], round % self.restarts);
+            let targets = match rank {
+                Some(r) => Some(ranked_class(model, xs, self.mode, r)?),
+                None => None,
+            };
+            let start = if restart > 0 {
+                Some(spat_core::rng::uniform(
+                    rng,
+                    xs.shape(),
+                    -1.0,
+                    1.0,
+                    xs.device(),
+                )?)
+            } else {
+                None
+            };
+            let adv = self.single_run(model, xs, ys, targets.as_ref(), start.as_ref())?;
+            // Fooled: misclassified within ε (FAB's points can lie beyond it).
+            let wrong = rows::misclassified(model, &adv, ys, self.mode)?;
+            let dist = rows::linf_norms(&(xs - &adv)?)?;
+            let fooled = wrong
+                .iter()
+                .zip(&dist)
+                .map(|(&w, &d)| w && d <= eps)
+                .collect();
+            Ok((adv, fooled))
+        })?;
         Ok(adv)
     }
 

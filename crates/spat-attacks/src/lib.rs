@@ -45,6 +45,7 @@ pub mod autoattack;
 pub mod eval;
 pub mod fab;
 pub mod losses;
+mod restarts;
 mod rows;
 pub mod spec;
 pub mod square;
@@ -54,6 +55,7 @@ pub use attack::{evaluation_step_size, Attack, AttackLoss, Fgsm, Pgd, RandomStar
 pub use autoattack::AutoAttack;
 pub use eval::{evaluate, sweep_alpha, EvalReport, SweepConfig, SweepReport, SweepRow};
 pub use fab::Fab;
+pub use restarts::WithRestarts;
 pub use spat_core::rng::HostRng;
 pub use spec::{AttackSpec, StepRule, SPEC_FORMS};
 pub use square::{Square, SquareDraws};

@@ -131,3 +131,44 @@ pub(crate) fn objective_and_grad(
 pub(crate) fn linf_norms(t: &Tensor) -> Result<Vec<f64>> {
     host_f64(&t.flatten_from(1)?.abs()?.max(1)?)
 }
+
+/// The restart loop every AutoAttack attack shares: `rounds` times, runs `attack(xs, ys, round)`
+/// on the examples of `(x, y)` still flagged in `robust` (a round with none left does nothing);
+/// `attack` returns its adversarial batch and which of its examples it fooled, and each fooled
+/// example takes its adversarial point and loses its flag. Returns the batch and the flags.
+pub(crate) fn on_survivors(
+    x: &Tensor,
+    y: &Tensor,
+    mut robust: Vec<bool>,
+    rounds: usize,
+    mut attack: impl FnMut(&Tensor, &Tensor, usize) -> Result<(Tensor, Vec<bool>)>,
+) -> Result<(Tensor, Vec<bool>)> {
+    let mut adv = x.clone();
+    for round in 0..rounds {
+        let idx = indices(&robust);
+        if idx.is_empty() {
+            continue;
+        }
+        let (adv_curr, fooled) = attack(&gather(x, &idx)?, &gather(y, &idx)?, round)?;
+        let fooled = indices(&fooled);
+        let positions: Vec<usize> = fooled.iter().map(|&j| idx[j]).collect();
+        adv = scatter(&adv, &positions, &gather(&adv_curr, &fooled)?)?;
+        for p in positions {
+            robust[p] = false;
+        }
+    }
+    Ok((adv, robust))
+}
+
+/// Which examples of `adv` `model` misclassifies.
+pub(crate) fn misclassified(
+    model: &dyn Classifier,
+    adv: &Tensor,
+    y: &Tensor,
+    mode: Mode,
+) -> Result<Vec<bool>> {
+    Ok(correct(model, adv, y, mode)?
+        .into_iter()
+        .map(|c| !c)
+        .collect())
+}

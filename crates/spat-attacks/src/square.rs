@@ -127,24 +127,12 @@ impl Square {
             )));
         }
         let x = x.detach();
-        let mut robust = rows::correct(model, &x, y, self.mode)?;
-        let mut adv = x.clone();
-        for _ in 0..self.restarts {
-            let idx = rows::indices(&robust);
-            if idx.is_empty() {
-                continue;
-            }
-            let xs = rows::gather(&x, &idx)?;
-            let ys = rows::gather(y, &idx)?;
-            let adv_curr = self.single_run(model, &xs, &ys, draws)?;
-            let still = rows::correct(model, &adv_curr, &ys, self.mode)?;
-            let fooled = rows::indices(&still.iter().map(|&s| !s).collect::<Vec<_>>());
-            let positions: Vec<usize> = fooled.iter().map(|&j| idx[j]).collect();
-            adv = rows::scatter(&adv, &positions, &rows::gather(&adv_curr, &fooled)?)?;
-            for p in positions {
-                robust[p] = false;
-            }
-        }
+        let robust = rows::correct(model, &x, y, self.mode)?;
+        let (adv, _) = rows::on_survivors(&x, y, robust, self.restarts, |xs, ys, _| {
+            let adv = self.single_run(model, xs, ys, draws)?;
+            let fooled = rows::misclassified(model, &adv, ys, self.mode)?;
+            Ok((adv, fooled))
+        })?;
         Ok(adv)
     }
 

@@ -612,3 +612,30 @@ fn pgd_through_a_normalising_wrapper_matches_torchattacks() {
         .unwrap();
     assert!(max_abs_diff(&adv_bare, &t["adv"]) > 1e-3);
 }
+
+#[test]
+fn restarts_fool_at_least_what_the_first_run_fools() {
+    use spat_attacks::{Pgd, WithRestarts};
+    let eps = 4.0 / 255.0;
+    let model = random_mlp(13, 48, 10);
+    let x = random_images(14, 32);
+    let y = mostly_correct_labels(&model, &x, 10);
+    let pgd = Pgd {
+        steps: 3,
+        ..Pgd::pgd20(eps)
+    };
+    let once = pgd.perturb(&model, &x, &y, &mut host_rng(2, 0)).unwrap();
+    let thrice = WithRestarts::new(pgd, 3);
+    assert_eq!(thrice.name(), "pgd3x3");
+    let adv = thrice.perturb(&model, &x, &y, &mut host_rng(2, 0)).unwrap();
+    let (ok_once, ok_thrice) = (
+        spat_attacks_correct(&model, &once, &y),
+        spat_attacks_correct(&model, &adv, &y),
+    );
+    for (a, b) in ok_once.iter().zip(&ok_thrice) {
+        assert!(*a || !*b, "fooled by the first run, robust after three");
+    }
+    assert!(max_abs_diff(&adv, &x) <= eps + 1e-6);
+    let zero = WithRestarts::new(pgd, 0);
+    assert!(zero.perturb(&model, &x, &y, &mut host_rng(2, 0)).is_err());
+}

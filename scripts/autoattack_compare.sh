@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# spat vs the reference AutoAttack (fra31/auto-attack) on one checkpoint and the same images, on the
+# CPU: clean, PGD-20, APGD-CE, APGD-T and AutoAttack-standard accuracies and wall times, side by side.
+#
+#   scripts/autoattack_compare.sh CHECKPOINT [MODEL] [N]
+#
+# Needs AUTOATTACK_DIR (a checkout of https://github.com/fra31/auto-attack), PYTHON (torch,
+# torchattacks, safetensors; default python3) and SPAT_DATA_DIR (default ../shared/data).
+# Writes target/autoattack-compare/{spat,reference}.json and prints the table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ckpt=${1:?usage: $0 CHECKPOINT [MODEL] [N]}
+model=${2:-tiny}
+n=${3:-1000}
+data=${SPAT_DATA_DIR:-../shared/data}
+py=${PYTHON:-python3}
+out=target/autoattack-compare
+mkdir -p "$out"
+cargo build --release -p spat-attacks --example autoattack_eval
+echo "spat ($(date +%T))" >&2
+target/release/examples/autoattack_eval --model "$model" --checkpoint "$ckpt" --data-dir "$data" \
+    --n "$n" --eps 8/255 --batch 250 --seed 0 > "$out/spat.json"
+echo "reference ($(date +%T))" >&2
+"$py" scripts/autoattack_compare.py --reference "${AUTOATTACK_DIR:?set AUTOATTACK_DIR}" \
+    --checkpoint "$ckpt" --model "$model" --data-dir "$data" --n "$n" --eps 8/255 --bs 250 \
+    --threads 2 --spat "$out/spat.json" | tee "$out/reference.txt"
