@@ -147,6 +147,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .map(|(k, v)| (k.clone(), (*v).into()))
         .collect();
     out.insert("autoattack_seconds_per_attack".into(), parts.into());
+    out.insert("autoattack_warnings".into(), aa.warnings.clone().into());
     out.insert("seconds".into(), seconds.into());
     println!("{}", serde_json::Value::Object(out));
     Ok(())

@@ -152,8 +152,12 @@ impl AutoAttack {
         let mut after = vec![0usize; self.parts.len()];
         let mut seconds = vec![0f64; self.parts.len()];
         let mut examples = 0usize;
+        let mut warnings = Vec::new();
         for (b, batch) in batches.into_iter().enumerate() {
             let batch = batch?;
+            if b == 0 {
+                warnings.extend(self.check_model(model, &batch.images, &batch.labels)?);
+            }
             let mut rng = host_rng(seed, spat_core::rng::streams::EVAL_ATTACK + b as u64);
             let out = self.run_batch(model, &batch.images, &batch.labels, &mut rng)?;
             clean += out.clean.iter().filter(|&&c| c).count();
@@ -170,6 +174,19 @@ impl AutoAttack {
         }
         let pct = |n: usize| 100.0 * n as f64 / examples as f64;
         let names: Vec<String> = self.parts.iter().map(Part::name).collect();
+        // The reference's `check_square_sr`: a black-box attack that finds what the white-box
+        // ones missed (by more than 0.2 points) hints at gradient masking.
+        if let Some(i) = names.iter().position(|n| n == "square") {
+            let best_other = after[..i].iter().copied().min().unwrap_or(clean);
+            let drop = pct(best_other) - pct(after[i]);
+            if drop > 0.2 {
+                warnings.push(format!(
+                    "Square Attack lowered the robust accuracy by {drop:.2} points after the \
+                     gradient-based attacks: the evaluation may be unreliable (gradient masking); \
+                     consider Square with more queries and restarts, or an adaptive attack"
+                ));
+            }
+        }
         Ok(Report {
             version: self.version,
             examples,
@@ -182,7 +199,52 @@ impl AutoAttack {
                 .collect(),
             robust: after.last().map_or(pct(clean), |&c| pct(c)),
             seconds: names.into_iter().zip(seconds).collect(),
+            warnings,
         })
+    }
+
+    /// The reference's checks of the model on the first batch (`check_randomized` for the
+    /// standard version, `check_range_output`), as warnings.
+    fn check_model(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<Vec<String>> {
+        let mut warnings = Vec::new();
+        let passes = if self.version == Version::Rand { 1 } else { 5 };
+        let mut outputs = Vec::with_capacity(passes);
+        let mut corrects = Vec::with_capacity(passes);
+        for _ in 0..passes {
+            let z = model.logits_wrt_input(x, self.mode)?.detach();
+            let norms = (z.sqr()?.sum_keepdim(1)?.sqrt()? + 1e-10)?;
+            corrects.push(rows::correct(model, x, y, self.mode)?);
+            outputs.push(z.broadcast_div(&norms)?);
+        }
+        let mut max_diff = 0f64;
+        for a in 0..outputs.len() {
+            for b in a + 1..outputs.len() {
+                let d = rows::host_f64(&(&outputs[a] - &outputs[b])?.sqr()?.sum(1)?.sqrt()?)?;
+                max_diff = d.iter().fold(max_diff, |m, v| m.max(*v));
+            }
+        }
+        if corrects.iter().any(|c| *c != corrects[0]) || max_diff > 1e-4 {
+            warnings.push(
+                "the model's outputs vary between identical passes: it seems to be a randomised \
+                 defence; use the rand version"
+                    .into(),
+            );
+        }
+        let raw = model.logits_wrt_input(x, self.mode)?.detach();
+        let max = raw
+            .max_all()?
+            .to_dtype(candle_core::DType::F64)?
+            .to_scalar::<f64>()?;
+        let min = raw
+            .min_all()?
+            .to_dtype(candle_core::DType::F64)?
+            .to_scalar::<f64>()?;
+        let sums = rows::host_f64(&raw.sum(1)?)?;
+        if max < 1.0 + 1e-5 && min > -1e-5 && sums.iter().all(|s| (s - 1.0).abs() < 1e-5) {
+            warnings
+                .push("the model's outputs look like probabilities: attacks need logits".into());
+        }
+        Ok(warnings)
     }
 }
 
@@ -213,6 +275,9 @@ pub struct Report {
     pub robust: f64,
     /// Wall time of each attack, summed over batches.
     pub seconds: Vec<(String, f64)>,
+    /// The reference's sanity checks that failed: randomised outputs, probabilities for logits,
+    /// Square succeeding where the gradient attacks did not.
+    pub warnings: Vec<String>,
 }
 
 impl Attack for AutoAttack {

@@ -639,3 +639,39 @@ fn restarts_fool_at_least_what_the_first_run_fools() {
     let zero = WithRestarts::new(pgd, 0);
     assert!(zero.perturb(&model, &x, &y, &mut host_rng(2, 0)).is_err());
 }
+
+#[test]
+fn autoattack_warns_about_probabilities_and_randomised_outputs() {
+    use std::cell::RefCell;
+    struct Softmax(Mlp);
+    impl Classifier for Softmax {
+        fn logits(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+            losses::softmax(&self.0.logits(x, mode)?)
+        }
+    }
+    struct Noisy(Mlp, RefCell<spat_attacks::HostRng>);
+    impl Classifier for Noisy {
+        fn logits(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
+            let z = self.0.logits(x, mode)?;
+            let noise =
+                spat_core::rng::normal(&mut *self.1.borrow_mut(), z.shape(), 0.1, z.device())?;
+            z + noise
+        }
+    }
+    let x = random_images(15, 6);
+    let y = mostly_correct_labels(&random_mlp(16, 48, 10), &x, 10);
+    let batch = || {
+        vec![Ok(spat_core::Batch {
+            images: x.clone(),
+            labels: y.clone(),
+        })]
+    };
+    let mut quick = spat_attacks::AutoAttack::standard(8.0 / 255.0);
+    quick.parts.truncate(1);
+    let warnings = |model: &dyn Classifier| quick.evaluate(model, batch(), 0).unwrap().warnings;
+    assert!(warnings(&random_mlp(16, 48, 10)).is_empty());
+    let w = warnings(&Softmax(random_mlp(16, 48, 10)));
+    assert!(w.len() == 1 && w[0].contains("probabilities"), "{w:?}");
+    let w = warnings(&Noisy(random_mlp(16, 48, 10), RefCell::new(host_rng(1, 1))));
+    assert!(w.len() == 1 && w[0].contains("randomised"), "{w:?}");
+}
