@@ -16,7 +16,7 @@ use candle_core::Tensor;
 use spat_core::rng::HostRng;
 use spat_core::{Classifier, Mode};
 
-use crate::attack::{check_eps, project, Attack};
+use crate::attack::{ball, check_eps, project, Attack};
 use crate::{losses, rows, Error, Result};
 
 /// The loss APGD maximises.
@@ -161,8 +161,7 @@ impl Core {
         let n = x.dim(0)?;
         let x = x.detach();
         let labels = rows::host_labels(y)?;
-        let lo = x.affine(1.0, -self.eps)?;
-        let hi = x.affine(1.0, self.eps)?;
+        let (lo, hi) = ball(&x, self.eps)?;
         let schedule = CheckpointSchedule::new(self.steps);
 
         let mut x_adv = start.detach().to_dtype(x.dtype())?.clamp(0f32, 1f32)?;

@@ -257,9 +257,20 @@ impl Pgd {
     }
 }
 
-/// `x` clipped to the box `[lo, hi]` (the ε-ball) and then to `[0, 1]`, in the reference order.
-pub(crate) fn project(x: &Tensor, lo: &Tensor, hi: &Tensor) -> Result<Tensor> {
-    Ok(x.maximum(lo)?.minimum(hi)?.clamp(0f32, 1f32)?)
+/// The bounds of the ε-ball around `x` intersected with `[0, 1]`: `max(x − ε, 0)` and
+/// `min(x + ε, 1)`. For `x` in `[0, 1]` the two boxes intersect, so clipping to these bounds
+/// ([`project`]) selects exactly the value the reference's `clamp(min(max(v, x − ε), x + ε), 0, 1)`
+/// selects, in two operations instead of four (min and max round nothing).
+pub(crate) fn ball(x: &Tensor, eps: f64) -> Result<(Tensor, Tensor)> {
+    Ok((
+        x.affine(1.0, -eps)?.maximum(&x.zeros_like()?)?,
+        x.affine(1.0, eps)?.minimum(&x.ones_like()?)?,
+    ))
+}
+
+/// `v` clipped to the bounds of [`ball`].
+pub(crate) fn project(v: &Tensor, lo: &Tensor, hi: &Tensor) -> Result<Tensor> {
+    Ok(v.maximum(lo)?.minimum(hi)?)
 }
 
 impl Attack for Pgd {
@@ -281,8 +292,7 @@ impl Attack for Pgd {
     ) -> Result<Tensor> {
         check_eps(self.eps)?;
         let x = x.detach();
-        let lo = x.affine(1.0, -self.eps)?;
-        let hi = x.affine(1.0, self.eps)?;
+        let (lo, hi) = ball(&x, self.eps)?;
         let start = self.start(&x, &lo, &hi, rng)?;
         self.iterate(model, &x, y, start, &lo, &hi)
     }
@@ -300,8 +310,7 @@ impl Pgd {
     ) -> Result<Tensor> {
         check_eps(self.eps)?;
         let x = x.detach();
-        let lo = x.affine(1.0, -self.eps)?;
-        let hi = x.affine(1.0, self.eps)?;
+        let (lo, hi) = ball(&x, self.eps)?;
         let start = project(&start.detach(), &lo, &hi)?;
         self.iterate(model, &x, y, start, &lo, &hi)
     }

@@ -15,7 +15,7 @@ use rand::Rng;
 use spat_core::rng::HostRng;
 use spat_core::{Classifier, Mode};
 
-use crate::attack::{check_eps, project, Attack};
+use crate::attack::{ball, check_eps, project, Attack};
 use crate::{rows, Error, Result};
 
 /// The random draws of Square Attack, in the order the reference makes them, so that a test can
@@ -165,8 +165,7 @@ impl Square {
     ) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
         let labels = rows::host_labels(y)?;
-        let lo = x.affine(1.0, -self.eps)?;
-        let hi = x.affine(1.0, self.eps)?;
+        let (lo, hi) = ball(&x, self.eps)?;
         let stripes = Tensor::from_vec(draws.stripes(n, c, w), (n, c, 1, w), x.device())?
             .to_dtype(x.dtype())?;
         let mut x_best = x
@@ -217,8 +216,11 @@ impl Square {
                     margin_min[i] = margin[j];
                 }
             }
-            let rows_new = rows::select(&improved, &x_new, &x_best_curr)?;
-            x_best = rows::scatter(&x_best, &idx, &rows_new)?;
+            let kept = rows::indices(&improved);
+            if !kept.is_empty() {
+                let positions: Vec<usize> = kept.iter().map(|&j| idx[j]).collect();
+                x_best = rows::scatter(&x_best, &positions, &rows::gather(&x_new, &kept)?)?;
+            }
             if margin_min.iter().all(|&m| m <= 0.0) {
                 break;
             }

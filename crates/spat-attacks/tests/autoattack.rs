@@ -675,3 +675,103 @@ fn autoattack_warns_about_probabilities_and_randomised_outputs() {
     let w = warnings(&Noisy(random_mlp(16, 48, 10), RefCell::new(host_rng(1, 1))));
     assert!(w.len() == 1 && w[0].contains("randomised"), "{w:?}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Accuracies against the reference on a model trained for it
+
+/// relu(x W1ᵀ + b1) W2ᵀ + b2 on flattened 3×32×32 images (`Mlp` of scripts/golden/autoattack.py).
+struct TrainedMlp {
+    w1: Tensor,
+    b1: Tensor,
+    w2: Tensor,
+    b2: Tensor,
+}
+
+impl Classifier for TrainedMlp {
+    fn logits(&self, x: &Tensor, _mode: Mode) -> candle_core::Result<Tensor> {
+        x.flatten_from(1)?
+            .matmul(&self.w1.t()?)?
+            .broadcast_add(&self.b1)?
+            .relu()?
+            .matmul(&self.w2.t()?)?
+            .broadcast_add(&self.b2)
+    }
+}
+
+/// Within one point of the reference on the 512 embedded test images (5 images): the two draw
+/// different random starts, windows and signs, so only the accuracy, not the examples, can agree.
+fn assert_within_a_point(what: &str, ours: f64, reference: f64) {
+    assert!(
+        (ours - reference).abs() <= 1.0,
+        "{what}: spat {ours:.2} %, reference {reference:.2} %"
+    );
+}
+
+#[test]
+fn autoattack_accuracies_match_the_reference_on_a_trained_mlp() {
+    use spat_attacks::AutoAttack;
+    use spat_data::BatchSource;
+    let path =
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/autoattack_mlp.safetensors");
+    let t = spat_core::store::load_tensors(&path, &Device::Cpu).unwrap();
+    let model = TrainedMlp {
+        w1: t["weights.fc1.weight"].clone(),
+        b1: t["weights.fc1.bias"].clone(),
+        w2: t["weights.fc2.weight"].clone(),
+        b2: t["weights.fc2.bias"].clone(),
+    };
+    let eps = f64s(&t["eps"])[0];
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/cifar-10-mini");
+    let test = spat_data::load(spat_data::Dataset::Cifar10, &dir, spat_data::Split::Test).unwrap();
+    assert_eq!(test.len(), 512);
+    let loader = spat_data::Loader::new(std::sync::Arc::new(test), 256);
+    let batches: Vec<spat_core::Batch> = loader
+        .epoch(0, &Device::Cpu)
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let all = || batches.iter().cloned().map(Ok);
+
+    // Standard: clean, after APGD-CE, APGD-T, FAB-T, Square, and the final robust accuracy.
+    let reference = f64s(&t["standard"]);
+    let report = AutoAttack::standard(eps)
+        .evaluate(&model, all(), 0)
+        .unwrap();
+    assert!(
+        (report.clean - reference[0]).abs() <= 0.2,
+        "clean: spat {}, reference {}",
+        report.clean,
+        reference[0]
+    );
+    for (i, (name, acc)) in report.after.iter().enumerate() {
+        assert_within_a_point(&format!("AutoAttack after {name}"), *acc, reference[i + 1]);
+    }
+    assert_within_a_point("AutoAttack", report.robust, reference[5]);
+    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
+
+    // APGD-T and Square alone on every example (APGD-CE alone is the first row above; FAB-T alone,
+    // the slowest, is replayed exactly in `fab_replays_the_reference`).
+    let individual = f64s(&t["individual"]);
+    let aa = AutoAttack::standard(eps);
+    for i in [1, 3] {
+        let (part, reference) = (&aa.parts[i], individual[i]);
+        let (mut ok, mut n) = (0, 0);
+        for (b, batch) in batches.iter().enumerate() {
+            let mut rng = host_rng(0, b as u64);
+            let adv = part
+                .attack()
+                .perturb(&model, &batch.images, &batch.labels, &mut rng)
+                .unwrap();
+            ok += spat_attacks_correct(&model, &adv, &batch.labels)
+                .iter()
+                .filter(|&&c| c)
+                .count();
+            n += batch.len();
+        }
+        assert_within_a_point(&part.name(), 100.0 * ok as f64 / n as f64, reference);
+    }
+
+    // The rand version (on this deterministic model, EOT only averages identical gradients).
+    let rand = AutoAttack::rand(eps).evaluate(&model, all(), 0).unwrap();
+
+    assert_within_a_point("AutoAttack rand", rand.robust, f64s(&t["rand"])[0]);
+}
