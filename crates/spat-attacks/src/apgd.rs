@@ -94,16 +94,36 @@ enum Objective<'a> {
 }
 
 /// Settings shared by APGD and APGD-T.
-#[derive(Debug, Clone, Copy, PartialEq)]
-struct Core {
-    eps: f64,
-    steps: usize,
-    eot_iter: usize,
-    rho: f64,
-    mode: Mode,
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ApgdConfig {
+    pub eps: f64,
+    /// Iterations per run (100 in AutoAttack).
+    pub steps: usize,
+    /// Runs with fresh random starts, each only on the examples not yet fooled (per target class
+    /// for APGD-T); 1 in standard AutoAttack.
+    pub restarts: usize,
+    /// Gradients averaged per iteration, for randomised defences (20 in AutoAttack's `rand`).
+    pub eot_iter: usize,
+    /// Fraction of loss increases since the last checkpoint below which the step halves (0.75).
+    pub rho: f64,
+    pub mode: Mode,
 }
 
-impl Core {
+impl ApgdConfig {
+    /// AutoAttack's standard settings: 100 iterations, one run, no EOT, ρ = 0.75, `Mode::Eval`.
+    pub fn autoattack(eps: f64) -> Self {
+        Self {
+            eps,
+            steps: 100,
+            restarts: 1,
+            eot_iter: 1,
+            rho: 0.75,
+            mode: Mode::Eval,
+        }
+    }
+}
+
+impl ApgdConfig {
     fn check(&self) -> Result<()> {
         check_eps(self.eps)?;
         if self.steps == 0 || self.eot_iter == 0 {
@@ -291,40 +311,16 @@ fn restarts(
 /// Untargeted APGD on cross-entropy (APGD-CE) or DLR (APGD-DLR).
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Apgd {
-    pub eps: f64,
-    /// Iterations per restart (100 in AutoAttack).
-    pub steps: usize,
-    /// Random restarts; each runs only on the examples not yet fooled (1 in standard AutoAttack).
-    pub restarts: usize,
+    pub config: ApgdConfig,
     pub loss: ApgdLoss,
-    /// Gradients averaged per iteration, for randomised defences (20 in AutoAttack's `rand`).
-    pub eot_iter: usize,
-    /// Fraction of loss increases since the last checkpoint below which the step halves.
-    pub rho: f64,
-    pub mode: Mode,
 }
 
 impl Apgd {
-    /// AutoAttack's standard settings: 100 iterations, one restart, no EOT, ρ = 0.75, `Mode::Eval`.
+    /// With AutoAttack's standard settings ([`ApgdConfig::autoattack`]).
     pub fn new(eps: f64, loss: ApgdLoss) -> Self {
         Self {
-            eps,
-            steps: 100,
-            restarts: 1,
+            config: ApgdConfig::autoattack(eps),
             loss,
-            eot_iter: 1,
-            rho: 0.75,
-            mode: Mode::Eval,
-        }
-    }
-
-    fn core(&self) -> Core {
-        Core {
-            eps: self.eps,
-            steps: self.steps,
-            eot_iter: self.eot_iter,
-            rho: self.rho,
-            mode: self.mode,
         }
     }
 
@@ -337,7 +333,7 @@ impl Apgd {
         y: &Tensor,
         start: &Tensor,
     ) -> Result<ApgdRun> {
-        self.core()
+        self.config
             .run(model, x, y, Objective::Untargeted(self.loss), start)
     }
 }
@@ -357,12 +353,13 @@ impl Attack for Apgd {
         y: &Tensor,
         rng: &mut HostRng,
     ) -> Result<Tensor> {
-        self.core().check()?;
+        let c = &self.config;
+        c.check()?;
         if self.loss == ApgdLoss::Dlr {
-            check_classes(model, x, self.mode, 3, "the DLR loss")?;
+            check_classes(model, x, c.mode, 3, "the DLR loss")?;
         }
-        restarts(model, x, y, self.mode, self.restarts, |xs, ys, _| {
-            let start = random_start(xs, self.eps, rng)?;
+        restarts(model, x, y, c.mode, c.restarts, |xs, ys, _| {
+            let start = random_start(xs, c.eps, rng)?;
             self.run_from(model, xs, ys, &start)
         })
     }
@@ -372,38 +369,17 @@ impl Attack for Apgd {
 /// classes in turn (the 2nd, 3rd, … largest clean logit), runs on the examples not yet fooled.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ApgdTargeted {
-    pub eps: f64,
-    pub steps: usize,
-    /// Restarts per target class.
-    pub restarts: usize,
+    pub config: ApgdConfig,
     /// Number of target classes (9 in AutoAttack; at most the number of classes minus one).
     pub target_classes: usize,
-    pub eot_iter: usize,
-    pub rho: f64,
-    pub mode: Mode,
 }
 
 impl ApgdTargeted {
-    /// AutoAttack's standard settings: 100 iterations, 9 target classes, one restart each.
+    /// AutoAttack's standard settings: [`ApgdConfig::autoattack`], 9 target classes.
     pub fn new(eps: f64) -> Self {
         Self {
-            eps,
-            steps: 100,
-            restarts: 1,
+            config: ApgdConfig::autoattack(eps),
             target_classes: 9,
-            eot_iter: 1,
-            rho: 0.75,
-            mode: Mode::Eval,
-        }
-    }
-
-    fn core(&self) -> Core {
-        Core {
-            eps: self.eps,
-            steps: self.steps,
-            eot_iter: self.eot_iter,
-            rho: self.rho,
-            mode: self.mode,
         }
     }
 
@@ -416,7 +392,7 @@ impl ApgdTargeted {
         targets: &Tensor,
         start: &Tensor,
     ) -> Result<ApgdRun> {
-        self.core()
+        self.config
             .run(model, x, y, Objective::TargetedDlr(targets), start)
     }
 }
@@ -467,20 +443,21 @@ impl Attack for ApgdTargeted {
         y: &Tensor,
         rng: &mut HostRng,
     ) -> Result<Tensor> {
-        self.core().check()?;
-        check_classes(model, x, self.mode, 4, "the targeted DLR loss")?;
+        let c = &self.config;
+        c.check()?;
+        check_classes(model, x, c.mode, 4, "the targeted DLR loss")?;
         check_classes(
             model,
             x,
-            self.mode,
+            c.mode,
             self.target_classes + 1,
             &format!("APGD-T with {} target classes", self.target_classes),
         )?;
-        let rounds = self.target_classes * self.restarts;
-        restarts(model, x, y, self.mode, rounds, |xs, ys, round| {
-            let rank = 2 + round / self.restarts.max(1);
-            let targets = ranked_class(model, xs, self.mode, rank)?;
-            let start = random_start(xs, self.eps, rng)?;
+        let rounds = self.target_classes * c.restarts;
+        restarts(model, x, y, c.mode, rounds, |xs, ys, round| {
+            let rank = 2 + round / c.restarts.max(1);
+            let targets = ranked_class(model, xs, c.mode, rank)?;
+            let start = random_start(xs, c.eps, rng)?;
             self.run_from(model, xs, ys, &targets, &start)
         })
     }

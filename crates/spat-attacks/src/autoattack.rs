@@ -89,10 +89,9 @@ impl AutoAttack {
     /// The version for randomised defences: APGD-CE and APGD-DLR with 20 EOT samples each.
     pub fn rand(eps: f64) -> Self {
         let eot = |loss| {
-            Part::Apgd(Apgd {
-                eot_iter: 20,
-                ..Apgd::new(eps, loss)
-            })
+            let mut apgd = Apgd::new(eps, loss);
+            apgd.config.eot_iter = 20;
+            Part::Apgd(apgd)
         };
         Self {
             eps,

@@ -85,64 +85,6 @@ impl Fab {
         Ok(())
     }
 
-    /// Adversarial examples, starting the first run of each target at the clean image and later
-    /// runs at random points drawn from `rng`.
-    fn run_all(
-        &self,
-        model: &dyn Classifier,
-        x: &Tensor,
-        y: &Tensor,
-        rng: &mut HostRng,
-    ) -> Result<Tensor> {
-        self.check()?;
-        let x = x.detach();
-        let k = check_classes(model, &x, self.mode, 2, "FAB")?;
-        if self.targeted && self.target_classes + 1 > k {
-            return Err(Error::InvalidArgument(format!(
-                "FAB-T with {} target classes needs at least {} classes, the model has {k}",
-                self.target_classes,
-                self.target_classes + 1
-            )));
-        }
-        let robust = rows::correct(model, &x, y, self.mode)?;
-        let ranks: Vec<Option<usize>> = if self.targeted {
-            (2..self.target_classes + 2).map(Some).collect()
-        } else {
-            vec![None]
-        };
-        let eps = eps_in(self.eps, x.dtype());
-        let rounds = ranks.len() * self.restarts;
-        let (adv, _) = rows::on_survivors(&x, y, robust, rounds, |xs, ys, round| {
-            let (rank, restart) = (ranks[round / self.restarts], round % self.restarts);
-            let targets = match rank {
-                Some(r) => Some(ranked_class(model, xs, self.mode, r)?),
-                None => None,
-            };
-            let start = if restart > 0 {
-                Some(spat_core::rng::uniform(
-                    rng,
-                    xs.shape(),
-                    -1.0,
-                    1.0,
-                    xs.device(),
-                )?)
-            } else {
-                None
-            };
-            let adv = self.single_run(model, xs, ys, targets.as_ref(), start.as_ref())?;
-            // Fooled: misclassified within ε (FAB's points can lie beyond it).
-            let wrong = rows::misclassified(model, &adv, ys, self.mode)?;
-            let dist = rows::linf_norms(&(xs - &adv)?)?;
-            let fooled = wrong
-                .iter()
-                .zip(&dist)
-                .map(|(&w, &d)| w && d <= eps)
-                .collect();
-            Ok((adv, fooled))
-        })?;
-        Ok(adv)
-    }
-
     /// One FAB run (`attack_single_run` of the reference) on the correctly classified examples of
     /// `(x, y)`: returns `x` with each example that a misclassified point was found for replaced
     /// by the closest such point. `random` (uniform in `[−1, 1]`, shape of `x`) gives a random start
@@ -413,6 +355,8 @@ impl Attack for Fab {
         }
     }
 
+    /// Starts the first run of each target at the clean image and later runs at random points
+    /// drawn from `rng`.
     fn perturb(
         &self,
         model: &dyn Classifier,
@@ -420,6 +364,52 @@ impl Attack for Fab {
         y: &Tensor,
         rng: &mut HostRng,
     ) -> Result<Tensor> {
-        self.run_all(model, x, y, rng)
+        self.check()?;
+        let x = x.detach();
+        let k = check_classes(model, &x, self.mode, 2, "FAB")?;
+        if self.targeted && self.target_classes + 1 > k {
+            return Err(Error::InvalidArgument(format!(
+                "FAB-T with {} target classes needs at least {} classes, the model has {k}",
+                self.target_classes,
+                self.target_classes + 1
+            )));
+        }
+        let robust = rows::correct(model, &x, y, self.mode)?;
+        let ranks: Vec<Option<usize>> = if self.targeted {
+            (2..self.target_classes + 2).map(Some).collect()
+        } else {
+            vec![None]
+        };
+        let eps = eps_in(self.eps, x.dtype());
+        let rounds = ranks.len() * self.restarts;
+        let (adv, _) = rows::on_survivors(&x, y, robust, rounds, |xs, ys, round| {
+            let (rank, restart) = (ranks[round / self.restarts], round % self.restarts);
+            let targets = match rank {
+                Some(r) => Some(ranked_class(model, xs, self.mode, r)?),
+                None => None,
+            };
+            let start = if restart > 0 {
+                Some(spat_core::rng::uniform(
+                    rng,
+                    xs.shape(),
+                    -1.0,
+                    1.0,
+                    xs.device(),
+                )?)
+            } else {
+                None
+            };
+            let adv = self.single_run(model, xs, ys, targets.as_ref(), start.as_ref())?;
+            // Fooled: misclassified within ε (FAB's points can lie beyond it).
+            let wrong = rows::misclassified(model, &adv, ys, self.mode)?;
+            let dist = rows::linf_norms(&(xs - &adv)?)?;
+            let fooled = wrong
+                .iter()
+                .zip(&dist)
+                .map(|(&w, &d)| w && d <= eps)
+                .collect();
+            Ok((adv, fooled))
+        })?;
+        Ok(adv)
     }
 }

@@ -50,7 +50,7 @@ mod rows;
 pub mod spec;
 pub mod square;
 
-pub use apgd::{Apgd, ApgdLoss, ApgdRun, ApgdTargeted, CheckpointSchedule};
+pub use apgd::{Apgd, ApgdConfig, ApgdLoss, ApgdRun, ApgdTargeted, CheckpointSchedule};
 pub use attack::{evaluation_step_size, Attack, AttackLoss, Fgsm, Pgd, RandomStart, CW_KAPPA};
 pub use autoattack::AutoAttack;
 pub use eval::{evaluate, sweep_alpha, EvalReport, SweepConfig, SweepReport, SweepRow};

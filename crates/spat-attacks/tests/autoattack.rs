@@ -9,7 +9,8 @@ use std::path::PathBuf;
 use candle_core::{DType, Device, Tensor, Var};
 use spat_attacks::apgd::ApgdRun;
 use spat_attacks::{
-    losses, Apgd, ApgdLoss, ApgdTargeted, Attack, CheckpointSchedule, Fab, Square, SquareDraws,
+    losses, Apgd, ApgdConfig, ApgdLoss, ApgdTargeted, Attack, CheckpointSchedule, Fab, Square,
+    SquareDraws,
 };
 use spat_core::rng::host_rng;
 use spat_core::{Classifier, Mode};
@@ -196,8 +197,11 @@ fn apgd_replays_the_reference_run() {
         ("ce20", ApgdLoss::CrossEntropy, 20),
     ] {
         let apgd = Apgd {
-            steps,
-            ..Apgd::new(eps(&t), loss)
+            config: ApgdConfig {
+                steps,
+                ..ApgdConfig::autoattack(eps(&t))
+            },
+            loss,
         };
         let run = apgd.run_from(&model, &t["x"], &y, &t["start"]).unwrap();
         assert_run_matches(tag, &run, &t, steps);
@@ -348,19 +352,27 @@ fn mostly_correct_labels(model: &dyn Classifier, x: &Tensor, classes: u32) -> Te
 fn quick_attacks(eps: f64) -> Vec<Box<dyn Attack>> {
     vec![
         Box::new(Apgd {
-            steps: 10,
-            restarts: 2,
-            ..Apgd::new(eps, ApgdLoss::CrossEntropy)
+            config: ApgdConfig {
+                steps: 10,
+                restarts: 2,
+                ..ApgdConfig::autoattack(eps)
+            },
+            loss: ApgdLoss::CrossEntropy,
         }),
         Box::new(Apgd {
-            steps: 10,
-            eot_iter: 2,
-            ..Apgd::new(eps, ApgdLoss::Dlr)
+            config: ApgdConfig {
+                steps: 10,
+                eot_iter: 2,
+                ..ApgdConfig::autoattack(eps)
+            },
+            loss: ApgdLoss::Dlr,
         }),
         Box::new(ApgdTargeted {
-            steps: 10,
+            config: ApgdConfig {
+                steps: 10,
+                ..ApgdConfig::autoattack(eps)
+            },
             target_classes: 3,
-            ..ApgdTargeted::new(eps)
         }),
         Box::new(Fab {
             steps: 10,
@@ -462,9 +474,12 @@ fn apgd_averages_eot_gradients_over_the_given_number_of_passes() {
     let x = random_images(8, 4);
     let y = mostly_correct_labels(&mlp, &x, 10);
     let apgd = Apgd {
-        steps: 7,
-        eot_iter: 3,
-        ..Apgd::new(4.0 / 255.0, ApgdLoss::CrossEntropy)
+        config: ApgdConfig {
+            steps: 7,
+            eot_iter: 3,
+            ..ApgdConfig::autoattack(4.0 / 255.0)
+        },
+        loss: ApgdLoss::CrossEntropy,
     };
     apgd.run_from(&model, &x, &y, &x).unwrap();
     // The start and each of the 7 iterations: 3 passes each.
@@ -483,10 +498,8 @@ fn impossible_settings_are_errors() {
     assert!(err(&ApgdTargeted::new(0.03), &mut rng).contains("at least 4 classes"));
     assert!(err(&Fab::targeted(0.03), &mut rng).contains("at least 10 classes"));
     assert!(err(&Apgd::new(-1.0, ApgdLoss::CrossEntropy), &mut rng).contains("eps"));
-    let zero = Apgd {
-        steps: 0,
-        ..Apgd::new(0.03, ApgdLoss::CrossEntropy)
-    };
+    let mut zero = Apgd::new(0.03, ApgdLoss::CrossEntropy);
+    zero.config.steps = 0;
     assert!(err(&zero, &mut rng).contains("at least one iteration"));
     let two = random_mlp(9, 48, 2);
     let e = Apgd::new(0.03, ApgdLoss::Dlr)
@@ -506,8 +519,8 @@ fn autoattack_runs_each_attack_on_the_survivors_only() {
     let mut aa = spat_attacks::AutoAttack::standard(eps);
     for part in &mut aa.parts {
         match part {
-            Part::Apgd(a) => a.steps = 5,
-            Part::ApgdTargeted(a) => a.steps = 5,
+            Part::Apgd(a) => a.config.steps = 5,
+            Part::ApgdTargeted(a) => a.config.steps = 5,
             Part::Fab(a) => a.steps = 5,
             Part::Square(a) => a.queries = 20,
         }
@@ -538,7 +551,7 @@ fn autoattack_runs_each_attack_on_the_survivors_only() {
     assert!(rand
         .parts
         .iter()
-        .all(|p| matches!(p, Part::Apgd(a) if a.eot_iter == 20 && a.restarts == 1)));
+        .all(|p| matches!(p, Part::Apgd(a) if a.config.eot_iter == 20 && a.config.restarts == 1)));
 }
 
 fn spat_attacks_correct(model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Vec<bool> {
