@@ -222,16 +222,20 @@ def measure(step, model, opt, x, y, autocast, warmup, repeats, device):
     cuda = device.type == "cuda"
     for _ in range(warmup):
         step(model, opt, x, y, autocast)
-    times = []
+    times, cpu_times = [], []
     for _ in range(repeats):
         if cuda:
             torch.cuda.synchronize(device)
+        c0 = time.process_time()
         t0 = time.perf_counter()
         step(model, opt, x, y, autocast)
         if cuda:
             torch.cuda.synchronize(device)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        cpu_times.append(time.process_time() - c0)
+    # CPU time of all threads (user + system): on a shared machine it depends far less on the
+    # other jobs than the wall time does.
+    return statistics.median(times), statistics.median(cpu_times)
 
 
 def free_memory(device):
@@ -302,6 +306,8 @@ def main(argv=None):
     x = torch.rand(args.batch, 3, 32, 32, generator=gen).to(device)
     y = torch.randint(0, NUM_CLASSES, (args.batch,), generator=gen).to(device)
 
+    if device.type == "cpu":
+        device_name = f"cpu ({torch.get_num_threads()} threads)"
     print(f"pytorch {torch.__version__} on {args.device} ({device_name}), batch {args.batch}, "
           f"warmup {args.warmup}, repeats {args.repeats}, cudnn.benchmark {args.cudnn_benchmark}",
           file=sys.stderr, flush=True)
@@ -315,7 +321,7 @@ def main(argv=None):
                 model = MODELS[name]().to(device)
                 opt = make_optimizer(model)
                 autocast = set_precision(precision, device.type)
-                median_s = measure(STEPS[workload], model, opt, x, y, autocast, args.warmup, args.repeats, device)
+                median_s, median_cpu_s = measure(STEPS[workload], model, opt, x, y, autocast, args.warmup, args.repeats, device)
                 del model, opt
                 free_memory(device)
                 rec = {
@@ -327,10 +333,11 @@ def main(argv=None):
                     "repeats": args.repeats,
                     "median_ms": median_s * 1e3,
                     "images_per_s": args.batch / median_s,
+                    "median_cpu_ms": median_cpu_s * 1e3,
                 }
                 records.append(rec)
-                print(f"{name:<10} {workload:<18} {precision:<5} {rec['median_ms']:10.2f} ms {rec['images_per_s']:12.1f} img/s",
-                      flush=True)
+                print(f"{name:<10} {workload:<18} {precision:<5} {rec['median_ms']:10.2f} ms {rec['images_per_s']:12.1f} img/s"
+                      f" {rec['median_cpu_ms']:10.2f} CPU ms", flush=True)
 
     if args.json:
         out = {

@@ -5,8 +5,16 @@
 #
 #   bench/side_by_side.sh ./spat --models resnet-18 --precisions tf32,bf16
 #
-# Environment: DEVICE (default cuda:0), BENCH_OUT (default bench-results), PYTHON (python3).
+# Environment: DEVICE (default cuda:0), BENCH_OUT (default bench-results), PYTHON (python3),
+# THREADS (CPU threads for both: sets OMP_NUM_THREADS and MKL_NUM_THREADS for PyTorch and
+# RAYON_NUM_THREADS for spat; unset, each uses every core).
+#
+#   DEVICE=cpu THREADS=1 bench/side_by_side.sh ./spat --models tiny,wrn-16-2,resnet-18 \
+#       --batch 32 --precisions fp32 --warmup 1 --repeats 3
 set -euo pipefail
+if [[ -n "${THREADS:-}" ]]; then
+    export OMP_NUM_THREADS="$THREADS" MKL_NUM_THREADS="$THREADS" RAYON_NUM_THREADS="$THREADS"
+fi
 SPAT="${1:?usage: bench/side_by_side.sh PATH/TO/spat [flags...]}"
 shift
 DEVICE="${DEVICE:-cuda:0}"

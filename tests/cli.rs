@@ -67,27 +67,55 @@ fn data_info_on_embedded_sample() {
     }
 }
 
+/// The real CIFAR-10 copy of `$SPAT_DATA_DIR` (CI: ../shared/data, all 50,000 training records),
+/// or the embedded sample when it is unset: counts must be the records the files hold (from their
+/// sizes), and the whole training set must have its well-known balance and channel statistics.
 #[test]
 fn data_info_on_real_cifar10() {
-    let dir = std::env::var("SPAT_DATA_DIR").expect(
-        "set SPAT_DATA_DIR to the folder holding cifar-10-batches-bin (CI: ../shared/data)",
-    );
-    let v = stdout_json(&run(spat().args([
-        "data-info",
-        "--json",
-        "--data-dir",
-        &dir,
-    ])));
-    assert_eq!(v["train"]["count"], 50_000);
-    assert_eq!(as_f64s(&v["train"]["per_class"]), vec![5000.0; 10]);
-    // The well-known CIFAR-10 training-set channel means and standard deviations.
-    let mean = as_f64s(&v["train"]["mean"]);
-    let std = as_f64s(&v["train"]["std"]);
-    for (got, want) in mean.iter().zip([0.4914, 0.4822, 0.4465]) {
-        assert!((got - want).abs() < 5e-4, "mean {mean:?}");
+    let dir = std::env::var_os("SPAT_DATA_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(mini_data);
+    let bins = if dir.join("cifar-10-batches-bin").is_dir() {
+        dir.join("cifar-10-batches-bin")
+    } else {
+        dir.clone()
+    };
+    let records = |names: &[&str]| -> u64 {
+        names
+            .iter()
+            .filter_map(|n| std::fs::metadata(bins.join(n)).ok())
+            .map(|m| m.len() / 3073)
+            .sum()
+    };
+    let v = stdout_json(&run(spat()
+        .args(["data-info", "--json", "--data-dir"])
+        .arg(&dir)));
+    let train_files = [
+        "data_batch_1.bin",
+        "data_batch_2.bin",
+        "data_batch_3.bin",
+        "data_batch_4.bin",
+        "data_batch_5.bin",
+    ];
+    assert_eq!(v["train"]["count"], records(&train_files));
+    assert_eq!(v["test"]["count"], records(&["test_batch.bin"]));
+    for split in ["train", "test"] {
+        let per_class = as_f64s(&v[split]["per_class"]);
+        assert_eq!(
+            per_class.iter().sum::<f64>(),
+            v[split]["count"].as_f64().unwrap()
+        );
     }
-    for (got, want) in std.iter().zip([0.2470, 0.2435, 0.2616]) {
-        assert!((got - want).abs() < 5e-4, "std {std:?}");
+    if v["train"]["count"] == 50_000 {
+        assert_eq!(as_f64s(&v["train"]["per_class"]), vec![5000.0; 10]);
+        let mean = as_f64s(&v["train"]["mean"]);
+        let std = as_f64s(&v["train"]["std"]);
+        for (got, want) in mean.iter().zip([0.4914, 0.4822, 0.4465]) {
+            assert!((got - want).abs() < 5e-4, "mean {mean:?}");
+        }
+        for (got, want) in std.iter().zip([0.2470, 0.2435, 0.2616]) {
+            assert!((got - want).abs() < 5e-4, "std {std:?}");
+        }
     }
 }
 
@@ -190,6 +218,34 @@ fn tensor_names(path: &Path) -> Vec<String> {
     names
 }
 
+/// `--val-subset` holds training images out (recorded in config.json) and every epoch is evaluated
+/// on them; `--eps` and `--attack-step-size` are kept as given.
+#[test]
+fn train_holds_out_a_validation_split_and_takes_rst_radius_and_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    success(run(tiny_train(&run_dir, 1, 0).args([
+        "--val-subset",
+        "16",
+        "--eps",
+        "0.031",
+        "--attack-step-size",
+        "0.007",
+    ])));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(config["val_subset"], 16);
+    assert_eq!(
+        (config["eps"].as_f64(), config["attack_step_size"].as_f64()),
+        (Some(0.031), Some(0.007))
+    );
+    let metrics = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(metrics.lines().next().unwrap()).unwrap();
+    assert_eq!(line["eval_examples"], 16, "{metrics}");
+    assert!(run_dir.join("best.safetensors").is_file());
+}
+
 #[test]
 fn train_then_eval_sweep_and_visualize() {
     let dir = tempfile::tempdir().unwrap();
@@ -233,20 +289,25 @@ fn train_then_eval_sweep_and_visualize() {
             "8",
             "--json",
         ])));
-    let obj = eval.as_object().unwrap();
-    let keys: Vec<&str> = obj.keys().map(String::as_str).collect();
-    for k in ["clean", "fgsm", "pgd20", "cw30", "pgd-kl", "pgd-ls:0.3"] {
-        let v = obj
-            .get(k)
-            .and_then(|v| v.as_f64())
-            .unwrap_or_else(|| panic!("no `{k}` in {eval}"));
+    assert_eq!(eval["examples"], 8);
+    let accuracy = eval["accuracy"].as_object().unwrap();
+    // Keyed by canonical spec: `pgd-kl` is PGD-KL with 20 steps.
+    let keys: Vec<&str> = accuracy.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        ["clean", "cw30", "fgsm", "pgd20", "pgd20-kl", "pgd20-ls:0.3"],
+        "{eval}"
+    );
+    let worst = eval["worst_case"].as_f64().unwrap();
+    for (k, v) in accuracy {
+        let v = v.as_f64().unwrap();
         // 8 images: every accuracy is a multiple of 12.5 %.
         assert!(
             (0.0..=100.0).contains(&v) && (v / 12.5 - (v / 12.5).round()).abs() < 1e-9,
             "{k} = {v}"
         );
+        assert!(worst <= v, "worst case {worst} above {k} = {v}");
     }
-    assert_eq!(keys.len(), 6, "{eval}");
 
     let sweep_dir = dir.path().join("sweep");
     let out = success(run(spat()
@@ -318,6 +379,42 @@ fn train_then_eval_sweep_and_visualize() {
     assert_ne!(rows[1]["index"], rows[2]["index"], "two different horses");
     // Five 32x32 images magnified 4x side by side, three rows of them.
     assert!(w >= 5 * 128 && h >= 3 * 128, "{w}x{h}");
+
+    // Figure 4.1's grid: the original and one input-gradient column per checkpoint.
+    let png = dir.path().join("gradients.png");
+    let best = run_dir.join("best.safetensors");
+    let v = stdout_json(&run(spat()
+        .args(["gradients", "--model", "tiny", "--checkpoint"])
+        .arg(format!("last={}", weights.display()))
+        .arg("--checkpoint")
+        .arg(&best)
+        .args(["--dataset", "cifar10", "--data-dir"])
+        .arg(mini_data())
+        .args(["--classes", "cat,dog", "--json", "--out"])
+        .arg(&png)));
+    assert_eq!(
+        png_size(&std::fs::read(&png).unwrap()).0 as u64,
+        v["width"].as_u64().unwrap()
+    );
+    assert_eq!(
+        v["columns"],
+        serde_json::json!(["original", "grad last", "grad best"])
+    );
+    assert_eq!(v["rows"].as_array().unwrap().len(), 2);
+    let e = run(spat()
+        .args([
+            "gradients",
+            "--model",
+            "tiny",
+            "--checkpoint",
+            "=x",
+            "--dataset",
+            "cifar10",
+        ])
+        .args(["--data-dir", "data", "--out"])
+        .arg(&png));
+    assert!(!e.status.success());
+    assert!(String::from_utf8_lossy(&e.stderr).contains("LABEL=PATH"));
 }
 
 #[test]
@@ -396,6 +493,22 @@ fn corrupted_checkpoint_is_a_clear_error_and_nothing_is_overwritten() {
         before,
         "a failed resume must not touch the run"
     );
+
+    // Resuming on other data (the first 300 records of the sample instead of the sample) is
+    // refused before anything is written.
+    let other = dir.path().join("other-data");
+    std::fs::create_dir(&other).unwrap();
+    for f in ["data_batch_1.bin", "test_batch.bin"] {
+        let bytes = std::fs::read(mini_data().join(f)).unwrap();
+        std::fs::write(other.join(f), &bytes[..3073 * 300]).unwrap();
+    }
+    let msg = one_line_error(&run(spat()
+        .args(["train", "--resume"])
+        .arg(&run_dir)
+        .arg("--data-dir")
+        .arg(&other)));
+    assert!(msg.contains("state.json") && msg.contains("data"), "{msg}");
+    assert_eq!(snapshot(&run_dir), before);
 
     // Garbage as weights for eval: named, one line.
     let garbage = dir.path().join("garbage.safetensors");
@@ -583,18 +696,23 @@ fn bench_writes_results_and_compares_with_a_reference() {
         let ips = r["images_per_s"].as_f64().unwrap();
         let ms = r["median_ms"].as_f64().unwrap();
         assert!(ips > 0.0 && (ips * ms / 1000.0 - 4.0).abs() < 1e-6, "{r}");
+        assert!(r["median_cpu_ms"].as_f64().unwrap() > 0.0, "{r}");
     }
     let table = String::from_utf8_lossy(&out.stdout).to_string();
     let row = table
         .lines()
         .find(|l| l.starts_with("| tiny | pgd20-eval | bf16 |"))
         .unwrap_or_else(|| panic!("no bf16 PGD-20 row: {table}"));
-    assert!(row.contains("| 4.0 |") && row.ends_with("× |"), "{row}");
+    // The reference has images/s but no CPU time: ratio by wall time only.
+    assert!(
+        row.contains("| 4.0 | – | ") && row.ends_with("× | – |"),
+        "{row}"
+    );
     let other = table
         .lines()
         .find(|l| l.starts_with("| tiny | standard | fp32 |"))
         .unwrap();
-    assert!(other.ends_with("– | – |"), "{other}");
+    assert!(other.ends_with("| – | – | – | – |"), "{other}");
 }
 
 #[test]

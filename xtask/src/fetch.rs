@@ -20,6 +20,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use md5::{Digest, Md5};
+use spat_spec::Dataset;
 
 /// An official data-set archive.
 #[derive(Debug, Clone, Copy)]
@@ -36,26 +37,26 @@ pub struct Archive {
 /// two CIFAR MD5s; torchvision's STL10 class carries the STL-10 one).
 pub const ARCHIVES: [Archive; 3] = [
     Archive {
-        name: "cifar10",
+        name: Dataset::Cifar10.as_str(),
         url: "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz",
         md5: "c32a1d4ab5d03f1284b67883e8d87530",
-        top_dir: "cifar-10-batches-bin",
+        top_dir: Dataset::Cifar10.dir_name(),
     },
     Archive {
-        name: "cifar100",
+        name: Dataset::Cifar100.as_str(),
         url: "https://www.cs.toronto.edu/~kriz/cifar-100-binary.tar.gz",
         md5: "03b5dce01913d631647c71ecec9e9cb8",
-        top_dir: "cifar-100-binary",
+        top_dir: Dataset::Cifar100.dir_name(),
     },
     Archive {
-        name: "stl10",
+        name: Dataset::Stl10.as_str(),
         url: "http://ai.stanford.edu/~acoates/stl10/stl10_binary.tar.gz",
         md5: "91f7769df0f17e558f3565bffb0c7dfb",
-        top_dir: "stl10_binary",
+        top_dir: Dataset::Stl10.dir_name(),
     },
 ];
 
-pub const TI500K_FILE: &str = "ti_500K_pseudo_labeled.pickle";
+pub use spat_spec::dataset::PSEUDO_LABELED_FILE as TI500K_FILE;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {

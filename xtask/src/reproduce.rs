@@ -14,21 +14,28 @@ use std::time::Instant;
 
 use anyhow::{bail, ensure, Context as _, Result};
 use serde_json::{json, Value};
+use spat_spec::dataset::PSEUDO_LABELED_FILE;
+use spat_spec::report::{CellDone, EvalReport};
+use spat_spec::run::files;
+use spat_spec::{AttackSpec, Dataset, Split};
 
-use crate::matrix::{self, Cell, Dataset, Job, Plan, Scale, TrainSpec};
+use crate::matrix::{self, Cell, Checkpoint, Job, Plan, Scale, TrainSpec};
 use crate::paper;
+use crate::protocol;
 use crate::report;
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// What to reproduce: table5.1 table5.2 fig5.1 fig5.2 fig5.3 table6.1 table6.2 table6.3 table6.4
-    /// fig6.1 fig6.2, or `all`.
+    /// What to reproduce: fig4.1 table5.1 table5.2 fig5.1 fig5.2 fig5.3 table6.1 table6.2 table6.3
+    /// table6.4 fig6.1 fig6.2, or `all`.
     pub id: String,
-    /// full = the thesis's setting; short = PreAct-ResNet-18 (ResNet-18 on STL-10), 15 epochs, every
-    /// method/α/ε kept; smoke = `tiny` model on the embedded CIFAR-10 sample, CPU, minutes.
+    /// full = the thesis's setting, the named reference code where it is silent, spat's choices
+    /// (listed by --dry-run) where neither says; short = PreAct-ResNet-18 (ResNet-18 on STL-10), 15
+    /// epochs, every method/α/ε kept; smoke = `tiny` model on the embedded CIFAR-10 sample, CPU.
     #[arg(long, value_enum, default_value_t = Scale::Full)]
     pub scale: Scale,
-    /// Print the matrix of runs with estimated costs and run nothing.
+    /// Print the matrix of runs with estimated costs and every setting with its source (thesis,
+    /// reference code, or spat's choice), and run nothing.
     #[arg(long)]
     pub dry_run: bool,
     /// With --dry-run: print the plan as one JSON object.
@@ -88,34 +95,21 @@ impl DataDirs {
     }
 
     pub fn pseudo_labeled(&self) -> PathBuf {
-        self.root.join("ti_500K_pseudo_labeled.pickle")
+        self.root.join(PSEUDO_LABELED_FILE)
     }
 }
 
-/// Files a data set needs, relative to its official folder, and that folder's name.
+/// Files a data set needs, relative to its official folder, and that folder's name. The smoke
+/// scale reads CIFAR-10's first training file only (the embedded sample has no other).
 fn required_files(d: Dataset, scale: Scale) -> (&'static str, Vec<&'static str>) {
-    match d {
-        Dataset::Cifar10 if scale == Scale::Smoke => (
-            "cifar-10-batches-bin",
-            vec!["data_batch_1.bin", "test_batch.bin"],
-        ),
-        Dataset::Cifar10 => (
-            "cifar-10-batches-bin",
-            vec![
-                "data_batch_1.bin",
-                "data_batch_2.bin",
-                "data_batch_3.bin",
-                "data_batch_4.bin",
-                "data_batch_5.bin",
-                "test_batch.bin",
-            ],
-        ),
-        Dataset::Cifar100 => ("cifar-100-binary", vec!["train.bin", "test.bin"]),
-        Dataset::Stl10 => (
-            "stl10_binary",
-            vec!["train_X.bin", "train_y.bin", "test_X.bin", "test_y.bin"],
-        ),
-    }
+    let train = d.files(Split::Train);
+    let train = if d == Dataset::Cifar10 && scale == Scale::Smoke {
+        &train[..1]
+    } else {
+        train
+    };
+    let files = train.iter().chain(d.files(Split::Test)).copied().collect();
+    (d.dir_name(), files)
 }
 
 /// The files an id needs that are absent, as one message naming them and the fetch command.
@@ -135,7 +129,7 @@ pub fn missing_data(id: &str, scale: Scale, dirs: &DataDirs) -> Option<String> {
         .filter(|p| !p.is_file())
         .map(|p| p.display().to_string())
         .collect();
-    let mut fetch = vec![format!("cargo xtask fetch-data {}", d.as_str())];
+    let mut fetch = vec![format!("cargo xtask fetch-data {d}")];
     if matrix::needs_pseudo_labeled(id) && !dirs.pseudo_labeled().is_file() {
         missing.push(dirs.pseudo_labeled().display().to_string());
         fetch.push("cargo xtask fetch-data ti500k (prints where to get it)".into());
@@ -163,17 +157,13 @@ impl Context {
         self.out.join("runs").join(name)
     }
 
-    fn eps(e: f64) -> String {
-        format!("{e}/255")
-    }
-
-    fn model_args(&self, t: &TrainSpec) -> Vec<String> {
+    fn model_args(&self, t: &TrainSpec, checkpoint: Checkpoint) -> Vec<String> {
         vec![
             "--model".into(),
             t.model.into(),
             "--checkpoint".into(),
             self.cell_dir(&t.name())
-                .join("model.safetensors")
+                .join(checkpoint.file())
                 .display()
                 .to_string(),
             "--dataset".into(),
@@ -202,12 +192,15 @@ impl Context {
                     "--model".into(),
                     t.model.into(),
                     "--method".into(),
-                    t.method.into(),
+                    t.method.to_string(),
                 ]);
                 if let Some(alpha) = t.spat_alpha {
                     a.extend(["--spat-alpha".into(), alpha.to_string()]);
                 }
-                a.extend(["--eps".into(), Self::eps(t.eps)]);
+                a.extend(["--eps".into(), t.eps.to_string()]);
+                if let Some(step) = t.attack_step {
+                    a.extend(["--attack-step-size".into(), step.to_string()]);
+                }
                 a.extend([
                     "--epochs".into(),
                     t.epochs.to_string(),
@@ -215,6 +208,7 @@ impl Context {
                     t.batch_size.to_string(),
                 ]);
                 subset(&mut a, "--train-subset", t.train_subset);
+                subset(&mut a, "--val-subset", t.val_subset);
                 subset(&mut a, "--test-subset", t.test_subset);
                 if t.pseudo_labeled {
                     a.extend([
@@ -226,35 +220,37 @@ impl Context {
             }
             Job::Eval {
                 train,
+                checkpoint,
                 attacks,
                 eps,
                 test_subset,
             } => {
                 a.push("eval".into());
-                a.extend(self.model_args(train));
+                a.extend(self.model_args(train, *checkpoint));
                 a.extend([
                     "--attacks".into(),
-                    attacks.join(","),
+                    list(attacks),
                     "--eps".into(),
-                    Self::eps(*eps),
+                    eps.to_string(),
                 ]);
                 subset(&mut a, "--test-subset", *test_subset);
                 a.push("--json".into());
             }
             Job::Sweep {
                 train,
+                checkpoint,
                 alphas,
                 eps,
                 test_subset,
             } => {
                 a.push("sweep-alpha".into());
-                a.extend(self.model_args(train));
+                a.extend(self.model_args(train, *checkpoint));
                 let alphas: Vec<String> = alphas.iter().map(f64::to_string).collect();
                 a.extend([
                     "--alphas".into(),
                     alphas.join(","),
                     "--eps".into(),
-                    Self::eps(*eps),
+                    eps.to_string(),
                 ]);
                 subset(&mut a, "--test-subset", *test_subset);
             }
@@ -265,13 +261,31 @@ impl Context {
                 classes,
             } => {
                 a.push("visualize".into());
-                a.extend(self.model_args(train));
-                let eps: Vec<String> = eps.iter().map(|e| Self::eps(*e)).collect();
+                a.extend(self.model_args(train, Checkpoint::Last));
+                let eps: Vec<String> = eps.iter().map(ToString::to_string).collect();
                 a.extend([
                     "--attacks".into(),
-                    attacks.join(","),
+                    list(attacks),
                     "--eps".into(),
                     eps.join(","),
+                ]);
+                a.extend(["--classes".into(), classes.join(",")]);
+            }
+            Job::Gradients { models, classes } => {
+                let first = &models[0].1;
+                a.extend(["gradients".into(), "--model".into(), first.model.into()]);
+                for (label, t) in models {
+                    let weights = self.cell_dir(&t.name()).join(Checkpoint::Last.file());
+                    a.extend([
+                        "--checkpoint".into(),
+                        format!("{label}={}", weights.display()),
+                    ]);
+                }
+                a.extend([
+                    "--dataset".into(),
+                    first.dataset.as_str().into(),
+                    "--data-dir".into(),
+                    self.dirs.dir(first.dataset).display().to_string(),
                 ]);
                 a.extend(["--classes".into(), classes.join(",")]);
             }
@@ -280,14 +294,22 @@ impl Context {
         match cell.job {
             // eval prints its JSON; the runner stores it.
             Job::Eval { .. } => {}
-            // visualize writes one PNG: a file inside the cell directory.
-            Job::Visualize { .. } => {
+            // visualize and gradients write one PNG: a file inside the cell directory.
+            Job::Visualize { .. } | Job::Gradients { .. } => {
                 a.extend(["--out".into(), dir.join("grid.png").display().to_string()])
             }
             _ => a.extend(["--out".into(), dir.display().to_string()]),
         }
         a
     }
+}
+
+fn list(attacks: &[AttackSpec]) -> String {
+    attacks
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Cells of several plans, each once, training cells first (they are shared between ids).
@@ -315,7 +337,8 @@ fn hours(seconds: f64) -> String {
     }
 }
 
-fn quote(args: &[String]) -> String {
+/// `args` as a shell command line, quoted where needed.
+pub fn quote(args: &[String]) -> String {
     args.iter()
         .map(|a| {
             if a.contains([' ', '*', '(', ')']) {
@@ -329,12 +352,13 @@ fn quote(args: &[String]) -> String {
 }
 
 fn dry_run(
-    ids: &[String],
+    plans: &[Plan],
     scale: Scale,
     cells: &[Cell],
     ctx: &Context,
     as_json: bool,
 ) -> Result<()> {
+    let ids: Vec<&str> = plans.iter().map(|p| p.id.as_str()).collect();
     let device_kind = if scale == Scale::Smoke { "CPU" } else { "GPU" };
     let total: f64 = cells
         .iter()
@@ -354,9 +378,30 @@ fn dry_run(
                 })
             })
             .collect();
+        let settings: serde_json::Map<String, Value> = plans
+            .iter()
+            .map(|p| {
+                let lines: Vec<Value> = protocol::listing(p)
+                    .iter()
+                    .flat_map(|(section, lines)| {
+                        lines.iter().map(move |l| {
+                            json!({
+                                "section": section,
+                                "key": l.key,
+                                "value": l.value,
+                                "source": l.source.to_string(),
+                                "spat_choice": l.source.is_spat(),
+                            })
+                        })
+                    })
+                    .collect();
+                (p.id.clone(), Value::Array(lines))
+            })
+            .collect();
         let v = json!({
             "ids": ids,
             "scale": scale,
+            "settings": settings,
             "device": ctx.device,
             "out": ctx.out,
             "cells": cells,
@@ -392,6 +437,17 @@ fn dry_run(
         total / 3600.0
     );
     println!("{}", matrix::COST_BASIS);
+    for p in plans {
+        let sections = protocol::listing(p);
+        println!();
+        println!("### {} at scale {scale}: settings and their sources", p.id);
+        print!("{}", protocol::markdown(&sections));
+        println!();
+        println!("spat's choices (stated by neither the thesis nor its references):");
+        for c in protocol::spat_choices(&sections) {
+            println!("- {c}");
+        }
+    }
     Ok(())
 }
 
@@ -431,17 +487,10 @@ fn spat_binary(device: &str) -> Result<PathBuf> {
     Ok(bin)
 }
 
-const DONE: &str = "DONE";
-
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension("tmp");
-    fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
-    fs::File::open(&tmp)
-        .and_then(|f| f.sync_all())
-        .with_context(|| format!("syncing {}", tmp.display()))?;
-    fs::rename(&tmp, path)
-        .with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))
-}
+/// The marker of a finished cell ([`CellDone`]), written last.
+pub const DONE: &str = "DONE";
+/// The [`EvalReport`] of an evaluation cell.
+pub const EVAL: &str = "eval.json";
 
 fn run_spat(spat: &Path, args: &[String], capture_stdout: bool) -> Result<Vec<u8>> {
     eprintln!("xtask: spat {}", quote(args));
@@ -477,7 +526,7 @@ fn run_cell(spat: Option<&Path>, cell: &Cell, ctx: &Context) -> Result<()> {
     let mut args = ctx.command(cell);
     match &cell.job {
         Job::Train(_) => {
-            if dir.join("config.json").is_file() {
+            if dir.join(files::CONFIG).is_file() {
                 // A killed run: continue from its last checkpoint with its own config.
                 args = vec![
                     "train".into(),
@@ -488,7 +537,7 @@ fn run_cell(spat: Option<&Path>, cell: &Cell, ctx: &Context) -> Result<()> {
                 ];
             }
             run_spat(spat, &args, false)?;
-            let weights = dir.join("model.safetensors");
+            let weights = dir.join(files::FINAL);
             ensure!(
                 weights.is_file(),
                 "spat train finished but wrote no {}",
@@ -497,12 +546,10 @@ fn run_cell(spat: Option<&Path>, cell: &Cell, ctx: &Context) -> Result<()> {
         }
         Job::Eval { .. } => {
             let stdout = run_spat(spat, &args, true)?;
-            let v: Value = serde_json::from_slice(&stdout)
-                .with_context(|| format!("`spat eval` printed no JSON object for {}", cell.name))?;
-            write_atomic(
-                &dir.join("eval.json"),
-                serde_json::to_string_pretty(&v)?.as_bytes(),
-            )?;
+            let report: EvalReport = serde_json::from_slice(&stdout).with_context(|| {
+                format!("`spat eval` printed no evaluation report for {}", cell.name)
+            })?;
+            spat_spec::fs::write_json(&dir.join(EVAL), &report)?;
         }
         Job::Sweep { .. } => {
             run_spat(spat, &args, false)?;
@@ -512,20 +559,22 @@ fn run_cell(spat: Option<&Path>, cell: &Cell, ctx: &Context) -> Result<()> {
                 dir.display()
             );
         }
-        Job::Visualize { .. } => {
+        Job::Visualize { .. } | Job::Gradients { .. } => {
             run_spat(spat, &args, false)?;
             ensure!(
                 dir.join("grid.png").is_file(),
-                "spat visualize wrote no {}/grid.png",
+                "spat {} wrote no {}/grid.png",
+                args[0],
                 dir.display()
             );
         }
     }
-    let marker = json!({ "command": args, "seconds": start.elapsed().as_secs_f64() });
-    write_atomic(
-        &dir.join(DONE),
-        serde_json::to_string_pretty(&marker)?.as_bytes(),
-    )?;
+    let marker = CellDone {
+        command: args,
+        seconds: start.elapsed().as_secs_f64(),
+        commit: report::checkout_commit(),
+    };
+    spat_spec::fs::write_json(&dir.join(DONE), &marker)?;
     eprintln!(
         "xtask: {} finished in {:.1} s",
         cell.name,
@@ -586,7 +635,7 @@ pub fn run(args: Args) -> Result<()> {
         .collect();
     let cells = merge(&plans);
     if args.dry_run {
-        return dry_run(&ids_to_run, scale, &cells, &ctx, args.json);
+        return dry_run(&plans, scale, &cells, &ctx, args.json);
     }
 
     // Built only when some cell still has to run, so a finished matrix re-renders its report alone.
@@ -625,7 +674,7 @@ pub fn run(args: Args) -> Result<()> {
         index.push('\n');
     }
     if !single {
-        write_atomic(&ctx.out.join("results.md"), index.as_bytes())?;
+        spat_spec::fs::write_atomic(&ctx.out.join("results.md"), index.as_bytes())?;
     }
     eprintln!(
         "xtask: {} at scale {scale} done in {:.1} s; results in {}",

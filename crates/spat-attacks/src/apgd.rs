@@ -19,15 +19,8 @@ use spat_core::{Classifier, Mode};
 use crate::attack::{ball, check_eps, project, Attack};
 use crate::{losses, rows, Error, Result};
 
-/// The loss APGD maximises.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ApgdLoss {
-    /// Cross-entropy (APGD-CE).
-    CrossEntropy,
-    /// Difference of logits ratio ([`losses::dlr`], APGD-DLR).
-    Dlr,
-}
+/// The loss APGD maximises: cross-entropy or the difference of logits ratio ([`losses::dlr`]).
+pub use spat_spec::ApgdLoss;
 
 /// Iterations at which APGD checks its progress, a function of the iteration budget alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -339,13 +332,6 @@ impl Apgd {
 }
 
 impl Attack for Apgd {
-    fn name(&self) -> String {
-        match self.loss {
-            ApgdLoss::CrossEntropy => "apgd-ce".into(),
-            ApgdLoss::Dlr => "apgd-dlr".into(),
-        }
-    }
-
     fn perturb(
         &self,
         model: &dyn Classifier,
@@ -432,10 +418,6 @@ pub(crate) fn check_classes(
 }
 
 impl Attack for ApgdTargeted {
-    fn name(&self) -> String {
-        "apgd-t".into()
-    }
-
     fn perturb(
         &self,
         model: &dyn Classifier,

@@ -1,55 +1,12 @@
 //! The attacks: one small type each, sharing the gradient and projection steps.
 
-use candle_core::{Tensor, Var};
+use candle_core::{DType, Tensor, Var};
 use spat_core::rng::HostRng;
 use spat_core::{Classifier, Mode};
 
 use crate::losses;
 use crate::Result;
-
-/// The loss an attack maximises.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum AttackLoss {
-    /// Cross-entropy with the true label (PGD-CE).
-    CrossEntropy,
-    /// Label-smoothed cross-entropy (PGD-LS, thesis eq. 4.1–4.3); `alpha = 0` is PGD-CE.
-    LabelSmoothed { alpha: f64 },
-    /// KL divergence from the clean prediction (PGD-KL, the TRADES adversary).
-    Kl,
-    /// Carlini–Wagner margin with confidence `kappa` (CW∞ when optimised by PGD).
-    CwMargin { kappa: f64 },
-}
-
-impl AttackLoss {
-    /// Summed loss of a batch. `clean_probs` is needed by [`AttackLoss::Kl`] only.
-    pub fn summed(
-        &self,
-        logits: &Tensor,
-        labels: &Tensor,
-        clean_probs: Option<&Tensor>,
-    ) -> Result<Tensor> {
-        let per_example = match *self {
-            AttackLoss::CrossEntropy => losses::cross_entropy(logits, labels)?,
-            AttackLoss::LabelSmoothed { alpha } => {
-                if !(0.0..=1.0).contains(&alpha) {
-                    return Err(crate::Error::InvalidArgument(format!(
-                        "label-smoothing alpha must lie in [0, 1], got {alpha}"
-                    )));
-                }
-                losses::label_smoothed_cross_entropy(logits, labels, alpha)?
-            }
-            AttackLoss::Kl => {
-                let clean = clean_probs.ok_or_else(|| {
-                    crate::Error::InvalidArgument("the KL loss needs the clean prediction".into())
-                })?;
-                losses::kl_from_clean(logits, clean)?
-            }
-            AttackLoss::CwMargin { kappa } => losses::cw_margin(logits, labels, kappa)?,
-        };
-        Ok(per_example.sum_all()?)
-    }
-}
+pub use spat_spec::{AttackLoss, CW_KAPPA};
 
 /// Where PGD starts inside the ball.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -61,12 +18,14 @@ pub enum RandomStart {
     Uniform,
     /// `x + std·N(0, 1)` (TRADES and MART use `std = 0.001`).
     Gaussian { std: f64 },
+    /// Uniform in the ε-ball and *not* clipped to `[0, 1]`: the first gradient is taken there, as
+    /// in semisup-adv's `attack_pgd.py` and TRADES' `pgd_attack_cifar10.py`; every later iterate
+    /// is projected onto the ball and `[0, 1]` as usual.
+    UniformUnclipped,
 }
 
 /// An L∞ attack on a classifier.
 pub trait Attack {
-    /// Short name used in reports, e.g. `pgd20`.
-    fn name(&self) -> String;
     /// Adversarial examples for `(x, y)`: detached, same shape, dtype and device as `x`, within the
     /// ε-ball around `x` and within `[0, 1]`. Random starts are drawn from `rng`.
     fn perturb(
@@ -76,6 +35,41 @@ pub trait Attack {
         y: &Tensor,
         rng: &mut HostRng,
     ) -> Result<Tensor>;
+
+    /// Which examples of `(x, y)` the attack fails on: by default those whose adversarial
+    /// example [`predictions`] classifies correctly. An attack that judges examples otherwise
+    /// (over several iterates or restarts) says so here; the evaluator counts this.
+    fn survivors(
+        &self,
+        model: &dyn Classifier,
+        x: &Tensor,
+        y: &Tensor,
+        rng: &mut HostRng,
+    ) -> Result<Vec<bool>> {
+        let x_adv = self.perturb(model, x, y, rng)?;
+        correct(model, &x_adv, y)
+    }
+}
+
+/// The class `model` (in `Mode::Eval`) predicts for each image of `x`: the arg-max of its logits.
+pub fn predictions(model: &dyn Classifier, x: &Tensor) -> Result<Vec<u32>> {
+    argmax(&model.logits_wrt_input(x, Mode::Eval)?)
+}
+
+/// The arg-max of each row of `logits`.
+pub(crate) fn argmax(logits: &Tensor) -> Result<Vec<u32>> {
+    Ok(logits.argmax(1)?.to_dtype(DType::U32)?.to_vec1::<u32>()?)
+}
+
+/// The labels of `y` on the host.
+pub(crate) fn labels(y: &Tensor) -> Result<Vec<u32>> {
+    Ok(y.to_dtype(DType::U32)?.to_vec1::<u32>()?)
+}
+
+/// Whether `model` classifies each image of `x` as its label in `y`.
+pub fn correct(model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<Vec<bool>> {
+    let pred = predictions(model, x)?;
+    Ok(pred.iter().zip(labels(y)?).map(|(p, l)| *p == l).collect())
 }
 
 pub(crate) fn check_eps(eps: f64) -> Result<()> {
@@ -87,34 +81,34 @@ pub(crate) fn check_eps(eps: f64) -> Result<()> {
     Ok(())
 }
 
-/// Gradient of `loss` w.r.t. the input at `x`. The model runs through
-/// [`Classifier::logits_wrt_input`], so a model that supports it spends no work on weight
+/// Gradient of `loss` w.r.t. the input at `x`, and the logits at `x` (detached). The model runs
+/// through [`Classifier::logits_wrt_input`], so a model that supports it spends no work on weight
 /// gradients; any it does compute stay in the temporary store dropped here.
-fn input_gradient(
+pub(crate) fn input_gradient(
     model: &dyn Classifier,
     x: &Tensor,
     y: &Tensor,
     loss: &AttackLoss,
     clean_probs: Option<&Tensor>,
     mode: Mode,
-) -> Result<Tensor> {
+) -> Result<(Tensor, Tensor)> {
     let xv = Var::from_tensor(x)?;
     let logits = model.logits_wrt_input(xv.as_tensor(), mode)?;
-    let total = loss.summed(&logits, y, clean_probs)?;
+    let total = losses::summed(loss, &logits, y, clean_probs)?;
     let grads = total.backward()?;
-    match grads.get(xv.as_tensor()) {
-        Some(g) => Ok(g.detach()),
+    let g = match grads.get(xv.as_tensor()) {
+        Some(g) => g.detach(),
         // The loss does not depend on the input (e.g. a constant model): no direction to move.
-        None => Ok(x.zeros_like()?),
-    }
+        None => x.zeros_like()?,
+    };
+    Ok((g, logits.detach()))
 }
 
 /// Fast Gradient Sign Method: one signed step of size ε on the cross-entropy, no random start.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Fgsm {
     pub eps: f64,
-    /// How the model runs during the attack (`Eval` in [`Fgsm::new`]; `TrainFrozenBn`, not
-    /// `Train`, for batch statistics — see [`Pgd::mode`]).
+    /// How the model runs during the attack (`Eval` in [`Fgsm::new`]; see [`Pgd::mode`]).
     pub mode: Mode,
 }
 
@@ -128,10 +122,6 @@ impl Fgsm {
 }
 
 impl Attack for Fgsm {
-    fn name(&self) -> String {
-        "fgsm".into()
-    }
-
     fn perturb(
         &self,
         model: &dyn Classifier,
@@ -141,7 +131,7 @@ impl Attack for Fgsm {
     ) -> Result<Tensor> {
         check_eps(self.eps)?;
         let x = x.detach();
-        let g = input_gradient(model, &x, y, &AttackLoss::CrossEntropy, None, self.mode)?;
+        let (g, _) = input_gradient(model, &x, y, &AttackLoss::CrossEntropy, None, self.mode)?;
         Ok((x + g.sign()?.affine(self.eps, 0.0)?)?.clamp(0f32, 1f32)?)
     }
 }
@@ -155,12 +145,16 @@ pub struct Pgd {
     pub steps: usize,
     pub loss: AttackLoss,
     pub random_start: RandomStart,
-    /// How the model runs while the adversary is crafted: `Eval` for evaluation; a trainer that
-    /// wants batch statistics (PyTorch `model.train()` during the attack, as TRADES' code) must use
-    /// `TrainFrozenBn`, never `Train` — with `Train` every one of the `steps` forward passes of
-    /// adversarial batches would move the BN running statistics.
+    /// How the model runs while the adversary is crafted: `Eval` for evaluation. With batch
+    /// statistics, `TrainFrozenBn` leaves the BN running statistics alone, while `Train` lets every
+    /// one of the `steps` forward passes move them — what Madry-style training does when it
+    /// attacks the model in `model.train()` (Rice et al.'s `train_cifar.py`), and spat-train's
+    /// default for Madry.
     pub mode: Mode,
 }
+
+/// Called with each PGD iterate and the model's logits at it (see `Pgd::iterate`).
+pub(crate) type EachIterate<'a> = dyn FnMut(&Tensor, &Tensor) -> Result<()> + 'a;
 
 /// Step size of the evaluation attacks of Table 6.1, scaled linearly with ε.
 ///
@@ -174,19 +168,11 @@ pub fn evaluation_step_size(eps: f64) -> f64 {
     eps * 0.003 / 0.031
 }
 
-/// Confidence κ of the CW∞ loss (`cwloss`).
-///
-/// MART's repository (`YisenWang/MART`: `mart.py`, `train_*.py`) has no CW code. The `cwloss`
-/// function that the TRADES/MART line of evaluation code shares (from the CAT repository; the
-/// copies in FAT/GAIRAT-style `attack_generator.py` files) defaults to `confidence=50`; torchattacks'
-/// `PGD_CWLinf` defaults to κ = 0. κ only matters where the margin `z_y − max_{k≠y} z_k` exceeds −κ:
-/// with κ = 50 the hinge is active on practically every CIFAR example, so the attack is PGD on the
-/// plain logit margin; with κ = 0 it stops pushing an example once it is misclassified.
-pub const CW_KAPPA: f64 = 50.0;
-
 impl Pgd {
-    /// The paper's training adversary (Section 6.1): PGD-10, step ε/4, random start — TRADES'
-    /// Gaussian 0.001 start for the KL loss, uniform in the ball otherwise.
+    /// PGD-10 with step ε/4 (the thesis's training attack, §6.1) and a random start: TRADES'
+    /// Gaussian 0.001 for the KL loss, uniform in the ball otherwise. spat-train's
+    /// `training_adversary` is what its trainer uses: it also gives MART its reference's Gaussian
+    /// start.
     pub fn training(eps: f64, loss: AttackLoss, mode: Mode) -> Self {
         let random_start = match loss {
             AttackLoss::Kl => RandomStart::Gaussian { std: 0.001 },
@@ -239,10 +225,16 @@ impl Pgd {
         }
     }
 
-    fn start(&self, x: &Tensor, lo: &Tensor, hi: &Tensor, rng: &mut HostRng) -> Result<Tensor> {
+    pub(crate) fn start(
+        &self,
+        x: &Tensor,
+        lo: &Tensor,
+        hi: &Tensor,
+        rng: &mut HostRng,
+    ) -> Result<Tensor> {
         let noise = match self.random_start {
             RandomStart::None => return Ok(x.clone()),
-            RandomStart::Uniform => spat_core::rng::uniform(
+            RandomStart::Uniform | RandomStart::UniformUnclipped => spat_core::rng::uniform(
                 rng,
                 x.shape(),
                 -self.eps as f32,
@@ -253,7 +245,11 @@ impl Pgd {
                 spat_core::rng::normal(rng, x.shape(), std as f32, x.device())?
             }
         };
-        project(&(x + noise.to_dtype(x.dtype())?)?, lo, hi)
+        let start = (x + noise.to_dtype(x.dtype())?)?;
+        match self.random_start {
+            RandomStart::UniformUnclipped => Ok(start),
+            _ => project(&start, lo, hi),
+        }
     }
 }
 
@@ -274,15 +270,6 @@ pub(crate) fn project(v: &Tensor, lo: &Tensor, hi: &Tensor) -> Result<Tensor> {
 }
 
 impl Attack for Pgd {
-    fn name(&self) -> String {
-        match self.loss {
-            AttackLoss::CrossEntropy => format!("pgd{}", self.steps),
-            AttackLoss::LabelSmoothed { alpha } => format!("pgd{}-ls:{alpha}", self.steps),
-            AttackLoss::Kl => format!("pgd{}-kl", self.steps),
-            AttackLoss::CwMargin { .. } => format!("cw{}", self.steps),
-        }
-    }
-
     fn perturb(
         &self,
         model: &dyn Classifier,
@@ -294,7 +281,7 @@ impl Attack for Pgd {
         let x = x.detach();
         let (lo, hi) = ball(&x, self.eps)?;
         let start = self.start(&x, &lo, &hi, rng)?;
-        self.iterate(model, &x, y, start, &lo, &hi)
+        self.iterate(model, &x, y, start, &lo, &hi, None)
     }
 }
 
@@ -312,10 +299,14 @@ impl Pgd {
         let x = x.detach();
         let (lo, hi) = ball(&x, self.eps)?;
         let start = project(&start.detach(), &lo, &hi)?;
-        self.iterate(model, &x, y, start, &lo, &hi)
+        self.iterate(model, &x, y, start, &lo, &hi, None)
     }
 
-    fn iterate(
+    /// The PGD iterations from `start`. With `each_iterate`, it is called with every iterate
+    /// after the first step, `x_1 … x_steps`, and the logits (in `self.mode`) at it: those of the
+    /// next step's gradient pass, and one more forward pass for the last.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn iterate(
         &self,
         model: &dyn Classifier,
         x: &Tensor,
@@ -323,6 +314,7 @@ impl Pgd {
         start: Tensor,
         lo: &Tensor,
         hi: &Tensor,
+        mut each_iterate: Option<&mut EachIterate<'_>>,
     ) -> Result<Tensor> {
         let clean_probs = match self.loss {
             AttackLoss::Kl => {
@@ -331,8 +323,8 @@ impl Pgd {
             _ => None,
         };
         let mut x_adv = start;
-        for _ in 0..self.steps {
-            let g = input_gradient(
+        for k in 0..self.steps {
+            let (g, logits) = input_gradient(
                 model,
                 &x_adv,
                 y,
@@ -340,8 +332,17 @@ impl Pgd {
                 clean_probs.as_ref(),
                 self.mode,
             )?;
+            if k > 0 {
+                if let Some(f) = each_iterate.as_mut() {
+                    f(&x_adv, &logits)?;
+                }
+            }
             x_adv = project(&(x_adv + g.sign()?.affine(self.step_size, 0.0)?)?, lo, hi)?;
         }
-        Ok(x_adv.detach())
+        let x_adv = x_adv.detach();
+        if let (Some(f), true) = (each_iterate, self.steps > 0) {
+            f(&x_adv, &model.logits_wrt_input(&x_adv, self.mode)?.detach())?;
+        }
+        Ok(x_adv)
     }
 }

@@ -26,6 +26,9 @@ use crate::attack::Attack;
 use crate::fab::Fab;
 use crate::square::Square;
 use crate::{rows, Error, Result};
+pub use spat_spec::report::{AutoAttackReport, AutoAttackStage};
+use spat_spec::AttackSpec;
+pub use spat_spec::AutoAttackVersion;
 
 /// One attack of the ensemble.
 #[derive(Debug, Clone, PartialEq)]
@@ -46,24 +49,52 @@ impl Part {
         }
     }
 
-    pub fn name(&self) -> String {
-        self.attack().name()
+    pub fn into_attack(self) -> Box<dyn Attack> {
+        match self {
+            Part::Apgd(a) => Box::new(a),
+            Part::ApgdTargeted(a) => Box::new(a),
+            Part::Fab(a) => Box::new(a),
+            Part::Square(a) => Box::new(a),
+        }
     }
-}
 
-/// The version of AutoAttack.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Version {
-    Standard,
-    Rand,
+    /// The spec that names this attack (its radius aside).
+    pub fn spec(&self) -> AttackSpec {
+        match self {
+            Part::Apgd(a) => AttackSpec::Apgd {
+                loss: a.loss,
+                steps: a.config.steps,
+                restarts: a.config.restarts,
+                eot: a.config.eot_iter,
+            },
+            Part::ApgdTargeted(a) => AttackSpec::ApgdTargeted {
+                steps: a.config.steps,
+                restarts: a.config.restarts,
+                targets: a.target_classes,
+            },
+            Part::Fab(a) => AttackSpec::Fab {
+                steps: a.steps,
+                restarts: a.restarts,
+                targets: a.targeted.then_some(a.target_classes),
+            },
+            Part::Square(a) => AttackSpec::Square {
+                queries: a.queries,
+                restarts: a.restarts,
+            },
+        }
+    }
+
+    /// The attack's canonical spec, as reports name it (`apgd-ce`, `apgd-t`, `fab-t`, `square`).
+    pub fn name(&self) -> String {
+        self.spec().to_string()
+    }
 }
 
 /// An AutoAttack ensemble at radius `eps`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AutoAttack {
     pub eps: f64,
-    pub version: Version,
+    pub version: AutoAttackVersion,
     /// The attacks, in the order they run; edit to make a custom version.
     pub parts: Vec<Part>,
     /// How the model runs when the runner checks predictions.
@@ -75,7 +106,7 @@ impl AutoAttack {
     pub fn standard(eps: f64) -> Self {
         Self {
             eps,
-            version: Version::Standard,
+            version: AutoAttackVersion::Standard,
             parts: vec![
                 Part::Apgd(Apgd::new(eps, ApgdLoss::CrossEntropy)),
                 Part::ApgdTargeted(ApgdTargeted::new(eps)),
@@ -95,7 +126,7 @@ impl AutoAttack {
         };
         Self {
             eps,
-            version: Version::Rand,
+            version: AutoAttackVersion::Rand,
             parts: vec![eot(ApgdLoss::CrossEntropy), eot(ApgdLoss::Dlr)],
             mode: Mode::Eval,
         }
@@ -143,29 +174,54 @@ impl AutoAttack {
 
     /// Clean accuracy, robust accuracy after each attack and at the end, over `batches`. Batch `b`
     /// draws from `host_rng(seed, streams::EVAL_ATTACK + b)`, as [`crate::evaluate`] does.
-    pub fn evaluate<I>(&self, model: &dyn Classifier, batches: I, seed: u64) -> Result<Report>
+    pub fn evaluate<I>(
+        &self,
+        model: &dyn Classifier,
+        batches: I,
+        seed: u64,
+    ) -> Result<AutoAttackReport>
     where
         I: IntoIterator<Item = candle_core::Result<Batch>>,
     {
-        let mut clean = 0usize;
-        let mut after = vec![0usize; self.parts.len()];
-        let mut seconds = vec![0f64; self.parts.len()];
-        let mut examples = 0usize;
-        let mut warnings = Vec::new();
+        let mut tally = Tally::default();
         for (b, batch) in batches.into_iter().enumerate() {
             let batch = batch?;
-            if b == 0 {
-                warnings.extend(self.check_model(model, &batch.images, &batch.labels)?);
-            }
             let mut rng = host_rng(seed, spat_core::rng::streams::EVAL_ATTACK + b as u64);
-            let out = self.run_batch(model, &batch.images, &batch.labels, &mut rng)?;
-            clean += out.clean.iter().filter(|&&c| c).count();
-            for (i, r) in out.robust_after.iter().enumerate() {
-                after[i] += r.iter().filter(|&&c| c).count();
-                seconds[i] += out.seconds[i];
-            }
-            examples += batch.len();
+            self.run_counted(&mut tally, model, &batch.images, &batch.labels, &mut rng)?;
         }
+        self.report(&tally)
+    }
+
+    /// Runs the ensemble on one batch ([`AutoAttack::run_batch`]) and adds it to `tally`; the first
+    /// batch of a tally also runs the reference's checks of the model. Returns which examples
+    /// survived every attack.
+    pub fn run_counted(
+        &self,
+        tally: &mut Tally,
+        model: &dyn Classifier,
+        x: &Tensor,
+        y: &Tensor,
+        rng: &mut HostRng,
+    ) -> Result<Vec<bool>> {
+        if tally.examples == 0 {
+            tally.warnings.extend(self.check_model(model, x, y)?);
+        }
+        let out = self.run_batch(model, x, y, rng)?;
+        let count = |flags: &[bool]| flags.iter().filter(|&&c| c).count();
+        tally.after.resize(self.parts.len(), 0);
+        tally.seconds.resize(self.parts.len(), 0.0);
+        tally.clean += count(&out.clean);
+        for (i, r) in out.robust_after.iter().enumerate() {
+            tally.after[i] += count(r);
+            tally.seconds[i] += out.seconds[i];
+        }
+        tally.examples += out.clean.len();
+        Ok(out.robust_after.last().cloned().unwrap_or(out.clean))
+    }
+
+    /// The report of what `tally` counted.
+    pub fn report(&self, tally: &Tally) -> Result<AutoAttackReport> {
+        let examples = tally.examples;
         if examples == 0 {
             return Err(Error::InvalidArgument(
                 "AutoAttack over an empty data set".into(),
@@ -173,11 +229,16 @@ impl AutoAttack {
         }
         let pct = |n: usize| 100.0 * n as f64 / examples as f64;
         let names: Vec<String> = self.parts.iter().map(Part::name).collect();
+        let mut warnings = tally.warnings.clone();
         // The reference's `check_square_sr`: a black-box attack that finds what the white-box
         // ones missed (by more than 0.2 points) hints at gradient masking.
-        if let Some(i) = names.iter().position(|n| n == "square") {
-            let best_other = after[..i].iter().copied().min().unwrap_or(clean);
-            let drop = pct(best_other) - pct(after[i]);
+        if let Some(i) = self.parts.iter().position(|p| matches!(p, Part::Square(_))) {
+            let best_other = tally.after[..i]
+                .iter()
+                .copied()
+                .min()
+                .unwrap_or(tally.clean);
+            let drop = pct(best_other) - pct(tally.after[i]);
             if drop > 0.2 {
                 warnings.push(format!(
                     "Square Attack lowered the robust accuracy by {drop:.2} points after the \
@@ -186,18 +247,23 @@ impl AutoAttack {
                 ));
             }
         }
-        Ok(Report {
+        Ok(AutoAttackReport {
             version: self.version,
             examples,
             eps: self.eps,
-            clean: pct(clean),
-            after: names
-                .iter()
-                .zip(&after)
-                .map(|(n, &c)| (n.clone(), pct(c)))
+            clean: pct(tally.clean),
+            stages: names
+                .into_iter()
+                .zip(&tally.after)
+                .zip(&tally.seconds)
+                .map(|((attack, &c), &seconds)| AutoAttackStage {
+                    attack,
+                    robust: pct(c),
+                    seconds,
+                })
                 .collect(),
-            robust: after.last().map_or(pct(clean), |&c| pct(c)),
-            seconds: names.into_iter().zip(seconds).collect(),
+            robust: tally.after.last().map_or(pct(tally.clean), |&c| pct(c)),
+            seconds: tally.seconds.iter().sum(),
             warnings,
         })
     }
@@ -206,7 +272,11 @@ impl AutoAttack {
     /// standard version, `check_range_output`), as warnings.
     fn check_model(&self, model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<Vec<String>> {
         let mut warnings = Vec::new();
-        let passes = if self.version == Version::Rand { 1 } else { 5 };
+        let passes = if self.version == AutoAttackVersion::Rand {
+            1
+        } else {
+            5
+        };
         let mut outputs = Vec::with_capacity(passes);
         let mut corrects = Vec::with_capacity(passes);
         for _ in 0..passes {
@@ -260,33 +330,18 @@ pub struct BatchOutcome {
     pub seconds: Vec<f64>,
 }
 
-/// Accuracies in percent, as the reference's log reports them.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct Report {
-    pub version: Version,
-    pub examples: usize,
-    pub eps: f64,
-    pub clean: f64,
-    /// Robust accuracy after each attack, in order (each attack counts the examples that it and
-    /// every earlier attack failed to fool).
-    pub after: Vec<(String, f64)>,
-    /// Robust accuracy under the whole ensemble.
-    pub robust: f64,
-    /// Wall time of each attack, summed over batches.
-    pub seconds: Vec<(String, f64)>,
-    /// The reference's sanity checks that failed: randomised outputs, probabilities for logits,
-    /// Square succeeding where the gradient attacks did not.
-    pub warnings: Vec<String>,
+/// What an AutoAttack run has counted so far, batch by batch.
+#[derive(Debug, Clone, Default)]
+pub struct Tally {
+    clean: usize,
+    /// Per attack, the examples still robust after it.
+    after: Vec<usize>,
+    seconds: Vec<f64>,
+    examples: usize,
+    warnings: Vec<String>,
 }
 
 impl Attack for AutoAttack {
-    fn name(&self) -> String {
-        match self.version {
-            Version::Standard => "autoattack".into(),
-            Version::Rand => "autoattack-rand".into(),
-        }
-    }
-
     fn perturb(
         &self,
         model: &dyn Classifier,
@@ -295,5 +350,17 @@ impl Attack for AutoAttack {
         rng: &mut HostRng,
     ) -> Result<Tensor> {
         Ok(self.run_batch(model, x, y, rng)?.x_adv)
+    }
+
+    /// The examples that survive every attack of the ensemble (no second pass over its output).
+    fn survivors(
+        &self,
+        model: &dyn Classifier,
+        x: &Tensor,
+        y: &Tensor,
+        rng: &mut HostRng,
+    ) -> Result<Vec<bool>> {
+        let out = self.run_batch(model, x, y, rng)?;
+        Ok(out.robust_after.last().cloned().unwrap_or(out.clean))
     }
 }

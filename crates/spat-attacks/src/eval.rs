@@ -1,30 +1,17 @@
-//! Robust evaluation over a data set: clean accuracy, accuracy under each attack, and worst case.
+//! Robust evaluation over a data set: clean accuracy, accuracy under each attack, and worst case;
+//! the α sweep of Section 5.2; and the adversarial examples of a figure's grid.
 
 use std::collections::BTreeMap;
 
-use candle_core::{DType, Tensor};
-use spat_core::{Batch, Classifier, Mode};
+use candle_core::Tensor;
+use spat_core::rng::{host_rng, streams};
+use spat_core::{Batch, Classifier};
+use spat_spec::report::{EvalReport, SweepAttack, SweepReport, SweepRow};
+use spat_spec::{AttackLoss, AttackSpec, StepRule};
 
-use crate::attack::AttackLoss;
-use crate::spec::{AttackSpec, StepRule};
-use crate::{Error, Result};
-
-/// Accuracies in percent, keyed by attack name (`clean`, each attack's spec, `worst_case`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct EvalReport {
-    pub examples: usize,
-    pub eps: f64,
-    pub accuracy: BTreeMap<String, f64>,
-}
-
-fn correct(model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<Vec<bool>> {
-    let pred = model
-        .logits_wrt_input(x, Mode::Eval)?
-        .argmax(1)?
-        .to_dtype(DType::U32)?;
-    let hits = pred.eq(&y.to_dtype(DType::U32)?)?.to_vec1::<u8>()?;
-    Ok(hits.into_iter().map(|h| h != 0).collect())
-}
+use crate::attack::{correct, input_gradient, predictions};
+use crate::autoattack::{AutoAttack, Tally};
+use crate::{build, Error, Result};
 
 fn progress_bar(progress: bool) -> indicatif::ProgressBar {
     if progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
@@ -43,8 +30,11 @@ fn progress_bar(progress: bool) -> indicatif::ProgressBar {
 
 /// Evaluates `model` (in `Mode::Eval`) on `batches` under every attack of `attacks` at radius `eps`.
 ///
-/// An example counts towards `worst_case` only if it is classified correctly clean and under every
-/// attack. Every attack on batch `b` starts from a fresh `host_rng(seed, streams::EVAL_ATTACK + b)`,
+/// An example counts as robust to an attack as [`crate::Attack::survivors`] judges it (classified
+/// correctly after the attack, or for RST's PGD after every iterate of every restart), and towards
+/// `worst_case` only if it is classified correctly clean and robust to every attack. An AutoAttack
+/// spec also reports the robust accuracy after each of its attacks (`EvalReport::autoattack`).
+/// Every attack on batch `b` starts from a fresh `host_rng(seed, streams::EVAL_ATTACK + b)`,
 /// so attacks of one list share their random starts (PGD-LS(0) and PGD-CE give identical results)
 /// and no result depends on which other attacks run.
 pub fn evaluate<I>(
@@ -60,15 +50,22 @@ where
 {
     // A spec given twice (also under two spellings, `pgd-kl` and `pgd20-kl`) is run once: its
     // count is keyed by its canonical name and must not be incremented twice per example.
-    let mut built: Vec<(String, Option<Box<dyn crate::Attack>>)> = Vec::new();
+    let mut built: Vec<(String, Built)> = Vec::new();
     for spec in attacks {
         let name = spec.to_string();
-        if !built.iter().any(|(n, _)| *n == name) {
-            built.push((name, spec.build(eps)));
+        if built.iter().any(|(n, _)| *n == name) {
+            continue;
         }
+        let b = match (crate::spec::autoattack(spec, eps), build(spec, eps)) {
+            (Some(aa), _) => Built::AutoAttack(aa, Tally::default()),
+            (None, Some(attack)) => Built::Attack(attack),
+            (None, None) => Built::Clean,
+        };
+        built.push((name, b));
     }
     let mut hits: BTreeMap<String, usize> = built.iter().map(|(n, _)| (n.clone(), 0)).collect();
-    hits.insert("clean".into(), 0);
+    let clean_name = AttackSpec::Clean.to_string();
+    hits.insert(clean_name.clone(), 0);
     let mut worst = 0usize;
     let mut examples = 0usize;
     let bar = progress_bar(progress);
@@ -77,14 +74,16 @@ where
         let batch = batch?;
         let clean = correct(model, &batch.images, &batch.labels)?;
         let mut robust = clean.clone();
-        *hits.get_mut("clean").expect("inserted") += clean.iter().filter(|&&c| c).count();
-        for (name, attack) in &built {
-            let Some(attack) = attack else { continue };
-            let mut rng =
-                spat_core::rng::host_rng(seed, spat_core::rng::streams::EVAL_ATTACK + b as u64);
-            let x_adv = attack.perturb(model, &batch.images, &batch.labels, &mut rng)?;
-            let ok = correct(model, &x_adv, &batch.labels)?;
-            *hits.get_mut(name).expect("inserted") += ok.iter().filter(|&&c| c).count();
+        *hits.get_mut(&clean_name).expect("inserted") += clean.iter().filter(|&&c| c).count();
+        for (name, attack) in &mut built {
+            let mut rng = host_rng(seed, streams::EVAL_ATTACK + b as u64);
+            let (x, y) = (&batch.images, &batch.labels);
+            let ok = match attack {
+                Built::Clean => continue,
+                Built::Attack(attack) => attack.survivors(model, x, y, &mut rng)?,
+                Built::AutoAttack(aa, tally) => aa.run_counted(tally, model, x, y, &mut rng)?,
+            };
+            *hits.get_mut(name.as_str()).expect("inserted") += ok.iter().filter(|&&c| c).count();
             for (r, o) in robust.iter_mut().zip(ok) {
                 *r &= o;
             }
@@ -100,33 +99,28 @@ where
         ));
     }
     let pct = |n: usize| 100.0 * n as f64 / examples as f64;
-    let mut accuracy: BTreeMap<String, f64> = hits.into_iter().map(|(k, v)| (k, pct(v))).collect();
-    accuracy.insert("worst_case".into(), pct(worst));
+    let accuracy: BTreeMap<String, f64> = hits.into_iter().map(|(k, v)| (k, pct(v))).collect();
+    let mut autoattack = BTreeMap::new();
+    for (name, b) in &built {
+        if let Built::AutoAttack(aa, tally) = b {
+            autoattack.insert(name.clone(), aa.report(tally)?);
+        }
+    }
     Ok(EvalReport {
         examples,
         eps,
         accuracy,
+        worst_case: pct(worst),
+        autoattack,
     })
 }
 
-/// One row of an α sweep.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SweepRow {
-    /// `pgd-ls`, `pgd-ce` or `pgd-kl`.
-    pub attack: String,
-    /// The label-smoothing α of a PGD-LS row.
-    pub alpha: Option<f64>,
-    /// Robust accuracy in percent.
-    pub accuracy: f64,
-}
-
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct SweepReport {
-    pub examples: usize,
-    pub eps: f64,
-    pub steps: usize,
-    pub clean_accuracy: f64,
-    pub rows: Vec<SweepRow>,
+/// An attack of an evaluation's list, ready to run.
+enum Built {
+    Clean,
+    Attack(Box<dyn crate::Attack>),
+    /// AutoAttack runs through its own runner, which also counts each of its attacks.
+    AutoAttack(AutoAttack, Tally),
 }
 
 /// Settings of an α sweep.
@@ -194,23 +188,23 @@ where
         step,
     });
     let report = evaluate(model, batches, &specs, eps, *seed, progress)?;
-    let acc = |s: &AttackSpec| report.accuracy[&s.to_string()];
+    let acc = |s: &AttackSpec| report.accuracy_of(s).expect("every spec was evaluated");
     let mut rows: Vec<SweepRow> = specs[1..=alphas.len()]
         .iter()
         .zip(alphas)
         .map(|(s, &a)| SweepRow {
-            attack: "pgd-ls".into(),
+            attack: SweepAttack::PgdLs,
             alpha: Some(a),
             accuracy: acc(s),
         })
         .collect();
     rows.push(SweepRow {
-        attack: "pgd-ce".into(),
+        attack: SweepAttack::PgdCe,
         alpha: None,
         accuracy: acc(&specs[alphas.len() + 1]),
     });
     rows.push(SweepRow {
-        attack: "pgd-kl".into(),
+        attack: SweepAttack::PgdKl,
         alpha: None,
         accuracy: acc(&specs[alphas.len() + 2]),
     });
@@ -218,7 +212,63 @@ where
         examples: report.examples,
         eps,
         steps,
-        clean_accuracy: report.accuracy["clean"],
+        clean_accuracy: acc(&AttackSpec::Clean),
         rows,
     })
+}
+
+/// The gradient of the cross-entropy loss with respect to each image of `batch`, the model in
+/// `Mode::Eval`: thesis Figure 4.1 after Tsipras et al., where a robust model's input gradient
+/// looks like the image and a standard model's like noise. Same shape as the images; each image's
+/// gradient is its own (the loss is summed over the batch).
+pub fn input_gradients(model: &dyn Classifier, batch: &Batch) -> Result<Tensor> {
+    let (g, _) = input_gradient(
+        model,
+        &batch.images,
+        &batch.labels,
+        &AttackLoss::CrossEntropy,
+        None,
+        spat_core::Mode::Eval,
+    )?;
+    Ok(g)
+}
+
+/// The adversarial examples of one attack at one radius, and the model's predictions on them.
+#[derive(Debug, Clone)]
+pub struct AdversarialColumn {
+    pub spec: AttackSpec,
+    pub eps: f64,
+    /// Detached, same shape as the batch's images.
+    pub images: Tensor,
+    pub predictions: Vec<u32>,
+}
+
+/// Every attack of `specs` (clean excluded) at every radius of `radii` on `batch`, attacks outer,
+/// radii inner (a figure's columns). Column `(k, j)` draws its random start from
+/// `host_rng(seed, EVAL_ATTACK + 1024 k + j)`, so a column does not depend on the others.
+pub fn adversarial_columns(
+    model: &dyn Classifier,
+    batch: &Batch,
+    specs: &[AttackSpec],
+    radii: &[f64],
+    seed: u64,
+) -> Result<Vec<AdversarialColumn>> {
+    let mut columns = Vec::new();
+    for (k, spec) in specs.iter().enumerate() {
+        for (j, &eps) in radii.iter().enumerate() {
+            let Some(attack) = build(spec, eps) else {
+                continue;
+            };
+            let mut rng = host_rng(seed, streams::EVAL_ATTACK + 1024 * k as u64 + j as u64);
+            let images = attack.perturb(model, &batch.images, &batch.labels, &mut rng)?;
+            let predictions = predictions(model, &images)?;
+            columns.push(AdversarialColumn {
+                spec: *spec,
+                eps,
+                images,
+                predictions,
+            });
+        }
+    }
+    Ok(columns)
 }

@@ -347,14 +347,6 @@ pub fn projection_linf(points: &[f64], w: &[f64], b: &[f64], d: usize) -> Vec<f6
 }
 
 impl Attack for Fab {
-    fn name(&self) -> String {
-        if self.targeted {
-            "fab-t".into()
-        } else {
-            "fab".into()
-        }
-    }
-
     /// Starts the first run of each target at the clean image and later runs at random points
     /// drawn from `rng`.
     fn perturb(

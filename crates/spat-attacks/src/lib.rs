@@ -6,11 +6,13 @@
 //!
 //! Every attack takes the [`spat_core::Mode`] its model runs in: evaluation attacks use
 //! `Mode::Eval`; a trainer that crafts its adversary with batch statistics uses
-//! `Mode::TrainFrozenBn`, never `Mode::Train` (each of the attack's forward passes would move the
-//! BN running statistics). Input gradients come from candle's autograd on a temporary `Var`; the
-//! gradient store (which also holds the weights' gradients, computed as a side effect) is dropped
-//! inside each step, and the returned examples are detached, so an attack leaves no state behind.
-//! Random starts are drawn from the caller's [`HostRng`]: same generator state, same examples.
+//! `Mode::TrainFrozenBn` to leave the BN running statistics alone, or `Mode::Train` where the
+//! method's reference lets every attack step move them (Madry, as Rice et al.). Input gradients
+//! come from candle's autograd on a temporary `Var` through
+//! [`spat_core::Classifier::logits_wrt_input`]; the gradient store is dropped inside each step and
+//! the returned examples are detached, so an attack leaves no state behind except what `Mode::Train`
+//! asks for. Random starts are drawn from the caller's [`HostRng`]: same generator state, same
+//! examples. Attacks are named by spat-spec's [`AttackSpec`] and built with [`build`].
 //!
 //! Attacking your own candle model:
 //!
@@ -45,25 +47,36 @@ pub mod autoattack;
 pub mod eval;
 pub mod fab;
 pub mod losses;
-mod restarts;
+pub mod restarts;
 mod rows;
 pub mod spec;
 pub mod square;
+pub mod with_restarts;
 
 pub use apgd::{Apgd, ApgdConfig, ApgdLoss, ApgdRun, ApgdTargeted, CheckpointSchedule};
-pub use attack::{evaluation_step_size, Attack, AttackLoss, Fgsm, Pgd, RandomStart, CW_KAPPA};
+pub use attack::{
+    correct, evaluation_step_size, predictions, Attack, AttackLoss, Fgsm, Pgd, RandomStart,
+    CW_KAPPA,
+};
 pub use autoattack::AutoAttack;
-pub use eval::{evaluate, sweep_alpha, EvalReport, SweepConfig, SweepReport, SweepRow};
+pub use eval::{
+    adversarial_columns, evaluate, input_gradients, sweep_alpha, AdversarialColumn, SweepConfig,
+};
 pub use fab::Fab;
-pub use restarts::WithRestarts;
+pub use restarts::{Judged, PgdRestarts};
 pub use spat_core::rng::HostRng;
-pub use spec::{AttackSpec, StepRule, SPEC_FORMS};
+pub use spat_spec::report::{EvalReport, SweepAttack, SweepReport, SweepRow};
+pub use spat_spec::{AttackSpec, StepRule, SPEC_FORMS};
+pub use spec::build;
 pub use square::{Square, SquareDraws};
+pub use with_restarts::WithRestarts;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    #[error(transparent)]
+    Spec(#[from] spat_spec::Error),
     #[error("{0}")]
     InvalidArgument(String),
 }

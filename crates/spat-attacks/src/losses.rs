@@ -1,13 +1,21 @@
-//! Inner-maximisation losses on logits. Every function takes `(N, K)` logits and `(N,)` `u32`
-//! labels and returns per-example losses of shape `(N,)`; attacks sum them (the sign of a summed
-//! loss's gradient is that of each example's own loss, as in the reference implementations).
+//! Losses on logits: spat's one implementation of log-softmax, softmax and cross-entropy, which
+//! the training objectives of spat-train build on, and the inner-maximisation losses of the
+//! attacks. Every loss takes `(N, K)` logits and `(N,)` `u32` labels and returns per-example
+//! losses of shape `(N,)`; attacks sum them (the sign of a summed loss's gradient is that of each
+//! example's own loss, as in the reference implementations), objectives average them.
 
 use candle_core::{DType, Result, Tensor, D};
+use spat_spec::AttackLoss;
 
-/// Numerically stable `log_softmax` over the class dimension.
+/// `log_softmax` over the class dimension: `(z − m) − log Σ exp(z − m)` with `m` the row maximum.
+///
+/// The shift is detached: log-softmax is invariant to it, so its gradient is zero, and detaching
+/// keeps the graph smaller (PyTorch's kernel also treats it as a constant).
 pub fn log_softmax(logits: &Tensor) -> Result<Tensor> {
-    let lse = logits.log_sum_exp(D::Minus1)?.unsqueeze(1)?;
-    logits.broadcast_sub(&lse)
+    let max = logits.max_keepdim(D::Minus1)?.detach();
+    let shifted = logits.broadcast_sub(&max)?;
+    let log_sum = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
+    shifted.broadcast_sub(&log_sum)
 }
 
 /// Softmax over the class dimension.
@@ -23,15 +31,16 @@ pub fn one_hot(labels: &Tensor, num_classes: usize, dtype: DType) -> Result<Tens
     Tensor::zeros((n, num_classes), dtype, labels.device())?.scatter_add(&idx, &ones, 1)
 }
 
-fn label_log_prob(log_probs: &Tensor, labels: &Tensor) -> Result<Tensor> {
-    log_probs
+/// `values[i, labels[i]]` for every row, shape `(N,)`.
+pub fn pick(values: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    values
         .gather(&labels.to_dtype(DType::U32)?.unsqueeze(1)?, 1)?
         .squeeze(1)
 }
 
-/// `−log p_y`.
+/// `−log p_y` per example; `.mean_all()` of it is PyTorch's `F.cross_entropy(logits, y)`.
 pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
-    label_log_prob(&log_softmax(logits)?, labels)?.neg()
+    pick(&log_softmax(logits)?, labels)?.neg()
 }
 
 /// Label-smoothed cross-entropy (thesis eq. 4.1–4.2): `−Σ_k y^LS_k log p_k` with
@@ -49,7 +58,7 @@ pub fn label_smoothed_cross_entropy(
         candle_core::bail!("label smoothing needs at least two classes, got {k}");
     }
     let log_probs = log_softmax(logits)?;
-    let true_term = label_log_prob(&log_probs, labels)?;
+    let true_term = pick(&log_probs, labels)?;
     let others = (log_probs.sum(1)? - &true_term)?;
     (true_term.affine(1.0 - alpha, 0.0)? + others.affine(alpha / (k - 1) as f64, 0.0)?)?.neg()
 }
@@ -75,16 +84,39 @@ pub fn cw_margin(logits: &Tensor, labels: &Tensor, kappa: f64) -> Result<Tensor>
     (real - other)?.affine(1.0, kappa)?.relu()?.neg()
 }
 
+/// Summed `loss` of a batch: what an attack maximises. `clean_probs` is needed by
+/// [`AttackLoss::Kl`] only.
+pub fn summed(
+    loss: &AttackLoss,
+    logits: &Tensor,
+    labels: &Tensor,
+    clean_probs: Option<&Tensor>,
+) -> crate::Result<Tensor> {
+    let per_example = match *loss {
+        AttackLoss::CrossEntropy => cross_entropy(logits, labels)?,
+        AttackLoss::LabelSmoothed { alpha } => {
+            if !(0.0..=1.0).contains(&alpha) {
+                return Err(crate::Error::InvalidArgument(format!(
+                    "label-smoothing alpha must lie in [0, 1], got {alpha}"
+                )));
+            }
+            label_smoothed_cross_entropy(logits, labels, alpha)?
+        }
+        AttackLoss::Kl => {
+            let clean = clean_probs.ok_or_else(|| {
+                crate::Error::InvalidArgument("the KL loss needs the clean prediction".into())
+            })?;
+            kl_from_clean(logits, clean)?
+        }
+        AttackLoss::CwMargin { kappa } => cw_margin(logits, labels, kappa)?,
+    };
+    Ok(per_example.sum_all()?)
+}
+
 /// Logits sorted in decreasing order along the class dimension, differentiable (a gather).
 fn sorted_descending(logits: &Tensor) -> Result<(Tensor, Tensor)> {
     let order = logits.contiguous()?.arg_sort_last_dim(false)?;
     Ok((logits.gather(&order, 1)?, order))
-}
-
-/// `t[n, labels[n]]` for every row `n`, as `(N,)`.
-fn pick(t: &Tensor, labels: &Tensor) -> Result<Tensor> {
-    t.gather(&labels.to_dtype(DType::U32)?.unsqueeze(1)?, 1)?
-        .squeeze(1)
 }
 
 /// Column `j` of a `(N, K)` tensor as `(N,)`.

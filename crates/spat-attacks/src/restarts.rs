@@ -1,39 +1,153 @@
-//! Random restarts for any attack: run it again on the examples every earlier run failed to fool,
-//! keeping the first adversarial example found (the restart scheme of the reference AutoAttack's
-//! `perturb`, and what a `pgd50x5`-style spec means).
+//! PGD with restarts, judged the way semisup-adv (RST, Carmon et al. 2019) evaluates robustness.
+//!
+//! `attack_pgd.py` of yaircarmon/semisup-adv (commit 3f05b28) runs PGD-CE from a start uniform in
+//! the ε-ball that is not clipped to `[0, 1]` (lines 24-26), projects every step onto the ball and
+//! `[0, 1]` (lines 39-44), and records after every step whether the model still classifies the
+//! iterate correctly (lines 46-48); `attack_evaluation.py` repeats this `num_restarts` times
+//! (lines 33-51) and counts an example as robust only if it is correct at every iterate of every
+//! restart (`prod` over iterates and restarts, lines 58-60). The start point itself and the clean
+//! image are not among the judged iterates.
 
 use candle_core::Tensor;
 use spat_core::rng::HostRng;
 use spat_core::{Classifier, Mode};
 
-use crate::attack::Attack;
-use crate::{rows, Error, Result};
+use crate::attack::{argmax, ball, check_eps, correct, labels, Attack, Pgd, RandomStart};
+use crate::{AttackLoss, Error, Result};
 
-/// `attack` run up to `restarts` times per example; the random draws of successive runs follow
-/// each other in the caller's generator.
+/// PGD-CE run `restarts` times; an example survives only if no restart fools the model — at any
+/// iterate (`every_iterate`, RST's rule) or at a restart's last iterate.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub struct WithRestarts<A> {
-    pub attack: A,
+pub struct PgdRestarts {
+    pub pgd: Pgd,
     pub restarts: usize,
-    /// How the model runs when deciding which examples are fooled.
-    pub mode: Mode,
+    pub every_iterate: bool,
 }
 
-impl<A> WithRestarts<A> {
-    pub fn new(attack: A, restarts: usize) -> Self {
+/// The outcome of [`PgdRestarts`] on a batch.
+#[derive(Debug, Clone)]
+pub struct Judged {
+    /// Per example: classified correctly at every judged iterate of every restart.
+    pub robust: Vec<bool>,
+    /// Per example, the first judged iterate at which it was misclassified, or the last iterate
+    /// of the last restart if there is none. Detached.
+    pub adversarial: Tensor,
+}
+
+impl PgdRestarts {
+    /// semisup-adv's evaluation PGD: cross-entropy, `Mode::Eval`, start uniform in the ball and
+    /// not clipped to `[0, 1]`.
+    pub fn rst(
+        eps: f64,
+        steps: usize,
+        step_size: f64,
+        restarts: usize,
+        every_iterate: bool,
+    ) -> Self {
         Self {
-            attack,
+            pgd: Pgd {
+                eps,
+                step_size,
+                steps,
+                loss: AttackLoss::CrossEntropy,
+                random_start: RandomStart::UniformUnclipped,
+                mode: Mode::Eval,
+            },
             restarts,
-            mode: Mode::Eval,
+            every_iterate,
         }
     }
-}
 
-impl<A: Attack> Attack for WithRestarts<A> {
-    fn name(&self) -> String {
-        format!("{}x{}", self.attack.name(), self.restarts)
+    /// Runs the attack from random starts drawn from `rng`, one restart after the other.
+    pub fn judge(
+        &self,
+        model: &dyn Classifier,
+        x: &Tensor,
+        y: &Tensor,
+        rng: &mut HostRng,
+    ) -> Result<Judged> {
+        check_eps(self.pgd.eps)?;
+        let x = x.detach();
+        let (lo, hi) = ball(&x, self.pgd.eps)?;
+        let mut starts = Vec::with_capacity(self.restarts);
+        for _ in 0..self.restarts {
+            starts.push(self.pgd.start(&x, &lo, &hi, rng)?);
+        }
+        self.judge_from(model, &x, y, &starts)
     }
 
+    /// Runs one restart from each of `starts` (taken as given: an unclipped start stays
+    /// unclipped), for replaying a reference implementation's random starts.
+    pub fn judge_from(
+        &self,
+        model: &dyn Classifier,
+        x: &Tensor,
+        y: &Tensor,
+        starts: &[Tensor],
+    ) -> Result<Judged> {
+        check_eps(self.pgd.eps)?;
+        if starts.is_empty() || self.pgd.steps == 0 {
+            return Err(Error::InvalidArgument(
+                "PGD with restarts needs at least one restart and one step".into(),
+            ));
+        }
+        let x = x.detach();
+        let (lo, hi) = ball(&x, self.pgd.eps)?;
+        let truth = labels(y)?;
+        let n = truth.len();
+        // A per-example mask broadcast over the rest of an image's dimensions.
+        let mut mask_dims = vec![1usize; x.rank()];
+        mask_dims[0] = n;
+        let mask_of = |flags: Vec<u8>, like: &Tensor| -> Result<Tensor> {
+            Ok(Tensor::from_vec(flags, n, like.device())?
+                .reshape(mask_dims.as_slice())?
+                .broadcast_as(like.shape())?)
+        };
+        let mut robust = vec![true; n];
+        // The first misclassified iterate of each example fooled so far.
+        let mut adversarial = x.clone();
+        let mut judge = |x_k: &Tensor, correct_k: Vec<bool>| -> Result<()> {
+            let newly: Vec<u8> = robust
+                .iter()
+                .zip(&correct_k)
+                .map(|(&r, &c)| u8::from(r && !c))
+                .collect();
+            if newly.contains(&1) {
+                adversarial = mask_of(newly, x_k)?.where_cond(x_k, &adversarial)?;
+            }
+            for (r, c) in robust.iter_mut().zip(correct_k) {
+                *r &= c;
+            }
+            Ok(())
+        };
+        let mut last = x.clone();
+        for start in starts {
+            let start = start.detach();
+            last = if self.every_iterate {
+                let mut each = |x_k: &Tensor, logits: &Tensor| -> Result<()> {
+                    let pred = argmax(logits)?;
+                    judge(x_k, pred.iter().zip(&truth).map(|(p, t)| p == t).collect())
+                };
+                self.pgd
+                    .iterate(model, &x, y, start, &lo, &hi, Some(&mut each))?
+            } else {
+                let x_n = self.pgd.iterate(model, &x, y, start, &lo, &hi, None)?;
+                judge(&x_n, correct(model, &x_n, y)?)?;
+                x_n
+            };
+        }
+        let fooled: Vec<u8> = robust.iter().map(|&r| u8::from(!r)).collect();
+        let adversarial = mask_of(fooled, &x)?
+            .where_cond(&adversarial, &last)?
+            .detach();
+        Ok(Judged {
+            robust,
+            adversarial,
+        })
+    }
+}
+
+impl Attack for PgdRestarts {
     fn perturb(
         &self,
         model: &dyn Classifier,
@@ -41,18 +155,16 @@ impl<A: Attack> Attack for WithRestarts<A> {
         y: &Tensor,
         rng: &mut HostRng,
     ) -> Result<Tensor> {
-        if self.restarts == 0 {
-            return Err(Error::InvalidArgument(
-                "an attack needs at least one run (restarts >= 1)".into(),
-            ));
-        }
-        let x = x.detach();
-        let robust = rows::correct(model, &x, y, self.mode)?;
-        let (adv, _) = rows::on_survivors(&x, y, robust, self.restarts, |xs, ys, _| {
-            let adv = self.attack.perturb(model, xs, ys, rng)?;
-            let fooled = rows::misclassified(model, &adv, ys, self.mode)?;
-            Ok((adv, fooled))
-        })?;
-        Ok(adv)
+        Ok(self.judge(model, x, y, rng)?.adversarial)
+    }
+
+    fn survivors(
+        &self,
+        model: &dyn Classifier,
+        x: &Tensor,
+        y: &Tensor,
+        rng: &mut HostRng,
+    ) -> Result<Vec<bool>> {
+        Ok(self.judge(model, x, y, rng)?.robust)
     }
 }

@@ -72,15 +72,7 @@ pub(crate) fn host_f64(t: &Tensor) -> Result<Vec<f64>> {
     Ok(t.to_dtype(DType::F64)?.to_vec1::<f64>()?)
 }
 
-/// A `(N,)` label tensor on the host.
-pub(crate) fn host_labels(y: &Tensor) -> Result<Vec<u32>> {
-    Ok(y.to_dtype(DType::U32)?.to_vec1::<u32>()?)
-}
-
-/// Arg-max class of each row of `(N, K)` logits.
-pub(crate) fn argmax(logits: &Tensor) -> Result<Vec<u32>> {
-    host_labels(&logits.argmax(1)?)
-}
+pub(crate) use crate::attack::{argmax, labels as host_labels};
 
 /// Whether `model` classifies each example of `x` as its label.
 pub(crate) fn correct(

@@ -165,7 +165,7 @@ impl Square {
     ) -> Result<Tensor> {
         let (n, c, h, w) = x.dims4()?;
         let labels = rows::host_labels(y)?;
-        let (lo, hi) = ball(&x, self.eps)?;
+        let (lo, hi) = ball(x, self.eps)?;
         let stripes = Tensor::from_vec(draws.stripes(n, c, w), (n, c, 1, w), x.device())?
             .to_dtype(x.dtype())?;
         let mut x_best = x
@@ -230,10 +230,6 @@ impl Square {
 }
 
 impl Attack for Square {
-    fn name(&self) -> String {
-        "square".into()
-    }
-
     fn perturb(
         &self,
         model: &dyn Classifier,

@@ -3,11 +3,14 @@
 //! DLR losses and gradients, APGD's per-iteration losses, step sizes and checkpoints from a saved
 //! start, FAB-T (deterministic), and Square Attack with the reference's random draws replayed.
 
+mod common;
+
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor, Var};
 use spat_attacks::apgd::ApgdRun;
+use spat_attacks::autoattack::Part;
 use spat_attacks::{
     losses, Apgd, ApgdConfig, ApgdLoss, ApgdTargeted, Attack, CheckpointSchedule, Fab, Square,
     SquareDraws,
@@ -15,34 +18,12 @@ use spat_attacks::{
 use spat_core::rng::host_rng;
 use spat_core::{Classifier, Mode};
 
-/// tanh(x W1ᵀ) W2ᵀ on flattened images, in the dtype of its weights.
-struct Mlp {
-    w1: Tensor,
-    w2: Tensor,
-}
-
-impl Classifier for Mlp {
-    fn logits(&self, x: &Tensor, _mode: Mode) -> candle_core::Result<Tensor> {
-        x.flatten_from(1)?
-            .matmul(&self.w1.t()?)?
-            .tanh()?
-            .matmul(&self.w2.t()?)
-    }
-}
+use common::{f32s, f64s, Mlp};
 
 fn fixture() -> HashMap<String, Tensor> {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests/fixtures/autoattack_replay.safetensors");
     spat_core::store::load_tensors(&path, &Device::Cpu).unwrap()
-}
-
-fn f64s(t: &Tensor) -> Vec<f64> {
-    t.flatten_all()
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap()
 }
 
 fn usizes(t: &Tensor) -> Vec<usize> {
@@ -324,11 +305,7 @@ fn square_window_schedule_follows_the_reference() {
 // Behaviour on float32 models
 
 fn random_mlp(seed: u64, inputs: usize, classes: usize) -> Mlp {
-    let mut rng = host_rng(seed, 99);
-    Mlp {
-        w1: spat_core::rng::normal(&mut rng, (16, inputs), 0.3, &Device::Cpu).unwrap(),
-        w2: spat_core::rng::normal(&mut rng, (classes, 16), 1.0, &Device::Cpu).unwrap(),
-    }
+    common::random_mlp(seed, inputs, classes, 0.3)
 }
 
 fn random_images(seed: u64, n: usize) -> Tensor {
@@ -349,9 +326,10 @@ fn mostly_correct_labels(model: &dyn Classifier, x: &Tensor, classes: u32) -> Te
     Tensor::new(pred.as_slice(), &Device::Cpu).unwrap()
 }
 
-fn quick_attacks(eps: f64) -> Vec<Box<dyn Attack>> {
+/// Each attack of AutoAttack with a small budget, as a `Part` (which names it by its spec).
+fn quick_attacks(eps: f64) -> Vec<Part> {
     vec![
-        Box::new(Apgd {
+        Part::Apgd(Apgd {
             config: ApgdConfig {
                 steps: 10,
                 restarts: 2,
@@ -359,7 +337,7 @@ fn quick_attacks(eps: f64) -> Vec<Box<dyn Attack>> {
             },
             loss: ApgdLoss::CrossEntropy,
         }),
-        Box::new(Apgd {
+        Part::Apgd(Apgd {
             config: ApgdConfig {
                 steps: 10,
                 eot_iter: 2,
@@ -367,24 +345,24 @@ fn quick_attacks(eps: f64) -> Vec<Box<dyn Attack>> {
             },
             loss: ApgdLoss::Dlr,
         }),
-        Box::new(ApgdTargeted {
+        Part::ApgdTargeted(ApgdTargeted {
             config: ApgdConfig {
                 steps: 10,
                 ..ApgdConfig::autoattack(eps)
             },
             target_classes: 3,
         }),
-        Box::new(Fab {
+        Part::Fab(Fab {
             steps: 10,
             target_classes: 3,
             ..Fab::targeted(eps)
         }),
-        Box::new(Fab {
+        Part::Fab(Fab {
             steps: 10,
             restarts: 2,
             ..Fab::untargeted(eps)
         }),
-        Box::new(Square {
+        Part::Square(Square {
             queries: 50,
             ..Square::new(eps)
         }),
@@ -397,8 +375,8 @@ fn every_attack_stays_in_the_ball_and_the_box_and_is_seeded() {
     let model = random_mlp(1, 48, 10);
     let x = random_images(2, 12);
     let y = mostly_correct_labels(&model, &x, 10);
-    for attack in quick_attacks(eps) {
-        let name = attack.name();
+    for part in quick_attacks(eps) {
+        let (name, attack) = (part.name(), part.attack());
         let adv = attack.perturb(&model, &x, &y, &mut host_rng(3, 0)).unwrap();
         assert_eq!(adv.dims(), x.dims(), "{name}");
         let gap = max_abs_diff(&adv, &x);
@@ -425,8 +403,8 @@ fn fooled_examples_are_misclassified_and_the_rest_untouched() {
     let x = random_images(5, 16);
     let y = mostly_correct_labels(&model, &x, 10);
     let labels = y.to_vec1::<u32>().unwrap();
-    for attack in quick_attacks(eps) {
-        let name = attack.name();
+    for part in quick_attacks(eps) {
+        let (name, attack) = (part.name(), part.attack());
         let adv = attack.perturb(&model, &x, &y, &mut host_rng(6, 0)).unwrap();
         let pred = model
             .logits(&adv, Mode::Eval)
@@ -525,8 +503,9 @@ fn autoattack_runs_each_attack_on_the_survivors_only() {
             Part::Square(a) => a.queries = 20,
         }
     }
+    // Each attack is named by its spec, budget included.
     let names: Vec<String> = aa.parts.iter().map(Part::name).collect();
-    assert_eq!(names, ["apgd-ce", "apgd-t", "fab-t", "square"]);
+    assert_eq!(names, ["apgd5-ce", "apgd5-t", "fab5-t", "square20"]);
     let out = aa.run_batch(&model, &x, &y, &mut host_rng(1, 2)).unwrap();
     assert!(!out.clean[23]);
     let mut prev = out.clean.clone();
@@ -547,7 +526,7 @@ fn autoattack_runs_each_attack_on_the_survivors_only() {
     assert_eq!(f64s(&adv), f64s(&out.x_adv));
     let rand = spat_attacks::AutoAttack::rand(eps);
     let names: Vec<String> = rand.parts.iter().map(Part::name).collect();
-    assert_eq!(names, ["apgd-ce", "apgd-dlr"]);
+    assert_eq!(names, ["apgd-ce@eot=20", "apgd-dlr@eot=20"]);
     assert!(rand
         .parts
         .iter()
@@ -576,8 +555,8 @@ fn attacks_leave_batch_norm_statistics_alone() {
     let x = spat_core::rng::uniform(&mut host_rng(1, 1), (3, 3, 32, 32), 0.0, 1.0, &Device::Cpu)
         .unwrap();
     let y = Tensor::new(&[0u32, 1, 2], &Device::Cpu).unwrap();
-    for attack in quick_attacks(8.0 / 255.0) {
-        attack
+    for part in quick_attacks(8.0 / 255.0) {
+        part.attack()
             .perturb(model.as_ref(), &x, &y, &mut host_rng(0, 0))
             .unwrap();
     }
@@ -591,7 +570,7 @@ fn pgd_through_a_normalising_wrapper_matches_torchattacks() {
     let path =
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/normalized_pgd.safetensors");
     let t = spat_core::store::load_tensors(&path, &Device::Cpu).unwrap();
-    let norm = spat_core::Normalization::new(f64s(&t["mean"]), f64s(&t["std"])).unwrap();
+    let norm = spat_core::Normalization::new(f32s(&t["mean"]), f32s(&t["std"])).unwrap();
     let model = spat_core::Normalized::new(
         Mlp {
             w1: t["w1"].clone(),
@@ -639,7 +618,6 @@ fn restarts_fool_at_least_what_the_first_run_fools() {
     };
     let once = pgd.perturb(&model, &x, &y, &mut host_rng(2, 0)).unwrap();
     let thrice = WithRestarts::new(pgd, 3);
-    assert_eq!(thrice.name(), "pgd3x3");
     let adv = thrice.perturb(&model, &x, &y, &mut host_rng(2, 0)).unwrap();
     let (ok_once, ok_thrice) = (
         spat_attacks_correct(&model, &once, &y),
@@ -755,8 +733,15 @@ fn autoattack_accuracies_match_the_reference_on_a_trained_mlp() {
         report.clean,
         reference[0]
     );
-    for (i, (name, acc)) in report.after.iter().enumerate() {
-        assert_within_a_point(&format!("AutoAttack after {name}"), *acc, reference[i + 1]);
+    let names: Vec<&str> = report.stages.iter().map(|s| s.attack.as_str()).collect();
+    assert_eq!(names, ["apgd-ce", "apgd-t", "fab-t", "square"]);
+    for (i, stage) in report.stages.iter().enumerate() {
+        let name = &stage.attack;
+        assert_within_a_point(
+            &format!("AutoAttack after {name}"),
+            stage.robust,
+            reference[i + 1],
+        );
     }
     assert_within_a_point("AutoAttack", report.robust, reference[5]);
     assert!(report.warnings.is_empty(), "{:?}", report.warnings);

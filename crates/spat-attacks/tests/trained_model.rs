@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use candle_core::{Device, Tensor, Var};
-use spat_attacks::{evaluate, sweep_alpha, AttackLoss, AttackSpec, StepRule, SweepConfig};
+use spat_attacks::{
+    evaluate, sweep_alpha, AttackLoss, AttackSpec, StepRule, SweepAttack, SweepConfig,
+};
 use spat_core::rng::host_rng;
 use spat_core::{Classifier, Mode};
 use spat_data::{BatchSource, Dataset, Loader, Split};
@@ -150,7 +152,7 @@ fn robust_accuracy_is_monotone_in_steps_and_alpha() {
     let ls: Vec<f64> = sweep
         .rows
         .iter()
-        .filter(|r| r.attack == "pgd-ls")
+        .filter(|r| r.attack == SweepAttack::PgdLs)
         .map(|r| r.accuracy)
         .collect();
     assert!(
@@ -163,7 +165,7 @@ fn robust_accuracy_is_monotone_in_steps_and_alpha() {
     let ce = sweep
         .rows
         .iter()
-        .find(|r| r.attack == "pgd-ce")
+        .find(|r| r.attack == SweepAttack::PgdCe)
         .unwrap()
         .accuracy;
     assert_eq!(ce, ls[0], "PGD-LS(0) is PGD-CE");

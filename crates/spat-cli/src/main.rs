@@ -33,6 +33,8 @@ enum Command {
     SweepAlpha(commands::sweep_alpha::Args),
     /// PNG grid of test images and their adversarial examples (Figures 5.1 / 5.2).
     Visualize(commands::visualize::Args),
+    /// PNG grid of test images and the input gradient of each model (Figure 4.1).
+    Gradients(commands::gradients::Args),
     /// Record counts, class balance and per-channel mean/std of a data set.
     DataInfo(commands::data_info::Args),
     /// Parameter, buffer and FLOP counts of a model preset.
@@ -43,6 +45,15 @@ enum Command {
 }
 
 fn main() {
+    spat_models::retain_freed_memory();
+    // candle's element-wise thread pool waits for its workers by spinning; on a machine whose
+    // cores are shared with other jobs a descheduled worker turns that into whole time slices of
+    // wasted CPU (5x the CPU time of a one-thread run, measured on a tiny training run). spat's
+    // own kernels (convolutions, batch norm) use rayon's pool, which sleeps instead. Set before
+    // the first tensor operation creates candle's pool; an explicit setting is kept.
+    if std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -59,6 +70,7 @@ fn main() {
         Command::Eval(a) => commands::eval::run(a),
         Command::SweepAlpha(a) => commands::sweep_alpha::run(a),
         Command::Visualize(a) => commands::visualize::run(a),
+        Command::Gradients(a) => commands::gradients::run(a),
         Command::DataInfo(a) => commands::data_info::run(a),
         Command::ModelInfo(a) => commands::model_info::run(a),
         Command::Bench(a) => commands::bench::run(a),

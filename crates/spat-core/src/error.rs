@@ -5,25 +5,21 @@ use std::path::PathBuf;
 pub enum Error {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     /// A weights file that cannot be read, or whose tensors do not match the network.
     #[error("{}: {message}", path.display())]
     Checkpoint { path: PathBuf, message: String },
+    /// Weights whose names or shapes do not match the network's variables.
+    #[error("{0}")]
+    Mismatch(Box<crate::store::Mismatch>),
+    #[error(transparent)]
+    Spec(#[from] spat_spec::Error),
     #[error("{0}")]
     Msg(String),
 }
 
 impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        spat_spec::Error::io(path, source).into()
     }
 }
 

@@ -1,58 +1,30 @@
 //! Shared vocabulary of spat.
 //!
-//! Every other spat crate speaks in these types: [`Mode`] says how a network treats batch
-//! normalisation, [`Classifier`] is the one thing an attack needs from a model, [`Network`] adds the
-//! named variables a trainer needs, [`Batch`] is what a data loader yields, [`VarStore`] holds
-//! parameters and buffers under their PyTorch `state_dict` names, [`Normalized`] wraps a classifier
-//! that expects normalised inputs so that attacks still work on `[0, 1]` pixels, and [`rng`] makes
-//! every random draw come from a seeded host generator so that runs are reproducible.
+//! The tensor side of spat's vocabulary (the rest, free of candle, is `spat-spec`): [`Classifier`]
+//! is the one thing an attack needs from a model, [`Network`] adds the named variables a trainer
+//! needs, [`Batch`] is what a data loader yields, [`VarStore`] holds parameters and buffers under
+//! their PyTorch `state_dict` names, [`Normalized`] wraps a classifier that expects normalised
+//! inputs so that attacks still work on `[0, 1]` pixels, and [`rng`] makes every random draw come from a seeded host
+//! generator so that runs are reproducible. [`Mode`] (how a network treats batch normalisation) is
+//! re-exported from spat-spec.
 
 pub mod batch;
+pub mod checkpoint;
 pub mod error;
-pub mod fs;
 pub mod normalize;
 pub mod rng;
 pub mod store;
 
 pub use batch::Batch;
+pub use checkpoint::{
+    convert_checkpoint, read_checkpoint, Checkpoint, CheckpointFormat, ConvertReport, LoadReport,
+};
 pub use error::{Error, Result};
 pub use normalize::{Normalization, Normalized};
-pub use store::{VarKind, VarStore};
+pub use spat_spec::Mode;
+pub use store::{Mismatch, VarKind, VarStore};
 
 use candle_core::Tensor;
-
-/// How a network runs its batch-normalisation layers.
-///
-/// PyTorch has two (`train()` / `eval()`); adversarial training needs a third, because some
-/// methods craft their training adversaries with batch statistics but must not let those
-/// adversarial batches move the running statistics.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    /// Batch statistics; running statistics are updated (PyTorch `model.train()`).
-    Train,
-    /// Batch statistics; running statistics are left untouched.
-    TrainFrozenBn,
-    /// Running statistics (PyTorch `model.eval()`).
-    Eval,
-}
-
-impl Mode {
-    /// Whether normalisation uses the statistics of the current batch.
-    pub fn uses_batch_statistics(self) -> bool {
-        !matches!(self, Mode::Eval)
-    }
-
-    /// Whether running statistics are updated by a forward pass.
-    pub fn updates_running_statistics(self) -> bool {
-        matches!(self, Mode::Train)
-    }
-
-    /// Whether stochastic layers (dropout) are active.
-    pub fn is_training(self) -> bool {
-        !matches!(self, Mode::Eval)
-    }
-}
 
 /// Anything that maps a batch of images to logits.
 ///

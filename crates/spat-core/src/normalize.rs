@@ -12,10 +12,14 @@ use candle_core::{DType, Device, Tensor};
 use crate::{Classifier, Mode, Network, VarStore};
 
 /// Per-channel mean and standard deviation of an input normalisation.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+///
+/// One type for both sources: `--normalize` on the command line and the `mu`/`sigma` buffers a
+/// RobustBench checkpoint carries ([`crate::checkpoint`] takes them out of the weights). Values are
+/// `f32`, the dtype the model sees them in.
+#[derive(Debug, Clone, PartialEq)]
 pub struct Normalization {
-    pub mean: Vec<f64>,
-    pub std: Vec<f64>,
+    pub mean: Vec<f32>,
+    pub std: Vec<f32>,
 }
 
 impl Normalization {
@@ -42,7 +46,7 @@ impl Normalization {
 
     /// A normalisation from explicit per-channel values; one value of each broadcasts to every
     /// channel. Rejects mismatched lengths, non-finite values and standard deviations `<= 0`.
-    pub fn new(mean: Vec<f64>, std: Vec<f64>) -> crate::Result<Self> {
+    pub fn new(mean: Vec<f32>, std: Vec<f32>) -> crate::Result<Self> {
         let bad = |msg: String| Err(crate::Error::Msg(format!("input normalisation: {msg}")));
         if mean.is_empty() || std.is_empty() {
             return bad("mean and std need at least one value each".into());
@@ -78,9 +82,9 @@ impl Normalization {
                  0.49,0.48,0.45,0.25,0.24,0.26 (means, then standard deviations) or MEANS/STDS"
             ))
         };
-        let list = |t: &str| -> crate::Result<Vec<f64>> {
+        let list = |t: &str| -> crate::Result<Vec<f32>> {
             t.split(',')
-                .map(|v| v.trim().parse::<f64>().map_err(|_| bad()))
+                .map(|v| v.trim().parse::<f32>().map_err(|_| bad()))
                 .collect()
         };
         match text.split_once('/') {
@@ -105,7 +109,7 @@ impl Normalization {
         }
     }
 
-    fn per_channel(values: &[f64], channels: usize) -> Vec<f64> {
+    fn per_channel(values: &[f32], channels: usize) -> Vec<f32> {
         if values.len() == 1 {
             vec![values[0]; channels]
         } else {
@@ -146,11 +150,8 @@ pub struct Normalized<C> {
 impl<C> Normalized<C> {
     pub fn new(inner: C, normalization: &Normalization, device: &Device) -> crate::Result<Self> {
         let channels = normalization.channels().unwrap_or(1);
-        let to_tensor = |values: &[f64]| -> crate::Result<Tensor> {
-            let v: Vec<f32> = Normalization::per_channel(values, channels)
-                .into_iter()
-                .map(|x| x as f32)
-                .collect();
+        let to_tensor = |values: &[f32]| -> crate::Result<Tensor> {
+            let v = Normalization::per_channel(values, channels);
             Ok(Tensor::from_vec(v, (1, channels, 1, 1), device)?)
         };
         Ok(Self {

@@ -20,6 +20,8 @@ pub mod streams {
     pub const ATTACK: u64 = 4 << 32;
     pub const SUBSET: u64 = 5 << 32;
     pub const EVAL_ATTACK: u64 = 6 << 32;
+    /// The validation split held out of a training set.
+    pub const VALIDATION: u64 = 7 << 32;
 }
 
 /// The generator for `(seed, stream)`.

@@ -121,72 +121,180 @@ impl VarStore {
         save_tensors(&self.state_dict(), path)
     }
 
-    /// Loads a safetensors file written by spat or converted from a PyTorch `state_dict`.
+    /// Loads a safetensors file written by spat or converted from a PyTorch `state_dict`
+    /// (for any weights file, and names fitted to the network, see
+    /// [`VarStore::load_checkpoint`]).
     ///
     /// Strict: every variable must be present with its exact shape and no extra tensor may be in
-    /// the file; all mismatches are listed by name. Floating tensors are cast to the variable's dtype.
+    /// the file (see [`VarStore::assign`]).
     pub fn load(&self, path: &Path) -> Result<()> {
-        let tensors = load_tensors(path, &self.device)?;
+        let tensors = load_tensors(path, &Device::Cpu)?;
         self.assign(tensors, path)
     }
 
-    /// Copies `tensors` into the variables (strict, as [`VarStore::load`]); `origin` names the
-    /// source in error messages.
+    /// Copies `tensors` into the variables; `origin` names the source in error messages.
+    ///
+    /// Strict, and all-or-nothing: every variable must be present with its exact shape and no
+    /// extra tensor may be given ([`Error::Mismatch`] counts and samples the differences); a
+    /// float variable takes only a float tensor (cast to its dtype, e.g. f64 or f16 to f32)
+    /// whose values are all finite after the cast; an integer variable (BN's
+    /// `num_batches_tracked`) takes only an integer tensor. Nothing is assigned unless every
+    /// tensor passes.
     pub fn assign(&self, tensors: HashMap<String, Tensor>, origin: &Path) -> Result<()> {
-        let mut problems = Vec::new();
         let known: HashSet<&str> = self.entries.iter().map(|e| e.name.as_str()).collect();
-        let mut unexpected: Vec<&String> = tensors
+        let mut unexpected: Vec<String> = tensors
             .keys()
             .filter(|k| !known.contains(k.as_str()))
+            .cloned()
             .collect();
         unexpected.sort();
-        let missing: Vec<&str> = self
+        let missing: Vec<String> = self
             .entries
             .iter()
             .filter(|e| !tensors.contains_key(&e.name))
-            .map(|e| e.name.as_str())
+            .map(|e| e.name.clone())
             .collect();
-        for e in &self.entries {
-            if let Some(t) = tensors.get(&e.name) {
-                if t.dims() != e.var.dims() {
-                    problems.push(format!(
-                        "`{}` has shape {:?} in the file but {:?} in the network",
-                        e.name,
-                        t.dims(),
-                        e.var.dims()
-                    ));
-                }
-            }
-        }
-        if !missing.is_empty() {
-            problems.push(format!("missing tensors: {}", missing.join(", ")));
-        }
-        if !unexpected.is_empty() {
-            let names: Vec<&str> = unexpected.iter().map(|s| s.as_str()).collect();
-            problems.push(format!("unexpected tensors: {}", names.join(", ")));
-        }
-        if !problems.is_empty() {
-            return Err(Error::Checkpoint {
+        let misshaped: Vec<(String, Vec<usize>, Vec<usize>)> = self
+            .entries
+            .iter()
+            .filter_map(|e| {
+                let t = tensors.get(&e.name)?;
+                (t.dims() != e.var.dims())
+                    .then(|| (e.name.clone(), t.dims().to_vec(), e.var.dims().to_vec()))
+            })
+            .collect();
+        if !(missing.is_empty() && unexpected.is_empty() && misshaped.is_empty()) {
+            let mut file_shapes: Vec<(String, Vec<usize>)> = tensors
+                .iter()
+                .map(|(n, t)| (n.clone(), t.dims().to_vec()))
+                .collect();
+            file_shapes.sort();
+            return Err(Error::Mismatch(Box::new(Mismatch {
                 path: origin.to_path_buf(),
-                message: problems.join("; "),
-            });
+                missing,
+                unexpected,
+                misshaped,
+                file_shapes,
+            })));
         }
+        let mut ready = Vec::with_capacity(self.entries.len());
         for e in &self.entries {
             let t = &tensors[&e.name];
-            let t = if t.dtype() == e.var.dtype() {
-                t.clone()
-            } else {
-                t.to_dtype(e.var.dtype())?
+            let (want, have) = (e.var.dtype(), t.dtype());
+            let bad_kind = |what: &str| Error::Checkpoint {
+                path: origin.to_path_buf(),
+                message: format!(
+                    "tensor `{}` is {} in the file but the network's {} is {}; refusing to \
+                     convert {what}",
+                    e.name,
+                    have.as_str(),
+                    if e.kind == VarKind::Parameter {
+                        "parameter"
+                    } else {
+                        "buffer"
+                    },
+                    want.as_str()
+                ),
             };
+            let t = match (want.is_float(), have.is_float()) {
+                (true, false) => return Err(bad_kind("integers into weights")),
+                (false, true) => return Err(bad_kind("floats into a counter")),
+                _ if want == have => t.clone(),
+                _ => t.to_dtype(want)?,
+            };
+            if want.is_float() {
+                check_finite(&e.name, &t, origin)?;
+            }
+            ready.push(t);
+        }
+        for (e, t) in self.entries.iter().zip(ready) {
             e.var.set(&t.to_device(&self.device)?)?;
         }
         Ok(())
     }
 }
 
+/// How a set of named tensors differs from a network's variables.
+#[derive(Debug, Clone)]
+pub struct Mismatch {
+    pub path: std::path::PathBuf,
+    /// Variables the tensors lack, in the network's order.
+    pub missing: Vec<String>,
+    /// Tensors no variable has, sorted.
+    pub unexpected: Vec<String>,
+    /// (name, shape in the file, shape in the network).
+    pub misshaped: Vec<(String, Vec<usize>, Vec<usize>)>,
+    /// Every tensor given, with its shape, sorted by name (to find a network that fits).
+    pub file_shapes: Vec<(String, Vec<usize>)>,
+}
+
+/// How many names of each kind a mismatch message shows.
+const SHOWN: usize = 3;
+
+impl std::fmt::Display for Mismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: the weights do not fit this network: {} missing, {} unexpected, {} mis-shaped \
+             tensors",
+            self.path.display(),
+            self.missing.len(),
+            self.unexpected.len(),
+            self.misshaped.len()
+        )?;
+        let few = |names: &mut dyn Iterator<Item = String>, total: usize| {
+            let mut s = names.take(SHOWN).collect::<Vec<_>>().join(", ");
+            if total > SHOWN {
+                s += ", …";
+            }
+            s
+        };
+        let mut parts = Vec::new();
+        if !self.missing.is_empty() {
+            let names = few(&mut self.missing.iter().cloned(), self.missing.len());
+            parts.push(format!("missing {names}"));
+        }
+        if !self.unexpected.is_empty() {
+            let names = few(&mut self.unexpected.iter().cloned(), self.unexpected.len());
+            parts.push(format!("unexpected {names}"));
+        }
+        if !self.misshaped.is_empty() {
+            let names = few(
+                &mut self
+                    .misshaped
+                    .iter()
+                    .map(|(n, file, net)| format!("{n} {file:?} in the file vs {net:?}")),
+                self.misshaped.len(),
+            );
+            parts.push(format!("mis-shaped {names}"));
+        }
+        write!(f, " ({})", parts.join("; "))
+    }
+}
+
+/// Refuses a float tensor with a NaN or infinite element, naming the tensor and the first one.
+pub(crate) fn check_finite(name: &str, t: &Tensor, origin: &Path) -> Result<()> {
+    let values = t
+        .to_device(&Device::Cpu)?
+        .to_dtype(DType::F32)?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        let bad = values.iter().filter(|v| !v.is_finite()).count();
+        return Err(Error::Checkpoint {
+            path: origin.to_path_buf(),
+            message: format!(
+                "tensor `{name}` holds {bad} non-finite values (element {i} is {v}); refusing \
+                 weights that make every output meaningless"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// Atomically writes named tensors as a safetensors file.
 pub fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
-    crate::fs::write_atomic_with(path, |tmp| {
+    spat_spec::fs::write_atomic_with(path, |tmp| {
         candle_core::safetensors::save(tensors, tmp).map_err(|e| Error::Checkpoint {
             path: tmp.to_path_buf(),
             message: format!("cannot write safetensors: {e}"),
@@ -197,7 +305,16 @@ pub fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()
 /// Reads every tensor of a safetensors file, with errors that name the file.
 pub fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| Error::Checkpoint {
+    parse_safetensors(&bytes, path, device)
+}
+
+/// The tensors of safetensors `bytes` read from `path`.
+pub(crate) fn parse_safetensors(
+    bytes: &[u8],
+    path: &Path,
+    device: &Device,
+) -> Result<HashMap<String, Tensor>> {
+    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| Error::Checkpoint {
         path: path.to_path_buf(),
         message: format!("not a readable safetensors file ({e})"),
     })?;
@@ -213,14 +330,10 @@ pub fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tens
     Ok(out)
 }
 
-/// Whether `dtype` is a floating-point type (parameters are; `num_batches_tracked` is not).
-pub fn is_float(dtype: DType) -> bool {
-    dtype.is_float()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use candle_core::DType;
 
     fn store() -> VarStore {
         let mut s = VarStore::new(&Device::Cpu);
@@ -301,9 +414,16 @@ mod tests {
         save_tensors(&t, &p).unwrap();
         let msg = store().load(&p).unwrap_err().to_string();
         assert!(msg.contains("w.safetensors"), "{msg}");
-        assert!(msg.contains("`fc.weight` has shape [3, 3]"), "{msg}");
-        assert!(msg.contains("missing tensors: bn.running_mean"), "{msg}");
-        assert!(msg.contains("unexpected tensors: extra"), "{msg}");
+        assert!(
+            msg.contains("1 missing, 1 unexpected, 1 mis-shaped"),
+            "{msg}"
+        );
+        assert!(
+            msg.contains("fc.weight [3, 3] in the file vs [2, 3]"),
+            "{msg}"
+        );
+        assert!(msg.contains("missing bn.running_mean"), "{msg}");
+        assert!(msg.contains("unexpected extra"), "{msg}");
     }
 
     #[test]

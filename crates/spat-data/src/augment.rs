@@ -9,7 +9,7 @@
 
 use rand::Rng;
 
-use crate::dataset::Dataset;
+use spat_spec::Dataset;
 
 /// Training augmentation: random crop with zero padding `pad` and optional horizontal flip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,12 +5,9 @@ use std::path::PathBuf;
 pub enum Error {
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    /// I/O on a named file.
+    #[error(transparent)]
+    Spec(#[from] spat_spec::Error),
     /// A data file that is not there.
     #[error("{}: file not found; {hint}", path.display())]
     Missing { path: PathBuf, hint: String },
@@ -39,10 +36,7 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        spat_spec::Error::io(path, source).into()
     }
 
     pub(crate) fn format(path: impl Into<PathBuf>, message: impl Into<String>) -> Self {

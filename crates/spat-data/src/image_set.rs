@@ -1,8 +1,9 @@
 use std::path::{Path, PathBuf};
 
-use candle_core::{Device, Tensor};
+use candle_core::{DType, Device, Tensor};
 use spat_core::rng::{host_rng, streams};
 use spat_core::Batch;
+use spat_spec::Fnv1a;
 
 use crate::augment::{write_image, Placement};
 use crate::error::{Error, Result};
@@ -134,6 +135,23 @@ impl ImageSet {
         self.select(&indices)
     }
 
+    /// A validation split: `n` distinct images drawn uniformly without replacement with the
+    /// `(seed, VALIDATION)` stream, and the images it leaves, both in their original order (as
+    /// Rice et al.'s `generate_validation.py` holds out a seeded 1,000 of CIFAR-10's training
+    /// images). `n >= len()` holds out everything.
+    pub fn hold_out(&self, n: usize, seed: u64) -> (ImageSet, ImageSet) {
+        let n = n.min(self.len());
+        let mut rng = host_rng(seed, streams::VALIDATION);
+        let mut held = rand::seq::index::sample(&mut rng, self.len(), n).into_vec();
+        held.sort_unstable();
+        let mut is_held = vec![false; self.len()];
+        for &i in &held {
+            is_held[i] = true;
+        }
+        let rest: Vec<usize> = (0..self.len()).filter(|&i| !is_held[i]).collect();
+        (self.select(&held), self.select(&rest))
+    }
+
     /// The images at `indices`, in that order (repeats allowed). Panics on an index `>= len()`.
     pub fn select(&self, indices: &[usize]) -> ImageSet {
         let per = self.image_len();
@@ -148,6 +166,21 @@ impl ImageSet {
             num_classes: self.num_classes,
             source: self.source.clone(),
         }
+    }
+
+    /// FNV-1a (16 hex digits) of the set's shape, class count, labels and pixels, in order: equal
+    /// for the same images with the same labels, wherever they were read from.
+    pub fn fingerprint(&self) -> String {
+        let mut h = Fnv1a::new();
+        let (c, height, w) = self.shape;
+        for n in [c, height, w, self.num_classes, self.len()] {
+            h.update(&(n as u64).to_le_bytes());
+        }
+        for &l in &self.labels {
+            h.update(&l.to_le_bytes());
+        }
+        h.update(&self.images);
+        h.hex()
     }
 
     /// The images at `indices` as one batch: `f32` in `[0, 1]`, NCHW, on `device`; no augmentation.
@@ -166,6 +199,17 @@ impl ImageSet {
             device,
         )
     }
+}
+
+/// Images of a batch (`f32` in `[0, 1]`, NCHW) back as planar `u8` images, concatenated: each value
+/// scaled by 255 and rounded to the nearest byte (the inverse of the `v / 255` of a batch).
+pub fn to_u8_images(images: &Tensor) -> Result<Vec<u8>> {
+    Ok((images.to_dtype(DType::F32)? * 255.0)?
+        .round()?
+        .clamp(0f32, 255f32)?
+        .to_dtype(DType::U8)?
+        .flatten_all()?
+        .to_vec1::<u8>()?)
 }
 
 /// Assembles a batch from `(set, index, placement)` items; every set must have image shape `shape`.
@@ -237,6 +281,25 @@ mod tests {
     }
 
     #[test]
+    fn hold_out_splits_into_disjoint_seeded_parts() {
+        let s = toy(20);
+        let (val, rest) = s.hold_out(6, 3);
+        assert_eq!((val.len(), rest.len()), (6, 14));
+        let firsts =
+            |set: &ImageSet| -> Vec<u8> { (0..set.len()).map(|i| set.image(i)[0]).collect() };
+        let (v, r) = (firsts(&val), firsts(&rest));
+        assert!(v.iter().all(|x| !r.contains(x)), "disjoint: {v:?} {r:?}");
+        let mut all: Vec<u8> = v.iter().chain(&r).copied().collect();
+        all.sort_unstable();
+        assert_eq!(all, firsts(&s), "together the whole set");
+        assert!(v.windows(2).all(|w| w[0] < w[1]) && r.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(s.hold_out(6, 3).0.images(), val.images(), "seeded");
+        assert_ne!(s.hold_out(6, 4).0.images(), val.images(), "seed matters");
+        assert_ne!(val.images(), s.sample(6, 3).images(), "its own stream");
+        assert_eq!(s.hold_out(99, 0).1.len(), 0);
+    }
+
+    #[test]
     fn batch_is_scaled_nchw() {
         let s = toy(4);
         let b = s.to_batch(&[2, 0], &Device::Cpu).unwrap();
@@ -251,5 +314,34 @@ mod tests {
         assert_eq!(v, want);
         assert_eq!(b.labels.to_vec1::<u32>().unwrap(), vec![2, 0]);
         assert!(s.to_batch(&[4], &Device::Cpu).is_err());
+        let back = to_u8_images(&b.images).unwrap();
+        assert_eq!(
+            back,
+            [s.image(2), s.image(0)].concat(),
+            "bytes survive the round trip"
+        );
+    }
+
+    #[test]
+    fn fingerprint_follows_pixels_and_labels_not_the_source() {
+        let a = toy(4);
+        let b = ImageSet::new(
+            a.images().to_vec(),
+            a.labels().to_vec(),
+            (3, 2, 2),
+            3,
+            "elsewhere",
+        )
+        .unwrap();
+        assert_eq!(a.fingerprint(), b.fingerprint());
+        let mut pixels = a.images().to_vec();
+        pixels[5] ^= 1;
+        let c = ImageSet::new(pixels, a.labels().to_vec(), (3, 2, 2), 3, "toy").unwrap();
+        assert_ne!(a.fingerprint(), c.fingerprint());
+        let mut labels = a.labels().to_vec();
+        labels[0] = 2;
+        let d = ImageSet::new(a.images().to_vec(), labels, (3, 2, 2), 3, "toy").unwrap();
+        assert_ne!(a.fingerprint(), d.fingerprint());
+        assert_ne!(a.fingerprint(), a.first(3).fingerprint());
     }
 }

@@ -10,25 +10,30 @@
 //!   [`spat_core::rng::host_rng`], never from candle.
 //!
 //! Record counts always come from file sizes, so partial files (such as the 1,000-record CIFAR-10
-//! test prefix in `shared/data`) load as what they are.
+//! test prefix in `shared/data`) load as what they are. The data sets, their names and their file
+//! layouts are spat-spec's [`Dataset`]; the readers give them meaning.
 
 mod augment;
-mod dataset;
 mod error;
 mod formats;
+#[doc(hidden)]
+pub mod fuzzing;
 mod image_set;
 mod loader;
 mod pickle;
 mod stats;
 
 pub use augment::Augmentation;
-pub use dataset::{cifar100_coarse_class_names, Dataset, Split};
 pub use error::{Error, Result};
 pub use formats::{
-    load, load_cifar10, load_cifar100, load_stl10, CIFAR100_RECORD_BYTES, CIFAR10_RECORD_BYTES,
-    STL10_IMAGE_BYTES,
+    load, load_cifar10, load_cifar100, load_stl10, parse_cifar10, parse_cifar100, parse_stl10,
 };
-pub use image_set::ImageSet;
+pub use image_set::{to_u8_images, ImageSet};
 pub use loader::{BatchSource, Loader, MixedLoader};
-pub use pickle::load_pseudo_labeled;
-pub use stats::{split_stats, SplitStats};
+pub use pickle::{load_pseudo_labeled, parse_pseudo_labeled};
+pub use spat_spec::dataset::{
+    cifar100_coarse_class_names, CIFAR100_RECORD_BYTES, CIFAR10_RECORD_BYTES, STL10_IMAGE_BYTES,
+};
+pub use spat_spec::report::SplitStats;
+pub use spat_spec::{Dataset, Split};
+pub use stats::split_stats;

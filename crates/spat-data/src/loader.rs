@@ -21,6 +21,9 @@ use crate::image_set::{make_batch, ImageSet};
 pub trait BatchSource {
     fn num_batches(&self) -> usize;
     fn batch_size(&self) -> usize;
+    /// FNV-1a (16 hex digits) of the images and labels the batches are drawn from, as
+    /// [`ImageSet::fingerprint`]: what a resumed run checks it trains on again.
+    fn fingerprint(&self) -> String;
     /// Deterministic in (loader seed, epoch): same arguments -> bit-identical batches.
     fn epoch<'a>(
         &'a self,
@@ -78,6 +81,10 @@ impl Loader {
 }
 
 impl BatchSource for Loader {
+    fn fingerprint(&self) -> String {
+        self.set.fingerprint()
+    }
+
     fn num_batches(&self) -> usize {
         if self.batch_size == 0 {
             return 0;
@@ -263,6 +270,11 @@ fn fresh_permutation(n: usize, rng: &mut HostRng) -> Vec<usize> {
 }
 
 impl BatchSource for MixedLoader {
+    fn fingerprint(&self) -> String {
+        let (lab, unl) = (self.labeled.fingerprint(), self.unlabeled.fingerprint());
+        spat_spec::Fnv1a::hex_of(format!("{lab}+{unl}").as_bytes())
+    }
+
     fn num_batches(&self) -> usize {
         self.num_batches
     }

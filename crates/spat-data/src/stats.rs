@@ -1,17 +1,9 @@
-use serde::Serialize;
+use spat_spec::report::SplitStats;
 
 use crate::image_set::ImageSet;
 
-/// Summary of a split: size, examples per class, and per-channel mean / standard deviation of the
-/// pixel values scaled to `[0, 1]` (population statistics over every pixel of every image).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct SplitStats {
-    pub count: usize,
-    pub per_class: Vec<usize>,
-    pub mean: Vec<f64>,
-    pub std: Vec<f64>,
-}
-
+/// Size, examples per class, and per-channel mean / standard deviation of the pixel values scaled
+/// to `[0, 1]` (population statistics over every pixel of every image).
 pub fn split_stats(set: &ImageSet) -> SplitStats {
     let mut per_class = vec![0usize; set.num_classes()];
     for &l in set.labels() {

@@ -125,3 +125,26 @@ fn truncated_and_missing_files() {
         "{m}"
     );
 }
+
+/// Issue 13's hostile pickles, which overflowed the stack of the old reader: nested 1-tuples
+/// (`b'\x80\x02)' + b'\x85' * 1_000_000 + b'.'`) and 300,000 nested lists.
+#[test]
+fn deeply_nested_pickles_are_an_error_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut tuples = b"\x80\x02)".to_vec();
+    tuples.extend(std::iter::repeat_n(0x85u8, 1_000_000));
+    tuples.push(b'.');
+    let mut lists = b"\x80\x02".to_vec();
+    lists.extend(std::iter::repeat_n(b']', 300_000));
+    lists.extend(std::iter::repeat_n(b'a', 299_999));
+    lists.push(b'.');
+    for (name, bytes) in [("tuples.pickle", tuples), ("lists.pickle", lists)] {
+        let path = dir.path().join(name);
+        std::fs::write(&path, bytes).unwrap();
+        let m = load_pseudo_labeled(&path).unwrap_err().to_string();
+        assert!(
+            m.contains(name) && m.contains("nest deeper than 200 levels"),
+            "{m}"
+        );
+    }
+}

@@ -7,8 +7,16 @@
 //! gradient pass, with the textbook batch-norm gradient. Other devices use the composite path in
 //! `layers.rs`; a unit test there checks that both agree in value and gradient.
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Storage, Tensor};
+use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
+
+/// Fewest elements worth a parallel task of their own (smaller pieces stay on one thread).
+const MIN_TASK_ELEMENTS: usize = 1 << 15;
+
+/// Consecutive items of `elements` each one task should take at the least.
+fn min_len(elements: usize) -> usize {
+    MIN_TASK_ELEMENTS.div_ceil(elements.max(1))
+}
 
 /// Per-channel statistics the normalisation uses.
 #[derive(Debug, Clone)]
@@ -18,30 +26,12 @@ pub(crate) struct ChannelStats {
     pub var: Vec<f32>,
 }
 
-/// Runs `f` on the contiguous `f32` data of `t` (copying only if `t` is strided).
 fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    let t = if t.is_contiguous() {
-        t.clone()
-    } else {
-        t.contiguous()?
-    };
-    let (storage, layout) = t.storage_and_layout();
-    let Storage::Cpu(cpu) = &*storage else {
-        candle_core::bail!("fused batch norm runs on the CPU only");
-    };
-    let data = cpu.as_slice::<f32>()?;
-    let (start, end) = layout
-        .contiguous_offsets()
-        .ok_or_else(|| candle_core::Error::Msg("batch norm input is not contiguous".into()))?;
-    f(&data[start..end])
+    crate::cpu_data::with_slice(t, "fused batch norm", f)
 }
 
 fn slice_of<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("fused batch norm: {what} is not contiguous"),
-    }
+    crate::cpu_data::slice(s, l, "fused batch norm", what)
 }
 
 /// `Σ f(v)` over `values` with eight independent partial sums (one running sum is a serial chain
@@ -98,6 +88,7 @@ pub(crate) fn batch_stats(x: &Tensor) -> Result<ChannelStats> {
     with_slice(x, |data| {
         let per_channel: Vec<(f32, f32)> = (0..c)
             .into_par_iter()
+            .with_min_len(min_len(n * plane))
             .map(|ch| {
                 // Per-plane partial sums in f32 lanes (vectorisable), planes summed in f64.
                 let planes = (0..n).map(|i| &data[(i * c + ch) * plane..][..plane]);
@@ -169,6 +160,7 @@ impl CustomOp3 for FusedBatchNorm {
         out.par_chunks_mut(plane)
             .zip(x.par_chunks(plane))
             .enumerate()
+            .with_min_len(min_len(plane))
             .for_each(|(i, (o, xp))| {
                 let (a, s) = (scale[i % c], shift[i % c]);
                 if self.relu {
@@ -192,6 +184,7 @@ impl CustomOp3 for FusedBatchNorm {
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let _span = crate::profile::span("bn-backward", 0.0, || format!("{:?}", x.dims()));
         let (n, c, h, w) = x.dims4()?;
         let plane = h * w;
         let count = (n * plane) as f32;
@@ -199,17 +192,13 @@ impl CustomOp3 for FusedBatchNorm {
         let (dx, dw, db) = with_slice(x, |x| {
             with_slice(grad, |g| {
                 with_slice(res, |y| {
-                    // Upstream gradient through the ReLU (zero where the output was clipped, as
-                    // PyTorch's threshold backward does).
-                    let dy = |i: usize| {
-                        if self.relu && y[i] <= 0.0 {
-                            0.0
-                        } else {
-                            g[i]
-                        }
-                    };
-                    let sums: Vec<(f32, f32)> = (0..c)
+                    // The sums feed dx only through batch statistics; in an attack's eval-mode
+                    // pass (constant weight and bias) nothing needs them.
+                    let need_sums = self.batch_stats || weight_t.track_op() || bias.track_op();
+                    let channels = if need_sums { 0..c } else { 0..0 };
+                    let sums: Vec<(f32, f32)> = channels
                         .into_par_iter()
+                        .with_min_len(min_len(n * plane))
                         .map(|ch| {
                             let (m, is) = (self.mean[ch], self.inv_std[ch]);
                             let (mut sd, mut sdx) = (0f64, 0f64);
@@ -224,24 +213,36 @@ impl CustomOp3 for FusedBatchNorm {
                         })
                         .collect();
                     let mut dx = vec![0f32; x.len()];
-                    dx.par_chunks_mut(plane).enumerate().for_each(|(p, out)| {
-                        let ch = p % c;
-                        let (m, is) = (self.mean[ch], self.inv_std[ch]);
-                        let k = weight[ch] * is;
-                        let base = p * plane;
-                        if self.batch_stats {
-                            let (mean_dy, mean_dy_xhat) = (sums[ch].0 / count, sums[ch].1 / count);
-                            for (j, o) in out.iter_mut().enumerate() {
-                                let i = base + j;
-                                let xhat = (x[i] - m) * is;
-                                *o = k * (dy(i) - mean_dy - xhat * mean_dy_xhat);
+                    dx.par_chunks_mut(plane)
+                        .enumerate()
+                        .with_min_len(min_len(plane))
+                        .for_each(|(p, out)| {
+                            let ch = p % c;
+                            let (m, is) = (self.mean[ch], self.inv_std[ch]);
+                            let k = weight[ch] * is;
+                            let r = p * plane..(p + 1) * plane;
+                            // dx = k·(dy − mean(dy) − x̂·mean(dy·x̂)) = k·dy + a·x + b, with dy the
+                            // upstream gradient through the ReLU (zero where the output was clipped,
+                            // as PyTorch's threshold backward does).
+                            let (a, b) = if self.batch_stats {
+                                let (mean_dy, mean_dy_xhat) =
+                                    (sums[ch].0 / count, sums[ch].1 / count);
+                                let a = -k * is * mean_dy_xhat;
+                                (a, -k * mean_dy - a * m)
+                            } else {
+                                (0.0, 0.0)
+                            };
+                            let relu = self.relu;
+                            for (((o, &xv), &gv), &yv) in out
+                                .iter_mut()
+                                .zip(&x[r.clone()])
+                                .zip(&g[r.clone()])
+                                .zip(&y[r])
+                            {
+                                let dy = if relu && yv <= 0.0 { 0.0 } else { gv };
+                                *o = k * dy + a * xv + b;
                             }
-                        } else {
-                            for (j, o) in out.iter_mut().enumerate() {
-                                *o = k * dy(base + j);
-                            }
-                        }
-                    });
+                        });
                     let db: Vec<f32> = sums.iter().map(|s| s.0).collect();
                     let dw: Vec<f32> = sums.iter().map(|s| s.1).collect();
                     Ok((dx, dw, db))

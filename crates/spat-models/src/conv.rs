@@ -7,7 +7,7 @@
 //! data batch, so each skipped half is a convolution's worth of arithmetic saved per layer.
 //!
 //! Paths, chosen per call:
-//! * CPU, `f32`, narrow layers: the direct kernel of `conv_cpu`.
+//! * CPU, `f32`: `conv_cpu`'s matrix-product kernels in all three directions.
 //! * CUDA with the `cudnn` feature, `f32`/`bf16`: cuDNN forward, backward-data and
 //!   backward-filter with cached descriptors, algorithms and workspace (`conv_cudnn`).
 //! * CPU, `bf16`: the `f32` paths on widened operands, rounded back (candle has no CPU bf16
@@ -16,10 +16,6 @@
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
-
-/// Widest layer (`in_channels × out_channels`) that uses the direct CPU convolution; above it
-/// candle's matrix-product kernel is faster (measured with `examples/conv_crossover.rs`).
-pub(crate) const DIRECT_CONV_MAX_CHANNEL_PAIRS: usize = 16 * 16;
 
 /// Cross-correlation of NCHW `x` with a square OIHW `kernel` (no bias, groups or dilation), as
 /// `torch.nn.functional.conv2d(x, kernel, stride=stride, padding=padding)`, differentiable in both
@@ -44,13 +40,13 @@ pub fn conv2d(x: &Tensor, kernel: &Tensor, stride: usize, padding: usize) -> Res
         )?;
         return y.to_dtype(DType::BF16);
     }
-    let (cin, cout) = (kernel.dim(1)?, kernel.dim(0)?);
-    if x.device().is_cpu()
-        && x.dtype() == DType::F32
-        && kernel.dtype() == DType::F32
-        && cin * cout <= DIRECT_CONV_MAX_CHANNEL_PAIRS
-    {
-        return x.apply_op2(&kernel, crate::conv_cpu::DirectConv2d { stride, padding });
+    let _span = crate::profile::span(
+        "conv-forward",
+        crate::profile::conv_flops(x.dims(), kernel.dims(), stride, padding),
+        || crate::profile::conv_key(x.dims(), kernel.dims(), stride),
+    );
+    if x.device().is_cpu() && x.dtype() == DType::F32 {
+        return x.apply_op2(&kernel, crate::conv_cpu::GemmConv2d { stride, padding });
     }
     let y = x.detach().conv2d(&kernel.detach(), padding, stride, 1, 1)?;
     x.apply_op3(&kernel, &y, CandleConv2d { stride, padding })
@@ -65,15 +61,7 @@ fn contiguous(t: &Tensor) -> Result<Tensor> {
 }
 
 fn check_geometry(x: &Tensor, kernel: &Tensor, stride: usize, padding: usize) -> Result<()> {
-    let (_, cin, h, w) = x.dims4()?;
-    let (_, kin, kh, kw) = kernel.dims4()?;
-    if cin != kin || kh != kw || h + 2 * padding < kh || w + 2 * padding < kw || stride == 0 {
-        candle_core::bail!(
-            "conv2d: input {:?} does not fit kernel {:?} (stride {stride}, padding {padding})",
-            x.dims(),
-            kernel.dims()
-        );
-    }
+    crate::conv_cpu::Geometry::new(x.dims(), kernel.dims(), stride, padding)?;
     if x.dtype() != kernel.dtype() {
         candle_core::bail!(
             "conv2d: input is {:?} but kernel is {:?}",
@@ -94,12 +82,20 @@ pub(crate) fn conv2d_grads(
     padding: usize,
 ) -> Result<(Option<Tensor>, Option<Tensor>)> {
     let grad = contiguous(grad)?;
+    let flops = crate::profile::conv_flops(x.dims(), kernel.dims(), stride, padding);
+    let key = || crate::profile::conv_key(x.dims(), kernel.dims(), stride);
     let dx = match x.track_op() {
-        true => Some(backward_data(&grad, kernel, x.dims(), stride, padding)?),
+        true => {
+            let _span = crate::profile::span("conv-input-grad", flops, key);
+            Some(backward_data(&grad, kernel, x.dims(), stride, padding)?)
+        }
         false => None,
     };
     let dkernel = match kernel.track_op() {
-        true => Some(backward_filter(x, &grad, kernel.dims(), stride, padding)?),
+        true => {
+            let _span = crate::profile::span("conv-weight-grad", flops, key);
+            Some(backward_filter(x, &grad, kernel.dims(), stride, padding)?)
+        }
         false => None,
     };
     Ok((dx, dkernel))

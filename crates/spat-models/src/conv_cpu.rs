@@ -1,399 +1,715 @@
-//! Direct 2-D convolution (square kernel, no bias, no groups/dilation) for `f32` tensors on the
-//! CPU, with its backward.
+//! 2-D convolution (square kernel, no bias, groups or dilation) for `f32` NCHW tensors on the
+//! CPU in all three directions, as packed matrix products (`gemm_cpu`) over tiles of output
+//! positions.
 //!
-//! candle's CPU convolution goes through im2col and a matrix product, and its backward through a
-//! transposed convolution; for the narrow layers of the small networks that tests and smoke runs
-//! use (8–32 channels) that reaches about 1 GMAC/s. Here every output row is accumulated from
-//! input rows with one weight at a time, an inner loop the compiler vectorises, which is several
-//! times faster at these widths. Wide layers keep candle's kernel (see `layers::Conv2d`).
+//! With `T` output positions of a tile, `K = C_in·k²` and the tile's im2col matrix `col` (`T×K`):
+//! * forward:       `y(T×C_out)   = col · Wᵀ`;
+//! * input grad:    `dcol(T×K)    = dy · W`, scattered back onto `dx` (col2im);
+//! * weight grad:   `dW(C_out×K) += dyᵀ · col`, summed over all tiles.
+//!
+//! A tile is a band of output rows of one image, or several whole images when one image has
+//! few output positions; its im2col matrix is sized to stay in the core's L2 cache and lives in
+//! a per-thread scratch buffer that persists between calls, so a step allocates only its outputs.
+//! 1×1 stride-1 convolutions skip im2col and col2im: they are one matrix product per image.
+//!
+//! Threads: forward and input gradient split the batch into groups of images (disjoint parts of
+//! the output); the weight gradient splits the kernel's input channels into groups and, for
+//! narrow layers, the batch into a fixed number of partitions whose partial sums are added in a
+//! fixed order. The split depends on the shapes only, never on the thread count, so results are
+//! bit-identical on any number of threads. When there are fewer tasks than threads, the matrix
+//! products themselves run multi-threaded.
+
+use std::cell::Cell;
+use std::ops::Range;
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct DirectConv2d {
+use crate::gemm_cpu::{matmul, View, ViewMut};
+
+/// Bytes of a tile's im2col matrix: well inside a 1 MiB L2, leaving room for the GEMM's own
+/// packed panels.
+const TILE_BYTES: usize = 256 * 1024;
+/// Fewest output positions per tile (the GEMM's `m`): below this the products get inefficient,
+/// so small images are grouped.
+const MIN_TILE_COLUMNS: usize = 256;
+/// Fewest im2col columns (`K`) per channel group of the weight gradient.
+const MIN_GROUP_DEPTH: usize = 128;
+/// Parallel tasks the weight gradient aims for (channel groups × batch partitions).
+const WEIGHT_GRAD_TASKS: usize = 4;
+/// Fewest floating-point operations worth a task of their own: smaller pieces of work are
+/// cheaper done in place than handed to another thread (which, on a busy machine, may not run
+/// for a while).
+const MIN_TASK_FLOPS: usize = 4_000_000;
+
+/// Sizes of one convolution, validated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Geometry {
+    pub n: usize,
+    pub cin: usize,
+    pub h: usize,
+    pub w: usize,
+    pub cout: usize,
+    pub k: usize,
+    pub oh: usize,
+    pub ow: usize,
     pub stride: usize,
     pub padding: usize,
 }
 
-/// Sizes of one convolution.
-#[derive(Debug, Clone, Copy)]
-struct Geometry {
-    n: usize,
-    cin: usize,
-    h: usize,
-    w: usize,
-    cout: usize,
-    k: usize,
-    oh: usize,
-    ow: usize,
-    stride: usize,
-    padding: usize,
-}
-
 impl Geometry {
-    fn new(x: &[usize], w: &[usize], stride: usize, padding: usize) -> Result<Self> {
-        let (&[n, cin, h, wd], &[cout, cin_k, k, k2]) = (x, w) else {
-            candle_core::bail!("direct conv: expected 4-D input and kernel, got {x:?} and {w:?}");
+    /// Checks that an NCHW input of dims `x` fits an OIHW kernel of dims `kernel`.
+    pub fn new(x: &[usize], kernel: &[usize], stride: usize, padding: usize) -> Result<Self> {
+        let (&[n, cin, h, w], &[cout, cin_k, k, k2]) = (x, kernel) else {
+            candle_core::bail!("conv2d: expected 4-D input and kernel, got {x:?} and {kernel:?}");
         };
-        if cin != cin_k || k != k2 || h + 2 * padding < k || wd + 2 * padding < k {
-            candle_core::bail!("direct conv: input {x:?} does not fit kernel {w:?}");
+        let padded = |len: usize| padding.checked_mul(2).and_then(|p| p.checked_add(len));
+        let fits = |len: usize| padded(len).is_some_and(|l| l >= k);
+        if cin != cin_k || k != k2 || k == 0 || stride == 0 || !fits(h) || !fits(w) {
+            candle_core::bail!(
+                "conv2d: input {x:?} does not fit kernel {kernel:?} (stride {stride}, padding {padding})"
+            );
         }
+        let out = |len: usize| padded(len).map(|l| (l - k) / stride + 1).unwrap_or(0);
         Ok(Self {
             n,
             cin,
             h,
-            w: wd,
+            w,
             cout,
             k,
-            oh: (h + 2 * padding - k) / stride + 1,
-            ow: (wd + 2 * padding - k) / stride + 1,
+            oh: out(h),
+            ow: out(w),
             stride,
             padding,
         })
     }
 
+    fn kk(&self) -> usize {
+        self.k * self.k
+    }
+
+    fn depth(&self) -> usize {
+        self.cin * self.kk()
+    }
+
+    fn plane_in(&self) -> usize {
+        self.h * self.w
+    }
+
+    fn plane_out(&self) -> usize {
+        self.oh * self.ow
+    }
+
+    fn pointwise(&self) -> bool {
+        self.k == 1 && self.stride == 1 && self.padding == 0
+    }
+
     /// Output positions `o` whose input position `o·stride + tap − padding` lies in `[0, len)`.
-    fn valid(&self, tap: usize, len: usize, out_len: usize) -> std::ops::Range<usize> {
+    fn valid(&self, tap: usize, len: usize, out_len: usize) -> Range<usize> {
         let (s, p) = (self.stride, self.padding);
         let lo = if tap >= p { 0 } else { (p - tap).div_ceil(s) };
-        // Largest o with o·s + tap − p ≤ len − 1.
         let hi = if len + p > tap {
             ((len + p - tap - 1) / s + 1).min(out_len)
         } else {
             0
         };
-        lo..hi.max(lo)
+        lo.min(hi)..hi
     }
 
-    fn input_index(&self, o: usize, tap: usize) -> usize {
-        o * self.stride + tap - self.padding
+    /// Images per group: one if an image has enough output positions, else enough images to
+    /// fill a tile.
+    fn images_per_group(&self) -> usize {
+        MIN_TILE_COLUMNS
+            .div_ceil(self.plane_out().max(1))
+            .clamp(1, self.n.max(1))
     }
-}
 
-/// Dot product with eight independent partial sums: a single running sum is a serial chain of
-/// dependent additions the compiler may not reorder (so it cannot vectorise it).
-#[inline]
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    let mut lanes = [0f32; 8];
-    let (ca, cb) = (a.chunks_exact(8), b.chunks_exact(8));
-    let tail: f32 = ca
-        .remainder()
-        .iter()
-        .zip(cb.remainder())
-        .map(|(x, y)| x * y)
-        .sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            lanes[i] += x[i] * y[i];
+    /// Output rows per tile of a one-image group.
+    fn rows_per_tile(&self) -> usize {
+        if self.pointwise() {
+            return self.oh;
         }
+        let columns = (TILE_BYTES / 4 / self.depth()).max(MIN_TILE_COLUMNS);
+        (columns / self.ow.max(1)).clamp(1, self.oh.max(1))
     }
-    lanes.iter().sum::<f32>() + tail
-}
 
-fn contiguous<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    let data = s.as_slice::<f32>()?;
-    match l.contiguous_offsets() {
-        Some((a, b)) => Ok(&data[a..b]),
-        None => candle_core::bail!("direct conv: {what} is not contiguous"),
+    /// The tiles of the group of images `images`.
+    fn tiles(&self, images: Range<usize>) -> Vec<Tile> {
+        if images.len() > 1 {
+            return vec![Tile {
+                images,
+                rows: 0..self.oh,
+            }];
+        }
+        let step = self.rows_per_tile();
+        (0..self.oh)
+            .step_by(step)
+            .map(|r| Tile {
+                images: images.clone(),
+                rows: r..(r + step).min(self.oh),
+            })
+            .collect()
     }
-}
 
-/// `dst[o] += a · src[o·stride + offset]` for `o` in `range`.
-#[inline]
-fn axpy_strided(
-    dst: &mut [f32],
-    src: &[f32],
-    a: f32,
-    range: std::ops::Range<usize>,
-    stride: usize,
-    offset: usize,
-) {
-    if range.is_empty() {
-        return;
-    }
-    if stride == 1 {
-        let start = range.start + offset;
-        let len = range.len();
-        for (d, &s) in dst[range].iter_mut().zip(&src[start..start + len]) {
-            *d += a * s;
-        }
-    } else {
-        for o in range {
-            dst[o] += a * src[o * stride + offset];
-        }
+    /// Groups of images, as ranges of the batch.
+    fn groups(&self) -> Vec<Range<usize>> {
+        let per = self.images_per_group();
+        (0..self.n)
+            .step_by(per)
+            .map(|b| b..(b + per).min(self.n))
+            .collect()
     }
 }
 
-/// `dst[o·stride + offset] += a · src[o]` for `o` in `range`.
-#[inline]
-fn axpy_scatter(
-    dst: &mut [f32],
-    src: &[f32],
-    a: f32,
-    range: std::ops::Range<usize>,
-    stride: usize,
-    offset: usize,
-) {
-    if range.is_empty() {
-        return;
+/// Output positions of some images (all of their rows if more than one image).
+#[derive(Debug, Clone)]
+struct Tile {
+    images: Range<usize>,
+    rows: Range<usize>,
+}
+
+impl Tile {
+    fn columns(&self, g: &Geometry) -> usize {
+        self.images.len() * self.rows.len() * g.ow
     }
-    if stride == 1 {
-        let start = range.start + offset;
-        let len = range.len();
-        for (d, &s) in dst[start..start + len].iter_mut().zip(&src[range]) {
-            *d += a * s;
-        }
-    } else {
-        for o in range {
-            dst[o * stride + offset] += a * src[o];
-        }
+
+    /// `(image, output row, first column)` of each output row in the tile, in column order.
+    fn row_starts<'a>(
+        &'a self,
+        g: &'a Geometry,
+    ) -> impl Iterator<Item = (usize, usize, usize)> + 'a {
+        let per_image = self.rows.len() * g.ow;
+        self.images.clone().enumerate().flat_map(move |(i, b)| {
+            self.rows
+                .clone()
+                .enumerate()
+                .map(move |(r, oy)| (b, oy, i * per_image + r * g.ow))
+        })
     }
 }
 
-/// Planes of `src` (each `h × w`) copied into zero-padded planes of `(h + 2p) × (w + 2p)`.
-fn pad_planes(src: &[f32], h: usize, w: usize, p: usize) -> Vec<f32> {
-    let (hp, wp) = (h + 2 * p, w + 2 * p);
-    let planes = src.len() / (h * w);
-    let mut out = vec![0f32; planes * hp * wp];
-    out.par_chunks_mut(hp * wp)
-        .zip(src.par_chunks(h * w))
-        .for_each(|(dst, src)| {
-            for (y, row) in src.chunks(w).enumerate() {
-                dst[(y + p) * wp + p..][..w].copy_from_slice(row);
-            }
-        });
-    out
+thread_local! {
+    static SCRATCH: Cell<Vec<f32>> = const { Cell::new(Vec::new()) };
 }
 
-/// Stride 1: with the input zero-padded to width `wp`, output row `oy` column `ox` reads padded
-/// position `(oy + ky)·wp + ox + kx`, so over a "wide" output of `oh × wp` (the last `wp − ow`
-/// columns are junk and dropped) every tap is one long contiguous multiply-add.
-fn forward_stride1(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
-    let (p, kk) = (g.padding, g.k * g.k);
-    let (hp, wp) = (g.h + 2 * p, g.w + 2 * p);
-    let span = (g.oh - 1) * wp + g.ow;
-    let padded = pad_planes(x, g.h, g.w, p);
-    let mut out = vec![0f32; g.n * g.cout * g.oh * g.ow];
-    out.par_chunks_mut(g.oh * g.ow)
-        .enumerate()
-        .for_each(|(idx, out)| {
-            let (b, co) = (idx / g.cout, idx % g.cout);
-            let mut wide = vec![0f32; span];
-            for ci in 0..g.cin {
-                let plane = &padded[(b * g.cin + ci) * hp * wp..][..hp * wp];
-                let wk = &w[(co * g.cin + ci) * kk..][..kk];
-                for ky in 0..g.k {
-                    for kx in 0..g.k {
-                        let a = wk[ky * g.k + kx];
-                        let src = &plane[ky * wp + kx..][..span];
-                        for (d, &s) in wide.iter_mut().zip(src) {
-                            *d += a * s;
-                        }
-                    }
-                }
-            }
-            for (oy, row) in out.chunks_mut(g.ow).enumerate() {
-                row.copy_from_slice(&wide[oy * wp..][..g.ow]);
-            }
-        });
-    out
-}
-
-/// Upstream gradient planes in the wide layout of [`forward_stride1`] (junk columns zero).
-fn widen_grad(g: &Geometry, grad: &[f32]) -> Vec<f32> {
-    let wp = g.w + 2 * g.padding;
-    let mut wide = vec![0f32; g.n * g.cout * g.oh * wp];
-    wide.par_chunks_mut(g.oh * wp)
-        .zip(grad.par_chunks(g.oh * g.ow))
-        .for_each(|(dst, src)| {
-            for (oy, row) in src.chunks(g.ow).enumerate() {
-                dst[oy * wp..][..g.ow].copy_from_slice(row);
-            }
-        });
-    wide
-}
-
-fn input_grad_stride1(g: &Geometry, grad: &[f32], w: &[f32]) -> Vec<f32> {
-    let (p, kk) = (g.padding, g.k * g.k);
-    let (hp, wp) = (g.h + 2 * p, g.w + 2 * p);
-    let span = (g.oh - 1) * wp + g.ow;
-    let wide = widen_grad(g, grad);
-    let mut dx = vec![0f32; g.n * g.cin * g.h * g.w];
-    dx.par_chunks_mut(g.h * g.w)
-        .enumerate()
-        .for_each(|(idx, dx)| {
-            let (b, ci) = (idx / g.cin, idx % g.cin);
-            let mut padded = vec![0f32; hp * wp];
-            for co in 0..g.cout {
-                let src = &wide[(b * g.cout + co) * g.oh * wp..][..span];
-                let wk = &w[(co * g.cin + ci) * kk..][..kk];
-                for ky in 0..g.k {
-                    for kx in 0..g.k {
-                        let a = wk[ky * g.k + kx];
-                        let dst = &mut padded[ky * wp + kx..][..span];
-                        for (d, &s) in dst.iter_mut().zip(src) {
-                            *d += a * s;
-                        }
-                    }
-                }
-            }
-            for (y, row) in dx.chunks_mut(g.w).enumerate() {
-                row.copy_from_slice(&padded[(y + p) * wp + p..][..g.w]);
-            }
-        });
-    dx
-}
-
-fn kernel_grad_stride1(g: &Geometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
-    let (p, kk) = (g.padding, g.k * g.k);
-    let (hp, wp) = (g.h + 2 * p, g.w + 2 * p);
-    let span = (g.oh - 1) * wp + g.ow;
-    let padded = pad_planes(x, g.h, g.w, p);
-    let wide = widen_grad(g, grad);
-    let mut dw = vec![0f32; g.cout * g.cin * kk];
-    dw.par_chunks_mut(kk).enumerate().for_each(|(idx, dw)| {
-        let (co, ci) = (idx / g.cin, idx % g.cin);
-        let mut acc = vec![0f64; kk];
-        for b in 0..g.n {
-            let gw = &wide[(b * g.cout + co) * g.oh * wp..][..span];
-            let plane = &padded[(b * g.cin + ci) * hp * wp..][..hp * wp];
-            for ky in 0..g.k {
-                for kx in 0..g.k {
-                    let xs = &plane[ky * wp + kx..][..span];
-                    acc[ky * g.k + kx] += dot(gw, xs) as f64;
-                }
-            }
-        }
-        for (d, a) in dw.iter_mut().zip(acc) {
-            *d = a as f32;
-        }
+/// Runs `f` on this thread's scratch buffer of at least `len` elements (contents unspecified).
+/// The buffer is taken out of its slot while in use, so a nested call (rayon may run another
+/// task on this thread inside a multi-threaded product) gets a buffer of its own.
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut buf = SCRATCH.with(Cell::take);
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    let out = f(&mut buf[..len]);
+    SCRATCH.with(|slot| {
+        let other = slot.take();
+        slot.set(if other.len() > buf.len() { other } else { buf });
     });
-    dw
-}
-
-fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Vec<f32> {
-    if g.stride == 1 {
-        return forward_stride1(g, x, w);
-    }
-    let (plane_in, plane_out, kk) = (g.h * g.w, g.oh * g.ow, g.k * g.k);
-    let mut out = vec![0f32; g.n * g.cout * plane_out];
-    out.par_chunks_mut(plane_out)
-        .enumerate()
-        .for_each(|(idx, out)| {
-            let (b, co) = (idx / g.cout, idx % g.cout);
-            for ci in 0..g.cin {
-                let xin = &x[(b * g.cin + ci) * plane_in..][..plane_in];
-                let wk = &w[(co * g.cin + ci) * kk..][..kk];
-                for ky in 0..g.k {
-                    let rows = g.valid(ky, g.h, g.oh);
-                    for kx in 0..g.k {
-                        let a = wk[ky * g.k + kx];
-                        let cols = g.valid(kx, g.w, g.ow);
-                        if cols.is_empty() {
-                            continue;
-                        }
-                        // Input column of the first valid output column (never negative).
-                        let shift = g.input_index(cols.start, kx);
-                        for oy in rows.clone() {
-                            let iy = g.input_index(oy, ky);
-                            let src = &xin[iy * g.w + shift..(iy + 1) * g.w];
-                            let dst = &mut out[oy * g.ow + cols.start..oy * g.ow + cols.end];
-                            axpy_strided(dst, src, a, 0..cols.len(), g.stride, 0);
-                        }
-                    }
-                }
-            }
-        });
     out
 }
 
-fn input_grad(g: &Geometry, grad: &[f32], w: &[f32]) -> Vec<f32> {
-    if g.stride == 1 {
-        return input_grad_stride1(g, grad, w);
+/// Threads each product may use when only `tasks` products of `flops` each run side by side.
+fn product_threads(tasks: usize, flops: usize) -> usize {
+    let threads = rayon::current_num_threads();
+    if tasks < threads && flops >= threads * MIN_TASK_FLOPS {
+        threads
+    } else {
+        1
     }
-    let (plane_in, plane_out, kk) = (g.h * g.w, g.oh * g.ow, g.k * g.k);
-    let mut dx = vec![0f32; g.n * g.cin * plane_in];
-    dx.par_chunks_mut(plane_in)
-        .enumerate()
-        .for_each(|(idx, dx)| {
-            let (b, ci) = (idx / g.cin, idx % g.cin);
-            for co in 0..g.cout {
-                let gout = &grad[(b * g.cout + co) * plane_out..][..plane_out];
-                let wk = &w[(co * g.cin + ci) * kk..][..kk];
-                for ky in 0..g.k {
-                    let rows = g.valid(ky, g.h, g.oh);
-                    for kx in 0..g.k {
-                        let a = wk[ky * g.k + kx];
-                        let cols = g.valid(kx, g.w, g.ow);
-                        if cols.is_empty() {
-                            continue;
-                        }
-                        let shift = g.input_index(cols.start, kx);
-                        for oy in rows.clone() {
-                            let iy = g.input_index(oy, ky);
-                            let dst = &mut dx[iy * g.w + shift..(iy + 1) * g.w];
-                            let src = &gout[oy * g.ow + cols.start..oy * g.ow + cols.end];
-                            axpy_scatter(dst, src, a, 0..cols.len(), g.stride, 0);
-                        }
-                    }
-                }
-            }
-        });
-    dx
 }
 
-fn kernel_grad(g: &Geometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
-    if g.stride == 1 {
-        return kernel_grad_stride1(g, x, grad);
+/// Consecutive tasks of `flops` each one thread should take at the least.
+fn min_tasks(flops: usize) -> usize {
+    MIN_TASK_FLOPS.div_ceil(flops.max(1))
+}
+
+/// For a stride-1 convolution whose output rows are as wide as its input rows, the taps of one
+/// kernel position over the output rows `rows` of an image read one contiguous run of the input
+/// plane: output position `j` (counted from the first of those rows, `rows.start ≥ 0` valid for
+/// `ky`) reads input element `j + base`. Returns `base` and the range of `j` whose input
+/// element lies inside the plane (the others are padding, as are the edge columns).
+fn shifted_run(g: &Geometry, rows: &Range<usize>, ky: usize, kx: usize) -> (isize, Range<usize>) {
+    let base = ((rows.start + ky - g.padding) * g.w) as isize + kx as isize - g.padding as isize;
+    let len = rows.len() * g.ow;
+    let lo = (-base).max(0) as usize;
+    let hi = (g.plane_in() as isize - base).clamp(0, len as isize) as usize;
+    (base, lo.min(hi)..hi)
+}
+
+/// Zeroes the columns outside `cols` of every output row in `run` (rows of `g.ow`).
+fn zero_edge_columns(g: &Geometry, run: &mut [f32], cols: &Range<usize>) {
+    for o in (0..cols.start).chain(cols.end..g.ow) {
+        for v in run.iter_mut().skip(o).step_by(g.ow) {
+            *v = 0.0;
+        }
     }
-    let (plane_in, plane_out, kk) = (g.h * g.w, g.oh * g.ow, g.k * g.k);
-    let mut dw = vec![0f32; g.cout * g.cin * kk];
-    dw.par_chunks_mut(kk).enumerate().for_each(|(idx, dw)| {
-        let (co, ci) = (idx / g.cin, idx % g.cin);
-        let mut acc = vec![0f64; kk];
-        for b in 0..g.n {
-            let xin = &x[(b * g.cin + ci) * plane_in..][..plane_in];
-            let gout = &grad[(b * g.cout + co) * plane_out..][..plane_out];
-            for ky in 0..g.k {
-                let rows = g.valid(ky, g.h, g.oh);
-                for kx in 0..g.k {
-                    let cols = g.valid(kx, g.w, g.ow);
-                    if cols.is_empty() {
+}
+
+/// Writes the im2col rows of input channels `channels` for `tile` into `col` (`[kk][T]`,
+/// zeros where a tap falls into the padding). `x` starts at the tile's first image.
+fn im2col(g: &Geometry, x: &[f32], tile: &Tile, channels: Range<usize>, col: &mut [f32]) {
+    let t = tile.columns(g);
+    let first = tile.images.start;
+    let per_image = tile.rows.len() * g.ow;
+    let same_width = g.stride == 1 && g.ow == g.w;
+    for (c, ci) in channels.enumerate() {
+        for ky in 0..g.k {
+            let rows = g.valid(ky, g.h, g.oh);
+            for kx in 0..g.k {
+                let cols = g.valid(kx, g.w, g.ow);
+                let out = &mut col[((c * g.k + ky) * g.k + kx) * t..][..t];
+                if same_width {
+                    // One copy per image instead of one per output row.
+                    for (i, b) in tile.images.clone().enumerate() {
+                        let out = &mut out[i * per_image..][..per_image];
+                        let src = &x[((b - first) * g.cin + ci) * g.plane_in()..][..g.plane_in()];
+                        let valid = tile.rows.start.max(rows.start)..tile.rows.end.min(rows.end);
+                        if valid.is_empty() {
+                            out.fill(0.0);
+                            continue;
+                        }
+                        let lo = (valid.start - tile.rows.start) * g.ow;
+                        let hi = lo + valid.len() * g.ow;
+                        out[..lo].fill(0.0);
+                        out[hi..].fill(0.0);
+                        let run = &mut out[lo..hi];
+                        let (base, inside) = shifted_run(g, &valid, ky, kx);
+                        run[..inside.start].fill(0.0);
+                        run[inside.end..].fill(0.0);
+                        let from = (inside.start as isize + base) as usize;
+                        run[inside.clone()].copy_from_slice(&src[from..from + inside.len()]);
+                        zero_edge_columns(g, run, &cols);
+                    }
+                    continue;
+                }
+                for (b, oy, start) in tile.row_starts(g) {
+                    let dst = &mut out[start..start + g.ow];
+                    if !rows.contains(&oy) || cols.is_empty() {
+                        dst.fill(0.0);
                         continue;
                     }
-                    let shift = g.input_index(cols.start, kx);
-                    let mut sum = 0f32;
-                    for oy in rows.clone() {
-                        let iy = g.input_index(oy, ky);
-                        let grow = &gout[oy * g.ow + cols.start..oy * g.ow + cols.end];
-                        let xrow = &xin[iy * g.w + shift..(iy + 1) * g.w];
-                        if g.stride == 1 {
-                            sum += dot(grow, xrow);
-                        } else {
-                            sum += grow
-                                .iter()
-                                .enumerate()
-                                .map(|(o, a)| a * xrow[o * g.stride])
-                                .sum::<f32>();
+                    let iy = oy * g.stride + ky - g.padding;
+                    let src = &x[((b - first) * g.cin + ci) * g.plane_in() + iy * g.w..][..g.w];
+                    dst[..cols.start].fill(0.0);
+                    dst[cols.end..].fill(0.0);
+                    let ix0 = cols.start * g.stride + kx - g.padding;
+                    if g.stride == 1 {
+                        dst[cols.clone()].copy_from_slice(&src[ix0..ix0 + cols.len()]);
+                    } else {
+                        for (d, ix) in dst[cols.clone()].iter_mut().zip((ix0..).step_by(g.stride)) {
+                            *d = src[ix];
                         }
                     }
-                    acc[ky * g.k + kx] += sum as f64;
                 }
             }
         }
-        for (d, a) in dw.iter_mut().zip(acc) {
-            *d = a as f32;
-        }
-    });
-    dw
+    }
 }
 
-impl CustomOp2 for DirectConv2d {
+/// Adds the im2col-shaped `col` (`[kk][T]`, all input channels) of `tile` onto `dx`, which
+/// starts at the tile's first image.
+fn col2im(g: &Geometry, col: &mut [f32], tile: &Tile, dx: &mut [f32]) {
+    let t = tile.columns(g);
+    let first = tile.images.start;
+    let per_image = tile.rows.len() * g.ow;
+    let same_width = g.stride == 1 && g.ow == g.w;
+    for ci in 0..g.cin {
+        for ky in 0..g.k {
+            let rows = g.valid(ky, g.h, g.oh);
+            for kx in 0..g.k {
+                let cols = g.valid(kx, g.w, g.ow);
+                if cols.is_empty() {
+                    continue;
+                }
+                let src_row = &mut col[((ci * g.k + ky) * g.k + kx) * t..][..t];
+                if same_width {
+                    // One long add per image: the edge columns, whose taps fall into the
+                    // padding, are zeroed first (they would land on the neighbouring row).
+                    for (i, b) in tile.images.clone().enumerate() {
+                        let src = &mut src_row[i * per_image..][..per_image];
+                        let valid = tile.rows.start.max(rows.start)..tile.rows.end.min(rows.end);
+                        if valid.is_empty() {
+                            continue;
+                        }
+                        let lo = (valid.start - tile.rows.start) * g.ow;
+                        let run = &mut src[lo..lo + valid.len() * g.ow];
+                        zero_edge_columns(g, run, &cols);
+                        let (base, inside) = shifted_run(g, &valid, ky, kx);
+                        let plane =
+                            &mut dx[((b - first) * g.cin + ci) * g.plane_in()..][..g.plane_in()];
+                        let from = (inside.start as isize + base) as usize;
+                        for (d, s) in plane[from..from + inside.len()]
+                            .iter_mut()
+                            .zip(&run[inside])
+                        {
+                            *d += s;
+                        }
+                    }
+                    continue;
+                }
+                let src_row = &*src_row;
+                for (b, oy, start) in tile.row_starts(g) {
+                    if !rows.contains(&oy) {
+                        continue;
+                    }
+                    let iy = oy * g.stride + ky - g.padding;
+                    let dst =
+                        &mut dx[((b - first) * g.cin + ci) * g.plane_in() + iy * g.w..][..g.w];
+                    let src = &src_row[start + cols.start..start + cols.end];
+                    let ix0 = cols.start * g.stride + kx - g.padding;
+                    if g.stride == 1 {
+                        for (d, s) in dst[ix0..ix0 + src.len()].iter_mut().zip(src) {
+                            *d += s;
+                        }
+                    } else {
+                        for (s, ix) in src.iter().zip((ix0..).step_by(g.stride)) {
+                            dst[ix] += s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `[co][T]` copy of the output-shaped planes of `src` (which starts at the tile's first image)
+/// over the tile's positions: the tile's rows of a multi-image tile are not one strided matrix.
+fn gather_planes(g: &Geometry, src: &[f32], tile: &Tile, channels: usize, out: &mut [f32]) {
+    let t = tile.columns(g);
+    let per_image = tile.rows.len() * g.ow;
+    for (i, _) in tile.images.clone().enumerate() {
+        for c in 0..channels {
+            let plane = &src[(i * channels + c) * g.plane_out() + tile.rows.start * g.ow..];
+            out[c * t + i * per_image..][..per_image].copy_from_slice(&plane[..per_image]);
+        }
+    }
+}
+
+/// The tile's positions of the output-shaped planes `src` (`channels` of them per image;
+/// `src` starts at the tile's first image) as a `T × channels` matrix: a strided view of `src`
+/// for a one-image tile, else a copy gathered into `gathered` (`channels · T` elements).
+fn tile_view<'a>(
+    g: &Geometry,
+    src: &'a [f32],
+    tile: &Tile,
+    channels: usize,
+    gathered: &'a mut [f32],
+) -> View<'a> {
+    let t = tile.columns(g);
+    if tile.images.len() == 1 {
+        return View {
+            data: &src[tile.rows.start * g.ow..],
+            rows: t,
+            cols: channels,
+            row_stride: 1,
+            col_stride: g.plane_out(),
+        };
+    }
+    gather_planes(g, src, tile, channels, gathered);
+    View {
+        data: gathered,
+        rows: t,
+        cols: channels,
+        row_stride: 1,
+        col_stride: t,
+    }
+}
+
+/// `y = conv(x, w)`.
+pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
+    let mut y = vec![0f32; g.n * g.cout * g.plane_out()];
+    if y.is_empty() {
+        return Ok(y);
+    }
+    let groups = g.groups();
+    let group_flops = 2 * g.images_per_group() * g.plane_out() * g.depth() * g.cout;
+    let threads = product_threads(groups.len(), group_flops);
+    // Wᵀ as a K × C_out matrix.
+    let wt = View {
+        data: w,
+        rows: g.depth(),
+        cols: g.cout,
+        row_stride: 1,
+        col_stride: g.depth(),
+    };
+    y.par_chunks_mut(g.images_per_group() * g.cout * g.plane_out())
+        .zip(groups)
+        .with_min_len(min_tasks(group_flops))
+        .try_for_each(|(y, images)| {
+            let x =
+                &x[images.start * g.cin * g.plane_in()..][..images.len() * g.cin * g.plane_in()];
+            if g.pointwise() && images.len() == 1 {
+                let p = g.plane_in();
+                let lhs = View {
+                    data: x,
+                    rows: p,
+                    cols: g.cin,
+                    row_stride: 1,
+                    col_stride: p,
+                };
+                let dst = ViewMut {
+                    data: y,
+                    rows: p,
+                    cols: g.cout,
+                    row_stride: 1,
+                    col_stride: p,
+                };
+                return matmul(dst, lhs, wt, false, threads);
+            }
+            for tile in g.tiles(images) {
+                let t = tile.columns(g);
+                let one_image = tile.images.len() == 1;
+                let out_len = if one_image { 0 } else { g.cout * t };
+                with_scratch(g.depth() * t + out_len, |scratch| {
+                    let (col, out) = scratch.split_at_mut(g.depth() * t);
+                    im2col(g, x, &tile, 0..g.cin, col);
+                    let lhs = View {
+                        data: col,
+                        rows: t,
+                        cols: g.depth(),
+                        row_stride: 1,
+                        col_stride: t,
+                    };
+                    if one_image {
+                        let y = &mut y[tile.rows.start * g.ow..];
+                        let dst = ViewMut {
+                            data: y,
+                            rows: t,
+                            cols: g.cout,
+                            row_stride: 1,
+                            col_stride: g.plane_out(),
+                        };
+                        return matmul(dst, lhs, wt, false, threads);
+                    }
+                    let dst = ViewMut {
+                        data: out,
+                        rows: t,
+                        cols: g.cout,
+                        row_stride: 1,
+                        col_stride: t,
+                    };
+                    matmul(dst, lhs, wt, false, threads)?;
+                    let p = g.plane_out();
+                    for (i, y) in y.chunks_mut(g.cout * p).enumerate() {
+                        for (c, plane) in y.chunks_mut(p).enumerate() {
+                            plane.copy_from_slice(&out[c * t + i * p..][..p]);
+                        }
+                    }
+                    Ok::<_, candle_core::Error>(())
+                })?;
+            }
+            Ok(())
+        })?;
+    Ok(y)
+}
+
+/// `∂loss/∂x` given `grad = ∂loss/∂y`.
+pub(crate) fn input_grad(g: &Geometry, grad: &[f32], w: &[f32]) -> Result<Vec<f32>> {
+    let mut dx = vec![0f32; g.n * g.cin * g.plane_in()];
+    if dx.is_empty() || g.plane_out() == 0 {
+        return Ok(dx);
+    }
+    let groups = g.groups();
+    let group_flops = 2 * g.images_per_group() * g.plane_out() * g.depth() * g.cout;
+    let threads = product_threads(groups.len(), group_flops);
+    // W as a C_out × K matrix.
+    let wm = View {
+        data: w,
+        rows: g.cout,
+        cols: g.depth(),
+        row_stride: g.depth(),
+        col_stride: 1,
+    };
+    dx.par_chunks_mut(g.images_per_group() * g.cin * g.plane_in())
+        .zip(groups)
+        .with_min_len(min_tasks(group_flops))
+        .try_for_each(|(dx, images)| {
+            let p = g.plane_out();
+            let grad = &grad[images.start * g.cout * p..][..images.len() * g.cout * p];
+            if g.pointwise() && images.len() == 1 {
+                let lhs = View {
+                    data: grad,
+                    rows: p,
+                    cols: g.cout,
+                    row_stride: 1,
+                    col_stride: p,
+                };
+                let dst = ViewMut {
+                    data: dx,
+                    rows: p,
+                    cols: g.cin,
+                    row_stride: 1,
+                    col_stride: p,
+                };
+                return matmul(dst, lhs, wm, false, threads);
+            }
+            for tile in g.tiles(images) {
+                let t = tile.columns(g);
+                let one_image = tile.images.len() == 1;
+                let gathered = if one_image { 0 } else { g.cout * t };
+                with_scratch(g.depth() * t + gathered, |scratch| {
+                    let (dcol, gathered) = scratch.split_at_mut(g.depth() * t);
+                    let lhs = tile_view(g, grad, &tile, g.cout, gathered);
+                    let dst = ViewMut {
+                        data: dcol,
+                        rows: t,
+                        cols: g.depth(),
+                        row_stride: 1,
+                        col_stride: t,
+                    };
+                    matmul(dst, lhs, wm, false, threads)?;
+                    col2im(g, dcol, &tile, dx);
+                    Ok::<_, candle_core::Error>(())
+                })?;
+            }
+            Ok(())
+        })?;
+    Ok(dx)
+}
+
+/// `∂loss/∂W` given `grad = ∂loss/∂y`.
+pub(crate) fn kernel_grad(g: &Geometry, x: &[f32], grad: &[f32]) -> Result<Vec<f32>> {
+    let depth = g.depth();
+    let mut dw = vec![0f32; g.cout * depth];
+    if dw.is_empty() || g.n == 0 || g.plane_out() == 0 {
+        return Ok(dw);
+    }
+    // Input channels per group, and batch partitions (of image groups) per channel group.
+    let per_group = g
+        .cin
+        .div_ceil((depth / MIN_GROUP_DEPTH).clamp(1, WEIGHT_GRAD_TASKS));
+    let channel_groups: Vec<Range<usize>> = (0..g.cin)
+        .step_by(per_group)
+        .map(|c| c..(c + per_group).min(g.cin))
+        .collect();
+    let image_groups = g.groups();
+    let partitions = WEIGHT_GRAD_TASKS
+        .div_ceil(channel_groups.len())
+        .min(image_groups.len());
+    let per_partition = image_groups.len().div_ceil(partitions);
+    let tasks: Vec<(Range<usize>, &[Range<usize>])> = channel_groups
+        .iter()
+        .flat_map(|c| {
+            image_groups
+                .chunks(per_partition)
+                .map(move |p| (c.clone(), p))
+        })
+        .collect();
+    let task_flops = 2 * g.n * g.plane_out() * g.depth() * g.cout / tasks.len();
+    let threads = product_threads(tasks.len(), task_flops);
+    // Task i's partial gradient, `[co][channels of its group · k²]`, at `offsets[i]`.
+    let mut offsets = vec![0usize];
+    for (c, _) in &tasks {
+        offsets.push(offsets.last().copied().unwrap_or(0) + g.cout * c.len() * g.kk());
+    }
+    let total = offsets.last().copied().unwrap_or(0);
+    let mut parts = SCRATCH.with(Cell::take);
+    parts.clear();
+    parts.resize(total, 0.0);
+    let mut slices: Vec<&mut [f32]> = Vec::with_capacity(tasks.len());
+    let mut rest = &mut parts[..];
+    for (c, _) in &tasks {
+        let (head, tail) = rest.split_at_mut(g.cout * c.len() * g.kk());
+        slices.push(head);
+        rest = tail;
+    }
+    let result = slices
+        .into_par_iter()
+        .zip(&tasks)
+        .with_min_len(min_tasks(task_flops))
+        .try_for_each(|(part, (channels, partition))| {
+            let rows = channels.len() * g.kk();
+            for images in *partition {
+                let p = g.plane_out();
+                let x = &x[images.start * g.cin * g.plane_in()..]
+                    [..images.len() * g.cin * g.plane_in()];
+                let grad = &grad[images.start * g.cout * p..][..images.len() * g.cout * p];
+                for tile in g.tiles(images.clone()) {
+                    let t = tile.columns(g);
+                    let one_image = tile.images.len() == 1;
+                    let direct = g.pointwise() && one_image;
+                    let col_len = if direct { 0 } else { rows * t };
+                    let gathered = if one_image { 0 } else { g.cout * t };
+                    with_scratch(col_len + gathered, |scratch| {
+                        let (col, gathered) = scratch.split_at_mut(col_len);
+                        // colᵀ restricted to the group's channels, K_group × T.
+                        let lhs = if direct {
+                            let data = &x[channels.start * g.plane_in()..];
+                            View {
+                                data,
+                                rows,
+                                cols: t,
+                                row_stride: g.plane_in(),
+                                col_stride: 1,
+                            }
+                        } else {
+                            im2col(g, x, &tile, channels.clone(), col);
+                            View {
+                                data: col,
+                                rows,
+                                cols: t,
+                                row_stride: t,
+                                col_stride: 1,
+                            }
+                        };
+                        let rhs = tile_view(g, grad, &tile, g.cout, gathered);
+                        let dst = ViewMut {
+                            data: part,
+                            rows,
+                            cols: g.cout,
+                            row_stride: 1,
+                            col_stride: rows,
+                        };
+                        matmul(dst, lhs, rhs, true, threads)
+                    })?;
+                }
+            }
+            Ok::<_, candle_core::Error>(())
+        });
+    if result.is_ok() {
+        // Partials in task order: channel group by channel group, partitions in batch order.
+        for ((channels, _), range) in tasks.iter().zip(offsets.windows(2)) {
+            let part = &parts[range[0]..range[1]];
+            let width = channels.len() * g.kk();
+            for (co, row) in dw.chunks_mut(depth).enumerate() {
+                let dst = &mut row[channels.start * g.kk()..][..width];
+                for (d, s) in dst.iter_mut().zip(&part[co * width..][..width]) {
+                    *d += s;
+                }
+            }
+        }
+    }
+    SCRATCH.with(|slot| {
+        let other = slot.take();
+        slot.set(if other.len() > parts.len() {
+            other
+        } else {
+            parts
+        });
+    });
+    result.map(|()| dw)
+}
+
+/// The convolution as a custom op on `(x, kernel)`, whose backward computes only the gradients
+/// autograd will use: an attack's constant weights get none, nor does a training batch.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct GemmConv2d {
+    pub stride: usize,
+    pub padding: usize,
+}
+
+fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
+    crate::cpu_data::slice(s, l, "conv2d", what)
+}
+
+fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
+    crate::cpu_data::with_slice(t, "conv2d", f)
+}
+
+impl CustomOp2 for GemmConv2d {
     fn name(&self) -> &'static str {
-        "direct-conv2d"
+        "spat-cpu-conv2d"
     }
 
     fn cpu_fwd(
@@ -404,12 +720,8 @@ impl CustomOp2 for DirectConv2d {
         wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::new(xl.dims(), wl.dims(), self.stride, self.padding)?;
-        let out = forward(
-            &g,
-            contiguous(xs, xl, "input")?,
-            contiguous(ws, wl, "kernel")?,
-        );
-        Ok((CpuStorage::F32(out), Shape::from((g.n, g.cout, g.oh, g.ow))))
+        let y = forward(&g, slice(xs, xl, "input")?, slice(ws, wl, "kernel")?)?;
+        Ok((CpuStorage::F32(y), Shape::from((g.n, g.cout, g.oh, g.ow))))
     }
 
     fn bwd(
@@ -420,27 +732,183 @@ impl CustomOp2 for DirectConv2d {
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let g = Geometry::new(x.dims(), w.dims(), self.stride, self.padding)?;
-        let read = |t: &Tensor| -> Result<Vec<f32>> { t.flatten_all()?.to_vec1::<f32>() };
-        // Plain copies keep the code simple; they are cheap next to the convolution itself.
-        let gv = read(grad)?;
-        // Only what autograd will use: an attack's constant weights need no kernel gradient, and
-        // a training step's data batch needs no input gradient.
-        let dx = match x.track_op() {
-            true => Some(Tensor::from_vec(
-                input_grad(&g, &gv, &read(w)?),
-                x.shape(),
-                x.device(),
-            )?),
-            false => None,
+        let flops = crate::profile::conv_flops(x.dims(), w.dims(), self.stride, self.padding);
+        let key = || crate::profile::conv_key(x.dims(), w.dims(), self.stride);
+        with_data(grad, |gv| {
+            let dx = match x.track_op() {
+                true => {
+                    let _span = crate::profile::span("conv-input-grad", flops, key);
+                    let dx = with_data(w, |wv| input_grad(&g, gv, wv))?;
+                    Some(Tensor::from_vec(dx, x.shape(), x.device())?)
+                }
+                false => None,
+            };
+            let dw = match w.track_op() {
+                true => {
+                    let _span = crate::profile::span("conv-weight-grad", flops, key);
+                    let dw = with_data(x, |xv| kernel_grad(&g, xv, gv))?;
+                    Some(Tensor::from_vec(dw, w.shape(), w.device())?)
+                }
+                false => None,
+            };
+            Ok((dx, dw))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [-1, 1).
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (0..len)
+            .map(|_| {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// The three directions by their definitions, in f64: `(y, dx, dw)` for upstream `u`.
+    fn naive(g: &Geometry, x: &[f32], w: &[f32], u: &[f32]) -> (Vec<f64>, Vec<f64>, Vec<f64>) {
+        let mut y = vec![0f64; g.n * g.cout * g.plane_out()];
+        let mut dx = vec![0f64; x.len()];
+        let mut dw = vec![0f64; w.len()];
+        for b in 0..g.n {
+            for co in 0..g.cout {
+                for oy in 0..g.oh {
+                    for ox in 0..g.ow {
+                        let o = ((b * g.cout + co) * g.oh + oy) * g.ow + ox;
+                        for ci in 0..g.cin {
+                            for ky in 0..g.k {
+                                for kx in 0..g.k {
+                                    let iy = (oy * g.stride + ky) as isize - g.padding as isize;
+                                    let ix = (ox * g.stride + kx) as isize - g.padding as isize;
+                                    if iy < 0 || ix < 0 || iy >= g.h as isize || ix >= g.w as isize
+                                    {
+                                        continue;
+                                    }
+                                    let i =
+                                        ((b * g.cin + ci) * g.h + iy as usize) * g.w + ix as usize;
+                                    let wi = ((co * g.cin + ci) * g.k + ky) * g.k + kx;
+                                    y[o] += x[i] as f64 * w[wi] as f64;
+                                    dx[i] += u[o] as f64 * w[wi] as f64;
+                                    dw[wi] += u[o] as f64 * x[i] as f64;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        (y, dx, dw)
+    }
+
+    fn assert_close(got: &[f32], want: &[f64], what: &str) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        let scale = want.iter().fold(1e-6f64, |m, v| m.max(v.abs()));
+        for (i, (g, w)) in got.iter().zip(want).enumerate() {
+            let err = (*g as f64 - w).abs() / scale;
+            assert!(err < 2e-6, "{what}[{i}]: {g} vs {w} (relative error {err})");
+        }
+    }
+
+    /// (n, cin, cout, k, stride, padding, h, w).
+    type Case = (usize, usize, usize, usize, usize, usize, usize, usize);
+
+    /// Every path of the kernels. Several tiles per image (stride 1 and 2), groups of whole
+    /// images, 1×1 stride 1 (one product per image and grouped) and stride 2, weight-gradient
+    /// channel groups and batch partitions, k = 5, padding 0 and padding larger than k/2,
+    /// stride 3, a single image (fewer tasks than threads), odd and non-square sizes, and both
+    /// im2col paths (same-width stride 1, and the row-by-row general one).
+    const CASES: [Case; 12] = [
+        (2, 32, 8, 3, 1, 1, 20, 20),
+        (3, 32, 5, 3, 2, 1, 40, 36),
+        (5, 4, 6, 3, 2, 1, 7, 9),
+        (3, 5, 7, 1, 1, 0, 6, 5),
+        (1, 6, 4, 1, 1, 0, 17, 16),
+        (2, 5, 3, 1, 2, 0, 9, 9),
+        (2, 3, 4, 5, 1, 2, 9, 8),
+        (2, 3, 4, 3, 1, 0, 6, 6),
+        (2, 2, 2, 3, 3, 1, 10, 10),
+        (2, 3, 2, 3, 1, 2, 4, 4),
+        (1, 40, 3, 3, 1, 1, 5, 5),
+        (6, 48, 16, 3, 1, 1, 4, 4),
+    ];
+
+    fn run_all(g: &Geometry, x: &[f32], w: &[f32], u: &[f32]) -> [Vec<f32>; 3] {
+        [
+            forward(g, x, w).unwrap(),
+            input_grad(g, u, w).unwrap(),
+            kernel_grad(g, x, u).unwrap(),
+        ]
+    }
+
+    #[test]
+    fn all_directions_match_their_definitions() {
+        for (i, &(n, cin, cout, k, stride, padding, h, w)) in CASES.iter().enumerate() {
+            let g = Geometry::new(&[n, cin, h, w], &[cout, cin, k, k], stride, padding).unwrap();
+            let x = values(n * cin * h * w, 3 * i as u64);
+            let wt = values(cout * cin * k * k, 3 * i as u64 + 1);
+            let u = values(n * cout * g.oh * g.ow, 3 * i as u64 + 2);
+            let (y, dx, dw) = naive(&g, &x, &wt, &u);
+            let [gy, gdx, gdw] = run_all(&g, &x, &wt, &u);
+            let tag = format!("case {i} {g:?}");
+            assert_close(&gy, &y, &format!("{tag} forward"));
+            assert_close(&gdx, &dx, &format!("{tag} input grad"));
+            assert_close(&gdw, &dw, &format!("{tag} kernel grad"));
+        }
+    }
+
+    /// The work split depends on the shapes only, so any thread count gives the same bits.
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let pool = |threads| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
         };
-        let dw = match w.track_op() {
-            true => Some(Tensor::from_vec(
-                kernel_grad(&g, &read(x)?, &gv),
-                w.shape(),
-                w.device(),
-            )?),
-            false => None,
-        };
-        Ok((dx, dw))
+        let (one, three) = (pool(1), pool(3));
+        for (i, &(n, cin, cout, k, stride, padding, h, w)) in CASES.iter().enumerate() {
+            let g = Geometry::new(&[n, cin, h, w], &[cout, cin, k, k], stride, padding).unwrap();
+            let x = values(n * cin * h * w, 7 * i as u64);
+            let wt = values(cout * cin * k * k, 7 * i as u64 + 1);
+            let u = values(n * cout * g.oh * g.ow, 7 * i as u64 + 2);
+            let a = one.install(|| run_all(&g, &x, &wt, &u));
+            let b = three.install(|| run_all(&g, &x, &wt, &u));
+            assert!(a == b, "case {i}: results differ between 1 and 3 threads");
+        }
+    }
+
+    #[test]
+    fn impossible_geometries_are_errors_not_panics() {
+        let bad = [
+            ([1, 3, 8, 8], [4, 3, 3, 3], 0, 1),          // zero stride
+            ([1, 3, 8, 8], [4, 2, 3, 3], 1, 1),          // channel mismatch
+            ([1, 3, 2, 2], [4, 3, 5, 5], 1, 1),          // kernel larger than the padded input
+            ([1, 3, 8, 8], [4, 3, 3, 2], 1, 1),          // non-square kernel
+            ([1, 3, 8, 8], [4, 3, 0, 0], 1, 0),          // empty kernel
+            ([1, 3, 8, 8], [4, 3, 3, 3], 1, usize::MAX), // padding overflows
+        ];
+        for (x, w, stride, padding) in bad {
+            assert!(
+                Geometry::new(&x, &w, stride, padding).is_err(),
+                "{x:?} {w:?} {stride} {padding}"
+            );
+        }
+        assert!(
+            Geometry::new(&[1, 3, 8], &[4, 3, 3, 3], 1, 1).is_err(),
+            "3-D input"
+        );
+        let empty = Geometry::new(&[0, 3, 8, 8], &[4, 3, 3, 3], 1, 1).unwrap();
+        assert!(forward(&empty, &[], &values(108, 1)).unwrap().is_empty());
+        assert_eq!(kernel_grad(&empty, &[], &[]).unwrap(), vec![0.0; 108]);
     }
 }

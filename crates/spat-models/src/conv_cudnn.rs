@@ -211,9 +211,8 @@ fn run<T: ConvElement>(
                 h
             }
         };
-        if !cache.plans.contains_key(&key) {
-            let plan = make_plan::<T>(&handle, &g, tf32)?;
-            cache.plans.insert(key, Box::new(plan));
+        if let std::collections::hash_map::Entry::Vacant(slot) = cache.plans.entry(key) {
+            slot.insert(Box::new(make_plan::<T>(&handle, &g, tf32)?));
         }
         let plan = cache
             .plans

@@ -3,7 +3,6 @@
 
 use candle_core::{DType, Device, Tensor, Var};
 type Result<T, E = candle_core::Error> = std::result::Result<T, E>;
-use rand::Rng;
 use spat_core::rng::HostRng;
 use spat_core::{Mode, VarKind, VarStore};
 
@@ -33,18 +32,16 @@ pub(crate) struct Builder<'a> {
     pub store: &'a mut VarStore,
     pub rng: &'a mut HostRng,
     pub prefix: Vec<String>,
-    pub seed: u64,
     pub dry: bool,
     pub declared: Vec<Declared>,
 }
 
 impl<'a> Builder<'a> {
-    pub fn new(store: &'a mut VarStore, rng: &'a mut HostRng, seed: u64, dry: bool) -> Self {
+    pub fn new(store: &'a mut VarStore, rng: &'a mut HostRng, dry: bool) -> Self {
         Self {
             store,
             rng,
             prefix: Vec::new(),
-            seed,
             dry,
             declared: Vec::new(),
         }
@@ -52,10 +49,6 @@ impl<'a> Builder<'a> {
 }
 
 impl Builder<'_> {
-    pub fn rng_seed(&self) -> u64 {
-        self.seed
-    }
-
     pub fn path(&self, leaf: &str) -> String {
         let mut p = self.prefix.join(".");
         if !p.is_empty() {
@@ -215,10 +208,10 @@ impl Conv2d {
         x.conv2d(self.weight.as_tensor(), self.padding, self.stride, 1, 1)
     }
 
-    /// The direct CPU kernel of `conv_cpu` (narrow layers).
+    /// spat's own convolution ([`crate::conv::conv2d`]) on the `f32` weights.
     #[cfg(test)]
-    pub(crate) fn forward_direct(&self, x: &Tensor) -> Result<Tensor> {
-        direct_conv2d(x, self.weight.as_tensor(), self.stride, self.padding)
+    pub(crate) fn forward_spat(&self, x: &Tensor) -> Result<Tensor> {
+        crate::conv::conv2d(x, self.weight.as_tensor(), self.stride, self.padding)
     }
 
     /// Multiply-accumulates for one image whose input is `h × w`; returns the output size too.
@@ -228,19 +221,6 @@ impl Conv2d {
         let ow = (w + 2 * self.padding - k) / self.stride + 1;
         ((cout * cin * k * k * oh * ow) as u64, (oh, ow))
     }
-}
-
-/// Direct CPU convolution of an `f32` NCHW tensor with a square kernel (no bias, groups or
-/// dilation), differentiable in both arguments. Exposed for benchmarks; networks pick it
-/// themselves for narrow layers.
-#[doc(hidden)]
-pub fn direct_conv2d(x: &Tensor, kernel: &Tensor, stride: usize, padding: usize) -> Result<Tensor> {
-    let x = if x.is_contiguous() {
-        x.clone()
-    } else {
-        x.contiguous()?
-    };
-    x.apply_op2(kernel, crate::conv_cpu::DirectConv2d { stride, padding })
 }
 
 /// Fully connected layer `y = x Wᵀ + b`.
@@ -385,6 +365,7 @@ impl BatchNorm2d {
         relu: bool,
         constant: bool,
     ) -> Result<Tensor> {
+        let _span = crate::profile::span("bn-forward", 0.0, || format!("{:?}", x.dims()));
         let count = self.check_train_batch(x, mode)?;
         let stats = if mode.uses_batch_statistics() {
             let stats = crate::bn_cpu::batch_stats(x)?;
@@ -484,26 +465,6 @@ pub(crate) fn global_avg_pool(x: &Tensor, pass: Pass) -> Result<Tensor> {
     x.to_dtype(DType::F32)?.mean((2, 3))?.to_dtype(pass.compute)
 }
 
-/// Inverted dropout, active only in training modes; the mask comes from the host RNG of the layer.
-pub fn dropout(x: &Tensor, p: f64, rng: &std::sync::Mutex<HostRng>) -> Result<Tensor> {
-    if p <= 0.0 {
-        return Ok(x.clone());
-    }
-    let mut rng = rng
-        .lock()
-        .map_err(|_| candle_core::Error::Msg("dropout rng poisoned".into()))?;
-    let keep: Vec<f32> = (0..x.elem_count())
-        .map(|_| {
-            if rng.random::<f64>() < p {
-                0.0
-            } else {
-                (1.0 / (1.0 - p)) as f32
-            }
-        })
-        .collect();
-    x.mul(&Tensor::from_vec(keep, x.shape(), x.device())?.to_dtype(x.dtype())?)
-}
-
 pub(crate) fn check_dims(x: &Tensor) -> Result<()> {
     if x.rank() != 4 || x.dim(1)? != 3 {
         candle_core::bail!("expected images of shape (N, 3, H, W), got {:?}", x.dims());
@@ -518,7 +479,7 @@ mod tests {
     fn bn_with_stats(channels: usize) -> (VarStore, BatchNorm2d) {
         let mut store = VarStore::new(&Device::Cpu);
         let mut rng = spat_core::rng::host_rng(3, 0);
-        let mut b = Builder::new(&mut store, &mut rng, 3, false);
+        let mut b = Builder::new(&mut store, &mut rng, false);
         let bn = BatchNorm2d::new(&mut b, "bn", channels).unwrap();
         let mut r = spat_core::rng::host_rng(4, 0);
         let dev = Device::Cpu;
@@ -626,11 +587,11 @@ mod tests {
         }
     }
 
-    /// The direct CPU convolution equals candle's in output and in both gradients, for the kernel
+    /// spat's CPU convolution equals candle's in output and in both gradients, for the kernel
     /// sizes, strides and paddings the networks use and for odd sizes where padding and stride
     /// leave unused border rows.
     #[test]
-    fn direct_conv_matches_candle_conv() {
+    fn cpu_conv_matches_candle_conv() {
         let dev = Device::Cpu;
         // (cin, cout, k, stride, h, w)
         let cases = [
@@ -648,7 +609,7 @@ mod tests {
         for (i, &(cin, cout, k, stride, h, w)) in cases.iter().enumerate() {
             let mut store = VarStore::new(&dev);
             let mut rng = spat_core::rng::host_rng(i as u64, 0);
-            let mut b = Builder::new(&mut store, &mut rng, 0, false);
+            let mut b = Builder::new(&mut store, &mut rng, false);
             let conv =
                 Conv2d::new(&mut b, "c", (cin, cout, k), stride, Init::PytorchDefault).unwrap();
             let mut r = spat_core::rng::host_rng(100 + i as u64, 0);
@@ -656,7 +617,7 @@ mod tests {
             let run = |direct: bool| {
                 let xv = Var::from_tensor(&x).unwrap();
                 let y = if direct {
-                    conv.forward_direct(xv.as_tensor()).unwrap()
+                    conv.forward_spat(xv.as_tensor()).unwrap()
                 } else {
                     conv.forward_candle(xv.as_tensor()).unwrap()
                 };

@@ -15,7 +15,11 @@ pub mod conv;
 mod conv_cpu;
 #[cfg(feature = "cudnn")]
 mod conv_cudnn;
+mod cpu_data;
+mod gemm_cpu;
 pub mod layers;
+mod malloc;
+pub mod profile;
 pub mod resnet;
 pub mod wide_resnet;
 
@@ -26,6 +30,7 @@ use candle_core::{DType, Device, Tensor};
 use spat_core::{Classifier, Mode, Network, VarKind, VarStore};
 
 pub use layers::Declared;
+pub use malloc::retain_freed_memory;
 
 /// Arithmetic of a network's convolutions and classifier head.
 ///
@@ -69,6 +74,16 @@ pub fn set_tf32(enabled: bool) {
 pub fn tf32_enabled() -> bool {
     TF32.load(Ordering::Relaxed)
 }
+
+/// Puts a run's arithmetic into effect: sets the process-wide TF32 switch (off for `fp32` only)
+/// and returns the [`Precision`] its models compute in.
+pub fn use_precision(p: spat_spec::Precision) -> Precision {
+    set_tf32(p != spat_spec::Precision::Fp32);
+    match p {
+        spat_spec::Precision::Bf16 => Precision::Bf16,
+        spat_spec::Precision::Fp32 | spat_spec::Precision::Tf32 => Precision::F32,
+    }
+}
 pub use resnet::{BlockKind, ResNet, ResNetConfig};
 pub use wide_resnet::{WideResNet, WideResNetConfig};
 
@@ -82,20 +97,18 @@ pub enum Error {
     UnknownPreset(String),
     #[error("{0}")]
     Config(String),
+    /// Weights that do not fit the network, with the presets they do fit.
+    #[error("{mismatch}; {fits}")]
+    Mismatch {
+        mismatch: Box<spat_core::Mismatch>,
+        fits: String,
+    },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Preset names accepted by [`build`].
-pub const PRESETS: &[&str] = &[
-    "wrn-34-10",
-    "wrn-28-10",
-    "wrn-16-2",
-    "resnet-18",
-    "resnet-50",
-    "preact-resnet-18",
-    "tiny",
-];
+/// Preset names accepted by [`build`] (spat-spec's list; [`spat_spec::MODEL_SIZES`] has their sizes).
+pub use spat_spec::{ModelSize, PRESETS};
 
 /// An architecture with its hyper-parameters.
 #[derive(Debug, Clone, PartialEq)]
@@ -168,7 +181,6 @@ impl Architecture {
             widen,
             base,
             num_classes,
-            drop_rate: 0.0,
         })
     }
 
@@ -203,9 +215,6 @@ impl Architecture {
             Architecture::WideResNet(c) if c.base == 0 || c.widen == 0 => {
                 Some("WideResNet base width and widen factor must be >= 1")
             }
-            Architecture::WideResNet(c) if !(0.0..1.0).contains(&c.drop_rate) => {
-                Some("WideResNet drop rate must be in [0, 1)")
-            }
             Architecture::ResNet(c) if c.num_classes == 0 => Some("num_classes must be >= 1"),
             Architecture::ResNet(c) if c.base == 0 => Some("ResNet base width must be >= 1"),
             Architecture::ResNet(c) if c.layers.contains(&0) => {
@@ -227,7 +236,7 @@ impl Architecture {
 
     /// Parameter and buffer counts and the FLOPs of one 3×32×32 forward, counted from the
     /// construction code without drawing any weight (cheap even for WRN-34-10).
-    pub fn info(&self) -> Result<ModelInfo> {
+    pub fn info(&self) -> Result<ModelSize> {
         let (net, declared) = self.dry_build()?;
         let count = |kind| {
             declared
@@ -236,7 +245,7 @@ impl Architecture {
                 .map(|d| d.shape.iter().product::<usize>())
                 .sum()
         };
-        Ok(ModelInfo {
+        Ok(ModelSize {
             parameters: count(VarKind::Parameter),
             buffers: count(VarKind::Buffer),
             flops: 2 * net.macs(32, 32),
@@ -246,7 +255,7 @@ impl Architecture {
     fn dry_build(&self) -> Result<(Net, Vec<layers::Declared>)> {
         let mut store = VarStore::new(&Device::Cpu);
         let mut rng = spat_core::rng::host_rng(0, spat_core::rng::streams::INIT);
-        let mut b = layers::Builder::new(&mut store, &mut rng, 0, true);
+        let mut b = layers::Builder::new(&mut store, &mut rng, true);
         let (net, _) = construct(&mut b, self)?;
         Ok((net, b.declared))
     }
@@ -257,7 +266,7 @@ impl Model {
     pub fn new(arch: &Architecture, device: &Device, seed: u64) -> Result<Self> {
         let mut store = VarStore::new(device);
         let mut rng = spat_core::rng::host_rng(seed, spat_core::rng::streams::INIT);
-        let mut b = layers::Builder::new(&mut store, &mut rng, seed, false);
+        let mut b = layers::Builder::new(&mut store, &mut rng, false);
         let (net, num_classes) = construct(&mut b, arch)?;
         Ok(Self {
             net,
@@ -336,24 +345,63 @@ pub fn build_with_precision(
     ))
 }
 
-/// Size and cost of a preset.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub struct ModelInfo {
-    /// Trainable scalars, as `sum(p.numel() for p in model.parameters())` in PyTorch.
-    pub parameters: usize,
-    /// Buffer scalars (running means/variances and `num_batches_tracked`).
-    pub buffers: usize,
-    /// Floating-point operations of one forward pass on one 3×32×32 image, counted as
-    /// 2 × the multiply-accumulates of convolutions and linear layers (BN, ReLU, pooling excluded).
-    pub flops: u64,
-}
-
 /// Size and cost of a preset, counted without drawing its weights (see [`Architecture::info`]).
-pub fn model_info(preset: &str, num_classes: usize) -> Result<ModelInfo> {
+pub fn model_info(preset: &str, num_classes: usize) -> Result<ModelSize> {
     Architecture::preset(preset, num_classes)?.info()
 }
 
-/// Loads a safetensors file (spat's, or a PyTorch `state_dict` converted to safetensors) strictly.
-pub fn load_weights(model: &dyn Network, path: &Path) -> Result<()> {
-    Ok(model.var_store().load(path)?)
+/// Loads any weights file into `model`: spat's safetensors, or a PyTorch checkpoint (zip,
+/// legacy or tar `torch.save`, bare or wrapped state dict), names fitted and every weight
+/// checked as [`VarStore::load_checkpoint`] does. When the file does not fit the network, the
+/// error is one line: counts and a few names of the differences, and the presets (with class
+/// count) whose layout does fit.
+pub fn load_weights(model: &dyn Network, path: &Path) -> Result<spat_core::LoadReport> {
+    match model.var_store().load_checkpoint(path) {
+        Err(spat_core::Error::Mismatch(m)) => {
+            let fits = presets_fitting(&m.file_shapes);
+            Err(Error::Mismatch {
+                fits: if fits.is_empty() {
+                    "no preset's layout fits".into()
+                } else {
+                    format!("presets whose layout fits: {}", fits.join(", "))
+                },
+                mismatch: m,
+            })
+        }
+        other => Ok(other?),
+    }
+}
+
+/// Presets (`name` or `name (K classes)`) that declare exactly these names and shapes. Class
+/// counts tried: those of 1-D `fc.bias` / `linear.bias` tensors in the file.
+pub fn presets_fitting(file_shapes: &[(String, Vec<usize>)]) -> Vec<String> {
+    let mut classes: Vec<usize> = file_shapes
+        .iter()
+        .filter(|(n, s)| (n == "fc.bias" || n == "linear.bias") && s.len() == 1)
+        .map(|(_, s)| s[0])
+        .filter(|&k| k > 0)
+        .collect();
+    classes.dedup();
+    let mut want: Vec<(&str, &[usize])> = file_shapes
+        .iter()
+        .map(|(n, s)| (n.as_str(), s.as_slice()))
+        .collect();
+    want.sort();
+    let mut out = Vec::new();
+    for &k in &classes {
+        for &preset in PRESETS {
+            let Ok(vars) = Architecture::preset(preset, k).and_then(|a| a.variables()) else {
+                continue;
+            };
+            let mut have: Vec<(&str, &[usize])> = vars
+                .iter()
+                .map(|d| (d.name.as_str(), d.shape.as_slice()))
+                .collect();
+            have.sort();
+            if have == want {
+                out.push(format!("{preset} ({k} classes)"));
+            }
+        }
+    }
+    out
 }

@@ -5,15 +5,14 @@
 //! in MART's copy), so WRN-34-10 has PyTorch's 46,160,474 parameters. A checkpoint saved from the
 //! TRADES class carries `sub_block1.*` tensors: drop them before loading (strict loading lists
 //! them as unexpected). The reference pools with `avg_pool2d(out, 8)`; global average pooling is
-//! the same on 32×32 inputs and also serves 96×96 ones.
-
-use std::sync::Mutex;
+//! the same on 32×32 inputs and also serves 96×96 ones. The reference's `dropRate` is 0 in every
+//! script of the paper, so there is no dropout (a stochastic layer would also need its random state
+//! in checkpoints for exact resumption).
 
 use candle_core::Tensor;
 type Result<T, E = candle_core::Error> = std::result::Result<T, E>;
-use spat_core::rng::HostRng;
 
-use crate::layers::{dropout, global_avg_pool, BatchNorm2d, Builder, Conv2d, Init, Linear, Pass};
+use crate::layers::{global_avg_pool, BatchNorm2d, Builder, Conv2d, Init, Linear, Pass};
 use crate::Error;
 
 /// Shape of a WideResNet: `depth = 6n + 4`, channel widths `[base, base·k, 2·base·k, 4·base·k]`.
@@ -24,8 +23,6 @@ pub struct WideResNetConfig {
     /// Width of the stem (16 in the paper's networks; smaller for test presets).
     pub base: usize,
     pub num_classes: usize,
-    /// Dropout between the two convolutions of a block (0 = off, as in the paper).
-    pub drop_rate: f64,
 }
 
 /// `bn1 → relu → conv1 → bn2 → relu → conv2`, plus a 1×1 `convShortcut` when the width changes.
@@ -61,18 +58,10 @@ impl BasicBlock {
         })
     }
 
-    fn forward(
-        &self,
-        x: &Tensor,
-        pass: Pass,
-        drop: Option<(f64, &Mutex<HostRng>)>,
-    ) -> Result<Tensor> {
+    fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
         let act = self.bn1.forward_pass(x, pass, true)?;
         let mut out = self.conv1.forward(&act, pass)?;
         out = self.bn2.forward_pass(&out, pass, true)?;
-        if let (Some((p, rng)), true) = (drop, pass.mode.is_training()) {
-            out = dropout(&out, p, rng)?;
-        }
         out = self.conv2.forward(&out, pass)?;
         match &self.shortcut {
             Some(conv) => conv.forward(&act, pass)? + out,
@@ -94,8 +83,6 @@ pub struct WideResNet {
     blocks: Vec<BasicBlock>,
     bn1: BatchNorm2d,
     fc: Linear,
-    drop_rate: f64,
-    dropout_rng: Mutex<HostRng>,
 }
 
 impl WideResNet {
@@ -132,25 +119,18 @@ impl WideResNet {
         }
         let bn1 = BatchNorm2d::new(b, "bn1", widths[3])?;
         let fc = Linear::new(b, "fc", (widths[3], cfg.num_classes), true)?;
-        let dropout_rng = Mutex::new(spat_core::rng::host_rng(
-            b.rng_seed(),
-            spat_core::rng::streams::INIT + 1,
-        ));
         Ok(Self {
             conv1,
             blocks,
             bn1,
             fc,
-            drop_rate: cfg.drop_rate,
-            dropout_rng,
         })
     }
 
     pub(crate) fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
-        let drop = (self.drop_rate > 0.0).then_some((self.drop_rate, &self.dropout_rng));
         let mut out = self.conv1.forward(x, pass)?;
         for block in &self.blocks {
-            out = block.forward(&out, pass, drop)?;
+            out = block.forward(&out, pass)?;
         }
         let out = self.bn1.forward_pass(&out, pass, true)?;
         self.fc.forward(&global_avg_pool(&out, pass)?, pass)

@@ -1,6 +1,8 @@
 //! spat-models against PyTorch: fixtures made by `scripts/golden/models.py` (reference layouts
 //! re-typed in PyTorch, fixed weights with perturbed BN statistics, one fixed batch).
 
+mod common;
+use common::max_rel_err;
 use std::collections::HashMap;
 use std::path::PathBuf;
 
@@ -16,17 +18,6 @@ fn fixture(name: &str) -> PathBuf {
 
 fn load(name: &str) -> HashMap<String, Tensor> {
     spat_core::store::load_tensors(&fixture(name), &Device::Cpu).unwrap()
-}
-
-fn max_rel_err(a: &Tensor, b: &Tensor) -> f32 {
-    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
-    assert_eq!(a.len(), b.len());
-    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-12);
-    a.iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs() / scale)
-        .fold(0f32, f32::max)
 }
 
 fn input_grad(model: &Model, x: &Tensor, y: &Tensor, mode: Mode) -> (Tensor, Tensor) {

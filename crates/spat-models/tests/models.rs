@@ -32,6 +32,19 @@ fn tiny_is_small() {
     assert!((2_000..=100_000).contains(&info.parameters), "{info:?}");
 }
 
+/// spat-spec's table of preset sizes (what xtask plans with, never linking this crate) is what the
+/// construction code counts; a model built with weights has the parameters the dry count says.
+#[test]
+fn size_table_matches_the_construction_code() {
+    for &(preset, size) in spat_spec::MODEL_SIZES {
+        assert_eq!(model_info(preset, 10).unwrap(), size, "{preset}");
+    }
+    let built = build("wrn-16-2", 10, &Device::Cpu, 0).unwrap();
+    let size = spat_spec::model_size("wrn-16-2").unwrap();
+    assert_eq!(built.var_store().parameter_count(), size.parameters);
+    assert_eq!(built.var_store().buffer_count(), size.buffers);
+}
+
 /// `tiny` is WRN-10-1 with stem width 8 (widths 8, 8, 16, 32; one block per group). Its
 /// multiply-accumulates for a 32x32 image, layer by layer (c_in · c_out · k² · output pixels):
 #[test]
@@ -217,7 +230,15 @@ fn save_load_round_trip_and_clear_errors() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("bad.safetensors"), "{msg}");
-    assert!(msg.contains("missing tensors: fc.weight"), "{msg}");
-    assert!(msg.contains("unexpected tensors: fc.weights"), "{msg}");
-    assert!(msg.contains("`bn1.running_mean` has shape [3]"), "{msg}");
+    assert!(
+        msg.contains("1 missing, 1 unexpected, 1 mis-shaped tensors"),
+        "{msg}"
+    );
+    assert!(msg.contains("missing fc.weight"), "{msg}");
+    assert!(msg.contains("unexpected fc.weights"), "{msg}");
+    assert!(
+        msg.contains("bn1.running_mean [3] in the file vs [32]"),
+        "{msg}"
+    );
+    assert!(msg.contains("no preset's layout fits"), "{msg}");
 }

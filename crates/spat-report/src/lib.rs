@@ -172,6 +172,38 @@ impl Canvas {
         })
     }
 
+    /// An image of signed planar CHW values (1 or 3 channels), such as an input gradient, the way
+    /// Tsipras et al. ("Robustness may be at odds with accuracy", Figure 2) show gradients: values
+    /// clipped to their mean ± 3 standard deviations (over the whole image) and that range mapped
+    /// linearly onto 0..=255, so the mean is mid-grey. A constant image is mid-grey.
+    pub fn from_planar_signed(
+        data: &[f32],
+        channels: usize,
+        height: usize,
+        width: usize,
+    ) -> Result<Self> {
+        if data.iter().any(|v| !v.is_finite()) {
+            return Err(Error::Invalid(
+                "signed image holds a non-finite value".into(),
+            ));
+        }
+        let n = data.len().max(1) as f64;
+        let mean = data.iter().map(|&v| v as f64).sum::<f64>() / n;
+        let var = data.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / n;
+        let spread = 3.0 * var.sqrt();
+        let bytes: Vec<u8> = data
+            .iter()
+            .map(|&v| {
+                if spread == 0.0 {
+                    return 128;
+                }
+                let t = ((v as f64 - mean) / spread).clamp(-1.0, 1.0);
+                ((t + 1.0) / 2.0 * 255.0).round() as u8
+            })
+            .collect();
+        Self::from_planar(&bytes, channels, height, width)
+    }
+
     /// Encodes as an 8-bit RGB PNG.
     pub fn to_png(&self) -> Result<Vec<u8>> {
         let mut out = Vec::new();
@@ -187,15 +219,17 @@ impl Canvas {
         Ok(out)
     }
 
-    /// Writes the PNG through a temporary file and a rename, so a reader never sees half a file.
+    /// Writes the PNG atomically (spat-spec's `write_atomic`: temporary file, fsync, rename), so a
+    /// reader never sees half a file.
     pub fn save_png(&self, path: &Path) -> Result<()> {
         let bytes = self.to_png().map_err(|e| match e {
             Error::Png(_, m) => Error::Png(path.to_path_buf(), m),
             other => other,
         })?;
-        let tmp = path.with_extension("png.tmp");
-        std::fs::write(&tmp, &bytes).map_err(|e| Error::Io(tmp.clone(), e))?;
-        std::fs::rename(&tmp, path).map_err(|e| Error::Io(path.to_path_buf(), e))
+        spat_spec::fs::write_atomic(path, &bytes).map_err(|e| match e {
+            spat_spec::Error::Io { path, source } => Error::Io(path, source),
+            other => Error::Invalid(other.to_string()),
+        })
     }
 }
 
@@ -464,6 +498,26 @@ mod tests {
         assert_eq!((w, h), (5, 3));
         assert_eq!(px, c.pixels);
         assert_eq!(&px[(2 * 5 + 1) * 3..(2 * 5 + 1) * 3 + 3], &[10, 20, 30]);
+    }
+
+    #[test]
+    fn signed_values_are_clipped_to_three_standard_deviations_around_the_mean() {
+        // Mean 0: forty values of ±1 and the outliers ±100, beyond 3σ = 3·sqrt(20040/42) ~ 65.5.
+        let mut v: Vec<f32> = (0..42)
+            .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
+            .collect();
+        v[40] = 100.0;
+        v[41] = -100.0;
+        let c = Canvas::from_planar_signed(&v, 1, 6, 7).unwrap();
+        let grey = |i: usize| c.get(i % 7, i / 7)[0];
+        assert_eq!((grey(40), grey(41)), (255, 0), "clipped at ±3σ");
+        let sigma = (20040.0f64 / 42.0).sqrt();
+        let want = ((1.0 / (3.0 * sigma) + 1.0) / 2.0 * 255.0).round() as u8;
+        assert_eq!(grey(0), want);
+        assert_eq!(grey(1), 255 - want);
+        let flat = Canvas::from_planar_signed(&[0.5; 4], 1, 2, 2).unwrap();
+        assert_eq!(flat.get(1, 1)[0], 128);
+        assert!(Canvas::from_planar_signed(&[f32::NAN; 4], 1, 2, 2).is_err());
     }
 
     #[test]

@@ -11,12 +11,8 @@ pub enum Error {
     Data(#[from] spat_data::Error),
     #[error(transparent)]
     Attack(#[from] spat_attacks::Error),
-    #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
+    #[error(transparent)]
+    Spec(#[from] spat_spec::Error),
     /// A checkpoint, state or metrics file that cannot be used to resume.
     #[error("{}: {message}", path.display())]
     Checkpoint { path: PathBuf, message: String },
@@ -36,10 +32,7 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        spat_spec::Error::io(path, source).into()
     }
 }
 

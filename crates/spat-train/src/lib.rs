@@ -1,37 +1,40 @@
 //! Adversarial training for spat.
 //!
-//! [`train`] runs one of the thesis' training methods ([`Method`]: Madry, TRADES, MART, RST), each
-//! optionally with SPAT's label-smoothed adversary ([`TrainConfig::spat_alpha`]), on any
-//! [`spat_core::Network`], with PyTorch-exact [`Sgd`], per-epoch [`LrSchedule`]s, evaluation after
-//! every epoch, and checkpoints from which a killed run resumes bit-identically on the CPU.
+//! [`train`] runs one of the thesis' training methods ([`Method`]: standard, Madry, TRADES, MART,
+//! RST), each adversarial one optionally with SPAT's label-smoothed adversary
+//! ([`RunConfig::spat_alpha`]), on any [`spat_core::Network`], with PyTorch-exact [`Sgd`],
+//! per-epoch [`LrSchedule`]s, evaluation after every epoch, and checkpoints from which a killed run
+//! resumes bit-identically on the CPU. The training policy — the thesis's settings per method and
+//! data set — is [`RunRequest::configure`]; [`load_data`] reads the data a [`RunConfig`] names.
 //!
 //! ```no_run
-//! use std::{path::Path, sync::Arc};
-//! use spat_data::{Augmentation, Dataset, Loader, Split};
-//! use spat_train::{train, Method, TrainConfig};
-//! let dir = Path::new("data");
-//! let train_set = Arc::new(spat_data::load(Dataset::Cifar10, dir, Split::Train)?);
-//! let test_set = spat_data::load(Dataset::Cifar10, dir, Split::Test)?;
-//! let mut config = TrainConfig::paper_defaults("cifar10", Method::Trades)?;
-//! config.spat_alpha = Some(0.1); // TRADES + SPAT
-//! let loader = Loader::new(train_set, config.batch_size)
-//!     .shuffled(config.seed)
-//!     .augmented(Augmentation::for_dataset(Dataset::Cifar10));
+//! use spat_spec::{Dataset, Method};
+//! use spat_train::{load_data, train, RunRequest, TrainOptions};
+//! let mut request = RunRequest::new("wrn-34-10", Dataset::Cifar10, "data", Method::Trades);
+//! request.spat_alpha = Some(0.1); // TRADES + SPAT
+//! let config = request.configure()?;
+//! let data = load_data(&config)?;
 //! let model = spat_models::build("wrn-34-10", 10, &candle_core::Device::Cpu, config.seed)?;
-//! let summary = train(&config, &*model, &loader, &test_set, Path::new("runs/trades-spat"), false)?;
+//! let dir = std::path::Path::new("runs/trades-spat");
+//! let summary = train(&config, &*model, &*data.train, &data.test, dir, TrainOptions::default())?;
 //! println!("best PGD-20 accuracy {:?}", summary.best_robust_acc);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-pub mod config;
+pub mod data;
 pub mod error;
 pub mod objectives;
+pub mod policy;
 pub mod sgd;
 pub mod trainer;
 
-pub use config::{LrSchedule, Method, RstBase, TrainConfig};
+pub use data::{load_data, RunData};
 pub use error::{Error, Result};
+pub use policy::{paper_config, RunRequest, RST_UNLABELED_FRACTION};
 pub use sgd::{Sgd, SgdConfig};
+pub use spat_spec::run::{EpochMetrics, TrainSummary};
+pub use spat_spec::{LrSchedule, Method, PseudoLabeled, RunConfig};
 pub use trainer::{
-    train, train_step, training_adversary, training_loss, EpochMetrics, TrainSummary,
+    sgd_config, train, train_step, train_with_validation, training_adversary, training_loss,
+    EpochOutcome, Run, TrainOptions,
 };

@@ -2,34 +2,17 @@
 //!
 //! Each function follows the reference implementation named in its doc comment term by term,
 //! including the small constants those implementations add inside logarithms, so that a model
-//! trained here optimises the same function as the published one.
+//! trained here optimises the same function as the published one. Log-softmax, softmax and
+//! cross-entropy are spat-attacks' ([`spat_attacks::losses`]): one implementation for attacks and
+//! objectives.
 
-use candle_core::{DType, Tensor, D};
+use candle_core::{Tensor, D};
+use spat_attacks::losses::{log_softmax, one_hot, pick, softmax};
 
-/// `log_softmax` over the class dimension of `(N, K)` logits.
-///
-/// The shift by the row maximum is detached: log-softmax is invariant to it, so its gradient
-/// is zero, and detaching keeps the graph smaller.
-pub fn log_softmax(logits: &Tensor) -> candle_core::Result<Tensor> {
-    let max = logits.max_keepdim(D::Minus1)?.detach();
-    let shifted = logits.broadcast_sub(&max)?;
-    let log_sum = shifted.exp()?.sum_keepdim(D::Minus1)?.log()?;
-    shifted.broadcast_sub(&log_sum)
-}
-
-/// Softmax over the class dimension.
-pub fn softmax(logits: &Tensor) -> candle_core::Result<Tensor> {
-    log_softmax(logits)?.exp()
-}
-
-/// `(N, 1)` column of `values[i, labels[i]]`.
-fn pick(values: &Tensor, labels: &Tensor) -> candle_core::Result<Tensor> {
-    values.gather(&labels.to_dtype(DType::U32)?.unsqueeze(1)?, 1)
-}
-
-/// Mean cross-entropy, PyTorch `F.cross_entropy(logits, y)`.
+/// Mean cross-entropy, PyTorch `F.cross_entropy(logits, y)`: the mean of spat-attacks' per-example
+/// [`spat_attacks::losses::cross_entropy`].
 pub fn cross_entropy(logits: &Tensor, labels: &Tensor) -> candle_core::Result<Tensor> {
-    pick(&log_softmax(logits)?, labels)?.mean_all()?.neg()
+    spat_attacks::losses::cross_entropy(logits, labels)?.mean_all()
 }
 
 /// TRADES' robust term (yaodongyu/TRADES `trades.py`): `KLDivLoss(size_average=False)` of
@@ -59,7 +42,7 @@ pub fn trades_loss(
 fn best_wrong_class(probs: &Tensor, labels: &Tensor) -> candle_core::Result<Tensor> {
     // Push the true class below every probability (all are >= 0), then take the arg-max. The mask
     // is built on the device, so a training step does not copy the labels back to the host.
-    let onehot = spat_attacks::losses::one_hot(labels, probs.dim(1)?, probs.dtype())?;
+    let onehot = one_hot(labels, probs.dim(1)?, probs.dtype())?;
     (probs.detach() - onehot.affine(2.0, 0.0)?)?.argmax(D::Minus1)
 }
 
@@ -88,7 +71,7 @@ pub fn mart_loss(
     // and a probability that underflows to 0 in f32 would otherwise give `0 * -inf = NaN`.
     let log_nat = log_softmax(logits_clean)?;
     let nat_probs = log_nat.exp()?;
-    let true_probs = pick(&nat_probs, labels)?.squeeze(1)?;
+    let true_probs = pick(&nat_probs, labels)?;
     let log_adv = (&adv_probs + 1e-12)?.log()?;
     let kl_rows = nat_probs.mul(&(log_nat - log_adv)?)?.sum(D::Minus1)?;
     let robust = (kl_rows.mul(&(1.0000001 - true_probs)?)?.sum_all()? / n)?;

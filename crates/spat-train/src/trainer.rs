@@ -1,112 +1,64 @@
 //! The training loop, its evaluation, and crash-safe checkpoints.
 //!
-//! Files in the output directory:
+//! A run lives in a directory (its files are listed in [`spat_spec::run`]) and goes through four
+//! stages, each one function of [`Run`]:
 //!
-//! * `config.json` — the [`TrainConfig`], written (atomically) before the first step;
-//! * `metrics.jsonl` — one [`EpochMetrics`] object per finished epoch;
-//! * `checkpoint.safetensors` — weights and buffers after the last finished epoch (PyTorch
-//!   `state_dict` names); `optimizer.safetensors` — SGD momentum buffers by parameter name;
-//! * `state.json` — epochs done, seed, RNG counter (global step), best robust accuracy, a hash of
-//!   the configuration and an FNV-1a checksum of the two files above. It is written last, so a crash between files leaves a checksum mismatch
-//!   that resuming reports instead of silently mixing epochs;
-//! * `best.safetensors` — weights of the epoch with the best robust accuracy;
-//! * `model.safetensors` and `summary.json` — final weights and final evaluation.
+//! 1. [`Run::open`] — open or resume: a new run writes `config.json`; a saved one is checked (same
+//!    configuration, same network variables, same training and test data, checkpoint files that
+//!    match the checksums `state.json` recorded) and loaded, writing nothing;
+//! 2. [`Run::train_epoch`] — one epoch of steps and the per-epoch evaluation, in memory only;
+//! 3. [`Run::commit`] — makes that epoch durable: checkpoint, optimizer, best weights, metrics,
+//!    and `state.json` last, so a crash between files leaves a checksum mismatch that resuming
+//!    reports instead of silently mixing epochs;
+//! 4. [`Run::finish`] — final weights and evaluation (`model.safetensors`, `summary.json`).
 //!
-//! The learning rate is set once at the start of each epoch from [`crate::LrSchedule`] (as the
-//! references' `adjust_learning_rate(optimizer, epoch)`), not per step.
+//! [`train`] runs them in order. The learning rate is set once at the start of each epoch from the
+//! schedule (as the references' `adjust_learning_rate(optimizer, epoch)`), not per step.
 //!
 //! Randomness: the adversary of global step `s` draws from `host_rng(seed, ATTACK + s)`, the
 //! loader is a pure function of `(its seed, epoch)`, and evaluation never changes the model, so
-//! resuming needs only the epoch counter to reproduce an uninterrupted run bit for bit (CPU).
+//! resuming needs only the epoch and step counters to reproduce an uninterrupted run bit for bit
+//! (CPU).
 
-use std::collections::HashMap;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
-use spat_attacks::{evaluate, Attack, AttackLoss, AttackSpec, Pgd, RandomStart};
+use spat_attacks::{evaluate, Attack, AttackLoss, Pgd, RandomStart};
 use spat_core::rng::{host_rng, streams, HostRng};
 use spat_core::{Batch, Mode, Network};
 use spat_data::{BatchSource, ImageSet};
+use spat_spec::run::{files, EpochMetrics, RunIdentity, RunState, TrainSummary};
+use spat_spec::{AttackSpec, Fnv1a, Method, RunConfig};
 
-use crate::config::{Method, TrainConfig};
 use crate::error::{Error, Result};
 use crate::objectives;
 use crate::sgd::{Sgd, SgdConfig};
 
-/// What one finished epoch looked like (one line of `metrics.jsonl`).
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct EpochMetrics {
-    /// 1-based epoch number.
-    pub epoch: usize,
-    /// Mean training loss over the epoch's examples.
-    pub loss: f64,
-    /// Clean accuracy (percent) on the evaluation subset.
-    pub clean_acc: f64,
-    /// Accuracy (percent) under the evaluation attack on the evaluation subset.
-    pub robust_acc: f64,
-    pub lr: f64,
-    /// Training throughput (adversary + update), evaluation excluded.
-    pub images_per_sec: f64,
-    /// Wall time of the epoch, evaluation and checkpointing included.
-    pub seconds: f64,
-    pub eval_examples: usize,
+/// How [`train`] treats its run directory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TrainOptions {
+    /// Continue the run saved in the directory (if there is none, start it). Without it, a
+    /// directory that already holds a run is refused.
+    pub resume: bool,
+    /// Stop (after committing) once this many epochs are done in total, as if the process had
+    /// been killed there: for tests and for splitting a run across jobs. Not part of the run.
+    pub stop_after_epochs: Option<usize>,
 }
 
-/// The outcome of [`train`].
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
-pub struct TrainSummary {
-    pub epochs_done: usize,
-    /// Epochs that were already done when this call started (resume).
-    pub resumed_from: Option<usize>,
-    /// Whether training stopped at `stop_after_epochs` before the configured epoch count.
-    pub stopped_early: bool,
-    pub best_robust_acc: Option<f64>,
-    pub best_epoch: Option<usize>,
-    /// Final clean / robust accuracy (percent) on the whole test set (or the evaluation subset if
-    /// `final_full_eval` is off); `None` when stopped early.
-    pub final_clean_acc: Option<f64>,
-    pub final_robust_acc: Option<f64>,
-    pub final_eval_examples: Option<usize>,
-    pub history: Vec<EpochMetrics>,
-}
-
-/// Saved after every epoch, last of all files.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-struct RunState {
-    epochs_done: usize,
-    seed: u64,
-    /// Steps taken so far: the counter of the adversary's RNG stream.
-    global_step: u64,
-    best_robust_acc: Option<f64>,
-    best_epoch: Option<usize>,
-    /// FNV-1a of the run's identity (the config without `stop_after_epochs`, as JSON).
-    config_fnv1a64: String,
-    checkpoint_fnv1a64: String,
-    optimizer_fnv1a64: String,
-}
-
-const CONFIG: &str = "config.json";
-const METRICS: &str = "metrics.jsonl";
-const CHECKPOINT: &str = "checkpoint.safetensors";
-const OPTIMIZER: &str = "optimizer.safetensors";
-const STATE: &str = "state.json";
-const BEST: &str = "best.safetensors";
-const FINAL: &str = "model.safetensors";
-const SUMMARY: &str = "summary.json";
-
-/// The training adversary of `config`: PGD with the method's loss (CE for Madry and MART, KL for
-/// TRADES and RST), or PGD-LS(α) under SPAT (thesis §4.3: "all the adversarial examples are
-/// generated by PGD-LS"); the method's start (uniform for Madry, `x + 0.001 N(0, 1)` for TRADES,
-/// MART and RST, as their code), run in `config.adversary_mode`.
+/// The training adversary of `config`, `None` for standard training: PGD with the method's loss
+/// (CE for Madry and MART, KL for TRADES and RST), or PGD-LS(α) under SPAT (thesis §4.3: "all the
+/// adversarial examples are generated by PGD-LS"); the method's start (uniform for Madry,
+/// `x + 0.001 N(0, 1)` for TRADES, MART and RST, as their code), run in `config.adversary_mode`.
 ///
 /// Since PGD-LS(0) is PGD-CE, SPAT with α = 0 *is* plain Madry and plain MART (same start, same
 /// loss, bit for bit). For TRADES (and RST) SPAT replaces PGD-KL, so TRADES + SPAT(α = 0) is
 /// TRADES' outer loss with a PGD-CE adversary, not plain TRADES.
-pub fn training_adversary(config: &TrainConfig) -> Pgd {
-    let objective = config.objective();
+pub fn training_adversary(config: &RunConfig) -> Option<Pgd> {
+    let objective = config.method.objective();
     let loss = match (config.spat_alpha, objective) {
+        (_, Method::Standard) => return None,
         (Some(alpha), _) => AttackLoss::LabelSmoothed { alpha },
         (None, Method::Trades) => AttackLoss::Kl,
         (None, _) => AttackLoss::CrossEntropy,
@@ -115,14 +67,14 @@ pub fn training_adversary(config: &TrainConfig) -> Pgd {
         Method::Madry => RandomStart::Uniform,
         _ => RandomStart::Gaussian { std: 0.001 },
     };
-    Pgd {
+    Some(Pgd {
         eps: config.eps,
         step_size: config.attack_step_size,
         steps: config.attack_steps,
         loss,
         random_start,
         mode: config.adversary_mode,
-    }
+    })
 }
 
 /// The outer loss of one batch: crafts the adversary (drawing its start from `rng`), then runs
@@ -130,54 +82,56 @@ pub fn training_adversary(config: &TrainConfig) -> Pgd {
 /// reference code, because each `Mode::Train` forward moves the BN running statistics and the
 /// order decides where they end up:
 ///
+/// * standard: `model(x)`;
 /// * Madry (Rice et al. `train_cifar.py`): `model(x̂)`;
 /// * TRADES (`trades.py`): `model(x)` for the CE term, `model(x̂)`, then `model(x)` again for the
 ///   KL target. Both clean passes give the same logits (batch statistics), so the loss uses the
 ///   first one for both terms — same value and gradient — and the second pass is run only for its
 ///   effect on the running statistics;
 /// * MART (`mart.py`): `model(x)`, `model(x̂)`;
-/// * RST (semisup-adv `losses.py`): `model(x̂)`, then `model(x)`; RST with MART's loss uses MART's
-///   order.
+/// * TRADES' objective on pseudo-labelled batches (RST, semisup-adv `losses.py`): `model(x̂)`,
+///   then `model(x)`; MART's objective on them keeps MART's order.
 pub fn training_loss(
-    config: &TrainConfig,
+    config: &RunConfig,
     model: &dyn Network,
     batch: &Batch,
     rng: &mut HostRng,
 ) -> Result<Tensor> {
-    let adversary = training_adversary(config);
-    let x_adv = adversary.perturb(model, &batch.images, &batch.labels, rng)?;
     let x = &batch.images;
     let y = &batch.labels;
     let forward = |input: &Tensor| model.logits(input, Mode::Train);
-    let loss = match (config.method, config.objective()) {
-        (_, Method::Madry) => objectives::cross_entropy(&forward(&x_adv)?, y)?,
-        (Method::Rst, Method::Trades) => {
+    let Some(adversary) = training_adversary(config) else {
+        return Ok(objectives::cross_entropy(&forward(x)?, y)?);
+    };
+    let x_adv = adversary.perturb(model, x, y, rng)?;
+    let loss = match config.method.objective() {
+        Method::Madry => objectives::cross_entropy(&forward(&x_adv)?, y)?,
+        Method::Trades if config.is_semi_supervised() => {
             let adv = forward(&x_adv)?;
             let clean = forward(x)?;
             objectives::trades_loss(&clean, &adv, y, config.trades_beta)?
         }
-        (_, Method::Trades) => {
+        Method::Trades => {
             let clean = forward(x)?;
             let adv = forward(&x_adv)?;
             // The reference's second `model(x_natural)`: same logits, one more BN update.
             drop(forward(x)?);
             objectives::trades_loss(&clean, &adv, y, config.trades_beta)?
         }
-        (_, Method::Mart) => {
+        Method::Mart => {
             let clean = forward(x)?;
             let adv = forward(&x_adv)?;
             objectives::mart_loss(&clean, &adv, y, config.mart_lambda)?
         }
-        (_, Method::Rst) => unreachable!("objective() resolves RST to its base"),
+        Method::Standard | Method::Rst => unreachable!("resolved above and by objective()"),
     };
     Ok(loss)
 }
 
-/// One optimisation step; returns the loss (checked to be finite before the update is applied:
-/// a non-finite loss leaves the weights untouched and is reported as
-/// [`Error::NonFiniteLoss`] with `epoch`/`step` from the arguments).
+/// One optimisation step; returns the loss. A non-finite loss is returned without touching the
+/// weights (the caller reports it).
 pub fn train_step(
-    config: &TrainConfig,
+    config: &RunConfig,
     model: &dyn Network,
     optimizer: &mut Sgd,
     batch: &Batch,
@@ -193,7 +147,8 @@ pub fn train_step(
     Ok(value)
 }
 
-fn sgd_config(config: &TrainConfig) -> SgdConfig {
+/// The SGD hyper-parameters of `config` (the learning rate is the epoch-1 base rate).
+pub fn sgd_config(config: &RunConfig) -> SgdConfig {
     SgdConfig {
         lr: config.lr,
         momentum: config.momentum,
@@ -204,135 +159,139 @@ fn sgd_config(config: &TrainConfig) -> SgdConfig {
     }
 }
 
-/// FNV-1a, 64 bit: cheap, dependency-free, and enough to tell a file from another epoch's.
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
-        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
-    })
-}
-
 fn file_checksum(path: &Path) -> Result<String> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    Ok(format!("{:016x}", fnv1a64(&bytes)))
+    Ok(Fnv1a::hex_of(&bytes))
 }
 
-fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
-    let mut text = serde_json::to_string_pretty(value)
-        .map_err(|e| Error::Config(format!("cannot serialise {}: {e}", path.display())))?;
-    text.push('\n');
-    Ok(spat_core::fs::write_atomic(path, text.as_bytes())?)
-}
-
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::Checkpoint {
-        path: path.to_path_buf(),
-        message: format!("not a valid file of this kind ({e})"),
-    })
-}
-
-/// A config as compared on resume: the run's identity without `stop_after_epochs`.
-fn identity(config: &TrainConfig) -> TrainConfig {
-    TrainConfig {
-        stop_after_epochs: None,
-        ..config.clone()
+/// FNV-1a of the names, shapes and kinds of a network's variables, in registration order.
+fn model_fingerprint(model: &dyn Network) -> String {
+    let mut h = Fnv1a::new();
+    for (name, var, kind) in model.var_store().iter() {
+        h.update(format!("{name}:{:?}:{kind:?};", var.dims()).as_bytes());
     }
+    h.hex()
 }
 
-fn config_hash(config: &TrainConfig) -> String {
-    let json = serde_json::to_string(&identity(config)).expect("plain data serialises");
-    format!("{:016x}", fnv1a64(json.as_bytes()))
-}
-
-struct Resumed {
-    state: RunState,
-    history: Vec<EpochMetrics>,
-}
-
-/// Validates and loads everything of a previous run; writes nothing.
-fn load_run(
-    dir: &Path,
-    config: &TrainConfig,
+fn identity(
+    config: &RunConfig,
     model: &dyn Network,
-    optimizer: &mut Sgd,
-) -> Result<Resumed> {
-    let state_path = dir.join(STATE);
-    let state: RunState = read_json(&state_path)?;
-    let config_path = dir.join(CONFIG);
-    let saved: TrainConfig = read_json(&config_path)?;
-    if identity(&saved) != identity(config) {
-        return Err(Error::Checkpoint {
-            path: config_path,
-            message: "the run in this directory has a different configuration; \
-                      resume it with the same settings or train into a new directory"
-                .into(),
-        });
+    train: &dyn BatchSource,
+    test: &ImageSet,
+) -> RunIdentity {
+    let json = serde_json::to_string(&config.identity()).expect("plain data serialises");
+    RunIdentity {
+        config: Fnv1a::hex_of(json.as_bytes()),
+        model: model_fingerprint(model),
+        train_data: train.fingerprint(),
+        test_data: test.fingerprint(),
     }
-    if state.config_fnv1a64 != config_hash(config) {
-        return Err(Error::Checkpoint {
-            path: state_path,
-            message: "was written by a run with a different configuration (config hash \
-                      mismatch); resume it with the same settings or train into a new directory"
-                .into(),
-        });
-    }
-    if state.seed != config.seed {
-        return Err(Error::Checkpoint {
-            path: state_path,
-            message: format!(
-                "seed {} does not match the config's {}",
-                state.seed, config.seed
+}
+
+/// The top-level fields in which two configurations differ, as `name (saved vs given)`.
+fn differences(saved: &RunConfig, given: &RunConfig) -> Vec<String> {
+    let as_map = |c: &RunConfig| match serde_json::to_value(c.identity()) {
+        Ok(serde_json::Value::Object(m)) => m,
+        _ => unreachable!("a RunConfig serialises to an object"),
+    };
+    let (a, b) = (as_map(saved), as_map(given));
+    a.iter()
+        .filter(|(k, v)| b.get(*k) != Some(*v))
+        .map(|(k, v)| {
+            format!(
+                "{k} ({v} vs {})",
+                b.get(k).unwrap_or(&serde_json::Value::Null)
+            )
+        })
+        .collect()
+}
+
+fn refuse(path: PathBuf, message: String) -> Error {
+    Error::Checkpoint { path, message }
+}
+
+/// Checks that `state` (read from `dir`) belongs to this run and its files, naming what differs.
+fn check_identity(dir: &Path, state: &RunState, now: &RunIdentity) -> Result<()> {
+    let path = dir.join(files::STATE);
+    let saved = &state.identity;
+    let mismatch = |what: &str, was: &str, is: &str| {
+        refuse(
+            path.clone(),
+            format!(
+                "this run was trained with {what} {was}, but it is given {what} {is}; resume it \
+                 with what it was started with, or train into a new directory"
             ),
-        });
+        )
+    };
+    if saved.config != now.config {
+        return Err(mismatch("configuration", &saved.config, &now.config));
+    }
+    if saved.model != now.model {
+        return Err(mismatch(
+            "a network whose variables have fingerprint",
+            &saved.model,
+            &now.model,
+        ));
+    }
+    if saved.train_data != now.train_data {
+        return Err(mismatch(
+            "training data of fingerprint",
+            &saved.train_data,
+            &now.train_data,
+        ));
+    }
+    if saved.test_data != now.test_data {
+        return Err(mismatch(
+            "test data of fingerprint",
+            &saved.test_data,
+            &now.test_data,
+        ));
     }
     for (name, want) in [
-        (CHECKPOINT, &state.checkpoint_fnv1a64),
-        (OPTIMIZER, &state.optimizer_fnv1a64),
+        (files::CHECKPOINT, &state.checkpoint_fnv1a64),
+        (files::OPTIMIZER, &state.optimizer_fnv1a64),
     ] {
-        let path = dir.join(name);
-        let got = file_checksum(&path)?;
+        let file = dir.join(name);
+        let got = file_checksum(&file)?;
         if &got != want {
-            return Err(Error::Checkpoint {
-                path,
-                message: format!(
-                    "checksum {got} does not match {want} recorded in {STATE} for epoch {} \
+            return Err(refuse(
+                file,
+                format!(
+                    "checksum {got} does not match {want} recorded in {} for epoch {} \
                      (corrupted, or written by an interrupted later epoch)",
+                    files::STATE,
                     state.epochs_done
                 ),
-            });
+            ));
         }
     }
-    let weights: HashMap<String, Tensor> =
-        spat_core::store::load_tensors(&dir.join(CHECKPOINT), model.var_store().device())?;
-    let momentum =
-        spat_core::store::load_tensors(&dir.join(OPTIMIZER), model.var_store().device())?;
-    // Check both before changing anything, so a bad file leaves model and optimizer as they were.
-    let mut probe = Sgd::new(model.var_store(), *optimizer.config());
-    probe.load_state(momentum.clone(), &dir.join(OPTIMIZER))?;
-    model.var_store().assign(weights, &dir.join(CHECKPOINT))?;
-    optimizer.load_state(momentum, &dir.join(OPTIMIZER))?;
+    Ok(())
+}
 
-    let metrics_path = dir.join(METRICS);
+/// Epoch records of `metrics.jsonl` up to `epochs_done` (lines of later epochs belong to work
+/// that is about to be redone).
+fn read_metrics(path: &Path, epochs_done: usize) -> Result<Vec<EpochMetrics>> {
+    if !path.exists() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let mut history = Vec::new();
-    if metrics_path.exists() {
-        let text =
-            std::fs::read_to_string(&metrics_path).map_err(|e| Error::io(&metrics_path, e))?;
-        for (i, line) in text
-            .lines()
-            .enumerate()
-            .filter(|(_, l)| !l.trim().is_empty())
-        {
-            let m: EpochMetrics = serde_json::from_str(line).map_err(|e| Error::Checkpoint {
-                path: metrics_path.clone(),
-                message: format!("line {} is not an epoch record ({e})", i + 1),
-            })?;
-            // Lines of epochs after the checkpoint belong to work that is about to be redone.
-            if m.epoch <= state.epochs_done {
-                history.push(m);
-            }
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let m: EpochMetrics = serde_json::from_str(line).map_err(|e| {
+            refuse(
+                path.to_path_buf(),
+                format!("line {} is not an epoch record ({e})", i + 1),
+            )
+        })?;
+        if m.epoch <= epochs_done {
+            history.push(m);
         }
     }
-    Ok(Resumed { state, history })
+    Ok(history)
 }
 
 fn write_metrics(path: &Path, history: &[EpochMetrics]) -> Result<()> {
@@ -341,22 +300,16 @@ fn write_metrics(path: &Path, history: &[EpochMetrics]) -> Result<()> {
         text.push_str(&serde_json::to_string(m).expect("plain numbers serialise"));
         text.push('\n');
     }
-    Ok(spat_core::fs::write_atomic(path, text.as_bytes())?)
+    Ok(spat_spec::fs::write_atomic(path, text.as_bytes())?)
 }
 
-struct Evaluation {
-    clean: f64,
-    robust: f64,
-    examples: usize,
-}
-
+/// Clean and robust accuracy (percent) of `model` on `set` under the run's evaluation attack.
 fn evaluate_on(
-    config: &TrainConfig,
+    config: &RunConfig,
     model: &dyn Network,
     set: &ImageSet,
-    spec: &AttackSpec,
     device: &Device,
-) -> Result<Evaluation> {
+) -> Result<(f64, f64, usize)> {
     let n = set.len();
     let bs = config.eval_batch_size;
     let batches = (0..n.div_ceil(bs)).map(|b| {
@@ -364,13 +317,10 @@ fn evaluate_on(
         set.to_batch(&idx, device)
             .map_err(|e| candle_core::Error::Msg(e.to_string()))
     });
-    let specs = [AttackSpec::Clean, *spec];
+    let specs = [AttackSpec::Clean, config.eval_attack];
     let report = evaluate(model, batches, &specs, config.eps, config.seed, false)?;
-    Ok(Evaluation {
-        clean: report.accuracy["clean"],
-        robust: report.accuracy[&spec.to_string()],
-        examples: report.examples,
-    })
+    let acc = |s: &AttackSpec| report.accuracy_of(s).expect("evaluated");
+    Ok((acc(&specs[0]), acc(&specs[1]), report.examples))
 }
 
 fn progress_bar(len: usize, epoch: usize, epochs: usize) -> indicatif::ProgressBar {
@@ -388,93 +338,213 @@ fn progress_bar(len: usize, epoch: usize, epochs: usize) -> indicatif::ProgressB
     bar
 }
 
-/// Trains `model` with `config` on `train`, evaluating on `test` after every epoch, writing into
-/// `out_dir` (see the module docs for the files). With `resume`, continues the run saved in
-/// `out_dir` (if there is none, starts a new one); without it, refuses a directory that already
-/// holds a run.
-pub fn train(
-    config: &TrainConfig,
-    model: &dyn Network,
-    train: &dyn BatchSource,
-    test: &ImageSet,
-    out_dir: &Path,
-    resume: bool,
-) -> Result<TrainSummary> {
-    config.validate()?;
-    let eval_spec: AttackSpec = config
-        .eval_attack
-        .parse()
-        .map_err(|e: spat_attacks::Error| Error::Config(format!("eval_attack: {e}")))?;
-    if test.is_empty() {
-        return Err(Error::Config(format!(
-            "{}: the test set is empty",
-            test.source().display()
-        )));
-    }
-    if train.num_batches() == 0 {
-        return Err(Error::Config(
-            "the training loader yields no batches".into(),
-        ));
-    }
-    std::fs::create_dir_all(out_dir).map_err(|e| Error::io(out_dir, e))?;
-    let path = |name: &str| -> PathBuf { out_dir.join(name) };
-    let device = model.var_store().device().clone();
-    let mut optimizer = Sgd::new(model.var_store(), sgd_config(config));
+/// An epoch trained and evaluated but not yet committed.
+#[derive(Debug, Clone)]
+pub struct EpochOutcome {
+    pub metrics: EpochMetrics,
+    /// The step counter after the epoch.
+    global_step: u64,
+    /// When the epoch started: its recorded wall time ends when it is committed.
+    started: Instant,
+}
 
-    let (mut state, mut history, resumed_from) = if path(STATE).exists() {
-        if !resume {
+/// An open run directory with its model and optimizer (see the module docs).
+pub struct Run<'a> {
+    config: &'a RunConfig,
+    model: &'a dyn Network,
+    dir: PathBuf,
+    optimizer: Sgd,
+    state: RunState,
+    history: Vec<EpochMetrics>,
+    resumed_from: Option<usize>,
+    /// The fixed seeded subset of the test set evaluated after each epoch, or the run's
+    /// validation split once [`Run::use_validation`] gave it.
+    eval_set: ImageSet,
+    /// Whether `eval_set` is the validation split.
+    validated: bool,
+    device: Device,
+}
+
+impl<'a> Run<'a> {
+    /// Opens `dir` for a run of `config` on `model`, `train` and `test`.
+    ///
+    /// A directory without a run gets `config.json` (and an empty `metrics.jsonl`). One that
+    /// holds a run is refused unless `resume`; with it, the run is checked — `config.json` equal
+    /// to `config` up to data locations, and `state.json`'s fingerprints of the configuration,
+    /// the network's variables and the training and test data, and its checksums of the
+    /// checkpoint files, all matching — and its weights, momentum and history are loaded. Nothing
+    /// is written when a check fails.
+    pub fn open(
+        config: &'a RunConfig,
+        model: &'a dyn Network,
+        train: &dyn BatchSource,
+        test: &ImageSet,
+        dir: &Path,
+        resume: bool,
+    ) -> Result<Self> {
+        config.validate()?;
+        if test.is_empty() {
             return Err(Error::Config(format!(
-                "{} already holds a training run ({STATE}); resume it or choose a new directory",
-                out_dir.display()
+                "{}: the test set is empty",
+                test.source().display()
             )));
         }
-        let r = load_run(out_dir, config, model, &mut optimizer)?;
-        tracing::info!(epochs_done = r.state.epochs_done, "resuming");
-        let done = r.state.epochs_done;
-        (r.state, r.history, Some(done))
-    } else {
-        write_json(&path(CONFIG), config)?;
-        write_metrics(&path(METRICS), &[])?;
-        let state = RunState {
+        if train.num_batches() == 0 {
+            return Err(Error::Config(
+                "the training loader yields no batches".into(),
+            ));
+        }
+        let now = identity(config, model, train, test);
+        let device = model.var_store().device().clone();
+        let mut optimizer = Sgd::new(model.var_store(), sgd_config(config));
+        let config_path = dir.join(files::CONFIG);
+        let state_path = dir.join(files::STATE);
+        let (state, history, resumed_from) = if config_path.exists() {
+            if !resume {
+                return Err(Error::Config(format!(
+                    "{} already holds a training run ({}); resume it or choose a new directory",
+                    dir.display(),
+                    files::CONFIG
+                )));
+            }
+            let saved: RunConfig = spat_spec::fs::read_json(&config_path, "a run configuration")?;
+            let differ = differences(&saved, config);
+            if !differ.is_empty() {
+                return Err(refuse(
+                    config_path,
+                    format!(
+                        "the run in this directory has a different configuration: {}; resume it \
+                         with the same settings or train into a new directory",
+                        differ.join(", ")
+                    ),
+                ));
+            }
+            if state_path.exists() {
+                let state: RunState = spat_spec::fs::read_json(&state_path, "a run state")?;
+                check_identity(dir, &state, &now)?;
+                let weights =
+                    spat_core::store::load_tensors(&dir.join(files::CHECKPOINT), &device)?;
+                let momentum =
+                    spat_core::store::load_tensors(&dir.join(files::OPTIMIZER), &device)?;
+                // Check both before changing anything, so a bad file leaves model and optimizer
+                // as they were.
+                let mut probe = Sgd::new(model.var_store(), *optimizer.config());
+                probe.load_state(momentum.clone(), &dir.join(files::OPTIMIZER))?;
+                model
+                    .var_store()
+                    .assign(weights, &dir.join(files::CHECKPOINT))?;
+                optimizer.load_state(momentum, &dir.join(files::OPTIMIZER))?;
+                let history = read_metrics(&dir.join(files::METRICS), state.epochs_done)?;
+                tracing::info!(epochs_done = state.epochs_done, "resuming");
+                let done = state.epochs_done;
+                (state, history, Some(done))
+            } else {
+                // Killed before its first epoch was committed: it starts from the beginning.
+                (Self::fresh_state(now), Vec::new(), None)
+            }
+        } else {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+            spat_spec::fs::write_json(&config_path, config)?;
+            (Self::fresh_state(now), Vec::new(), None)
+        };
+        // Metrics of epochs after the checkpoint (from a killed run) are dropped before new ones.
+        write_metrics(&dir.join(files::METRICS), &history)?;
+        let eval_set = if config.eval_examples == 0 || config.eval_examples >= test.len() {
+            test.clone()
+        } else {
+            test.sample(config.eval_examples, config.seed)
+        };
+        Ok(Self {
+            config,
+            model,
+            dir: dir.to_path_buf(),
+            optimizer,
+            state,
+            history,
+            resumed_from,
+            eval_set,
+            validated: false,
+            device,
+        })
+    }
+
+    /// Evaluates after each epoch on `set`, the validation split the configuration holds out of
+    /// the training set ([`RunConfig::val_subset`]; [`crate::load_data`] returns it), instead of
+    /// test images: `best.safetensors` is then chosen on images the reported test accuracies
+    /// never see. Refused if the configuration holds out none, or `set` is not its size.
+    pub fn use_validation(&mut self, set: &ImageSet) -> Result<()> {
+        match self.config.val_subset {
+            Some(n) if n == set.len() => {}
+            Some(n) => {
+                return Err(Error::Config(format!(
+                    "the run holds out {n} validation images, but {} are given ({})",
+                    set.len(),
+                    set.source().display()
+                )))
+            }
+            None => {
+                return Err(Error::Config(
+                    "a validation set was given to a run whose configuration holds out none \
+                     (val_subset)"
+                        .into(),
+                ))
+            }
+        }
+        self.eval_set = set.clone();
+        self.validated = true;
+        Ok(())
+    }
+
+    fn fresh_state(identity: RunIdentity) -> RunState {
+        RunState {
             epochs_done: 0,
-            seed: config.seed,
             global_step: 0,
             best_robust_acc: None,
             best_epoch: None,
-            config_fnv1a64: config_hash(config),
+            identity,
             checkpoint_fnv1a64: String::new(),
             optimizer_fnv1a64: String::new(),
-        };
-        (state, Vec::new(), None)
-    };
-    // Metrics of epochs after the checkpoint (from a killed run) are dropped before new ones.
-    write_metrics(&path(METRICS), &history)?;
+        }
+    }
 
-    let eval_set = if config.eval_examples == 0 || config.eval_examples >= test.len() {
-        test.clone()
-    } else {
-        test.sample(config.eval_examples, config.seed)
-    };
-    let last_epoch = config
-        .stop_after_epochs
-        .map_or(config.epochs, |s| s.min(config.epochs));
-    let steps = train.num_batches();
+    /// Epochs committed so far.
+    pub fn epochs_done(&self) -> usize {
+        self.state.epochs_done
+    }
 
-    for epoch in state.epochs_done + 1..=last_epoch {
+    /// Epoch records committed so far.
+    pub fn history(&self) -> &[EpochMetrics] {
+        &self.history
+    }
+
+    /// Trains the next epoch on `train` and evaluates it, changing the model and optimizer in
+    /// memory only. A non-finite loss stops it with [`Error::NonFiniteLoss`], the last committed
+    /// epoch untouched on disk.
+    pub fn train_epoch(&mut self, train: &dyn BatchSource) -> Result<EpochOutcome> {
+        let config = self.config;
+        if config.val_subset.is_some() && !self.validated {
+            return Err(Error::Config(
+                "the run holds out a validation split (val_subset) but was not given it \
+                 (Run::use_validation; load_data returns it)"
+                    .into(),
+            ));
+        }
+        let epoch = self.state.epochs_done + 1;
         let span = tracing::info_span!("epoch", epoch);
         let _enter = span.enter();
         let started = Instant::now();
         let lr = config
             .schedule
             .lr(config.lr, epoch, config.epochs, config.warmup_epochs);
-        optimizer.set_lr(lr);
+        self.optimizer.set_lr(lr);
+        let steps = train.num_batches();
         let bar = progress_bar(steps, epoch, config.epochs);
-        let mut loss_sum = 0f64;
-        let mut seen = 0usize;
-        for (step, batch) in train.epoch((epoch - 1) as u64, &device).enumerate() {
+        let (mut loss_sum, mut seen) = (0f64, 0usize);
+        let mut global_step = self.state.global_step;
+        for (step, batch) in train.epoch((epoch - 1) as u64, &self.device).enumerate() {
             let batch = batch?;
-            let mut rng = host_rng(config.seed, streams::ATTACK.wrapping_add(state.global_step));
-            let loss = train_step(config, model, &mut optimizer, &batch, &mut rng)?;
+            let mut rng = host_rng(config.seed, streams::ATTACK.wrapping_add(global_step));
+            let loss = train_step(config, self.model, &mut self.optimizer, &batch, &mut rng)?;
             if !loss.is_finite() {
                 bar.abandon();
                 return Err(Error::NonFiniteLoss {
@@ -482,10 +552,10 @@ pub fn train(
                     step: step + 1,
                     steps,
                     loss,
-                    last_good_epoch: state.epochs_done,
+                    last_good_epoch: self.state.epochs_done,
                 });
             }
-            state.global_step += 1;
+            global_step += 1;
             loss_sum += loss as f64 * batch.len() as f64;
             seen += batch.len();
             bar.inc(1);
@@ -497,24 +567,18 @@ pub fn train(
         }
         bar.finish_and_clear();
         let train_seconds = started.elapsed().as_secs_f64();
-        let eval = evaluate_on(config, model, &eval_set, &eval_spec, &device)?;
-
-        model.var_store().save(&path(CHECKPOINT))?;
-        spat_core::store::save_tensors(&optimizer.state(), &path(OPTIMIZER))?;
-        if state.best_robust_acc.is_none_or(|b| eval.robust > b) {
-            model.var_store().save(&path(BEST))?;
-            state.best_robust_acc = Some(eval.robust);
-            state.best_epoch = Some(epoch);
-        }
+        let (clean, robust, examples) =
+            evaluate_on(config, self.model, &self.eval_set, &self.device)?;
         let metrics = EpochMetrics {
             epoch,
             loss: loss_sum / seen.max(1) as f64,
-            clean_acc: eval.clean,
-            robust_acc: eval.robust,
+            clean_acc: clean,
+            robust_acc: robust,
             lr,
             images_per_sec: seen as f64 / train_seconds,
-            seconds: started.elapsed().as_secs_f64(),
-            eval_examples: eval.examples,
+            // Set when the epoch is committed, checkpointing included.
+            seconds: 0.0,
+            eval_examples: examples,
         };
         tracing::info!(
             loss = metrics.loss,
@@ -522,40 +586,129 @@ pub fn train(
             robust_acc = metrics.robust_acc,
             lr,
             images_per_sec = metrics.images_per_sec,
-            "epoch done"
+            "epoch trained"
         );
-        history.push(metrics);
-        write_metrics(&path(METRICS), &history)?;
-        state.epochs_done = epoch;
-        state.checkpoint_fnv1a64 = file_checksum(&path(CHECKPOINT))?;
-        state.optimizer_fnv1a64 = file_checksum(&path(OPTIMIZER))?;
-        write_json(&path(STATE), &state)?;
+        Ok(EpochOutcome {
+            metrics,
+            global_step,
+            started,
+        })
     }
 
-    let mut summary = TrainSummary {
-        epochs_done: state.epochs_done,
-        resumed_from,
-        stopped_early: state.epochs_done < config.epochs,
-        best_robust_acc: state.best_robust_acc,
-        best_epoch: state.best_epoch,
-        final_clean_acc: None,
-        final_robust_acc: None,
-        final_eval_examples: None,
-        history,
-    };
-    if !summary.stopped_early {
-        model.var_store().save(&path(FINAL))?;
+    /// Makes `outcome` durable: the checkpoint and optimizer state, the best weights if the epoch
+    /// is the best so far, the metrics, and `state.json` last, each file replaced atomically.
+    ///
+    /// The best epoch has a strictly higher robust accuracy on the per-epoch evaluation set than
+    /// every earlier one (a tie keeps the earlier epoch), the rule of Rice et al.'s
+    /// `train_cifar.py` (locuslab/robust_overfitting, line 421) on its validation split.
+    pub fn commit(&mut self, outcome: EpochOutcome) -> Result<()> {
+        let path = |name: &str| self.dir.join(name);
+        let EpochOutcome {
+            mut metrics,
+            global_step,
+            started,
+        } = outcome;
+        self.model.var_store().save(&path(files::CHECKPOINT))?;
+        spat_core::store::save_tensors(&self.optimizer.state(), &path(files::OPTIMIZER))?;
+        let mut state = self.state.clone();
+        if state.best_robust_acc.is_none_or(|b| metrics.robust_acc > b) {
+            self.model.var_store().save(&path(files::BEST))?;
+            state.best_robust_acc = Some(metrics.robust_acc);
+            state.best_epoch = Some(metrics.epoch);
+        }
+        state.epochs_done = metrics.epoch;
+        state.global_step = global_step;
+        state.checkpoint_fnv1a64 = file_checksum(&path(files::CHECKPOINT))?;
+        state.optimizer_fnv1a64 = file_checksum(&path(files::OPTIMIZER))?;
+        metrics.seconds = started.elapsed().as_secs_f64();
+        let mut history = self.history.clone();
+        history.push(metrics);
+        write_metrics(&path(files::METRICS), &history)?;
+        spat_spec::fs::write_json(&path(files::STATE), &state)?;
+        self.state = state;
+        self.history = history;
+        Ok(())
+    }
+
+    /// Ends the run: if every epoch is done, saves `model.safetensors`, evaluates it on the whole
+    /// test set (or its seeded `eval_examples` subset without `final_full_eval`) and writes
+    /// `summary.json`; otherwise returns the summary of a run stopped early.
+    pub fn finish(self, test: &ImageSet) -> Result<TrainSummary> {
+        let config = self.config;
+        let mut summary = TrainSummary {
+            epochs_done: self.state.epochs_done,
+            resumed_from: self.resumed_from,
+            stopped_early: self.state.epochs_done < config.epochs,
+            best_robust_acc: self.state.best_robust_acc,
+            best_epoch: self.state.best_epoch,
+            final_clean_acc: None,
+            final_robust_acc: None,
+            final_eval_examples: None,
+            history: self.history,
+        };
+        if summary.stopped_early {
+            return Ok(summary);
+        }
+        self.model.var_store().save(&self.dir.join(files::FINAL))?;
+        let test_subset;
         let set = if config.final_full_eval {
             test
+        } else if self.validated {
+            test_subset = if config.eval_examples == 0 || config.eval_examples >= test.len() {
+                test.clone()
+            } else {
+                test.sample(config.eval_examples, config.seed)
+            };
+            &test_subset
         } else {
-            &eval_set
+            &self.eval_set
         };
         let _span = tracing::info_span!("final_evaluation", examples = set.len()).entered();
-        let eval = evaluate_on(config, model, set, &eval_spec, &device)?;
-        summary.final_clean_acc = Some(eval.clean);
-        summary.final_robust_acc = Some(eval.robust);
-        summary.final_eval_examples = Some(eval.examples);
-        write_json(&path(SUMMARY), &summary)?;
+        let (clean, robust, examples) = evaluate_on(config, self.model, set, &self.device)?;
+        summary.final_clean_acc = Some(clean);
+        summary.final_robust_acc = Some(robust);
+        summary.final_eval_examples = Some(examples);
+        spat_spec::fs::write_json(&self.dir.join(files::SUMMARY), &summary)?;
+        Ok(summary)
     }
-    Ok(summary)
+}
+
+/// Trains `model` with `config` on `train`, evaluating on `test` after every epoch, in `dir`:
+/// [`Run::open`], then [`Run::train_epoch`] and [`Run::commit`] for every remaining epoch (up to
+/// `stop_after_epochs`), then [`Run::finish`]. A configuration that holds out a validation split
+/// needs [`train_with_validation`].
+pub fn train(
+    config: &RunConfig,
+    model: &dyn Network,
+    train: &dyn BatchSource,
+    test: &ImageSet,
+    dir: &Path,
+    options: TrainOptions,
+) -> Result<TrainSummary> {
+    train_with_validation(config, model, train, None, test, dir, options)
+}
+
+/// [`train`], evaluating after every epoch on `validation` (the split `config.val_subset` holds
+/// out, which [`crate::load_data`] returns) instead of test images, if given.
+pub fn train_with_validation(
+    config: &RunConfig,
+    model: &dyn Network,
+    train: &dyn BatchSource,
+    validation: Option<&ImageSet>,
+    test: &ImageSet,
+    dir: &Path,
+    options: TrainOptions,
+) -> Result<TrainSummary> {
+    let mut run = Run::open(config, model, train, test, dir, options.resume)?;
+    if let Some(set) = validation {
+        run.use_validation(set)?;
+    }
+    let last = options
+        .stop_after_epochs
+        .map_or(config.epochs, |s| s.min(config.epochs));
+    while run.epochs_done() < last {
+        let outcome = run.train_epoch(train)?;
+        run.commit(outcome)?;
+    }
+    run.finish(test)
 }

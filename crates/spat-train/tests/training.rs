@@ -3,14 +3,31 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use candle_core::{DType, Device};
+use candle_core::{DType, Device, Tensor};
 use spat_attacks::Attack;
 use spat_core::rng::host_rng;
-use spat_core::{Mode, Network};
-use spat_data::{Dataset, ImageSet, Loader, Split};
+use spat_core::{Batch, Mode, Network};
+use spat_data::{BatchSource, Dataset, ImageSet, Loader, Split};
 use spat_train::{
-    train, train_step, training_adversary, Error, LrSchedule, Method, Sgd, SgdConfig, TrainConfig,
+    objectives, train, train_step, train_with_validation, training_adversary, training_loss, Error,
+    LrSchedule, Method, PseudoLabeled, RunConfig, RunRequest, Sgd, SgdConfig, TrainOptions,
 };
+
+const FRESH: TrainOptions = TrainOptions {
+    resume: false,
+    stop_after_epochs: None,
+};
+const RESUME: TrainOptions = TrainOptions {
+    resume: true,
+    stop_after_epochs: None,
+};
+
+fn stop_after(epochs: usize) -> TrainOptions {
+    TrainOptions {
+        resume: false,
+        stop_after_epochs: Some(epochs),
+    }
+}
 
 fn mini() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/cifar-10-mini")
@@ -27,17 +44,32 @@ fn tiny(seed: u64) -> Box<dyn Network> {
 }
 
 /// A fast configuration: short adversary, small evaluation.
-fn quick(method: Method) -> TrainConfig {
-    let mut c = TrainConfig::paper_defaults("cifar10", method).unwrap();
+fn quick(method: Method) -> RunConfig {
+    let mut request = RunRequest::new("tiny", Dataset::Cifar10, mini(), method);
+    if method == Method::Rst {
+        request.pseudo_labeled = Some("stand-in for the pseudo-labelled set".into());
+    }
+    let mut c = request.configure().unwrap();
     c.epochs = 2;
     c.batch_size = 32;
     c.attack_steps = 2;
     c.eval_examples = 32;
-    c.eval_attack = "pgd3".into();
+    c.eval_attack = "pgd3".parse().unwrap();
     c.eval_batch_size = 32;
     c.final_full_eval = false;
     c.seed = 7;
     c
+}
+
+fn batch16() -> Batch {
+    let (train_set, _) = sets();
+    train_set
+        .to_batch(&(0..16).collect::<Vec<_>>(), &Device::Cpu)
+        .unwrap()
+}
+
+fn scalar(t: &Tensor) -> f32 {
+    t.to_scalar::<f32>().unwrap()
 }
 
 fn weights(model: &dyn Network) -> Vec<(String, Vec<u8>)> {
@@ -69,7 +101,7 @@ fn weights(model: &dyn Network) -> Vec<(String, Vec<u8>)> {
     v
 }
 
-fn one_step(config: &TrainConfig) -> Vec<(String, Vec<u8>)> {
+fn one_step(config: &RunConfig) -> Vec<(String, Vec<u8>)> {
     let (train_set, _) = sets();
     let model = tiny(3);
     let batch = train_set
@@ -86,14 +118,14 @@ fn one_step(config: &TrainConfig) -> Vec<(String, Vec<u8>)> {
 fn spat_alpha_zero_equals_plain_madry_and_mart_bit_for_bit() {
     for method in [Method::Madry, Method::Mart] {
         let plain = quick(method);
-        let spat = TrainConfig {
+        let spat = RunConfig {
             spat_alpha: Some(0.0),
             ..plain.clone()
         };
         let a = one_step(&plain);
         assert_eq!(a, one_step(&spat), "{method}");
         // And a real SPAT alpha gives a different step, so the comparison can fail.
-        let other = TrainConfig {
+        let other = RunConfig {
             spat_alpha: Some(0.5),
             ..plain.clone()
         };
@@ -126,11 +158,11 @@ fn adversary_mode_controls_running_statistics() {
         let model = tiny(3);
         let before = buffers(&*model);
         assert!(!before.is_empty());
-        let config = TrainConfig {
+        let config = RunConfig {
             adversary_mode: mode,
             ..quick(Method::Madry)
         };
-        let adv = training_adversary(&config);
+        let adv = training_adversary(&config).unwrap();
         assert_eq!(adv.mode, mode);
         let x_adv = adv
             .perturb(&*model, &batch.images, &batch.labels, &mut host_rng(0, 0))
@@ -164,21 +196,25 @@ fn resumed_run_is_bit_identical_and_metrics_are_not_duplicated() {
             &loader,
             &test,
             straight_dir.path(),
-            false,
+            FRESH,
         )
         .unwrap();
         assert_eq!(s.epochs_done, 2);
 
         let dir = tempfile::tempdir().unwrap();
-        let first = TrainConfig {
-            stop_after_epochs: Some(1),
-            ..config.clone()
-        };
-        let part = train(&first, &*tiny(5), &loader, &test, dir.path(), false).unwrap();
+        let part = train(
+            &config,
+            &*tiny(5),
+            &loader,
+            &test,
+            dir.path(),
+            stop_after(1),
+        )
+        .unwrap();
         assert!(part.stopped_early && part.final_clean_acc.is_none());
         // A fresh process: a new model (its initial weights are replaced by the checkpoint).
         let resumed = tiny(99);
-        let r = train(&config, &*resumed, &loader, &test, dir.path(), true).unwrap();
+        let r = train(&config, &*resumed, &loader, &test, dir.path(), RESUME).unwrap();
         assert_eq!(r.resumed_from, Some(1));
         assert_eq!(weights(&*straight), weights(&*resumed), "{method}");
         assert_eq!(s.history.len(), r.history.len());
@@ -216,22 +252,19 @@ fn resumed_run_is_bit_identical_and_metrics_are_not_duplicated() {
 fn killed_mid_epoch_metrics_are_rewritten_to_the_checkpoint() {
     let (train_set, test) = sets();
     let train_set = Arc::new(train_set.first(64));
-    let config = TrainConfig {
+    let config = RunConfig {
         epochs: 2,
         ..quick(Method::Madry)
     };
     let loader = Loader::new(train_set, config.batch_size);
     let dir = tempfile::tempdir().unwrap();
     train(
-        &TrainConfig {
-            stop_after_epochs: Some(1),
-            ..config.clone()
-        },
+        &config,
         &*tiny(1),
         &loader,
         &test,
         dir.path(),
-        false,
+        stop_after(1),
     )
     .unwrap();
     // Simulate a process killed after writing epoch 2's metrics but before its state.json.
@@ -239,7 +272,7 @@ fn killed_mid_epoch_metrics_are_rewritten_to_the_checkpoint() {
     let mut text = std::fs::read_to_string(&metrics).unwrap();
     text.push_str(&text.replace("\"epoch\":1", "\"epoch\":2"));
     std::fs::write(&metrics, text).unwrap();
-    let r = train(&config, &*tiny(1), &loader, &test, dir.path(), true).unwrap();
+    let r = train(&config, &*tiny(1), &loader, &test, dir.path(), RESUME).unwrap();
     assert_eq!(
         r.history.iter().map(|m| m.epoch).collect::<Vec<_>>(),
         vec![1, 2]
@@ -255,7 +288,7 @@ fn exploding_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint() {
     let (train_set, test) = sets();
     let train_set = Arc::new(train_set.first(128));
     // Epoch 1 at lr 0.05, then lr 5e33 from epoch 2 on.
-    let config = TrainConfig {
+    let config = RunConfig {
         epochs: 3,
         lr: 0.05,
         schedule: LrSchedule::Piecewise {
@@ -268,7 +301,7 @@ fn exploding_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint() {
     let loader = Loader::new(train_set, config.batch_size);
     let dir = tempfile::tempdir().unwrap();
     let ckpt = dir.path().join("checkpoint.safetensors");
-    let err = train(&config, &*tiny(2), &loader, &test, dir.path(), false).unwrap_err();
+    let err = train(&config, &*tiny(2), &loader, &test, dir.path(), FRESH).unwrap_err();
     match &err {
         Error::NonFiniteLoss {
             epoch,
@@ -290,7 +323,7 @@ fn exploding_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint() {
     assert_eq!(state["epochs_done"], 1);
     let model = tiny(2);
     model.var_store().load(&ckpt).unwrap();
-    let again = train(&config, &*tiny(2), &loader, &test, dir.path(), true).unwrap_err();
+    let again = train(&config, &*tiny(2), &loader, &test, dir.path(), RESUME).unwrap_err();
     assert!(
         matches!(again, Error::NonFiniteLoss { epoch: 2, .. }),
         "{again}"
@@ -305,15 +338,12 @@ fn corrupted_checkpoint_is_named_and_nothing_is_overwritten() {
     let loader = Loader::new(train_set, config.batch_size);
     let dir = tempfile::tempdir().unwrap();
     train(
-        &TrainConfig {
-            stop_after_epochs: Some(1),
-            ..config.clone()
-        },
+        &config,
         &*tiny(4),
         &loader,
         &test,
         dir.path(),
-        false,
+        stop_after(1),
     )
     .unwrap();
 
@@ -349,7 +379,7 @@ fn corrupted_checkpoint_is_named_and_nothing_is_overwritten() {
         };
         std::fs::write(&path, &bad).unwrap();
         let before = snapshot(dir.path());
-        let err = train(&config, &*tiny(4), &loader, &test, dir.path(), true).unwrap_err();
+        let err = train(&config, &*tiny(4), &loader, &test, dir.path(), RESUME).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains(victim) && msg.contains("checksum"), "{msg}");
         assert_eq!(
@@ -361,40 +391,61 @@ fn corrupted_checkpoint_is_named_and_nothing_is_overwritten() {
     }
     // Garbage state.json.
     std::fs::write(dir.path().join("state.json"), b"{ not json").unwrap();
-    let msg = train(&config, &*tiny(4), &loader, &test, dir.path(), true)
+    let msg = train(&config, &*tiny(4), &loader, &test, dir.path(), RESUME)
         .unwrap_err()
         .to_string();
     assert!(msg.contains("state.json"), "{msg}");
 }
 
 #[test]
-fn existing_run_needs_resume_and_the_same_config() {
+fn existing_run_needs_resume_and_the_same_config_model_and_data() {
     let (train_set, test) = sets();
     let train_set = Arc::new(train_set.first(32));
-    let config = TrainConfig {
+    let config = RunConfig {
         epochs: 1,
         ..quick(Method::Madry)
     };
-    let loader = Loader::new(train_set, config.batch_size);
+    let loader = Loader::new(train_set.clone(), config.batch_size);
     let dir = tempfile::tempdir().unwrap();
-    train(&config, &*tiny(4), &loader, &test, dir.path(), false).unwrap();
-    let msg = train(&config, &*tiny(4), &loader, &test, dir.path(), false)
+    train(&config, &*tiny(4), &loader, &test, dir.path(), FRESH).unwrap();
+    let resume_err = |c: &RunConfig, model: &dyn Network, l: &dyn BatchSource, t: &ImageSet| {
+        train(c, model, l, t, dir.path(), RESUME)
+            .unwrap_err()
+            .to_string()
+    };
+    let msg = train(&config, &*tiny(4), &loader, &test, dir.path(), FRESH)
         .unwrap_err()
         .to_string();
     assert!(msg.contains("already holds a training run"), "{msg}");
-    let changed = TrainConfig {
+    let changed = RunConfig {
         weight_decay: 1e-3,
         ..config.clone()
     };
-    let msg = train(&changed, &*tiny(4), &loader, &test, dir.path(), true)
-        .unwrap_err()
-        .to_string();
+    let msg = resume_err(&changed, &*tiny(4), &loader, &test);
     assert!(
         msg.contains("config.json") && msg.contains("different configuration"),
         "{msg}"
     );
+    assert!(msg.contains("weight_decay (0.0007 vs 0.001)"), "{msg}");
+    // The same configuration on other training data, other test data, or another network.
+    let other_train = Loader::new(Arc::new(test.first(32)), config.batch_size);
+    let msg = resume_err(&config, &*tiny(4), &other_train, &test);
+    assert!(
+        msg.contains("state.json") && msg.contains("training data"),
+        "{msg}"
+    );
+    let msg = resume_err(&config, &*tiny(4), &loader, &test.first(100));
+    assert!(msg.contains("test data"), "{msg}");
+    let wider = spat_models::build("wrn-16-2", 10, &Device::Cpu, 4).unwrap();
+    let msg = resume_err(&config, &*wider, &loader, &test);
+    assert!(msg.contains("network"), "{msg}");
+    // The data may be read from elsewhere: locations are not part of the run.
+    let moved = RunConfig {
+        data_dir: "/elsewhere/cifar".into(),
+        ..config.clone()
+    };
     // Resuming a finished run only re-evaluates.
-    let r = train(&config, &*tiny(4), &loader, &test, dir.path(), true).unwrap();
+    let r = train(&moved, &*tiny(4), &loader, &test, dir.path(), RESUME).unwrap();
     assert_eq!((r.resumed_from, r.epochs_done), (Some(1), 1));
     assert!(r.final_clean_acc.is_some());
 }
@@ -405,7 +456,9 @@ fn existing_run_needs_resume_and_the_same_config() {
 #[test]
 fn short_madry_run_learns() {
     let (train_set, test) = sets();
-    let mut config = TrainConfig::paper_defaults("cifar10", Method::Madry).unwrap();
+    let mut config = RunRequest::new("tiny", Dataset::Cifar10, mini(), Method::Madry)
+        .configure()
+        .unwrap();
     config.epochs = 6;
     config.batch_size = 64;
     config.attack_steps = 1;
@@ -414,13 +467,13 @@ fn short_madry_run_learns() {
     config.schedule = LrSchedule::Constant;
     config.lr = 0.1;
     config.eval_examples = 64;
-    config.eval_attack = "pgd2".into();
+    config.eval_attack = "pgd2".parse().unwrap();
     config.eval_batch_size = 256;
     config.final_full_eval = true;
     let loader = Loader::new(train_set, config.batch_size).shuffled(config.seed);
     let dir = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
-    let s = train(&config, &*tiny(0), &loader, &test, dir.path(), false).unwrap();
+    let s = train(&config, &*tiny(0), &loader, &test, dir.path(), FRESH).unwrap();
     let losses: Vec<f64> = s.history.iter().map(|m| m.loss).collect();
     let clean = s.final_clean_acc.unwrap();
     eprintln!(
@@ -436,6 +489,73 @@ fn short_madry_run_learns() {
     assert!(clean > CLEAN_THRESHOLD, "clean accuracy {clean}");
 }
 
+/// A run that holds out a validation split evaluates every epoch on it (never on test images),
+/// picks its best epoch by robust accuracy there, trains on the rest, and refuses to train
+/// without being given the split.
+#[test]
+fn validation_split_is_held_out_and_chooses_the_best_epoch() {
+    let mut config = quick(Method::Madry);
+    config.val_subset = Some(48);
+    config.train_subset = Some(96);
+    config.epochs = 3;
+    let data = spat_train::load_data(&config).unwrap();
+    let val = data.validation.as_ref().unwrap();
+    assert_eq!((val.len(), data.train.num_batches()), (48, 3));
+    // The held-out images are not among the training images.
+    let (whole, _) = sets();
+    let (held, rest) = whole.hold_out(48, config.seed);
+    assert_eq!(held.fingerprint(), val.fingerprint());
+    assert_eq!(
+        rest.sample(96, config.seed).fingerprint(),
+        data.train.fingerprint()
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let e = train(
+        &config,
+        &*tiny(0),
+        &*data.train,
+        &data.test,
+        dir.path(),
+        FRESH,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("validation split"), "{e}");
+    let dir = tempfile::tempdir().unwrap();
+    let s = train_with_validation(
+        &config,
+        &*tiny(0),
+        &*data.train,
+        Some(val),
+        &data.test,
+        dir.path(),
+        FRESH,
+    )
+    .unwrap();
+    assert!(s.history.iter().all(|m| m.eval_examples == 48));
+    let robust: Vec<f64> = s.history.iter().map(|m| m.robust_acc).collect();
+    let best = robust.iter().cloned().fold(f64::MIN, f64::max);
+    let first_best = robust.iter().position(|&r| r == best).unwrap() + 1;
+    assert_eq!(
+        (s.best_epoch, s.best_robust_acc),
+        (Some(first_best), Some(best))
+    );
+    // The final evaluation is on test images: the seeded test subset, not the validation split.
+    assert_eq!(s.final_eval_examples, Some(32));
+    let dir = tempfile::tempdir().unwrap();
+    let e = train_with_validation(
+        &config,
+        &*tiny(0),
+        &*data.train,
+        Some(&data.test),
+        &data.test,
+        dir.path(),
+        FRESH,
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("holds out 48"), "{e}");
+}
+
 // Measured (tiny, seed 0, all 512 training images, 6 epochs): loss 2.309 -> 2.053 and final clean
 // accuracy 21.9% on the 512 test images (PGD-2 20.7%); the same run on spat-models' previous CPU
 // kernels (last-bit differences only) reached 27.5%, so the outcome varies by several points with
@@ -444,58 +564,79 @@ fn short_madry_run_learns() {
 const LOSS_DROP: f64 = 0.1;
 const CLEAN_THRESHOLD: f64 = 17.0;
 
-/// RST's outer loss is TRADES' (its forward order differs only in where the BN running statistics
-/// end up), and an RST run trains on `MixedLoader` batches of labelled and pseudo-labelled images.
+/// Standard training is cross-entropy on the clean images: no adversary, one forward pass.
 #[test]
-fn rst_loss_is_trades_loss_and_trains_on_mixed_batches() {
-    let (train_set, test) = sets();
-    let batch = train_set
-        .to_batch(&(0..16).collect::<Vec<_>>(), &Device::Cpu)
-        .unwrap();
-    let trades = quick(Method::Trades);
-    let rst = TrainConfig {
-        method: Method::Rst,
-        ..trades.clone()
-    };
-    assert_eq!(rst.objective(), Method::Trades);
-    let loss = |c: &TrainConfig| {
-        spat_train::training_loss(c, &*tiny(3), &batch, &mut host_rng(1, 2))
-            .unwrap()
-            .to_scalar::<f32>()
-            .unwrap()
-    };
-    assert_eq!(loss(&rst), loss(&trades));
-
-    // The test images stand in for the pseudo-labelled set: half of each batch comes from them.
-    let loader = spat_data::MixedLoader::new(
-        Arc::new(train_set.first(64)),
-        Arc::new(test.first(64)),
-        16,
-        0.5,
-        rst.seed,
-        spat_data::Augmentation::none(),
+fn standard_training_is_cross_entropy_on_clean_images() {
+    let config = quick(Method::Standard);
+    assert!(training_adversary(&config).is_none());
+    let batch = batch16();
+    let model = tiny(3);
+    let loss = training_loss(&config, &*model, &batch, &mut host_rng(1, 2)).unwrap();
+    let by_hand = objectives::cross_entropy(
+        &tiny(3).logits(&batch.images, Mode::Train).unwrap(),
+        &batch.labels,
     )
-    .unwrap()
-    .with_num_batches(2);
-    let dir = tempfile::tempdir().unwrap();
-    let config = TrainConfig { epochs: 1, ..rst };
-    let s = train(&config, &*tiny(3), &loader, &test, dir.path(), false).unwrap();
-    assert_eq!(s.epochs_done, 1);
-    assert!(s.history[0].loss.is_finite());
+    .unwrap();
+    assert_eq!(scalar(&loss), scalar(&by_hand));
+    // At initialisation the network is close to uniform over 10 classes: CE ≈ ln 10.
+    assert!(
+        (scalar(&loss) - 10f32.ln()).abs() < 0.5,
+        "{}",
+        scalar(&loss)
+    );
 }
 
-/// RST over half pseudo-labelled batches, with both outer objectives (Table 6.3 uses MART's too).
+/// The loss an RST run optimises is its objective's, computed from the logits of its forward
+/// passes: TRADES' for `rst` (adversarial pass first), MART's for `mart` with pseudo-labels.
+#[test]
+fn rst_runs_the_loss_of_its_objective() {
+    let batch = batch16();
+    let pseudo = Some(PseudoLabeled {
+        path: "stand-in".into(),
+        fraction: 0.5,
+    });
+    for (method, mart) in [(Method::Rst, false), (Method::Mart, true)] {
+        let config = RunConfig {
+            method,
+            pseudo_labeled: pseudo.clone(),
+            ..quick(Method::Rst)
+        };
+        let loss = training_loss(&config, &*tiny(3), &batch, &mut host_rng(1, 2)).unwrap();
+        // The same adversary and forward passes by hand, on an identical network. In `Mode::Train`
+        // the logits depend on the batch only, not on the running statistics the passes move.
+        let model = tiny(3);
+        let x_adv = training_adversary(&config)
+            .unwrap()
+            .perturb(&*model, &batch.images, &batch.labels, &mut host_rng(1, 2))
+            .unwrap();
+        let adv = model.logits(&x_adv, Mode::Train).unwrap();
+        let clean = model.logits(&batch.images, Mode::Train).unwrap();
+        let y = &batch.labels;
+        let mart_loss = objectives::mart_loss(&clean, &adv, y, config.mart_lambda).unwrap();
+        let trades_loss = objectives::trades_loss(&clean, &adv, y, config.trades_beta).unwrap();
+        let (want, other) = if mart {
+            (mart_loss, trades_loss)
+        } else {
+            (trades_loss, mart_loss)
+        };
+        assert_eq!(scalar(&loss), scalar(&want), "{method}");
+        assert_ne!(scalar(&loss), scalar(&other), "{method}");
+    }
+}
+
+/// RST over half pseudo-labelled batches, with both outer objectives (Table 6.3 uses MART's too):
+/// a run trains on `MixedLoader` batches and records its method and data in config.json.
 #[test]
 fn rst_trains_on_mixed_batches_with_trades_or_mart_objective() {
     use spat_data::{Augmentation, MixedLoader};
-    use spat_train::RstBase;
     let (train_set, test) = sets();
     let labeled = Arc::new(train_set.first(32));
+    // The test images stand in for the pseudo-labelled set: half of each batch comes from them.
     let pseudo = Arc::new(test.first(64));
-    for base in [RstBase::Trades, RstBase::Mart] {
-        let config = TrainConfig {
+    for method in [Method::Rst, Method::Mart] {
+        let config = RunConfig {
             epochs: 1,
-            rst_base: base,
+            method,
             ..quick(Method::Rst)
         };
         let loader = MixedLoader::new(
@@ -514,21 +655,15 @@ fn rst_trains_on_mixed_batches_with_trades_or_mart_objective() {
             &loader,
             &test.first(32),
             dir.path(),
-            false,
+            FRESH,
         )
         .unwrap();
         assert_eq!(s.history.len(), 1);
         assert!(s.history[0].loss.is_finite() && s.history[0].loss > 0.0);
-        let saved: TrainConfig =
+        let saved: RunConfig =
             serde_json::from_str(&std::fs::read_to_string(dir.path().join("config.json")).unwrap())
                 .unwrap();
-        assert_eq!(
-            saved.objective(),
-            if base == RstBase::Trades {
-                Method::Trades
-            } else {
-                Method::Mart
-            }
-        );
+        assert_eq!(saved, config);
+        assert!(saved.is_semi_supervised());
     }
 }

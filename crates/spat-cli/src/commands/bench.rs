@@ -3,7 +3,8 @@
 //! one call on the same card and compared line by line (`--reference`).
 //!
 //! Workloads (one step on one fixed batch, 3×32×32 inputs, 10 classes):
-//! * `standard`: `Mode::Train` forward, cross-entropy, backward, SGD step;
+//! * `standard`: spat's standard training step (`spat_train::train_step` with
+//!   `Method::Standard`): `Mode::Train` forward, cross-entropy, backward, SGD step;
 //! * `trades-spat-pgd10`: spat's own TRADES+SPAT training step (`spat_train::train_step`):
 //!   PGD-LS(α = 0.2) adversary, 10 steps of 2/255 within 8/255, then TRADES' outer loss (β = 6);
 //! * `pgd20-eval`: PGD-20 in `Mode::Eval` (input gradients only) and the accuracy of the result.
@@ -16,12 +17,14 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use candle_core::{DType, Device, Tensor};
+use candle_core::{Device, Tensor};
 use spat_attacks::{Attack, Pgd};
 use spat_core::{Batch, Classifier, Mode, Network};
-use spat_train::{Method, Sgd, SgdConfig, TrainConfig};
+use spat_spec::report::{BenchRecord as Record, BenchReport as Report};
+use spat_spec::{Dataset, Method, Precision, RunConfig};
+use spat_train::{RunRequest, Sgd, SgdConfig};
 
-use super::common::{parse_device, parse_positive, PrecisionArg};
+use super::common::{parse_device, parse_positive};
 
 pub const WORKLOADS: &[&str] = &["standard", "trades-spat-pgd10", "pgd20-eval"];
 
@@ -58,27 +61,10 @@ pub struct Args {
     /// to measure what skipping them saves.
     #[arg(long)]
     pub attack_weight_grads: bool,
-}
-
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct Record {
-    pub model: String,
-    pub workload: String,
-    pub precision: String,
-    pub batch: usize,
-    pub warmup: usize,
-    pub repeats: usize,
-    pub median_ms: f64,
-    pub images_per_s: f64,
-}
-
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-pub struct Report {
-    pub framework: String,
-    pub framework_version: String,
-    pub device: String,
-    pub device_name: String,
-    pub records: Vec<Record>,
+    /// Also print where the timed steps spent their time: spat's convolution (per direction)
+    /// and batch-norm kernels per layer shape, and the rest of the step (CPU kernels only).
+    #[arg(long)]
+    pub profile: bool,
 }
 
 /// A model seen through [`Classifier::logits`] only: its attacks then differentiate the weights
@@ -136,16 +122,24 @@ fn fixed_batch(batch: usize, device: &Device) -> Result<Batch> {
     })
 }
 
-fn trades_spat_config() -> TrainConfig {
-    let mut c = TrainConfig::for_dataset(spat_data::Dataset::Cifar10, Method::Trades);
-    c.spat_alpha = Some(0.2);
-    c
+/// The paper's CIFAR-10 configuration of `method` (the data are the benchmark's fixed batch).
+fn config(method: Method, spat_alpha: Option<f64>) -> Result<RunConfig> {
+    let mut r = RunRequest::new("tiny", Dataset::Cifar10, "", method);
+    r.spat_alpha = spat_alpha;
+    Ok(r.configure()?)
+}
+
+/// The training configurations of the step workloads, built once per measurement.
+struct Configs {
+    standard: RunConfig,
+    /// TRADES + SPAT (α = 0.2).
+    trades_spat: RunConfig,
 }
 
 /// One step of `workload`, returning once the device has finished it.
 fn step(
     workload: &str,
-    trades_spat: &TrainConfig,
+    configs: &Configs,
     model: &dyn Network,
     optimizer: &mut Sgd,
     batch: &Batch,
@@ -154,23 +148,16 @@ fn step(
 ) -> Result<()> {
     match workload {
         "standard" => {
-            let logits = model.logits(&batch.images, Mode::Train)?;
-            let loss = spat_train::objectives::cross_entropy(&logits, &batch.labels)?;
-            optimizer.step(&loss.backward()?)?;
+            spat_train::train_step(&configs.standard, model, optimizer, batch, rng)?;
         }
         "trades-spat-pgd10" => {
-            spat_train::train_step(trades_spat, model, optimizer, batch, rng)?;
+            spat_train::train_step(&configs.trades_spat, model, optimizer, batch, rng)?;
         }
         "pgd20-eval" => {
             let x_adv =
                 Pgd::pgd20(8.0 / 255.0).perturb(model, &batch.images, &batch.labels, rng)?;
-            let pred = model
-                .logits_wrt_input(&x_adv, Mode::Eval)?
-                .argmax(1)?
-                .to_dtype(DType::U32)?;
-            // The count is read back, as an evaluation must.
-            let hits = pred.eq(&batch.labels)?.to_dtype(DType::F32)?.sum_all()?;
-            std::hint::black_box(hits.to_scalar::<f32>()?);
+            // The predictions are read back, as an evaluation must.
+            std::hint::black_box(spat_attacks::predictions(model, &x_adv)?);
         }
         other => bail!("unknown workload {other}"),
     }
@@ -192,10 +179,16 @@ fn measure(
     a: &Args,
     preset: &str,
     workload: &str,
-    precision: PrecisionArg,
+    precision: Precision,
     device: &Device,
 ) -> Result<Record> {
-    let model = spat_models::build_with_precision(preset, 10, device, 0, precision.apply())?;
+    let model = spat_models::build_with_precision(
+        preset,
+        10,
+        device,
+        0,
+        spat_models::use_precision(precision),
+    )?;
     let tracked = TrackedWeights(&*model);
     let model: &dyn Network = if a.attack_weight_grads {
         &tracked
@@ -205,11 +198,14 @@ fn measure(
     let mut optimizer = Sgd::new(model.var_store(), SgdConfig::new(0.1, 7e-4));
     let batch = fixed_batch(a.batch, device)?;
     let mut rng = spat_core::rng::host_rng(0, spat_core::rng::streams::ATTACK);
-    let trades_spat = trades_spat_config();
+    let configs = Configs {
+        standard: config(Method::Standard, None)?,
+        trades_spat: config(Method::Trades, Some(0.2))?,
+    };
     for _ in 0..a.warmup {
         step(
             workload,
-            &trades_spat,
+            &configs,
             model,
             &mut optimizer,
             &batch,
@@ -218,11 +214,15 @@ fn measure(
         )?;
     }
     let mut times = Vec::with_capacity(a.repeats);
+    let mut cpu_times = Vec::with_capacity(a.repeats);
+    spat_models::profile::take();
+    spat_models::profile::set_enabled(a.profile);
     for _ in 0..a.repeats {
+        let cpu = spat_models::profile::cpu_seconds();
         let t = Instant::now();
         step(
             workload,
-            &trades_spat,
+            &configs,
             model,
             &mut optimizer,
             &batch,
@@ -230,7 +230,20 @@ fn measure(
             device,
         )?;
         times.push(t.elapsed().as_secs_f64());
+        cpu_times.extend(
+            cpu.zip(spat_models::profile::cpu_seconds())
+                .map(|(a, b)| b - a),
+        );
     }
+    spat_models::profile::set_enabled(false);
+    if a.profile {
+        let title = format!("{preset} {workload} {}", precision.name());
+        eprint!(
+            "{}",
+            profile_table(&title, &spat_models::profile::take(), &times, &cpu_times)
+        );
+    }
+    let median_cpu_ms = (cpu_times.len() == times.len()).then(|| median(cpu_times) * 1e3);
     let m = median(times);
     Ok(Record {
         model: preset.to_string(),
@@ -241,7 +254,67 @@ fn measure(
         repeats: a.repeats,
         median_ms: m * 1e3,
         images_per_s: a.batch as f64 / m,
+        median_cpu_ms,
     })
+}
+
+/// Where the timed steps went: per kernel and shape, then per kernel, then the remainder of
+/// the step (element-wise operations, losses, autograd's bookkeeping, the optimiser), as wall
+/// and CPU milliseconds per step, shares of the step's CPU time, and GFLOP/s of CPU time (on
+/// one thread, the core's throughput).
+fn profile_table(
+    title: &str,
+    ops: &[spat_models::profile::OpTime],
+    steps: &[f64],
+    cpu_steps: &[f64],
+) -> String {
+    let n = steps.len() as f64;
+    let step_ms = steps.iter().sum::<f64>() * 1e3 / n;
+    let step_cpu_ms = cpu_steps.iter().sum::<f64>() * 1e3 / n;
+    let mut out = format!(
+        "\nprofile of {title}: mean step {step_ms:.1} ms wall, {step_cpu_ms:.1} ms CPU over {} steps\n\n\
+         | kernel | shape | calls/step | ms/step | CPU ms/step | share of CPU | GFLOP/s (CPU) |\n\
+         |---|---|---:|---:|---:|---:|---:|\n",
+        steps.len()
+    );
+    let row = |op: &str, shape: &str, calls: f64, secs: f64, cpu: f64, flops: f64| {
+        let gflops = if flops > 0.0 && cpu > 0.0 {
+            format!("{:.1}", flops / cpu / 1e9)
+        } else {
+            "–".into()
+        };
+        let (ms, cpu_ms) = (secs * 1e3 / n, cpu * 1e3 / n);
+        format!(
+            "| {op} | {shape} | {calls:.0} | {ms:.2} | {cpu_ms:.2} | {:.1}% | {gflops} |\n",
+            100.0 * cpu_ms / step_cpu_ms
+        )
+    };
+    for t in ops {
+        out += &row(
+            t.op,
+            &t.shape,
+            t.calls as f64 / n,
+            t.seconds,
+            t.cpu_seconds,
+            t.flops,
+        );
+    }
+    let mut by_op: BTreeMap<&str, [f64; 4]> = BTreeMap::new();
+    for t in ops {
+        let e = by_op.entry(t.op).or_default();
+        e[0] += t.calls as f64;
+        e[1] += t.seconds;
+        e[2] += t.cpu_seconds;
+        e[3] += t.flops;
+    }
+    for (op, [calls, secs, cpu, flops]) in &by_op {
+        out += &row(op, "all", calls / n, *secs, *cpu, *flops);
+    }
+    let rest = (steps.iter().sum::<f64>() - ops.iter().map(|t| t.seconds).sum::<f64>()).max(0.0);
+    let rest_cpu =
+        (cpu_steps.iter().sum::<f64>() - ops.iter().map(|t| t.cpu_seconds).sum::<f64>()).max(0.0);
+    out += &row("everything else", "–", 0.0, rest, rest_cpu, 0.0);
+    out
 }
 
 fn read_reference(path: &std::path::Path) -> Result<Report> {
@@ -265,7 +338,7 @@ fn device_name(device: &Device) -> String {
 pub fn run(a: Args) -> Result<()> {
     let models = list(&a.models, "models", spat_models::PRESETS)?;
     let workloads = list(&a.workloads, "workloads", WORKLOADS)?;
-    let precisions: Vec<PrecisionArg> = list(&a.precisions, "precisions", PrecisionArg::NAMES)?
+    let precisions: Vec<Precision> = list(&a.precisions, "precisions", Precision::NAMES)?
         .into_iter()
         .map(|p| p.parse().map_err(anyhow::Error::msg))
         .collect::<Result<_>>()?;
@@ -296,7 +369,7 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(path) = &a.json {
         let mut text = serde_json::to_string_pretty(&report)?;
         text.push('\n');
-        spat_core::fs::write_atomic(path, text.as_bytes())?;
+        spat_spec::fs::write_atomic(path, text.as_bytes())?;
     }
     Ok(())
 }
@@ -312,13 +385,8 @@ pub fn table(report: &Report, reference: Option<&Report>) -> String {
             r.batch,
         )
     };
-    let theirs: BTreeMap<_, f64> = reference
-        .map(|rep| {
-            rep.records
-                .iter()
-                .map(|r| (key(r), r.images_per_s))
-                .collect()
-        })
+    let theirs: BTreeMap<_, &Record> = reference
+        .map(|rep| rep.records.iter().map(|r| (key(r), r)).collect())
         .unwrap_or_default();
     let mut out = format!(
         "spat {} on {} ({})",
@@ -330,24 +398,42 @@ pub fn table(report: &Report, reference: Option<&Report>) -> String {
             rep.framework, rep.framework_version, rep.device, rep.device_name
         );
     }
-    out += "\n\n| model | workload | precision | batch | spat ms | spat img/s |";
+    out += "\n\n| model | workload | precision | batch | spat ms | spat CPU ms | spat img/s |";
     if reference.is_some() {
-        out += " reference img/s | spat / reference |";
+        out += " reference img/s | reference CPU ms | spat / reference | by CPU time |";
     }
-    out += "\n|---|---|---|---:|---:|---:|";
+    out += "\n|---|---|---|---:|---:|---:|---:|";
     if reference.is_some() {
-        out += "---:|---:|";
+        out += "---:|---:|---:|---:|";
     }
     out += "\n";
+    let ms = |v: Option<f64>| v.map_or("–".to_string(), |v| format!("{v:.1}"));
     for r in &report.records {
         out += &format!(
-            "| {} | {} | {} | {} | {:.1} | {:.1} |",
-            r.model, r.workload, r.precision, r.batch, r.median_ms, r.images_per_s
+            "| {} | {} | {} | {} | {:.1} | {} | {:.1} |",
+            r.model,
+            r.workload,
+            r.precision,
+            r.batch,
+            r.median_ms,
+            ms(r.median_cpu_ms),
+            r.images_per_s
         );
         if reference.is_some() {
             match theirs.get(&key(r)) {
-                Some(&t) => out += &format!(" {t:.1} | {:.2}× |", r.images_per_s / t),
-                None => out += " – | – |",
+                Some(t) => {
+                    let by_cpu = match (r.median_cpu_ms, t.median_cpu_ms) {
+                        (Some(ours), Some(theirs)) => format!("{:.2}×", theirs / ours),
+                        _ => "–".into(),
+                    };
+                    out += &format!(
+                        " {:.1} | {} | {:.2}× | {by_cpu} |",
+                        t.images_per_s,
+                        ms(t.median_cpu_ms),
+                        r.images_per_s / t.images_per_s
+                    )
+                }
+                None => out += " – | – | – | – |",
             }
         }
         out += "\n";
@@ -369,6 +455,7 @@ mod tests {
             repeats: 20,
             median_ms: 128_000.0 / ips,
             images_per_s: ips,
+            median_cpu_ms: None,
         }
     }
 
@@ -392,8 +479,30 @@ mod tests {
             records: vec![record("resnet-18", "tf32", 2000.0)],
         };
         let t = table(&ours, Some(&theirs));
-        assert!(t.contains("| 3000.0 | 2000.0 | 1.50× |"), "{t}");
-        assert!(t.contains("| 10.0 | – | – |"), "{t}");
+        assert!(t.contains("| 3000.0 | 2000.0 | – | 1.50× | – |"), "{t}");
+        assert!(t.contains("| 10.0 | – | – | – | – |"), "{t}");
+    }
+
+    #[test]
+    fn cpu_time_ratio_is_reference_cpu_over_spat_cpu() {
+        let with_cpu = |framework: &str, ips: f64, cpu: f64| Report {
+            framework: framework.into(),
+            framework_version: "0".into(),
+            device: "cpu".into(),
+            device_name: "cpu".into(),
+            records: vec![Record {
+                median_cpu_ms: Some(cpu),
+                ..record("tiny", "fp32", ips)
+            }],
+        };
+        let t = table(
+            &with_cpu("spat", 100.0, 40.0),
+            Some(&with_cpu("pytorch", 50.0, 60.0)),
+        );
+        assert!(
+            t.contains("| 40.0 | 100.0 | 50.0 | 60.0 | 2.00× | 1.50× |"),
+            "{t}"
+        );
     }
 
     #[test]

@@ -3,10 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use candle_core::Device;
 use spat_core::{Batch, Network};
 use spat_data::{BatchSource, Dataset, ImageSet, Loader, Split};
+use spat_spec::Precision;
 
 /// `cpu`, `cuda` or `cuda:N`. CUDA needs a binary built with `--features cuda`.
 pub fn parse_device(s: &str) -> Result<Device> {
@@ -35,53 +36,6 @@ pub fn parse_device(s: &str) -> Result<Device> {
         };
         anyhow::anyhow!("opening CUDA device {ordinal}: {cause}")
     })
-}
-
-/// Arithmetic of a run (`--precision`): what [`spat_models::Precision`] a model computes in, and
-/// whether `f32` work on CUDA may use TF32 tensor cores. On the CPU `fp32` and `tf32` are the same.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PrecisionArg {
-    /// Full f32 everywhere (TF32 off in cuDNN and cuBLAS).
-    Fp32,
-    /// f32 weights and activations; convolutions and matrix products may use TF32 on CUDA
-    /// (PyTorch's default for convolutions).
-    #[default]
-    Tf32,
-    /// bf16 convolutions and matrix products with f32 master weights, BN, loss and optimiser.
-    Bf16,
-}
-
-impl PrecisionArg {
-    pub const NAMES: &'static [&'static str] = &["fp32", "tf32", "bf16"];
-
-    pub fn name(self) -> &'static str {
-        Self::NAMES[self as usize]
-    }
-
-    /// Sets the process-wide TF32 switch and returns the model precision.
-    pub fn apply(self) -> spat_models::Precision {
-        spat_models::set_tf32(self != PrecisionArg::Fp32);
-        match self {
-            PrecisionArg::Bf16 => spat_models::Precision::Bf16,
-            _ => spat_models::Precision::F32,
-        }
-    }
-}
-
-impl std::str::FromStr for PrecisionArg {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.trim() {
-            "fp32" => Ok(Self::Fp32),
-            "tf32" => Ok(Self::Tf32),
-            "bf16" => Ok(Self::Bf16),
-            other => Err(format!(
-                "bad precision `{other}`: expected one of {}",
-                Self::NAMES.join(", ")
-            )),
-        }
-    }
 }
 
 /// A radius given as `8/255` or as a number such as `0.031`; must lie in [0, 1].
@@ -155,7 +109,8 @@ pub struct CheckpointArgs {
     /// Model preset of the checkpoint (see `spat model-info`).
     #[arg(long)]
     pub model: String,
-    /// Weights: a safetensors file with PyTorch state_dict names (spat's model.safetensors).
+    /// Weights: spat's safetensors (model.safetensors) or a PyTorch torch.save file (.pt/.pth;
+    /// zip, legacy or tar; a bare state dict or one under state_dict/model/net).
     #[arg(long)]
     pub checkpoint: PathBuf,
     /// Data set: cifar10 | cifar100 | stl10.
@@ -167,7 +122,27 @@ pub struct CheckpointArgs {
     /// Arithmetic: fp32 | tf32 | bf16 (TF32 and bf16 change results on CUDA only slightly and
     /// only there; on the CPU tf32 is fp32).
     #[arg(long, default_value = "tf32")]
-    pub precision: PrecisionArg,
+    pub precision: Precision,
+}
+
+/// How the test set is attacked, shared by `eval` and `sweep-alpha`.
+#[derive(clap::Args, Debug)]
+pub struct AttackRunArgs {
+    /// Attack radius, as 8/255 or 0.031 (default 8/255, §6.1).
+    #[arg(long, value_parser = parse_eps, default_value = "8/255")]
+    pub eps: f64,
+    /// Evaluate on the first N test images (default: the whole test set).
+    #[arg(long, value_parser = parse_positive)]
+    pub test_subset: Option<usize>,
+    /// Evaluation batch size.
+    #[arg(long, value_parser = parse_positive, default_value = "200")]
+    pub batch_size: usize,
+    /// Seed of the attacks' random starts.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// cpu | cuda | cuda:N.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 impl CheckpointArgs {
@@ -192,14 +167,32 @@ pub fn load_model(
     classes: usize,
     checkpoint: &Path,
     device: &Device,
-    precision: PrecisionArg,
+    precision: Precision,
 ) -> Result<Box<dyn Network>> {
-    let model = spat_models::build_with_precision(preset, classes, device, 0, precision.apply())?;
+    let model = spat_models::build_with_precision(
+        preset,
+        classes,
+        device,
+        0,
+        spat_models::use_precision(precision),
+    )?;
     if !checkpoint.is_file() {
         bail!("{}: checkpoint not found", checkpoint.display());
     }
-    spat_models::load_weights(&*model, checkpoint)
+    let report = spat_models::load_weights(&*model, checkpoint)
         .with_context(|| format!("loading {preset} weights (for {classes} classes)"))?;
+    for note in &report.notes {
+        tracing::info!("{}: {note}", checkpoint.display());
+    }
+    // Evaluating without the normalisation the weights were trained with would print wrong
+    // accuracies; refuse until the normalising wrapper is wired in.
+    if report.normalization.is_some() {
+        bail!(
+            "{}: the checkpoint normalises its input (`mu`/`sigma` buffers), which this command \
+             cannot apply yet",
+            checkpoint.display()
+        );
+    }
     Ok(model)
 }
 
@@ -217,4 +210,45 @@ pub fn eval_batches<'a>(
     loader
         .epoch(0, device)
         .map(|b| b.map_err(|e| candle_core::Error::Msg(e.to_string())))
+}
+
+/// The test images a figure shows, one per row: `indices` if given, else the first unused test
+/// image of each class named in the comma-separated `classes`.
+pub fn pick_rows(
+    indices: Option<&[usize]>,
+    classes: &str,
+    labels: &[u32],
+    names: &[String],
+) -> Result<Vec<usize>> {
+    if let Some(ix) = indices {
+        if ix.is_empty() {
+            bail!("--indices is empty");
+        }
+        if let Some(bad) = ix.iter().find(|&&i| i >= labels.len()) {
+            bail!(
+                "--indices: {bad} is outside the test set ({} images)",
+                labels.len()
+            );
+        }
+        return Ok(ix.to_vec());
+    }
+    let mut used = std::collections::BTreeSet::new();
+    let mut rows = Vec::new();
+    for name in classes.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let class = names.iter().position(|n| n == name).ok_or_else(|| {
+            anyhow!(
+                "--classes: unknown class `{name}`; classes are: {}",
+                names.join(", ")
+            )
+        })?;
+        let i = (0..labels.len())
+            .find(|&i| labels[i] as usize == class && !used.contains(&i))
+            .ok_or_else(|| anyhow!("--classes: no further test image of class `{name}`"))?;
+        used.insert(i);
+        rows.push(i);
+    }
+    if rows.is_empty() {
+        bail!("--classes is empty");
+    }
+    Ok(rows)
 }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use spat_data::{Dataset, Split};
+use spat_spec::report::DataInfo;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -19,25 +20,27 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let mut out = serde_json::Map::new();
-    let mut table = String::new();
-    for (name, split) in [("train", Split::Train), ("test", Split::Test)] {
-        let set = spat_data::load(args.dataset, &args.data_dir, split)
-            .with_context(|| format!("reading the {name} split of {}", args.dataset))?;
-        let stats = spat_data::split_stats(&set);
-        table.push_str(&format!(
-            "{name}: {} images, per class {:?}\n  mean {}\n  std  {}\n",
-            stats.count,
-            stats.per_class,
-            fmt_channels(&stats.mean),
-            fmt_channels(&stats.std)
-        ));
-        out.insert(name.to_string(), serde_json::to_value(&stats)?);
-    }
+    let stats = |split: Split| {
+        spat_data::load(args.dataset, &args.data_dir, split)
+            .map(|set| spat_data::split_stats(&set))
+            .with_context(|| format!("reading the {split} split of {}", args.dataset))
+    };
+    let info = DataInfo {
+        train: stats(Split::Train)?,
+        test: stats(Split::Test)?,
+    };
     if args.json {
-        println!("{}", serde_json::Value::Object(out));
+        println!("{}", serde_json::to_string(&info)?);
     } else {
-        print!("{table}");
+        for (name, s) in [("train", &info.train), ("test", &info.test)] {
+            println!(
+                "{name}: {} images, per class {:?}\n  mean {}\n  std  {}",
+                s.count,
+                s.per_class,
+                fmt_channels(&s.mean),
+                fmt_channels(&s.std)
+            );
+        }
     }
     Ok(())
 }

@@ -3,9 +3,7 @@
 use anyhow::Result;
 use spat_attacks::AttackSpec;
 
-use super::common::{
-    eval_batches, eval_loader, parse_device, parse_eps, parse_positive, CheckpointArgs,
-};
+use super::common::{eval_batches, eval_loader, parse_device, AttackRunArgs, CheckpointArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -16,67 +14,38 @@ pub struct Args {
     /// clean,fgsm,pgd20,cw30.
     #[arg(long, default_value = "clean,fgsm,pgd20,cw30")]
     pub attacks: String,
-    /// Attack radius, as 8/255 or 0.031 (default 8/255, §6.1).
-    #[arg(long, value_parser = parse_eps, default_value = "8/255")]
-    pub eps: f64,
-    /// Evaluate on the first N test images (default: the whole test set).
-    #[arg(long, value_parser = parse_positive)]
-    pub test_subset: Option<usize>,
-    /// Evaluation batch size.
-    #[arg(long, value_parser = parse_positive, default_value = "200")]
-    pub batch_size: usize,
-    /// Seed of the attacks' random starts.
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// cpu | cuda | cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
-    /// Print one JSON object {"clean": %, "<attack as given>": %, ...} instead of a table.
+    #[command(flatten)]
+    pub run: AttackRunArgs,
+    /// Print one JSON object instead of a table: {"examples", "eps", "accuracy": {"<attack>": %},
+    /// "worst_case": %}, attacks by their canonical names (`pgd-kl` is `pgd20-kl`).
     #[arg(long)]
     pub json: bool,
 }
 
 pub fn run(a: Args) -> Result<()> {
     // Attack names are checked before anything slow happens.
-    let names: Vec<String> = a
-        .attacks
-        .split(',')
-        .map(|s| s.trim().to_string())
-        .filter(|s| !s.is_empty())
-        .collect();
     let specs = AttackSpec::parse_list(&a.attacks)?;
-    let device = parse_device(&a.device)?;
+    let device = parse_device(&a.run.device)?;
     let model = a.target.load_model(&device)?;
-    let test = a.target.load_test(a.test_subset)?;
-    let loader = eval_loader(test, a.batch_size);
+    let test = a.target.load_test(a.run.test_subset)?;
+    let loader = eval_loader(test, a.run.batch_size);
     let report = spat_attacks::evaluate(
         &*model,
         eval_batches(&loader, &device),
         &specs,
-        a.eps,
-        a.seed,
+        a.run.eps,
+        a.run.seed,
         true,
     )?;
     tracing::info!(examples = report.examples, eps = report.eps, "evaluated");
-    let mut out = serde_json::Map::new();
-    out.insert("clean".into(), serde_json::json!(report.accuracy["clean"]));
-    for (name, spec) in names.iter().zip(&specs) {
-        out.insert(
-            name.clone(),
-            serde_json::json!(report.accuracy[&spec.to_string()]),
-        );
-    }
     if a.json {
-        println!("{}", serde_json::Value::Object(out));
+        println!("{}", serde_json::to_string(&report)?);
     } else {
         println!("{} test images, eps {:.5}:", report.examples, report.eps);
-        for (k, v) in &out {
-            println!("  {k:<16} {:>6.2} %", v.as_f64().unwrap_or(f64::NAN));
+        for (name, acc) in &report.accuracy {
+            println!("  {name:<16} {acc:>6.2} %");
         }
-        println!(
-            "  {:<16} {:>6.2} %",
-            "worst case", report.accuracy["worst_case"]
-        );
+        println!("  {:<16} {:>6.2} %", "worst case", report.worst_case);
     }
     Ok(())
 }

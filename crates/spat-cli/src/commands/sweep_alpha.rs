@@ -4,10 +4,11 @@
 use std::path::PathBuf;
 
 use anyhow::{anyhow, Context, Result};
-use spat_attacks::{SweepConfig, SweepReport};
+use spat_attacks::{SweepAttack, SweepConfig, SweepReport};
 
 use super::common::{
-    eval_batches, eval_loader, parse_alpha, parse_device, parse_eps, parse_positive, CheckpointArgs,
+    eval_batches, eval_loader, parse_alpha, parse_device, parse_positive, AttackRunArgs,
+    CheckpointArgs,
 };
 
 #[derive(clap::Args, Debug)]
@@ -19,25 +20,14 @@ pub struct Args {
     #[arg(long, value_parser = parse_alpha,
         value_delimiter = ',', default_value = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1")]
     pub alphas: Vec<f64>,
-    /// Attack radius (default 8/255).
-    #[arg(long, value_parser = parse_eps, default_value = "8/255")]
-    pub eps: f64,
+    #[command(flatten)]
+    pub run: AttackRunArgs,
     /// PGD steps of every attack (default 20: PGD-20, §5.2).
     #[arg(long, value_parser = parse_positive, default_value = "20")]
     pub steps: usize,
     /// Step size ε/10 (§6.2's evaluation) instead of the TRADES/MART scripts' 0.003 at 8/255.
     #[arg(long)]
     pub step_eps_over_10: bool,
-    /// Evaluate on the first N test images (default: all).
-    #[arg(long, value_parser = parse_positive)]
-    pub test_subset: Option<usize>,
-    #[arg(long, value_parser = parse_positive, default_value = "200")]
-    pub batch_size: usize,
-    #[arg(long, default_value_t = 0)]
-    pub seed: u64,
-    /// cpu | cuda | cuda:N.
-    #[arg(long, default_value = "cpu")]
-    pub device: String,
     /// Directory for sweep.md, sweep.json and sweep.png (default: print only).
     #[arg(long)]
     pub out: Option<PathBuf>,
@@ -55,7 +45,8 @@ fn markdown(r: &SweepReport) -> String {
         let alpha = row.alpha.map_or("-".to_string(), |a| a.to_string());
         s.push_str(&format!(
             "| {} | {alpha} | {:.2} |\n",
-            row.attack, row.accuracy
+            row.attack.as_str(),
+            row.accuracy
         ));
     }
     s
@@ -65,7 +56,7 @@ fn plot(r: &SweepReport) -> spat_report::LinePlot {
     let ls: Vec<(f64, Option<f64>)> = r
         .rows
         .iter()
-        .filter(|x| x.attack == "pgd-ls")
+        .filter(|x| x.attack == SweepAttack::PgdLs)
         .filter_map(|x| x.alpha.map(|a| (a, Some(x.accuracy))))
         .collect();
     let (lo, hi) = ls
@@ -83,8 +74,8 @@ fn plot(r: &SweepReport) -> spat_report::LinePlot {
         points: ls,
         dashed: false,
     }];
-    for row in r.rows.iter().filter(|x| x.attack != "pgd-ls") {
-        series.push(flat(&row.attack.to_uppercase(), row.accuracy));
+    for row in r.rows.iter().filter(|x| x.attack != SweepAttack::PgdLs) {
+        series.push(flat(&row.attack.as_str().to_uppercase(), row.accuracy));
     }
     series.push(flat("clean", r.clean_accuracy));
     spat_report::LinePlot {
@@ -97,29 +88,29 @@ fn plot(r: &SweepReport) -> spat_report::LinePlot {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let device = parse_device(&a.device)?;
+    let device = parse_device(&a.run.device)?;
     let model = a.target.load_model(&device)?;
-    let test = a.target.load_test(a.test_subset)?;
-    let loader = eval_loader(test, a.batch_size);
+    let test = a.target.load_test(a.run.test_subset)?;
+    let loader = eval_loader(test, a.run.batch_size);
     let config = SweepConfig {
         alphas: a.alphas.clone(),
-        eps: a.eps,
+        eps: a.run.eps,
         steps: a.steps,
         step_eps_over_10: a.step_eps_over_10,
-        seed: a.seed,
+        seed: a.run.seed,
     };
     let report = spat_attacks::sweep_alpha(&*model, eval_batches(&loader, &device), &config, true)?;
     let json = serde_json::to_string_pretty(&report)?;
     let md = markdown(&report);
     if let Some(dir) = &a.out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        spat_core::fs::write_atomic(&dir.join("sweep.md"), md.as_bytes())?;
+        spat_spec::fs::write_atomic(&dir.join("sweep.md"), md.as_bytes())?;
         plot(&report)
             .render(900, 600)
             .save_png(&dir.join("sweep.png"))
             .map_err(|e| anyhow!("{e}"))?;
         // Written last: its presence means the sweep is complete.
-        spat_core::fs::write_atomic(&dir.join("sweep.json"), json.as_bytes())?;
+        spat_spec::fs::write_atomic(&dir.join("sweep.json"), json.as_bytes())?;
     }
     if a.json {
         println!("{json}");

@@ -4,12 +4,11 @@
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context, Result};
-use candle_core::DType;
 use spat_attacks::AttackSpec;
-use spat_core::{Classifier, Mode};
 use spat_report::{Canvas, ImageGrid};
+use spat_spec::report::{GridRow, GridSummary};
 
-use super::common::{parse_device, parse_eps, CheckpointArgs};
+use super::common::{parse_device, parse_eps, pick_rows, CheckpointArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -51,45 +50,6 @@ pub struct Args {
     pub json: bool,
 }
 
-fn pick_rows(a: &Args, labels: &[u32], names: &[String]) -> Result<Vec<usize>> {
-    if let Some(ix) = &a.indices {
-        if ix.is_empty() {
-            bail!("--indices is empty");
-        }
-        if let Some(bad) = ix.iter().find(|&&i| i >= labels.len()) {
-            bail!(
-                "--indices: {bad} is outside the test set ({} images)",
-                labels.len()
-            );
-        }
-        return Ok(ix.clone());
-    }
-    let mut used = std::collections::BTreeSet::new();
-    let mut rows = Vec::new();
-    for name in a
-        .classes
-        .split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-    {
-        let class = names.iter().position(|n| n == name).ok_or_else(|| {
-            anyhow!(
-                "--classes: unknown class `{name}`; classes are: {}",
-                names.join(", ")
-            )
-        })?;
-        let i = (0..labels.len())
-            .find(|&i| labels[i] as usize == class && !used.contains(&i))
-            .ok_or_else(|| anyhow!("--classes: no further test image of class `{name}`"))?;
-        used.insert(i);
-        rows.push(i);
-    }
-    if rows.is_empty() {
-        bail!("--classes is empty");
-    }
-    Ok(rows)
-}
-
 fn eps_label(e: f64) -> String {
     let k = e * 255.0;
     if (k - k.round()).abs() < 1e-6 {
@@ -110,7 +70,7 @@ pub fn run(a: Args) -> Result<()> {
     let device = parse_device(&a.device)?;
     let names = a.target.dataset.class_names();
     let test = a.target.load_test(None)?;
-    let rows_ix = pick_rows(&a, test.labels(), &names)?;
+    let rows_ix = pick_rows(a.indices.as_deref(), &a.classes, test.labels(), &names)?;
     let model = a.target.load_model(&device)?;
     let (c, h, w) = test.shape();
     let scale = a.scale.unwrap_or(if w <= 32 { 4 } else { 1 }).max(1);
@@ -127,31 +87,16 @@ pub fn run(a: Args) -> Result<()> {
         })
         .collect::<Result<_>>()?;
     let mut predictions: Vec<Vec<String>> = vec![Vec::new(); rows_ix.len()];
-    for (k, spec) in specs.iter().enumerate() {
-        for (j, &eps) in a.eps.iter().enumerate() {
-            let attack = spec.build(eps).expect("clean was filtered out");
-            let stream = spat_core::rng::streams::EVAL_ATTACK + 1024 * k as u64 + j as u64;
-            let mut rng = spat_core::rng::host_rng(a.seed, stream);
-            let x_adv = attack.perturb(&*model, &batch.images, &batch.labels, &mut rng)?;
-            let pred = model
-                .logits_wrt_input(&x_adv, Mode::Eval)?
-                .argmax(1)?
-                .to_dtype(DType::U32)?
-                .to_vec1::<u32>()?;
-            let bytes = (x_adv * 255.0)?
-                .round()?
-                .clamp(0f32, 255f32)?
-                .to_dtype(DType::U8)?
-                .flatten_all()?
-                .to_vec1::<u8>()?;
-            headers.push(format!("{spec} {}", eps_label(eps)));
-            for (r, row) in grid.iter_mut().enumerate() {
-                let img = Canvas::from_planar(&bytes[r * c * h * w..(r + 1) * c * h * w], c, h, w)
-                    .map_err(|e| anyhow!("{e}"))?;
-                let name = names[pred[r] as usize].clone();
-                predictions[r].push(name.clone());
-                row.push((img, name));
-            }
+    let columns = spat_attacks::adversarial_columns(&*model, &batch, &specs, &a.eps, a.seed)?;
+    for column in &columns {
+        let bytes = spat_data::to_u8_images(&column.images)?;
+        headers.push(format!("{} {}", column.spec, eps_label(column.eps)));
+        for (r, row) in grid.iter_mut().enumerate() {
+            let img = Canvas::from_planar(&bytes[r * c * h * w..(r + 1) * c * h * w], c, h, w)
+                .map_err(|e| anyhow!("{e}"))?;
+            let name = names[column.predictions[r] as usize].clone();
+            predictions[r].push(name.clone());
+            row.push((img, name));
         }
     }
     let image = ImageGrid {
@@ -166,15 +111,22 @@ pub fn run(a: Args) -> Result<()> {
     }
     image.save_png(&a.out).map_err(|e| anyhow!("{e}"))?;
     if a.json {
-        let rows: Vec<serde_json::Value> = rows_ix
-            .iter()
-            .zip(&predictions)
-            .map(|(&i, p)| serde_json::json!({"index": i, "label": names[test.labels()[i] as usize], "predictions": p}))
-            .collect();
-        println!(
-            "{}",
-            serde_json::json!({"image": a.out, "width": image.width, "height": image.height, "columns": headers, "rows": rows})
-        );
+        let summary = GridSummary {
+            image: a.out.clone(),
+            width: image.width,
+            height: image.height,
+            columns: headers,
+            rows: rows_ix
+                .iter()
+                .zip(predictions)
+                .map(|(&index, predictions)| GridRow {
+                    index,
+                    label: names[test.labels()[index] as usize].clone(),
+                    predictions,
+                })
+                .collect(),
+        };
+        println!("{}", serde_json::to_string(&summary)?);
     } else {
         println!("{} ({}x{} px)", a.out.display(), image.width, image.height);
     }

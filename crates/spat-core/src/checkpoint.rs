@@ -1,0 +1,384 @@
+//! Weights files of any origin: spat's safetensors, or a PyTorch `torch.save` file (zip, legacy
+//! or tar container, read by `spat-pickle` without running its pickle), into a [`VarStore`].
+//!
+//! Names are fitted to the network the way published checkpoints need: a `module.` (from
+//! `nn.DataParallel`) or `model.` prefix shared by every tensor is stripped; `sub_block1.*`, the
+//! block TRADES' WideResNet builds and never uses, is dropped when the network has no such
+//! variables; RobustBench-style `mu` / `sigma` (or `mean` / `std`) input-normalisation buffers are
+//! taken out and returned as [`Normalization`]; a missing BN `num_batches_tracked` (files from
+//! PyTorch before 0.4.1) keeps the network's own value. Everything else is strict, and every
+//! weight is checked: float parameters must come from float tensors and be finite.
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use spat_pickle::torch::{self, DType as RawDType, RawTensor};
+
+use crate::error::{Error, Result};
+use crate::normalize::Normalization;
+use crate::store::VarStore;
+
+/// What a weights file was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckpointFormat {
+    Safetensors,
+    Torch(torch::Format),
+}
+
+impl CheckpointFormat {
+    pub fn describe(self) -> &'static str {
+        match self {
+            CheckpointFormat::Safetensors => "safetensors",
+            CheckpointFormat::Torch(f) => f.describe(),
+        }
+    }
+}
+
+/// Named tensors read from a weights file, with notes on how they were found.
+#[derive(Debug)]
+pub struct Checkpoint {
+    pub format: CheckpointFormat,
+    /// In file order (safetensors: sorted by name), on the CPU, dtypes as stored (int8 and
+    /// bool, which candle lacks, widened to int64 and uint8).
+    pub tensors: Vec<(String, Tensor)>,
+    pub notes: Vec<String>,
+}
+
+/// What loading a checkpoint into a network did besides copying weights.
+#[derive(Debug, Clone)]
+pub struct LoadReport {
+    pub format: CheckpointFormat,
+    /// One line each: wrapper used, prefix stripped, tensors dropped, defaults kept.
+    pub notes: Vec<String>,
+    /// Input normalisation the file carries and the network does not declare.
+    pub normalization: Option<Normalization>,
+}
+
+/// Reads a weights file of any supported format onto the CPU, names as in the file (after
+/// unwrapping a PyTorch checkpoint dict).
+pub fn read_checkpoint(path: &Path) -> Result<Checkpoint> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let fail = |message: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        message,
+    };
+    if looks_like_safetensors(&bytes) {
+        let tensors = crate::store::parse_safetensors(&bytes, path, &Device::Cpu)?;
+        let mut tensors: Vec<(String, Tensor)> = tensors.into_iter().collect();
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        return Ok(Checkpoint {
+            format: CheckpointFormat::Safetensors,
+            tensors,
+            notes: Vec::new(),
+        });
+    }
+    let Some(format) = torch::Format::sniff(&bytes) else {
+        let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+        return Err(fail(format!(
+            "not a weights file spat reads: expected safetensors or a PyTorch torch.save file \
+             (zip, legacy or tar); it starts with bytes {}",
+            if head.is_empty() {
+                "(none: the file is empty)".to_string()
+            } else {
+                head.join(" ")
+            }
+        )));
+    };
+    let raw = torch::read(&bytes, &spat_pickle::Limits::default())
+        .map_err(|e| fail(format!("{}: {e}", format.describe())))?;
+    let mut tensors = Vec::with_capacity(raw.tensors.len());
+    for (name, t) in &raw.tensors {
+        let t = to_candle(t).map_err(|e| fail(format!("tensor `{name}`: {e}")))?;
+        tensors.push((name.clone(), t));
+    }
+    Ok(Checkpoint {
+        format: CheckpointFormat::Torch(format),
+        tensors,
+        notes: raw.notes,
+    })
+}
+
+/// safetensors: an 8-byte little-endian header length, then a JSON object.
+fn looks_like_safetensors(bytes: &[u8]) -> bool {
+    bytes.len() >= 9
+        && bytes[8] == b'{'
+        && u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) <= bytes.len() as u64 - 8
+}
+
+/// A CPU tensor with the raw tensor's values (C order).
+fn to_candle(t: &RawTensor<'_>) -> candle_core::Result<Tensor> {
+    let data = t.contiguous_bytes();
+    let shape = t.shape.as_slice();
+    let widen = |f: &dyn Fn(&[u8]) -> i64, size: usize| -> candle_core::Result<Tensor> {
+        let v: Vec<i64> = data.chunks_exact(size).map(f).collect();
+        Tensor::from_vec(v, shape, &Device::Cpu)
+    };
+    let dtype = match t.dtype {
+        RawDType::Bool => {
+            let v: Vec<u8> = data.iter().map(|&b| (b != 0) as u8).collect();
+            return Tensor::from_vec(v, shape, &Device::Cpu);
+        }
+        RawDType::I8 => return widen(&|b: &[u8]| b[0] as i8 as i64, 1),
+        RawDType::U8 => DType::U8,
+        RawDType::I16 => DType::I16,
+        RawDType::I32 => DType::I32,
+        RawDType::I64 => DType::I64,
+        RawDType::F16 => DType::F16,
+        RawDType::BF16 => DType::BF16,
+        RawDType::F32 => DType::F32,
+        RawDType::F64 => DType::F64,
+    };
+    Tensor::from_raw_buffer(&data, dtype, shape, &Device::Cpu)
+}
+
+/// Names that RobustBench-style wrappers give their input normalisation, (mean, std) pairs.
+const NORMALIZATION_NAMES: &[(&str, &str)] = &[("mu", "sigma"), ("mean", "std")];
+/// Prefixes a wrapped network's names carry (`nn.DataParallel`, wrapper modules).
+const PREFIXES: &[&str] = &["module.", "model."];
+/// The block TRADES' (and RobustBench's) WideResNet builds but never runs.
+const UNUSED_BLOCK: &str = "sub_block1.";
+
+/// Fits checkpoint names to `store`'s (see the module documentation). Returns the remaining
+/// tensors, notes, and the normalisation taken out.
+pub fn fit_names(
+    tensors: Vec<(String, Tensor)>,
+    store: Option<&VarStore>,
+) -> (Vec<(String, Tensor)>, Vec<String>, Option<Normalization>) {
+    let mut notes = Vec::new();
+    let declared: HashSet<&str> = store.map_or_else(HashSet::new, |s| {
+        s.iter().map(|(n, _, _)| n).collect::<HashSet<_>>()
+    });
+    let is_norm = |n: &str| NORMALIZATION_NAMES.iter().any(|(m, s)| n == *m || n == *s);
+    let mut tensors = tensors;
+    // Strip a prefix every (non-normalisation) name has, unless the network itself uses it.
+    loop {
+        let stripped = PREFIXES.iter().find(|p| {
+            let mut names = tensors
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .filter(|n| !is_norm(n));
+            let mut any = false;
+            let all = names.all(|n| {
+                any = true;
+                n.starts_with(**p)
+            });
+            any && all && !declared.iter().any(|d| d.starts_with(**p))
+        });
+        let Some(p) = stripped else { break };
+        for (n, _) in &mut tensors {
+            if !is_norm(n) {
+                *n = n[p.len()..].to_string();
+            }
+        }
+        notes.push(format!("stripped the `{p}` prefix from every tensor name"));
+    }
+    let mut normalization = None;
+    for (m, s) in NORMALIZATION_NAMES {
+        if declared.contains(m) || declared.contains(s) {
+            continue;
+        }
+        let find = |name: &str| tensors.iter().position(|(n, _)| n == name);
+        if let (Some(mi), Some(si)) = (find(m), find(s)) {
+            let values = |t: &Tensor| {
+                t.to_dtype(DType::F32)
+                    .and_then(|t| t.flatten_all())
+                    .and_then(|t| t.to_vec1::<f32>())
+                    .ok()
+            };
+            if let (Some(mean), Some(std)) = (values(&tensors[mi].1), values(&tensors[si].1)) {
+                notes.push(format!(
+                    "the checkpoint normalises its input: `{m}` = {mean:?}, `{s}` = {std:?} \
+                     (taken out of the weights; an evaluation must apply it)"
+                ));
+                normalization = Some(Normalization { mean, std });
+                let (hi, lo) = (mi.max(si), mi.min(si));
+                tensors.remove(hi);
+                tensors.remove(lo);
+                break;
+            }
+        }
+    }
+    if !declared.iter().any(|d| d.starts_with(UNUSED_BLOCK)) {
+        let before = tensors.len();
+        tensors.retain(|(n, _)| !n.starts_with(UNUSED_BLOCK));
+        let dropped = before - tensors.len();
+        if dropped > 0 {
+            notes.push(format!(
+                "dropped {dropped} `{UNUSED_BLOCK}*` tensors (a block TRADES' WideResNet builds \
+                 but never uses in forward)"
+            ));
+        }
+    }
+    (tensors, notes, normalization)
+}
+
+impl VarStore {
+    /// Loads any supported weights file (see the module documentation) strictly into the store,
+    /// after fitting its names; nothing is assigned unless every tensor passes.
+    pub fn load_checkpoint(&self, path: &Path) -> Result<LoadReport> {
+        let ckpt = read_checkpoint(path)?;
+        let (tensors, fit_notes, normalization) = fit_names(ckpt.tensors, Some(self));
+        let mut notes = ckpt.notes;
+        notes.extend(fit_notes);
+        let mut map: HashMap<String, Tensor> = HashMap::new();
+        for (n, t) in tensors {
+            map.insert(n, t);
+        }
+        // Counters absent from a file that has their BN layer's statistics.
+        let missing_counters: Vec<String> = self
+            .iter()
+            .filter_map(|(n, _, _)| {
+                let layer = n.strip_suffix(".num_batches_tracked")?;
+                let stats = format!("{layer}.running_mean");
+                (!map.contains_key(n) && map.contains_key(&stats)).then(|| n.to_string())
+            })
+            .collect();
+        if !missing_counters.is_empty() {
+            notes.push(format!(
+                "{} BN `num_batches_tracked` counters are not in the file (PyTorch < 0.4.1); \
+                 kept at the network's values",
+                missing_counters.len()
+            ));
+            for n in missing_counters {
+                // A copy: a variable cannot be set from its own storage.
+                let v = self.get(&n).expect("declared").as_tensor().copy()?;
+                map.insert(n, v);
+            }
+        }
+        self.assign(map, path)?;
+        Ok(LoadReport {
+            format: ckpt.format,
+            notes,
+            normalization,
+        })
+    }
+}
+
+/// What [`convert_checkpoint`] wrote.
+#[derive(Debug, Clone)]
+pub struct ConvertReport {
+    pub format: CheckpointFormat,
+    pub tensors: usize,
+    pub notes: Vec<String>,
+}
+
+/// Writes any supported weights file as spat's safetensors: names fitted without a network
+/// (prefixes stripped, `sub_block1.*` dropped; `mu`/`sigma` kept, so loading the output finds
+/// them again), floats as f32 and integers as i64, every float finite. Refuses to overwrite an
+/// existing `output`.
+pub fn convert_checkpoint(input: &Path, output: &Path) -> Result<ConvertReport> {
+    if output.exists() {
+        return Err(Error::Checkpoint {
+            path: output.to_path_buf(),
+            message: "already exists; refusing to overwrite it".into(),
+        });
+    }
+    let ckpt = read_checkpoint(input)?;
+    let (tensors, fit_notes, normalization) = fit_names(ckpt.tensors, None);
+    let mut notes = ckpt.notes;
+    notes.extend(fit_notes);
+    let mut out: HashMap<String, Tensor> = HashMap::new();
+    for (n, t) in tensors {
+        let t = if t.dtype().is_float() {
+            let t = t.to_dtype(DType::F32)?;
+            crate::store::check_finite(&n, &t, input)?;
+            t
+        } else {
+            t.to_dtype(DType::I64)?
+        };
+        out.insert(n, t);
+    }
+    if let Some(norm) = normalization {
+        // Kept under the names the loader looks for.
+        let k = norm.mean.len();
+        out.insert(
+            "mu".into(),
+            Tensor::from_vec(norm.mean, (1, k, 1, 1), &Device::Cpu)?,
+        );
+        out.insert(
+            "sigma".into(),
+            Tensor::from_vec(norm.std, (1, k, 1, 1), &Device::Cpu)?,
+        );
+    }
+    let n = out.len();
+    crate::store::save_tensors(&out, output)?;
+    Ok(ConvertReport {
+        format: ckpt.format,
+        tensors: n,
+        notes,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(v: &[f32]) -> Tensor {
+        Tensor::new(v, &Device::Cpu).unwrap()
+    }
+
+    fn store() -> VarStore {
+        let mut s = VarStore::new(&Device::Cpu);
+        s.add_parameter("bn.weight", t(&[1., 1.])).unwrap();
+        s.add_buffer("bn.running_mean", t(&[0., 0.])).unwrap();
+        s.add_buffer(
+            "bn.num_batches_tracked",
+            Tensor::new(0i64, &Device::Cpu).unwrap(),
+        )
+        .unwrap();
+        s
+    }
+
+    #[test]
+    fn old_files_without_counters_load_with_a_note() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("old.safetensors");
+        let tensors: HashMap<String, Tensor> = [
+            ("module.bn.weight".to_string(), t(&[2., 3.])),
+            ("module.bn.running_mean".to_string(), t(&[0.5, 0.25])),
+        ]
+        .into();
+        crate::store::save_tensors(&tensors, &p).unwrap();
+        let s = store();
+        let r = s.load_checkpoint(&p).unwrap();
+        let notes = r.notes.join(" | ");
+        assert!(notes.contains("`module.` prefix"), "{notes}");
+        assert!(notes.contains("1 BN `num_batches_tracked`"), "{notes}");
+        let w = s
+            .get("bn.weight")
+            .unwrap()
+            .as_tensor()
+            .to_vec1::<f32>()
+            .unwrap();
+        assert_eq!(w, vec![2., 3.]);
+    }
+
+    #[test]
+    fn a_prefix_the_network_itself_uses_is_kept() {
+        let mut s = VarStore::new(&Device::Cpu);
+        s.add_parameter("model.w", t(&[1.])).unwrap();
+        let (fitted, notes, _) = fit_names(vec![("model.w".into(), t(&[2.]))], Some(&s));
+        assert_eq!(fitted[0].0, "model.w");
+        assert!(notes.is_empty(), "{notes:?}");
+    }
+
+    #[test]
+    fn unreadable_files_say_what_they_start_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("x.pt");
+        std::fs::write(&p, b"GIF89a....").unwrap();
+        let m = read_checkpoint(&p).unwrap_err().to_string();
+        assert!(m.contains("x.pt") && m.contains("47 49 46 38"), "{m}");
+        std::fs::write(&p, b"").unwrap();
+        let m = read_checkpoint(&p).unwrap_err().to_string();
+        assert!(m.contains("the file is empty"), "{m}");
+        // A legacy head with a truncated body names the part and the problem.
+        std::fs::write(&p, b"\x80\x02\x8a\x0a\x6c\xfc\x9c\x46").unwrap();
+        let m = read_checkpoint(&p).unwrap_err().to_string();
+        assert!(
+            m.contains("legacy PyTorch checkpoint") && m.contains("truncated"),
+            "{m}"
+        );
+    }
+}

@@ -1,0 +1,65 @@
+//! The vocabulary of spat, with no ML dependency.
+//!
+//! Everything two spat crates must agree on, and that xtask and spat-report (which never link
+//! candle) must be able to name, lives here:
+//!
+//! * [`Dataset`], [`Split`] and the official file layouts ([`dataset`]);
+//! * [`Mode`], [`Precision`], the model presets and their sizes ([`model`]);
+//! * attack specs and their grammar ([`AttackSpec`], [`AttackLoss`]), and radii as written
+//!   ([`Radius`]: `8/255` or `0.031`);
+//! * training [`Method`]s and the one run configuration [`RunConfig`] (`config.json`);
+//! * the typed schema of every file the `spat` binary writes or prints ([`run`], [`report`]);
+//! * crash-safe file writes and typed JSON reads ([`fs`]), and the checksum spat uses ([`Fnv1a`]).
+//!
+//! It holds data and the rules that define it (what a name means, how a schedule decays); numerics
+//! live in the crates that run them, training policy (defaults per method and data set) in
+//! spat-train.
+
+pub mod attack;
+pub mod dataset;
+pub mod fs;
+pub mod hash;
+pub mod model;
+pub mod radius;
+pub mod report;
+pub mod run;
+
+pub use attack::{
+    autoattack_parts, ApgdLoss, AttackLoss, AttackSpec, AutoAttackVersion, StepRule, CW_KAPPA,
+    SPEC_FORMS,
+};
+pub use dataset::{Dataset, Split};
+pub use hash::Fnv1a;
+pub use model::{model_size, Mode, ModelSize, Precision, MODEL_SIZES, PRESETS};
+pub use radius::Radius;
+pub use run::{LrSchedule, Method, PseudoLabeled, RunConfig};
+
+use std::path::PathBuf;
+
+/// Errors of spat-spec: a name that means nothing, or a file that cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A name, spec or configuration value outside the vocabulary.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file that exists but does not hold what its kind requires.
+    #[error("{}: {message}", path.display())]
+    Format { path: PathBuf, message: String },
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,452 @@
+//! A training run: its method, its one configuration (`config.json`), and the schemas of the other
+//! files of a run directory.
+//!
+//! A run directory holds:
+//!
+//! * [`files::CONFIG`] — the [`RunConfig`], written before the first step: the run's identity;
+//! * [`files::METRICS`] — one [`EpochMetrics`] JSON object per line, per finished epoch;
+//! * [`files::CHECKPOINT`], [`files::OPTIMIZER`] — weights and SGD momentum after the last
+//!   committed epoch (safetensors, PyTorch `state_dict` names);
+//! * [`files::STATE`] — the [`RunState`], written last when an epoch is committed;
+//! * [`files::BEST`] — weights of the epoch with the best robust accuracy on the per-epoch
+//!   evaluation set (the held-out validation split when [`RunConfig::val_subset`] is set);
+//! * [`files::FINAL`] and [`files::SUMMARY`] — final weights and the [`TrainSummary`].
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use crate::{AttackSpec, Dataset, Error, Mode, Precision};
+
+/// File names of a run directory.
+pub mod files {
+    pub const CONFIG: &str = "config.json";
+    pub const METRICS: &str = "metrics.jsonl";
+    pub const CHECKPOINT: &str = "checkpoint.safetensors";
+    pub const OPTIMIZER: &str = "optimizer.safetensors";
+    pub const STATE: &str = "state.json";
+    pub const BEST: &str = "best.safetensors";
+    pub const FINAL: &str = "model.safetensors";
+    pub const SUMMARY: &str = "summary.json";
+}
+
+/// The training method (thesis §4.3, §6.1), by the names `spat train --method` takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Method {
+    /// No adversary: cross-entropy on clean images (chapter 5's standard model).
+    Standard,
+    /// Madry et al.: `CE(p(x̂), y)`, adversary PGD-CE from a uniform start.
+    Madry,
+    /// TRADES: `CE(p(x), y) + β KL(p(x) || p(x̂))`, adversary PGD-KL from `x + 0.001 N(0, 1)`.
+    Trades,
+    /// MART: `BCE(p(x̂), y) + λ KL(p(x) || p(x̂)) (1 - p_y(x))`, adversary PGD-CE from
+    /// `x + 0.001 N(0, 1)`. With pseudo-labelled data, RST's MART variant (Table 6.3).
+    Mart,
+    /// RST: TRADES' objective on batches that are part pseudo-labelled (needs
+    /// [`RunConfig::pseudo_labeled`]).
+    Rst,
+}
+
+impl Method {
+    pub const ALL: [Method; 5] = [
+        Method::Standard,
+        Method::Madry,
+        Method::Trades,
+        Method::Mart,
+        Method::Rst,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Method::Standard => "standard",
+            Method::Madry => "madry",
+            Method::Trades => "trades",
+            Method::Mart => "mart",
+            Method::Rst => "rst",
+        }
+    }
+
+    /// The outer objective optimised: RST's is TRADES'.
+    pub fn objective(self) -> Method {
+        match self {
+            Method::Rst => Method::Trades,
+            m => m,
+        }
+    }
+
+    /// Whether the method trains on adversarial examples.
+    pub fn is_adversarial(self) -> bool {
+        self != Method::Standard
+    }
+
+    /// The thesis's name of the method, e.g. `TRADES`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Method::Standard => "Standard",
+            Method::Madry => "Madry",
+            Method::Trades => "TRADES",
+            Method::Mart => "MART",
+            Method::Rst => "RST",
+        }
+    }
+}
+
+impl fmt::Display for Method {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Method {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let t = s.trim().to_ascii_lowercase();
+        Method::ALL
+            .into_iter()
+            .find(|m| m.as_str() == t)
+            .ok_or_else(|| {
+                Error::Invalid(format!(
+                    "unknown training method `{s}`; expected standard, madry, trades, mart or rst"
+                ))
+            })
+    }
+}
+
+/// Learning-rate schedule, evaluated once per epoch like the references' `adjust_learning_rate`.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LrSchedule {
+    /// Multiply by `factor` at each milestone. Milestones are 1-based epochs of a run of
+    /// `reference_epochs` epochs and are scaled to the configured epoch count
+    /// (`max(2, round(m * epochs / reference_epochs))`), so a schedule keeps its shape in short
+    /// runs and the first epoch always uses the base rate; a run of `reference_epochs` epochs
+    /// uses the milestones as they are.
+    Piecewise {
+        milestones: Vec<usize>,
+        reference_epochs: usize,
+        factor: f64,
+    },
+    /// `lr * 0.5 * (1 + cos(π (e - 1) / epochs))` for 1-based epoch `e` (RST uses cosine decay).
+    Cosine,
+    /// The base learning rate throughout.
+    Constant,
+}
+
+impl LrSchedule {
+    /// Thesis §6.1.1 ("divided by 10 at 75-th and 90-th epoch") in MART's WideResNet run:
+    /// `adjust_learning_rate` of YisenWang/MART `train_wideresnet.py` (lines 109-117: ×0.1 from
+    /// epoch 75, ×0.01 from epoch 90) over its 90 epochs (line 25), so the last epoch runs at
+    /// lr/100.
+    pub fn paper() -> Self {
+        LrSchedule::Piecewise {
+            milestones: vec![75, 90],
+            reference_epochs: 90,
+            factor: 0.1,
+        }
+    }
+
+    /// The 1-based epochs at which the rate drops in a run of `epochs` epochs (none for cosine
+    /// or constant schedules), after scaling.
+    pub fn drops(&self, epochs: usize) -> Vec<usize> {
+        match self {
+            LrSchedule::Piecewise {
+                milestones,
+                reference_epochs,
+                ..
+            } => milestones
+                .iter()
+                .map(|&m| scaled_milestone(m, epochs, *reference_epochs))
+                .filter(|&e| e <= epochs)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// Learning rate of 1-based `epoch` in a run of `epochs`, with `warmup_epochs` of linear
+    /// warm-up (`base * e / warmup` for `e <= warmup`) before the schedule takes over.
+    pub fn lr(&self, base: f64, epoch: usize, epochs: usize, warmup_epochs: usize) -> f64 {
+        if epoch <= warmup_epochs {
+            return base * epoch as f64 / warmup_epochs as f64;
+        }
+        match self {
+            LrSchedule::Constant => base,
+            LrSchedule::Cosine => {
+                let t = (epoch - 1) as f64 / epochs.max(1) as f64;
+                base * 0.5 * (1.0 + (std::f64::consts::PI * t).cos())
+            }
+            LrSchedule::Piecewise {
+                milestones,
+                reference_epochs,
+                factor,
+            } => {
+                let passed = milestones
+                    .iter()
+                    .filter(|&&m| epoch >= scaled_milestone(m, epochs, *reference_epochs))
+                    .count();
+                base * factor.powi(passed as i32)
+            }
+        }
+    }
+}
+
+/// Milestone `m` of a `reference`-epoch schedule in a run of `epochs`; never before epoch 2, so a
+/// short run starts at the base rate.
+fn scaled_milestone(m: usize, epochs: usize, reference: usize) -> usize {
+    ((m as f64 * epochs as f64 / reference.max(1) as f64).round() as usize).max(2)
+}
+
+/// RST's pseudo-labelled images, mixed into every training batch.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PseudoLabeled {
+    /// The pickle (`ti_500K_pseudo_labeled.pickle`). Where it was read; the data's identity is
+    /// its fingerprint in `state.json`.
+    pub path: PathBuf,
+    /// Fraction of each batch drawn from it (RST: 0.5).
+    pub fraction: f64,
+}
+
+/// Everything that defines a training run: what `config.json` holds and what `spat train
+/// --resume` rebuilds the run from. spat-train's `RunRequest::configure` fills it with the
+/// thesis's settings.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunConfig {
+    /// Model preset (see [`crate::PRESETS`]); a library caller training its own network names it.
+    pub model: String,
+    pub dataset: Dataset,
+    /// Folder the data set was read from. Where, not what: resuming may read the same data
+    /// elsewhere, and the data's fingerprints in `state.json` say whether it is the same.
+    pub data_dir: PathBuf,
+    /// Train on a seeded random subset of this many training images (`None`: all).
+    pub train_subset: Option<usize>,
+    /// Hold out a seeded random subset of this many training images, never trained on (drawn
+    /// before `train_subset`): the per-epoch evaluation runs on it instead of test images, and
+    /// `best.safetensors` is chosen on it (Rice et al.'s validation split). `None`: no hold-out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_subset: Option<usize>,
+    /// RST's pseudo-labelled data (required by [`Method::Rst`], allowed with TRADES and MART).
+    pub pseudo_labeled: Option<PseudoLabeled>,
+    pub method: Method,
+    /// SPAT (thesis §4.2-4.3): craft training adversaries with PGD-LS(α) (label-smoothed CE,
+    /// target `1 - α` on the label and `α/(K-1)` elsewhere) instead of the method's own loss.
+    /// `None` trains the plain method.
+    pub spat_alpha: Option<f64>,
+    /// Epochs (90 for CIFAR as MART, 200 for STL-10 §6.1.3 and RST).
+    pub epochs: usize,
+    /// Mini-batch size (128 for CIFAR, 32 for STL-10, §6.1).
+    pub batch_size: usize,
+    /// Initial learning rate (0.1, §6.1).
+    pub lr: f64,
+    pub schedule: LrSchedule,
+    /// Linear warm-up epochs before `schedule` (0 in the paper).
+    pub warmup_epochs: usize,
+    /// SGD momentum (0.9, §6.1).
+    pub momentum: f64,
+    pub nesterov: bool,
+    /// Coupled L2 weight decay (CIFAR-10 7e-4 as MART, §6.1; CIFAR-100 per original code).
+    pub weight_decay: f64,
+    /// Weight-decay 1-D parameters (BN, biases) too; `true` as in the references.
+    pub decay_1d_params: bool,
+    /// L∞ radius of the threat model: of training adversaries and of the per-epoch evaluation
+    /// (8/255, §6.1).
+    pub eps: f64,
+    /// PGD steps of the training adversary (10, §6.1; 0 for [`Method::Standard`]).
+    pub attack_steps: usize,
+    /// PGD step size of the training adversary (ε/4, §6.1).
+    pub attack_step_size: f64,
+    /// Batch-norm mode while crafting training adversaries (see spat-train's defaults).
+    pub adversary_mode: Mode,
+    /// TRADES β (6, §6.1).
+    pub trades_beta: f64,
+    /// MART λ (5, §6.1).
+    pub mart_lambda: f64,
+    /// Test examples evaluated after each epoch (a fixed seeded subset; 0 = the whole test set);
+    /// without `val_subset` also the final evaluation's subset when `final_full_eval` is off.
+    pub eval_examples: usize,
+    /// Evaluation attack after each epoch and at the end.
+    pub eval_attack: AttackSpec,
+    pub eval_batch_size: usize,
+    /// Evaluate clean and robust accuracy on the whole test set at the end.
+    pub final_full_eval: bool,
+    pub precision: Precision,
+    /// Seed of every random draw: initialisation, subsets, data order, augmentation, attacks.
+    pub seed: u64,
+}
+
+impl RunConfig {
+    /// Whether the run mixes pseudo-labelled images into its batches (RST's regime).
+    pub fn is_semi_supervised(&self) -> bool {
+        self.pseudo_labeled.is_some()
+    }
+
+    /// The configuration with its locations (`data_dir`, the pseudo-label path) cleared: what
+    /// must be equal for a run to be resumed.
+    pub fn identity(&self) -> RunConfig {
+        let mut c = self.clone();
+        c.data_dir = PathBuf::new();
+        if let Some(p) = &mut c.pseudo_labeled {
+            p.path = PathBuf::new();
+        }
+        c
+    }
+
+    /// Checks values that would otherwise fail late or silently.
+    pub fn validate(&self) -> Result<(), Error> {
+        let bad = |m: String| Err(Error::Invalid(m));
+        if self.epochs == 0 || self.batch_size == 0 || self.eval_batch_size == 0 {
+            return bad("epochs, batch_size and eval_batch_size must be positive".into());
+        }
+        if self.train_subset == Some(0) || self.val_subset == Some(0) {
+            return bad("train_subset and val_subset must be positive".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!("learning rate must be positive, got {}", self.lr));
+        }
+        if !(self.eps.is_finite() && (0.0..=1.0).contains(&self.eps)) {
+            return bad(format!("eps must lie in [0, 1], got {}", self.eps));
+        }
+        if let Some(a) = self.spat_alpha {
+            if !(0.0..=1.0).contains(&a) {
+                return bad(format!("spat_alpha must be in [0, 1], got {a}"));
+            }
+            if !self.method.is_adversarial() {
+                return bad("SPAT (spat_alpha) needs an adversarial method".into());
+            }
+        }
+        match (self.method, &self.pseudo_labeled) {
+            (Method::Rst, None) => {
+                return bad(
+                    "method rst needs pseudo-labelled data (`spat train --pseudo-labeled FILE`; \
+                     `cargo xtask fetch-data ti500k` tells where to get \
+                     ti_500K_pseudo_labeled.pickle)"
+                        .into(),
+                )
+            }
+            (Method::Standard | Method::Madry, Some(_)) => {
+                return bad(format!(
+                    "pseudo-labelled data needs method rst, trades or mart (RST's objectives), \
+                     not {}",
+                    self.method
+                ))
+            }
+            (_, Some(p)) if !(0.0..1.0).contains(&p.fraction) => {
+                return bad(format!(
+                    "the pseudo-labelled fraction must be in [0, 1), got {}",
+                    p.fraction
+                ))
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// One finished epoch (one line of `metrics.jsonl`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct EpochMetrics {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's examples.
+    pub loss: f64,
+    /// Clean accuracy (percent) on the per-epoch evaluation set: the validation split if the run
+    /// holds one out, else the seeded test subset.
+    pub clean_acc: f64,
+    /// Accuracy (percent) under the evaluation attack on the per-epoch evaluation set.
+    pub robust_acc: f64,
+    pub lr: f64,
+    /// Training throughput (adversary + update), evaluation excluded.
+    pub images_per_sec: f64,
+    /// Wall time of the epoch, evaluation and checkpointing included.
+    pub seconds: f64,
+    pub eval_examples: usize,
+}
+
+/// What a run must find again to be resumed: FNV-1a fingerprints, as 16 hex digits, of its
+/// configuration ([`RunConfig::identity`] as JSON), of its network's variables (names, shapes and
+/// kinds) and of its training and test data.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct RunIdentity {
+    pub config: String,
+    pub model: String,
+    pub train_data: String,
+    pub test_data: String,
+}
+
+/// `state.json`: where a run stands, written last when an epoch is committed.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RunState {
+    pub epochs_done: usize,
+    /// Steps taken so far: the counter of the adversary's RNG stream.
+    pub global_step: u64,
+    pub best_robust_acc: Option<f64>,
+    pub best_epoch: Option<usize>,
+    pub identity: RunIdentity,
+    /// FNV-1a of `checkpoint.safetensors` and `optimizer.safetensors` as committed.
+    pub checkpoint_fnv1a64: String,
+    pub optimizer_fnv1a64: String,
+}
+
+/// `summary.json`: the outcome of a finished run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct TrainSummary {
+    pub epochs_done: usize,
+    /// Epochs that were already done when this call started (resume).
+    pub resumed_from: Option<usize>,
+    /// Whether training stopped before the configured epoch count (`stop_after_epochs`).
+    pub stopped_early: bool,
+    pub best_robust_acc: Option<f64>,
+    pub best_epoch: Option<usize>,
+    /// Final clean / robust accuracy (percent) on the whole test set (or the evaluation subset if
+    /// `final_full_eval` is off); `None` when stopped early.
+    pub final_clean_acc: Option<f64>,
+    pub final_robust_acc: Option<f64>,
+    pub final_eval_examples: Option<usize>,
+    pub history: Vec<EpochMetrics>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn piecewise_matches_mart_adjust_learning_rate_and_scales() {
+        let s = LrSchedule::paper();
+        // MART train_wideresnet.py: epoch >= 75 -> lr/10, >= 90 -> lr/100, over 90 epochs.
+        assert_eq!(s.lr(0.1, 74, 90, 0), 0.1);
+        assert!((s.lr(0.1, 75, 90, 0) - 0.01).abs() < 1e-12);
+        assert!((s.lr(0.1, 89, 90, 0) - 0.01).abs() < 1e-12);
+        assert!((s.lr(0.1, 90, 90, 0) - 0.001).abs() < 1e-12);
+        assert_eq!(s.drops(90), [75, 90]);
+        // 15 epochs: milestones 12.5 -> 13 and 15; 180 epochs: 150 and 180.
+        assert_eq!(s.drops(15), [13, 15]);
+        assert_eq!(s.drops(180), [150, 180]);
+        assert!((s.lr(0.1, 150, 180, 0) - 0.01).abs() < 1e-12);
+        // A 1-epoch run is not decayed from the start; 10 epochs: milestones 8 and 10.
+        assert_eq!(s.lr(0.1, 1, 1, 0), 0.1);
+        assert_eq!(s.lr(0.1, 7, 10, 0), 0.1);
+        assert!((s.lr(0.1, 10, 10, 0) - 0.001).abs() < 1e-12);
+        assert!(LrSchedule::Cosine.drops(200).is_empty());
+    }
+
+    #[test]
+    fn cosine_and_warmup() {
+        let c = LrSchedule::Cosine;
+        assert_eq!(c.lr(0.2, 1, 10, 0), 0.2);
+        assert!((c.lr(0.2, 6, 10, 0) - 0.1).abs() < 1e-12);
+        assert!((c.lr(0.2, 2, 10, 2) - 0.2).abs() < 1e-12);
+        assert!((c.lr(0.2, 1, 10, 2) - 0.1).abs() < 1e-12);
+    }
+
+    #[test]
+    fn methods_parse_and_resolve() {
+        for m in Method::ALL {
+            assert_eq!(m.as_str().parse::<Method>().unwrap(), m);
+            assert_eq!(serde_json::to_string(&m).unwrap(), format!("\"{m}\""));
+        }
+        assert_eq!("MART".parse::<Method>().unwrap(), Method::Mart);
+        assert_eq!(Method::Rst.objective(), Method::Trades);
+        assert!(!Method::Standard.is_adversarial());
+        let e = "sgd".parse::<Method>().unwrap_err().to_string();
+        assert!(e.contains("`sgd`") && e.contains("standard"), "{e}");
+    }
+}

@@ -1,0 +1,193 @@
+//! The invariants of ARCHITECTURE.md that a test can check: which spat crate may depend on which,
+//! that xtask, spat-report and spat-spec never link candle, that the CLI computes nothing, and
+//! that library and xtask code writes files only through spat-spec's atomic writes.
+//!
+//! Dependencies are read with `cargo metadata` and `cargo tree` (offline, from Cargo.lock).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn cargo(args: &[&str]) -> String {
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let out = Command::new(cargo)
+        .current_dir(root())
+        .args(args)
+        .output()
+        .expect("running cargo");
+    assert!(
+        out.status.success(),
+        "cargo {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// Normal (non-dev, non-build) dependencies of every workspace crate on spat crates.
+fn spat_dependencies() -> BTreeMap<String, BTreeSet<String>> {
+    let text = cargo(&[
+        "metadata",
+        "--no-deps",
+        "--format-version",
+        "1",
+        "--offline",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    v["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let deps = p["dependencies"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|d| d["kind"].is_null())
+                .filter_map(|d| d["name"].as_str())
+                .filter(|n| n.starts_with("spat-"))
+                .map(String::from)
+                .collect();
+            (p["name"].as_str().unwrap().to_string(), deps)
+        })
+        .collect()
+}
+
+#[test]
+fn dependencies_point_one_way() {
+    let deps = spat_dependencies();
+    let allowed: &[(&str, &[&str])] = &[
+        ("spat-spec", &[]),
+        ("spat-pickle", &[]),
+        ("spat-core", &["spat-spec", "spat-pickle"]),
+        ("spat-data", &["spat-spec", "spat-core", "spat-pickle"]),
+        ("spat-models", &["spat-spec", "spat-core", "spat-pickle"]),
+        ("spat-attacks", &["spat-spec", "spat-core"]),
+        (
+            "spat-train",
+            &["spat-spec", "spat-core", "spat-data", "spat-attacks"],
+        ),
+        ("spat-report", &["spat-spec"]),
+        ("xtask", &["spat-spec", "spat-report"]),
+    ];
+    for (krate, may) in allowed {
+        let has = deps
+            .get(*krate)
+            .unwrap_or_else(|| panic!("{krate} is not in the workspace"));
+        let may: BTreeSet<String> = may.iter().map(|s| s.to_string()).collect();
+        assert!(
+            has.is_subset(&may),
+            "{krate} depends on {has:?}; ARCHITECTURE.md allows {may:?}"
+        );
+    }
+    assert!(deps.contains_key("spat-cli"), "the composing binary");
+}
+
+#[test]
+fn xtask_report_and_spec_link_no_candle() {
+    for krate in ["xtask", "spat-report", "spat-spec", "spat-pickle"] {
+        let tree = cargo(&[
+            "tree",
+            "-p",
+            krate,
+            "-e",
+            "normal,build",
+            "--prefix",
+            "none",
+            "--offline",
+        ]);
+        assert!(tree.lines().count() > 1, "{krate}: {tree}");
+        let candle: Vec<&str> = tree.lines().filter(|l| l.starts_with("candle")).collect();
+        assert!(candle.is_empty(), "{krate} links {candle:?}");
+    }
+}
+
+/// Source lines of `dir`'s `.rs` files before their first `#[cfg(test)]`, without comments.
+fn code_lines(dir: &Path) -> Vec<(PathBuf, usize, String)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (i, line) in text.lines().enumerate() {
+                    let code = line.trim_start();
+                    if code.starts_with("#[cfg(test)]") {
+                        break;
+                    }
+                    if !code.starts_with("//") {
+                        out.push((path.clone(), i + 1, line.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_cli_composes_and_computes_nothing() {
+    // Tensor operations (candle's return a Result, hence the `?`), autograd and losses.
+    let numerics = [
+        ".backward(",
+        ".argmax(",
+        "softmax(",
+        "cross_entropy(",
+        ".log()?",
+        ".exp()?",
+        ".round()?",
+        ".affine(",
+        "DType::U8",
+    ];
+    let found: Vec<String> = code_lines(&root().join("crates/spat-cli/src"))
+        .into_iter()
+        .filter(|(_, _, l)| numerics.iter().any(|n| l.contains(n)))
+        .map(|(p, i, l)| format!("{}:{i}: {}", p.display(), l.trim()))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "numerics in the CLI:\n{}",
+        found.join("\n")
+    );
+}
+
+#[test]
+fn files_are_written_only_through_atomic_writes() {
+    // spat-spec's fs module is the atomic write; fetch.rs downloads into a temporary file and
+    // renames a fully unpacked staging folder into place (its own all-or-nothing protocol).
+    let allowed = ["crates/spat-spec/src/fs.rs", "xtask/src/fetch.rs"];
+    let writes = [
+        "fs::write(",
+        "File::create(",
+        "fs::rename(",
+        "fs::copy(",
+        "OpenOptions",
+    ];
+    let mut found = Vec::new();
+    for dir in ["crates", "xtask/src"] {
+        for (path, i, line) in code_lines(&root().join(dir)) {
+            let rel = path
+                .strip_prefix(root())
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let is_source = rel.contains("/src/");
+            if is_source
+                && !allowed.contains(&rel.as_str())
+                && writes.iter().any(|w| line.contains(w))
+            {
+                found.push(format!("{rel}:{i}: {}", line.trim()));
+            }
+        }
+    }
+    assert!(found.is_empty(), "non-atomic writes:\n{}", found.join("\n"));
+}
