@@ -32,7 +32,7 @@ pub use dataset::{Dataset, Split};
 pub use hash::Fnv1a;
 pub use model::{model_size, Mode, ModelSize, Precision, MODEL_SIZES, PRESETS};
 pub use radius::Radius;
-pub use run::{LrSchedule, Method, PseudoLabeled, RunConfig};
+pub use run::{InitWeights, LrSchedule, Method, PseudoLabeled, RunConfig};
 
 use std::path::PathBuf;
 

@@ -10,7 +10,7 @@ use spat_report::{Canvas, ImageGrid};
 use spat_spec::report::{GridRow, GridSummary};
 use spat_spec::Precision;
 
-use super::common::{load_model, load_split, parse_device, pick_rows};
+use super::common::{load_model, load_split, parse_device, parse_normalization, pick_rows};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -31,6 +31,10 @@ pub struct Args {
     /// Arithmetic: fp32 | tf32 | bf16.
     #[arg(long, default_value = "tf32")]
     pub precision: Precision,
+    /// The models expect normalised inputs: cifar10 | cifar100 | MEAN,STD (as for `eval`);
+    /// gradients are still taken with respect to [0, 1] pixels.
+    #[arg(long, value_parser = parse_normalization)]
+    pub normalize: Option<spat_core::Normalization>,
     /// Rows: the first unused test image of each named class.
     #[arg(
         long,
@@ -106,6 +110,7 @@ pub fn run(a: Args) -> Result<()> {
             path,
             &device,
             a.precision,
+            a.normalize.as_ref(),
         )?;
         let gradients = spat_attacks::input_gradients(&*model, &batch)?
             .to_dtype(candle_core::DType::F32)?
