@@ -7,7 +7,7 @@ names), on the first N CIFAR-10 test images, with wall times, as one JSON object
         --checkpoint runs/tiny-madry/model.safetensors --model tiny --data-dir ../shared/data \
         --n 1000 --eps 8/255 [--threads 2] [--spat spat.json]
 
-With --spat (the JSON printed by `cargo run --release -p spat-attacks --example autoattack_eval`),
+With --spat (the JSON printed by `spat eval --attacks clean,pgd20,apgd-ce,apgd-t,autoattack --json`),
 it also prints both side by side as a Markdown table. scripts/autoattack_compare.sh runs both.
 """
 import argparse
@@ -64,7 +64,8 @@ def main():
     p.add_argument("--bs", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--spat", help="spat's JSON (autoattack_eval example) to print beside")
+    p.add_argument("--spat", help="spat eval's JSON to print beside")
+    p.add_argument("--out", help="write the reference's JSON here too")
     a = p.parse_args()
     sys.path.insert(0, a.reference)
     from autoattack import AutoAttack
@@ -115,22 +116,28 @@ def main():
     out["seconds"]["autoattack"] = time.time() - t
     out["autoattack"] = accuracy(model, adv, y, a.bs)
     out["autoattack_after"] = after
-    print(json.dumps(out))
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(out, f)
 
     if a.spat:
         with open(a.spat) as f:
             spat = json.load(f)
-        rows = ["clean", "pgd20", "apgd-ce", "apgd-t", "autoattack"]
-        print(f"\n{len(x)} first CIFAR-10 test images, eps {a.eps:.5f}, {a.model} ({a.checkpoint})\n")
+        acc = spat["accuracy"]
+        aa = spat["autoattack"]["autoattack"]
+        spat_after = {s["attack"]: s["robust"] for s in aa["stages"]}
+        spat_seconds = {s["attack"]: s["seconds"] for s in aa["stages"]}
+        print(f"{len(x)} first CIFAR-10 test images, eps {a.eps:.5f}, {a.model} ({a.checkpoint})\n")
         print("| accuracy (%) | spat | reference |\n| --- | --- | --- |")
-        for r in rows:
-            print(f"| {r} | {spat[r]:.2f} | {out[r]:.2f} |")
+        for r in ["clean", "pgd20", "apgd-ce", "apgd-t", "autoattack"]:
+            print(f"| {r} | {acc[r]:.1f} | {out[r]:.1f} |")
         for k in ["apgd-ce", "apgd-t", "fab-t", "square"]:
-            if k in after and k in spat.get("autoattack_after", {}):
-                print(f"| AutoAttack after {k} | {spat['autoattack_after'][k]:.2f} | {after[k]:.2f} |")
-        print("\n| wall time (s) | spat | reference |\n| --- | --- | --- |")
-        for k in ["clean+pgd20", "apgd-ce", "apgd-t", "autoattack"]:
-            print(f"| {k} | {spat['seconds'][k]:.1f} | {out['seconds'][k]:.1f} |")
+            if k in after and k in spat_after:
+                print(f"| AutoAttack after {k} | {spat_after[k]:.1f} | {after[k]:.1f} |")
+        print("\n| AutoAttack wall time (s) | spat | reference |\n| --- | --- | --- |")
+        print(f"| standard, all four attacks | {aa['seconds']:.0f} | {out['seconds']['autoattack']:.0f} |")
+    else:
+        print(json.dumps(out))
 
 
 if __name__ == "__main__":
