@@ -480,14 +480,14 @@ fn corrupted_checkpoint_is_a_clear_error_and_nothing_is_overwritten() {
     success(run(
         tiny_train(&run_dir, 2, 0).args(["--stop-after-epochs", "1"])
     ));
-    let ckpt = run_dir.join("checkpoint.safetensors");
+    let ckpt = run_dir.join("checkpoint-0001.safetensors");
     let mut bytes = std::fs::read(&ckpt).unwrap();
     let n = bytes.len();
     bytes[n - 16..].copy_from_slice(&[0xAB; 16]);
     std::fs::write(&ckpt, &bytes).unwrap();
     let before = snapshot(&run_dir);
     let msg = one_line_error(&run(spat().args(["train", "--resume"]).arg(&run_dir)));
-    assert!(msg.contains("checkpoint.safetensors"), "{msg}");
+    assert!(msg.contains("checkpoint-0001.safetensors"), "{msg}");
     assert_eq!(
         snapshot(&run_dir),
         before,
@@ -941,4 +941,31 @@ fn train_init_fine_tunes_from_a_checkpoint_and_records_it() {
     std::fs::copy(torch_fixture("legacy.pt"), &init).unwrap();
     let err = one_line_error(&run(spat().args(["train", "--resume"]).arg(&early)));
     assert!(err.contains("init.pt") && err.contains("checksum"), "{err}");
+}
+
+/// config.json records what ran: subsets larger than their split are the split's size.
+#[test]
+fn config_records_the_subsets_that_ran() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    success(run(spat()
+        .args(["train", "--dataset", "cifar10", "--data-dir"])
+        .arg(mini_data())
+        .args(["--model", "tiny", "--method", "standard", "--epochs", "1"])
+        .args([
+            "--train-subset",
+            "100000",
+            "--test-subset",
+            "100000",
+            "--out",
+        ])
+        .arg(&run_dir)));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("config.json")).unwrap())
+            .unwrap();
+    // The embedded sample holds 512 training and 512 test images.
+    assert_eq!(
+        (&config["train_subset"], &config["eval_examples"]),
+        (&serde_json::json!(512), &serde_json::json!(512))
+    );
 }

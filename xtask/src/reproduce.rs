@@ -3,8 +3,10 @@
 //! `results.md` / `results.json` (and a PNG for figures) with spat's numbers beside the thesis's.
 //!
 //! Every cell of the matrix is a directory under `<out>/runs/`; a cell is finished when its `DONE`
-//! marker exists (written last, by rename), so an interrupted reproduction resumes where it stopped:
-//! finished cells are skipped and a killed training run continues with `spat train --resume`.
+//! marker exists (written last, by rename, with the checksum of each output), so an interrupted
+//! reproduction resumes where it stopped: finished cells are skipped, a killed training run
+//! continues with `spat train --resume` (spat's own commit protocol makes that safe at any
+//! instant), and a cell whose outputs changed after it finished runs again.
 
 use std::collections::BTreeSet;
 use std::fs;
@@ -513,10 +515,53 @@ fn run_spat(spat: &Path, args: &[String], capture_stdout: bool) -> Result<Vec<u8
     Ok(out.stdout)
 }
 
+/// The files a finished cell leaves for the report and for later cells.
+fn outputs(job: &Job) -> &'static [&'static str] {
+    match job {
+        Job::Train(_) => &[files::FINAL],
+        Job::Eval { .. } => &[EVAL],
+        Job::Sweep { .. } => &["sweep.json"],
+        Job::Visualize { .. } | Job::Gradients { .. } => &["grid.png"],
+    }
+}
+
+fn checksum(path: &Path) -> Option<String> {
+    fs::read(path).ok().map(|b| spat_spec::Fnv1a::hex_of(&b))
+}
+
+/// Whether `dir` holds a finished cell: a `DONE` marker whose outputs are all there, unchanged.
+/// A marker that does not hold (outputs changed or removed since, or unreadable) is removed, so
+/// the cell runs again; it is xtask's own file in xtask's own cell directory.
+fn is_done(dir: &Path, job: &Job) -> Result<bool> {
+    let marker = dir.join(DONE);
+    if !marker.is_file() {
+        return Ok(false);
+    }
+    let done: Option<CellDone> = spat_spec::fs::read_json(&marker, "a cell marker").ok();
+    let stale: Vec<&str> = match &done {
+        Some(d) => outputs(job)
+            .iter()
+            .copied()
+            .filter(|o| d.outputs.get(*o) != checksum(&dir.join(o)).as_ref())
+            .collect(),
+        None => vec![DONE],
+    };
+    if stale.is_empty() {
+        return Ok(true);
+    }
+    eprintln!(
+        "xtask: {} changed since the cell finished ({}); running it again",
+        dir.display(),
+        stale.join(", ")
+    );
+    fs::remove_file(&marker).with_context(|| format!("removing {}", marker.display()))?;
+    Ok(false)
+}
+
 /// Runs one cell unless its marker says it is done.
 fn run_cell(spat: Option<&Path>, cell: &Cell, ctx: &Context) -> Result<()> {
     let dir = ctx.cell_dir(&cell.name);
-    if dir.join(DONE).is_file() {
+    if is_done(&dir, &cell.job)? {
         eprintln!("xtask: {} done, skipped", cell.name);
         return Ok(());
     }
@@ -569,12 +614,19 @@ fn run_cell(spat: Option<&Path>, cell: &Cell, ctx: &Context) -> Result<()> {
             );
         }
     }
-    let marker = CellDone {
+    let mut done = CellDone {
         command: args,
         seconds: start.elapsed().as_secs_f64(),
         commit: report::checkout_commit(),
+        outputs: Default::default(),
     };
-    spat_spec::fs::write_json(&dir.join(DONE), &marker)?;
+    for name in outputs(&cell.job) {
+        let sum = checksum(&dir.join(name))
+            .with_context(|| format!("cell {} finished without {name}", cell.name))?;
+        done.outputs.insert(name.to_string(), sum);
+    }
+    // Written last, by rename: the cell is finished exactly when this file exists.
+    spat_spec::fs::write_json(&dir.join(DONE), &done)?;
     eprintln!(
         "xtask: {} finished in {:.1} s",
         cell.name,
@@ -639,9 +691,10 @@ pub fn run(args: Args) -> Result<()> {
     }
 
     // Built only when some cell still has to run, so a finished matrix re-renders its report alone.
-    let pending = cells
-        .iter()
-        .any(|c| !ctx.cell_dir(&c.name).join(DONE).is_file());
+    let mut pending = false;
+    for c in &cells {
+        pending |= !is_done(&ctx.cell_dir(&c.name), &c.job)?;
+    }
     let spat = if pending {
         Some(spat_binary(&ctx.device)?)
     } else {

@@ -514,6 +514,22 @@ fn table_report_has_every_paper_row_and_resumes() {
     run();
     assert_eq!(calls(tmp.path()).len(), 15);
     assert_eq!(fs::read_to_string(out.join("results.md")).unwrap(), md);
+
+    // A finished cell whose output changed since (its marker records the output's checksum) is
+    // run again, and only that cell.
+    let eval_cell = plan["cells"][5]["name"].as_str().unwrap();
+    let eval_json = out.join("runs").join(eval_cell).join("eval.json");
+    let good = fs::read(&eval_json).unwrap();
+    fs::write(&eval_json, b"{\"examples\": 1}").unwrap();
+    run();
+    let c = calls(tmp.path());
+    assert_eq!(c.len(), 16, "{c:#?}");
+    assert_eq!(
+        c[15], c[5],
+        "the changed evaluation runs again, as it first ran"
+    );
+    assert_eq!(fs::read(&eval_json).unwrap(), good);
+    assert_eq!(fs::read_to_string(out.join("results.md")).unwrap(), md);
 }
 
 /// A folder that passes the runner's data check for CIFAR-10 (the stand-in spat reads nothing).

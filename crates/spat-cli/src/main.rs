@@ -64,6 +64,9 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
+    // Kept alive for the whole process: it holds the fault points configured by FAILPOINTS.
+    #[cfg(feature = "failpoints")]
+    let _faults = fail::FailScenario::setup();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => exit_on_usage_error(e),

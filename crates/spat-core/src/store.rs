@@ -121,6 +121,11 @@ impl VarStore {
         save_tensors(&self.state_dict(), path)
     }
 
+    /// Every variable as the bytes of a safetensors file (what [`VarStore::save`] writes).
+    pub fn to_safetensors(&self) -> Result<Vec<u8>> {
+        tensors_to_safetensors(&self.state_dict())
+    }
+
     /// Loads a safetensors file written by spat or converted from a PyTorch `state_dict`
     /// (for any weights file, and names fitted to the network, see
     /// [`VarStore::load_checkpoint`]).
@@ -292,6 +297,12 @@ pub(crate) fn check_finite(name: &str, t: &Tensor, origin: &Path) -> Result<()> 
     Ok(())
 }
 
+/// Named tensors as the bytes of a safetensors file, byte for byte what [`save_tensors`] writes.
+pub fn tensors_to_safetensors(tensors: &HashMap<String, Tensor>) -> Result<Vec<u8>> {
+    safetensors::tensor::serialize(tensors.iter(), None)
+        .map_err(|e| Error::Msg(format!("cannot serialise tensors as safetensors: {e}")))
+}
+
 /// Atomically writes named tensors as a safetensors file.
 pub fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()> {
     spat_spec::fs::write_atomic_with(path, |tmp| {
@@ -384,6 +395,7 @@ mod tests {
             )
             .unwrap();
         a.save(&p).unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), a.to_safetensors().unwrap());
         let b = store();
         b.load(&p).unwrap();
         assert_eq!(

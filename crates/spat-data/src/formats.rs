@@ -12,6 +12,12 @@ use crate::image_set::ImageSet;
 /// Loads one split. `dir` is the folder that holds `cifar-10-batches-bin` / `cifar-100-binary` /
 /// `stl10_binary`, or that folder itself. CIFAR-100 uses the fine labels (see [`load_cifar100`]).
 pub fn load(dataset: Dataset, dir: &Path, split: Split) -> Result<ImageSet> {
+    if dir.exists() && !dir.is_dir() {
+        return Err(Error::format(
+            dir,
+            format!("is a file, not the folder of the {dataset} files"),
+        ));
+    }
     match dataset {
         Dataset::Cifar10 => load_cifar10(dir, split),
         Dataset::Cifar100 => load_cifar100(dir, split, false),
@@ -27,7 +33,7 @@ pub fn load_cifar10(dir: &Path, split: Split) -> Result<ImageSet> {
     let root = resolve_dir(dir, d, first_file(d, split));
     let all: Vec<PathBuf> = d.files(split).iter().map(|f| root.join(f)).collect();
     // Only data_batch_1.bin, or all five; anything else names the first missing file.
-    let files = if all[1..].iter().all(|p| !p.is_file()) {
+    let files = if all[1..].iter().all(|p| !p.exists()) {
         &all[..1]
     } else {
         &all[..]
@@ -150,7 +156,8 @@ fn first_file(d: Dataset, split: Split) -> &'static str {
 /// otherwise `dir/<official folder>`, so that the missing-file error names the expected path.
 fn resolve_dir(dir: &Path, d: Dataset, probe: &str) -> PathBuf {
     let nested = dir.join(d.dir_name());
-    if nested.is_dir() || !dir.join(probe).is_file() {
+    // `exists`, not `is_file`: a folder named like the file is reported where it is.
+    if nested.is_dir() || !dir.join(probe).exists() {
         nested
     } else {
         dir.to_path_buf()
@@ -158,6 +165,12 @@ fn resolve_dir(dir: &Path, d: Dataset, probe: &str) -> PathBuf {
 }
 
 fn read(path: &Path, d: Dataset) -> Result<Vec<u8>> {
+    if path.is_dir() {
+        return Err(Error::format(
+            path,
+            format!("is a folder, not a {d} data file"),
+        ));
+    }
     match std::fs::read(path) {
         Ok(b) => Ok(b),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Missing {

@@ -212,6 +212,9 @@ impl Canvas {
             let mut enc = png::Encoder::new(&mut out, self.width as u32, self.height as u32);
             enc.set_color(png::ColorType::Rgb);
             enc.set_depth(png::BitDepth::Eight);
+            // Marks the file as spat's, so a later command may replace it (see `is_spat_png`).
+            enc.add_text_chunk(PNG_SOFTWARE_KEY.into(), PNG_SOFTWARE.into())
+                .map_err(err)?;
             let mut w = enc.write_header().map_err(err)?;
             w.write_image_data(&self.pixels).map_err(err)?;
             w.finish().map_err(err)?;
@@ -227,10 +230,39 @@ impl Canvas {
             other => other,
         })?;
         spat_spec::fs::write_atomic(path, &bytes).map_err(|e| match e {
-            spat_spec::Error::Io { path, source } => Error::Io(path, source),
+            spat_spec::Error::Io { path, cause } => Error::Io(path, cause),
             other => Error::Invalid(other.to_string()),
         })
     }
+}
+
+const PNG_SOFTWARE_KEY: &str = "Software";
+const PNG_SOFTWARE: &str = "spat";
+
+/// Whether `bytes` are a PNG that spat wrote (its `tEXt` chunk `Software` is `spat`): a file
+/// that a command may replace, where any other file at its output path is the user's.
+pub fn is_spat_png(bytes: &[u8]) -> bool {
+    const SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
+    let Some(mut rest) = bytes.strip_prefix(SIGNATURE) else {
+        return false;
+    };
+    let want = format!("{PNG_SOFTWARE_KEY}\0{PNG_SOFTWARE}");
+    // Chunks: 4-byte big-endian length, 4-byte type, data, 4-byte CRC. Text precedes IDAT here.
+    while rest.len() >= 12 {
+        let len = u32::from_be_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
+        let kind = &rest[4..8];
+        let Some(data) = rest.get(8..8usize.saturating_add(len)) else {
+            return false;
+        };
+        if kind == b"tEXt" && data == want.as_bytes() {
+            return true;
+        }
+        if kind == b"IDAT" || kind == b"IEND" {
+            return false;
+        }
+        rest = rest.get(12 + len..).unwrap_or_default();
+    }
+    false
 }
 
 /// One line of a plot: `(x, y)` points joined in order; `None` values are gaps (missing runs).
@@ -412,14 +444,33 @@ pub struct ImageGrid {
     pub scale: usize,
 }
 
+/// The most pixels a rendered [`ImageGrid`] may have (64 Mi, 192 MiB of RGB): a larger one is
+/// refused before anything is allocated.
+pub const MAX_GRID_PIXELS: usize = 1 << 26;
+
 impl ImageGrid {
-    /// Size of the rendered grid in pixels, `(width, height)`.
+    /// Size of the rendered grid in pixels, `(width, height)`; an error for a scale of 0 or a
+    /// grid of more than [`MAX_GRID_PIXELS`].
     pub fn size(&self) -> Result<(usize, usize)> {
         let (w, h, cols) = self.cell()?;
-        Ok((
-            cols * (w + PAD) + PAD,
-            HEADER + self.rows.len() * (h + CAPTION + PAD) + PAD,
-        ))
+        let width = w
+            .checked_add(PAD)
+            .and_then(|c| c.checked_mul(cols))
+            .and_then(|c| c.checked_add(PAD));
+        let height = (h + CAPTION + PAD)
+            .checked_mul(self.rows.len())
+            .and_then(|r| r.checked_add(HEADER + PAD));
+        match (width, height) {
+            (Some(wd), Some(ht)) if wd.checked_mul(ht).is_some_and(|p| p <= MAX_GRID_PIXELS) => {
+                Ok((wd, ht))
+            }
+            _ => Err(Error::Invalid(format!(
+                "an image grid of {} rows and {cols} columns of {w}x{h}-pixel cells (scale {}) \
+                 exceeds {MAX_GRID_PIXELS} pixels; use a smaller scale",
+                self.rows.len(),
+                self.scale
+            ))),
+        }
     }
 
     fn cell(&self) -> Result<(usize, usize, usize)> {
@@ -442,14 +493,20 @@ impl ImageGrid {
                 }
             }
         }
-        let w = (first.0.width * self.scale).max(
+        if self.scale == 0 {
+            return Err(Error::Invalid("image grid scale must be at least 1".into()));
+        }
+        let too_big = || Error::Invalid(format!("image grid scale {} is too large", self.scale));
+        let w = first.0.width.checked_mul(self.scale).ok_or_else(too_big)?;
+        let h = first.0.height.checked_mul(self.scale).ok_or_else(too_big)?;
+        let w = w.max(
             self.column_headers
                 .iter()
                 .map(|h| Canvas::text_width(h, 1))
                 .max()
                 .unwrap_or(0),
         );
-        Ok((w, first.0.height * self.scale, cols))
+        Ok((w, h, cols))
     }
 
     pub fn render(&self) -> Result<Canvas> {
@@ -518,6 +575,37 @@ mod tests {
         let flat = Canvas::from_planar_signed(&[0.5; 4], 1, 2, 2).unwrap();
         assert_eq!(flat.get(1, 1)[0], 128);
         assert!(Canvas::from_planar_signed(&[f32::NAN; 4], 1, 2, 2).is_err());
+    }
+
+    #[test]
+    fn spat_pngs_are_recognised_and_other_files_are_not() {
+        let png = Canvas::new(3, 2, WHITE).to_png().unwrap();
+        assert!(is_spat_png(&png));
+        assert!(!is_spat_png(b"\x89PNG\r\n\x1a\n"));
+        assert!(!is_spat_png(b"not a png at all"));
+        // A PNG without the marker (the same image, its text chunk renamed).
+        let mut other = png.clone();
+        let at = other.windows(8).position(|w| w == b"Software").unwrap();
+        other[at + 7] = b'z';
+        assert!(!is_spat_png(&other));
+        for cut in 0..png.len() {
+            let _ = is_spat_png(&png[..cut]);
+        }
+    }
+
+    #[test]
+    fn grid_scale_zero_or_huge_is_an_error_not_an_allocation() {
+        let img = Canvas::from_planar(&[0u8; 3 * 4 * 4], 3, 4, 4).unwrap();
+        let grid = |scale| ImageGrid {
+            column_headers: vec!["a".into()],
+            rows: vec![vec![(img.clone(), "x".into())]],
+            scale,
+        };
+        for scale in [0, 1 << 20, usize::MAX / 2] {
+            let e = grid(scale).render().unwrap_err().to_string();
+            assert!(e.contains("scale"), "{scale}: {e}");
+        }
+        assert!(grid(8).render().is_ok());
     }
 
     #[test]

@@ -186,23 +186,25 @@ impl AttackSpec {
                 restarts,
                 eot,
                 ..
-            } => steps * restarts * eot,
+            } => steps.saturating_mul(restarts).saturating_mul(eot),
             AttackSpec::ApgdTargeted {
                 steps,
                 restarts,
                 targets,
-            } => steps * restarts * targets,
+            } => steps.saturating_mul(restarts).saturating_mul(targets),
             AttackSpec::Fab {
                 steps,
                 restarts,
                 targets,
-            } => steps * restarts * targets.unwrap_or(1),
+            } => steps
+                .saturating_mul(restarts)
+                .saturating_mul(targets.unwrap_or(1)),
             // Queries are forward passes, not gradient steps.
             AttackSpec::Square { .. } => 0,
             AttackSpec::AutoAttack { version } => autoattack_parts(version)
                 .iter()
                 .map(AttackSpec::steps)
-                .sum(),
+                .fold(0, usize::saturating_add),
         }
     }
 }

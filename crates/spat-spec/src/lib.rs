@@ -18,6 +18,7 @@
 pub mod attack;
 pub mod dataset;
 pub mod fs;
+pub mod fuzzing;
 pub mod hash;
 pub mod model;
 pub mod radius;
@@ -42,11 +43,12 @@ pub enum Error {
     /// A name, spec or configuration value outside the vocabulary.
     #[error("{0}")]
     Invalid(String),
-    #[error("{}: {source}", path.display())]
+    /// I/O on a named file. The OS error is part of the message and not a `source`, so an error
+    /// chain printed as one line (`{:#}`) names it once.
+    #[error("{}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
     /// A file that exists but does not hold what its kind requires.
     #[error("{}: {message}", path.display())]
@@ -57,7 +59,7 @@ impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            cause: source,
         }
     }
 }

@@ -271,6 +271,10 @@ pub struct CellDone {
     /// uncommitted changes); absent for markers written before commits were recorded.
     #[serde(default)]
     pub commit: Option<String>,
+    /// FNV-1a of each output file as the cell finished, by file name: a cell whose outputs changed
+    /// since runs again.
+    #[serde(default)]
+    pub outputs: std::collections::BTreeMap<String, String>,
 }
 
 /// One cell of a reproduction as it ran.

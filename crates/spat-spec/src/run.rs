@@ -4,14 +4,16 @@
 //! A run directory holds:
 //!
 //! * [`files::CONFIG`] — the [`RunConfig`], written before the first step: the run's identity;
-//! * [`files::METRICS`] — one [`EpochMetrics`] JSON object per line, per finished epoch;
-//! * [`files::CHECKPOINT`], [`files::OPTIMIZER`] — weights and SGD momentum after the last
-//!   committed epoch (safetensors, PyTorch `state_dict` names);
-//! * [`files::STATE`] — the [`RunState`], written last when an epoch is committed;
+//! * [`files::checkpoint`]`(n)`, [`files::optimizer`]`(n)` — weights and SGD momentum after
+//!   epoch `n` (`checkpoint-0003.safetensors`, PyTorch `state_dict` names), the generation that
+//!   `state.json` names;
+//! * [`files::STATE`] — the [`RunState`]: the commit point of an epoch, written after that
+//!   epoch's checkpoint files are durable and before anything derived from it;
 //! * [`files::BEST`] — weights of the epoch with the best robust accuracy on the per-epoch
-//!   evaluation set (the held-out validation split when [`RunConfig::val_subset`] is set);
+//!   evaluation set (the held-out validation split when [`RunConfig::val_subset`] is set), and
+//!   [`files::METRICS`] — one [`EpochMetrics`] JSON object per line, per committed epoch: both
+//!   written from `state.json` after it, and rewritten from it when a run resumes;
 //! * [`files::FINAL`] and [`files::SUMMARY`] — final weights and the [`TrainSummary`].
-
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -22,12 +24,43 @@ use crate::{AttackSpec, Dataset, Error, Mode, Precision};
 pub mod files {
     pub const CONFIG: &str = "config.json";
     pub const METRICS: &str = "metrics.jsonl";
-    pub const CHECKPOINT: &str = "checkpoint.safetensors";
-    pub const OPTIMIZER: &str = "optimizer.safetensors";
     pub const STATE: &str = "state.json";
     pub const BEST: &str = "best.safetensors";
     pub const FINAL: &str = "model.safetensors";
     pub const SUMMARY: &str = "summary.json";
+    /// The files of fixed name that spat writes into a run directory.
+    pub const FIXED: [&str; 6] = [CONFIG, METRICS, STATE, BEST, FINAL, SUMMARY];
+
+    const CHECKPOINT_STEM: &str = "checkpoint";
+    const OPTIMIZER_STEM: &str = "optimizer";
+    const EXTENSION: &str = ".safetensors";
+
+    /// Weights after `epoch`: `checkpoint-0003.safetensors`.
+    pub fn checkpoint(epoch: usize) -> String {
+        format!("{CHECKPOINT_STEM}-{epoch:04}{EXTENSION}")
+    }
+
+    /// SGD momentum after `epoch`: `optimizer-0003.safetensors`.
+    pub fn optimizer(epoch: usize) -> String {
+        format!("{OPTIMIZER_STEM}-{epoch:04}{EXTENSION}")
+    }
+
+    /// The epoch of a checkpoint or optimizer file name of [`checkpoint`] / [`optimizer`]'s form.
+    pub fn generation_of(name: &str) -> Option<usize> {
+        let rest = name
+            .strip_prefix(CHECKPOINT_STEM)
+            .or_else(|| name.strip_prefix(OPTIMIZER_STEM))?
+            .strip_prefix('-')?
+            .strip_suffix(EXTENSION)?;
+        (rest.len() >= 4 && rest.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| rest.parse().ok())
+            .flatten()
+    }
+
+    /// Whether spat writes a file of this name into a run directory.
+    pub fn is_run_file(name: &str) -> bool {
+        FIXED.contains(&name) || generation_of(name).is_some()
+    }
 }
 
 /// The training method (thesis §4.3, §6.1), by the names `spat train --method` takes.
@@ -307,7 +340,9 @@ impl RunConfig {
         c
     }
 
-    /// Checks values that would otherwise fail late or silently.
+    /// Checks values that would otherwise fail late, silently, or be recorded in a form that
+    /// cannot be read back (JSON has no NaN): every number finite and in its range, and no
+    /// setting that the method would ignore.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |m: String| Err(Error::Invalid(m));
         if self.epochs == 0 || self.batch_size == 0 || self.eval_batch_size == 0 {
@@ -316,18 +351,75 @@ impl RunConfig {
         if self.train_subset == Some(0) || self.val_subset == Some(0) {
             return bad("train_subset and val_subset must be positive".into());
         }
-        if !(self.lr.is_finite() && self.lr > 0.0) {
-            return bad(format!("learning rate must be positive, got {}", self.lr));
+        if self.warmup_epochs > self.epochs {
+            return bad(format!(
+                "warmup_epochs ({}) exceeds epochs ({})",
+                self.warmup_epochs, self.epochs
+            ));
         }
-        if !(self.eps.is_finite() && (0.0..=1.0).contains(&self.eps)) {
-            return bad(format!("eps must lie in [0, 1], got {}", self.eps));
+        let finite = |name: &str, v: f64, ok: bool, range: &str| -> Result<(), Error> {
+            if v.is_finite() && ok {
+                Ok(())
+            } else {
+                Err(Error::Invalid(format!("{name} must be {range}, got {v}")))
+            }
+        };
+        finite("learning rate (lr)", self.lr, self.lr > 0.0, "positive")?;
+        finite(
+            "weight_decay",
+            self.weight_decay,
+            self.weight_decay >= 0.0,
+            "a number >= 0",
+        )?;
+        finite(
+            "momentum",
+            self.momentum,
+            (0.0..1.0).contains(&self.momentum),
+            "in [0, 1)",
+        )?;
+        finite(
+            "eps",
+            self.eps,
+            (0.0..=1.0).contains(&self.eps),
+            "in [0, 1]",
+        )?;
+        finite(
+            "trades_beta",
+            self.trades_beta,
+            self.trades_beta >= 0.0,
+            "a number >= 0",
+        )?;
+        finite(
+            "mart_lambda",
+            self.mart_lambda,
+            self.mart_lambda >= 0.0,
+            "a number >= 0",
+        )?;
+        if let LrSchedule::Piecewise { factor, .. } = &self.schedule {
+            finite("the schedule's factor", *factor, *factor > 0.0, "positive")?;
+        }
+        if self.method.is_adversarial() {
+            if self.attack_steps == 0 {
+                return bad(format!(
+                    "method {} trains on adversarial examples: attack_steps must be positive",
+                    self.method
+                ));
+            }
+            finite(
+                "attack_step_size",
+                self.attack_step_size,
+                self.attack_step_size > 0.0,
+                "positive",
+            )?;
         }
         if let Some(a) = self.spat_alpha {
-            if !(0.0..=1.0).contains(&a) {
-                return bad(format!("spat_alpha must be in [0, 1], got {a}"));
-            }
+            finite("spat_alpha", a, (0.0..=1.0).contains(&a), "in [0, 1]")?;
             if !self.method.is_adversarial() {
-                return bad("SPAT (spat_alpha) needs an adversarial method".into());
+                return bad(
+                    "SPAT (spat_alpha, --spat-alpha) changes the training adversary: it needs an \
+                     adversarial method (madry, trades, mart or rst), not standard"
+                        .into(),
+                );
             }
         }
         match (self.method, &self.pseudo_labeled) {
@@ -346,9 +438,10 @@ impl RunConfig {
                     self.method
                 ))
             }
-            (_, Some(p)) if !(0.0..1.0).contains(&p.fraction) => {
+            (_, Some(p)) if !(p.fraction > 0.0 && p.fraction < 1.0) => {
                 return bad(format!(
-                    "the pseudo-labelled fraction must be in [0, 1), got {}",
+                    "the pseudo-labelled fraction of each batch must lie strictly between 0 and 1 \
+                     (0 would ignore the pseudo-labelled data, 1 the labelled), got {}",
                     p.fraction
                 ))
             }
@@ -389,7 +482,16 @@ pub struct RunIdentity {
     pub test_data: String,
 }
 
-/// `state.json`: where a run stands, written last when an epoch is committed.
+/// A file of a run directory as committed: its name and its FNV-1a checksum (16 hex digits).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct CommittedFile {
+    pub file: String,
+    pub fnv1a64: String,
+}
+
+/// `state.json`: where a run stands. Replacing it commits an epoch: it names the checkpoint files
+/// of that epoch (written and made durable before it), and `best.safetensors` and `metrics.jsonl`
+/// are written from it afterwards.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunState {
     pub epochs_done: usize,
@@ -398,9 +500,14 @@ pub struct RunState {
     pub best_robust_acc: Option<f64>,
     pub best_epoch: Option<usize>,
     pub identity: RunIdentity,
-    /// FNV-1a of `checkpoint.safetensors` and `optimizer.safetensors` as committed.
-    pub checkpoint_fnv1a64: String,
-    pub optimizer_fnv1a64: String,
+    /// `checkpoint-<epochs_done>.safetensors` as committed.
+    pub checkpoint: CommittedFile,
+    /// `optimizer-<epochs_done>.safetensors` as committed.
+    pub optimizer: CommittedFile,
+    /// FNV-1a of `best.safetensors`: the checkpoint of `best_epoch`.
+    pub best_fnv1a64: Option<String>,
+    /// The record of every committed epoch, in order: what `metrics.jsonl` holds.
+    pub history: Vec<EpochMetrics>,
 }
 
 /// `summary.json`: the outcome of a finished run.
@@ -452,6 +559,27 @@ mod tests {
         assert!((c.lr(0.2, 6, 10, 0) - 0.1).abs() < 1e-12);
         assert!((c.lr(0.2, 2, 10, 2) - 0.2).abs() < 1e-12);
         assert!((c.lr(0.2, 1, 10, 2) - 0.1).abs() < 1e-12);
+    }
+
+    #[test]
+    fn generation_files_are_named_by_epoch() {
+        assert_eq!(files::checkpoint(3), "checkpoint-0003.safetensors");
+        assert_eq!(files::optimizer(12345), "optimizer-12345.safetensors");
+        assert_eq!(files::generation_of("checkpoint-0003.safetensors"), Some(3));
+        assert_eq!(
+            files::generation_of("optimizer-12345.safetensors"),
+            Some(12345)
+        );
+        for not_ours in [
+            "checkpoint.safetensors",
+            "checkpoint-3.safetensors",
+            "checkpoint-000x.safetensors",
+            "best-0003.safetensors",
+            "checkpoint-0003.safetensors.1.2.tmp",
+        ] {
+            assert_eq!(files::generation_of(not_ours), None, "{not_ours}");
+        }
+        assert!(files::is_run_file("state.json") && !files::is_run_file("notes.txt"));
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use spat_data::{Augmentation, BatchSource, ImageSet, Loader, MixedLoader, Split};
 use spat_spec::RunConfig;
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// A run's training batches, its held-out validation split (if any) and its test set.
 pub struct RunData {
@@ -14,6 +14,24 @@ pub struct RunData {
     /// set `best.safetensors` is chosen on).
     pub validation: Option<ImageSet>,
     pub test: ImageSet,
+    /// Images of the training split less the validation hold-out, before any `train_subset`.
+    pub train_split_len: usize,
+}
+
+impl RunData {
+    /// `config` as it runs on this data, for `config.json` to record what actually ran: a
+    /// `train_subset` or `eval_examples` larger than its split is that split's size (the
+    /// subset is then the whole split).
+    pub fn fit(&self, config: &RunConfig) -> RunConfig {
+        let mut c = config.clone();
+        if let Some(n) = c.train_subset {
+            c.train_subset = Some(n.min(self.train_split_len));
+        }
+        if c.eval_examples > self.test.len() {
+            c.eval_examples = self.test.len();
+        }
+        c
+    }
 }
 
 /// Reads the data of `config`: the training split less a seeded validation split of
@@ -29,12 +47,20 @@ pub fn load_data(config: &RunConfig) -> Result<RunData> {
     let train = spat_data::load(config.dataset, &config.data_dir, Split::Train)?;
     let whole = train.len();
     let (validation, train) = match config.val_subset {
+        Some(n) if n >= whole => {
+            return Err(Error::Config(format!(
+                "{}: a validation split of {n} images leaves none of the {whole} training images \
+                 to train on",
+                train.source().display()
+            )))
+        }
         Some(n) => {
             let (val, rest) = train.hold_out(n, config.seed);
             (Some(val), rest)
         }
         None => (None, train),
     };
+    let train_split_len = train.len();
     let train = match config.train_subset {
         Some(n) => train.sample(n, config.seed),
         None => train,
@@ -64,5 +90,6 @@ pub fn load_data(config: &RunConfig) -> Result<RunData> {
         train,
         validation,
         test,
+        train_split_len,
     })
 }

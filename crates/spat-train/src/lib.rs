@@ -23,6 +23,7 @@
 
 pub mod data;
 pub mod error;
+pub mod faults;
 pub mod objectives;
 pub mod policy;
 pub mod sgd;
@@ -35,6 +36,6 @@ pub use sgd::{Sgd, SgdConfig};
 pub use spat_spec::run::{EpochMetrics, TrainSummary};
 pub use spat_spec::{LrSchedule, Method, PseudoLabeled, RunConfig};
 pub use trainer::{
-    sgd_config, train, train_step, train_with_validation, training_adversary, training_loss,
-    EpochOutcome, Run, TrainOptions,
+    inspect_run_dir, sgd_config, train, train_step, train_with_validation, training_adversary,
+    training_loss, EpochOutcome, Run, RunDir, TrainOptions,
 };

@@ -3,13 +3,16 @@
 //! A run lives in a directory (its files are listed in [`spat_spec::run`]) and goes through four
 //! stages, each one function of [`Run`]:
 //!
-//! 1. [`Run::open`] — open or resume: a new run writes `config.json`; a saved one is checked (same
-//!    configuration, same network variables, same training and test data, checkpoint files that
-//!    match the checksums `state.json` recorded) and loaded, writing nothing;
+//! 1. [`Run::open`] — open or resume: a new run writes `config.json` (into a new or empty folder
+//!    only); a saved one is checked (same configuration, same network variables, same training
+//!    and test data, checkpoint files that match the checksums `state.json` recorded) and loaded,
+//!    writing nothing unless every check passes; then what a killed process left is put right;
 //! 2. [`Run::train_epoch`] — one epoch of steps and the per-epoch evaluation, in memory only;
-//! 3. [`Run::commit`] — makes that epoch durable: checkpoint, optimizer, best weights, metrics,
-//!    and `state.json` last, so a crash between files leaves a checksum mismatch that resuming
-//!    reports instead of silently mixing epochs;
+//! 3. [`Run::commit`] — makes that epoch durable: new epoch-numbered checkpoint files, then
+//!    `state.json` naming them (the commit point), then the files derived from it (best weights,
+//!    metrics), then the previous generation is removed; a process killed at any instant resumes
+//!    to the same bits (every instant is a named point of [`crate::faults`], and
+//!    `tests/kill_points.rs` kills the binary at each);
 //! 4. [`Run::finish`] — final weights and evaluation (`model.safetensors`, `summary.json`).
 //!
 //! [`train`] runs them in order. The learning rate is set once at the start of each epoch from the
@@ -29,10 +32,11 @@ use spat_attacks::{evaluate, Attack, AttackLoss, Pgd, RandomStart};
 use spat_core::rng::{host_rng, streams, HostRng};
 use spat_core::{Batch, Mode, Network};
 use spat_data::{BatchSource, ImageSet};
-use spat_spec::run::{files, EpochMetrics, RunIdentity, RunState, TrainSummary};
+use spat_spec::run::{files, CommittedFile, EpochMetrics, RunIdentity, RunState, TrainSummary};
 use spat_spec::{AttackSpec, Fnv1a, Method, RunConfig};
 
 use crate::error::{Error, Result};
+use crate::faults;
 use crate::objectives;
 use crate::sgd::{Sgd, SgdConfig};
 
@@ -159,11 +163,6 @@ pub fn sgd_config(config: &RunConfig) -> SgdConfig {
     }
 }
 
-fn file_checksum(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    Ok(Fnv1a::hex_of(&bytes))
-}
-
 /// FNV-1a of the names, shapes and kinds of a network's variables, in registration order.
 fn model_fingerprint(model: &dyn Network) -> String {
     let mut h = Fnv1a::new();
@@ -210,8 +209,9 @@ fn refuse(path: PathBuf, message: String) -> Error {
     Error::Checkpoint { path, message }
 }
 
-/// Checks that `state` (read from `dir`) belongs to this run and its files, naming what differs.
-fn check_identity(dir: &Path, state: &RunState, now: &RunIdentity) -> Result<()> {
+/// Checks that `state` (read from `dir`) belongs to this run and names a complete generation of
+/// checkpoint files, naming what differs. Returns the bytes of the checkpoint file.
+fn check_state(dir: &Path, state: &RunState, now: &RunIdentity) -> Result<Vec<u8>> {
     let path = dir.join(files::STATE);
     let saved = &state.identity;
     let mismatch = |what: &str, was: &str, is: &str| {
@@ -224,7 +224,18 @@ fn check_identity(dir: &Path, state: &RunState, now: &RunIdentity) -> Result<()>
         )
     };
     if saved.config != now.config {
-        return Err(mismatch("configuration", &saved.config, &now.config));
+        // `config` equals config.json (checked before), so config.json is what changed.
+        return Err(refuse(
+            dir.join(files::CONFIG),
+            format!(
+                "does not match the configuration this run was started with (fingerprint {} \
+                 now, {} recorded in {}): it was changed after the run started; restore it, or \
+                 train into a new directory",
+                now.config,
+                saved.config,
+                files::STATE
+            ),
+        ));
     }
     if saved.model != now.model {
         return Err(mismatch(
@@ -247,60 +258,170 @@ fn check_identity(dir: &Path, state: &RunState, now: &RunIdentity) -> Result<()>
             &now.test_data,
         ));
     }
-    for (name, want) in [
-        (files::CHECKPOINT, &state.checkpoint_fnv1a64),
-        (files::OPTIMIZER, &state.optimizer_fnv1a64),
+    let n = state.epochs_done;
+    let inconsistent = |what: String| refuse(path.clone(), format!("{what} (edited by hand?)"));
+    if n == 0 {
+        return Err(inconsistent("records no committed epoch".into()));
+    }
+    for (named, want) in [
+        (&state.checkpoint.file, files::checkpoint(n)),
+        (&state.optimizer.file, files::optimizer(n)),
     ] {
-        let file = dir.join(name);
-        let got = file_checksum(&file)?;
-        if &got != want {
+        if *named != want {
+            return Err(inconsistent(format!(
+                "names `{named}` for epoch {n}, where spat writes `{want}`"
+            )));
+        }
+    }
+    let epochs: Vec<usize> = state.history.iter().map(|m| m.epoch).collect();
+    if epochs != (1..=n).collect::<Vec<_>>() {
+        return Err(inconsistent(format!(
+            "holds the records of epochs {epochs:?} for {n} committed epochs"
+        )));
+    }
+    if state.best_epoch.is_some_and(|b| b == 0 || b > n)
+        || state.best_epoch.is_some() != state.best_fnv1a64.is_some()
+    {
+        return Err(inconsistent(format!(
+            "names best epoch {:?} of {n}",
+            state.best_epoch
+        )));
+    }
+    let mut checkpoint = Vec::new();
+    for (committed, keep) in [(&state.checkpoint, true), (&state.optimizer, false)] {
+        let file = dir.join(&committed.file);
+        let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
+        let got = Fnv1a::hex_of(&bytes);
+        if got != committed.fnv1a64 {
             return Err(refuse(
                 file,
                 format!(
-                    "checksum {got} does not match {want} recorded in {} for epoch {} \
-                     (corrupted, or written by an interrupted later epoch)",
+                    "checksum {got} does not match {} recorded in {} for epoch {n} (the file was \
+                     changed after it was committed)",
+                    committed.fnv1a64,
                     files::STATE,
-                    state.epochs_done
                 ),
             ));
         }
-    }
-    Ok(())
-}
-
-/// Epoch records of `metrics.jsonl` up to `epochs_done` (lines of later epochs belong to work
-/// that is about to be redone).
-fn read_metrics(path: &Path, epochs_done: usize) -> Result<Vec<EpochMetrics>> {
-    if !path.exists() {
-        return Ok(Vec::new());
-    }
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let mut history = Vec::new();
-    for (i, line) in text
-        .lines()
-        .enumerate()
-        .filter(|(_, l)| !l.trim().is_empty())
-    {
-        let m: EpochMetrics = serde_json::from_str(line).map_err(|e| {
-            refuse(
-                path.to_path_buf(),
-                format!("line {} is not an epoch record ({e})", i + 1),
-            )
-        })?;
-        if m.epoch <= epochs_done {
-            history.push(m);
+        if keep {
+            checkpoint = bytes;
         }
     }
-    Ok(history)
+    Ok(checkpoint)
 }
 
-fn write_metrics(path: &Path, history: &[EpochMetrics]) -> Result<()> {
+/// `metrics.jsonl` of `history`: one JSON object per line.
+fn metrics_text(history: &[EpochMetrics]) -> String {
     let mut text = String::new();
     for m in history {
         text.push_str(&serde_json::to_string(m).expect("plain numbers serialise"));
         text.push('\n');
     }
-    Ok(spat_spec::fs::write_atomic(path, text.as_bytes())?)
+    text
+}
+
+fn state_text(state: &RunState) -> String {
+    let mut text = serde_json::to_string_pretty(state).expect("plain data serialises");
+    text.push('\n');
+    text
+}
+
+/// Whether `name`, in a run directory, is a temporary file that spat's atomic writes left behind.
+fn is_stale_temp(name: &str) -> bool {
+    spat_spec::fs::temp_target(name).is_some_and(files::is_run_file)
+}
+
+/// What a directory given as a run directory holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunDir {
+    /// Absent, empty, or holding only temporary files of an interrupted spat write: a new run
+    /// may start there.
+    New,
+    /// A spat run: its `config.json` is a run configuration.
+    Run,
+}
+
+/// Looks at `dir` before a run is started or resumed in it, writing nothing. Refuses a path that
+/// is not a folder, a folder that holds files but no spat run (spat never writes into a folder
+/// it did not create: the user's files there stay untouched), and a `config.json` that is not a
+/// run configuration.
+pub fn inspect_run_dir(dir: &Path) -> Result<RunDir> {
+    let meta = match std::fs::metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(RunDir::New),
+        Err(e) => return Err(Error::io(dir, e)),
+    };
+    if !meta.is_dir() {
+        return Err(Error::Config(format!(
+            "{}: exists and is not a folder; a run directory must be a new or empty folder",
+            dir.display()
+        )));
+    }
+    let config = dir.join(files::CONFIG);
+    if config.exists() {
+        spat_spec::fs::read_json::<RunConfig>(&config, "a spat run configuration").map_err(
+            |e| {
+                Error::Config(format!(
+                    "{e}; {} is not a spat run directory, and spat does not write into it",
+                    dir.display()
+                ))
+            },
+        )?;
+        return Ok(RunDir::Run);
+    }
+    let mut foreign = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !is_stale_temp(&name) {
+            foreign.push(name);
+        }
+    }
+    if foreign.is_empty() {
+        return Ok(RunDir::New);
+    }
+    foreign.sort();
+    let shown: Vec<&str> = foreign.iter().take(3).map(String::as_str).collect();
+    Err(Error::Config(format!(
+        "{}: the folder is not empty ({}{}) and holds no spat run ({} missing); spat does not \
+         write into a folder it did not create: choose a new or empty folder",
+        dir.display(),
+        shown.join(", "),
+        if foreign.len() > 3 {
+            format!(" and {} more", foreign.len() - 3)
+        } else {
+            String::new()
+        },
+        files::CONFIG
+    )))
+}
+
+/// Removes spat's own leftovers from `dir`: temporary files of interrupted writes, and checkpoint
+/// generations other than the one `state` names (all of them if there is no state). Returns
+/// what it removed.
+fn remove_leftovers(dir: &Path, state: Option<&RunState>) -> Result<Vec<String>> {
+    let mut removed = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
+        let entry = entry.map_err(|e| Error::io(dir, e))?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let current = state.is_some_and(|s| name == s.checkpoint.file || name == s.optimizer.file);
+        let stale_generation = files::generation_of(&name).is_some() && !current;
+        if (is_stale_temp(&name) || stale_generation) && entry.path().is_file() {
+            remove_file(&entry.path())?;
+            removed.push(name);
+        }
+    }
+    if !removed.is_empty() {
+        spat_spec::fs::sync_dir(dir);
+    }
+    Ok(removed)
+}
+
+fn remove_file(path: &Path) -> Result<()> {
+    match std::fs::remove_file(path) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(path, e)),
+        _ => Ok(()),
+    }
 }
 
 /// Clean and robust accuracy (percent) of `model` on `set` under the run's evaluation attack.
@@ -354,8 +475,9 @@ pub struct Run<'a> {
     model: &'a dyn Network,
     dir: PathBuf,
     optimizer: Sgd,
-    state: RunState,
-    history: Vec<EpochMetrics>,
+    identity: RunIdentity,
+    /// The last committed state; `None` before the first commit.
+    state: Option<RunState>,
     resumed_from: Option<usize>,
     /// The fixed seeded subset of the test set evaluated after each epoch, or the run's
     /// validation split once [`Run::use_validation`] gave it.
@@ -368,12 +490,15 @@ pub struct Run<'a> {
 impl<'a> Run<'a> {
     /// Opens `dir` for a run of `config` on `model`, `train` and `test`.
     ///
-    /// A directory without a run gets `config.json` (and an empty `metrics.jsonl`). One that
-    /// holds a run is refused unless `resume`; with it, the run is checked — `config.json` equal
-    /// to `config` up to data locations, and `state.json`'s fingerprints of the configuration,
-    /// the network's variables and the training and test data, and its checksums of the
-    /// checkpoint files, all matching — and its weights, momentum and history are loaded. Nothing
-    /// is written when a check fails.
+    /// A new or empty directory gets `config.json`; a directory that holds other files but no
+    /// run is refused (see [`inspect_run_dir`]). One that holds a run is refused unless
+    /// `resume`; with it, the run is checked — `config.json` equal to `config` up to data
+    /// locations, and `state.json`'s fingerprints of the configuration, the network's variables
+    /// and the training and test data, and its checksums of the checkpoint generation it names,
+    /// all matching — and its weights, momentum and history are loaded. Nothing is written when a
+    /// check fails. Once they pass, what a killed process left is put right: temporary files and
+    /// uncommitted or superseded checkpoint generations are removed, and `best.safetensors` and
+    /// `metrics.jsonl` are rewritten from `state.json` if they lag behind it.
     pub fn open(
         config: &'a RunConfig,
         model: &'a dyn Network,
@@ -399,56 +524,77 @@ impl<'a> Run<'a> {
         let mut optimizer = Sgd::new(model.var_store(), sgd_config(config));
         let config_path = dir.join(files::CONFIG);
         let state_path = dir.join(files::STATE);
-        let (state, history, resumed_from) = if config_path.exists() {
-            if !resume {
+        let (state, resumed_from) = match inspect_run_dir(dir)? {
+            RunDir::Run if !resume => {
                 return Err(Error::Config(format!(
                     "{} already holds a training run ({}); resume it or choose a new directory",
                     dir.display(),
                     files::CONFIG
                 )));
             }
-            let saved: RunConfig = spat_spec::fs::read_json(&config_path, "a run configuration")?;
-            let differ = differences(&saved, config);
-            if !differ.is_empty() {
-                return Err(refuse(
-                    config_path,
-                    format!(
-                        "the run in this directory has a different configuration: {}; resume it \
-                         with the same settings or train into a new directory",
-                        differ.join(", ")
-                    ),
-                ));
+            RunDir::Run => {
+                let saved: RunConfig =
+                    spat_spec::fs::read_json(&config_path, "a run configuration")?;
+                let differ = differences(&saved, config);
+                if !differ.is_empty() {
+                    return Err(refuse(
+                        config_path,
+                        format!(
+                            "the run in this directory has a different configuration: {}; \
+                             resume it with the same settings or train into a new directory",
+                            differ.join(", ")
+                        ),
+                    ));
+                }
+                let state = if state_path.exists() {
+                    let state: RunState = spat_spec::fs::read_json(&state_path, "a run state")?;
+                    let checkpoint = check_state(dir, &state, &now)?;
+                    let best = Self::best_repair(dir, &state, &checkpoint)?;
+                    let weights_path = dir.join(&state.checkpoint.file);
+                    let momentum_path = dir.join(&state.optimizer.file);
+                    let weights = spat_core::store::load_tensors(&weights_path, &device)?;
+                    let momentum = spat_core::store::load_tensors(&momentum_path, &device)?;
+                    // Check both before changing anything, so a bad file leaves model and
+                    // optimizer as they were.
+                    let mut probe = Sgd::new(model.var_store(), *optimizer.config());
+                    probe.load_state(momentum.clone(), &momentum_path)?;
+                    model.var_store().assign(weights, &weights_path)?;
+                    optimizer.load_state(momentum, &momentum_path)?;
+                    // Every check has passed: bring the derived files up to state.json.
+                    if let Some(bytes) = best {
+                        tracing::info!("rewriting {} from {}", files::BEST, state.checkpoint.file);
+                        spat_spec::fs::write_atomic(&dir.join(files::BEST), &bytes)?;
+                    }
+                    tracing::info!(epochs_done = state.epochs_done, "resuming");
+                    Some(state)
+                } else {
+                    // Killed before its first epoch was committed: it starts from the beginning.
+                    None
+                };
+                let removed = remove_leftovers(dir, state.as_ref())?;
+                if !removed.is_empty() {
+                    tracing::info!(?removed, "removed what an interrupted run left");
+                }
+                let history = state.as_ref().map_or(&[][..], |s| &s.history[..]);
+                Self::sync_metrics(dir, history)?;
+                let done = state.as_ref().map(|s| s.epochs_done);
+                (state, done)
             }
-            if state_path.exists() {
-                let state: RunState = spat_spec::fs::read_json(&state_path, "a run state")?;
-                check_identity(dir, &state, &now)?;
-                let weights =
-                    spat_core::store::load_tensors(&dir.join(files::CHECKPOINT), &device)?;
-                let momentum =
-                    spat_core::store::load_tensors(&dir.join(files::OPTIMIZER), &device)?;
-                // Check both before changing anything, so a bad file leaves model and optimizer
-                // as they were.
-                let mut probe = Sgd::new(model.var_store(), *optimizer.config());
-                probe.load_state(momentum.clone(), &dir.join(files::OPTIMIZER))?;
-                model
-                    .var_store()
-                    .assign(weights, &dir.join(files::CHECKPOINT))?;
-                optimizer.load_state(momentum, &dir.join(files::OPTIMIZER))?;
-                let history = read_metrics(&dir.join(files::METRICS), state.epochs_done)?;
-                tracing::info!(epochs_done = state.epochs_done, "resuming");
-                let done = state.epochs_done;
-                (state, history, Some(done))
-            } else {
-                // Killed before its first epoch was committed: it starts from the beginning.
-                (Self::fresh_state(now), Vec::new(), None)
+            RunDir::New => {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                remove_leftovers(dir, None)?;
+                let mut text = serde_json::to_string_pretty(config).map_err(|e| {
+                    Error::Config(format!("the run configuration cannot be saved ({e})"))
+                })?;
+                text.push('\n');
+                spat_spec::fs::write_bytes_observed(
+                    &config_path,
+                    text.as_bytes(),
+                    &mut faults::writes("open.config"),
+                )?;
+                (None, None)
             }
-        } else {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-            spat_spec::fs::write_json(&config_path, config)?;
-            (Self::fresh_state(now), Vec::new(), None)
         };
-        // Metrics of epochs after the checkpoint (from a killed run) are dropped before new ones.
-        write_metrics(&dir.join(files::METRICS), &history)?;
         let eval_set = if config.eval_examples == 0 || config.eval_examples >= test.len() {
             test.clone()
         } else {
@@ -459,8 +605,8 @@ impl<'a> Run<'a> {
             model,
             dir: dir.to_path_buf(),
             optimizer,
+            identity: now,
             state,
-            history,
             resumed_from,
             eval_set,
             validated: false,
@@ -495,26 +641,68 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    fn fresh_state(identity: RunIdentity) -> RunState {
-        RunState {
-            epochs_done: 0,
-            global_step: 0,
-            best_robust_acc: None,
-            best_epoch: None,
-            identity,
-            checkpoint_fnv1a64: String::new(),
-            optimizer_fnv1a64: String::new(),
+    /// The bytes to write as `best.safetensors` if it does not hold what `state` records, which
+    /// happens when a process is killed after committing a new best epoch and before writing it;
+    /// that epoch is then the last committed one and its checkpoint holds the best weights.
+    fn best_repair(dir: &Path, state: &RunState, checkpoint: &[u8]) -> Result<Option<Vec<u8>>> {
+        let Some(want) = &state.best_fnv1a64 else {
+            return Ok(None);
+        };
+        let path = dir.join(files::BEST);
+        let got = match std::fs::read(&path) {
+            Ok(bytes) => Some(Fnv1a::hex_of(&bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        if got.as_ref() == Some(want) {
+            return Ok(None);
         }
+        if state.best_epoch == Some(state.epochs_done) && state.checkpoint.fnv1a64 == *want {
+            return Ok(Some(checkpoint.to_vec()));
+        }
+        Err(refuse(
+            path,
+            format!(
+                "checksum {} does not match {want} recorded in {} for the best epoch {} (the \
+                 file was changed after it was written)",
+                got.as_deref().unwrap_or("(missing)"),
+                files::STATE,
+                state.best_epoch.unwrap_or_default()
+            ),
+        ))
+    }
+
+    /// Rewrites `metrics.jsonl` if it differs from `history`.
+    fn sync_metrics(dir: &Path, history: &[EpochMetrics]) -> Result<()> {
+        let path = dir.join(files::METRICS);
+        let want = metrics_text(history);
+        let current = match std::fs::read(&path) {
+            Ok(bytes) => Some(bytes),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let up_to_date = match &current {
+            Some(bytes) => bytes == want.as_bytes(),
+            None => history.is_empty(),
+        };
+        if !up_to_date {
+            spat_spec::fs::write_atomic(&path, want.as_bytes())?;
+        }
+        Ok(())
     }
 
     /// Epochs committed so far.
     pub fn epochs_done(&self) -> usize {
-        self.state.epochs_done
+        self.state.as_ref().map_or(0, |s| s.epochs_done)
     }
 
     /// Epoch records committed so far.
     pub fn history(&self) -> &[EpochMetrics] {
-        &self.history
+        self.state.as_ref().map_or(&[], |s| &s.history)
+    }
+
+    fn global_step(&self) -> u64 {
+        self.state.as_ref().map_or(0, |s| s.global_step)
     }
 
     /// Trains the next epoch on `train` and evaluates it, changing the model and optimizer in
@@ -529,7 +717,7 @@ impl<'a> Run<'a> {
                     .into(),
             ));
         }
-        let epoch = self.state.epochs_done + 1;
+        let epoch = self.epochs_done() + 1;
         let span = tracing::info_span!("epoch", epoch);
         let _enter = span.enter();
         let started = Instant::now();
@@ -540,7 +728,7 @@ impl<'a> Run<'a> {
         let steps = train.num_batches();
         let bar = progress_bar(steps, epoch, config.epochs);
         let (mut loss_sum, mut seen) = (0f64, 0usize);
-        let mut global_step = self.state.global_step;
+        let mut global_step = self.global_step();
         for (step, batch) in train.epoch((epoch - 1) as u64, &self.device).enumerate() {
             let batch = batch?;
             let mut rng = host_rng(config.seed, streams::ATTACK.wrapping_add(global_step));
@@ -552,7 +740,7 @@ impl<'a> Run<'a> {
                     step: step + 1,
                     steps,
                     loss,
-                    last_good_epoch: self.state.epochs_done,
+                    last_good_epoch: epoch - 1,
                 });
             }
             global_step += 1;
@@ -595,38 +783,108 @@ impl<'a> Run<'a> {
         })
     }
 
-    /// Makes `outcome` durable: the checkpoint and optimizer state, the best weights if the epoch
-    /// is the best so far, the metrics, and `state.json` last, each file replaced atomically.
+    /// Makes `outcome` durable. The protocol, which leaves a run that resumes to the same bits
+    /// wherever the process is killed (each file is replaced by [`spat_spec::fs`]'s atomic write):
+    ///
+    /// 1. the epoch's weights and momentum go to new files named by epoch
+    ///    (`checkpoint-000N.safetensors`, `optimizer-000N.safetensors`), each fsynced, renamed and
+    ///    its directory fsynced; the previous generation stays untouched;
+    /// 2. `state.json` is replaced: it names the new generation with its checksums, the best
+    ///    epoch and the checksum of its weights, and every epoch's record. Its rename is the
+    ///    commit: before it, a resumed run finds the previous state and its intact generation;
+    /// 3. derived files, written from that state: `best.safetensors` (if the epoch is the best so
+    ///    far) and `metrics.jsonl`; a resumed run rewrites whichever lags behind `state.json`;
+    /// 4. the previous generation's files are removed (a resumed run removes any left over).
     ///
     /// The best epoch has a strictly higher robust accuracy on the per-epoch evaluation set than
     /// every earlier one (a tie keeps the earlier epoch), the rule of Rice et al.'s
     /// `train_cifar.py` (locuslab/robust_overfitting, line 421) on its validation split.
     pub fn commit(&mut self, outcome: EpochOutcome) -> Result<()> {
-        let path = |name: &str| self.dir.join(name);
+        let dir = self.dir.clone();
         let EpochOutcome {
             mut metrics,
             global_step,
             started,
         } = outcome;
-        self.model.var_store().save(&path(files::CHECKPOINT))?;
-        spat_core::store::save_tensors(&self.optimizer.state(), &path(files::OPTIMIZER))?;
-        let mut state = self.state.clone();
-        if state.best_robust_acc.is_none_or(|b| metrics.robust_acc > b) {
-            self.model.var_store().save(&path(files::BEST))?;
-            state.best_robust_acc = Some(metrics.robust_acc);
-            state.best_epoch = Some(metrics.epoch);
-        }
-        state.epochs_done = metrics.epoch;
-        state.global_step = global_step;
-        state.checkpoint_fnv1a64 = file_checksum(&path(files::CHECKPOINT))?;
-        state.optimizer_fnv1a64 = file_checksum(&path(files::OPTIMIZER))?;
+        let epoch = metrics.epoch;
+        let weights = self.model.var_store().to_safetensors()?;
+        let momentum = spat_core::store::tensors_to_safetensors(&self.optimizer.state())?;
+        let checkpoint = CommittedFile {
+            file: files::checkpoint(epoch),
+            fnv1a64: Fnv1a::hex_of(&weights),
+        };
+        let optimizer = CommittedFile {
+            file: files::optimizer(epoch),
+            fnv1a64: Fnv1a::hex_of(&momentum),
+        };
+        spat_spec::fs::write_bytes_observed(
+            &dir.join(&checkpoint.file),
+            &weights,
+            &mut faults::writes("commit.checkpoint"),
+        )?;
+        spat_spec::fs::write_bytes_observed(
+            &dir.join(&optimizer.file),
+            &momentum,
+            &mut faults::writes("commit.optimizer"),
+        )?;
+
+        let previous = self.state.take();
+        let mut history = previous
+            .as_ref()
+            .map_or_else(Vec::new, |s| s.history.clone());
         metrics.seconds = started.elapsed().as_secs_f64();
-        let mut history = self.history.clone();
+        let robust = metrics.robust_acc;
         history.push(metrics);
-        write_metrics(&path(files::METRICS), &history)?;
-        spat_spec::fs::write_json(&path(files::STATE), &state)?;
-        self.state = state;
-        self.history = history;
+        let mut state = RunState {
+            epochs_done: epoch,
+            global_step,
+            best_robust_acc: previous.as_ref().and_then(|s| s.best_robust_acc),
+            best_epoch: previous.as_ref().and_then(|s| s.best_epoch),
+            identity: self.identity.clone(),
+            checkpoint,
+            optimizer,
+            best_fnv1a64: previous.as_ref().and_then(|s| s.best_fnv1a64.clone()),
+            history,
+        };
+        let new_best = state.best_robust_acc.is_none_or(|b| robust > b);
+        if new_best {
+            state.best_robust_acc = Some(robust);
+            state.best_epoch = Some(epoch);
+            state.best_fnv1a64 = Some(state.checkpoint.fnv1a64.clone());
+        }
+        let committed = spat_spec::fs::write_bytes_observed(
+            &dir.join(files::STATE),
+            state_text(&state).as_bytes(),
+            &mut faults::writes("commit.state"),
+        );
+        if let Err(e) = committed {
+            // Not committed: the previous state and its generation still stand.
+            self.state = previous;
+            return Err(e.into());
+        }
+        self.state = Some(state);
+        let state = self.state.as_ref().expect("just set");
+
+        if new_best {
+            spat_spec::fs::write_bytes_observed(
+                &dir.join(files::BEST),
+                &weights,
+                &mut faults::writes("commit.best"),
+            )?;
+        }
+        spat_spec::fs::write_bytes_observed(
+            &dir.join(files::METRICS),
+            metrics_text(&state.history).as_bytes(),
+            &mut faults::writes("commit.metrics"),
+        )?;
+        if let Some(old) = previous {
+            remove_file(&dir.join(&old.checkpoint.file))?;
+            faults::hit(faults::PRUNE[0]);
+            remove_file(&dir.join(&old.optimizer.file))?;
+            faults::hit(faults::PRUNE[1]);
+            spat_spec::fs::sync_dir(&dir);
+            faults::hit(faults::PRUNE[2]);
+        }
         Ok(())
     }
 
@@ -635,21 +893,27 @@ impl<'a> Run<'a> {
     /// `summary.json`; otherwise returns the summary of a run stopped early.
     pub fn finish(self, test: &ImageSet) -> Result<TrainSummary> {
         let config = self.config;
+        let epochs_done = self.epochs_done();
+        let state = self.state.as_ref();
         let mut summary = TrainSummary {
-            epochs_done: self.state.epochs_done,
+            epochs_done,
             resumed_from: self.resumed_from,
-            stopped_early: self.state.epochs_done < config.epochs,
-            best_robust_acc: self.state.best_robust_acc,
-            best_epoch: self.state.best_epoch,
+            stopped_early: epochs_done < config.epochs,
+            best_robust_acc: state.and_then(|s| s.best_robust_acc),
+            best_epoch: state.and_then(|s| s.best_epoch),
             final_clean_acc: None,
             final_robust_acc: None,
             final_eval_examples: None,
-            history: self.history,
+            history: self.history().to_vec(),
         };
         if summary.stopped_early {
             return Ok(summary);
         }
-        self.model.var_store().save(&self.dir.join(files::FINAL))?;
+        spat_spec::fs::write_bytes_observed(
+            &self.dir.join(files::FINAL),
+            &self.model.var_store().to_safetensors()?,
+            &mut faults::writes("finish.model"),
+        )?;
         let test_subset;
         let set = if config.final_full_eval {
             test
@@ -668,7 +932,13 @@ impl<'a> Run<'a> {
         summary.final_clean_acc = Some(clean);
         summary.final_robust_acc = Some(robust);
         summary.final_eval_examples = Some(examples);
-        spat_spec::fs::write_json(&self.dir.join(files::SUMMARY), &summary)?;
+        let mut text = serde_json::to_string_pretty(&summary).expect("plain data serialises");
+        text.push('\n');
+        spat_spec::fs::write_bytes_observed(
+            &self.dir.join(files::SUMMARY),
+            text.as_bytes(),
+            &mut faults::writes("finish.summary"),
+        )?;
         Ok(summary)
     }
 }

@@ -234,17 +234,25 @@ fn resumed_run_is_bit_identical_and_metrics_are_not_duplicated() {
             })
             .collect();
         assert_eq!(epochs, vec![1, 2]);
-        for f in [
-            "config.json",
-            "checkpoint.safetensors",
-            "optimizer.safetensors",
-            "state.json",
-            "best.safetensors",
-            "model.safetensors",
-            "summary.json",
-        ] {
-            assert!(dir.path().join(f).exists(), "{f}");
-        }
+        // The last generation of checkpoint files and nothing else is left.
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(
+            names,
+            [
+                "best.safetensors",
+                "checkpoint-0002.safetensors",
+                "config.json",
+                "metrics.jsonl",
+                "model.safetensors",
+                "optimizer-0002.safetensors",
+                "state.json",
+                "summary.json",
+            ]
+        );
     }
 }
 
@@ -283,6 +291,102 @@ fn killed_mid_epoch_metrics_are_rewritten_to_the_checkpoint() {
     );
 }
 
+/// What a process killed during a commit can leave — an uncommitted next generation, temporary
+/// files, `best.safetensors` and `metrics.jsonl` behind `state.json` — is put right on resume,
+/// and the run ends as an uninterrupted one does. (`tests/kill_points.rs` kills the binary at each
+/// instant of the protocol; this checks the repairs without the `failpoints` feature.)
+#[test]
+fn leftovers_of_a_killed_commit_are_removed_and_derived_files_rewritten() {
+    let (train_set, test) = sets();
+    let train_set = Arc::new(train_set.first(64));
+    let config = quick(Method::Standard);
+    let loader = Loader::new(train_set, config.batch_size);
+    let whole = tempfile::tempdir().unwrap();
+    train(&config, &*tiny(3), &loader, &test, whole.path(), FRESH).unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    train(
+        &config,
+        &*tiny(3),
+        &loader,
+        &test,
+        dir.path(),
+        stop_after(1),
+    )
+    .unwrap();
+    let write = |name: &str, bytes: &[u8]| std::fs::write(dir.path().join(name), bytes).unwrap();
+    write("checkpoint-0002.safetensors", b"half a checkpoint");
+    write("optimizer-0002.safetensors.4242.3.tmp", b"half a temp file");
+    write("state.json.4242.4.tmp", b"{");
+    write("metrics.jsonl", b"");
+    std::fs::remove_file(dir.path().join("best.safetensors")).unwrap();
+    write("notes.txt", b"the user's own notes stay");
+    train(&config, &*tiny(3), &loader, &test, dir.path(), RESUME).unwrap();
+
+    let names = |d: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let mut expected = names(whole.path());
+    expected.push("notes.txt".into());
+    expected.sort();
+    assert_eq!(names(dir.path()), expected);
+    for f in [
+        "model.safetensors",
+        "best.safetensors",
+        "checkpoint-0002.safetensors",
+    ] {
+        assert!(
+            std::fs::read(dir.path().join(f)).unwrap()
+                == std::fs::read(whole.path().join(f)).unwrap(),
+            "{f}"
+        );
+    }
+    let epochs = |d: &Path| {
+        std::fs::read_to_string(d.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["epoch"].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(epochs(dir.path()), epochs(whole.path()));
+}
+
+#[test]
+fn a_folder_holding_files_but_no_run_is_refused_and_left_untouched() {
+    let (train_set, test) = sets();
+    let config = quick(Method::Standard);
+    let loader = Loader::new(Arc::new(train_set.first(32)), config.batch_size);
+    let dir = tempfile::tempdir().unwrap();
+    for f in [
+        "metrics.jsonl",
+        "model.safetensors",
+        "best.safetensors",
+        "summary.json",
+    ] {
+        std::fs::write(dir.path().join(f), f.as_bytes()).unwrap();
+    }
+    for options in [FRESH, RESUME] {
+        let e = train(&config, &*tiny(1), &loader, &test, dir.path(), options)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("not empty") && e.contains("no spat run"), "{e}");
+    }
+    for f in [
+        "metrics.jsonl",
+        "model.safetensors",
+        "best.safetensors",
+        "summary.json",
+    ] {
+        assert_eq!(std::fs::read(dir.path().join(f)).unwrap(), f.as_bytes());
+    }
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 4);
+}
+
 #[test]
 fn exploding_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint() {
     let (train_set, test) = sets();
@@ -300,7 +404,7 @@ fn exploding_loss_stops_with_epoch_and_step_and_keeps_last_checkpoint() {
     };
     let loader = Loader::new(train_set, config.batch_size);
     let dir = tempfile::tempdir().unwrap();
-    let ckpt = dir.path().join("checkpoint.safetensors");
+    let ckpt = dir.path().join("checkpoint-0001.safetensors");
     let err = train(&config, &*tiny(2), &loader, &test, dir.path(), FRESH).unwrap_err();
     match &err {
         Error::NonFiniteLoss {
@@ -362,9 +466,9 @@ fn corrupted_checkpoint_is_named_and_nothing_is_overwritten() {
         v
     };
     for (victim, truncate) in [
-        ("checkpoint.safetensors", false),
-        ("optimizer.safetensors", false),
-        ("checkpoint.safetensors", true),
+        ("checkpoint-0001.safetensors", false),
+        ("optimizer-0001.safetensors", false),
+        ("checkpoint-0001.safetensors", true),
     ] {
         let path = dir.path().join(victim);
         let good = std::fs::read(&path).unwrap();

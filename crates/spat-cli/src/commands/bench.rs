@@ -24,7 +24,7 @@ use spat_spec::report::{BenchRecord as Record, BenchReport as Report};
 use spat_spec::{Dataset, Method, Precision, RunConfig};
 use spat_train::{RunRequest, Sgd, SgdConfig};
 
-use super::common::{parse_device, parse_positive};
+use super::common::{check_output_file, parse_device, parse_positive};
 
 pub const WORKLOADS: &[&str] = &["standard", "trades-spat-pgd10", "pgd20-eval"];
 
@@ -343,6 +343,11 @@ pub fn run(a: Args) -> Result<()> {
         .map(|p| p.parse().map_err(anyhow::Error::msg))
         .collect::<Result<_>>()?;
     let reference = a.reference.as_deref().map(read_reference).transpose()?;
+    if let Some(path) = &a.json {
+        check_output_file("--json", path, |b| {
+            serde_json::from_slice::<Report>(b).is_ok_and(|r| r.framework == "spat")
+        })?;
+    }
     let device = parse_device(&a.device)?;
     let mut records = Vec::new();
     for preset in &models {

@@ -74,7 +74,7 @@ pub fn parse_alpha(s: &str) -> Result<f64, String> {
         .trim()
         .parse()
         .map_err(|_| format!("bad alpha `{s}`: expected a number in [0, 1]"))?;
-    if !(0.0..=1.0).contains(&v) {
+    if !v.is_finite() || !(0.0..=1.0).contains(&v) {
         return Err(format!("bad alpha `{s}`: must lie in [0, 1]"));
     }
     Ok(v)
@@ -85,12 +85,64 @@ pub fn parse_normalization(s: &str) -> Result<Normalization, String> {
     Normalization::parse(s).map_err(|e| e.to_string())
 }
 
+fn parse_finite(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(format!("`{s}` is not a finite number")),
+    }
+}
+
+/// A finite number > 0 (learning rates).
+pub fn parse_positive_f64(s: &str) -> Result<f64, String> {
+    match parse_finite(s)? {
+        v if v > 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a positive number")),
+    }
+}
+
+/// A finite number >= 0 (weight decay).
+pub fn parse_non_negative(s: &str) -> Result<f64, String> {
+    match parse_finite(s)? {
+        v if v >= 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is negative; it must be a number >= 0")),
+    }
+}
+
+/// A fraction strictly between 0 and 1.
+pub fn parse_fraction(s: &str) -> Result<f64, String> {
+    match parse_finite(s)? {
+        v if v > 0.0 && v < 1.0 => Ok(v),
+        _ => Err(format!("`{s}` must lie strictly between 0 and 1")),
+    }
+}
+
 /// A positive count (batch sizes, epochs, subsets).
 pub fn parse_positive(s: &str) -> Result<usize, String> {
     match s.trim().parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
         _ => Err(format!("`{s}` is not a positive integer")),
     }
+}
+
+/// Checks that a command may write the file `path` given as `option`: absent, or a file spat
+/// wrote before (`ours` says whether its bytes are spat's output of this kind). spat never
+/// replaces a file it did not create.
+pub fn check_output_file(option: &str, path: &Path, ours: impl Fn(&[u8]) -> bool) -> Result<()> {
+    if path.is_dir() {
+        bail!("{option} {}: is a folder, not a file name", path.display());
+    }
+    if !path.exists() {
+        return Ok(());
+    }
+    let bytes = std::fs::read(path).with_context(|| format!("{option} {}", path.display()))?;
+    if !ours(&bytes) {
+        bail!(
+            "{option} {}: the file exists and was not written by this spat command; spat does not \
+             overwrite files it did not create: remove it or choose another name",
+            path.display()
+        );
+    }
+    Ok(())
 }
 
 /// One split of a data set, optionally only its first `subset` images.
@@ -140,16 +192,16 @@ pub struct CheckpointArgs {
 #[derive(clap::Args, Debug)]
 pub struct AttackRunArgs {
     /// Attack radius, as 8/255 or 0.031 (default 8/255, §6.1).
-    #[arg(long, value_parser = parse_eps, default_value = "8/255")]
+    #[arg(long, value_parser = parse_eps, default_value = "8/255", allow_hyphen_values = true)]
     pub eps: f64,
     /// Evaluate on the first N test images (default: the whole test set).
-    #[arg(long, value_parser = parse_positive)]
+    #[arg(long, value_parser = parse_positive, allow_negative_numbers = true)]
     pub test_subset: Option<usize>,
     /// Evaluation batch size.
-    #[arg(long, value_parser = parse_positive, default_value = "200")]
+    #[arg(long, value_parser = parse_positive, default_value = "200", allow_negative_numbers = true)]
     pub batch_size: usize,
     /// Seed of the attacks' random starts.
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
     pub seed: u64,
     /// cpu | cuda | cuda:N.
     #[arg(long, default_value = "cpu")]
@@ -190,6 +242,12 @@ pub fn load_model(
         0,
         spat_models::use_precision(precision),
     )?;
+    if checkpoint.is_dir() {
+        bail!(
+            "{}: is a folder, not a weights file (a run's weights are its model.safetensors)",
+            checkpoint.display()
+        );
+    }
     if !checkpoint.is_file() {
         bail!("{}: checkpoint not found", checkpoint.display());
     }

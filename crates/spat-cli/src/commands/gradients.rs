@@ -10,7 +10,9 @@ use spat_report::{Canvas, ImageGrid};
 use spat_spec::report::{GridRow, GridSummary};
 use spat_spec::Precision;
 
-use super::common::{load_model, load_split, parse_device, parse_normalization, pick_rows};
+use super::common::{
+    check_output_file, load_model, load_split, parse_device, parse_normalization, pick_rows,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -45,9 +47,9 @@ pub struct Args {
     /// Rows: these test-set indices instead of --classes.
     #[arg(long, value_delimiter = ',')]
     pub indices: Option<Vec<usize>>,
-    /// Nearest-neighbour magnification (default: 4 for 32×32 images, 1 for 96×96).
-    #[arg(long)]
-    pub scale: Option<usize>,
+    /// Nearest-neighbour magnification, 1 to 32 (default: 4 for 32×32 images, 1 for 96×96).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=32), allow_negative_numbers = true)]
+    pub scale: Option<u16>,
     /// cpu | cuda | cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -85,11 +87,12 @@ pub fn run(a: Args) -> Result<()> {
         .map(|c| labelled(c))
         .collect::<Result<_>>()?;
     let device = parse_device(&a.device)?;
+    check_output_file("--out", &a.out, spat_report::is_spat_png)?;
     let names = a.dataset.class_names();
     let test = load_split(a.dataset, &a.data_dir, spat_data::Split::Test, None)?;
     let rows_ix = pick_rows(a.indices.as_deref(), &a.classes, test.labels(), &names)?;
     let (c, h, w) = test.shape();
-    let scale = a.scale.unwrap_or(if w <= 32 { 4 } else { 1 }).max(1);
+    let scale = a.scale.map_or(if w <= 32 { 4 } else { 1 }, usize::from);
     let batch = test.to_batch(&rows_ix, &device)?;
 
     let mut headers = vec!["original".to_string()];

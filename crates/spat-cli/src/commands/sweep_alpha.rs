@@ -1,9 +1,9 @@
 //! `spat sweep-alpha`: robust accuracy under PGD-LS(α) for a grid of α, with PGD-CE and PGD-KL
 //! (§5.2: Tables 5.1 / 5.2, Figure 5.3). Writes sweep.md, sweep.json and sweep.png.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
 use spat_attacks::{SweepAttack, SweepConfig, SweepReport};
 
 use super::common::{
@@ -17,13 +17,13 @@ pub struct Args {
     pub target: CheckpointArgs,
     /// Comma-separated α values of PGD-LS (default §5.2's 0, 0.1, ..., 1; Table 5.1 uses
     /// 1e-2..1e-5, Table 5.2 0.1..0.5).
-    #[arg(long, value_parser = parse_alpha,
+    #[arg(long, value_parser = parse_alpha, allow_negative_numbers = true,
         value_delimiter = ',', default_value = "0,0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9,1")]
     pub alphas: Vec<f64>,
     #[command(flatten)]
     pub run: AttackRunArgs,
     /// PGD steps of every attack (default 20: PGD-20, §5.2).
-    #[arg(long, value_parser = parse_positive, default_value = "20")]
+    #[arg(long, value_parser = parse_positive, default_value = "20", allow_negative_numbers = true)]
     pub steps: usize,
     /// Step size ε/10 (§6.2's evaluation) instead of the TRADES/MART scripts' 0.003 at 8/255.
     #[arg(long)]
@@ -87,7 +87,49 @@ fn plot(r: &SweepReport) -> spat_report::LinePlot {
     }
 }
 
+/// The files `--out` receives.
+const OUTPUTS: [&str; 3] = ["sweep.md", "sweep.json", "sweep.png"];
+
+/// `--out` must be new, empty, or hold only a previous sweep's files.
+fn check_out_dir(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!("--out {}: exists and is not a folder", dir.display());
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(());
+    };
+    let mut foreign = Vec::new();
+    for entry in entries {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        let temp = spat_spec::fs::temp_target(&name).is_some_and(|t| OUTPUTS.contains(&t));
+        if !OUTPUTS.contains(&name.as_str()) && !temp {
+            foreign.push(name);
+        }
+    }
+    let json = dir.join("sweep.json");
+    let json_ours =
+        !json.exists() || spat_spec::fs::read_json::<SweepReport>(&json, "a sweep report").is_ok();
+    let png = dir.join("sweep.png");
+    let png_ours = !png.exists() || std::fs::read(&png).is_ok_and(|b| spat_report::is_spat_png(&b));
+    if !foreign.is_empty() || !json_ours || !png_ours {
+        bail!(
+            "--out {}: the folder holds files that are not a previous sweep's ({}); spat does not \
+             overwrite files it did not create: choose a new or empty folder",
+            dir.display(),
+            if foreign.is_empty() {
+                "sweep.json or sweep.png".to_string()
+            } else {
+                foreign.join(", ")
+            }
+        );
+    }
+    Ok(())
+}
+
 pub fn run(a: Args) -> Result<()> {
+    if let Some(dir) = &a.out {
+        check_out_dir(dir)?;
+    }
     let device = parse_device(&a.run.device)?;
     let model = a.target.load_model(&device)?;
     let test = a.target.load_test(a.run.test_subset)?;

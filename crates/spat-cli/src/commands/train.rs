@@ -8,7 +8,10 @@ use spat_spec::run::files;
 use spat_spec::{Dataset, Fnv1a, InitWeights, Method, Precision, RunConfig};
 use spat_train::{RunRequest, TrainOptions};
 
-use super::common::{parse_alpha, parse_device, parse_eps, parse_positive};
+use super::common::{
+    parse_alpha, parse_device, parse_eps, parse_fraction, parse_non_negative, parse_positive,
+    parse_positive_f64,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -38,33 +41,34 @@ pub struct Args {
     pub method: Option<Method>,
     /// SPAT: craft training adversaries with PGD-LS(α) (label smoothing α in [0, 1], §4.2). Paper:
     /// TRADES + SPAT α = 0.1; MART + SPAT α = 0.3 (CIFAR-10), 0.2 (CIFAR-100, STL-10). Default: off.
-    #[arg(long, value_parser = parse_alpha)]
+    #[arg(long, value_parser = parse_alpha, allow_negative_numbers = true)]
     pub spat_alpha: Option<f64>,
     /// Radius, as 8/255 or 0.031 (default 8/255, §6.1.1; RST 0.031; §6.2 also trains at 4/255 and
     /// 16/255); the training adversary steps ε/4 unless --attack-step-size is given. Standard
     /// training uses it for its evaluation only.
-    #[arg(long, value_parser = parse_eps)]
+    #[arg(long, value_parser = parse_eps, allow_hyphen_values = true)]
     pub eps: Option<f64>,
     /// PGD step of the training adversary, as 2/255 or 0.007 (default ε/4, §6.1.1; RST 0.007).
-    #[arg(long, value_parser = parse_eps)]
+    #[arg(long, value_parser = parse_eps, allow_hyphen_values = true)]
     pub attack_step_size: Option<f64>,
     /// Epochs (default: 90 for CIFAR as MART's train_wideresnet.py, 200 for STL-10 §6.1.3 and
     /// RST).
-    #[arg(long, value_parser = parse_positive)]
+    #[arg(long, value_parser = parse_positive, allow_negative_numbers = true)]
     pub epochs: Option<usize>,
     /// Batch size (default: 128 for CIFAR, 32 for STL-10, 256 for RST).
-    #[arg(long, value_parser = parse_positive)]
+    #[arg(long, value_parser = parse_positive, allow_negative_numbers = true)]
     pub batch_size: Option<usize>,
     /// Initial learning rate (default 0.1, §6.1.1; ÷10 at epochs 75 and 90 of 90, scaled to other
     /// epoch counts; cosine for RST).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_positive_f64, allow_negative_numbers = true)]
     pub lr: Option<f64>,
     /// Weight decay (default 7e-4 as MART, §6.1.1; CIFAR-100: TRADES/Madry 2e-4, MART 7e-4 as the
     /// original code; RST 5e-4).
-    #[arg(long)]
+    #[arg(long, value_parser = parse_non_negative, allow_negative_numbers = true)]
     pub weight_decay: Option<f64>,
-    /// Train on a seeded random subset of N training images (default: all).
-    #[arg(long, value_parser = parse_positive)]
+    /// Train on a seeded random subset of N training images (default: all; more than the
+    /// split holds is the whole split, and config.json records that count).
+    #[arg(long, value_parser = parse_positive, allow_negative_numbers = true)]
     pub train_subset: Option<usize>,
     /// Hold out a seeded N of the training images, never trained on: each epoch is evaluated on
     /// them instead of test images, and best.safetensors is the epoch with the highest robust
@@ -72,21 +76,24 @@ pub struct Args {
     #[arg(long, value_parser = parse_positive)]
     pub val_subset: Option<usize>,
     /// Evaluate on a seeded subset of N test images after each epoch and at the end (default: 1,000
-    /// after each epoch and the whole test set at the end).
-    #[arg(long, value_parser = parse_positive)]
+    /// after each epoch and the whole test set at the end; more than the test set holds is the
+    /// whole test set, and config.json records that count).
+    #[arg(long, value_parser = parse_positive, allow_negative_numbers = true)]
     pub test_subset: Option<usize>,
     /// RST's pseudo-labelled images (ti_500K_pseudo_labeled.pickle, §6.1.2), mixed into every
     /// batch: with --method rst or trades this is RST (TRADES objective), with --method mart it is
     /// RST with MART's objective (Table 6.3's "MART" rows).
     #[arg(long)]
     pub pseudo_labeled: Option<PathBuf>,
-    /// Fraction of each batch drawn from --pseudo-labeled (RST default 0.5).
-    #[arg(long)]
+    /// Fraction of each batch drawn from --pseudo-labeled, strictly between 0 and 1 (RST default
+    /// 0.5).
+    #[arg(long, value_parser = parse_fraction, requires = "pseudo_labeled", allow_negative_numbers = true)]
     pub unlabeled_fraction: Option<f64>,
     /// Seed of the initialisation, data order, augmentation and attack starts (default 0).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub seed: Option<u64>,
-    /// Run directory: config.json, metrics.jsonl, checkpoints, model.safetensors.
+    /// Run directory: config.json, metrics.jsonl, checkpoints, model.safetensors. A new or empty
+    /// folder (spat never writes into a folder that holds files and no spat run).
     #[arg(long, required_unless_present = "resume")]
     pub out: Option<PathBuf>,
     /// cpu | cuda | cuda:N.
@@ -199,9 +206,10 @@ pub fn run(a: Args) -> Result<()> {
                     fnv1a64: Fnv1a::hex_of(&bytes),
                 });
             }
-            if out.join(files::CONFIG).exists() {
+            let kind = spat_train::inspect_run_dir(&out).with_context(|| "--out".to_string())?;
+            if kind == spat_train::RunDir::Run {
                 bail!(
-                    "{} already holds a run; continue it with `spat train --resume {}` or choose another --out",
+                    "--out {}: already holds a run; continue it with `spat train --resume {}` or choose another --out",
                     out.display(),
                     out.display()
                 );
@@ -213,6 +221,8 @@ pub fn run(a: Args) -> Result<()> {
     // directory is touched.
     let data = spat_train::load_data(&config)
         .with_context(|| format!("reading the {} data of the run", config.dataset))?;
+    // config.json records what runs: a subset larger than its split is the split.
+    let config = if resume { config } else { data.fit(&config) };
     let model = spat_models::build_with_precision(
         &config.model,
         config.dataset.num_classes(),

@@ -8,7 +8,7 @@ use spat_attacks::AttackSpec;
 use spat_report::{Canvas, ImageGrid};
 use spat_spec::report::{GridRow, GridSummary};
 
-use super::common::{parse_device, parse_eps, pick_rows, CheckpointArgs};
+use super::common::{check_output_file, parse_device, parse_eps, pick_rows, CheckpointArgs};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -20,7 +20,7 @@ pub struct Args {
     pub attacks: String,
     /// Comma-separated radii, one column per attack and radius (Figure 5.1: 32/255,16/255,8/255;
     /// Figure 5.2: 32/255).
-    #[arg(long, value_parser = parse_eps,
+    #[arg(long, value_parser = parse_eps, allow_hyphen_values = true,
         value_delimiter = ',', default_value = "32/255,16/255,8/255")]
     pub eps: Vec<f64>,
     /// Rows: the first unused test image of each named class (Figure 5.1's rows:
@@ -34,9 +34,9 @@ pub struct Args {
     /// Rows: these test-set indices instead of --classes.
     #[arg(long, value_delimiter = ',')]
     pub indices: Option<Vec<usize>>,
-    /// Nearest-neighbour magnification (default: 4 for 32×32 images, 1 for 96×96).
-    #[arg(long)]
-    pub scale: Option<usize>,
+    /// Nearest-neighbour magnification, 1 to 32 (default: 4 for 32×32 images, 1 for 96×96).
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..=32), allow_negative_numbers = true)]
+    pub scale: Option<u16>,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
     /// cpu | cuda | cuda:N.
@@ -68,12 +68,23 @@ pub fn run(a: Args) -> Result<()> {
         bail!("--attacks names no attack (clean alone shows nothing adversarial)");
     }
     let device = parse_device(&a.device)?;
+    check_output_file("--out", &a.out, spat_report::is_spat_png)?;
     let names = a.target.dataset.class_names();
     let test = a.target.load_test(None)?;
     let rows_ix = pick_rows(a.indices.as_deref(), &a.classes, test.labels(), &names)?;
     let model = a.target.load_model(&device)?;
     let (c, h, w) = test.shape();
-    let scale = a.scale.unwrap_or(if w <= 32 { 4 } else { 1 }).max(1);
+    let scale = a.scale.map_or(if w <= 32 { 4 } else { 1 }, usize::from);
+    // The grid's size is known before any attack runs: refuse one too large to draw now.
+    let blank = Canvas::from_planar(&vec![0; c * h * w], c, h, w).map_err(|e| anyhow!("{e}"))?;
+    let columns = 1 + specs.len() * a.eps.len();
+    ImageGrid {
+        column_headers: vec!["original".into(); columns],
+        rows: vec![vec![(blank, String::new()); columns]; rows_ix.len()],
+        scale,
+    }
+    .size()
+    .map_err(|e| anyhow!("--scale {scale}: {e}"))?;
     let batch = test.to_batch(&rows_ix, &device)?;
 
     let mut headers = vec!["original".to_string()];
