@@ -355,3 +355,46 @@ pub fn pick_rows(
     }
     Ok(rows)
 }
+
+/// Draws `grid` (one row per test image: its `(index, label)` and each column's prediction) to
+/// the PNG `out`, making its folder, and prints the grid's [`GridSummary`] with `json`, else its
+/// path and size.
+pub fn save_grid(
+    out: &Path,
+    json: bool,
+    headers: Vec<String>,
+    grid: Vec<Vec<(spat_report::Canvas, String)>>,
+    scale: usize,
+    rows: impl Iterator<Item = ((usize, String), Vec<String>)>,
+) -> Result<()> {
+    let image = spat_report::ImageGrid {
+        column_headers: headers.clone(),
+        rows: grid,
+        scale,
+    }
+    .render()
+    .map_err(|e| anyhow!("{e}"))?;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    image.save_png(out).map_err(|e| anyhow!("{e}"))?;
+    if json {
+        let summary = spat_spec::report::GridSummary {
+            image: out.to_path_buf(),
+            width: image.width,
+            height: image.height,
+            columns: headers,
+            rows: rows
+                .map(|((index, label), predictions)| spat_spec::report::GridRow {
+                    index,
+                    label,
+                    predictions,
+                })
+                .collect(),
+        };
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!("{} ({}x{} px)", out.display(), image.width, image.height);
+    }
+    Ok(())
+}
