@@ -735,6 +735,214 @@ fn bench_rejects_unknown_names_and_bad_references() {
     );
 }
 
+fn torch_fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/torch")
+        .join(name)
+}
+
+/// `spat eval` of the `tiny` preset on the first 64 embedded test images, `--json`.
+fn eval_tiny(checkpoint: &Path, attacks: &str, extra: &[&str]) -> Output {
+    let mut cmd = spat();
+    cmd.args([
+        "eval",
+        "--model",
+        "tiny",
+        "--dataset",
+        "cifar10",
+        "--data-dir",
+    ])
+    .arg(mini_data())
+    .arg("--checkpoint")
+    .arg(checkpoint)
+    .args(["--attacks", attacks, "--test-subset", "64", "--json"])
+    .args(extra);
+    run(&mut cmd)
+}
+
+/// The interface: a TRADES-layout WideResNet saved by PyTorch (with its unused
+/// `sub_block1.*`) evaluated under the whole list, each accuracy under the name given, and
+/// AutoAttack's per-attack robust accuracy beside its final one.
+#[test]
+fn eval_reads_pytorch_checkpoints_and_reports_autoattack() {
+    let attacks = "clean,fgsm,pgd20,cw30,apgd-ce,apgd-t,autoattack";
+    for name in ["zip.pt", "legacy.pt", "wrapped_legacy.pt"] {
+        let out = eval_tiny(&torch_fixture(name), attacks, &["--eps", "2/255"]);
+        let v = stdout_json(&out);
+        let acc = &v["accuracy"];
+        let keys: Vec<&str> = acc
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "apgd-ce",
+                "apgd-t",
+                "autoattack",
+                "clean",
+                "cw30",
+                "fgsm",
+                "pgd20"
+            ],
+            "{name}"
+        );
+        let aa = &v["autoattack"]["autoattack"];
+        let stages: Vec<&str> = aa["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["attack"].as_str().unwrap())
+            .collect();
+        assert_eq!(stages, ["apgd-ce", "apgd-t", "fab-t", "square"], "{name}");
+        assert_eq!(aa["robust"], acc["autoattack"], "{name}");
+        assert_eq!(aa["clean"], acc["clean"], "{name}");
+        assert!(aa["seconds"].as_f64().unwrap() >= 0.0);
+        let (clean, robust) = (
+            acc["clean"].as_f64().unwrap(),
+            acc["autoattack"].as_f64().unwrap(),
+        );
+        assert!(clean > 0.0 && robust <= clean, "{name}: {v}");
+        assert!(v["worst_case"].as_f64().unwrap() <= robust);
+    }
+}
+
+/// A RobustBench checkpoint's `mu`/`sigma` are applied; `--normalize` applies the same to a
+/// checkpoint without them, and contradicting the file's is an error naming it.
+#[test]
+fn eval_normalises_inputs_as_the_checkpoint_or_the_flag_says() {
+    let attacks = "clean,pgd20";
+    let with_buffers = stdout_json(&eval_tiny(&torch_fixture("robustbench.pt"), attacks, &[]));
+    let flagged = stdout_json(&eval_tiny(
+        &torch_fixture("zip.pt"),
+        attacks,
+        &["--normalize", "cifar10"],
+    ));
+    let explicit = stdout_json(&eval_tiny(
+        &torch_fixture("zip.pt"),
+        attacks,
+        &["--normalize", "0.4914,0.4822,0.4465,0.2471,0.2435,0.2616"],
+    ));
+    let plain = stdout_json(&eval_tiny(&torch_fixture("zip.pt"), attacks, &[]));
+    assert_eq!(with_buffers, flagged);
+    assert_eq!(flagged, explicit);
+    assert_ne!(plain, flagged, "the normalisation must change the result");
+    let agreeing = stdout_json(&eval_tiny(
+        &torch_fixture("robustbench.pt"),
+        attacks,
+        &["--normalize", "cifar10"],
+    ));
+    assert_eq!(agreeing, with_buffers);
+
+    let err = one_line_error(&eval_tiny(
+        &torch_fixture("robustbench.pt"),
+        attacks,
+        &["--normalize", "0.5,0.5"],
+    ));
+    assert!(
+        err.contains("robustbench.pt") && err.contains("--normalize") && err.contains("mu"),
+        "{err}"
+    );
+    let err = one_line_error(&eval_tiny(
+        &torch_fixture("zip.pt"),
+        attacks,
+        &["--normalize", "imagenet"],
+    ));
+    assert!(
+        err.contains("--normalize") && err.contains("cifar10"),
+        "{err}"
+    );
+}
+
+#[test]
+fn convert_writes_what_eval_reads_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("zip.safetensors");
+    let mut cmd = spat();
+    cmd.arg("convert").arg(torch_fixture("zip.pt")).arg(&out);
+    let printed = String::from_utf8(success(run(&mut cmd)).stdout).unwrap();
+    assert!(printed.contains("sub_block1"), "{printed}");
+    let written = std::fs::read(&out).unwrap();
+    let attacks = "clean,pgd20";
+    assert_eq!(
+        stdout_json(&eval_tiny(&out, attacks, &[])),
+        stdout_json(&eval_tiny(&torch_fixture("zip.pt"), attacks, &[]))
+    );
+    let err = one_line_error(&run(spat()
+        .arg("convert")
+        .arg(torch_fixture("legacy.pt"))
+        .arg(&out)));
+    assert!(err.contains("refusing to overwrite"), "{err}");
+    assert_eq!(std::fs::read(&out).unwrap(), written);
+    let err = one_line_error(&run(spat()
+        .arg("convert")
+        .arg(torch_fixture("evil.pt"))
+        .arg(dir.path().join("evil.safetensors"))));
+    assert!(err.contains("evil.pt"), "{err}");
+    assert!(!dir.path().join("evil.safetensors").exists());
+}
+
+/// `--init` starts training from a PyTorch checkpoint, is recorded in config.json with the
+/// file's checksum, cannot be combined with `--resume`, and a run restarted from its beginning
+/// refuses an init file that changed.
+#[test]
+fn train_init_fine_tunes_from_a_checkpoint_and_records_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let init = dir.path().join("init.pt");
+    std::fs::copy(torch_fixture("zip.pt"), &init).unwrap();
+    let run_dir = dir.path().join("run");
+    // A learning rate so small that one epoch leaves the weights where --init put them.
+    success(run(tiny_train(&run_dir, 1, 0)
+        .args(["--lr", "1e-12", "--init"])
+        .arg(&init)));
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run_dir.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["init"]["path"], init.to_str().unwrap());
+    assert_eq!(config["init"]["fnv1a64"].as_str().unwrap().len(), 16);
+    let converted = dir.path().join("init.safetensors");
+    success(run(spat().arg("convert").arg(&init).arg(&converted)));
+    let bytes = [
+        std::fs::read(run_dir.join("model.safetensors")).unwrap(),
+        std::fs::read(&converted).unwrap(),
+    ];
+    let conv1: Vec<Vec<f32>> = bytes
+        .iter()
+        .map(|b| {
+            let t = safetensors::SafeTensors::deserialize(b).unwrap();
+            t.tensor("conv1.weight")
+                .unwrap()
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes(c.try_into().unwrap()))
+                .collect()
+        })
+        .collect();
+    let gap = conv1[0]
+        .iter()
+        .zip(&conv1[1])
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(gap < 1e-6, "trained weights left --init's by {gap}");
+
+    let err = one_line_error(&run(spat()
+        .args(["train", "--resume"])
+        .arg(&run_dir)
+        .arg("--init")
+        .arg(&init)));
+    assert!(err.contains("--init"), "{err}");
+
+    // Killed before its first epoch was committed: the restart needs the same init file.
+    let early = dir.path().join("early");
+    success(run(tiny_train(&early, 1, 0)
+        .args(["--stop-after-epochs", "0", "--init"])
+        .arg(&init)));
+    std::fs::copy(torch_fixture("legacy.pt"), &init).unwrap();
+    let err = one_line_error(&run(spat().args(["train", "--resume"]).arg(&early)));
+    assert!(err.contains("init.pt") && err.contains("checksum"), "{err}");
+}
+
 /// config.json records what ran: subsets larger than their split are the split's size.
 #[test]
 fn config_records_the_subsets_that_ran() {

@@ -11,7 +11,10 @@
 
 use std::fmt;
 
-use spat_spec::{AttackLoss, AttackSpec, Dataset, LrSchedule, Method, Mode, Radius, StepRule};
+use spat_spec::{
+    ApgdLoss, AttackLoss, AttackSpec, AutoAttackVersion, Dataset, LrSchedule, Method, Mode, Radius,
+    StepRule,
+};
 
 use crate::matrix::{self, Job, Plan, Scale, TrainSpec};
 use crate::paper;
@@ -631,6 +634,59 @@ pub fn attack_text(spec: &AttackSpec, eps: Radius) -> String {
                 }
             )
         }
+        AttackSpec::Apgd {
+            loss,
+            steps,
+            restarts,
+            eot,
+        } => format!(
+            "APGD-{} (Croce & Hein 2020, fra31/auto-attack): {restarts} restart(s) of {steps} \
+             iterations at ε = {eps}, step 2ε with momentum 0.75, halved at the checkpoint \
+             schedule, restarting from the best point; gradients averaged over {eot} pass(es); \
+             model in eval mode",
+            match loss {
+                ApgdLoss::CrossEntropy => "CE",
+                ApgdLoss::Dlr => "DLR",
+            }
+        ),
+        AttackSpec::ApgdTargeted {
+            steps,
+            restarts,
+            targets,
+        } => format!(
+            "APGD-T (fra31/auto-attack): targeted DLR against each of the {targets} most likely \
+             wrong classes, {restarts} restart(s) of {steps} iterations each at ε = {eps}; model in \
+             eval mode"
+        ),
+        AttackSpec::Fab {
+            steps,
+            restarts,
+            targets,
+        } => format!(
+            "FAB{} (fra31/auto-attack): {restarts} restart(s) of {steps} iterations at ε = {eps}{}; \
+             model in eval mode",
+            if targets.is_some() { "-T" } else { "" },
+            targets
+                .map(|k| format!(", against each of the {k} most likely wrong classes"))
+                .unwrap_or_default()
+        ),
+        AttackSpec::Square { queries, restarts } => format!(
+            "Square Attack (fra31/auto-attack): {restarts} restart(s) of {queries} queries at \
+             ε = {eps}, margin loss; model in eval mode"
+        ),
+        AttackSpec::AutoAttack { version } => format!(
+            "AutoAttack ({}, fra31/auto-attack): {} in turn, each only on the examples every \
+             earlier one failed to fool",
+            match version {
+                AutoAttackVersion::Standard => "standard",
+                AutoAttackVersion::Rand => "rand",
+            },
+            spat_spec::autoattack_parts(version)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
     }
 }
 

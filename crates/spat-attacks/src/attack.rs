@@ -253,8 +253,20 @@ impl Pgd {
     }
 }
 
-fn project(x: &Tensor, lo: &Tensor, hi: &Tensor) -> Result<Tensor> {
-    Ok(x.maximum(lo)?.minimum(hi)?.clamp(0f32, 1f32)?)
+/// The bounds of the ε-ball around `x` intersected with `[0, 1]`: `max(x − ε, 0)` and
+/// `min(x + ε, 1)`. For `x` in `[0, 1]` the two boxes intersect, so clipping to these bounds
+/// ([`project`]) selects exactly the value the reference's `clamp(min(max(v, x − ε), x + ε), 0, 1)`
+/// selects, in two operations instead of four (min and max round nothing).
+pub(crate) fn ball(x: &Tensor, eps: f64) -> Result<(Tensor, Tensor)> {
+    Ok((
+        x.affine(1.0, -eps)?.maximum(&x.zeros_like()?)?,
+        x.affine(1.0, eps)?.minimum(&x.ones_like()?)?,
+    ))
+}
+
+/// `v` clipped to the bounds of [`ball`].
+pub(crate) fn project(v: &Tensor, lo: &Tensor, hi: &Tensor) -> Result<Tensor> {
+    Ok(v.maximum(lo)?.minimum(hi)?)
 }
 
 impl Attack for Pgd {
@@ -267,8 +279,7 @@ impl Attack for Pgd {
     ) -> Result<Tensor> {
         check_eps(self.eps)?;
         let x = x.detach();
-        let lo = x.affine(1.0, -self.eps)?;
-        let hi = x.affine(1.0, self.eps)?;
+        let (lo, hi) = ball(&x, self.eps)?;
         let start = self.start(&x, &lo, &hi, rng)?;
         self.iterate(model, &x, y, start, &lo, &hi, None)
     }
@@ -286,8 +297,7 @@ impl Pgd {
     ) -> Result<Tensor> {
         check_eps(self.eps)?;
         let x = x.detach();
-        let lo = x.affine(1.0, -self.eps)?;
-        let hi = x.affine(1.0, self.eps)?;
+        let (lo, hi) = ball(&x, self.eps)?;
         let start = project(&start.detach(), &lo, &hi)?;
         self.iterate(model, &x, y, start, &lo, &hi, None)
     }

@@ -10,6 +10,7 @@ use spat_spec::report::{EvalReport, SweepAttack, SweepReport, SweepRow};
 use spat_spec::{AttackLoss, AttackSpec, StepRule};
 
 use crate::attack::{correct, input_gradient, predictions};
+use crate::autoattack::{AutoAttack, Tally};
 use crate::{build, Error, Result};
 
 fn progress_bar(progress: bool) -> indicatif::ProgressBar {
@@ -31,7 +32,9 @@ fn progress_bar(progress: bool) -> indicatif::ProgressBar {
 ///
 /// An example counts as robust to an attack as [`crate::Attack::survivors`] judges it (classified
 /// correctly after the attack, or for RST's PGD after every iterate of every restart), and towards
-/// `worst_case` only if it is classified correctly clean and robust to every attack. Every attack on batch `b` starts from a fresh `host_rng(seed, streams::EVAL_ATTACK + b)`,
+/// `worst_case` only if it is classified correctly clean and robust to every attack. An AutoAttack
+/// spec also reports the robust accuracy after each of its attacks (`EvalReport::autoattack`).
+/// Every attack on batch `b` starts from a fresh `host_rng(seed, streams::EVAL_ATTACK + b)`,
 /// so attacks of one list share their random starts (PGD-LS(0) and PGD-CE give identical results)
 /// and no result depends on which other attacks run.
 pub fn evaluate<I>(
@@ -47,12 +50,18 @@ where
 {
     // A spec given twice (also under two spellings, `pgd-kl` and `pgd20-kl`) is run once: its
     // count is keyed by its canonical name and must not be incremented twice per example.
-    let mut built: Vec<(String, Option<Box<dyn crate::Attack>>)> = Vec::new();
+    let mut built: Vec<(String, Built)> = Vec::new();
     for spec in attacks {
         let name = spec.to_string();
-        if !built.iter().any(|(n, _)| *n == name) {
-            built.push((name, build(spec, eps)));
+        if built.iter().any(|(n, _)| *n == name) {
+            continue;
         }
+        let b = match (crate::spec::autoattack(spec, eps), build(spec, eps)) {
+            (Some(aa), _) => Built::AutoAttack(aa, Tally::default()),
+            (None, Some(attack)) => Built::Attack(attack),
+            (None, None) => Built::Clean,
+        };
+        built.push((name, b));
     }
     let mut hits: BTreeMap<String, usize> = built.iter().map(|(n, _)| (n.clone(), 0)).collect();
     let clean_name = AttackSpec::Clean.to_string();
@@ -66,11 +75,15 @@ where
         let clean = correct(model, &batch.images, &batch.labels)?;
         let mut robust = clean.clone();
         *hits.get_mut(&clean_name).expect("inserted") += clean.iter().filter(|&&c| c).count();
-        for (name, attack) in &built {
-            let Some(attack) = attack else { continue };
+        for (name, attack) in &mut built {
             let mut rng = host_rng(seed, streams::EVAL_ATTACK + b as u64);
-            let ok = attack.survivors(model, &batch.images, &batch.labels, &mut rng)?;
-            *hits.get_mut(name).expect("inserted") += ok.iter().filter(|&&c| c).count();
+            let (x, y) = (&batch.images, &batch.labels);
+            let ok = match attack {
+                Built::Clean => continue,
+                Built::Attack(attack) => attack.survivors(model, x, y, &mut rng)?,
+                Built::AutoAttack(aa, tally) => aa.run_counted(tally, model, x, y, &mut rng)?,
+            };
+            *hits.get_mut(name.as_str()).expect("inserted") += ok.iter().filter(|&&c| c).count();
             for (r, o) in robust.iter_mut().zip(ok) {
                 *r &= o;
             }
@@ -87,12 +100,27 @@ where
     }
     let pct = |n: usize| 100.0 * n as f64 / examples as f64;
     let accuracy: BTreeMap<String, f64> = hits.into_iter().map(|(k, v)| (k, pct(v))).collect();
+    let mut autoattack = BTreeMap::new();
+    for (name, b) in &built {
+        if let Built::AutoAttack(aa, tally) = b {
+            autoattack.insert(name.clone(), aa.report(tally)?);
+        }
+    }
     Ok(EvalReport {
         examples,
         eps,
         accuracy,
         worst_case: pct(worst),
+        autoattack,
     })
+}
+
+/// An attack of an evaluation's list, ready to run.
+enum Built {
+    Clean,
+    Attack(Box<dyn crate::Attack>),
+    /// AutoAttack runs through its own runner, which also counts each of its attacks.
+    AutoAttack(AutoAttack, Tally),
 }
 
 /// Settings of an α sweep.

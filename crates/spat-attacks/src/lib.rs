@@ -41,24 +41,35 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+pub mod apgd;
 pub mod attack;
+pub mod autoattack;
 pub mod eval;
+pub mod fab;
 pub mod losses;
 pub mod restarts;
+mod rows;
 pub mod spec;
+pub mod square;
+pub mod with_restarts;
 
+pub use apgd::{Apgd, ApgdConfig, ApgdLoss, ApgdRun, ApgdTargeted, CheckpointSchedule};
 pub use attack::{
     correct, evaluation_step_size, predictions, Attack, AttackLoss, Fgsm, Pgd, RandomStart,
     CW_KAPPA,
 };
+pub use autoattack::AutoAttack;
 pub use eval::{
     adversarial_columns, evaluate, input_gradients, sweep_alpha, AdversarialColumn, SweepConfig,
 };
+pub use fab::Fab;
 pub use restarts::{Judged, PgdRestarts};
 pub use spat_core::rng::HostRng;
 pub use spat_spec::report::{EvalReport, SweepAttack, SweepReport, SweepRow};
 pub use spat_spec::{AttackSpec, StepRule, SPEC_FORMS};
 pub use spec::build;
+pub use square::{Square, SquareDraws};
+pub use with_restarts::WithRestarts;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

@@ -112,3 +112,59 @@ pub fn summed(
     };
     Ok(per_example.sum_all()?)
 }
+
+/// Logits sorted in decreasing order along the class dimension, differentiable (a gather).
+fn sorted_descending(logits: &Tensor) -> Result<(Tensor, Tensor)> {
+    let order = logits.contiguous()?.arg_sort_last_dim(false)?;
+    Ok((logits.gather(&order, 1)?, order))
+}
+
+/// Column `j` of a `(N, K)` tensor as `(N,)`.
+fn column(t: &Tensor, j: usize) -> Result<Tensor> {
+    t.narrow(1, j, 1)?.squeeze(1)
+}
+
+/// The Difference of Logits Ratio loss of Croce & Hein (2020), eq. 5, as `dlr_loss` of the
+/// reference AutoAttack code: `−(z_y − max_{k≠y} z_k) / (z_π1 − z_π3 + 10⁻¹²)`, where `z_π1 ≥ z_π2 ≥
+/// z_π3` are the largest logits. It is invariant to shifting and rescaling the logits, which is
+/// what makes it robust to the gradient masking that saturated cross-entropy suffers from.
+/// Needs at least three classes.
+pub fn dlr(logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    let k = logits.dim(1)?;
+    if k < 3 {
+        candle_core::bail!("the DLR loss needs at least three classes, got {k}");
+    }
+    let (sorted, order) = sorted_descending(logits)?;
+    let labels = labels.to_dtype(DType::U32)?;
+    let z_y = pick(logits, &labels)?;
+    // Whether the true class is the largest logit: then the best other class is the second.
+    let top_is_label = column(&order, 0)?.eq(&labels)?.to_dtype(logits.dtype())?;
+    let (z1, z2, z3) = (
+        column(&sorted, 0)?,
+        column(&sorted, 1)?,
+        column(&sorted, 2)?,
+    );
+    let best_other = ((z2 * &top_is_label)? + (&z1 * top_is_label.affine(-1.0, 1.0)?)?)?;
+    let scale = (z1 - z3)?.affine(1.0, 1e-12)?;
+    (z_y - best_other)?.div(&scale)?.neg()
+}
+
+/// The targeted DLR loss of APGD-T (Croce & Hein 2020, eq. 6; `dlr_loss_targeted` of the reference):
+/// `−(z_y − z_t) / (z_π1 − (z_π3 + z_π4)/2 + 10⁻¹²)` for target labels `t`. Needs at least four
+/// classes.
+pub fn dlr_targeted(logits: &Tensor, labels: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let k = logits.dim(1)?;
+    if k < 4 {
+        candle_core::bail!("the targeted DLR loss needs at least four classes, got {k}");
+    }
+    let (sorted, _) = sorted_descending(logits)?;
+    let z_y = pick(logits, labels)?;
+    let z_t = pick(logits, targets)?;
+    let (z1, z3, z4) = (
+        column(&sorted, 0)?,
+        column(&sorted, 2)?,
+        column(&sorted, 3)?,
+    );
+    let scale = (z1 - (z3 + z4)?.affine(0.5, 0.0)?)?.affine(1.0, 1e-12)?;
+    (z_y - z_t)?.div(&scale)?.neg()
+}

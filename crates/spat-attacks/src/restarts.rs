@@ -12,7 +12,7 @@ use candle_core::Tensor;
 use spat_core::rng::HostRng;
 use spat_core::{Classifier, Mode};
 
-use crate::attack::{argmax, check_eps, correct, labels, Attack, Pgd, RandomStart};
+use crate::attack::{argmax, ball, check_eps, correct, labels, Attack, Pgd, RandomStart};
 use crate::{AttackLoss, Error, Result};
 
 /// PGD-CE run `restarts` times; an example survives only if no restart fools the model — at any
@@ -68,8 +68,7 @@ impl PgdRestarts {
     ) -> Result<Judged> {
         check_eps(self.pgd.eps)?;
         let x = x.detach();
-        let lo = x.affine(1.0, -self.pgd.eps)?;
-        let hi = x.affine(1.0, self.pgd.eps)?;
+        let (lo, hi) = ball(&x, self.pgd.eps)?;
         let mut starts = Vec::with_capacity(self.restarts);
         for _ in 0..self.restarts {
             starts.push(self.pgd.start(&x, &lo, &hi, rng)?);
@@ -93,8 +92,7 @@ impl PgdRestarts {
             ));
         }
         let x = x.detach();
-        let lo = x.affine(1.0, -self.pgd.eps)?;
-        let hi = x.affine(1.0, self.pgd.eps)?;
+        let (lo, hi) = ball(&x, self.pgd.eps)?;
         let truth = labels(y)?;
         let n = truth.len();
         // A per-example mask broadcast over the rest of an image's dimensions.

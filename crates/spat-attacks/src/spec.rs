@@ -1,15 +1,85 @@
-//! Attacks from their specs (spat-spec's [`AttackSpec`]: `clean,fgsm,pgd20,cw30,pgd-kl,pgd-ls:0.3`).
+//! Attacks from their specs (spat-spec's [`AttackSpec`]: `clean,fgsm,pgd20,cw30,pgd-kl,pgd-ls:0.3`,
+//! `apgd-ce,apgd-t,autoattack`).
 
-use spat_spec::{AttackSpec, StepRule};
+use spat_spec::{AttackSpec, AutoAttackVersion, StepRule};
 
+use crate::apgd::{Apgd, ApgdTargeted};
 use crate::attack::{evaluation_step_size, Attack, Fgsm, Pgd};
+use crate::autoattack::{AutoAttack, Part};
+use crate::fab::Fab;
 use crate::restarts::PgdRestarts;
+use crate::square::Square;
 
 fn step_size(step: StepRule, eps: f64) -> f64 {
     match step {
         StepRule::EvaluationScripts => evaluation_step_size(eps),
         StepRule::EpsOver10 => eps / 10.0,
         StepRule::Fixed(size) => size.value(),
+    }
+}
+
+/// The AutoAttack attack `spec` names at radius `eps`, with the reference's settings for what the
+/// spec does not say; `None` for any other spec.
+pub fn autoattack_part(spec: &AttackSpec, eps: f64) -> Option<Part> {
+    Some(match *spec {
+        AttackSpec::Apgd {
+            loss,
+            steps,
+            restarts,
+            eot,
+        } => {
+            let mut a = Apgd::new(eps, loss);
+            a.config.steps = steps;
+            a.config.restarts = restarts;
+            a.config.eot_iter = eot;
+            Part::Apgd(a)
+        }
+        AttackSpec::ApgdTargeted {
+            steps,
+            restarts,
+            targets,
+        } => {
+            let mut a = ApgdTargeted::new(eps);
+            a.config.steps = steps;
+            a.config.restarts = restarts;
+            a.target_classes = targets;
+            Part::ApgdTargeted(a)
+        }
+        AttackSpec::Fab {
+            steps,
+            restarts,
+            targets,
+        } => {
+            let mut a = match targets {
+                Some(k) => Fab {
+                    target_classes: k,
+                    ..Fab::targeted(eps)
+                },
+                None => Fab::untargeted(eps),
+            };
+            a.steps = steps;
+            a.restarts = restarts;
+            Part::Fab(a)
+        }
+        AttackSpec::Square { queries, restarts } => Part::Square(Square {
+            queries,
+            restarts,
+            ..Square::new(eps)
+        }),
+        _ => return None,
+    })
+}
+
+/// The AutoAttack ensemble `spec` names at radius `eps`; `None` for any other spec.
+pub fn autoattack(spec: &AttackSpec, eps: f64) -> Option<AutoAttack> {
+    match *spec {
+        AttackSpec::AutoAttack {
+            version: AutoAttackVersion::Standard,
+        } => Some(AutoAttack::standard(eps)),
+        AttackSpec::AutoAttack {
+            version: AutoAttackVersion::Rand,
+        } => Some(AutoAttack::rand(eps)),
+        _ => None,
     }
 }
 
@@ -39,6 +109,13 @@ pub fn build(spec: &AttackSpec, eps: f64) -> Option<Box<dyn Attack>> {
                 restarts,
                 every_iterate,
             )))
+        }
+        AttackSpec::Apgd { .. }
+        | AttackSpec::ApgdTargeted { .. }
+        | AttackSpec::Fab { .. }
+        | AttackSpec::Square { .. } => autoattack_part(spec, eps).map(Part::into_attack),
+        AttackSpec::AutoAttack { .. } => {
+            autoattack(spec, eps).map(|a| Box::new(a) as Box<dyn Attack>)
         }
     }
 }

@@ -1,3 +1,5 @@
+mod common;
+
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
@@ -6,20 +8,7 @@ use spat_attacks::{Attack, AttackLoss, AttackSpec, Fgsm, Pgd, PgdRestarts, Rando
 use spat_core::rng::host_rng;
 use spat_core::{Classifier, Mode, Network};
 
-/// tanh(x W1ᵀ) W2ᵀ on flattened images.
-struct Mlp {
-    w1: Tensor,
-    w2: Tensor,
-}
-
-impl Classifier for Mlp {
-    fn logits(&self, x: &Tensor, _mode: Mode) -> candle_core::Result<Tensor> {
-        x.flatten_from(1)?
-            .matmul(&self.w1.t()?)?
-            .tanh()?
-            .matmul(&self.w2.t()?)
-    }
-}
+use common::{f32s as vals, Mlp};
 
 /// sin(x W1ᵀ) W2ᵀ on flattened images: a wiggly model on which sign-gradient steps overshoot.
 struct SineMlp {
@@ -63,21 +52,8 @@ impl Classifier for Constant {
     }
 }
 
-fn vals(t: &Tensor) -> Vec<f32> {
-    t.flatten_all()
-        .unwrap()
-        .to_dtype(DType::F32)
-        .unwrap()
-        .to_vec1::<f32>()
-        .unwrap()
-}
-
 fn random_mlp(seed: u64, inputs: usize) -> Mlp {
-    let mut rng = host_rng(seed, 99);
-    Mlp {
-        w1: spat_core::rng::normal(&mut rng, (16, inputs), 0.2, &Device::Cpu).unwrap(),
-        w2: spat_core::rng::normal(&mut rng, (10, 16), 1.0, &Device::Cpu).unwrap(),
-    }
+    common::random_mlp(seed, inputs, 10, 0.2)
 }
 
 #[test]
@@ -567,4 +543,66 @@ fn evaluate_counts_clean_attacked_and_worst_case_per_example() {
 
     let empty = spat_attacks::evaluate(&model, Vec::new(), &specs, eps, seed, false);
     assert!(empty.unwrap_err().to_string().contains("empty"));
+}
+
+/// `autoattack` in an evaluation list is AutoAttack's own runner, seeded as every other attack:
+/// the same counts as `AutoAttack::evaluate`, its final robust accuracy under its name, and each
+/// attack's robust accuracy in the report.
+#[test]
+fn evaluate_reports_autoattack_per_attack() {
+    let model = random_mlp(11, 48);
+    let dev = Device::Cpu;
+    let eps = 0.05;
+    let seed = 3;
+    let batches: Vec<spat_core::Batch> = (0..2u64)
+        .map(|b| {
+            let x =
+                spat_core::rng::uniform(&mut host_rng(b, 8), (5, 3, 4, 4), 0.0, 1.0, &dev).unwrap();
+            let y = model.logits(&x, Mode::Eval).unwrap().argmax(1).unwrap();
+            spat_core::Batch::new(x, y).unwrap()
+        })
+        .collect();
+    let specs = AttackSpec::parse_list("clean,apgd20-ce,AutoAttack").unwrap();
+    let report = spat_attacks::evaluate(
+        &model,
+        batches.iter().cloned().map(Ok),
+        &specs,
+        eps,
+        seed,
+        false,
+    )
+    .unwrap();
+    let keys: Vec<&str> = report.accuracy.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["apgd20-ce", "autoattack", "clean"]);
+    let aa = &report.autoattack["autoattack"];
+    let alone = spat_attacks::AutoAttack::standard(eps)
+        .evaluate(&model, batches.iter().cloned().map(Ok), seed)
+        .unwrap();
+    let stages: Vec<(&str, f64)> = aa
+        .stages
+        .iter()
+        .map(|s| (s.attack.as_str(), s.robust))
+        .collect();
+    let alone_stages: Vec<(&str, f64)> = alone
+        .stages
+        .iter()
+        .map(|s| (s.attack.as_str(), s.robust))
+        .collect();
+    assert_eq!(stages, alone_stages);
+    assert_eq!(
+        stages.iter().map(|s| s.0).collect::<Vec<_>>(),
+        ["apgd-ce", "apgd-t", "fab-t", "square"]
+    );
+    assert!(stages.windows(2).all(|w| w[1].1 <= w[0].1));
+    assert_eq!((aa.clean, aa.robust), (alone.clean, alone.robust));
+    assert_eq!(aa.clean, 100.0);
+    assert_eq!(report.accuracy["autoattack"], aa.robust);
+    assert_eq!(aa.robust, stages[3].1);
+    assert!(aa.robust < 100.0, "AutoAttack must break something: {aa:?}");
+    assert!(report.worst_case <= aa.robust.min(report.accuracy["apgd20-ce"]));
+    let json = serde_json::to_value(&report).unwrap();
+    assert_eq!(
+        json["autoattack"]["autoattack"]["stages"][1]["attack"],
+        "apgd-t"
+    );
 }

@@ -1,10 +1,14 @@
 //! Losses and their input gradients against closed forms and finite differences.
 
+mod common;
+
 use candle_core::{DType, Device, Tensor, Var};
 use spat_attacks::losses::{
     cross_entropy, cw_margin, kl_from_clean, label_smoothed_cross_entropy, softmax,
 };
 use spat_attacks::AttackLoss;
+
+use common::f64s as v1;
 
 fn logits() -> Tensor {
     Tensor::new(&[[2.0f64, -1.0, 0.5], [0.1, 0.2, 3.0]], &Device::Cpu).unwrap()
@@ -12,15 +16,6 @@ fn logits() -> Tensor {
 
 fn labels() -> Tensor {
     Tensor::new(&[0u32, 1], &Device::Cpu).unwrap()
-}
-
-fn v1(t: &Tensor) -> Vec<f64> {
-    t.flatten_all()
-        .unwrap()
-        .to_dtype(DType::F64)
-        .unwrap()
-        .to_vec1::<f64>()
-        .unwrap()
 }
 
 fn closed_softmax(z: &[f64]) -> Vec<f64> {

@@ -35,6 +35,9 @@ enum Command {
     Visualize(commands::visualize::Args),
     /// PNG grid of test images and the input gradient of each model (Figure 4.1).
     Gradients(commands::gradients::Args),
+    /// Write a PyTorch checkpoint (.pt/.pth) as spat's safetensors, printing what was fitted
+    /// (prefixes stripped, unused `sub_block1.*` dropped, `mu`/`sigma` kept).
+    Convert(commands::convert::Args),
     /// Record counts, class balance and per-channel mean/std of a data set.
     DataInfo(commands::data_info::Args),
     /// Parameter, buffer and FLOP counts of a model preset.
@@ -74,6 +77,7 @@ fn main() {
         Command::SweepAlpha(a) => commands::sweep_alpha::run(a),
         Command::Visualize(a) => commands::visualize::run(a),
         Command::Gradients(a) => commands::gradients::run(a),
+        Command::Convert(a) => commands::convert::run(a),
         Command::DataInfo(a) => commands::data_info::run(a),
         Command::ModelInfo(a) => commands::model_info::run(a),
         Command::Bench(a) => commands::bench::run(a),

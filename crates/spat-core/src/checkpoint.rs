@@ -16,6 +16,7 @@ use candle_core::{DType, Device, Tensor};
 use spat_pickle::torch::{self, DType as RawDType, RawTensor};
 
 use crate::error::{Error, Result};
+use crate::normalize::Normalization;
 use crate::store::VarStore;
 
 /// What a weights file was.
@@ -42,13 +43,6 @@ pub struct Checkpoint {
     /// bool, which candle lacks, widened to int64 and uint8).
     pub tensors: Vec<(String, Tensor)>,
     pub notes: Vec<String>,
-}
-
-/// Per-channel input normalisation a checkpoint carries (`(x - mean) / std`).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Normalization {
-    pub mean: Vec<f32>,
-    pub std: Vec<f32>,
 }
 
 /// What loading a checkpoint into a network did besides copying weights.

@@ -3,22 +3,24 @@
 //! The tensor side of spat's vocabulary (the rest, free of candle, is `spat-spec`): [`Classifier`]
 //! is the one thing an attack needs from a model, [`Network`] adds the named variables a trainer
 //! needs, [`Batch`] is what a data loader yields, [`VarStore`] holds parameters and buffers under
-//! their PyTorch `state_dict` names, and [`rng`] makes every random draw come from a seeded host
+//! their PyTorch `state_dict` names, [`Normalized`] wraps a classifier that expects normalised
+//! inputs so that attacks still work on `[0, 1]` pixels, and [`rng`] makes every random draw come from a seeded host
 //! generator so that runs are reproducible. [`Mode`] (how a network treats batch normalisation) is
 //! re-exported from spat-spec.
 
 pub mod batch;
 pub mod checkpoint;
 pub mod error;
+pub mod normalize;
 pub mod rng;
 pub mod store;
 
 pub use batch::Batch;
 pub use checkpoint::{
     convert_checkpoint, read_checkpoint, Checkpoint, CheckpointFormat, ConvertReport, LoadReport,
-    Normalization,
 };
 pub use error::{Error, Result};
+pub use normalize::{Normalization, Normalized};
 pub use spat_spec::Mode;
 pub use store::{Mismatch, VarKind, VarStore};
 

@@ -56,6 +56,35 @@ pub enum StepRule {
     Fixed(Radius),
 }
 
+/// The loss APGD maximises.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApgdLoss {
+    /// Cross-entropy (APGD-CE).
+    CrossEntropy,
+    /// Difference of logits ratio (APGD-DLR).
+    Dlr,
+}
+
+/// The version of AutoAttack (fra31/auto-attack's `version`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AutoAttackVersion {
+    /// APGD-CE, APGD-T, FAB-T and Square: the version RobustBench reports.
+    Standard,
+    /// APGD-CE and APGD-DLR with 20 EOT passes, for randomised defences.
+    Rand,
+}
+
+/// Iterations of APGD, APGD-T and FAB(-T) in the reference (`n_iter=100`).
+pub const AUTOATTACK_STEPS: usize = 100;
+/// Target classes of APGD-T and FAB-T in AutoAttack's standard version (`n_target_classes=9`).
+pub const AUTOATTACK_TARGETS: usize = 9;
+/// Queries of Square in AutoAttack's standard version (`n_queries=5000`).
+pub const SQUARE_QUERIES: usize = 5000;
+/// EOT passes per APGD step in AutoAttack's rand version (`eot_iter=20`).
+pub const RAND_EOT: usize = 20;
+
 /// One entry of an attack list. Serialised as its canonical string (`Display`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum AttackSpec {
@@ -82,6 +111,35 @@ pub enum AttackSpec {
         eps: Option<Radius>,
         every_iterate: bool,
     },
+    /// APGD (Croce & Hein 2020) with the CE or DLR loss: `apgd-ce`, `apgd-dlr`, with
+    /// `apgdN[xR]-ce` for other iteration and restart counts and `@eot=K` for gradients averaged
+    /// over `K` passes (randomised defences).
+    Apgd {
+        loss: ApgdLoss,
+        steps: usize,
+        restarts: usize,
+        eot: usize,
+    },
+    /// APGD-T, targeted DLR against each of the `targets` most likely wrong classes in turn:
+    /// `apgd-t`, `apgdN[xR]-t@targets=K`.
+    ApgdTargeted {
+        steps: usize,
+        restarts: usize,
+        targets: usize,
+    },
+    /// FAB (Croce & Hein 2020), untargeted (`fab`) or against the `targets` most likely wrong
+    /// classes (`fab-t`, `fabN[xR]-t@targets=K`).
+    Fab {
+        steps: usize,
+        restarts: usize,
+        targets: Option<usize>,
+    },
+    /// Square Attack (Andriushchenko et al. 2020), a score-based black-box attack with a budget
+    /// of `queries` per restart: `square`, `squareQ[xR]`.
+    Square { queries: usize, restarts: usize },
+    /// The AutoAttack ensemble: `autoattack` (standard) or `autoattack-rand`. Each attack runs
+    /// only on the examples every earlier one failed to fool.
+    AutoAttack { version: AutoAttackVersion },
 }
 
 /// The accepted forms, for error messages and `--help`.
@@ -91,7 +149,11 @@ pgd-kl / pgdN-kl (PGD-KL), pgd-ls:A / pgdN-ls:A (PGD-LS with 0 <= A <= 1); appen
 @step=eps/10 or -eps10) to a PGD or CW form for step ε/10, or @step=S (as 0.01 or 2/255) for a \
 step of its own, instead of 0.003 at ε = 0.031; pgdNxR (PGD-CE with R restarts, RST's \
 evaluation) also takes @eps=E (a radius of its own) and @every-iterate (robust only if correct \
-after every iterate of every restart)";
+after every iterate of every restart); AutoAttack's attacks: apgd-ce, apgd-dlr, apgd-t, fab, fab-t, \
+square, with apgdNxR-ce / fabNxR-t (N iterations, R restarts; default 100x1) and squareQxR (Q \
+queries; default 5000x1), @targets=K for apgd-t and fab-t (default 9), @eot=K for apgd-ce and \
+apgd-dlr (default 1); autoattack (standard: apgd-ce, apgd-t, fab-t, square) and autoattack-rand \
+(apgd-ce and apgd-dlr with @eot=20)";
 
 impl AttackSpec {
     /// Parses a comma-separated list; an empty list is an error.
@@ -119,7 +181,70 @@ impl AttackSpec {
             AttackSpec::PgdRestarts {
                 steps, restarts, ..
             } => steps * restarts,
+            AttackSpec::Apgd {
+                steps,
+                restarts,
+                eot,
+                ..
+            } => steps.saturating_mul(restarts).saturating_mul(eot),
+            AttackSpec::ApgdTargeted {
+                steps,
+                restarts,
+                targets,
+            } => steps.saturating_mul(restarts).saturating_mul(targets),
+            AttackSpec::Fab {
+                steps,
+                restarts,
+                targets,
+            } => steps
+                .saturating_mul(restarts)
+                .saturating_mul(targets.unwrap_or(1)),
+            // Queries are forward passes, not gradient steps.
+            AttackSpec::Square { .. } => 0,
+            AttackSpec::AutoAttack { version } => autoattack_parts(version)
+                .iter()
+                .map(AttackSpec::steps)
+                .fold(0, usize::saturating_add),
         }
+    }
+}
+
+/// The attacks of an AutoAttack version, in the order they run (fra31/auto-attack's
+/// `set_version`): standard is APGD-CE, APGD-T, FAB-T and Square with one restart each; rand is
+/// APGD-CE and APGD-DLR with 20 EOT passes.
+pub fn autoattack_parts(version: AutoAttackVersion) -> Vec<AttackSpec> {
+    match version {
+        AutoAttackVersion::Standard => vec![
+            AttackSpec::Apgd {
+                loss: ApgdLoss::CrossEntropy,
+                steps: AUTOATTACK_STEPS,
+                restarts: 1,
+                eot: 1,
+            },
+            AttackSpec::ApgdTargeted {
+                steps: AUTOATTACK_STEPS,
+                restarts: 1,
+                targets: AUTOATTACK_TARGETS,
+            },
+            AttackSpec::Fab {
+                steps: AUTOATTACK_STEPS,
+                restarts: 1,
+                targets: Some(AUTOATTACK_TARGETS),
+            },
+            AttackSpec::Square {
+                queries: SQUARE_QUERIES,
+                restarts: 1,
+            },
+        ],
+        AutoAttackVersion::Rand => [ApgdLoss::CrossEntropy, ApgdLoss::Dlr]
+            .into_iter()
+            .map(|loss| AttackSpec::Apgd {
+                loss,
+                steps: AUTOATTACK_STEPS,
+                restarts: 1,
+                eot: RAND_EOT,
+            })
+            .collect(),
     }
 }
 
@@ -209,6 +334,9 @@ impl FromStr for AttackSpec {
         let bad = || Error::Invalid(format!("unknown attack `{text}`; accepted: {SPEC_FORMS}"));
         let lower = text.trim().to_ascii_lowercase();
         let parts = Parts::cut(&lower).ok_or_else(bad)?;
+        if let Some(spec) = autoattack_family(&parts, text)? {
+            return Ok(spec);
+        }
         let mut step = StepRule::EvaluationScripts;
         let mut own_eps = None;
         let mut every_iterate = false;
@@ -276,6 +404,114 @@ impl FromStr for AttackSpec {
     }
 }
 
+/// The meaning of a spec of AutoAttack's families (`apgd`, `fab`, `square`, `autoattack`);
+/// `None` for any other family.
+fn autoattack_family(parts: &Parts<'_>, text: &str) -> Result<Option<AttackSpec>, Error> {
+    let bad = || Error::Invalid(format!("unknown attack `{text}`; accepted: {SPEC_FORMS}"));
+    let family = parts.family;
+    if !matches!(family, "apgd" | "fab" | "square" | "autoattack") {
+        return Ok(None);
+    }
+    if parts.argument.is_some() {
+        return Err(bad());
+    }
+    let mut targets = None;
+    let mut eot = None;
+    for &(key, value) in &parts.options {
+        let count = |v: Option<&str>| match v.map(str::parse::<usize>) {
+            Some(Ok(n)) if n > 0 => Ok(n),
+            _ => Err(Error::Invalid(format!(
+                "attack `{text}`: @{key} needs a positive whole number"
+            ))),
+        };
+        match key {
+            "targets" => targets = Some(count(value)?),
+            "eot" => eot = Some(count(value)?),
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "attack `{text}`: unknown option `@{key}{}`; accepted: {SPEC_FORMS}",
+                    value.map(|v| format!("={v}")).unwrap_or_default()
+                )))
+            }
+        }
+    }
+    let refuse = |option: &str, what: &str| {
+        Err(Error::Invalid(format!(
+            "attack `{text}`: @{option} applies to {what} only"
+        )))
+    };
+    let steps = parts.steps.unwrap_or(AUTOATTACK_STEPS);
+    let restarts = parts.restarts.unwrap_or(1);
+    let spec = match (family, parts.variant) {
+        ("apgd", Some(v @ ("ce" | "dlr"))) => {
+            if targets.is_some() {
+                return refuse("targets", "apgd-t and fab-t");
+            }
+            AttackSpec::Apgd {
+                loss: if v == "ce" {
+                    ApgdLoss::CrossEntropy
+                } else {
+                    ApgdLoss::Dlr
+                },
+                steps,
+                restarts,
+                eot: eot.unwrap_or(1),
+            }
+        }
+        ("apgd", Some("t")) => AttackSpec::ApgdTargeted {
+            steps,
+            restarts,
+            targets: targets.unwrap_or(AUTOATTACK_TARGETS),
+        },
+        ("fab", None) if targets.is_none() => AttackSpec::Fab {
+            steps,
+            restarts,
+            targets: None,
+        },
+        ("fab", None) => return refuse("targets", "apgd-t and fab-t"),
+        ("fab", Some("t")) => AttackSpec::Fab {
+            steps,
+            restarts,
+            targets: Some(targets.unwrap_or(AUTOATTACK_TARGETS)),
+        },
+        ("square", None) if targets.is_none() => AttackSpec::Square {
+            queries: parts.steps.unwrap_or(SQUARE_QUERIES),
+            restarts,
+        },
+        ("autoattack", variant) if parts.steps.is_none() && parts.options.is_empty() => {
+            match variant {
+                None | Some("standard") => AttackSpec::AutoAttack {
+                    version: AutoAttackVersion::Standard,
+                },
+                Some("rand") => AttackSpec::AutoAttack {
+                    version: AutoAttackVersion::Rand,
+                },
+                _ => return Err(bad()),
+            }
+        }
+        _ => return Err(bad()),
+    };
+    if eot.is_some() && !matches!(spec, AttackSpec::Apgd { .. }) {
+        return refuse("eot", "apgd-ce and apgd-dlr");
+    }
+    Ok(Some(spec))
+}
+
+/// `N` or `NxR` of a head whose defaults are `default` iterations and one restart: nothing at
+/// the defaults, `N` with one restart.
+fn write_budget(
+    f: &mut fmt::Formatter<'_>,
+    n: usize,
+    restarts: usize,
+    default: usize,
+) -> fmt::Result {
+    match (n == default, restarts == 1) {
+        (true, true) => Ok(()),
+        (_, true) => write!(f, "{n}"),
+        _ => write!(f, "{n}x{restarts}"),
+    }
+}
+
 fn write_step(f: &mut fmt::Formatter<'_>, step: StepRule) -> fmt::Result {
     match step {
         StepRule::EvaluationScripts => Ok(()),
@@ -315,6 +551,57 @@ impl fmt::Display for AttackSpec {
                 }
                 Ok(())
             }
+            AttackSpec::Apgd {
+                loss,
+                steps,
+                restarts,
+                eot,
+            } => {
+                write!(f, "apgd")?;
+                write_budget(f, steps, restarts, AUTOATTACK_STEPS)?;
+                match loss {
+                    ApgdLoss::CrossEntropy => write!(f, "-ce")?,
+                    ApgdLoss::Dlr => write!(f, "-dlr")?,
+                }
+                if eot != 1 {
+                    write!(f, "@eot={eot}")?;
+                }
+                Ok(())
+            }
+            AttackSpec::ApgdTargeted {
+                steps,
+                restarts,
+                targets,
+            } => {
+                write!(f, "apgd")?;
+                write_budget(f, steps, restarts, AUTOATTACK_STEPS)?;
+                write!(f, "-t")?;
+                if targets != AUTOATTACK_TARGETS {
+                    write!(f, "@targets={targets}")?;
+                }
+                Ok(())
+            }
+            AttackSpec::Fab {
+                steps,
+                restarts,
+                targets,
+            } => {
+                write!(f, "fab")?;
+                write_budget(f, steps, restarts, AUTOATTACK_STEPS)?;
+                match targets {
+                    None => Ok(()),
+                    Some(AUTOATTACK_TARGETS) => write!(f, "-t"),
+                    Some(k) => write!(f, "-t@targets={k}"),
+                }
+            }
+            AttackSpec::Square { queries, restarts } => {
+                write!(f, "square")?;
+                write_budget(f, queries, restarts, SQUARE_QUERIES)
+            }
+            AttackSpec::AutoAttack { version } => match version {
+                AutoAttackVersion::Standard => write!(f, "autoattack"),
+                AutoAttackVersion::Rand => write!(f, "autoattack-rand"),
+            },
         }
     }
 }
@@ -429,7 +716,23 @@ mod tests {
             ("pgd20@step=x", "bad radius `x`"),
             ("pgd20@every-iterate=1", "unknown option `@every-iterate=1`"),
             ("pgd20@eps=", "unknown attack"),
-            ("apgd-ce", "unknown attack `apgd-ce`"),
+            ("apgd", "unknown attack `apgd`"),
+            ("apgd-kl", "unknown attack"),
+            ("apgd-ce:0.3", "unknown attack"),
+            (
+                "apgd-ce@targets=3",
+                "@targets applies to apgd-t and fab-t only",
+            ),
+            ("fab@targets=3", "@targets applies to apgd-t and fab-t only"),
+            ("apgd-t@eot=2", "@eot applies to apgd-ce and apgd-dlr only"),
+            ("square@eot=2", "@eot applies to apgd-ce and apgd-dlr only"),
+            ("apgd-t@targets=0", "@targets needs a positive whole number"),
+            ("apgd-t@targets", "@targets needs a positive whole number"),
+            ("apgd-ce@step=0.01", "unknown option `@step=0.01`"),
+            ("autoattack100", "unknown attack"),
+            ("autoattack-fast", "unknown attack"),
+            ("autoattack@eot=2", "unknown attack"),
+            ("square-t", "unknown attack"),
         ] {
             let e = text.parse::<AttackSpec>().unwrap_err().to_string();
             assert!(e.contains(needle), "{text}: {e}");
@@ -437,6 +740,73 @@ mod tests {
         assert!(AttackSpec::parse_list(" , ").is_err());
         assert_eq!(AttackSpec::parse_list("clean, pgd20").unwrap().len(), 2);
         assert!(serde_json::from_str::<AttackSpec>("\"pgd0\"").is_err());
+    }
+
+    #[test]
+    fn autoattack_specs_carry_the_reference_defaults() {
+        let cases = [
+            ("apgd-ce", "apgd-ce"),
+            ("APGD100-ce", "apgd-ce"),
+            ("apgd100x1-ce", "apgd-ce"),
+            ("apgd100x5-ce", "apgd100x5-ce"),
+            ("apgd50-dlr", "apgd50-dlr"),
+            ("apgd-ce@eot=20", "apgd-ce@eot=20"),
+            ("apgd-ce@eot=1", "apgd-ce"),
+            ("apgd-t", "apgd-t"),
+            ("apgd-t@targets=9", "apgd-t"),
+            ("apgd20x2-t@targets=3", "apgd20x2-t@targets=3"),
+            ("fab", "fab"),
+            ("fab-t", "fab-t"),
+            ("fab100x1-t@targets=4", "fab-t@targets=4"),
+            ("square", "square"),
+            ("square5000", "square"),
+            ("square1000x2", "square1000x2"),
+            ("autoattack", "autoattack"),
+            ("autoattack-standard", "autoattack"),
+            ("AutoAttack-Rand", "autoattack-rand"),
+        ];
+        for (text, canonical) in cases {
+            let spec: AttackSpec = text.parse().unwrap();
+            assert_eq!(spec.to_string(), canonical, "{text}");
+            assert_eq!(canonical.parse::<AttackSpec>().unwrap(), spec);
+            let json = serde_json::to_string(&spec).unwrap();
+            assert_eq!(serde_json::from_str::<AttackSpec>(&json).unwrap(), spec);
+        }
+        assert_eq!(
+            "apgd-t".parse::<AttackSpec>().unwrap(),
+            AttackSpec::ApgdTargeted {
+                steps: 100,
+                restarts: 1,
+                targets: 9
+            }
+        );
+        assert_eq!(
+            "square".parse::<AttackSpec>().unwrap(),
+            AttackSpec::Square {
+                queries: 5000,
+                restarts: 1
+            }
+        );
+        // The standard version's parts print as the reference names them in its log.
+        let names = |v| {
+            autoattack_parts(v)
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names(AutoAttackVersion::Standard),
+            ["apgd-ce", "apgd-t", "fab-t", "square"]
+        );
+        assert_eq!(
+            names(AutoAttackVersion::Rand),
+            ["apgd-ce@eot=20", "apgd-dlr@eot=20"]
+        );
+        assert_eq!("apgd100x5-ce".parse::<AttackSpec>().unwrap().steps(), 500);
+        assert_eq!(
+            "autoattack".parse::<AttackSpec>().unwrap().steps(),
+            100 + 900 + 900
+        );
     }
 
     #[test]

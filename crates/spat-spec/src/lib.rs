@@ -25,12 +25,15 @@ pub mod radius;
 pub mod report;
 pub mod run;
 
-pub use attack::{AttackLoss, AttackSpec, StepRule, CW_KAPPA, SPEC_FORMS};
+pub use attack::{
+    autoattack_parts, ApgdLoss, AttackLoss, AttackSpec, AutoAttackVersion, StepRule, CW_KAPPA,
+    SPEC_FORMS,
+};
 pub use dataset::{Dataset, Split};
 pub use hash::Fnv1a;
 pub use model::{model_size, Mode, ModelSize, Precision, MODEL_SIZES, PRESETS};
 pub use radius::Radius;
-pub use run::{LrSchedule, Method, PseudoLabeled, RunConfig};
+pub use run::{InitWeights, LrSchedule, Method, PseudoLabeled, RunConfig};
 
 use std::path::PathBuf;
 

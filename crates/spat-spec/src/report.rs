@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::AttackSpec;
+use crate::{AttackSpec, AutoAttackVersion};
 
 /// `spat eval --json`: accuracies in percent.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -18,6 +18,10 @@ pub struct EvalReport {
     pub accuracy: BTreeMap<String, f64>,
     /// Examples classified correctly clean and under every attack of the list.
     pub worst_case: f64,
+    /// What each AutoAttack of the list went through, keyed like `accuracy` (`autoattack`,
+    /// `autoattack-rand`); its final robust accuracy is also its `accuracy` entry.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub autoattack: BTreeMap<String, AutoAttackReport>,
 }
 
 impl EvalReport {
@@ -25,6 +29,36 @@ impl EvalReport {
     pub fn accuracy_of(&self, spec: &AttackSpec) -> Option<f64> {
         self.accuracy.get(&spec.to_string()).copied()
     }
+}
+
+/// One AutoAttack run over a data set, as the reference's log reports it (percentages).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AutoAttackReport {
+    pub version: AutoAttackVersion,
+    pub examples: usize,
+    pub eps: f64,
+    pub clean: f64,
+    /// The attacks in the order they ran, each with the robust accuracy after it (examples that
+    /// it and every earlier attack failed to fool).
+    pub stages: Vec<AutoAttackStage>,
+    /// Robust accuracy under the whole ensemble (that after the last stage).
+    pub robust: f64,
+    /// Wall time of the whole ensemble, in seconds.
+    pub seconds: f64,
+    /// The reference's sanity checks that failed: randomised outputs, probabilities for logits,
+    /// Square succeeding where the gradient attacks did not.
+    pub warnings: Vec<String>,
+}
+
+/// One attack of an AutoAttack run.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AutoAttackStage {
+    /// The attack's canonical spec (`apgd-ce`, `apgd-t`, `fab-t`, `square`, `apgd-ce@eot=20`).
+    pub attack: String,
+    /// Robust accuracy after this attack, in percent.
+    pub robust: f64,
+    /// Wall time of this attack, in seconds.
+    pub seconds: f64,
 }
 
 /// Which attack a row of an α sweep measures.
@@ -394,6 +428,23 @@ mod tests {
         let r: EvalReport = serde_json::from_str(json).unwrap();
         assert_eq!(r.accuracy_of(&"pgd-kl".parse().unwrap()), Some(25.0));
         assert_eq!(r.accuracy_of(&"pgd20".parse().unwrap()), None);
+        assert!(r.autoattack.is_empty());
+        assert!(!serde_json::to_string(&r).unwrap().contains("autoattack"));
+
+        let json = r#"{"examples": 4, "eps": 0.03, "accuracy": {"clean": 75.0, "autoattack": 25.0},
+            "worst_case": 25.0, "autoattack": {"autoattack": {"version": "standard",
+            "examples": 4, "eps": 0.03, "clean": 75.0, "stages": [
+            {"attack": "apgd-ce", "robust": 50.0, "seconds": 1.5},
+            {"attack": "apgd-t", "robust": 25.0, "seconds": 2.0}],
+            "robust": 25.0, "seconds": 3.5, "warnings": []}}}"#;
+        let r: EvalReport = serde_json::from_str(json).unwrap();
+        let aa = &r.autoattack["autoattack"];
+        assert_eq!(aa.version, AutoAttackVersion::Standard);
+        assert_eq!(aa.stages[1].attack, "apgd-t");
+        assert_eq!(
+            serde_json::from_str::<EvalReport>(&serde_json::to_string(&r).unwrap()).unwrap(),
+            r
+        );
 
         let json = r#"{"examples": 8, "eps": 0.03, "steps": 20, "clean_accuracy": 50.0, "rows": [
             {"attack": "pgd-ls", "alpha": 0.1, "accuracy": 30.0},

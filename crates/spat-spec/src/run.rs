@@ -239,6 +239,17 @@ pub struct PseudoLabeled {
     pub fraction: f64,
 }
 
+/// Weights a run starts from instead of its seeded initialisation (`spat train --init`,
+/// fine-tuning).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct InitWeights {
+    /// The weights file (safetensors or torch.save). Where it was read; what it was is `fnv1a64`.
+    pub path: PathBuf,
+    /// FNV-1a 64 of the file's bytes, hex: a run restarted from the beginning (killed before its
+    /// first epoch was committed) must find the same file.
+    pub fnv1a64: String,
+}
+
 /// Everything that defines a training run: what `config.json` holds and what `spat train
 /// --resume` rebuilds the run from. spat-train's `RunRequest::configure` fills it with the
 /// thesis's settings.
@@ -304,6 +315,9 @@ pub struct RunConfig {
     pub precision: Precision,
     /// Seed of every random draw: initialisation, subsets, data order, augmentation, attacks.
     pub seed: u64,
+    /// Weights to start from instead of the seeded initialisation (fine-tuning); `None`: none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub init: Option<InitWeights>,
 }
 
 impl RunConfig {
@@ -319,6 +333,9 @@ impl RunConfig {
         c.data_dir = PathBuf::new();
         if let Some(p) = &mut c.pseudo_labeled {
             p.path = PathBuf::new();
+        }
+        if let Some(i) = &mut c.init {
+            i.path = PathBuf::new();
         }
         c
     }

@@ -198,6 +198,7 @@ pub fn paper_config(
         final_full_eval: true,
         precision: Precision::default(),
         seed: 0,
+        init: None,
     };
     match dataset {
         Dataset::Cifar10 => {}

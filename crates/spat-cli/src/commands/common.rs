@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Context, Result};
 use candle_core::Device;
-use spat_core::{Batch, Network};
+use spat_core::{Batch, Network, Normalization, Normalized};
 use spat_data::{BatchSource, Dataset, ImageSet, Loader, Split};
 use spat_spec::Precision;
 
@@ -78,6 +78,11 @@ pub fn parse_alpha(s: &str) -> Result<f64, String> {
         return Err(format!("bad alpha `{s}`: must lie in [0, 1]"));
     }
     Ok(v)
+}
+
+/// `--normalize`: `cifar10`, `cifar100`, or per-channel `MEAN,STD` values.
+pub fn parse_normalization(s: &str) -> Result<Normalization, String> {
+    Normalization::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_finite(s: &str) -> Result<f64, String> {
@@ -175,6 +180,12 @@ pub struct CheckpointArgs {
     /// only there; on the CPU tf32 is fp32).
     #[arg(long, default_value = "tf32")]
     pub precision: Precision,
+    /// The model expects normalised inputs: cifar10 | cifar100 | MEAN,STD (per channel, means
+    /// then standard deviations, e.g. 0.49,0.48,0.45,0.25,0.24,0.26). Attacks still work on
+    /// [0, 1] pixels; the model sees (x - mean) / std. A checkpoint that carries `mu`/`sigma`
+    /// buffers (RobustBench) is normalised with them without this option.
+    #[arg(long, value_parser = parse_normalization)]
+    pub normalize: Option<Normalization>,
 }
 
 /// How the test set is attacked, shared by `eval` and `sweep-alpha`.
@@ -205,6 +216,7 @@ impl CheckpointArgs {
             &self.checkpoint,
             device,
             self.precision,
+            self.normalize.as_ref(),
         )
     }
 
@@ -213,13 +225,15 @@ impl CheckpointArgs {
     }
 }
 
-/// A preset with weights from a safetensors checkpoint (spat's or a converted PyTorch state_dict).
+/// A preset with weights from any weights file spat reads (safetensors or torch.save), fed
+/// normalised inputs if the file carries `mu`/`sigma` or `normalize` is given (they must agree).
 pub fn load_model(
     preset: &str,
     classes: usize,
     checkpoint: &Path,
     device: &Device,
     precision: Precision,
+    normalize: Option<&Normalization>,
 ) -> Result<Box<dyn Network>> {
     let model = spat_models::build_with_precision(
         preset,
@@ -242,16 +256,47 @@ pub fn load_model(
     for note in &report.notes {
         tracing::info!("{}: {note}", checkpoint.display());
     }
-    // Evaluating without the normalisation the weights were trained with would print wrong
-    // accuracies; refuse until the normalising wrapper is wired in.
-    if report.normalization.is_some() {
-        bail!(
-            "{}: the checkpoint normalises its input (`mu`/`sigma` buffers), which this command \
-             cannot apply yet",
-            checkpoint.display()
-        );
-    }
-    Ok(model)
+    let normalization = match (report.normalization, normalize) {
+        (Some(file), Some(given)) if !same_normalization(&file, given) => bail!(
+            "{}: the checkpoint normalises its input with mean {:?}, std {:?} (`mu`/`sigma`), \
+             but --normalize gives mean {:?}, std {:?}; drop --normalize to use the checkpoint's",
+            checkpoint.display(),
+            file.mean,
+            file.std,
+            given.mean,
+            given.std
+        ),
+        (Some(file), _) => Some(file),
+        (None, given) => given.cloned(),
+    };
+    Ok(match normalization {
+        Some(n) => {
+            tracing::info!(mean = ?n.mean, std = ?n.std, "inputs normalised");
+            Box::new(
+                Normalized::new(model, &n, device)
+                    .with_context(|| format!("--normalize for {}", checkpoint.display()))?,
+            )
+        }
+        None => model,
+    })
+}
+
+/// Whether two normalisations compute the same thing (a single value stands for every channel).
+fn same_normalization(a: &Normalization, b: &Normalization) -> bool {
+    let channels = a
+        .mean
+        .len()
+        .max(a.std.len())
+        .max(b.mean.len())
+        .max(b.std.len());
+    let expand = |v: &[f32]| -> Vec<f32> {
+        if v.len() == 1 {
+            vec![v[0]; channels]
+        } else {
+            v.to_vec()
+        }
+    };
+    expand(&a.mean) == expand(&b.mean) && expand(&a.std) == expand(&b.std)
 }
 
 /// An in-order loader over a whole set (no augmentation), for evaluation.
@@ -309,4 +354,47 @@ pub fn pick_rows(
         bail!("--classes is empty");
     }
     Ok(rows)
+}
+
+/// Draws `grid` (one row per test image: its `(index, label)` and each column's prediction) to
+/// the PNG `out`, making its folder, and prints the grid's [`GridSummary`] with `json`, else its
+/// path and size.
+pub fn save_grid(
+    out: &Path,
+    json: bool,
+    headers: Vec<String>,
+    grid: Vec<Vec<(spat_report::Canvas, String)>>,
+    scale: usize,
+    rows: impl Iterator<Item = ((usize, String), Vec<String>)>,
+) -> Result<()> {
+    let image = spat_report::ImageGrid {
+        column_headers: headers.clone(),
+        rows: grid,
+        scale,
+    }
+    .render()
+    .map_err(|e| anyhow!("{e}"))?;
+    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    image.save_png(out).map_err(|e| anyhow!("{e}"))?;
+    if json {
+        let summary = spat_spec::report::GridSummary {
+            image: out.to_path_buf(),
+            width: image.width,
+            height: image.height,
+            columns: headers,
+            rows: rows
+                .map(|((index, label), predictions)| spat_spec::report::GridRow {
+                    index,
+                    label,
+                    predictions,
+                })
+                .collect(),
+        };
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!("{} ({}x{} px)", out.display(), image.width, image.height);
+    }
+    Ok(())
 }

@@ -10,14 +10,17 @@ pub struct Args {
     #[command(flatten)]
     pub target: CheckpointArgs,
     /// Comma-separated attacks: clean, fgsm, pgdN (PGD-CE), cwN (CW∞ by PGD), pgd-kl / pgdN-kl,
-    /// pgd-ls:A / pgdN-ls:A (PGD-LS), any with @eps/10 for step ε/10. Default: §6.1.1's
-    /// clean,fgsm,pgd20,cw30.
+    /// pgd-ls:A / pgdN-ls:A (PGD-LS), any with @eps/10 for step ε/10 or @step=S; AutoAttack's
+    /// apgd-ce, apgd-dlr, apgd-t, fab-t, square (apgdNxR-ce, squareQ, @targets=K, @eot=K), and
+    /// autoattack (standard) / autoattack-rand. Default: §6.1.1's clean,fgsm,pgd20,cw30.
     #[arg(long, default_value = "clean,fgsm,pgd20,cw30")]
     pub attacks: String,
     #[command(flatten)]
     pub run: AttackRunArgs,
     /// Print one JSON object instead of a table: {"examples", "eps", "accuracy": {"<attack>": %},
-    /// "worst_case": %}, attacks by their canonical names (`pgd-kl` is `pgd20-kl`).
+    /// "worst_case": %}, attacks by their canonical names (`pgd-kl` is `pgd20-kl`); with an
+    /// AutoAttack, also "autoattack": {"<name>": {"stages": [{"attack", "robust", "seconds"}],
+    /// "robust", "seconds", "warnings", ...}}.
     #[arg(long)]
     pub json: bool,
 }
@@ -46,6 +49,21 @@ pub fn run(a: Args) -> Result<()> {
             println!("  {name:<16} {acc:>6.2} %");
         }
         println!("  {:<16} {:>6.2} %", "worst case", report.worst_case);
+        for (name, aa) in &report.autoattack {
+            println!(
+                "{name} ({:.1} s), robust accuracy after each attack:",
+                aa.seconds
+            );
+            for stage in &aa.stages {
+                println!(
+                    "  {:<16} {:>6.2} %  ({:.1} s)",
+                    stage.attack, stage.robust, stage.seconds
+                );
+            }
+            for w in &aa.warnings {
+                println!("  warning: {w}");
+            }
+        }
     }
     Ok(())
 }

@@ -4,13 +4,15 @@
 
 use std::path::PathBuf;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use spat_data::Dataset;
-use spat_report::{Canvas, ImageGrid};
-use spat_spec::report::{GridRow, GridSummary};
+use spat_report::Canvas;
 use spat_spec::Precision;
 
-use super::common::{check_output_file, load_model, load_split, parse_device, pick_rows};
+use super::common::{
+    check_output_file, load_model, load_split, parse_device, parse_normalization, pick_rows,
+    save_grid,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -31,6 +33,10 @@ pub struct Args {
     /// Arithmetic: fp32 | tf32 | bf16.
     #[arg(long, default_value = "tf32")]
     pub precision: Precision,
+    /// The models expect normalised inputs: cifar10 | cifar100 | MEAN,STD (as for `eval`);
+    /// gradients are still taken with respect to [0, 1] pixels.
+    #[arg(long, value_parser = parse_normalization)]
+    pub normalize: Option<spat_core::Normalization>,
     /// Rows: the first unused test image of each named class.
     #[arg(
         long,
@@ -107,6 +113,7 @@ pub fn run(a: Args) -> Result<()> {
             path,
             &device,
             a.precision,
+            a.normalize.as_ref(),
         )?;
         let gradients = spat_attacks::input_gradients(&*model, &batch)?
             .to_dtype(candle_core::DType::F32)?
@@ -123,36 +130,10 @@ pub fn run(a: Args) -> Result<()> {
             row.push((img, name));
         }
     }
-    let image = ImageGrid {
-        column_headers: headers.clone(),
-        rows: grid,
-        scale,
-    }
-    .render()
-    .map_err(|e| anyhow!("{e}"))?;
-    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    image.save_png(&a.out).map_err(|e| anyhow!("{e}"))?;
-    if a.json {
-        let summary = GridSummary {
-            image: a.out.clone(),
-            width: image.width,
-            height: image.height,
-            columns: headers,
-            rows: rows_ix
-                .iter()
-                .zip(predictions)
-                .map(|(&index, predictions)| GridRow {
-                    index,
-                    label: names[test.labels()[index] as usize].clone(),
-                    predictions,
-                })
-                .collect(),
-        };
-        println!("{}", serde_json::to_string(&summary)?);
-    } else {
-        println!("{} ({}x{} px)", a.out.display(), image.width, image.height);
-    }
-    Ok(())
+    let labels: Vec<String> = rows_ix
+        .iter()
+        .map(|&i| names[test.labels()[i] as usize].clone())
+        .collect();
+    let rows = rows_ix.iter().copied().zip(labels).zip(predictions);
+    save_grid(&a.out, a.json, headers, grid, scale, rows)
 }

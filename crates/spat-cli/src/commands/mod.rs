@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod common;
+pub mod convert;
 pub mod data_info;
 pub mod eval;
 pub mod gradients;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use spat_spec::run::files;
-use spat_spec::{Dataset, Method, Precision, RunConfig};
+use spat_spec::{Dataset, Fnv1a, InitWeights, Method, Precision, RunConfig};
 use spat_train::{RunRequest, TrainOptions};
 
 use super::common::{
@@ -20,7 +20,7 @@ pub struct Args {
     #[arg(long, value_name = "RUN", conflicts_with_all = [
         "dataset", "model", "method", "spat_alpha", "eps", "attack_step_size", "epochs",
         "batch_size", "lr", "weight_decay", "train_subset", "val_subset", "test_subset",
-        "pseudo_labeled", "unlabeled_fraction", "seed", "out", "precision"
+        "pseudo_labeled", "unlabeled_fraction", "seed", "out", "precision", "init"
     ])]
     pub resume: Option<PathBuf>,
     /// Data set: cifar10 | cifar100 (§6.1.1) | stl10 (§6.1.3).
@@ -104,6 +104,10 @@ pub struct Args {
     /// and matrix products, f32 master weights, BN, loss and optimiser). CPU: tf32 = fp32.
     #[arg(long)]
     pub precision: Option<Precision>,
+    /// Fine-tune: start from these weights (spat's safetensors or a PyTorch .pt/.pth checkpoint)
+    /// instead of the seeded initialisation. Recorded in config.json with the file's checksum.
+    #[arg(long, value_name = "FILE")]
+    pub init: Option<PathBuf>,
     /// Stop after this many epochs in total, committed, as if killed (tests, job splitting).
     #[arg(long, hide = true)]
     pub stop_after_epochs: Option<usize>,
@@ -156,6 +160,36 @@ fn resumed(run: &std::path::Path, a: &Args) -> Result<RunConfig> {
     Ok(c)
 }
 
+/// Loads `init` into `model` after checking that the file is the one the run recorded.
+fn load_init(model: &dyn spat_core::Network, init: &InitWeights) -> Result<()> {
+    let path = &init.path;
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("--init {}: cannot read it", path.display()))?;
+    let got = Fnv1a::hex_of(&bytes);
+    if got != init.fnv1a64 {
+        bail!(
+            "--init {}: checksum {got} does not match {} recorded in the run's {}; the file \
+             changed since the run started",
+            path.display(),
+            init.fnv1a64,
+            files::CONFIG
+        );
+    }
+    let report = spat_models::load_weights(model, path)
+        .with_context(|| format!("--init {}", path.display()))?;
+    for note in &report.notes {
+        tracing::info!("{}: {note}", path.display());
+    }
+    if report.normalization.is_some() {
+        bail!(
+            "--init {}: the checkpoint normalises its input (`mu`/`sigma`), which spat train \
+             does not apply; its weights would be trained on unnormalised images",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 pub fn run(a: Args) -> Result<()> {
     let device = parse_device(&a.device)?;
     let (config, out, resume) = match &a.resume {
@@ -163,7 +197,15 @@ pub fn run(a: Args) -> Result<()> {
         None => {
             let (request, out) = request(&a)?;
             spat_models::model_info(&request.model, request.dataset.num_classes())?;
-            let config = request.configure()?;
+            let mut config = request.configure()?;
+            if let Some(path) = &a.init {
+                let bytes = std::fs::read(path)
+                    .with_context(|| format!("--init {}: cannot read it", path.display()))?;
+                config.init = Some(InitWeights {
+                    path: path.clone(),
+                    fnv1a64: Fnv1a::hex_of(&bytes),
+                });
+            }
             let kind = spat_train::inspect_run_dir(&out).with_context(|| "--out".to_string())?;
             if kind == spat_train::RunDir::Run {
                 bail!(
@@ -188,6 +230,13 @@ pub fn run(a: Args) -> Result<()> {
         config.seed,
         spat_models::use_precision(config.precision),
     )?;
+    // A run that has committed an epoch resumes from its own checkpoint; one that has not starts
+    // from its initial weights again.
+    if let Some(init) = &config.init {
+        if !(resume && out.join(files::STATE).exists()) {
+            load_init(&*model, init)?;
+        }
+    }
     tracing::info!(run = %out.display(), model = %config.model, method = %config.method, precision = %config.precision, resume, "training");
     let options = TrainOptions {
         resume,

@@ -3,12 +3,13 @@
 
 use std::path::PathBuf;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, bail, Result};
 use spat_attacks::AttackSpec;
 use spat_report::{Canvas, ImageGrid};
-use spat_spec::report::{GridRow, GridSummary};
 
-use super::common::{check_output_file, parse_device, parse_eps, pick_rows, CheckpointArgs};
+use super::common::{
+    check_output_file, parse_device, parse_eps, pick_rows, save_grid, CheckpointArgs,
+};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -110,36 +111,10 @@ pub fn run(a: Args) -> Result<()> {
             row.push((img, name));
         }
     }
-    let image = ImageGrid {
-        column_headers: headers.clone(),
-        rows: grid,
-        scale,
-    }
-    .render()
-    .map_err(|e| anyhow!("{e}"))?;
-    if let Some(dir) = a.out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    image.save_png(&a.out).map_err(|e| anyhow!("{e}"))?;
-    if a.json {
-        let summary = GridSummary {
-            image: a.out.clone(),
-            width: image.width,
-            height: image.height,
-            columns: headers,
-            rows: rows_ix
-                .iter()
-                .zip(predictions)
-                .map(|(&index, predictions)| GridRow {
-                    index,
-                    label: names[test.labels()[index] as usize].clone(),
-                    predictions,
-                })
-                .collect(),
-        };
-        println!("{}", serde_json::to_string(&summary)?);
-    } else {
-        println!("{} ({}x{} px)", a.out.display(), image.width, image.height);
-    }
-    Ok(())
+    let labels: Vec<String> = rows_ix
+        .iter()
+        .map(|&i| names[test.labels()[i] as usize].clone())
+        .collect();
+    let rows = rows_ix.iter().copied().zip(labels).zip(predictions);
+    save_grid(&a.out, a.json, headers, grid, scale, rows)
 }

@@ -1,0 +1,407 @@
+//! FAB, the Fast Adaptive Boundary attack (Croce & Hein, 2020, ICML), L∞ version, and its targeted
+//! variant FAB-T as AutoAttack runs it.
+//!
+//! FAB is a minimum-norm attack: from the current point it linearises the decision boundary
+//! towards one class, projects both the current point and the original image onto that
+//! hyperplane (within the `[0, 1]` box), moves to a convex combination of the two projections
+//! (biased towards the original image) with overshoot η, and, once misclassified, steps back
+//! towards the original image by β. An example counts as fooled only if the smallest
+//! perturbation found is within ε.
+//!
+//! Every detail follows `fab_base.py`, `fab_pt.py` and `projection_linf` of fra31/auto-attack.
+//! The per-iteration arithmetic (hyperplane projection, convex combination, bookkeeping) runs on
+//! the host in `f64`, with the iterate rounded to the input's dtype after every update as the
+//! reference's tensors are; only the model's passes run on the device.
+
+use candle_core::{DType, Tensor};
+use spat_core::rng::HostRng;
+use spat_core::{Classifier, Mode};
+
+use crate::apgd::{check_classes, ranked_class};
+use crate::attack::{check_eps, Attack};
+use crate::{rows, Error, Result};
+
+/// FAB under an L∞ threat model.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Fab {
+    pub eps: f64,
+    /// Iterations per run (100).
+    pub steps: usize,
+    /// Runs per target class (targeted) or in total (untargeted); every run after the first starts
+    /// at a random point of the ε/2-ball.
+    pub restarts: usize,
+    /// Targeted (FAB-T): one run per each of the `target_classes` most likely wrong classes.
+    pub targeted: bool,
+    pub target_classes: usize,
+    /// Largest weight of the original image's projection in the convex combination (0.1).
+    pub alpha_max: f64,
+    /// Overshoot of the projections (1.05).
+    pub eta: f64,
+    /// Step back towards the original image once misclassified (0.9).
+    pub beta: f64,
+    pub mode: Mode,
+}
+
+impl Fab {
+    /// FAB-T as AutoAttack's standard version runs it: 9 target classes, one run each (so no random
+    /// start), 100 iterations, α_max = 0.1, η = 1.05, β = 0.9.
+    pub fn targeted(eps: f64) -> Self {
+        Self {
+            eps,
+            steps: 100,
+            restarts: 1,
+            targeted: true,
+            target_classes: 9,
+            alpha_max: 0.1,
+            eta: 1.05,
+            beta: 0.9,
+            mode: Mode::Eval,
+        }
+    }
+
+    /// Untargeted FAB with AutoAttack's settings for it (5 restarts, as its `plus` version).
+    pub fn untargeted(eps: f64) -> Self {
+        Self {
+            restarts: 5,
+            targeted: false,
+            ..Self::targeted(eps)
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        check_eps(self.eps)?;
+        if self.steps == 0 {
+            return Err(Error::InvalidArgument(
+                "FAB needs at least one iteration".into(),
+            ));
+        }
+        let ok = |v: f64| v.is_finite();
+        if !(ok(self.alpha_max) && ok(self.eta) && ok(self.beta)) {
+            return Err(Error::InvalidArgument(format!(
+                "FAB's alpha_max, eta and beta must be finite, got {}, {}, {}",
+                self.alpha_max, self.eta, self.beta
+            )));
+        }
+        Ok(())
+    }
+
+    /// One FAB run (`attack_single_run` of the reference) on the correctly classified examples of
+    /// `(x, y)`: returns `x` with each example that a misclassified point was found for replaced
+    /// by the closest such point. `random` (uniform in `[−1, 1]`, shape of `x`) gives a random start
+    /// in the ε/2-ball; `targets` makes it FAB-T.
+    pub fn single_run(
+        &self,
+        model: &dyn Classifier,
+        x: &Tensor,
+        y: &Tensor,
+        targets: Option<&Tensor>,
+        random: Option<&Tensor>,
+    ) -> Result<Tensor> {
+        self.check()?;
+        let x = x.detach();
+        let dtype = x.dtype();
+        let labels = rows::host_labels(y)?;
+        let pred = rows::argmax(&model.logits_wrt_input(&x, self.mode)?)?;
+        let correct: Vec<usize> = (0..labels.len())
+            .filter(|&i| pred[i] == labels[i])
+            .collect();
+        if correct.is_empty() {
+            return Ok(x);
+        }
+        let im2 = rows::gather(&x, &correct)?;
+        let la2: Vec<u32> = correct.iter().map(|&i| labels[i]).collect();
+        let la2_t = Tensor::new(la2.as_slice(), x.device())?;
+        let targets = match targets {
+            Some(t) => Some(rows::gather(t, &correct)?),
+            None => None,
+        };
+        let bs = correct.len();
+        let d = im2.elem_count() / bs;
+        // The iterate lives in `f64` for `f64` inputs and in `f32` otherwise (attacks run on
+        // `f32` pixels, mixed precision included).
+        let round = |v: f64| -> f64 {
+            if dtype == DType::F64 {
+                v
+            } else {
+                v as f32 as f64
+            }
+        };
+        let host = |t: &Tensor| -> Result<Vec<f64>> {
+            Ok(t.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?)
+        };
+        let to_device = |v: &[f64]| -> Result<Tensor> {
+            Ok(Tensor::from_slice(v, im2.shape(), im2.device())?.to_dtype(dtype)?)
+        };
+        let x0 = host(&im2)?;
+        let mut x1 = x0.clone();
+        let mut adv = x0.clone();
+        let mut res2 = vec![1e10f64; bs];
+
+        if let Some(t) = random {
+            let t = host(&rows::gather(t, &correct)?)?;
+            for n in 0..bs {
+                let row = &t[n * d..(n + 1) * d];
+                let m = row.iter().fold(0f64, |m, v| m.max(v.abs()));
+                let r = res2[n].min(self.eps);
+                for i in 0..d {
+                    let v = x0[n * d + i] + r * row[i] / m * 0.5;
+                    x1[n * d + i] = round(v).clamp(0.0, 1.0);
+                }
+            }
+        }
+
+        for _ in 0..self.steps {
+            let x1_t = to_device(&x1)?;
+            // Per example: the linearised boundary w·z = b towards the chosen class, where
+            // `df` is the logit difference (other − label) and `w` its input gradient.
+            let (df, w) = match &targets {
+                Some(t) => {
+                    let diff = |z: &Tensor| -> candle_core::Result<Tensor> {
+                        let pick = |c: &Tensor| z.gather(&c.unsqueeze(1)?, 1)?.squeeze(1);
+                        (pick(&la2_t)? - pick(t)?)?.neg()
+                    };
+                    let e = rows::objective_and_grad(model, &x1_t, self.mode, &diff)?;
+                    (rows::host_f64(&e.objective)?, host(&e.grad)?)
+                }
+                None => self.closest_boundary(model, &x1_t, &la2)?,
+            };
+            let b: Vec<f64> = (0..bs)
+                .map(|n| {
+                    let dot: f64 = (0..d).map(|i| w[n * d + i] * x1[n * d + i]).sum();
+                    -df[n] + dot
+                })
+                .collect();
+            let mut points = x1.clone();
+            points.extend_from_slice(&x0);
+            let mut ws = w.clone();
+            ws.extend_from_slice(&w);
+            let mut bb = b.clone();
+            bb.extend_from_slice(&b);
+            let d3 = projection_linf(&points, &ws, &bb, d);
+            let a0: Vec<f64> = (0..2 * bs)
+                .map(|r| {
+                    let m = d3[r * d..(r + 1) * d]
+                        .iter()
+                        .fold(0f64, |m, v| m.max(v.abs()));
+                    round(m).max(1e-8)
+                })
+                .collect();
+            for n in 0..bs {
+                let (a1, a2) = (a0[n], a0[bs + n]);
+                let alpha = (a1 / (a1 + a2)).max(0.0).min(self.alpha_max);
+                for i in 0..d {
+                    let d1 = d3[n * d + i];
+                    let d2 = d3[(bs + n) * d + i];
+                    let v = (x1[n * d + i] + self.eta * d1) * (1.0 - alpha)
+                        + (x0[n * d + i] + d2 * self.eta) * alpha;
+                    x1[n * d + i] = round(v).clamp(0.0, 1.0);
+                }
+            }
+            let pred = rows::argmax(&model.logits_wrt_input(&to_device(&x1)?, self.mode)?)?;
+            for n in 0..bs {
+                if pred[n] == la2[n] {
+                    continue;
+                }
+                let row = n * d..(n + 1) * d;
+                let t = x1[row.clone()]
+                    .iter()
+                    .zip(&x0[row.clone()])
+                    .fold(0f64, |m, (a, b)| m.max(round(a - b).abs()));
+                if t < res2[n] {
+                    adv[row.clone()].copy_from_slice(&x1[row.clone()]);
+                    res2[n] = t;
+                }
+                for i in row {
+                    x1[i] = round(x0[i] + round(x1[i] - x0[i]) * self.beta);
+                }
+            }
+        }
+        let found: Vec<usize> = (0..bs).filter(|&n| res2[n] < 1e10).collect();
+        let positions: Vec<usize> = found.iter().map(|&n| correct[n]).collect();
+        let adv_t = rows::gather(&to_device(&adv)?, &found)?;
+        rows::scatter(&x, &positions, &adv_t)
+    }
+
+    /// Untargeted FAB's choice of boundary: of all classes `k ≠ y`, the one whose linearised
+    /// boundary is closest in L∞, `|z_k − z_y| / ‖∇(z_k − z_y)‖₁`; returns its logit difference
+    /// and gradient per example.
+    fn closest_boundary(
+        &self,
+        model: &dyn Classifier,
+        x: &Tensor,
+        labels: &[u32],
+    ) -> Result<(Vec<f64>, Vec<f64>)> {
+        let xv = candle_core::Var::from_tensor(x)?;
+        let logits = model.logits_wrt_input(xv.as_tensor(), self.mode)?;
+        let (bs, k) = logits.dims2()?;
+        let d = x.elem_count() / bs;
+        let z = logits.detach().to_dtype(DType::F64)?.to_vec2::<f64>()?;
+        let mut grads = Vec::with_capacity(k);
+        for c in 0..k {
+            let g = logits.narrow(1, c, 1)?.sum_all()?.backward()?;
+            let g = match g.get(xv.as_tensor()) {
+                Some(g) => g.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?,
+                None => vec![0f64; bs * d],
+            };
+            grads.push(g);
+        }
+        let mut df = vec![0f64; bs];
+        let mut w = vec![0f64; bs * d];
+        for n in 0..bs {
+            let l = labels[n] as usize;
+            let mut best = (f64::INFINITY, l);
+            for c in 0..k {
+                let f = if c == l { 1e10 } else { z[n][c] - z[n][l] };
+                let norm: f64 = (0..d)
+                    .map(|i| (grads[c][n * d + i] - grads[l][n * d + i]).abs())
+                    .sum();
+                let dist = f.abs() / (1e-12 + norm);
+                if dist < best.0 {
+                    best = (dist, c);
+                }
+            }
+            let c = best.1;
+            df[n] = if c == l { 1e10 } else { z[n][c] - z[n][l] };
+            for i in 0..d {
+                w[n * d + i] = grads[c][n * d + i] - grads[l][n * d + i];
+            }
+        }
+        Ok((df, w))
+    }
+}
+
+/// `eps` as the reference compares it with a distance held in `dtype`.
+fn eps_in(eps: f64, dtype: DType) -> f64 {
+    if dtype == DType::F64 {
+        eps
+    } else {
+        eps as f32 as f64
+    }
+}
+
+/// The L∞-minimal step `δ` (per row of `points`, `d` columns) that puts `points + δ` on the
+/// hyperplane `w·z = b` inside the box `[0, 1]^d`, or as close as the box allows:
+/// `projection_linf` of the reference, row by row, in `f64`.
+pub fn projection_linf(points: &[f64], w: &[f64], b: &[f64], d: usize) -> Vec<f64> {
+    let rows = b.len();
+    let mut out = vec![0f64; rows * d];
+    let nitermax = (d as f64).log2().ceil() as usize;
+    for r in 0..rows {
+        let t = &points[r * d..(r + 1) * d];
+        let dot: f64 = (0..d).map(|i| w[r * d + i] * t[i]).sum();
+        let sign = if dot - b[r] >= 0.0 { 1.0 } else { -1.0 };
+        let w: Vec<f64> = w[r * d..(r + 1) * d].iter().map(|v| v * sign).collect();
+        let b = b[r] * sign;
+        let a: Vec<f64> = w.iter().map(|&v| if v < 0.0 { 1.0 } else { 0.0 }).collect();
+        let mut dd: Vec<f64> = (0..d)
+            .map(|i| if w[i] != 0.0 { a[i] - t[i] } else { 0.0 })
+            .collect();
+        let p: Vec<f64> = (0..d).map(|i| a[i] - t[i] * (2.0 * a[i] - 1.0)).collect();
+        let mut indp: Vec<usize> = (0..d).collect();
+        indp.sort_by(|&i, &j| p[i].total_cmp(&p[j]));
+        let wt: f64 = (0..d).map(|i| w[i] * t[i]).sum();
+        let b = b - wt;
+        let b0: f64 = (0..d).map(|i| w[i] * dd[i]).sum();
+        // Cumulative sums in decreasing order of p.
+        let mut s = vec![0f64; d];
+        let mut sb = vec![0f64; d];
+        let (mut acc_s, mut acc_sb) = (0f64, 0f64);
+        for (k, &i) in indp.iter().rev().enumerate() {
+            acc_s += w[i].abs();
+            acc_sb += -w[i] * dd[i];
+            s[k] = acc_s;
+            sb[k] = acc_sb + b0;
+        }
+        let p_desc = |k: usize| p[indp[d - 1 - k]];
+        let b2 = sb[d - 1] - s[d - 1] * p[indp[0]];
+        let c_l = b - b2 > 0.0;
+        let c2 = (b - b0 > 0.0) && !c_l;
+        if c_l {
+            let lmbd = ((b - sb[d - 1]) / (-s[d - 1])).max(0.0);
+            for i in 0..d {
+                dd[i] = (2.0 * a[i] - 1.0) * lmbd;
+            }
+        } else if c2 {
+            let (mut lb, mut ub) = (0f64, (d - 1) as f64);
+            for _ in 0..nitermax {
+                let mid = ((lb + ub) / 2.0).floor();
+                let k = mid as usize;
+                let b2 = sb[k] - s[k] * p_desc(k);
+                if b - b2 > 0.0 {
+                    lb = mid;
+                } else {
+                    ub = mid;
+                }
+            }
+            let k = lb as usize;
+            let lmbd = ((b - sb[k]) / (-s[k])).max(0.0);
+            for i in 0..d {
+                dd[i] = lmbd.min(dd[i]) * a[i] + (-lmbd).max(dd[i]) * (1.0 - a[i]);
+            }
+        }
+        for i in 0..d {
+            out[r * d + i] = if w[i] != 0.0 { dd[i] } else { 0.0 };
+        }
+    }
+    out
+}
+
+impl Attack for Fab {
+    /// Starts the first run of each target at the clean image and later runs at random points
+    /// drawn from `rng`.
+    fn perturb(
+        &self,
+        model: &dyn Classifier,
+        x: &Tensor,
+        y: &Tensor,
+        rng: &mut HostRng,
+    ) -> Result<Tensor> {
+        self.check()?;
+        let x = x.detach();
+        let k = check_classes(model, &x, self.mode, 2, "FAB")?;
+        if self.targeted && self.target_classes + 1 > k {
+            return Err(Error::InvalidArgument(format!(
+                "FAB-T with {} target classes needs at least {} classes, the model has {k}",
+                self.target_classes,
+                self.target_classes + 1
+            )));
+        }
+        let robust = rows::correct(model, &x, y, self.mode)?;
+        let ranks: Vec<Option<usize>> = if self.targeted {
+            (2..self.target_classes + 2).map(Some).collect()
+        } else {
+            vec![None]
+        };
+        let eps = eps_in(self.eps, x.dtype());
+        let rounds = ranks.len() * self.restarts;
+        let (adv, _) = rows::on_survivors(&x, y, robust, rounds, |xs, ys, round| {
+            let (rank, restart) = (ranks[round / self.restarts], round % self.restarts);
+            let targets = match rank {
+                Some(r) => Some(ranked_class(model, xs, self.mode, r)?),
+                None => None,
+            };
+            let start = if restart > 0 {
+                Some(spat_core::rng::uniform(
+                    rng,
+                    xs.shape(),
+                    -1.0,
+                    1.0,
+                    xs.device(),
+                )?)
+            } else {
+                None
+            };
+            let adv = self.single_run(model, xs, ys, targets.as_ref(), start.as_ref())?;
+            // Fooled: misclassified within ε (FAB's points can lie beyond it).
+            let wrong = rows::misclassified(model, &adv, ys, self.mode)?;
+            let dist = rows::linf_norms(&(xs - &adv)?)?;
+            let fooled = wrong
+                .iter()
+                .zip(&dist)
+                .map(|(&w, &d)| w && d <= eps)
+                .collect();
+            Ok((adv, fooled))
+        })?;
+        Ok(adv)
+    }
+}
