@@ -398,3 +398,20 @@ pub fn save_grid(
     }
     Ok(())
 }
+
+/// The first column of an image grid: the test images `rows`, each captioned with its true class.
+pub fn original_rows(
+    test: &ImageSet,
+    rows: &[usize],
+    names: &[String],
+) -> Result<Vec<Vec<(spat_report::Canvas, String)>>> {
+    let (c, h, w) = test.shape();
+    rows.iter()
+        .map(|&i| {
+            let label = names[test.labels()[i] as usize].clone();
+            spat_report::Canvas::from_planar(test.image(i), c, h, w)
+                .map(|img| vec![(img, label)])
+                .map_err(|e| anyhow!("{e}"))
+        })
+        .collect()
+}

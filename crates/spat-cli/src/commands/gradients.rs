@@ -10,8 +10,8 @@ use spat_report::Canvas;
 use spat_spec::Precision;
 
 use super::common::{
-    check_output_file, load_model, load_split, parse_device, parse_normalization, pick_rows,
-    save_grid,
+    check_output_file, load_model, load_split, original_rows, parse_device, parse_normalization,
+    pick_rows, save_grid,
 };
 
 #[derive(clap::Args, Debug)]
@@ -96,15 +96,7 @@ pub fn run(a: Args) -> Result<()> {
     let batch = test.to_batch(&rows_ix, &device)?;
 
     let mut headers = vec!["original".to_string()];
-    let mut grid: Vec<Vec<(Canvas, String)>> = rows_ix
-        .iter()
-        .map(|&i| {
-            let label = names[test.labels()[i] as usize].clone();
-            Canvas::from_planar(test.image(i), c, h, w)
-                .map(|img| vec![(img, label)])
-                .map_err(|e| anyhow!("{e}"))
-        })
-        .collect::<Result<_>>()?;
+    let mut grid = original_rows(&test, &rows_ix, &names)?;
     let mut predictions: Vec<Vec<String>> = vec![Vec::new(); rows_ix.len()];
     for (label, path) in &checkpoints {
         let model = load_model(

@@ -8,7 +8,7 @@ use spat_attacks::AttackSpec;
 use spat_report::{Canvas, ImageGrid};
 
 use super::common::{
-    check_output_file, parse_device, parse_eps, pick_rows, save_grid, CheckpointArgs,
+    check_output_file, original_rows, parse_device, parse_eps, pick_rows, save_grid, CheckpointArgs,
 };
 
 #[derive(clap::Args, Debug)]
@@ -89,15 +89,7 @@ pub fn run(a: Args) -> Result<()> {
     let batch = test.to_batch(&rows_ix, &device)?;
 
     let mut headers = vec!["original".to_string()];
-    let mut grid: Vec<Vec<(Canvas, String)>> = rows_ix
-        .iter()
-        .map(|&i| {
-            let label = names[test.labels()[i] as usize].clone();
-            Canvas::from_planar(test.image(i), c, h, w)
-                .map(|img| vec![(img, label)])
-                .map_err(|e| anyhow!("{e}"))
-        })
-        .collect::<Result<_>>()?;
+    let mut grid = original_rows(&test, &rows_ix, &names)?;
     let mut predictions: Vec<Vec<String>> = vec![Vec::new(); rows_ix.len()];
     let columns = spat_attacks::adversarial_columns(&*model, &batch, &specs, &a.eps, a.seed)?;
     for column in &columns {
