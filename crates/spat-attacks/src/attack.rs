@@ -66,9 +66,19 @@ pub(crate) fn labels(y: &Tensor) -> Result<Vec<u32>> {
     Ok(y.to_dtype(DType::U32)?.to_vec1::<u32>()?)
 }
 
-/// Whether `model` classifies each image of `x` as its label in `y`.
+/// Whether `model` (in `Mode::Eval`) classifies each image of `x` as its label in `y`.
 pub fn correct(model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Result<Vec<bool>> {
-    let pred = predictions(model, x)?;
+    correct_in(model, x, y, Mode::Eval)
+}
+
+/// [`correct`] with the model in `mode`.
+pub(crate) fn correct_in(
+    model: &dyn Classifier,
+    x: &Tensor,
+    y: &Tensor,
+    mode: Mode,
+) -> Result<Vec<bool>> {
+    let pred = argmax(&model.logits_wrt_input(x, mode)?)?;
     Ok(pred.iter().zip(labels(y)?).map(|(p, l)| *p == l).collect())
 }
 

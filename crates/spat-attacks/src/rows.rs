@@ -72,22 +72,7 @@ pub(crate) fn host_f64(t: &Tensor) -> Result<Vec<f64>> {
     Ok(t.to_dtype(DType::F64)?.to_vec1::<f64>()?)
 }
 
-pub(crate) use crate::attack::{argmax, labels as host_labels};
-
-/// Whether `model` classifies each example of `x` as its label.
-pub(crate) fn correct(
-    model: &dyn Classifier,
-    x: &Tensor,
-    y: &Tensor,
-    mode: Mode,
-) -> Result<Vec<bool>> {
-    let pred = argmax(&model.logits_wrt_input(x, mode)?)?;
-    Ok(pred
-        .iter()
-        .zip(host_labels(y)?)
-        .map(|(p, l)| *p == l)
-        .collect())
-}
+pub(crate) use crate::attack::{argmax, correct_in as correct, labels as host_labels};
 
 /// Logits, per-example objective and input gradient of the summed objective at `x`.
 pub(crate) struct Evaluation {
