@@ -238,6 +238,7 @@ fn shifted_run(g: &Geometry, rows: &Range<usize>, ky: usize, kx: usize) -> (isiz
 }
 
 /// Zeroes the columns outside `cols` of every output row in `run` (rows of `g.ow`).
+#[inline(always)]
 fn zero_edge_columns(g: &Geometry, run: &mut [f32], cols: &Range<usize>) {
     for o in (0..cols.start).chain(cols.end..g.ow) {
         for v in run.iter_mut().skip(o).step_by(g.ow) {
@@ -249,6 +250,11 @@ fn zero_edge_columns(g: &Geometry, run: &mut [f32], cols: &Range<usize>) {
 /// Writes the im2col rows of input channels `channels` for `tile` into `col` (`[kk][T]`,
 /// zeros where a tap falls into the padding). `x` starts at the tile's first image.
 fn im2col(g: &Geometry, x: &[f32], tile: &Tile, channels: Range<usize>, col: &mut [f32]) {
+    crate::simd::vectorized(|| im2col_loops(g, x, tile, channels, col))
+}
+
+#[inline(always)]
+fn im2col_loops(g: &Geometry, x: &[f32], tile: &Tile, channels: Range<usize>, col: &mut [f32]) {
     let t = tile.columns(g);
     let first = tile.images.start;
     let per_image = tile.rows.len() * g.ow;
@@ -310,6 +316,11 @@ fn im2col(g: &Geometry, x: &[f32], tile: &Tile, channels: Range<usize>, col: &mu
 /// Adds the im2col-shaped `col` (`[kk][T]`, all input channels) of `tile` onto `dx`, which
 /// starts at the tile's first image.
 fn col2im(g: &Geometry, col: &mut [f32], tile: &Tile, dx: &mut [f32]) {
+    crate::simd::vectorized(|| col2im_loops(g, col, tile, dx))
+}
+
+#[inline(always)]
+fn col2im_loops(g: &Geometry, col: &mut [f32], tile: &Tile, dx: &mut [f32]) {
     let t = tile.columns(g);
     let first = tile.images.start;
     let per_image = tile.rows.len() * g.ow;

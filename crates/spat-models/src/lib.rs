@@ -21,6 +21,7 @@ pub mod layers;
 mod malloc;
 pub mod profile;
 pub mod resnet;
+mod simd;
 pub mod wide_resnet;
 
 use std::path::Path;
