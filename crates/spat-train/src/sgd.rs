@@ -102,7 +102,17 @@ impl Sgd {
             let Some(grad) = grads.get(slot.var.as_tensor()) else {
                 continue;
             };
-            let p = slot.var.as_tensor().detach();
+            let p = slot.var.as_tensor();
+            if let Some(buf) = &slot.buf {
+                if fused::applies(&[p, grad, buf]) {
+                    fused::step(&c, slot.decay, p, grad, buf)?;
+                    continue;
+                }
+            } else if c.momentum == 0.0 && fused::applies(&[p, grad]) {
+                fused::step_without_momentum(&c, slot.decay, p, grad)?;
+                continue;
+            }
+            let p = p.detach();
             let mut d = grad.detach();
             if slot.decay != 0.0 {
                 d = (d + (&p * slot.decay)?)?;
@@ -125,11 +135,13 @@ impl Sgd {
     }
 
     /// Momentum buffers by parameter name (parameters that have not been stepped yet are absent).
-    pub fn state(&self) -> HashMap<String, Tensor> {
+    /// Copies, so that later steps (which update the buffers in place) do not change them.
+    pub fn state(&self) -> Result<HashMap<String, Tensor>> {
         self.slots
             .iter()
-            .filter_map(|s| s.buf.as_ref().map(|b| (s.name.clone(), b.clone())))
-            .collect()
+            .filter_map(|s| s.buf.as_ref().map(|b| Ok((s.name.clone(), b.copy()?))))
+            .collect::<candle_core::Result<_>>()
+            .map_err(Error::from)
     }
 
     /// Restores buffers saved by [`Sgd::state`]; `origin` names the file in errors.
@@ -152,7 +164,8 @@ impl Sgd {
                             slot.var.dims()
                         )));
                     }
-                    Some(t.to_device(slot.var.device())?)
+                    // A copy of its own: the fused step updates it in place.
+                    Some(t.to_device(slot.var.device())?.copy()?)
                 }
             };
         }
@@ -165,6 +178,174 @@ impl Sgd {
             )));
         }
         Ok(())
+    }
+}
+
+/// The update as two in-place passes over each CPU `f32` parameter (momentum buffer, then
+/// parameter) instead of about ten tensor operations, each a pass of its own with a fresh
+/// tensor. Every element goes through the same `f32` operations in the same order as the
+/// tensor path (candle's `x * s` is `x * s + 0`), so the two give the same bits.
+mod fused {
+    use candle_core::{CpuStorage, DType, InplaceOp3, Layout, Result, Tensor};
+    use rayon::prelude::*;
+
+    use super::SgdConfig;
+
+    /// Elements per parallel task: smaller parameters are updated on the calling thread.
+    pub const CHUNK: usize = 1 << 15;
+
+    pub fn applies(tensors: &[&Tensor]) -> bool {
+        tensors
+            .iter()
+            .all(|t| t.device().is_cpu() && t.dtype() == DType::F32 && t.is_contiguous())
+    }
+
+    /// `x * s` as candle computes it.
+    #[inline(always)]
+    fn scaled(x: f32, s: f32) -> f32 {
+        x * s + 0.0
+    }
+
+    #[derive(Clone, Copy)]
+    struct Update {
+        lr: f32,
+        decay: Option<f32>,
+        momentum: f32,
+        keep: f32,
+        nesterov: bool,
+    }
+
+    impl Update {
+        fn new(c: &SgdConfig, decay: f64) -> Self {
+            Self {
+                lr: c.lr as f32,
+                decay: (decay != 0.0).then_some(decay as f32),
+                momentum: c.momentum as f32,
+                keep: (1.0 - c.dampening) as f32,
+                nesterov: c.nesterov,
+            }
+        }
+
+        #[inline(always)]
+        fn direction(&self, g: f32, p: f32) -> f32 {
+            match self.decay {
+                Some(wd) => g + scaled(p, wd),
+                None => g,
+            }
+        }
+    }
+
+    fn slices<'a>(what: &str, s: &'a CpuStorage, l: &Layout, len: usize) -> Result<&'a [f32]> {
+        match (s, l.contiguous_offsets()) {
+            (CpuStorage::F32(v), Some((a, b))) if b - a == len => Ok(&v[a..b]),
+            _ => candle_core::bail!("sgd: {what} is not a contiguous f32 tensor of {len} elements"),
+        }
+    }
+
+    fn dst_slice<'a>(s: &'a mut CpuStorage, l: &Layout) -> Result<&'a mut [f32]> {
+        match (s, l.contiguous_offsets()) {
+            (CpuStorage::F32(v), Some((a, b))) => Ok(&mut v[a..b]),
+            _ => candle_core::bail!("sgd: the updated tensor is not a contiguous f32 tensor"),
+        }
+    }
+
+    /// `buf ← momentum·buf + (1 − dampening)·d`, with `d = g + wd·p`.
+    struct Momentum(Update);
+
+    impl InplaceOp3 for Momentum {
+        fn name(&self) -> &'static str {
+            "sgd-momentum"
+        }
+
+        fn cpu_fwd(
+            &self,
+            dst: &mut CpuStorage,
+            dst_l: &Layout,
+            gs: &CpuStorage,
+            gl: &Layout,
+            ps: &CpuStorage,
+            pl: &Layout,
+        ) -> Result<()> {
+            let u = self.0;
+            let buf = dst_slice(dst, dst_l)?;
+            let g = slices("gradient", gs, gl, buf.len())?;
+            let p = slices("parameter", ps, pl, buf.len())?;
+            buf.par_chunks_mut(CHUNK)
+                .zip(g.par_chunks(CHUNK))
+                .zip(p.par_chunks(CHUNK))
+                .for_each(|((b, g), p)| {
+                    for ((b, &g), &p) in b.iter_mut().zip(g).zip(p) {
+                        *b = scaled(*b, u.momentum) + scaled(u.direction(g, p), u.keep);
+                    }
+                });
+            Ok(())
+        }
+    }
+
+    /// `p ← p − lr·step`, with `step = buf`, `d + momentum·buf` (Nesterov) or `d` (no
+    /// momentum; `buf` is then the gradient itself).
+    struct Parameter {
+        update: Update,
+        with_momentum: bool,
+    }
+
+    impl InplaceOp3 for Parameter {
+        fn name(&self) -> &'static str {
+            "sgd-parameter"
+        }
+
+        fn cpu_fwd(
+            &self,
+            dst: &mut CpuStorage,
+            dst_l: &Layout,
+            gs: &CpuStorage,
+            gl: &Layout,
+            bs: &CpuStorage,
+            bl: &Layout,
+        ) -> Result<()> {
+            let (u, with_momentum) = (self.update, self.with_momentum);
+            let p = dst_slice(dst, dst_l)?;
+            let g = slices("gradient", gs, gl, p.len())?;
+            let buf = slices("momentum buffer", bs, bl, p.len())?;
+            p.par_chunks_mut(CHUNK)
+                .zip(g.par_chunks(CHUNK))
+                .zip(buf.par_chunks(CHUNK))
+                .for_each(|((p, g), buf)| {
+                    for ((p, &g), &b) in p.iter_mut().zip(g).zip(buf) {
+                        let step = match (with_momentum, u.nesterov) {
+                            (false, _) => u.direction(g, *p),
+                            (true, false) => b,
+                            (true, true) => u.direction(g, *p) + scaled(b, u.momentum),
+                        };
+                        *p -= scaled(step, u.lr);
+                    }
+                });
+            Ok(())
+        }
+    }
+
+    pub fn step(c: &SgdConfig, decay: f64, p: &Tensor, g: &Tensor, buf: &Tensor) -> Result<()> {
+        let update = Update::new(c, decay);
+        buf.inplace_op3(g, p, &Momentum(update))?;
+        p.inplace_op3(
+            g,
+            buf,
+            &Parameter {
+                update,
+                with_momentum: true,
+            },
+        )
+    }
+
+    pub fn step_without_momentum(c: &SgdConfig, decay: f64, p: &Tensor, g: &Tensor) -> Result<()> {
+        p.inplace_op3(
+            g,
+            g,
+            &Parameter {
+                update: Update::new(c, decay),
+                with_momentum: false,
+            },
+        )
     }
 }
 
@@ -230,7 +411,7 @@ mod tests {
         opt.step(&grads(&s, [1.0, 1.0], 2.0)).unwrap();
         assert!((get(&s, "w")[0] - 0.707_201).abs() < 1e-6);
         assert_eq!(get(&s, "running_mean"), vec![3.0]);
-        assert_eq!(opt.state().len(), 2);
+        assert_eq!(opt.state().unwrap().len(), 2);
     }
 
     #[test]
@@ -256,12 +437,12 @@ mod tests {
         let s = store();
         let mut opt = Sgd::new(&s, SgdConfig::new(0.1, 0.0));
         opt.step(&grads(&s, [1.0, 2.0], 3.0)).unwrap();
-        let st = opt.state();
+        let st = opt.state().unwrap();
         let mut fresh = Sgd::new(&s, SgdConfig::new(0.1, 0.0));
         fresh
             .load_state(st.clone(), Path::new("opt.safetensors"))
             .unwrap();
-        assert_eq!(fresh.state().len(), 2);
+        assert_eq!(fresh.state().unwrap().len(), 2);
         let mut bad = st;
         bad.insert(
             "w".into(),
@@ -275,5 +456,101 @@ mod tests {
             msg.contains("opt.safetensors") && msg.contains("`w`"),
             "{msg}"
         );
+    }
+
+    /// The tensor-op update (what `step` falls back to off the CPU), as the reference.
+    fn tensor_path(
+        c: &SgdConfig,
+        decay: f64,
+        p: &Tensor,
+        g: &Tensor,
+        buf: Option<Tensor>,
+    ) -> (Tensor, Option<Tensor>) {
+        let mut d = g.clone();
+        if decay != 0.0 {
+            d = (d + (p * decay).unwrap()).unwrap();
+        }
+        let mut new_buf = None;
+        if c.momentum != 0.0 {
+            let b = match buf {
+                None => d.clone(),
+                Some(b) => {
+                    ((b * c.momentum).unwrap() + (&d * (1.0 - c.dampening)).unwrap()).unwrap()
+                }
+            };
+            d = if c.nesterov {
+                (d + (&b * c.momentum).unwrap()).unwrap()
+            } else {
+                b.clone()
+            };
+            new_buf = Some(b);
+        }
+        ((p - (d * c.lr).unwrap()).unwrap(), new_buf)
+    }
+
+    fn bits(t: &Tensor) -> Vec<u32> {
+        t.flatten_all()
+            .unwrap()
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|v| v.to_bits())
+            .collect()
+    }
+
+    /// The fused in-place update gives the tensor path's bits, over several steps, for every
+    /// combination of decay, dampening, Nesterov and momentum (including signed zeros and a
+    /// parameter large enough to be split into parallel chunks).
+    #[test]
+    fn fused_update_is_bit_identical_to_the_tensor_path() {
+        let d = Device::Cpu;
+        let n = 3 * fused::CHUNK + 17;
+        let wave = |seed: f32| -> Vec<f32> {
+            (0..n)
+                .map(|i| match i % 11 {
+                    0 => 0.0,
+                    1 => -0.0,
+                    _ => ((i as f32 * 0.7311 + seed).sin() * 3.7).powi(3),
+                })
+                .collect()
+        };
+        let configs = [
+            (0.1, 0.9, 0.0, false, 5e-4),
+            (0.05, 0.9, 0.1, true, 2e-4),
+            (0.3, 0.5, 0.0, true, 0.0),
+            (0.01, 0.0, 0.0, false, 1e-3),
+            (0.02, 0.0, 0.0, false, 0.0),
+        ];
+        for (lr, momentum, dampening, nesterov, wd) in configs {
+            let cfg = SgdConfig {
+                lr,
+                momentum,
+                dampening,
+                nesterov,
+                weight_decay: wd,
+                decay_1d: true,
+            };
+            let mut store = VarStore::new(&d);
+            store
+                .add_parameter("w", Tensor::from_vec(wave(0.0), n, &d).unwrap())
+                .unwrap();
+            let mut opt = Sgd::new(&store, cfg);
+            let var = store.get("w").unwrap().clone();
+            let (mut p_ref, mut buf_ref) = (var.as_tensor().copy().unwrap(), None);
+            for step in 0..4 {
+                let g = Tensor::from_vec(wave(step as f32 + 1.0), n, &d).unwrap();
+                let loss = (var.as_tensor() * &g).unwrap().sum_all().unwrap();
+                opt.step(&loss.backward().unwrap()).unwrap();
+                (p_ref, buf_ref) = tensor_path(&cfg, wd, &p_ref, &g, buf_ref);
+                assert_eq!(bits(var.as_tensor()), bits(&p_ref), "{cfg:?}, step {step}");
+                if let Some(b) = &buf_ref {
+                    assert_eq!(
+                        bits(&opt.state().unwrap()["w"]),
+                        bits(b),
+                        "{cfg:?}, step {step}"
+                    );
+                }
+            }
+        }
     }
 }

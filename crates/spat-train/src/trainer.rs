@@ -808,7 +808,7 @@ impl<'a> Run<'a> {
         } = outcome;
         let epoch = metrics.epoch;
         let weights = self.model.var_store().to_safetensors()?;
-        let momentum = spat_core::store::tensors_to_safetensors(&self.optimizer.state())?;
+        let momentum = spat_core::store::tensors_to_safetensors(&self.optimizer.state()?)?;
         let checkpoint = CommittedFile {
             file: files::checkpoint(epoch),
             fnv1a64: Fnv1a::hex_of(&weights),
