@@ -266,6 +266,12 @@ impl Linear {
                 .broadcast_add(&wide(&bias)?)?;
             return y.to_dtype(DType::BF16);
         }
+        if x.device().is_cpu() && x.dtype() == DType::F32 {
+            return x
+                .contiguous()?
+                .apply_op2(&weight.contiguous()?, crate::linear_cpu::RowwiseLinear)?
+                .broadcast_add(&bias);
+        }
         x.matmul(&weight.t()?)?.broadcast_add(&bias)
     }
 

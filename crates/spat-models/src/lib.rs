@@ -18,6 +18,7 @@ mod conv_cudnn;
 mod cpu_data;
 mod gemm_cpu;
 pub mod layers;
+mod linear_cpu;
 mod malloc;
 pub mod profile;
 pub mod resnet;
