@@ -433,21 +433,21 @@ fn fooled_examples_are_misclassified_and_the_rest_untouched() {
 
 #[test]
 fn apgd_averages_eot_gradients_over_the_given_number_of_passes() {
-    use std::cell::Cell;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     struct Counting<'a> {
         inner: &'a Mlp,
-        calls: Cell<usize>,
+        calls: AtomicUsize,
     }
     impl Classifier for Counting<'_> {
         fn logits(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
-            self.calls.set(self.calls.get() + 1);
+            self.calls.fetch_add(1, Ordering::Relaxed);
             self.inner.logits(x, mode)
         }
     }
     let mlp = random_mlp(7, 48, 10);
     let model = Counting {
         inner: &mlp,
-        calls: Cell::new(0),
+        calls: AtomicUsize::new(0),
     };
     let x = random_images(8, 4);
     let y = mostly_correct_labels(&mlp, &x, 10);
@@ -461,7 +461,7 @@ fn apgd_averages_eot_gradients_over_the_given_number_of_passes() {
     };
     apgd.run_from(&model, &x, &y, &x).unwrap();
     // The start and each of the 7 iterations: 3 passes each.
-    assert_eq!(model.calls.get(), 8 * 3);
+    assert_eq!(model.calls.load(Ordering::Relaxed), 8 * 3);
 }
 
 #[test]
@@ -633,19 +633,19 @@ fn restarts_fool_at_least_what_the_first_run_fools() {
 
 #[test]
 fn autoattack_warns_about_probabilities_and_randomised_outputs() {
-    use std::cell::RefCell;
+    use std::sync::Mutex;
     struct Softmax(Mlp);
     impl Classifier for Softmax {
         fn logits(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
             losses::softmax(&self.0.logits(x, mode)?)
         }
     }
-    struct Noisy(Mlp, RefCell<spat_attacks::HostRng>);
+    struct Noisy(Mlp, Mutex<spat_attacks::HostRng>);
     impl Classifier for Noisy {
         fn logits(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor> {
             let z = self.0.logits(x, mode)?;
             let noise =
-                spat_core::rng::normal(&mut *self.1.borrow_mut(), z.shape(), 0.1, z.device())?;
+                spat_core::rng::normal(&mut *self.1.lock().unwrap(), z.shape(), 0.1, z.device())?;
             z + noise
         }
     }
@@ -663,7 +663,7 @@ fn autoattack_warns_about_probabilities_and_randomised_outputs() {
     assert!(warnings(&random_mlp(16, 48, 10)).is_empty());
     let w = warnings(&Softmax(random_mlp(16, 48, 10)));
     assert!(w.len() == 1 && w[0].contains("probabilities"), "{w:?}");
-    let w = warnings(&Noisy(random_mlp(16, 48, 10), RefCell::new(host_rng(1, 1))));
+    let w = warnings(&Noisy(random_mlp(16, 48, 10), Mutex::new(host_rng(1, 1))));
     assert!(w.len() == 1 && w[0].contains("randomised"), "{w:?}");
 }
 

@@ -30,7 +30,9 @@ use candle_core::Tensor;
 ///
 /// This is all an attack needs: implement it for your own candle model and every attack in
 /// `spat-attacks` works on it. Inputs are `f32` images in `[0, 1]`, NCHW; output is `(N, K)` logits.
-pub trait Classifier {
+/// It is `Sync` because attacks in `Mode::Eval` run it on parts of a batch from several threads
+/// at once.
+pub trait Classifier: Sync {
     fn logits(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor>;
 
     /// Logits for a pass whose only gradient of interest is the one with respect to `x`: an
