@@ -517,6 +517,9 @@ pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
 
 /// `∂loss/∂x` given `grad = ∂loss/∂y`.
 pub(crate) fn input_grad(g: &Geometry, grad: &[f32], w: &[f32]) -> Result<Vec<f32>> {
+    if let Some((transposed, flipped)) = as_forward(g, w) {
+        return forward(&transposed, grad, &flipped);
+    }
     let mut dx = vec![0f32; g.n * g.cin * g.plane_in()];
     if dx.is_empty() || g.plane_out() == 0 {
         return Ok(dx);
@@ -577,6 +580,46 @@ pub(crate) fn input_grad(g: &Geometry, grad: &[f32], w: &[f32]) -> Result<Vec<f3
             Ok(())
         })?;
     Ok(dx)
+}
+
+/// Fewest input channels for which [`as_forward`] computes an input gradient: with fewer, its
+/// product has too few output columns (measured: 3 and 16 channels slower, 32 and more faster).
+const MIN_FORWARD_INPUT_GRAD_CHANNELS: usize = 32;
+
+/// A stride-1 convolution whose output has its input's size, other than 1×1, as the forward
+/// convolution that computes its input gradient: `dx = conv(dy, W')` with `W'[c][o]` the
+/// kernel `W[o][c]` turned by 180°, padded by `k − 1 − padding`. That product reduces over
+/// `C_out·k²` and writes `dx` once, where the col2im form reduces over `C_out` only and adds
+/// `k²` partial images into `dx` (measured in bench/NOTES.md, section 9).
+fn as_forward(g: &Geometry, w: &[f32]) -> Option<(Geometry, Vec<f32>)> {
+    let same = g.stride == 1 && 2 * g.padding + 1 == g.k && g.oh == g.h && g.ow == g.w;
+    if !same || g.pointwise() || g.cin < MIN_FORWARD_INPUT_GRAD_CHANNELS {
+        return None;
+    }
+    let kk = g.kk();
+    let mut flipped = vec![0f32; w.len()];
+    for o in 0..g.cout {
+        for c in 0..g.cin {
+            let src = &w[(o * g.cin + c) * kk..][..kk];
+            let dst = &mut flipped[(c * g.cout + o) * kk..][..kk];
+            for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                *d = *s;
+            }
+        }
+    }
+    let transposed = Geometry {
+        n: g.n,
+        cin: g.cout,
+        h: g.oh,
+        w: g.ow,
+        cout: g.cin,
+        k: g.k,
+        oh: g.h,
+        ow: g.w,
+        stride: 1,
+        padding: g.k - 1 - g.padding,
+    };
+    Some((transposed, flipped))
 }
 
 /// `∂loss/∂W` given `grad = ∂loss/∂y`.
@@ -837,8 +880,9 @@ mod tests {
     /// images, 1×1 stride 1 (one product per image and grouped) and stride 2, weight-gradient
     /// channel groups and batch partitions, k = 5, padding 0 and padding larger than k/2,
     /// stride 3, a single image (fewer tasks than threads), odd and non-square sizes, and both
-    /// im2col paths (same-width stride 1, and the row-by-row general one).
-    const CASES: [Case; 12] = [
+    /// im2col paths (same-width stride 1, and the row-by-row general one); the input gradient
+    /// as a forward convolution (32 input channels or more) with 3×3 and 5×5 kernels.
+    const CASES: [Case; 13] = [
         (2, 32, 8, 3, 1, 1, 20, 20),
         (3, 32, 5, 3, 2, 1, 40, 36),
         (5, 4, 6, 3, 2, 1, 7, 9),
@@ -851,6 +895,7 @@ mod tests {
         (2, 3, 2, 3, 1, 2, 4, 4),
         (1, 40, 3, 3, 1, 1, 5, 5),
         (6, 48, 16, 3, 1, 1, 4, 4),
+        (2, 32, 6, 5, 1, 2, 7, 9),
     ];
 
     fn run_all(g: &Geometry, x: &[f32], w: &[f32], u: &[f32]) -> [Vec<f32>; 3] {
