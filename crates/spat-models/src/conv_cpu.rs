@@ -585,6 +585,11 @@ pub(crate) fn input_grad(g: &Geometry, grad: &[f32], w: &[f32]) -> Result<Vec<f3
 /// Fewest input channels for which [`as_forward`] computes an input gradient: with fewer, its
 /// product has too few output columns (measured: 3 and 16 channels slower, 32 and more faster).
 const MIN_FORWARD_INPUT_GRAD_CHANNELS: usize = 32;
+/// Fewest output positions (images × positions per image) for which [`as_forward`] is used:
+/// the turned kernel costs about a nanosecond per weight, which the product repays only when
+/// each weight meets enough positions (at 1,024 the turn is ~10 % of the product's time, at
+/// 256, e.g. 16 images of 4×4, about a third).
+const MIN_FORWARD_INPUT_GRAD_POSITIONS: usize = 1024;
 
 /// A stride-1 convolution whose output has its input's size, other than 1×1, as the forward
 /// convolution that computes its input gradient: `dx = conv(dy, W')` with `W'[c][o]` the
@@ -593,17 +598,26 @@ const MIN_FORWARD_INPUT_GRAD_CHANNELS: usize = 32;
 /// `k²` partial images into `dx` (measured in bench/NOTES.md, section 9).
 fn as_forward(g: &Geometry, w: &[f32]) -> Option<(Geometry, Vec<f32>)> {
     let same = g.stride == 1 && 2 * g.padding + 1 == g.k && g.oh == g.h && g.ow == g.w;
-    if !same || g.pointwise() || g.cin < MIN_FORWARD_INPUT_GRAD_CHANNELS {
+    if !same
+        || g.pointwise()
+        || g.cin < MIN_FORWARD_INPUT_GRAD_CHANNELS
+        || g.n * g.plane_out() < MIN_FORWARD_INPUT_GRAD_POSITIONS
+    {
         return None;
     }
     let kk = g.kk();
     let mut flipped = vec![0f32; w.len()];
-    for o in 0..g.cout {
-        for c in 0..g.cin {
-            let src = &w[(o * g.cin + c) * kk..][..kk];
-            let dst = &mut flipped[(c * g.cout + o) * kk..][..kk];
-            for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
-                *d = *s;
+    // In blocks of 16 × 16 kernels, so that both sides stay in the cache.
+    for o0 in (0..g.cout).step_by(16) {
+        for c0 in (0..g.cin).step_by(16) {
+            for o in o0..(o0 + 16).min(g.cout) {
+                for c in c0..(c0 + 16).min(g.cin) {
+                    let src = &w[(o * g.cin + c) * kk..][..kk];
+                    let dst = &mut flipped[(c * g.cout + o) * kk..][..kk];
+                    for (d, s) in dst.iter_mut().zip(src.iter().rev()) {
+                        *d = *s;
+                    }
+                }
             }
         }
     }
@@ -881,9 +895,10 @@ mod tests {
     /// channel groups and batch partitions, k = 5, padding 0 and padding larger than k/2,
     /// stride 3, a single image (fewer tasks than threads), odd and non-square sizes, and both
     /// im2col paths (same-width stride 1, and the row-by-row general one); the input gradient
-    /// as a forward convolution (32 input channels or more) with 3×3 and 5×5 kernels.
-    const CASES: [Case; 13] = [
-        (2, 32, 8, 3, 1, 1, 20, 20),
+    /// as a forward convolution (32 input channels or more, 1,024 output positions or more)
+    /// with 3×3 and 5×5 kernels.
+    const CASES: [Case; 14] = [
+        (3, 32, 8, 3, 1, 1, 20, 20),
         (3, 32, 5, 3, 2, 1, 40, 36),
         (5, 4, 6, 3, 2, 1, 7, 9),
         (3, 5, 7, 1, 1, 0, 6, 5),
@@ -895,7 +910,8 @@ mod tests {
         (2, 3, 2, 3, 1, 2, 4, 4),
         (1, 40, 3, 3, 1, 1, 5, 5),
         (6, 48, 16, 3, 1, 1, 4, 4),
-        (2, 32, 6, 5, 1, 2, 7, 9),
+        (2, 32, 6, 5, 1, 2, 24, 25),
+        (64, 32, 8, 3, 1, 1, 4, 4),
     ];
 
     fn run_all(g: &Geometry, x: &[f32], w: &[f32], u: &[f32]) -> [Vec<f32>; 3] {
