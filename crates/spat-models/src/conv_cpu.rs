@@ -585,11 +585,12 @@ pub(crate) fn input_grad(g: &Geometry, grad: &[f32], w: &[f32]) -> Result<Vec<f3
 /// Fewest input channels for which [`as_forward`] computes an input gradient: with fewer, its
 /// product has too few output columns (measured: 3 and 16 channels slower, 32 and more faster).
 const MIN_FORWARD_INPUT_GRAD_CHANNELS: usize = 32;
-/// Fewest output positions (images × positions per image) for which [`as_forward`] is used:
-/// the turned kernel costs about a nanosecond per weight, which the product repays only when
-/// each weight meets enough positions (at 1,024 the turn is ~10 % of the product's time, at
-/// 256, e.g. 16 images of 4×4, about a third).
-const MIN_FORWARD_INPUT_GRAD_POSITIONS: usize = 1024;
+/// Fewest output positions per image for which [`as_forward`] is used. The turned kernel costs
+/// about a nanosecond per weight, which the product repays only when each weight meets enough
+/// positions: with attacks' parts of 16 images, 8×8 images give 1,024 (the turn ~10 % of the
+/// product's time) and 4×4 images 256 (about a third). A bound per image, not per batch, so
+/// that an image's gradient takes the same path, and has the same bits, whatever its batch.
+const MIN_FORWARD_INPUT_GRAD_PLANE: usize = 64;
 
 /// A stride-1 convolution whose output has its input's size, other than 1×1, as the forward
 /// convolution that computes its input gradient: `dx = conv(dy, W')` with `W'[c][o]` the
@@ -601,7 +602,7 @@ fn as_forward(g: &Geometry, w: &[f32]) -> Option<(Geometry, Vec<f32>)> {
     if !same
         || g.pointwise()
         || g.cin < MIN_FORWARD_INPUT_GRAD_CHANNELS
-        || g.n * g.plane_out() < MIN_FORWARD_INPUT_GRAD_POSITIONS
+        || g.plane_out() < MIN_FORWARD_INPUT_GRAD_PLANE
     {
         return None;
     }
@@ -895,8 +896,8 @@ mod tests {
     /// channel groups and batch partitions, k = 5, padding 0 and padding larger than k/2,
     /// stride 3, a single image (fewer tasks than threads), odd and non-square sizes, and both
     /// im2col paths (same-width stride 1, and the row-by-row general one); the input gradient
-    /// as a forward convolution (32 input channels or more, 1,024 output positions or more)
-    /// with 3×3 and 5×5 kernels.
+    /// as a forward convolution (32 input channels or more, 64 output positions per image or
+    /// more) with 3×3 and 5×5 kernels.
     const CASES: [Case; 14] = [
         (3, 32, 8, 3, 1, 1, 20, 20),
         (3, 32, 5, 3, 2, 1, 40, 36),
@@ -911,7 +912,7 @@ mod tests {
         (1, 40, 3, 3, 1, 1, 5, 5),
         (6, 48, 16, 3, 1, 1, 4, 4),
         (2, 32, 6, 5, 1, 2, 24, 25),
-        (64, 32, 8, 3, 1, 1, 4, 4),
+        (8, 32, 8, 3, 1, 1, 8, 8),
     ];
 
     fn run_all(g: &Geometry, x: &[f32], w: &[f32], u: &[f32]) -> [Vec<f32>; 3] {
