@@ -622,18 +622,13 @@ fn as_forward(g: &Geometry, w: &[f32]) -> Option<(Geometry, Vec<f32>)> {
             }
         }
     }
-    let transposed = Geometry {
-        n: g.n,
-        cin: g.cout,
-        h: g.oh,
-        w: g.ow,
-        cout: g.cin,
-        k: g.k,
-        oh: g.h,
-        ow: g.w,
-        stride: 1,
-        padding: g.k - 1 - g.padding,
-    };
+    let transposed = Geometry::new(
+        &[g.n, g.cout, g.oh, g.ow],
+        &[g.cin, g.cout, g.k, g.k],
+        1,
+        g.k - 1 - g.padding,
+    )
+    .ok()?;
     Some((transposed, flipped))
 }
 

@@ -112,24 +112,9 @@ impl Sgd {
                 fused::step_without_momentum(&c, slot.decay, p, grad)?;
                 continue;
             }
-            let p = p.detach();
-            let mut d = grad.detach();
-            if slot.decay != 0.0 {
-                d = (d + (&p * slot.decay)?)?;
-            }
-            if c.momentum != 0.0 {
-                let buf = match slot.buf.take() {
-                    None => d.clone(),
-                    Some(b) => ((b * c.momentum)? + (&d * (1.0 - c.dampening))?)?,
-                };
-                d = if c.nesterov {
-                    (d + (&buf * c.momentum)?)?
-                } else {
-                    buf.clone()
-                };
-                slot.buf = Some(buf);
-            }
-            slot.var.set(&(p - (d * c.lr)?)?)?;
+            let (p, buf) = tensor_update(&c, slot.decay, p, grad, slot.buf.take())?;
+            slot.var.set(&p)?;
+            slot.buf = buf;
         }
         Ok(())
     }
@@ -179,6 +164,37 @@ impl Sgd {
         }
         Ok(())
     }
+}
+
+/// The update with tensor operations, for any device and dtype: the new parameter and the new
+/// momentum buffer (`None` without momentum) from `p`, its gradient `g` and the buffer `buf`
+/// of the previous step (`None` on the first).
+fn tensor_update(
+    c: &SgdConfig,
+    decay: f64,
+    p: &Tensor,
+    g: &Tensor,
+    buf: Option<Tensor>,
+) -> candle_core::Result<(Tensor, Option<Tensor>)> {
+    let p = p.detach();
+    let mut d = g.detach();
+    if decay != 0.0 {
+        d = (d + (&p * decay)?)?;
+    }
+    let mut new_buf = None;
+    if c.momentum != 0.0 {
+        let b = match buf {
+            None => d.clone(),
+            Some(b) => ((b * c.momentum)? + (&d * (1.0 - c.dampening))?)?,
+        };
+        d = if c.nesterov {
+            (d + (&b * c.momentum)?)?
+        } else {
+            b.clone()
+        };
+        new_buf = Some(b);
+    }
+    Ok(((p - (d * c.lr)?)?, new_buf))
 }
 
 /// The update as two in-place passes over each CPU `f32` parameter (momentum buffer, then
@@ -458,36 +474,6 @@ mod tests {
         );
     }
 
-    /// The tensor-op update (what `step` falls back to off the CPU), as the reference.
-    fn tensor_path(
-        c: &SgdConfig,
-        decay: f64,
-        p: &Tensor,
-        g: &Tensor,
-        buf: Option<Tensor>,
-    ) -> (Tensor, Option<Tensor>) {
-        let mut d = g.clone();
-        if decay != 0.0 {
-            d = (d + (p * decay).unwrap()).unwrap();
-        }
-        let mut new_buf = None;
-        if c.momentum != 0.0 {
-            let b = match buf {
-                None => d.clone(),
-                Some(b) => {
-                    ((b * c.momentum).unwrap() + (&d * (1.0 - c.dampening)).unwrap()).unwrap()
-                }
-            };
-            d = if c.nesterov {
-                (d + (&b * c.momentum).unwrap()).unwrap()
-            } else {
-                b.clone()
-            };
-            new_buf = Some(b);
-        }
-        ((p - (d * c.lr).unwrap()).unwrap(), new_buf)
-    }
-
     fn bits(t: &Tensor) -> Vec<u32> {
         t.flatten_all()
             .unwrap()
@@ -498,9 +484,9 @@ mod tests {
             .collect()
     }
 
-    /// The fused in-place update gives the tensor path's bits, over several steps, for every
-    /// combination of decay, dampening, Nesterov and momentum (including signed zeros and a
-    /// parameter large enough to be split into parallel chunks).
+    /// The fused in-place update gives the bits of the tensor path (`tensor_update`), over
+    /// several steps, for every combination of decay, dampening, Nesterov and momentum
+    /// (including signed zeros and a parameter large enough to be split into parallel chunks).
     #[test]
     fn fused_update_is_bit_identical_to_the_tensor_path() {
         let d = Device::Cpu;
@@ -541,7 +527,7 @@ mod tests {
                 let g = Tensor::from_vec(wave(step as f32 + 1.0), n, &d).unwrap();
                 let loss = (var.as_tensor() * &g).unwrap().sum_all().unwrap();
                 opt.step(&loss.backward().unwrap()).unwrap();
-                (p_ref, buf_ref) = tensor_path(&cfg, wd, &p_ref, &g, buf_ref);
+                (p_ref, buf_ref) = tensor_update(&cfg, wd, &p_ref, &g, buf_ref).unwrap();
                 assert_eq!(bits(var.as_tensor()), bits(&p_ref), "{cfg:?}, step {step}");
                 if let Some(b) = &buf_ref {
                     assert_eq!(
