@@ -190,7 +190,7 @@ fn record_count(path: &Path, len: usize, record: usize) -> Result<usize> {
     if len == 0 {
         return Err(Error::format(path, "file is empty (no records)"));
     }
-    if len % record != 0 {
+    if !len.is_multiple_of(record) {
         return Err(Error::format(
             path,
             format!(

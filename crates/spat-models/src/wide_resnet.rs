@@ -87,7 +87,7 @@ pub struct WideResNet {
 
 impl WideResNet {
     pub(crate) fn new(b: &mut Builder<'_>, cfg: &WideResNetConfig) -> Result<Self, Error> {
-        if cfg.depth < 10 || (cfg.depth - 4) % 6 != 0 {
+        if cfg.depth < 10 || !(cfg.depth - 4).is_multiple_of(6) {
             return Err(Error::Config(format!(
                 "WideResNet depth must be 6n+4 with n >= 1, got {}",
                 cfg.depth

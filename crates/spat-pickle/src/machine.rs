@@ -587,7 +587,7 @@ impl<'a, 'l> Machine<'a, 'l> {
         let Value::Dict(id) = target else {
             return Err(self.err(format!("{op} on {}, not a dict", self.heap.kind(target))));
         };
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.err(format!("{op} with an odd number of items")));
         }
         let depth = self.check_depth(self.max_depth_of(&items) + 1)?;

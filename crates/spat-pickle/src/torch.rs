@@ -452,7 +452,7 @@ fn raw_tensor<'a>(
         )));
     }
     let es = dtype.size();
-    if storage.len() % es != 0 {
+    if !storage.len().is_multiple_of(es) {
         return Err(bad(format!(
             "storage of {} bytes is not a whole number of {} elements",
             storage.len(),
