@@ -196,7 +196,7 @@ thread_local! {
 /// Runs `f` on this thread's scratch buffer of at least `len` elements (contents unspecified).
 /// The buffer is taken out of its slot while in use, so a nested call (rayon may run another
 /// task on this thread inside a multi-threaded product) gets a buffer of its own.
-fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     let mut buf = SCRATCH.with(Cell::take);
     if buf.len() < len {
         buf.resize(len, 0.0);
@@ -429,6 +429,9 @@ fn tile_view<'a>(
 
 /// `y = conv(x, w)`.
 pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
+    if crate::conv_direct::applies(g) {
+        return crate::conv_direct::forward(g, x, w);
+    }
     let mut y = vec![0f32; g.n * g.cout * g.plane_out()];
     if y.is_empty() {
         return Ok(y);
@@ -596,14 +599,27 @@ const MIN_FORWARD_INPUT_GRAD_PLANE: usize = 64;
 /// convolution that computes its input gradient: `dx = conv(dy, W')` with `W'[c][o]` the
 /// kernel `W[o][c]` turned by 180°, padded by `k − 1 − padding`. That product reduces over
 /// `C_out·k²` and writes `dx` once, where the col2im form reduces over `C_out` only and adds
-/// `k²` partial images into `dx` (measured in bench/NOTES.md, section 9).
+/// `k²` partial images into `dx` (measured in bench/NOTES.md, section 9). Taken where the
+/// bounds below say it pays, and wherever the direct kernels compute that forward convolution
+/// for 16 input channels or more (their narrow layers included: measured in section 10).
 fn as_forward(g: &Geometry, w: &[f32]) -> Option<(Geometry, Vec<f32>)> {
     let same = g.stride == 1 && 2 * g.padding + 1 == g.k && g.oh == g.h && g.ow == g.w;
-    if !same
-        || g.pointwise()
-        || g.cin < MIN_FORWARD_INPUT_GRAD_CHANNELS
-        || g.plane_out() < MIN_FORWARD_INPUT_GRAD_PLANE
-    {
+    if !same || g.pointwise() {
+        return None;
+    }
+    let transposed = Geometry::new(
+        &[g.n, g.cout, g.oh, g.ow],
+        &[g.cin, g.cout, g.k, g.k],
+        1,
+        g.k - 1 - g.padding,
+    )
+    .ok()?;
+    let pays =
+        g.cin >= MIN_FORWARD_INPUT_GRAD_CHANNELS && g.plane_out() >= MIN_FORWARD_INPUT_GRAD_PLANE;
+    // The direct forward's blocks of four output channels would run a 3-channel stem's
+    // gradient a quarter empty: measured slower than col2im there.
+    let direct = crate::conv_direct::applies(&transposed) && g.cin >= 16;
+    if !pays && !direct {
         return None;
     }
     let kk = g.kk();
@@ -622,18 +638,14 @@ fn as_forward(g: &Geometry, w: &[f32]) -> Option<(Geometry, Vec<f32>)> {
             }
         }
     }
-    let transposed = Geometry::new(
-        &[g.n, g.cout, g.oh, g.ow],
-        &[g.cin, g.cout, g.k, g.k],
-        1,
-        g.k - 1 - g.padding,
-    )
-    .ok()?;
     Some((transposed, flipped))
 }
 
 /// `∂loss/∂W` given `grad = ∂loss/∂y`.
 pub(crate) fn kernel_grad(g: &Geometry, x: &[f32], grad: &[f32]) -> Result<Vec<f32>> {
+    if crate::conv_direct::applies_to_weight_grad(g) {
+        return crate::conv_direct::kernel_grad(g, x, grad);
+    }
     let depth = g.depth();
     let mut dw = vec![0f32; g.cout * depth];
     if dw.is_empty() || g.n == 0 || g.plane_out() == 0 {
@@ -892,8 +904,13 @@ mod tests {
     /// stride 3, a single image (fewer tasks than threads), odd and non-square sizes, and both
     /// im2col paths (same-width stride 1, and the row-by-row general one); the input gradient
     /// as a forward convolution (32 input channels or more, 64 output positions per image or
-    /// more) with 3×3 and 5×5 kernels.
-    const CASES: [Case; 14] = [
+    /// more) with 3×3 and 5×5 kernels; the direct kernels (`conv_direct`: 3×3 "same" layers
+    /// 16 wide or more) with every width of their weight-gradient blocks (16, 32, 48 and
+    /// 48 + 32 output channels), forward blocks with 1, 2 and 4 of 4 channels in use, a
+    /// single image and non-square planes; their weight gradient with stride 2 (odd sizes too)
+    /// and on small planes, several images to a pass. Each case also runs with the direct
+    /// kernels off.
+    const CASES: [Case; 21] = [
         (3, 32, 8, 3, 1, 1, 20, 20),
         (3, 32, 5, 3, 2, 1, 40, 36),
         (5, 4, 6, 3, 2, 1, 7, 9),
@@ -908,6 +925,13 @@ mod tests {
         (6, 48, 16, 3, 1, 1, 4, 4),
         (2, 32, 6, 5, 1, 2, 24, 25),
         (8, 32, 8, 3, 1, 1, 8, 8),
+        (2, 5, 48, 3, 1, 1, 17, 21),
+        (3, 7, 80, 3, 1, 1, 16, 16),
+        (2, 3, 16, 3, 1, 1, 16, 18),
+        (1, 33, 6, 3, 1, 1, 16, 30),
+        (20, 16, 16, 3, 1, 1, 3, 5),
+        (3, 17, 32, 3, 2, 1, 9, 10),
+        (2, 16, 64, 3, 2, 1, 32, 32),
     ];
 
     fn run_all(g: &Geometry, x: &[f32], w: &[f32], u: &[f32]) -> [Vec<f32>; 3] {
@@ -926,11 +950,14 @@ mod tests {
             let wt = values(cout * cin * k * k, 3 * i as u64 + 1);
             let u = values(n * cout * g.oh * g.ow, 3 * i as u64 + 2);
             let (y, dx, dw) = naive(&g, &x, &wt, &u);
-            let [gy, gdx, gdw] = run_all(&g, &x, &wt, &u);
-            let tag = format!("case {i} {g:?}");
-            assert_close(&gy, &y, &format!("{tag} forward"));
-            assert_close(&gdx, &dx, &format!("{tag} input grad"));
-            assert_close(&gdw, &dw, &format!("{tag} kernel grad"));
+            let direct = run_all(&g, &x, &wt, &u);
+            let im2col = crate::conv_direct::without(|| run_all(&g, &x, &wt, &u));
+            for ([gy, gdx, gdw], path) in [(direct, "direct"), (im2col, "im2col")] {
+                let tag = format!("case {i} {g:?} {path}");
+                assert_close(&gy, &y, &format!("{tag} forward"));
+                assert_close(&gdx, &dx, &format!("{tag} input grad"));
+                assert_close(&gdw, &dw, &format!("{tag} kernel grad"));
+            }
         }
     }
 

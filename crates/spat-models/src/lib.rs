@@ -15,6 +15,7 @@ pub mod conv;
 mod conv_cpu;
 #[cfg(feature = "cudnn")]
 mod conv_cudnn;
+mod conv_direct;
 mod cpu_data;
 mod gemm_cpu;
 pub mod layers;
