@@ -305,23 +305,60 @@ pub(crate) fn kernel_grad(g: &Geometry, x: &[f32], grad: &[f32]) -> Result<Vec<f
         }
     }
     let mut dw = vec![0f32; g.cout * g.cin * 9];
-    transpose(sum, g.cin * 9, g.cout, &mut dw);
+    transpose(sum, g.cout, g.cin * 9, g.cout, &mut dw, g.cin * 9);
     Ok(dw)
 }
 
-/// `dst[j][i] = src[i][j]` for a `rows × cols` `src`, in tiles that stay in the cache. Small
-/// tiles: with power-of-two row lengths, a tile's rows fall into few sets of the L1 cache
-/// (tiles of 32 made this transpose 9 % of a 512-channel weight gradient).
-fn transpose(src: &[f32], rows: usize, cols: usize, dst: &mut [f32]) {
-    const B: usize = 8;
-    for i0 in (0..rows).step_by(B) {
-        for j0 in (0..cols).step_by(B) {
-            for i in i0..(i0 + B).min(rows) {
-                for j in j0..(j0 + B).min(cols) {
-                    dst[j * rows + i] = src[i * cols + j];
+/// `dst[j·dst_stride + i] = src[i·src_stride + j]` for `i < rows`, `j < cols`: whole 16×16
+/// tiles in AVX-512 registers, the edges element by element. (Element by element throughout,
+/// the transposes took about a fifth of the weight gradient's time: measured in
+/// bench/NOTES.md, section 10.)
+fn transpose(
+    src: &[f32],
+    src_stride: usize,
+    rows: usize,
+    cols: usize,
+    dst: &mut [f32],
+    dst_stride: usize,
+) {
+    if rows == 0 || cols == 0 {
+        return;
+    }
+    assert!(
+        cols <= src_stride
+            && rows <= dst_stride
+            && (rows - 1) * src_stride + cols <= src.len()
+            && (cols - 1) * dst_stride + rows <= dst.len(),
+        "conv2d (direct): transpose out of its buffers"
+    );
+    let (full_rows, full_cols) = match avx512() {
+        true => (rows / LANES * LANES, cols / LANES * LANES),
+        false => (0, 0),
+    };
+    {
+        for i in (0..full_rows).step_by(LANES) {
+            for j in (0..full_cols).step_by(LANES) {
+                #[cfg(target_arch = "x86_64")]
+                // SAFETY: AVX-512F is present. The tile reads `src[(i + r)·src_stride + j + c]`
+                // and writes `dst[(j + c)·dst_stride + i + r]` for `r, c < 16`, inside both
+                // slices by the check above (`i + 16 ≤ rows`, `j + 16 ≤ cols`).
+                unsafe {
+                    avx512::transpose16(
+                        src[i * src_stride + j..].as_ptr(),
+                        src_stride,
+                        dst[j * dst_stride + i..].as_mut_ptr(),
+                        dst_stride,
+                    )
                 }
             }
         }
+    }
+    // The edges: the last rows whole, then the last columns of the other rows.
+    let edges = (full_rows..rows)
+        .flat_map(|i| (0..cols).map(move |j| (i, j)))
+        .chain((0..full_rows).flat_map(|i| (full_cols..cols).map(move |j| (i, j))));
+    for (i, j) in edges {
+        dst[j * dst_stride + i] = src[i * src_stride + j];
     }
 }
 
@@ -346,17 +383,10 @@ fn output_blocks(cout: usize) -> Vec<Range<usize>> {
 /// block side by side, and a block's rows contiguous (rows a whole `C_out` apart would fall
 /// into a few sets of the L1 cache when `C_out` is 256 or more).
 fn transpose_in_panels(dy: &[f32], positions: usize, blocks: &[Range<usize>], dst: &mut [f32]) {
-    const B: usize = 16;
     for block in blocks {
         let panel = &mut dst[block.start * positions..][..block.len() * positions];
-        for p0 in (0..positions).step_by(B) {
-            for o in block.clone() {
-                let src = &dy[o * positions..][p0..(p0 + B).min(positions)];
-                for (p, v) in src.iter().enumerate() {
-                    panel[(p0 + p) * block.len() + o - block.start] = *v;
-                }
-            }
-        }
+        let dy = &dy[block.start * positions..][..block.len() * positions];
+        transpose(dy, positions, block.len(), positions, panel, block.len());
     }
 }
 
@@ -456,6 +486,58 @@ mod avx512 {
         }
     }
 
+    /// Transposes the 16×16 tile at `src` (rows `src_stride` apart) into `dst` (rows
+    /// `dst_stride` apart): interleaved pairs of rows, then pairs of pairs, then 128-bit
+    /// quarters twice.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn transpose16(
+        src: *const f32,
+        src_stride: usize,
+        dst: *mut f32,
+        dst_stride: usize,
+    ) {
+        let r: [__m512; 16] = std::array::from_fn(|i| _mm512_loadu_ps(src.add(i * src_stride)));
+        // Per 128-bit lane L: t[2k] = (r[2k][4L], r[2k+1][4L], r[2k][4L+1], r[2k+1][4L+1]),
+        // t[2k+1] the same for elements 4L+2 and 4L+3.
+        let t: [__m512; 16] = std::array::from_fn(|i| {
+            let (a, b) = (r[i & !1], r[i | 1]);
+            match i & 1 {
+                0 => _mm512_unpacklo_ps(a, b),
+                _ => _mm512_unpackhi_ps(a, b),
+            }
+        });
+        // u[4q + e], lane L: element 4L + e of rows 4q .. 4q + 3.
+        let u: [__m512; 16] = std::array::from_fn(|i| {
+            let (q, e) = (i / 4, i % 4);
+            let a = _mm512_castps_pd(t[4 * q + e / 2]);
+            let b = _mm512_castps_pd(t[4 * q + 2 + e / 2]);
+            _mm512_castpd_ps(match e % 2 {
+                0 => _mm512_unpacklo_pd(a, b),
+                _ => _mm512_unpackhi_pd(a, b),
+            })
+        });
+        // v[e] (e < 4): lanes (element e, rows 0–3), (e + 8, rows 0–3), (e, rows 4–7),
+        // (e + 8, rows 4–7); v[4 + e] the same for e + 4 and e + 12; v[8 ..] for rows 8–15.
+        let v: [__m512; 16] = std::array::from_fn(|i| {
+            let (half, odd, e) = (i / 8, (i / 4) % 2, i % 4);
+            let (a, b) = (u[8 * half + e], u[8 * half + 4 + e]);
+            match odd {
+                0 => _mm512_shuffle_f32x4::<0x88>(a, b),
+                _ => _mm512_shuffle_f32x4::<0xdd>(a, b),
+            }
+        });
+        for c in 0..16 {
+            // Column c: rows 0–15 of element c.
+            let (e, high) = (c % 8, c / 8);
+            let (a, b) = (v[e], v[8 + e]);
+            let col = match high {
+                0 => _mm512_shuffle_f32x4::<0x88>(a, b),
+                _ => _mm512_shuffle_f32x4::<0xdd>(a, b),
+            };
+            _mm512_storeu_ps(dst.add(c * dst_stride), col);
+        }
+    }
+
     /// `part[tap][o] += Σ dyt[p][o] · xc[p' + tap]` over the positions `p` of `pass` (`p'`
     /// the same position in the padded pitch, times the stride) and the output channels
     /// `block`.
@@ -514,6 +596,35 @@ mod avx512 {
         for (t, acc) in acc.iter().enumerate() {
             for (v, a) in acc.iter().enumerate() {
                 _mm512_storeu_ps(part.add(t * g.cout + o + v * LANES), *a);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::transpose;
+
+    #[test]
+    fn transpose_matches_its_definition_on_whole_tiles_and_edges() {
+        for (rows, cols, src_stride, dst_stride) in [
+            (16, 16, 16, 16),
+            (48, 32, 40, 50),
+            (37, 21, 21, 37),
+            (5, 70, 71, 5),
+        ] {
+            let src: Vec<f32> = (0..rows * src_stride).map(|v| v as f32).collect();
+            let mut dst = vec![-1f32; cols * dst_stride];
+            transpose(&src, src_stride, rows, cols, &mut dst, dst_stride);
+            for j in 0..cols {
+                for i in 0..dst_stride {
+                    let want = if i < rows {
+                        src[i * src_stride + j]
+                    } else {
+                        -1.0
+                    };
+                    assert_eq!(dst[j * dst_stride + i], want, "{rows}x{cols} ({i}, {j})");
+                }
             }
         }
     }
