@@ -182,27 +182,25 @@ pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
         }
     }
     let plane = g.h * g.w;
+    // Where each vector of each register block goes in an output plane (as every image's).
+    let stores: Vec<Stores> = (0..pad.span)
+        .step_by(FWD_POSITIONS)
+        .map(|j| block_stores(g, &pad, j))
+        .collect();
     let mut y = vec![0f32; g.n * g.cout * plane];
     let image_flops = 18 * g.cin * g.cout * plane;
     y.par_chunks_mut(g.cout * plane)
         .zip(x.par_chunks(g.cin * plane))
         .with_min_len(4_000_000usize.div_ceil(image_flops))
         .for_each(|(y, x)| {
-            let xp_len = g.cin * pad.len;
-            with_scratch(xp_len + FWD_CHANNELS * pad.span, |scratch| {
-                let (xp, out) = scratch.split_at_mut(xp_len);
+            with_scratch(g.cin * pad.len, |xp| {
                 pad.fill(g, x, g.cin, xp);
                 for b in 0..blocks {
                     let w = &packed[b * g.cin * 9 * FWD_CHANNELS..][..g.cin * 9 * FWD_CHANNELS];
-                    for j in (0..pad.span).step_by(FWD_POSITIONS) {
-                        forward_block(xp, &pad, g.cin, w, out, j);
-                    }
                     let channels = b * FWD_CHANNELS..((b + 1) * FWD_CHANNELS).min(g.cout);
-                    for (r, o) in channels.enumerate() {
-                        let rows = out[r * pad.span..].chunks(pad.pitch);
-                        for (dst, src) in y[o * plane..][..plane].chunks_exact_mut(g.w).zip(rows) {
-                            dst.copy_from_slice(&src[..g.w]);
-                        }
+                    let y = &mut y[channels.start * plane..channels.end * plane];
+                    for (j, stores) in (0..pad.span).step_by(FWD_POSITIONS).zip(&stores) {
+                        forward_block(xp, &pad, g.cin, w, j, y, stores);
                     }
                 }
             });
@@ -210,23 +208,93 @@ pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
     Ok(y)
 }
 
-/// One forward register block: positions `j..j + 96` of four output channels into
-/// `out[r·span + j ..]`.
-fn forward_block(xp: &[f32], pad: &Padded, cin: usize, w: &[f32], out: &mut [f32], j: usize) {
+/// Where the lanes of a register block's vectors go in an output plane of `plane` elements:
+/// per vector up to two runs (a row's end, the next row's start; the spare column between them
+/// dropped), each as its lane mask and the plane index of lane 0, so that a masked store at
+/// `plane + index` puts each lane of the run in its place. Built only by [`block_stores`],
+/// which checks that every masked lane lies inside the plane.
+struct Stores {
+    runs: [[(u16, isize); 2]; FWD_VECTORS],
+    plane: usize,
+}
+
+/// The [`Stores`] of the register block at position `j`.
+fn block_stores(g: &Geometry, pad: &Padded, j: usize) -> Stores {
+    let mut stores = [[(0u16, 0isize); 2]; FWD_VECTORS];
+    for (v, runs) in stores.iter_mut().enumerate() {
+        let (mut lane, mut run) = (0, 0);
+        while lane < LANES {
+            let q = j + v * LANES + lane;
+            let (oy, ox) = (q / pad.pitch, q % pad.pitch);
+            if oy >= g.h {
+                break;
+            }
+            if ox == g.w {
+                lane += 1;
+                continue;
+            }
+            let len = (LANES - lane).min(g.w - ox);
+            // A pitch over 16 puts at most one spare column among 16 lanes: two runs.
+            assert!(run < 2, "conv2d (direct): more than two runs in a vector");
+            let mask = (((1u32 << len) - 1) << lane) as u16;
+            runs[run] = (mask, (oy * g.w + ox) as isize - lane as isize);
+            run += 1;
+            lane += len;
+        }
+    }
+    let plane = g.h * g.w;
+    assert!(
+        stores.iter().flatten().all(|&(mask, at)| {
+            (0..LANES as isize)
+                .filter(|l| mask & (1 << l) != 0)
+                .all(|l| (0..plane as isize).contains(&(at + l)))
+        }),
+        "conv2d (direct): an output lane outside its plane"
+    );
+    Stores {
+        runs: stores,
+        plane,
+    }
+}
+
+/// One forward register block: positions `j..j + 96` of up to four output channels, stored
+/// into their planes of `y` (`stores.plane` elements each).
+fn forward_block(
+    xp: &[f32],
+    pad: &Padded,
+    cin: usize,
+    w: &[f32],
+    j: usize,
+    y: &mut [f32],
+    stores: &Stores,
+) {
+    let plane = stores.plane;
+    let channels = y.len() / plane.max(1);
     assert!(
         xp.len() >= cin * pad.len
             && j + FWD_POSITIONS <= pad.span
             && w.len() >= cin * 9 * FWD_CHANNELS
-            && out.len() >= FWD_CHANNELS * pad.span,
+            && (1..=FWD_CHANNELS).contains(&channels)
+            && y.len() == channels * plane,
         "conv2d (direct): block out of its buffers"
     );
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the CPU has AVX-512F (`applies`). Every load reads `xp[c·len + j + tap + i]`
     // with `i < 96`, `tap ≤ 2·pitch + 2` and `j + 96 ≤ span`, so below `c·len + len` with
-    // `len = span + 2·pitch + 2`; weights up to `cin·36`, stores up to `3·span + j + 96`:
-    // all inside the slices, checked above.
+    // `len = span + 2·pitch + 2`; weights up to `cin·36`. Each masked store writes only the
+    // lanes of its mask, at `y[r·plane + at + lane]` for `r < channels`: inside `y` by the
+    // check above and `block_stores`'s.
     unsafe {
-        avx512::forward_block(xp.as_ptr(), pad, cin, w.as_ptr(), out.as_mut_ptr(), j)
+        avx512::forward_block(
+            xp.as_ptr(),
+            pad,
+            cin,
+            w.as_ptr(),
+            j,
+            y.as_mut_ptr(),
+            channels,
+            stores,
+        )
     }
 }
 
@@ -449,18 +517,21 @@ mod avx512 {
     use std::arch::x86_64::*;
     use std::ops::Range;
 
-    use super::{Padded, Pass, FWD_CHANNELS, FWD_VECTORS, LANES};
+    use super::{Padded, Pass, Stores, FWD_CHANNELS, FWD_VECTORS, LANES};
     use crate::conv_cpu::Geometry;
 
     /// See `super::forward_block`; the caller guarantees the bounds.
     #[target_feature(enable = "avx512f")]
+    #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn forward_block(
         xp: *const f32,
         pad: &Padded,
         cin: usize,
         w: *const f32,
-        out: *mut f32,
         j: usize,
+        y: *mut f32,
+        channels: usize,
+        stores: &Stores,
     ) {
         let mut acc = [[_mm512_setzero_ps(); FWD_VECTORS]; FWD_CHANNELS];
         for c in 0..cin {
@@ -479,9 +550,13 @@ mod avx512 {
                 }
             }
         }
-        for (r, acc) in acc.iter().enumerate() {
-            for (v, a) in acc.iter().enumerate() {
-                _mm512_storeu_ps(out.add(r * pad.span + j + v * LANES), *a);
+        for (r, acc) in acc.iter().enumerate().take(channels) {
+            let plane_r = y.wrapping_add(r * stores.plane);
+            for (a, runs) in acc.iter().zip(&stores.runs) {
+                for &(mask, at) in runs.iter().filter(|(mask, _)| *mask != 0) {
+                    // Lane 0's address may lie outside the plane; the masked lanes do not.
+                    _mm512_mask_storeu_ps(plane_r.wrapping_offset(at), mask, *a);
+                }
             }
         }
     }
