@@ -49,28 +49,45 @@ fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
-/// `(Σ d, Σ d·(x − m))` over one plane, where `d` is the upstream gradient `g` with the ReLU
-/// mask of the output `y` applied when `relu`.
+/// The ReLU's backward: the upstream gradient `g` where the output `(x·scale + shift).max(0)`
+/// was positive, zero where it was clipped (as PyTorch's threshold backward). The output is
+/// recomputed from `x` with the forward's own operations (so the same bits, NaN included: its
+/// `max` makes a NaN zero), which spares the backward a third stream over the activations.
+#[derive(Clone, Copy)]
+struct ReluMask {
+    on: bool,
+    scale: f32,
+    shift: f32,
+}
+
+impl ReluMask {
+    #[inline(always)]
+    fn apply(self, x: f32, g: f32) -> f32 {
+        if self.on && !(x * self.scale + self.shift > 0.0) {
+            0.0
+        } else {
+            g
+        }
+    }
+}
+
+/// `(Σ d, Σ d·(x − m))` over one plane, where `d` is the upstream gradient `g` through the
+/// ReLU `mask`.
 #[inline]
-fn grad_sums(x: &[f32], g: &[f32], y: &[f32], m: f32, relu: bool) -> (f32, f32) {
+fn grad_sums(x: &[f32], g: &[f32], m: f32, mask: ReluMask) -> (f32, f32) {
     let (mut sd, mut sdx) = ([0f32; 8], [0f32; 8]);
     let mut tail = (0f32, 0f32);
     let n = x.len();
     let body = n - n % 8;
-    let masked = |gv: f32, yv: f32| if relu && yv <= 0.0 { 0.0 } else { gv };
-    for ((xc, gc), yc) in x[..body]
-        .chunks_exact(8)
-        .zip(g[..body].chunks_exact(8))
-        .zip(y[..body].chunks_exact(8))
-    {
+    for (xc, gc) in x[..body].chunks_exact(8).zip(g[..body].chunks_exact(8)) {
         for i in 0..8 {
-            let d = masked(gc[i], yc[i]);
+            let d = mask.apply(xc[i], gc[i]);
             sd[i] += d;
             sdx[i] += d * (xc[i] - m);
         }
     }
     for i in body..n {
-        let d = masked(g[i], y[i]);
+        let d = mask.apply(x[i], g[i]);
         tail.0 += d;
         tail.1 += d * (x[i] - m);
     }
@@ -137,6 +154,28 @@ impl FusedBatchNorm {
     }
 }
 
+impl FusedBatchNorm {
+    /// Per channel, the `a` and `s` of `y = x·a + s` (the backward's ReLU mask recomputes `y`
+    /// with these same operations).
+    fn scale_shift(&self, weight: &[f32], bias: &[f32]) -> (Vec<f32>, Vec<f32>) {
+        let scale: Vec<f32> = (0..weight.len())
+            .map(|k| weight[k] * self.inv_std[k])
+            .collect();
+        let shift = (0..weight.len())
+            .map(|k| bias[k] - self.mean[k] * scale[k])
+            .collect();
+        (scale, shift)
+    }
+
+    fn mask(&self, scale: &[f32], shift: &[f32], ch: usize) -> ReluMask {
+        ReluMask {
+            on: self.relu,
+            scale: scale[ch],
+            shift: shift[ch],
+        }
+    }
+}
+
 impl CustomOp3 for FusedBatchNorm {
     fn name(&self) -> &'static str {
         "fused-batch-norm"
@@ -156,8 +195,7 @@ impl CustomOp3 for FusedBatchNorm {
         let bias = slice_of(bs, bl, "bias")?;
         let (_, c, h, w) = xl.shape().dims4()?;
         let plane = h * w;
-        let scale: Vec<f32> = (0..c).map(|k| weight[k] * self.inv_std[k]).collect();
-        let shift: Vec<f32> = (0..c).map(|k| bias[k] - self.mean[k] * scale[k]).collect();
+        let (scale, shift) = self.scale_shift(weight, bias);
         let mut out = vec![0f32; x.len()];
         out.par_chunks_mut(plane)
             .zip(x.par_chunks(plane))
@@ -185,7 +223,7 @@ impl CustomOp3 for FusedBatchNorm {
         x: &Tensor,
         weight_t: &Tensor,
         bias: &Tensor,
-        res: &Tensor,
+        _res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let _span = crate::profile::span("bn-backward", 0.0, || format!("{:?}", x.dims()));
@@ -193,73 +231,61 @@ impl CustomOp3 for FusedBatchNorm {
         let plane = h * w;
         let count = (n * plane) as f32;
         let weight = weight_t.to_vec1::<f32>()?;
+        let (scale, shift) = self.scale_shift(&weight, &bias.to_vec1::<f32>()?);
         let (dx, dw, db) = with_slice(x, |x| {
             with_slice(grad, |g| {
-                with_slice(res, |y| {
-                    // The sums feed dx only through batch statistics; in an attack's eval-mode
-                    // pass (constant weight and bias) nothing needs them.
-                    let need_sums = self.batch_stats || weight_t.track_op() || bias.track_op();
-                    let channels = if need_sums { 0..c } else { 0..0 };
-                    let sums: Vec<(f32, f32)> = channels
-                        .into_par_iter()
-                        .with_min_len(min_len(n * plane))
-                        .map(|ch| {
-                            crate::simd::vectorized(|| {
-                                let (m, is) = (self.mean[ch], self.inv_std[ch]);
-                                let (mut sd, mut sdx) = (0f64, 0f64);
-                                for b in 0..n {
-                                    let r = (b * c + ch) * plane..(b * c + ch + 1) * plane;
-                                    let (pd, pdx) = grad_sums(
-                                        &x[r.clone()],
-                                        &g[r.clone()],
-                                        &y[r],
-                                        m,
-                                        self.relu,
-                                    );
-                                    sd += pd as f64;
-                                    sdx += pdx as f64;
-                                }
-                                (sd as f32, (sdx * is as f64) as f32)
-                            })
+                // The sums feed dx only through batch statistics; in an attack's eval-mode
+                // pass (constant weight and bias) nothing needs them.
+                let need_sums = self.batch_stats || weight_t.track_op() || bias.track_op();
+                let channels = if need_sums { 0..c } else { 0..0 };
+                let sums: Vec<(f32, f32)> = channels
+                    .into_par_iter()
+                    .with_min_len(min_len(n * plane))
+                    .map(|ch| {
+                        crate::simd::vectorized(|| {
+                            let (m, is) = (self.mean[ch], self.inv_std[ch]);
+                            let (mut sd, mut sdx) = (0f64, 0f64);
+                            for b in 0..n {
+                                let r = (b * c + ch) * plane..(b * c + ch + 1) * plane;
+                                let mask = self.mask(&scale, &shift, ch);
+                                let (pd, pdx) = grad_sums(&x[r.clone()], &g[r], m, mask);
+                                sd += pd as f64;
+                                sdx += pdx as f64;
+                            }
+                            (sd as f32, (sdx * is as f64) as f32)
                         })
-                        .collect();
-                    let mut dx = vec![0f32; x.len()];
-                    dx.par_chunks_mut(plane)
-                        .enumerate()
-                        .with_min_len(min_len(plane))
-                        .for_each(|(p, out)| {
-                            crate::simd::vectorized(|| {
-                                let ch = p % c;
-                                let (m, is) = (self.mean[ch], self.inv_std[ch]);
-                                let k = weight[ch] * is;
-                                let r = p * plane..(p + 1) * plane;
-                                // dx = k·(dy − mean(dy) − x̂·mean(dy·x̂)) = k·dy + a·x + b, with dy the
-                                // upstream gradient through the ReLU (zero where the output was clipped,
-                                // as PyTorch's threshold backward does).
-                                let (a, b) = if self.batch_stats {
-                                    let (mean_dy, mean_dy_xhat) =
-                                        (sums[ch].0 / count, sums[ch].1 / count);
-                                    let a = -k * is * mean_dy_xhat;
-                                    (a, -k * mean_dy - a * m)
-                                } else {
-                                    (0.0, 0.0)
-                                };
-                                let relu = self.relu;
-                                for (((o, &xv), &gv), &yv) in out
-                                    .iter_mut()
-                                    .zip(&x[r.clone()])
-                                    .zip(&g[r.clone()])
-                                    .zip(&y[r])
-                                {
-                                    let dy = if relu && yv <= 0.0 { 0.0 } else { gv };
-                                    *o = k * dy + a * xv + b;
-                                }
-                            })
-                        });
-                    let db: Vec<f32> = sums.iter().map(|s| s.0).collect();
-                    let dw: Vec<f32> = sums.iter().map(|s| s.1).collect();
-                    Ok((dx, dw, db))
-                })
+                    })
+                    .collect();
+                let mut dx = vec![0f32; x.len()];
+                dx.par_chunks_mut(plane)
+                    .enumerate()
+                    .with_min_len(min_len(plane))
+                    .for_each(|(p, out)| {
+                        crate::simd::vectorized(|| {
+                            let ch = p % c;
+                            let (m, is) = (self.mean[ch], self.inv_std[ch]);
+                            let k = weight[ch] * is;
+                            let r = p * plane..(p + 1) * plane;
+                            // dx = k·(dy − mean(dy) − x̂·mean(dy·x̂)) = k·dy + a·x + b, with dy the
+                            // upstream gradient through the ReLU (zero where the output was clipped,
+                            // as PyTorch's threshold backward does).
+                            let (a, b) = if self.batch_stats {
+                                let (mean_dy, mean_dy_xhat) =
+                                    (sums[ch].0 / count, sums[ch].1 / count);
+                                let a = -k * is * mean_dy_xhat;
+                                (a, -k * mean_dy - a * m)
+                            } else {
+                                (0.0, 0.0)
+                            };
+                            let mask = self.mask(&scale, &shift, ch);
+                            for ((o, &xv), &gv) in out.iter_mut().zip(&x[r.clone()]).zip(&g[r]) {
+                                *o = k * mask.apply(xv, gv) + a * xv + b;
+                            }
+                        })
+                    });
+                let db: Vec<f32> = sums.iter().map(|s| s.0).collect();
+                let dw: Vec<f32> = sums.iter().map(|s| s.1).collect();
+                Ok((dx, dw, db))
             })
         })?;
         let dev = x.device();
