@@ -51,8 +51,8 @@ fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
 
 /// The ReLU's backward: the upstream gradient `g` where the output `(x·scale + shift).max(0)`
 /// was positive, zero where it was clipped (as PyTorch's threshold backward). The output is
-/// recomputed from `x` with the forward's own operations (so the same bits, NaN included: its
-/// `max` makes a NaN zero), which spares the backward a third stream over the activations.
+/// recomputed from `x` with the forward's own operations (so the same bits, NaN included: `max`
+/// makes a NaN zero), which spares the backward a third stream over the activations.
 #[derive(Clone, Copy)]
 struct ReluMask {
     on: bool,
@@ -63,7 +63,7 @@ struct ReluMask {
 impl ReluMask {
     #[inline(always)]
     fn apply(self, x: f32, g: f32) -> f32 {
-        if self.on && !(x * self.scale + self.shift > 0.0) {
+        if self.on && (x * self.scale + self.shift).max(0.0) <= 0.0 {
             0.0
         } else {
             g
