@@ -33,6 +33,10 @@ const TILE_BYTES: usize = 256 * 1024;
 /// Fewest output positions per tile (the GEMM's `m`): below this the products get inefficient,
 /// so small images are grouped.
 const MIN_TILE_COLUMNS: usize = 256;
+/// Bytes of the input gradient's im2col-shaped product per group of input channels: its
+/// product writes it and col2im reads it back, so it should stay in the L2 cache (a whole
+/// 512-channel 4×4 tile is 4.7 MB: measured in bench/NOTES.md, section 10).
+const DCOL_BYTES: usize = 512 * 1024;
 /// Fewest im2col columns (`K`) per channel group of the weight gradient.
 const MIN_GROUP_DEPTH: usize = 128;
 /// Parallel tasks the weight gradient aims for (channel groups × batch partitions).
@@ -313,19 +317,25 @@ fn im2col_loops(g: &Geometry, x: &[f32], tile: &Tile, channels: Range<usize>, co
     }
 }
 
-/// Adds the im2col-shaped `col` (`[kk][T]`, all input channels) of `tile` onto `dx`, which
-/// starts at the tile's first image.
-fn col2im(g: &Geometry, col: &mut [f32], tile: &Tile, dx: &mut [f32]) {
-    crate::simd::vectorized(|| col2im_loops(g, col, tile, dx))
+/// Adds the im2col-shaped `col` (`[kk][T]` for the input channels `channels`) of `tile` onto
+/// `dx`, which starts at the tile's first image.
+fn col2im(g: &Geometry, col: &mut [f32], tile: &Tile, channels: Range<usize>, dx: &mut [f32]) {
+    crate::simd::vectorized(|| col2im_loops(g, col, tile, channels, dx))
 }
 
 #[inline(always)]
-fn col2im_loops(g: &Geometry, col: &mut [f32], tile: &Tile, dx: &mut [f32]) {
+fn col2im_loops(
+    g: &Geometry,
+    col: &mut [f32],
+    tile: &Tile,
+    channels: Range<usize>,
+    dx: &mut [f32],
+) {
     let t = tile.columns(g);
     let first = tile.images.start;
     let per_image = tile.rows.len() * g.ow;
     let same_width = g.stride == 1 && g.ow == g.w;
-    for ci in 0..g.cin {
+    for (c, ci) in channels.enumerate() {
         for ky in 0..g.k {
             let rows = g.valid(ky, g.h, g.oh);
             for kx in 0..g.k {
@@ -333,7 +343,7 @@ fn col2im_loops(g: &Geometry, col: &mut [f32], tile: &Tile, dx: &mut [f32]) {
                 if cols.is_empty() {
                     continue;
                 }
-                let src_row = &mut col[((ci * g.k + ky) * g.k + kx) * t..][..t];
+                let src_row = &mut col[((c * g.k + ky) * g.k + kx) * t..][..t];
                 if same_width {
                     // One long add per image: the edge columns, whose taps fall into the
                     // padding, are zeroed first (they would land on the neighbouring row).
@@ -565,18 +575,32 @@ pub(crate) fn input_grad(g: &Geometry, grad: &[f32], w: &[f32]) -> Result<Vec<f3
                 let t = tile.columns(g);
                 let one_image = tile.images.len() == 1;
                 let gathered = if one_image { 0 } else { g.cout * t };
-                with_scratch(g.depth() * t + gathered, |scratch| {
-                    let (dcol, gathered) = scratch.split_at_mut(g.depth() * t);
+                // The tile's dcol in groups of input channels small enough to stay in the L2
+                // cache between the product that writes it and col2im that reads it.
+                let most = (DCOL_BYTES / 4 / (t * g.kk()).max(1)).clamp(1, g.cin);
+                let per_group = g.cin.div_ceil(g.cin.div_ceil(most));
+                with_scratch(per_group * g.kk() * t + gathered, |scratch| {
+                    let (dcol, gathered) = scratch.split_at_mut(per_group * g.kk() * t);
                     let lhs = tile_view(g, grad, &tile, g.cout, gathered);
-                    let dst = ViewMut {
-                        data: dcol,
-                        rows: t,
-                        cols: g.depth(),
-                        row_stride: 1,
-                        col_stride: t,
-                    };
-                    matmul(dst, lhs, wm, false, threads)?;
-                    col2im(g, dcol, &tile, dx);
+                    for c in (0..g.cin).step_by(per_group) {
+                        let channels = c..(c + per_group).min(g.cin);
+                        let depth = channels.len() * g.kk();
+                        let dcol = &mut dcol[..depth * t];
+                        let rhs = View {
+                            data: &w[channels.start * g.kk()..],
+                            cols: depth,
+                            ..wm
+                        };
+                        let dst = ViewMut {
+                            data: dcol,
+                            rows: t,
+                            cols: depth,
+                            row_stride: 1,
+                            col_stride: t,
+                        };
+                        matmul(dst, lhs, rhs, false, threads)?;
+                        col2im(g, dcol, &tile, channels, dx);
+                    }
                     Ok::<_, candle_core::Error>(())
                 })?;
             }
@@ -908,9 +932,9 @@ mod tests {
     /// 16 wide or more) with every width of their weight-gradient blocks (16, 32, 48 and
     /// 48 + 32 output channels), forward blocks with 1, 2 and 4 of 4 channels in use, a
     /// single image and non-square planes; their weight gradient with stride 2 (odd sizes too)
-    /// and on small planes, several images to a pass. Each case also runs with the direct
-    /// kernels off.
-    const CASES: [Case; 21] = [
+    /// and on small planes, several images to a pass; an input gradient whose im2col-shaped
+    /// product comes in two channel groups. Each case also runs with the direct kernels off.
+    const CASES: [Case; 22] = [
         (3, 32, 8, 3, 1, 1, 20, 20),
         (3, 32, 5, 3, 2, 1, 40, 36),
         (5, 4, 6, 3, 2, 1, 7, 9),
@@ -932,6 +956,7 @@ mod tests {
         (20, 16, 16, 3, 1, 1, 3, 5),
         (3, 17, 32, 3, 2, 1, 9, 10),
         (2, 16, 64, 3, 2, 1, 32, 32),
+        (2, 64, 8, 3, 2, 1, 40, 40),
     ];
 
     fn run_all(g: &Geometry, x: &[f32], w: &[f32], u: &[f32]) -> [Vec<f32>; 3] {
