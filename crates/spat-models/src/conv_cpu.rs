@@ -129,6 +129,20 @@ impl Geometry {
             .clamp(1, self.n.max(1))
     }
 
+    /// Input channels per im2col group of the forward: the group's im2col matrix (at most
+    /// [`DCOL_BYTES`]) stays in the L2 cache while the product packs it. Sized on the tile a
+    /// full group of images would have, never on the batch, so that the split of the sum, and
+    /// with it an image's bits, do not depend on the rest of its batch.
+    fn forward_channel_group(&self) -> usize {
+        let images = MIN_TILE_COLUMNS.div_ceil(self.plane_out().max(1));
+        let columns = match images {
+            1 => self.rows_per_tile() * self.ow,
+            _ => images * self.plane_out(),
+        };
+        let most = (DCOL_BYTES / 4 / (columns * self.kk()).max(1)).clamp(1, self.cin.max(1));
+        self.cin.max(1).div_ceil(self.cin.max(1).div_ceil(most))
+    }
+
     /// Output rows per tile of a one-image group.
     fn rows_per_tile(&self) -> usize {
         if self.pointwise() {
@@ -481,39 +495,58 @@ pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
                 };
                 return matmul(dst, lhs, wt, false, threads);
             }
+            let per_group = g.forward_channel_group();
             for tile in g.tiles(images) {
                 let t = tile.columns(g);
                 let one_image = tile.images.len() == 1;
                 let out_len = if one_image { 0 } else { g.cout * t };
-                with_scratch(g.depth() * t + out_len, |scratch| {
-                    let (col, out) = scratch.split_at_mut(g.depth() * t);
-                    im2col(g, x, &tile, 0..g.cin, col);
-                    let lhs = View {
-                        data: col,
-                        rows: t,
-                        cols: g.depth(),
-                        row_stride: 1,
-                        col_stride: t,
+                let col_len = per_group * g.kk() * t;
+                with_scratch(col_len + out_len, |scratch| {
+                    let (col, out) = scratch.split_at_mut(col_len);
+                    // y = Σ over channel groups of col_group · W_groupᵀ, in channel order.
+                    let mut product = |dst: ViewMut<'_>| {
+                        for (i, c) in (0..g.cin).step_by(per_group).enumerate() {
+                            let channels = c..(c + per_group).min(g.cin);
+                            let depth = channels.len() * g.kk();
+                            let col = &mut col[..depth * t];
+                            im2col(g, x, &tile, channels.clone(), col);
+                            let lhs = View {
+                                data: col,
+                                rows: t,
+                                cols: depth,
+                                row_stride: 1,
+                                col_stride: t,
+                            };
+                            let rhs = View {
+                                data: &w[channels.start * g.kk()..],
+                                rows: depth,
+                                ..wt
+                            };
+                            let dst = ViewMut {
+                                data: &mut *dst.data,
+                                ..dst
+                            };
+                            matmul(dst, lhs, rhs, i > 0, threads)?;
+                        }
+                        Ok::<_, candle_core::Error>(())
                     };
                     if one_image {
                         let y = &mut y[tile.rows.start * g.ow..];
-                        let dst = ViewMut {
+                        return product(ViewMut {
                             data: y,
                             rows: t,
                             cols: g.cout,
                             row_stride: 1,
                             col_stride: g.plane_out(),
-                        };
-                        return matmul(dst, lhs, wt, false, threads);
+                        });
                     }
-                    let dst = ViewMut {
+                    product(ViewMut {
                         data: out,
                         rows: t,
                         cols: g.cout,
                         row_stride: 1,
                         col_stride: t,
-                    };
-                    matmul(dst, lhs, wt, false, threads)?;
+                    })?;
                     let p = g.plane_out();
                     for (i, y) in y.chunks_mut(g.cout * p).enumerate() {
                         for (c, plane) in y.chunks_mut(p).enumerate() {
