@@ -10,6 +10,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod add_relu_cpu;
 mod bn_cpu;
 pub mod conv;
 mod conv_cpu;
