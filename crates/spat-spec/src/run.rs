@@ -532,6 +532,31 @@ pub struct TrainSummary {
 mod tests {
     use super::*;
 
+    /// A resumed run reads its history back from JSON and must get the same bits: serde_json's
+    /// default parser can be one unit in the last place off (this loss, from a real run, came
+    /// back as 2.286426782608032), hence its `float_roundtrip` feature.
+    #[test]
+    fn epoch_metrics_survive_json_bit_for_bit() {
+        let m = EpochMetrics {
+            epoch: 1,
+            loss: 2.2864267826080322,
+            clean_acc: 9.375,
+            robust_acc: 6.25,
+            lr: 0.1,
+            images_per_sec: 1234.567_890_123_456_7,
+            seconds: 0.1 + 0.2,
+            eval_examples: 32,
+        };
+        let back: EpochMetrics = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        for (a, b) in [
+            (m.loss, back.loss),
+            (m.images_per_sec, back.images_per_sec),
+            (m.seconds, back.seconds),
+        ] {
+            assert_eq!(a.to_bits(), b.to_bits(), "{a} came back as {b}");
+        }
+    }
+
     #[test]
     fn piecewise_matches_mart_adjust_learning_rate_and_scales() {
         let s = LrSchedule::paper();
