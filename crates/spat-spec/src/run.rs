@@ -543,7 +543,7 @@ mod tests {
             clean_acc: 9.375,
             robust_acc: 6.25,
             lr: 0.1,
-            images_per_sec: 1234.567_890_123_456_7,
+            images_per_sec: 1_234.567_890_123_456_7,
             seconds: 0.1 + 0.2,
             eval_examples: 32,
         };
