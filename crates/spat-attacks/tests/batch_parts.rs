@@ -1,8 +1,9 @@
 //! In `Mode::Eval` an attack's input gradients are computed on parts of the batch side by side
 //! (`attack::input_gradient`). That is only sound if an image's logits and gradient do not
 //! depend on the other images of its pass, bit for bit: these tests check it on spat's own
-//! networks (whose CPU convolutions group small images into shared matrix products) and check
-//! that attacks give the same bits on one thread and on several.
+//! networks (whose CPU convolutions group small images into shared matrix products, and
+//! Winograd's path chunks of images) and check that attacks give the same bits on one thread
+//! and on several.
 
 use candle_core::{Device, Tensor};
 use spat_attacks::attack::whole_batch_gradient;
@@ -48,6 +49,12 @@ fn models() -> Vec<(&'static str, Model)> {
         (
             "resnet-18 width 8",
             Model::new(&Architecture::resnet18_width(8, 10), &d, 4).unwrap(),
+        ),
+        // 64 channels at 8×8: its 3×3 layers take Winograd's path, whose chunks of images
+        // differ between the whole batch and its parts.
+        (
+            "resnet-18 width 16",
+            Model::new(&Architecture::resnet18_width(16, 10), &d, 5).unwrap(),
         ),
     ]
 }

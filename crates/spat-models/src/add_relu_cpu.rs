@@ -54,11 +54,14 @@ impl CustomOp2 for AddRelu {
         out.par_chunks_mut(CHUNK)
             .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
             .for_each(|(o, (a, b))| {
-                crate::simd::vectorized(|| {
-                    for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                        *o = (a + b).max(0.0);
-                    }
-                })
+                crate::simd::vectorized(
+                    #[inline(always)]
+                    || {
+                        for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+                            *o = (a + b).max(0.0);
+                        }
+                    },
+                )
             });
         Ok((CpuStorage::F32(out), al.shape().clone()))
     }
@@ -76,11 +79,14 @@ impl CustomOp2 for AddRelu {
                 out.par_chunks_mut(CHUNK)
                     .zip(y.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
                     .for_each(|(o, (y, g))| {
-                        crate::simd::vectorized(|| {
-                            for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
-                                *o = if y > 0.0 { g } else { 0.0 };
-                            }
-                        })
+                        crate::simd::vectorized(
+                            #[inline(always)]
+                            || {
+                                for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
+                                    *o = if y > 0.0 { g } else { 0.0 };
+                                }
+                            },
+                        )
                     });
                 Ok(out)
             })

@@ -107,17 +107,20 @@ pub(crate) fn batch_stats(x: &Tensor) -> Result<ChannelStats> {
             .into_par_iter()
             .with_min_len(min_len(n * plane))
             .map(|ch| {
-                crate::simd::vectorized(|| {
-                    // Per-plane partial sums in f32 lanes (vectorisable), planes summed in f64.
-                    let planes = (0..n).map(|i| &data[(i * c + ch) * plane..][..plane]);
-                    let sum: f64 = planes.clone().map(|p| lane_sum(p, |v| v) as f64).sum();
-                    let mean = sum / count;
-                    let m = mean as f32;
-                    let sq: f64 = planes
-                        .map(|p| lane_sum(p, |v| (v - m) * (v - m)) as f64)
-                        .sum();
-                    (m, (sq / count) as f32)
-                })
+                crate::simd::vectorized(
+                    #[inline(always)]
+                    || {
+                        // Per-plane partial sums in f32 lanes (vectorisable), planes summed in f64.
+                        let planes = (0..n).map(|i| &data[(i * c + ch) * plane..][..plane]);
+                        let sum: f64 = planes.clone().map(|p| lane_sum(p, |v| v) as f64).sum();
+                        let mean = sum / count;
+                        let m = mean as f32;
+                        let sq: f64 = planes
+                            .map(|p| lane_sum(p, |v| (v - m) * (v - m)) as f64)
+                            .sum();
+                        (m, (sq / count) as f32)
+                    },
+                )
             })
             .collect();
         Ok(ChannelStats {
@@ -202,18 +205,21 @@ impl CustomOp3 for FusedBatchNorm {
             .enumerate()
             .with_min_len(min_len(plane))
             .for_each(|(i, (o, xp))| {
-                crate::simd::vectorized(|| {
-                    let (a, s) = (scale[i % c], shift[i % c]);
-                    if self.relu {
-                        for (o, &v) in o.iter_mut().zip(xp) {
-                            *o = (v * a + s).max(0.0);
+                crate::simd::vectorized(
+                    #[inline(always)]
+                    || {
+                        let (a, s) = (scale[i % c], shift[i % c]);
+                        if self.relu {
+                            for (o, &v) in o.iter_mut().zip(xp) {
+                                *o = (v * a + s).max(0.0);
+                            }
+                        } else {
+                            for (o, &v) in o.iter_mut().zip(xp) {
+                                *o = v * a + s;
+                            }
                         }
-                    } else {
-                        for (o, &v) in o.iter_mut().zip(xp) {
-                            *o = v * a + s;
-                        }
-                    }
-                })
+                    },
+                )
             });
         Ok((CpuStorage::F32(out), xl.shape().clone()))
     }
@@ -242,18 +248,21 @@ impl CustomOp3 for FusedBatchNorm {
                     .into_par_iter()
                     .with_min_len(min_len(n * plane))
                     .map(|ch| {
-                        crate::simd::vectorized(|| {
-                            let (m, is) = (self.mean[ch], self.inv_std[ch]);
-                            let (mut sd, mut sdx) = (0f64, 0f64);
-                            for b in 0..n {
-                                let r = (b * c + ch) * plane..(b * c + ch + 1) * plane;
-                                let mask = self.mask(&scale, &shift, ch);
-                                let (pd, pdx) = grad_sums(&x[r.clone()], &g[r], m, mask);
-                                sd += pd as f64;
-                                sdx += pdx as f64;
-                            }
-                            (sd as f32, (sdx * is as f64) as f32)
-                        })
+                        crate::simd::vectorized(
+                            #[inline(always)]
+                            || {
+                                let (m, is) = (self.mean[ch], self.inv_std[ch]);
+                                let (mut sd, mut sdx) = (0f64, 0f64);
+                                for b in 0..n {
+                                    let r = (b * c + ch) * plane..(b * c + ch + 1) * plane;
+                                    let mask = self.mask(&scale, &shift, ch);
+                                    let (pd, pdx) = grad_sums(&x[r.clone()], &g[r], m, mask);
+                                    sd += pd as f64;
+                                    sdx += pdx as f64;
+                                }
+                                (sd as f32, (sdx * is as f64) as f32)
+                            },
+                        )
                     })
                     .collect();
                 let mut dx = vec![0f32; x.len()];
@@ -261,27 +270,31 @@ impl CustomOp3 for FusedBatchNorm {
                     .enumerate()
                     .with_min_len(min_len(plane))
                     .for_each(|(p, out)| {
-                        crate::simd::vectorized(|| {
-                            let ch = p % c;
-                            let (m, is) = (self.mean[ch], self.inv_std[ch]);
-                            let k = weight[ch] * is;
-                            let r = p * plane..(p + 1) * plane;
-                            // dx = k·(dy − mean(dy) − x̂·mean(dy·x̂)) = k·dy + a·x + b, with dy the
-                            // upstream gradient through the ReLU (zero where the output was clipped,
-                            // as PyTorch's threshold backward does).
-                            let (a, b) = if self.batch_stats {
-                                let (mean_dy, mean_dy_xhat) =
-                                    (sums[ch].0 / count, sums[ch].1 / count);
-                                let a = -k * is * mean_dy_xhat;
-                                (a, -k * mean_dy - a * m)
-                            } else {
-                                (0.0, 0.0)
-                            };
-                            let mask = self.mask(&scale, &shift, ch);
-                            for ((o, &xv), &gv) in out.iter_mut().zip(&x[r.clone()]).zip(&g[r]) {
-                                *o = k * mask.apply(xv, gv) + a * xv + b;
-                            }
-                        })
+                        crate::simd::vectorized(
+                            #[inline(always)]
+                            || {
+                                let ch = p % c;
+                                let (m, is) = (self.mean[ch], self.inv_std[ch]);
+                                let k = weight[ch] * is;
+                                let r = p * plane..(p + 1) * plane;
+                                // dx = k·(dy − mean(dy) − x̂·mean(dy·x̂)) = k·dy + a·x + b, with dy the
+                                // upstream gradient through the ReLU (zero where the output was clipped,
+                                // as PyTorch's threshold backward does).
+                                let (a, b) = if self.batch_stats {
+                                    let (mean_dy, mean_dy_xhat) =
+                                        (sums[ch].0 / count, sums[ch].1 / count);
+                                    let a = -k * is * mean_dy_xhat;
+                                    (a, -k * mean_dy - a * m)
+                                } else {
+                                    (0.0, 0.0)
+                                };
+                                let mask = self.mask(&scale, &shift, ch);
+                                for ((o, &xv), &gv) in out.iter_mut().zip(&x[r.clone()]).zip(&g[r])
+                                {
+                                    *o = k * mask.apply(xv, gv) + a * xv + b;
+                                }
+                            },
+                        )
                     });
                 let db: Vec<f32> = sums.iter().map(|s| s.0).collect();
                 let dw: Vec<f32> = sums.iter().map(|s| s.1).collect();

@@ -228,7 +228,7 @@ pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R 
 }
 
 /// Threads each product may use when only `tasks` products of `flops` each run side by side.
-fn product_threads(tasks: usize, flops: usize) -> usize {
+pub(crate) fn product_threads(tasks: usize, flops: usize) -> usize {
     let threads = rayon::current_num_threads();
     if tasks < threads && flops >= threads * MIN_TASK_FLOPS {
         threads
@@ -238,7 +238,7 @@ fn product_threads(tasks: usize, flops: usize) -> usize {
 }
 
 /// Consecutive tasks of `flops` each one thread should take at the least.
-fn min_tasks(flops: usize) -> usize {
+pub(crate) fn min_tasks(flops: usize) -> usize {
     MIN_TASK_FLOPS.div_ceil(flops.max(1))
 }
 
@@ -268,7 +268,10 @@ fn zero_edge_columns(g: &Geometry, run: &mut [f32], cols: &Range<usize>) {
 /// Writes the im2col rows of input channels `channels` for `tile` into `col` (`[kk][T]`,
 /// zeros where a tap falls into the padding). `x` starts at the tile's first image.
 fn im2col(g: &Geometry, x: &[f32], tile: &Tile, channels: Range<usize>, col: &mut [f32]) {
-    crate::simd::vectorized(|| im2col_loops(g, x, tile, channels, col))
+    crate::simd::vectorized(
+        #[inline(always)]
+        || im2col_loops(g, x, tile, channels, col),
+    )
 }
 
 #[inline(always)]
@@ -334,7 +337,10 @@ fn im2col_loops(g: &Geometry, x: &[f32], tile: &Tile, channels: Range<usize>, co
 /// Adds the im2col-shaped `col` (`[kk][T]` for the input channels `channels`) of `tile` onto
 /// `dx`, which starts at the tile's first image.
 fn col2im(g: &Geometry, col: &mut [f32], tile: &Tile, channels: Range<usize>, dx: &mut [f32]) {
-    crate::simd::vectorized(|| col2im_loops(g, col, tile, channels, dx))
+    crate::simd::vectorized(
+        #[inline(always)]
+        || col2im_loops(g, col, tile, channels, dx),
+    )
 }
 
 #[inline(always)]
@@ -453,6 +459,9 @@ fn tile_view<'a>(
 
 /// `y = conv(x, w)`.
 pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
+    if crate::conv_winograd::applies(g) {
+        return crate::conv_winograd::forward(g, x, w);
+    }
     if crate::conv_direct::applies(g) {
         return crate::conv_direct::forward(g, x, w);
     }
@@ -675,7 +684,8 @@ fn as_forward(g: &Geometry, w: &[f32]) -> Option<(Geometry, Vec<f32>)> {
         g.cin >= MIN_FORWARD_INPUT_GRAD_CHANNELS && g.plane_out() >= MIN_FORWARD_INPUT_GRAD_PLANE;
     // The direct forward's blocks of four output channels would run a 3-channel stem's
     // gradient a quarter empty: measured slower than col2im there.
-    let direct = crate::conv_direct::applies(&transposed) && g.cin >= 16;
+    let direct = crate::conv_direct::applies(&transposed) && g.cin >= 16
+        || crate::conv_winograd::applies(&transposed);
     if !pays && !direct {
         return None;
     }
@@ -966,8 +976,12 @@ mod tests {
     /// 48 + 32 output channels), forward blocks with 1, 2 and 4 of 4 channels in use, a
     /// single image and non-square planes; their weight gradient with stride 2 (odd sizes too)
     /// and on small planes, several images to a pass; an input gradient whose im2col-shaped
-    /// product comes in two channel groups. Each case also runs with the direct kernels off.
-    const CASES: [Case; 22] = [
+    /// product comes in two channel groups; Winograd's F(2×2, 3×3) (`conv_winograd`: 3×3 "same"
+    /// layers with 64 channels or more on both sides) on odd plane sides (a last tile half
+    /// outside), chunks of several images and chunks of tile rows of one image, channel counts
+    /// that leave partial vector blocks. Each case also
+    /// runs with Winograd's path off, and with it and the direct kernels off.
+    const CASES: [Case; 25] = [
         (3, 32, 8, 3, 1, 1, 20, 20),
         (3, 32, 5, 3, 2, 1, 40, 36),
         (5, 4, 6, 3, 2, 1, 7, 9),
@@ -990,6 +1004,9 @@ mod tests {
         (3, 17, 32, 3, 2, 1, 9, 10),
         (2, 16, 64, 3, 2, 1, 32, 32),
         (2, 64, 8, 3, 2, 1, 40, 40),
+        (3, 64, 65, 3, 1, 1, 9, 11),
+        (5, 72, 64, 3, 1, 1, 8, 10),
+        (2, 64, 80, 3, 1, 1, 30, 31),
     ];
 
     fn run_all(g: &Geometry, x: &[f32], w: &[f32], u: &[f32]) -> [Vec<f32>; 3] {
@@ -1008,9 +1025,16 @@ mod tests {
             let wt = values(cout * cin * k * k, 3 * i as u64 + 1);
             let u = values(n * cout * g.oh * g.ow, 3 * i as u64 + 2);
             let (y, dx, dw) = naive(&g, &x, &wt, &u);
-            let direct = run_all(&g, &x, &wt, &u);
-            let im2col = crate::conv_direct::without(|| run_all(&g, &x, &wt, &u));
-            for ([gy, gdx, gdw], path) in [(direct, "direct"), (im2col, "im2col")] {
+            let winograd = run_all(&g, &x, &wt, &u);
+            let direct = crate::conv_winograd::without(|| run_all(&g, &x, &wt, &u));
+            let im2col = crate::conv_winograd::without(|| {
+                crate::conv_direct::without(|| run_all(&g, &x, &wt, &u))
+            });
+            for ([gy, gdx, gdw], path) in [
+                (winograd, "winograd"),
+                (direct, "direct"),
+                (im2col, "im2col"),
+            ] {
                 let tag = format!("case {i} {g:?} {path}");
                 assert_close(&gy, &y, &format!("{tag} forward"));
                 assert_close(&gdx, &dx, &format!("{tag} input grad"));

@@ -17,6 +17,7 @@ mod conv_cpu;
 #[cfg(feature = "cudnn")]
 mod conv_cudnn;
 mod conv_direct;
+mod conv_winograd;
 mod cpu_data;
 mod gemm_cpu;
 pub mod layers;
