@@ -710,6 +710,9 @@ fn as_forward(g: &Geometry, w: &[f32]) -> Option<(Geometry, Vec<f32>)> {
 
 /// `∂loss/∂W` given `grad = ∂loss/∂y`.
 pub(crate) fn kernel_grad(g: &Geometry, x: &[f32], grad: &[f32]) -> Result<Vec<f32>> {
+    if crate::conv_winograd::applies_to_weight_grad(g) {
+        return crate::conv_winograd::kernel_grad(g, x, grad);
+    }
     if crate::conv_direct::applies_to_weight_grad(g) {
         return crate::conv_direct::kernel_grad(g, x, grad);
     }
@@ -979,9 +982,9 @@ mod tests {
     /// product comes in two channel groups; Winograd's F(2×2, 3×3) (`conv_winograd`: 3×3 "same"
     /// layers with 64 channels or more on both sides) on odd plane sides (a last tile half
     /// outside), chunks of several images and chunks of tile rows of one image, channel counts
-    /// that leave partial vector blocks. Each case also
+    /// that leave partial vector blocks, and its weight gradient alone on planes under 8×8. Each case also
     /// runs with Winograd's path off, and with it and the direct kernels off.
-    const CASES: [Case; 25] = [
+    const CASES: [Case; 26] = [
         (3, 32, 8, 3, 1, 1, 20, 20),
         (3, 32, 5, 3, 2, 1, 40, 36),
         (5, 4, 6, 3, 2, 1, 7, 9),
@@ -1007,6 +1010,7 @@ mod tests {
         (3, 64, 65, 3, 1, 1, 9, 11),
         (5, 72, 64, 3, 1, 1, 8, 10),
         (2, 64, 80, 3, 1, 1, 30, 31),
+        (4, 64, 64, 3, 1, 1, 4, 5),
     ];
 
     fn run_all(g: &Geometry, x: &[f32], w: &[f32], u: &[f32]) -> [Vec<f32>; 3] {

@@ -8,6 +8,10 @@
 //! and channel pair where the direct form needs 36: 2.25× fewer. The products run on the packed
 //! `gemm` kernels; the transforms are additions, vectorised along a row of tiles.
 //!
+//! The input gradient is the forward of the turned kernel (`conv_cpu::as_forward`). The weight
+//! gradient differentiates the same formula: `∂U_ξ = Σ_tiles Z_ξ · V_ξᵀ` with
+//! `Z = A ∂Y Aᵀ` the output gradient's tiles, then `∂g = Gᵀ ∂U G` per kernel.
+//!
 //! Layouts, chosen so that every product has a layout the `gemm` crate runs near its peak
 //! (190–220 GFLOP/s on one core for these shapes, measured with the `gemm` crate alone; other
 //! layouts of the same products ran at 45–140): `U[c][ξ][o]`, `V[c][ξ][tile]`, `M[o][ξ][tile]`,
@@ -46,6 +50,8 @@ const BLOCK: usize = 16;
 /// slower than the im2col path (bench/NOTES.md, section 11). At least 4 keeps two tiles per
 /// row, which keeps `gemm` off its matrix-vector path.
 const MIN_SIDE: usize = 8;
+/// Smallest plane side of the weight gradient: at least two tiles per row (see above).
+const MIN_WEIGHT_GRAD_SIDE: usize = 4;
 
 thread_local! {
     /// Set by tests to run the other paths on shapes Winograd's would take.
@@ -63,13 +69,19 @@ pub(crate) fn without<R>(f: impl FnOnce() -> R) -> R {
 
 /// Whether [`forward`] computes `g`.
 pub(crate) fn applies(g: &Geometry) -> bool {
+    g.h >= MIN_SIDE && g.w >= MIN_SIDE && applies_to_weight_grad(g)
+}
+
+/// Whether [`kernel_grad`] computes `g`: its products reduce over tiles and it transforms no
+/// kernel, so 4×4 planes pay too.
+pub(crate) fn applies_to_weight_grad(g: &Geometry) -> bool {
     g.k == 3
         && g.stride == 1
         && g.padding == 1
         && g.oh == g.h
         && g.ow == g.w
-        && g.h >= MIN_SIDE
-        && g.w >= MIN_SIDE
+        && g.h >= MIN_WEIGHT_GRAD_SIDE
+        && g.w >= MIN_WEIGHT_GRAD_SIDE
         && g.n > 0
         && g.cin >= MIN_CHANNELS
         && g.cout >= MIN_CHANNELS
@@ -168,8 +180,11 @@ fn transform_kernels(g: &Geometry, w: &[f32]) -> Vec<f32> {
 /// `[tap][o]`, vectorised across the output channels. Returns `N`.
 #[inline(always)]
 fn kernel_block<const N: usize>(taps: &[f32], o: usize, u: &mut [f32], cout: usize) -> usize {
-    let k: [[f32; N]; 9] =
-        std::array::from_fn(|tap| taps[tap * cout + o..][..N].try_into().expect("N"));
+    // Loops, not `array::from_fn`, which LLVM left as a call (perf).
+    let mut k = [[0f32; N]; 9];
+    for (tap, k) in k.iter_mut().enumerate() {
+        k.copy_from_slice(&taps[tap * cout + o..][..N]);
+    }
     // t = G g (4 × 3), then t Gᵀ (4 × 4).
     let mut t = [[[0f32; N]; 3]; 4];
     for j in 0..3 {
@@ -367,7 +382,10 @@ fn output_block<const N: usize, const W: usize>(
     bottom: &mut [f32],
 ) -> usize {
     let load = |s: &[f32]| -> [f32; N] { s[t..t + N].try_into().expect("N") };
-    let ms: [[f32; N]; 16] = std::array::from_fn(|xi| load(m[xi]));
+    let mut ms = [[0f32; N]; 16];
+    for (xi, v) in ms.iter_mut().enumerate() {
+        *v = load(m[xi]);
+    }
     // Down: s[j] = m0j + m1j + m2j (output row 2ty), d[j] = m1j − m2j − m3j;
     // across: column 2tx = s0 + s1 + s2, column 2tx + 1 = s1 − s2 − s3.
     let mut s = [[0f32; N]; 4];
@@ -531,4 +549,241 @@ pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
             Ok::<_, candle_core::Error>(())
         })?;
     Ok(y)
+}
+
+/// Batch partitions of the weight gradient, each summing its chunks into its own `∂U`; the
+/// partitions' sums are added in order, so the result does not depend on the thread count.
+const WGRAD_PARTITIONS: usize = 4;
+
+/// `Z[tile][ξ][o] = (A dY Aᵀ)[ξ]` for the chunk's tiles, `dY` the 2×2 block of `∂loss/∂y` of
+/// the tile (zero past the plane), `A = [[1, 0], [1, 1], [1, −1], [0, −1]]`: the gradient of the
+/// forward's `M` (whose output transform is `Aᵀ M A`). Output channels side by side, so that
+/// the product `Z_ξ · V_ξᵀ` has a layout `gemm` runs at full speed; with tiles side by side
+/// (as `V` has them) its packing transposed both operands and took a third of the time (perf).
+fn transform_output_grads(g: &Geometry, dy: &[f32], chunk: &Chunk, z: &mut [f32]) {
+    crate::simd::vectorized(
+        #[inline(always)]
+        || transform_output_grads_loops(g, dy, chunk, z),
+    )
+}
+
+#[inline(always)]
+fn transform_output_grads_loops(g: &Geometry, dy: &[f32], chunk: &Chunk, z: &mut [f32]) {
+    let (_, tw) = tile_grid(g);
+    let plane = g.h * g.w;
+    let mut o = 0;
+    while o < g.cout {
+        let left = g.cout - o;
+        let n = if left >= 16 {
+            16
+        } else if left >= 8 {
+            8
+        } else {
+            1
+        };
+        let mut tile = 0;
+        for b in chunk.images.clone() {
+            let planes = &dy[(b * g.cout + o) * plane..];
+            for ty in chunk.rows.clone() {
+                for tx in 0..tw {
+                    let z = &mut z[tile * XI * g.cout + o..];
+                    match n {
+                        16 => output_grad_block::<16>(g, planes, ty, tx, z),
+                        8 => output_grad_block::<8>(g, planes, ty, tx, z),
+                        _ => output_grad_block::<1>(g, planes, ty, tx, z),
+                    }
+                    tile += 1;
+                }
+            }
+        }
+        o += n;
+    }
+}
+
+/// [`transform_output_grads`] for `N` output channels of one tile: `planes` starts at the
+/// first channel's plane, `z` at the tile's first channel.
+#[inline(always)]
+fn output_grad_block<const N: usize>(
+    g: &Geometry,
+    planes: &[f32],
+    ty: usize,
+    tx: usize,
+    z: &mut [f32],
+) {
+    let plane = g.h * g.w;
+    let at = |dy: usize, dx: usize| -> [f32; N] {
+        let (y, x) = (2 * ty + dy, 2 * tx + dx);
+        if y < g.h && x < g.w {
+            let mut v = [0f32; N];
+            for (l, v) in v.iter_mut().enumerate() {
+                *v = planes[l * plane + y * g.w + x];
+            }
+            v
+        } else {
+            [0f32; N]
+        }
+    };
+    let (a, b, c, d) = (at(0, 0), at(0, 1), at(1, 0), at(1, 1));
+    // A dY, row by row: (a, b), (a + c, b + d), (a − c, b − d), (−c, −d); then each row (p, q)
+    // times Aᵀ: (p, p + q, p − q, −q).
+    let mut rows = [[[0f32; N]; 2]; 4];
+    for l in 0..N {
+        rows[0][0][l] = a[l];
+        rows[0][1][l] = b[l];
+        rows[1][0][l] = a[l] + c[l];
+        rows[1][1][l] = b[l] + d[l];
+        rows[2][0][l] = a[l] - c[l];
+        rows[2][1][l] = b[l] - d[l];
+        rows[3][0][l] = -c[l];
+        rows[3][1][l] = -d[l];
+    }
+    for (i, [p, q]) in rows.iter().enumerate() {
+        let mut out = [[0f32; N]; 4];
+        for l in 0..N {
+            out[0][l] = p[l];
+            out[1][l] = p[l] + q[l];
+            out[2][l] = p[l] - q[l];
+            out[3][l] = -q[l];
+        }
+        for (j, out) in out.iter().enumerate() {
+            z[(i * 4 + j) * g.cout..][..N].copy_from_slice(out);
+        }
+    }
+}
+
+/// `∂loss/∂W[o][c] = Gᵀ ∂U[o][c] G` for every kernel, `∂U` as `[ξ][c][o]`,
+/// `Gᵀ = [[1, ½, ½, 0], [0, ½, −½, 0], [0, ½, ½, 1]]`.
+fn untransform_kernel_grads(g: &Geometry, du: &[f32]) -> Vec<f32> {
+    let (cin, cout) = (g.cin, g.cout);
+    let mut dw = vec![0f32; cout * cin * 9];
+    dw.par_chunks_mut(BLOCK * cin * 9)
+        .enumerate()
+        .for_each(|(block, dw)| {
+            let o0 = block * BLOCK;
+            let n = dw.len() / (cin * 9);
+            crate::simd::vectorized(
+                #[inline(always)]
+                || {
+                    for c in 0..cin {
+                        if n == BLOCK {
+                            kernel_grad_block::<BLOCK>(du, cin, cout, c, o0, dw);
+                        } else {
+                            for l in 0..n {
+                                kernel_grad_block::<1>(
+                                    du,
+                                    cin,
+                                    cout,
+                                    c,
+                                    o0 + l,
+                                    &mut dw[l * cin * 9..],
+                                );
+                            }
+                        }
+                    }
+                },
+            )
+        });
+    dw
+}
+
+/// One input channel's `∂W` for the `N` output channels from `o` (`dw` starts at `o`'s row).
+#[inline(always)]
+fn kernel_grad_block<const N: usize>(
+    du: &[f32],
+    cin: usize,
+    cout: usize,
+    c: usize,
+    o: usize,
+    dw: &mut [f32],
+) {
+    let mut d = [[0f32; N]; XI];
+    for (xi, d) in d.iter_mut().enumerate() {
+        d.copy_from_slice(&du[(xi * cin + c) * cout + o..][..N]);
+    }
+    // Gᵀ D (3 × 4), then (Gᵀ D) G (3 × 3): a 4-vector r maps to
+    // (r0 + ½(r1 + r2), ½(r1 − r2), ½(r1 + r2) + r3).
+    let mut half = [[[0f32; N]; 4]; 3];
+    for j in 0..4 {
+        for l in 0..N {
+            let (r0, r1, r2, r3) = (d[j][l], d[4 + j][l], d[8 + j][l], d[12 + j][l]);
+            half[0][j][l] = r0 + 0.5 * (r1 + r2);
+            half[1][j][l] = 0.5 * (r1 - r2);
+            half[2][j][l] = 0.5 * (r1 + r2) + r3;
+        }
+    }
+    let mut k = [[0f32; 9]; N];
+    for (i, r) in half.iter().enumerate() {
+        for l in 0..N {
+            k[l][i * 3] = r[0][l] + 0.5 * (r[1][l] + r[2][l]);
+            k[l][i * 3 + 1] = 0.5 * (r[1][l] - r[2][l]);
+            k[l][i * 3 + 2] = 0.5 * (r[1][l] + r[2][l]) + r[3][l];
+        }
+    }
+    for (l, taps) in k.iter().enumerate() {
+        dw[(l * cin + c) * 9..][..9].copy_from_slice(taps);
+    }
+}
+
+/// `∂loss/∂W` given `grad = ∂loss/∂y`, for a geometry [`applies`] accepts: per chunk, the
+/// input tiles' `V` and the output gradient's `Z`, then `∂U_ξ += Z_ξ · V_ξᵀ` summed over the
+/// chunk's tiles, and finally `Gᵀ ∂U G` per kernel. (`Z` as `[tile][ξ][o]`.)
+pub(crate) fn kernel_grad(g: &Geometry, x: &[f32], grad: &[f32]) -> Result<Vec<f32>> {
+    let (_, tw) = tile_grid(g);
+    let chunks = chunks(g);
+    let partitions = WGRAD_PARTITIONS.min(chunks.len());
+    let per_partition = chunks.len().div_ceil(partitions);
+    let du_len = XI * g.cin * g.cout;
+    let chunk_flops = 2 * XI * chunks[0].images.len() * chunks[0].rows.len() * tw * g.cin * g.cout;
+    let threads = product_threads(partitions, chunk_flops * per_partition);
+    let sums: Vec<Vec<f32>> = chunks
+        .par_chunks(per_partition)
+        .map(|part| {
+            let mut du = vec![0f32; du_len];
+            for (i, chunk) in part.iter().enumerate() {
+                let nt = chunk.images.len() * chunk.rows.len() * tw;
+                let (v_len, z_len) = (g.cin * XI * nt, g.cout * XI * nt);
+                with_scratch(v_len + z_len + row_scratch(g), |buf| {
+                    let (v, rest) = buf.split_at_mut(v_len);
+                    let (z, rows) = rest.split_at_mut(z_len);
+                    transform_inputs(g, x, chunk, v, rows);
+                    transform_output_grads(g, grad, chunk, z);
+                    for xi in 0..XI {
+                        // ∂U_ξ (C_out × C_in, as [c][o]) += Z_ξ (C_out × tiles) · V_ξᵀ.
+                        let lhs = View {
+                            data: &z[xi * g.cout..],
+                            rows: g.cout,
+                            cols: nt,
+                            row_stride: 1,
+                            col_stride: XI * g.cout,
+                        };
+                        let rhs = View {
+                            data: &v[xi * nt..],
+                            rows: nt,
+                            cols: g.cin,
+                            row_stride: 1,
+                            col_stride: XI * nt,
+                        };
+                        let dst = ViewMut {
+                            data: &mut du[xi * g.cin * g.cout..][..g.cin * g.cout],
+                            rows: g.cout,
+                            cols: g.cin,
+                            row_stride: 1,
+                            col_stride: g.cout,
+                        };
+                        matmul(dst, lhs, rhs, i > 0, threads)?;
+                    }
+                    Ok::<_, candle_core::Error>(())
+                })?;
+            }
+            Ok(du)
+        })
+        .collect::<Result<_>>()?;
+    let mut sums = sums.into_iter();
+    let mut du = sums.next().expect("at least one partition");
+    for part in sums {
+        for (d, p) in du.iter_mut().zip(&part) {
+            *d += p;
+        }
+    }
+    Ok(untransform_kernel_grads(g, &du))
 }
