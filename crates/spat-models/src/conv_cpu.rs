@@ -227,6 +227,19 @@ pub(crate) fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R 
     out
 }
 
+/// Runs `f` with a path's per-thread off switch set (tests that compare a kernel path with
+/// the ones it replaces).
+#[cfg(test)]
+pub(crate) fn with_path_off<R>(
+    switch: &'static std::thread::LocalKey<Cell<bool>>,
+    f: impl FnOnce() -> R,
+) -> R {
+    switch.with(|d| d.set(true));
+    let out = f();
+    switch.with(|d| d.set(false));
+    out
+}
+
 /// Threads each product may use when only `tasks` products of `flops` each run side by side.
 pub(crate) fn product_threads(tasks: usize, flops: usize) -> usize {
     let threads = rayon::current_num_threads();
@@ -460,7 +473,7 @@ fn tile_view<'a>(
 /// `y = conv(x, w)`.
 pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
     if crate::conv_winograd::applies(g) {
-        return crate::conv_winograd::forward(g, x, w);
+        return crate::conv_winograd::forward(g, x, crate::conv_winograd::Kernels::Own(w));
     }
     if crate::conv_direct::applies(g) {
         return crate::conv_direct::forward(g, x, w);
@@ -572,6 +585,12 @@ pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
 
 /// `∂loss/∂x` given `grad = ∂loss/∂y`.
 pub(crate) fn input_grad(g: &Geometry, grad: &[f32], w: &[f32]) -> Result<Vec<f32>> {
+    if let Some(transposed) = transposed(g) {
+        if crate::conv_winograd::applies(&transposed) {
+            let turned = crate::conv_winograd::Kernels::Turned(w);
+            return crate::conv_winograd::forward(&transposed, grad, turned);
+        }
+    }
     if let Some((transposed, flipped)) = as_forward(g, w) {
         return forward(&transposed, grad, &flipped);
     }
@@ -661,6 +680,22 @@ const MIN_FORWARD_INPUT_GRAD_CHANNELS: usize = 32;
 /// that an image's gradient takes the same path, and has the same bits, whatever its batch.
 const MIN_FORWARD_INPUT_GRAD_PLANE: usize = 64;
 
+/// The forward convolution that computes the input gradient of `g`, for a stride-1
+/// convolution whose output has its input's size, other than 1×1 (see [`as_forward`]).
+fn transposed(g: &Geometry) -> Option<Geometry> {
+    let same = g.stride == 1 && 2 * g.padding + 1 == g.k && g.oh == g.h && g.ow == g.w;
+    if !same || g.pointwise() {
+        return None;
+    }
+    Geometry::new(
+        &[g.n, g.cout, g.oh, g.ow],
+        &[g.cin, g.cout, g.k, g.k],
+        1,
+        g.k - 1 - g.padding,
+    )
+    .ok()
+}
+
 /// A stride-1 convolution whose output has its input's size, other than 1×1, as the forward
 /// convolution that computes its input gradient: `dx = conv(dy, W')` with `W'[c][o]` the
 /// kernel `W[o][c]` turned by 180°, padded by `k − 1 − padding`. That product reduces over
@@ -669,23 +704,12 @@ const MIN_FORWARD_INPUT_GRAD_PLANE: usize = 64;
 /// bounds below say it pays, and wherever the direct kernels compute that forward convolution
 /// for 16 input channels or more (their narrow layers included: measured in section 10).
 fn as_forward(g: &Geometry, w: &[f32]) -> Option<(Geometry, Vec<f32>)> {
-    let same = g.stride == 1 && 2 * g.padding + 1 == g.k && g.oh == g.h && g.ow == g.w;
-    if !same || g.pointwise() {
-        return None;
-    }
-    let transposed = Geometry::new(
-        &[g.n, g.cout, g.oh, g.ow],
-        &[g.cin, g.cout, g.k, g.k],
-        1,
-        g.k - 1 - g.padding,
-    )
-    .ok()?;
+    let transposed = transposed(g)?;
     let pays =
         g.cin >= MIN_FORWARD_INPUT_GRAD_CHANNELS && g.plane_out() >= MIN_FORWARD_INPUT_GRAD_PLANE;
     // The direct forward's blocks of four output channels would run a 3-channel stem's
     // gradient a quarter empty: measured slower than col2im there.
-    let direct = crate::conv_direct::applies(&transposed) && g.cin >= 16
-        || crate::conv_winograd::applies(&transposed);
+    let direct = crate::conv_direct::applies(&transposed) && g.cin >= 16;
     if !pays && !direct {
         return None;
     }

@@ -66,10 +66,7 @@ thread_local! {
 /// Runs `f` with the direct kernels off on this thread (for tests that compare both paths).
 #[cfg(test)]
 pub(crate) fn without<R>(f: impl FnOnce() -> R) -> R {
-    DISABLED.with(|d| d.set(true));
-    let out = f();
-    DISABLED.with(|d| d.set(false));
-    out
+    crate::conv_cpu::with_path_off(&DISABLED, f)
 }
 
 /// Whether the direct kernels compute `g` on this CPU.

@@ -8,7 +8,8 @@
 //! and channel pair where the direct form needs 36: 2.25× fewer. The products run on the packed
 //! `gemm` kernels; the transforms are additions, vectorised along a row of tiles.
 //!
-//! The input gradient is the forward of the turned kernel (`conv_cpu::as_forward`). The weight
+//! The input gradient is the forward of the turned kernel, read from the layer's own kernels
+//! ([`Kernels::Turned`]) rather than from a turned copy. The weight
 //! gradient differentiates the same formula: `∂U_ξ = Σ_tiles Z_ξ · V_ξᵀ` with
 //! `Z = A ∂Y Aᵀ` the output gradient's tiles, then `∂g = Gᵀ ∂U G` per kernel.
 //!
@@ -61,10 +62,7 @@ thread_local! {
 /// Runs `f` with the Winograd path off on this thread (for tests that compare the paths).
 #[cfg(test)]
 pub(crate) fn without<R>(f: impl FnOnce() -> R) -> R {
-    DISABLED.with(|d| d.set(true));
-    let out = f();
-    DISABLED.with(|d| d.set(false));
-    out
+    crate::conv_cpu::with_path_off(&DISABLED, f)
 }
 
 /// Whether [`forward`] computes `g`.
@@ -100,6 +98,18 @@ struct Chunk {
     rows: Range<usize>,
 }
 
+impl Chunk {
+    /// Tiles in the chunk, given the tiles per row.
+    fn tiles(&self, tw: usize) -> usize {
+        self.images.len() * self.rows.len() * tw
+    }
+
+    /// Index within the chunk of the first tile of row `r` of its `i`-th image.
+    fn row_start(&self, i: usize, r: usize, tw: usize) -> usize {
+        (i * self.rows.len() + r) * tw
+    }
+}
+
 fn chunks(g: &Geometry) -> Vec<Chunk> {
     let (th, tw) = tile_grid(g);
     let per_tile = XI * (g.cin + g.cout) * 4;
@@ -126,25 +136,51 @@ fn chunks(g: &Geometry) -> Vec<Chunk> {
         .collect()
 }
 
-/// `U[c][ξ][o] = (G g Gᵀ)[ξ]` for the kernel `g = w[o][c]`, with
-/// `G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]`.
-fn transform_kernels(g: &Geometry, w: &[f32]) -> Vec<f32> {
+/// Where the kernels of the convolution being computed come from.
+#[derive(Clone, Copy)]
+pub(crate) enum Kernels<'a> {
+    /// `w[o][c][tap]`, the geometry's own kernels.
+    Own(&'a [f32]),
+    /// `w[c][o][8 − tap]`: the kernels of the layer whose input gradient this forward computes
+    /// (its `C_in` is this geometry's `C_out`), turned by 180°, read in place instead of copied.
+    Turned(&'a [f32]),
+}
+
+/// `U[c][ξ][o] = (G g Gᵀ)[ξ]` for each kernel `g` (of output channel `o`, input channel `c`),
+/// with `G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]`.
+fn transform_kernels(g: &Geometry, kernels: Kernels<'_>) -> Vec<f32> {
     let (cin, cout) = (g.cin, g.cout);
     // The taps as `[c][tap][o]`, so that the transform reads 16 output channels' taps as one
-    // vector: gathering them from `w` directly (18 KiB apart for 512 input channels) missed the
-    // TLB on every load, a quarter of a 512-channel 4×4 layer's time (perf).
+    // vector: gathering them from `w[o][c]` directly (18 KiB apart for 512 input channels)
+    // missed the TLB on every load, 16 % of a 512-channel 4×4 layer's three directions (perf).
     let mut taps = vec![0f32; cin * 9 * cout];
     taps.par_chunks_mut(BLOCK * 9 * cout)
         .enumerate()
         .for_each(|(block, taps)| {
             let c0 = block * BLOCK;
             let cs = taps.len() / (9 * cout);
-            for o0 in (0..cout).step_by(BLOCK) {
-                for ci in 0..cs {
-                    for tap in 0..9 {
-                        let dst = &mut taps[(ci * 9 + tap) * cout..][..cout];
-                        for o in o0..(o0 + BLOCK).min(cout) {
-                            dst[o] = w[(o * cin + c0 + ci) * 9 + tap];
+            match kernels {
+                Kernels::Own(w) => {
+                    for o0 in (0..cout).step_by(BLOCK) {
+                        for ci in 0..cs {
+                            for tap in 0..9 {
+                                let dst = &mut taps[(ci * 9 + tap) * cout..][..cout];
+                                for o in o0..(o0 + BLOCK).min(cout) {
+                                    dst[o] = w[(o * cin + c0 + ci) * 9 + tap];
+                                }
+                            }
+                        }
+                    }
+                }
+                // Input channel c's kernels are one contiguous row of `w`.
+                Kernels::Turned(w) => {
+                    for ci in 0..cs {
+                        let row = &w[(c0 + ci) * cout * 9..][..cout * 9];
+                        for tap in 0..9 {
+                            let dst = &mut taps[(ci * 9 + tap) * cout..][..cout];
+                            for (d, k) in dst.iter_mut().zip(row.chunks_exact(9)) {
+                                *d = k[8 - tap];
+                            }
                         }
                     }
                 }
@@ -236,7 +272,7 @@ fn transform_inputs_loops(
     scratch: &mut [f32],
 ) {
     let (th, tw) = tile_grid(g);
-    let nt = chunk.images.len() * chunk.rows.len() * tw;
+    let nt = chunk.tiles(tw);
     let plane = g.h * g.w;
     let pitch = tw + 1;
     // Padded rows 0..2·th + 2: row 0 and rows past h are zero. With the row padded by a zero
@@ -271,7 +307,7 @@ fn transform_inputs_loops(
                     o[tw] = 0.0;
                 }
                 for (r, ty) in chunk.rows.clone().enumerate() {
-                    let tile0 = (i * chunk.rows.len() + r) * tw;
+                    let tile0 = chunk.row_start(i, r, tw);
                     let e = |k: usize| &even[(2 * ty + k) * pitch..][..tw + 1];
                     let o = |k: usize| &odd[(2 * ty + k) * pitch..][..tw + 1];
                     let (e0, e1, e2, e3) = (e(0), e(1), e(2), e(3));
@@ -423,7 +459,7 @@ fn transform_outputs(g: &Geometry, m: &[f32], chunk: &Chunk, y: &mut [f32]) {
 #[inline(always)]
 fn transform_outputs_loops(g: &Geometry, m: &[f32], chunk: &Chunk, y: &mut [f32]) {
     let (_, tw) = tile_grid(g);
-    let nt = chunk.images.len() * chunk.rows.len() * tw;
+    let nt = chunk.tiles(tw);
     let plane = g.h * g.w;
     let (whole, odd_w) = (g.w / 2, g.w % 2 == 1);
     {
@@ -432,7 +468,7 @@ fn transform_outputs_loops(g: &Geometry, m: &[f32], chunk: &Chunk, y: &mut [f32]
             for (i, b) in chunk.images.clone().enumerate() {
                 let dst = &mut y[(b * g.cout + o) * plane..][..plane];
                 for (r, ty) in chunk.rows.clone().enumerate() {
-                    let tile0 = (i * chunk.rows.len() + r) * tw;
+                    let tile0 = chunk.row_start(i, r, tw);
                     let at = |xi: usize| &m[xi * nt + tile0..][..tw];
                     let (m0, m1, m2, m3) = (at(0), at(1), at(2), at(3));
                     let (m4, m5, m6, m7) = (at(4), at(5), at(6), at(7));
@@ -475,13 +511,13 @@ fn transform_outputs_loops(g: &Geometry, m: &[f32], chunk: &Chunk, y: &mut [f32]
     }
 }
 
-/// `y = conv(x, w)` for a geometry [`applies`] accepts.
-pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
+/// `y = conv(x, kernels)` for a geometry [`applies`] accepts.
+pub(crate) fn forward(g: &Geometry, x: &[f32], kernels: Kernels<'_>) -> Result<Vec<f32>> {
     let mut y = vec![0f32; g.n * g.cout * g.h * g.w];
-    let u = transform_kernels(g, w);
+    let u = transform_kernels(g, kernels);
     let (_, tw) = tile_grid(g);
     let chunks = chunks(g);
-    let chunk_flops = |c: &Chunk| 2 * XI * c.images.len() * c.rows.len() * tw * g.cin * g.cout;
+    let chunk_flops = |c: &Chunk| 2 * XI * c.tiles(tw) * g.cin * g.cout;
     // Chunks write disjoint parts of `y`, but a chunk of tile rows writes rows of every output
     // channel's plane of its image: each task owns its images' whole output, so chunks of one
     // image run in order inside one task.
@@ -508,7 +544,7 @@ pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
         .with_min_len(min_tasks(chunk_flops(&chunks[0])))
         .try_for_each(|(y, (first, list))| {
             for chunk in list {
-                let nt = chunk.images.len() * chunk.rows.len() * tw;
+                let nt = chunk.tiles(tw);
                 let (v_len, m_len) = (g.cin * XI * nt, g.cout * XI * nt);
                 with_scratch(v_len + m_len + row_scratch(g), |scratch| {
                     let (v, rest) = scratch.split_at_mut(v_len);
@@ -733,14 +769,14 @@ pub(crate) fn kernel_grad(g: &Geometry, x: &[f32], grad: &[f32]) -> Result<Vec<f
     let partitions = WGRAD_PARTITIONS.min(chunks.len());
     let per_partition = chunks.len().div_ceil(partitions);
     let du_len = XI * g.cin * g.cout;
-    let chunk_flops = 2 * XI * chunks[0].images.len() * chunks[0].rows.len() * tw * g.cin * g.cout;
+    let chunk_flops = 2 * XI * chunks[0].tiles(tw) * g.cin * g.cout;
     let threads = product_threads(partitions, chunk_flops * per_partition);
     let sums: Vec<Vec<f32>> = chunks
         .par_chunks(per_partition)
         .map(|part| {
             let mut du = vec![0f32; du_len];
             for (i, chunk) in part.iter().enumerate() {
-                let nt = chunk.images.len() * chunk.rows.len() * tw;
+                let nt = chunk.tiles(tw);
                 let (v_len, z_len) = (g.cin * XI * nt, g.cout * XI * nt);
                 with_scratch(v_len + z_len + row_scratch(g), |buf| {
                     let (v, rest) = buf.split_at_mut(v_len);
