@@ -15,6 +15,9 @@
 //! text is cut into these parts, then the parts are given a meaning. Only combinations that name an
 //! attack spat can run are accepted; a new attack adds its meaning to [`AttackSpec::from_str`] and its
 //! canonical spelling to `Display`.
+//!
+//! The norm is not part of a spec: it is the run's ([`crate::Norm`]), and every spec has a form in
+//! each norm (`fgsm` is FGM in L2), so an accuracy is reported under the name given in both.
 
 use std::fmt;
 use std::str::FromStr;

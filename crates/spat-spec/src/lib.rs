@@ -6,7 +6,7 @@
 //! * [`Dataset`], [`Split`] and the official file layouts ([`dataset`]);
 //! * [`Mode`], [`Precision`], the model presets and their sizes ([`model`]);
 //! * attack specs and their grammar ([`AttackSpec`], [`AttackLoss`]), and radii as written
-//!   ([`Radius`]: `8/255` or `0.031`);
+//!   ([`Radius`]: `8/255` or `0.031`), and the [`Norm`] they are measured in (L∞ or L2);
 //! * training [`Method`]s and the one run configuration [`RunConfig`] (`config.json`);
 //! * the typed schema of every file the `spat` binary writes or prints ([`run`], [`report`]);
 //! * crash-safe file writes and typed JSON reads ([`fs`]), and the checksum spat uses ([`Fnv1a`]).
@@ -21,6 +21,7 @@ pub mod fs;
 pub mod fuzzing;
 pub mod hash;
 pub mod model;
+pub mod norm;
 pub mod radius;
 pub mod report;
 pub mod run;
@@ -32,6 +33,7 @@ pub use attack::{
 pub use dataset::{Dataset, Split};
 pub use hash::Fnv1a;
 pub use model::{model_size, Mode, ModelSize, Precision, MODEL_SIZES, PRESETS};
+pub use norm::Norm;
 pub use radius::Radius;
 pub use run::{InitWeights, LrSchedule, Method, PseudoLabeled, RunConfig};
 

@@ -1,4 +1,4 @@
-//! An L∞ radius or step size as it was written: `8/255` or `0.031`.
+//! A radius or step size as it was written: `8/255` or `0.031`.
 //!
 //! The thesis states its radii as `8/255`, RST's and TRADES' code as `0.031`; the two differ
 //! (0.031372… against 0.031), and a report that turned one into the other would mislead a reader

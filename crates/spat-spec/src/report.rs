@@ -6,13 +6,17 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use crate::{AttackSpec, AutoAttackVersion};
+use crate::{AttackSpec, AutoAttackVersion, Norm};
 
 /// `spat eval --json`: accuracies in percent.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EvalReport {
     pub examples: usize,
     pub eps: f64,
+    /// The norm `eps` is measured in, that of every attack of the list (L∞ in reports written
+    /// before norms existed).
+    #[serde(default)]
+    pub norm: Norm,
     /// Accuracy under each attack of the list, keyed by the attack's canonical spec
     /// ([`AttackSpec`]'s `Display`: `clean`, `pgd20`, `pgd20-kl`, ...).
     pub accuracy: BTreeMap<String, f64>,
@@ -37,6 +41,8 @@ pub struct AutoAttackReport {
     pub version: AutoAttackVersion,
     pub examples: usize,
     pub eps: f64,
+    #[serde(default)]
+    pub norm: Norm,
     pub clean: f64,
     /// The attacks in the order they ran, each with the robust accuracy after it (examples that
     /// it and every earlier attack failed to fool).
@@ -97,6 +103,8 @@ pub struct SweepRow {
 pub struct SweepReport {
     pub examples: usize,
     pub eps: f64,
+    #[serde(default)]
+    pub norm: Norm,
     pub steps: usize,
     pub clean_accuracy: f64,
     pub rows: Vec<SweepRow>,
@@ -440,6 +448,8 @@ mod tests {
         let r: EvalReport = serde_json::from_str(json).unwrap();
         let aa = &r.autoattack["autoattack"];
         assert_eq!(aa.version, AutoAttackVersion::Standard);
+        // Written before norms existed: L∞.
+        assert_eq!((r.norm, aa.norm), (Norm::Linf, Norm::Linf));
         assert_eq!(aa.stages[1].attack, "apgd-t");
         assert_eq!(
             serde_json::from_str::<EvalReport>(&serde_json::to_string(&r).unwrap()).unwrap(),
@@ -450,6 +460,7 @@ mod tests {
             {"attack": "pgd-ls", "alpha": 0.1, "accuracy": 30.0},
             {"attack": "pgd-ce", "alpha": null, "accuracy": 10.0}]}"#;
         let s: SweepReport = serde_json::from_str(json).unwrap();
+        assert_eq!(s.norm, Norm::Linf);
         assert_eq!(s.pgd_ls(0.1), Some(30.0));
         assert_eq!(s.first(SweepAttack::PgdCe), Some(10.0));
         assert_eq!(s.first(SweepAttack::PgdKl), None);

@@ -18,7 +18,7 @@ use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
 
-use crate::{AttackSpec, Dataset, Error, Mode, Precision};
+use crate::{AttackSpec, Dataset, Error, Mode, Norm, Precision};
 
 /// File names of a run directory.
 pub mod files {
@@ -291,9 +291,13 @@ pub struct RunConfig {
     pub weight_decay: f64,
     /// Weight-decay 1-D parameters (BN, biases) too; `true` as in the references.
     pub decay_1d_params: bool,
-    /// L∞ radius of the threat model: of training adversaries and of the per-epoch evaluation
-    /// (8/255, §6.1).
+    /// Radius of the threat model, in `norm`: of training adversaries and of the per-epoch
+    /// evaluation (8/255 in L∞, §6.1).
     pub eps: f64,
+    /// The norm of the threat model (L∞ in the thesis). Absent from the `config.json` of an L∞
+    /// run, so that a run written before norms existed reads back, and resumes, as L∞.
+    #[serde(default, skip_serializing_if = "Norm::is_linf")]
+    pub norm: Norm,
     /// PGD steps of the training adversary (10, §6.1; 0 for [`Method::Standard`]).
     pub attack_steps: usize,
     /// PGD step size of the training adversary (ε/4, §6.1).
@@ -377,12 +381,8 @@ impl RunConfig {
             (0.0..1.0).contains(&self.momentum),
             "in [0, 1)",
         )?;
-        finite(
-            "eps",
-            self.eps,
-            (0.0..=1.0).contains(&self.eps),
-            "in [0, 1]",
-        )?;
+        let (c, h, w) = self.dataset.image_shape();
+        self.norm.check_radius("eps", self.eps, c * h * w)?;
         finite(
             "trades_beta",
             self.trades_beta,
@@ -411,6 +411,8 @@ impl RunConfig {
                 self.attack_step_size > 0.0,
                 "positive",
             )?;
+            self.norm
+                .check_radius("attack_step_size", self.attack_step_size, c * h * w)?;
         }
         if let Some(a) = self.spat_alpha {
             finite("spat_alpha", a, (0.0..=1.0).contains(&a), "in [0, 1]")?;
