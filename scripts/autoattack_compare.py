@@ -5,7 +5,10 @@ names), on the first N CIFAR-10 test images, with wall times, as one JSON object
 
     python3 scripts/autoattack_compare.py --reference PATH/TO/auto-attack \
         --checkpoint runs/tiny-madry/model.safetensors --model tiny --data-dir ../shared/data \
-        --n 1000 --eps 8/255 [--threads 2] [--spat spat.json]
+        --n 1000 --eps 8/255 [--norm linf|l2] [--threads 2] [--spat spat.json]
+
+With --norm l2 every attack is the reference's L2 version and PGD-20 is torchattacks' PGDL2 (step
+the same fraction of eps as spat's pgd20: 0.003 at 0.031, start at a random radius in the ball).
 
 With --spat (the JSON printed by `spat eval --attacks clean,pgd20,apgd-ce,apgd-t,autoattack --json`),
 it also prints both side by side as a Markdown table. scripts/autoattack_compare.sh runs both.
@@ -60,7 +63,9 @@ def main():
     p.add_argument("--model", default="tiny", choices=sorted(PRESETS))
     p.add_argument("--data-dir", default=os.environ.get("SPAT_DATA_DIR", "../shared/data"))
     p.add_argument("--n", type=int, default=1000)
-    p.add_argument("--eps", type=parse_eps, default=8 / 255)
+    p.add_argument("--eps", type=parse_eps, default=None,
+                   help="radius (default 8/255 for linf, 0.5 for l2)")
+    p.add_argument("--norm", choices=["linf", "l2"], default="linf")
     p.add_argument("--bs", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
@@ -71,6 +76,9 @@ def main():
     from autoattack import AutoAttack
     import torchattacks
 
+    if a.eps is None:
+        a.eps = 8 / 255 if a.norm == "linf" else 0.5
+    norm = {"linf": "Linf", "l2": "L2"}[a.norm]
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     model = PRESETS[a.model]()
@@ -80,19 +88,21 @@ def main():
     assert not unexpected and all(k.endswith("num_batches_tracked") for k in missing), (missing, unexpected)
     model.eval()
     x, y = read_test(a.data_dir, a.n)
-    out = {"examples": len(x), "eps": a.eps, "threads": torch.get_num_threads(), "seconds": {}}
+    out = {"examples": len(x), "eps": a.eps, "norm": a.norm, "threads": torch.get_num_threads(),
+           "seconds": {}}
 
     t = time.time()
     out["clean"] = accuracy(model, x, y, a.bs)
     # PGD-20 as spat's `pgd20` and TRADES' evaluation: step 0.003 at eps 0.031 (scaled with eps),
     # uniform random start.
-    pgd = torchattacks.PGD(model, eps=a.eps, alpha=a.eps * 0.003 / 0.031, steps=20, random_start=True)
+    attack = torchattacks.PGD if a.norm == "linf" else torchattacks.PGDL2
+    pgd = attack(model, eps=a.eps, alpha=a.eps * 0.003 / 0.031, steps=20, random_start=True)
     adv = torch.cat([pgd(x[i:i + a.bs], y[i:i + a.bs]) for i in range(0, len(x), a.bs)])
     out["pgd20"] = accuracy(model, adv, y, a.bs)
     out["seconds"]["clean+pgd20"] = time.time() - t
 
     for name in ["apgd-ce", "apgd-t"]:
-        aa = AutoAttack(model, norm="Linf", eps=a.eps, version="standard", seed=a.seed, device="cpu",
+        aa = AutoAttack(model, norm=norm, eps=a.eps, version="standard", seed=a.seed, device="cpu",
                         verbose=False)
         aa.attacks_to_run = [name]
         t = time.time()
@@ -100,7 +110,7 @@ def main():
         out["seconds"][name] = time.time() - t
         out[name] = accuracy(model, adv, y, a.bs)
 
-    aa = AutoAttack(model, norm="Linf", eps=a.eps, version="standard", seed=a.seed, device="cpu")
+    aa = AutoAttack(model, norm=norm, eps=a.eps, version="standard", seed=a.seed, device="cpu")
     after = {}
     log = aa.logger.log
 
@@ -127,7 +137,8 @@ def main():
         aa = spat["autoattack"]["autoattack"]
         spat_after = {s["attack"]: s["robust"] for s in aa["stages"]}
         spat_seconds = {s["attack"]: s["seconds"] for s in aa["stages"]}
-        print(f"{len(x)} first CIFAR-10 test images, eps {a.eps:.5f}, {a.model} ({a.checkpoint})\n")
+        assert spat.get("norm", "linf") == a.norm, (spat.get("norm"), a.norm)
+        print(f"{len(x)} first CIFAR-10 test images, {a.norm} eps {a.eps:.5f}, {a.model} ({a.checkpoint})\n")
         print("| accuracy (%) | spat | reference |\n| --- | --- | --- |")
         for r in ["clean", "pgd20", "apgd-ce", "apgd-t", "autoattack"]:
             print(f"| {r} | {acc[r]:.1f} | {out[r]:.1f} |")

@@ -1,22 +1,30 @@
 #!/usr/bin/env bash
 # spat vs the reference AutoAttack (fra31/auto-attack) on one checkpoint and the same images, on the
 # CPU: clean, PGD-20, APGD-CE, APGD-T and AutoAttack-standard accuracies, and AutoAttack's wall time
-# (per attack and in all), side by side.
+# (per attack and in all), side by side, in the L-inf or the L2 threat model (PGD-20 is then
+# torchattacks' PGDL2 beside spat's PGD-L2).
 #
-#   scripts/autoattack_compare.sh CHECKPOINT [MODEL] [N] [EPS]
+#   scripts/autoattack_compare.sh CHECKPOINT [MODEL] [N] [EPS] [NORM]
+#
+# NORM is linf (default; EPS default 8/255) or l2 (EPS default 0.5, RobustBench's CIFAR-10 radius).
 #
 # Needs AUTOATTACK_DIR (a checkout of https://github.com/fra31/auto-attack), PYTHON (torch,
 # torchattacks, safetensors; default python3) and SPAT_DATA_DIR (default ../shared/data).
-# Writes target/autoattack-compare/{spat.json,reference.json,table.md} and prints the table.
+# Writes target/autoattack-compare/NORM/{spat.json,reference.json,table.md} and prints the table.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ckpt=${1:?usage: $0 CHECKPOINT [MODEL] [N] [EPS]}
+ckpt=${1:?usage: $0 CHECKPOINT [MODEL] [N] [EPS] [NORM]}
 model=${2:-tiny}
 n=${3:-1000}
-eps=${4:-8/255}
+norm=${5:-linf}
+case "$norm" in
+    linf) eps=${4:-8/255} ;;
+    l2) eps=${4:-0.5} ;;
+    *) echo "NORM must be linf or l2, got $norm" >&2; exit 2 ;;
+esac
 data=${SPAT_DATA_DIR:-../shared/data}
 py=${PYTHON:-python3}
-out=target/autoattack-compare
+out=target/autoattack-compare/$norm
 mkdir -p "$out"
 # On a machine shared with other jobs, OpenMP threads that spin while waiting slow PyTorch's small
 # CPU ops by up to 100x (measured here: 9 ms vs 1,677 ms per forward+backward of `tiny` on 5
@@ -25,9 +33,9 @@ export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-PASSIVE}
 cargo build --release -p spat-cli
 echo "spat ($(date +%T))" >&2
 target/release/spat eval --model "$model" --checkpoint "$ckpt" --dataset cifar10 --data-dir "$data" \
-    --test-subset "$n" --eps "$eps" --batch-size 250 --seed 0 \
+    --test-subset "$n" --norm "$norm" --eps "$eps" --batch-size 250 --seed 0 \
     --attacks clean,pgd20,apgd-ce,apgd-t,autoattack --json > "$out/spat.json"
 echo "reference ($(date +%T))" >&2
 "$py" scripts/autoattack_compare.py --reference "${AUTOATTACK_DIR:?set AUTOATTACK_DIR}" \
-    --checkpoint "$ckpt" --model "$model" --data-dir "$data" --n "$n" --eps "$eps" --bs 250 \
+    --checkpoint "$ckpt" --model "$model" --data-dir "$data" --n "$n" --norm "$norm" --eps "$eps" --bs 250 \
     --threads 2 --out "$out/reference.json" --spat "$out/spat.json" | tee "$out/table.md"

@@ -256,9 +256,46 @@ def pgd_train(model, x, y, eps, gen, epochs=3, batch=128, steps=7):
         print(f"epoch {epoch}: loss {loss.item():.3f}", flush=True)
 
 
-def accuracy_fixture(aa, data_dir):
+def reference_accuracies(model, x, y, eps, norm):
+    """The reference AutoAttack's accuracies (percent) on (x, y) at `eps` in `norm` ('Linf' or
+    'L2'): the standard version (clean, after each attack, final; an attack the reference skips
+    because nothing is left to attack keeps the accuracy before it), each attack alone, and the
+    rand version."""
     from autoattack import AutoAttack
 
+    adv = AutoAttack(model, norm=norm, eps=eps, version="standard", seed=0, device="cpu")
+    acc = {}
+    orig_log = adv.logger.log
+
+    def capture(msg):
+        orig_log(msg)
+        for key, prefix in [("clean", "initial accuracy: "), ("apgd-ce", "robust accuracy after APGD-CE: "),
+                            ("apgd-t", "robust accuracy after APGD-T: "), ("fab-t", "robust accuracy after FAB-T: "),
+                            ("square", "robust accuracy after SQUARE: ")]:
+            if msg.startswith(prefix):
+                acc[key] = float(msg[len(prefix):].split("%")[0])
+
+    adv.logger.log = capture
+    x_adv = adv.run_standard_evaluation(x, y, bs=512)
+    with torch.no_grad():
+        final = (model(x_adv).argmax(1) == y).float().mean().item() * 100
+    stages = [acc["clean"]]
+    for key in ["apgd-ce", "apgd-t", "fab-t", "square"]:
+        stages.append(acc.get(key, stages[-1]))
+    out = {"standard": torch.tensor(stages + [final])}
+    indiv = adv.run_standard_evaluation_individual(x, y, bs=512)
+    with torch.no_grad():
+        out["individual"] = torch.tensor([(model(indiv[k]).argmax(1) == y).float().mean().item() * 100
+                                          for k in ["apgd-ce", "apgd-t", "fab-t", "square"]])
+
+    rand = AutoAttack(model, norm=norm, eps=eps, version="rand", seed=0, device="cpu")
+    x_adv = rand.run_standard_evaluation(x, y, bs=512)
+    with torch.no_grad():
+        out["rand"] = torch.tensor([(model(x_adv).argmax(1) == y).float().mean().item() * 100])
+    return out
+
+
+def accuracy_fixture(aa, data_dir):
     torch.manual_seed(0)
     gen = torch.Generator().manual_seed(3)
     # An MLP adversarially trained at 8/255 collapses to chance; at 2/255 it learns.
@@ -275,33 +312,7 @@ def accuracy_fixture(aa, data_dir):
     out = {f"weights.{k}": v.detach().clone() for k, v in model.state_dict().items()}
     out["eps"] = torch.tensor([eps])
 
-    adv = AutoAttack(model, norm="Linf", eps=eps, version="standard", seed=0, device="cpu")
-    acc = {}
-    orig_log = adv.logger.log
-
-    def capture(msg):
-        orig_log(msg)
-        for key, prefix in [("clean", "initial accuracy: "), ("apgd-ce", "robust accuracy after APGD-CE: "),
-                            ("apgd-t", "robust accuracy after APGD-T: "), ("fab-t", "robust accuracy after FAB-T: "),
-                            ("square", "robust accuracy after SQUARE: ")]:
-            if msg.startswith(prefix):
-                acc[key] = float(msg[len(prefix):].split("%")[0])
-
-    adv.logger.log = capture
-    x_adv = adv.run_standard_evaluation(x, y, bs=512)
-    with torch.no_grad():
-        final = (model(x_adv).argmax(1) == y).float().mean().item() * 100
-    out["standard"] = torch.tensor([acc["clean"], acc["apgd-ce"], acc["apgd-t"], acc["fab-t"],
-                                    acc.get("square", acc["fab-t"]), final])
-    indiv = adv.run_standard_evaluation_individual(x, y, bs=512)
-    with torch.no_grad():
-        out["individual"] = torch.tensor([(model(indiv[k]).argmax(1) == y).float().mean().item() * 100
-                                          for k in ["apgd-ce", "apgd-t", "fab-t", "square"]])
-
-    rand = AutoAttack(model, norm="Linf", eps=eps, version="rand", seed=0, device="cpu")
-    x_adv = rand.run_standard_evaluation(x, y, bs=512)
-    with torch.no_grad():
-        out["rand"] = torch.tensor([(model(x_adv).argmax(1) == y).float().mean().item() * 100])
+    out.update(reference_accuracies(model, x, y, eps, "Linf"))
     save_file({k: v.contiguous() for k, v in out.items()}, os.path.join(OUT, "autoattack_mlp.safetensors"))
     print("standard", out["standard"].tolist(), "individual", out["individual"].tolist(), "rand", out["rand"].tolist())
 

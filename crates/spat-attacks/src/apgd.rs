@@ -2,10 +2,12 @@
 //! where the loss stopped improving, restarting from the best point found; on cross-entropy
 //! (APGD-CE), on the DLR loss (APGD-DLR) and on the targeted DLR loss (APGD-T).
 //!
-//! Every detail follows `autoattack/autopgd_base.py` of fra31/auto-attack (L∞ only): start
-//! `x + ε·t/‖t‖∞` with `t` uniform in `[−1, 1]`; first step `2ε`; the momentum step
-//! `x + 0.75·(z − x) + 0.25·(x − x_prev)` with `z` the projected signed step (no momentum on the
-//! first iteration); checkpoints after 22 % of the iterations, then after intervals shrinking by
+//! Every detail follows `autoattack/autopgd_base.py` of fra31/auto-attack, for L∞ and L2: start
+//! `x + ε·t/‖t‖∞` with `t` uniform in `[−1, 1]` (L2: `x + ε·t/(‖t‖₂ + 10⁻¹²)` with `t` standard
+//! normal); first step `2ε`; the momentum step `x + 0.75·(z − x) + 0.25·(x − x_prev)` with `z` the
+//! projected signed step (L2: the step along `∇/(‖∇‖₂ + 10⁻¹²)`), no momentum on the first
+//! iteration, each point projected (L2: `x + δ/(‖δ‖₂ + 10⁻¹²)·min(ε, ‖δ‖₂)`, then clipped to
+//! `[0, 1]`); checkpoints after 22 % of the iterations, then after intervals shrinking by
 //! 3 % down to 6 %; at a checkpoint an example's step halves, and it moves back to its best point
 //! with that point's gradient, if its loss rose in at most `ρ = 0.75` of the steps since the last
 //! checkpoint, or if its step was not halved last time and its best loss did not improve since.
@@ -16,8 +18,9 @@ use candle_core::Tensor;
 use spat_core::rng::HostRng;
 use spat_core::{Classifier, Mode};
 
-use crate::attack::{ball, check_eps, project, Attack};
+use crate::attack::{ball, check_eps, l2_norms, per_row, project, Attack};
 use crate::{losses, rows, Error, Result};
+use spat_spec::Norm;
 
 /// The loss APGD maximises: cross-entropy or the difference of logits ratio ([`losses::dlr`]).
 pub use spat_spec::ApgdLoss;
@@ -100,6 +103,9 @@ pub struct ApgdConfig {
     /// Fraction of loss increases since the last checkpoint below which the step halves (0.75).
     pub rho: f64,
     pub mode: Mode,
+    /// The threat model's norm (L∞ unless set).
+    #[serde(default)]
+    pub norm: Norm,
 }
 
 impl ApgdConfig {
@@ -112,8 +118,24 @@ impl ApgdConfig {
             eot_iter: 1,
             rho: 0.75,
             mode: Mode::Eval,
+            norm: Norm::Linf,
         }
     }
+}
+
+/// `t / (‖t‖₂ + 10⁻¹²)` per example: the reference's `normalize` for L2.
+fn unit_l2(t: &Tensor) -> Result<Tensor> {
+    let norms = l2_norms(t)?.sqrt()?.affine(1.0, 1e-12)?;
+    Ok(t.broadcast_div(&per_row(&norms, t)?)?)
+}
+
+/// The reference's L2 projection of `v` onto the ε-ball around `x` and `[0, 1]`:
+/// `clamp(x + δ/(‖δ‖₂ + 10⁻¹²)·min(ε, ‖δ‖₂), 0, 1)` with `δ = v − x`.
+fn project_l2(x: &Tensor, v: &Tensor, eps: f64) -> Result<Tensor> {
+    let delta = (v - x)?;
+    let radius = l2_norms(&delta)?.sqrt()?.minimum(eps)?;
+    let moved = unit_l2(&delta)?.broadcast_mul(&per_row(&radius, &delta)?)?;
+    Ok((x + moved)?.clamp(0f32, 1f32)?)
 }
 
 impl ApgdConfig {
@@ -205,10 +227,18 @@ impl ApgdConfig {
             let a = if i > 0 { 0.75 } else { 1.0 };
             let step_t = rows::per_example(&step, &x)?;
             step_sizes.push(step.clone());
-            let z = project(&(&x_adv + grad.sign()?.broadcast_mul(&step_t)?)?, &lo, &hi)?;
+            let direction = match self.norm {
+                Norm::Linf => grad.sign()?,
+                Norm::L2 => unit_l2(&grad)?,
+            };
+            let to_set = |v: &Tensor| match self.norm {
+                Norm::Linf => project(v, &lo, &hi),
+                Norm::L2 => project_l2(&x, v, self.eps),
+            };
+            let z = to_set(&(&x_adv + direction.broadcast_mul(&step_t)?)?)?;
             let blended = ((&x_adv + (z - &x_adv)?.affine(a, 0.0)?)?
                 + momentum_delta.affine(1.0 - a, 0.0)?)?;
-            x_adv = project(&blended, &lo, &hi)?;
+            x_adv = to_set(&blended)?;
 
             let e = self.evaluate(model, &x_adv, y, objective)?;
             grad = e.grad;
@@ -274,11 +304,20 @@ impl ApgdConfig {
     }
 }
 
-/// APGD's random start: `x + ε·t/‖t‖∞` per example, `t` uniform in `[−1, 1)`.
-pub fn random_start(x: &Tensor, eps: f64, rng: &mut HostRng) -> Result<Tensor> {
-    let t = spat_core::rng::uniform(rng, x.shape(), -1.0, 1.0, x.device())?.to_dtype(x.dtype())?;
-    let norms: Vec<f64> = rows::linf_norms(&t)?.iter().map(|m| m + 1e-12).collect();
-    let scaled = t.broadcast_div(&rows::per_example(&norms, &t)?)?;
+/// APGD's random start: `x + ε·t/‖t‖∞` per example with `t` uniform in `[−1, 1)` (L∞), or
+/// `x + ε·t/(‖t‖₂ + 10⁻¹²)` with `t` standard normal (L2).
+pub fn random_start(x: &Tensor, eps: f64, norm: Norm, rng: &mut HostRng) -> Result<Tensor> {
+    let dev = x.device();
+    let scaled = match norm {
+        Norm::Linf => {
+            let t = spat_core::rng::uniform(rng, x.shape(), -1.0, 1.0, dev)?.to_dtype(x.dtype())?;
+            let norms: Vec<f64> = rows::linf_norms(&t)?.iter().map(|m| m + 1e-12).collect();
+            t.broadcast_div(&rows::per_example(&norms, &t)?)?
+        }
+        Norm::L2 => {
+            unit_l2(&spat_core::rng::normal(rng, x.shape(), 1.0, dev)?.to_dtype(x.dtype())?)?
+        }
+    };
     Ok((x + scaled.affine(eps, 0.0)?)?)
 }
 
@@ -345,7 +384,7 @@ impl Attack for Apgd {
             check_classes(model, x, c.mode, 3, "the DLR loss")?;
         }
         restarts(model, x, y, c.mode, c.restarts, |xs, ys, _| {
-            let start = random_start(xs, c.eps, rng)?;
+            let start = random_start(xs, c.eps, c.norm, rng)?;
             self.run_from(model, xs, ys, &start)
         })
     }
@@ -439,7 +478,7 @@ impl Attack for ApgdTargeted {
         restarts(model, x, y, c.mode, rounds, |xs, ys, round| {
             let rank = 2 + round / c.restarts.max(1);
             let targets = ranked_class(model, xs, c.mode, rank)?;
-            let start = random_start(xs, c.eps, rng)?;
+            let start = random_start(xs, c.eps, c.norm, rng)?;
             self.run_from(model, xs, ys, &targets, &start)
         })
     }

@@ -7,7 +7,7 @@ use spat_core::{Classifier, Mode};
 
 use crate::losses;
 use crate::Result;
-pub use spat_spec::{AttackLoss, CW_KAPPA};
+pub use spat_spec::{AttackLoss, Norm, CW_KAPPA};
 
 /// Where PGD starts inside the ball.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -15,7 +15,8 @@ pub use spat_spec::{AttackLoss, CW_KAPPA};
 pub enum RandomStart {
     /// At the clean input.
     None,
-    /// Uniform in the ε-ball (Madry et al.).
+    /// Uniform in the ε-ball (Madry et al.); in L2, a random direction at a radius uniform in
+    /// `[0, ε]`, as torchattacks' `PGDL2` draws it ([`l2_start`]).
     Uniform,
     /// `x + std·N(0, 1)` (TRADES and MART use `std = 0.001`).
     Gaussian { std: f64 },
@@ -25,10 +26,11 @@ pub enum RandomStart {
     UniformUnclipped,
 }
 
-/// An L∞ attack on a classifier.
+/// An attack on a classifier, in the norm it was built for.
 pub trait Attack {
     /// Adversarial examples for `(x, y)`: detached, same shape, dtype and device as `x`, within the
-    /// ε-ball around `x` and within `[0, 1]`. Random starts are drawn from `rng`.
+    /// ε-ball around `x` (in the attack's norm) and within `[0, 1]`. Random starts are drawn from
+    /// `rng`.
     fn perturb(
         &self,
         model: &dyn Classifier,
@@ -161,19 +163,32 @@ pub fn whole_batch_gradient(
     Ok((g, logits.detach()))
 }
 
-/// Fast Gradient Sign Method: one signed step of size ε on the cross-entropy, no random start.
+/// Fast Gradient Sign Method: one signed step of size ε on the cross-entropy, no random start. In
+/// L2 it is FGM (Goodfellow et al.; cleverhans' `fast_gradient_method` with `norm=2`): one step of
+/// length ε along the gradient, `x + ε·g / √max(‖g‖², 10⁻¹²)`, clipped to `[0, 1]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Fgsm {
     pub eps: f64,
     /// How the model runs during the attack (`Eval` in [`Fgsm::new`]; see [`Pgd::mode`]).
     pub mode: Mode,
+    pub norm: Norm,
 }
 
 impl Fgsm {
+    /// FGSM (L∞).
     pub fn new(eps: f64) -> Self {
         Self {
             eps,
             mode: Mode::Eval,
+            norm: Norm::Linf,
+        }
+    }
+
+    /// FGM: FGSM's L2 form.
+    pub fn fgm(eps: f64) -> Self {
+        Self {
+            norm: Norm::L2,
+            ..Self::new(eps)
         }
     }
 }
@@ -189,12 +204,110 @@ impl Attack for Fgsm {
         check_eps(self.eps)?;
         let x = x.detach();
         let (g, _) = input_gradient(model, &x, y, &AttackLoss::CrossEntropy, None, self.mode)?;
-        Ok((x + g.sign()?.affine(self.eps, 0.0)?)?.clamp(0f32, 1f32)?)
+        let step = match self.norm {
+            Norm::Linf => g.sign()?,
+            Norm::L2 => {
+                let norms = l2_norms(&g)?.maximum(1e-12)?.sqrt()?;
+                g.broadcast_div(&per_row(&norms, &g)?)?
+            }
+        };
+        Ok((x + step.affine(self.eps, 0.0)?)?.clamp(0f32, 1f32)?)
     }
 }
 
-/// Projected gradient descent (ascent on the loss) under an L∞ ball, projected onto the ball and
-/// onto `[0, 1]` after every step.
+/// `Σ_i t_i²` over each example's elements, `(N,)` on `t`'s device.
+pub(crate) fn l2_norms(t: &Tensor) -> Result<Tensor> {
+    Ok(t.sqr()?.flatten_from(1)?.sum(1)?)
+}
+
+/// A `(N,)` tensor reshaped to `(N, 1, …, 1)` to broadcast over `like`.
+pub(crate) fn per_row(values: &Tensor, like: &Tensor) -> Result<Tensor> {
+    let mut shape = vec![1usize; like.rank()];
+    shape[0] = like.dim(0)?;
+    Ok(values.reshape(shape)?)
+}
+
+/// PGD-L2's start as torchattacks' `PGDL2` draws it: `x + δ·(r / ‖δ‖)·ε` per example, with `δ`
+/// (`gaussian`, shape of `x`) standard normal and `r` (`fractions`, `(N,)`) uniform in `[0, 1)`,
+/// clipped to `[0, 1]` unless `clip` is off. (A radius uniform in `[0, ε]`, not a point uniform
+/// in the ball, which would take `r^{1/d}`.)
+pub fn l2_start(
+    x: &Tensor,
+    gaussian: &Tensor,
+    fractions: &Tensor,
+    eps: f64,
+    clip: bool,
+) -> Result<Tensor> {
+    let norms = l2_norms(gaussian)?.sqrt()?;
+    let factor = fractions.div(&norms)?.affine(eps, 0.0)?;
+    let start = (x + gaussian.broadcast_mul(&per_row(&factor, gaussian)?)?)?;
+    Ok(if clip {
+        start.clamp(0f32, 1f32)?
+    } else {
+        start
+    })
+}
+
+/// The set an attack's iterates stay in: the ε-ball around `x` in the attack's norm, intersected
+/// with `[0, 1]`.
+pub(crate) enum Ball {
+    /// L∞: the bounds of [`ball`], clipped to by [`project`].
+    Linf { lo: Tensor, hi: Tensor },
+    /// L2 around `x` (ε > 0): the perturbation rescaled onto the ball, then the point clipped to
+    /// `[0, 1]`, as torchattacks' `PGDL2` (clipping moves each coordinate towards `x`, so the point
+    /// stays in the ball).
+    L2 { x: Tensor, eps: f64 },
+}
+
+impl Ball {
+    pub(crate) fn new(x: &Tensor, eps: f64, norm: Norm) -> Result<Self> {
+        Ok(match norm {
+            // The L2 ball of radius 0 is the L∞ one: the point itself.
+            Norm::L2 if eps > 0.0 => Ball::L2 { x: x.clone(), eps },
+            _ => {
+                let (lo, hi) = ball(x, eps)?;
+                Ball::Linf { lo, hi }
+            }
+        })
+    }
+
+    /// The point of the set closest to `v` (L∞), or torchattacks' projection (L2):
+    /// `clamp(x + δ·min(ε / ‖δ‖, 1), 0, 1)` with `δ = v − x`.
+    pub(crate) fn project(&self, v: &Tensor) -> Result<Tensor> {
+        match self {
+            Ball::Linf { lo, hi } => project(v, lo, hi),
+            Ball::L2 { x, eps } => {
+                let delta = (v - x)?;
+                let norms = l2_norms(&delta)?.sqrt()?;
+                // ‖δ‖ = 0 gives ε/0 = ∞, and the minimum 1.
+                let factor = norms
+                    .ones_like()?
+                    .affine(*eps, 0.0)?
+                    .div(&norms)?
+                    .minimum(1.0)?;
+                let delta = delta.broadcast_mul(&per_row(&factor, &delta)?)?;
+                Ok((x + delta)?.clamp(0f32, 1f32)?)
+            }
+        }
+    }
+
+    /// One ascent step of length `size` from `x_adv` along the gradient `g`, projected: signed in
+    /// L∞, along `g / (‖g‖ + 10⁻¹⁰)` in L2 (torchattacks' `PGDL2`).
+    pub(crate) fn step(&self, x_adv: &Tensor, g: &Tensor, size: f64) -> Result<Tensor> {
+        let direction = match self {
+            Ball::Linf { .. } => g.sign()?,
+            Ball::L2 { .. } => {
+                let norms = l2_norms(g)?.sqrt()?.affine(1.0, 1e-10)?;
+                g.broadcast_div(&per_row(&norms, g)?)?
+            }
+        };
+        self.project(&(x_adv + direction.affine(size, 0.0)?)?)
+    }
+}
+
+/// Projected gradient descent (ascent on the loss) under an L∞ or L2 ball, projected onto the ball
+/// and onto `[0, 1]` after every step: signed steps in L∞; in L2 (PGD-L2, torchattacks' `PGDL2`)
+/// steps along the normalised gradient, the perturbation rescaled onto the ball, then clipped.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Pgd {
     pub eps: f64,
@@ -208,6 +321,9 @@ pub struct Pgd {
     /// attacks the model in `model.train()` (Rice et al.'s `train_cifar.py`), and spat-train's
     /// default for Madry.
     pub mode: Mode,
+    /// L∞ unless set (`Pgd::in_norm`).
+    #[serde(default)]
+    pub norm: Norm,
 }
 
 /// Called with each PGD iterate and the model's logits at it (see `Pgd::iterate`).
@@ -242,6 +358,7 @@ impl Pgd {
             loss,
             random_start,
             mode,
+            norm: Norm::Linf,
         }
     }
 
@@ -261,6 +378,7 @@ impl Pgd {
             loss,
             random_start,
             mode: Mode::Eval,
+            norm: Norm::Linf,
         }
     }
 
@@ -282,13 +400,24 @@ impl Pgd {
         }
     }
 
-    pub(crate) fn start(
-        &self,
-        x: &Tensor,
-        lo: &Tensor,
-        hi: &Tensor,
-        rng: &mut HostRng,
-    ) -> Result<Tensor> {
+    /// The same attack in `norm` (its radius and step then measured in that norm).
+    pub fn in_norm(self, norm: Norm) -> Self {
+        Self { norm, ..self }
+    }
+
+    pub(crate) fn start(&self, x: &Tensor, ball: &Ball, rng: &mut HostRng) -> Result<Tensor> {
+        let uniform = matches!(
+            self.random_start,
+            RandomStart::Uniform | RandomStart::UniformUnclipped
+        );
+        if self.norm == Norm::L2 && uniform {
+            let dev = x.device();
+            let gaussian = spat_core::rng::normal(rng, x.shape(), 1.0, dev)?.to_dtype(x.dtype())?;
+            let fractions =
+                spat_core::rng::uniform(rng, x.dim(0)?, 0.0, 1.0, dev)?.to_dtype(x.dtype())?;
+            let clip = self.random_start == RandomStart::Uniform;
+            return l2_start(x, &gaussian, &fractions, self.eps, clip);
+        }
         let noise = match self.random_start {
             RandomStart::None => return Ok(x.clone()),
             RandomStart::Uniform | RandomStart::UniformUnclipped => spat_core::rng::uniform(
@@ -305,7 +434,7 @@ impl Pgd {
         let start = (x + noise.to_dtype(x.dtype())?)?;
         match self.random_start {
             RandomStart::UniformUnclipped => Ok(start),
-            _ => project(&start, lo, hi),
+            _ => ball.project(&start),
         }
     }
 }
@@ -336,9 +465,9 @@ impl Attack for Pgd {
     ) -> Result<Tensor> {
         check_eps(self.eps)?;
         let x = x.detach();
-        let (lo, hi) = ball(&x, self.eps)?;
-        let start = self.start(&x, &lo, &hi, rng)?;
-        self.iterate(model, &x, y, start, &lo, &hi, None)
+        let ball = Ball::new(&x, self.eps, self.norm)?;
+        let start = self.start(&x, &ball, rng)?;
+        self.iterate(model, &x, y, start, &ball, None)
     }
 }
 
@@ -354,23 +483,21 @@ impl Pgd {
     ) -> Result<Tensor> {
         check_eps(self.eps)?;
         let x = x.detach();
-        let (lo, hi) = ball(&x, self.eps)?;
-        let start = project(&start.detach(), &lo, &hi)?;
-        self.iterate(model, &x, y, start, &lo, &hi, None)
+        let ball = Ball::new(&x, self.eps, self.norm)?;
+        let start = ball.project(&start.detach())?;
+        self.iterate(model, &x, y, start, &ball, None)
     }
 
     /// The PGD iterations from `start`. With `each_iterate`, it is called with every iterate
     /// after the first step, `x_1 … x_steps`, and the logits (in `self.mode`) at it: those of the
     /// next step's gradient pass, and one more forward pass for the last.
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn iterate(
         &self,
         model: &dyn Classifier,
         x: &Tensor,
         y: &Tensor,
         start: Tensor,
-        lo: &Tensor,
-        hi: &Tensor,
+        ball: &Ball,
         mut each_iterate: Option<&mut EachIterate<'_>>,
     ) -> Result<Tensor> {
         let clean_probs = match self.loss {
@@ -394,7 +521,7 @@ impl Pgd {
                     f(&x_adv, &logits)?;
                 }
             }
-            x_adv = project(&(x_adv + g.sign()?.affine(self.step_size, 0.0)?)?, lo, hi)?;
+            x_adv = ball.step(&x_adv, &g, self.step_size)?;
         }
         let x_adv = x_adv.detach();
         if let (Some(f), true) = (each_iterate, self.steps > 0) {

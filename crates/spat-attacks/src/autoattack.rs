@@ -7,6 +7,9 @@
 //! - `rand`, for randomised defences: APGD-CE and APGD-DLR, each averaging gradients over 20
 //!   passes (EOT).
 //!
+//! Both versions run in L∞ or L2 ([`AutoAttack::in_norm`]) with the same settings, as the
+//! reference's `set_version` gives both norms.
+//!
 //! The reference re-batches the surviving examples of the whole data set before each attack; here
 //! each evaluation batch runs the whole ensemble, in one pass over the data. Every attack still
 //! sees exactly the examples that survived the earlier ones and treats each example on its own;
@@ -28,7 +31,7 @@ use crate::square::Square;
 use crate::{rows, Error, Result};
 pub use spat_spec::report::{AutoAttackReport, AutoAttackStage};
 use spat_spec::AttackSpec;
-pub use spat_spec::AutoAttackVersion;
+pub use spat_spec::{AutoAttackVersion, Norm};
 
 /// One attack of the ensemble.
 #[derive(Debug, Clone, PartialEq)]
@@ -88,12 +91,40 @@ impl Part {
     pub fn name(&self) -> String {
         self.spec().to_string()
     }
+
+    /// The same attack in `norm`.
+    pub fn in_norm(self, norm: Norm) -> Self {
+        match self {
+            Part::Apgd(mut a) => {
+                a.config.norm = norm;
+                Part::Apgd(a)
+            }
+            Part::ApgdTargeted(mut a) => {
+                a.config.norm = norm;
+                Part::ApgdTargeted(a)
+            }
+            Part::Fab(a) => Part::Fab(Fab { norm, ..a }),
+            Part::Square(a) => Part::Square(Square { norm, ..a }),
+        }
+    }
+
+    /// The norm the attack runs in.
+    pub fn norm(&self) -> Norm {
+        match self {
+            Part::Apgd(a) => a.config.norm,
+            Part::ApgdTargeted(a) => a.config.norm,
+            Part::Fab(a) => a.norm,
+            Part::Square(a) => a.norm,
+        }
+    }
 }
 
-/// An AutoAttack ensemble at radius `eps`.
+/// An AutoAttack ensemble at radius `eps` in `norm`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AutoAttack {
     pub eps: f64,
+    /// The norm of every part (set with [`AutoAttack::in_norm`]).
+    pub norm: Norm,
     pub version: AutoAttackVersion,
     /// The attacks, in the order they run; edit to make a custom version.
     pub parts: Vec<Part>,
@@ -106,6 +137,7 @@ impl AutoAttack {
     pub fn standard(eps: f64) -> Self {
         Self {
             eps,
+            norm: Norm::Linf,
             version: AutoAttackVersion::Standard,
             parts: vec![
                 Part::Apgd(Apgd::new(eps, ApgdLoss::CrossEntropy)),
@@ -126,9 +158,20 @@ impl AutoAttack {
         };
         Self {
             eps,
+            norm: Norm::Linf,
             version: AutoAttackVersion::Rand,
             parts: vec![eot(ApgdLoss::CrossEntropy), eot(ApgdLoss::Dlr)],
             mode: Mode::Eval,
+        }
+    }
+
+    /// The same ensemble with every attack in `norm` (the L2 versions of the reference, same
+    /// settings).
+    pub fn in_norm(self, norm: Norm) -> Self {
+        Self {
+            norm,
+            parts: self.parts.into_iter().map(|p| p.in_norm(norm)).collect(),
+            ..self
         }
     }
 
@@ -251,6 +294,7 @@ impl AutoAttack {
             version: self.version,
             examples,
             eps: self.eps,
+            norm: self.norm,
             clean: pct(tally.clean),
             stages: names
                 .into_iter()

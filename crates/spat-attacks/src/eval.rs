@@ -7,7 +7,7 @@ use candle_core::Tensor;
 use spat_core::rng::{host_rng, streams};
 use spat_core::{Batch, Classifier};
 use spat_spec::report::{EvalReport, SweepAttack, SweepReport, SweepRow};
-use spat_spec::{AttackLoss, AttackSpec, StepRule};
+use spat_spec::{AttackLoss, AttackSpec, Norm, StepRule};
 
 use crate::attack::{correct, input_gradient, predictions};
 use crate::autoattack::{AutoAttack, Tally};
@@ -28,7 +28,8 @@ fn progress_bar(progress: bool) -> indicatif::ProgressBar {
     }
 }
 
-/// Evaluates `model` (in `Mode::Eval`) on `batches` under every attack of `attacks` at radius `eps`.
+/// Evaluates `model` (in `Mode::Eval`) on `batches` under every attack of `attacks` at radius `eps`
+/// in `norm` (every attack in that norm: see [`build`]).
 ///
 /// An example counts as robust to an attack as [`crate::Attack::survivors`] judges it (classified
 /// correctly after the attack, or for RST's PGD after every iterate of every restart), and towards
@@ -42,6 +43,7 @@ pub fn evaluate<I>(
     batches: I,
     attacks: &[AttackSpec],
     eps: f64,
+    norm: Norm,
     seed: u64,
     progress: bool,
 ) -> Result<EvalReport>
@@ -56,7 +58,10 @@ where
         if built.iter().any(|(n, _)| *n == name) {
             continue;
         }
-        let b = match (crate::spec::autoattack(spec, eps), build(spec, eps)) {
+        let b = match (
+            crate::spec::autoattack(spec, eps, norm),
+            build(spec, eps, norm),
+        ) {
             (Some(aa), _) => Built::AutoAttack(aa, Tally::default()),
             (None, Some(attack)) => Built::Attack(attack),
             (None, None) => Built::Clean,
@@ -109,6 +114,7 @@ where
     Ok(EvalReport {
         examples,
         eps,
+        norm,
         accuracy,
         worst_case: pct(worst),
         autoattack,
@@ -128,6 +134,9 @@ enum Built {
 pub struct SweepConfig {
     pub alphas: Vec<f64>,
     pub eps: f64,
+    /// The norm of every attack of the sweep (L∞ in the thesis).
+    #[serde(default)]
+    pub norm: Norm,
     pub steps: usize,
     /// Step size ε/10 (`true`) or the evaluation scripts' rule (`false`).
     pub step_eps_over_10: bool,
@@ -140,6 +149,7 @@ impl SweepConfig {
         Self {
             alphas: (0..=10).map(|i| i as f64 / 10.0).collect(),
             eps: 8.0 / 255.0,
+            norm: Norm::Linf,
             steps: 20,
             step_eps_over_10: false,
             seed: 0,
@@ -161,6 +171,7 @@ where
     let SweepConfig {
         alphas,
         eps,
+        norm,
         steps,
         step_eps_over_10,
         seed,
@@ -187,7 +198,7 @@ where
         loss: AttackLoss::Kl,
         step,
     });
-    let report = evaluate(model, batches, &specs, eps, *seed, progress)?;
+    let report = evaluate(model, batches, &specs, eps, *norm, *seed, progress)?;
     let acc = |s: &AttackSpec| report.accuracy_of(s).expect("every spec was evaluated");
     let mut rows: Vec<SweepRow> = specs[1..=alphas.len()]
         .iter()
@@ -211,6 +222,7 @@ where
     Ok(SweepReport {
         examples: report.examples,
         eps,
+        norm: *norm,
         steps,
         clean_accuracy: acc(&AttackSpec::Clean),
         rows,
@@ -244,8 +256,9 @@ pub struct AdversarialColumn {
 }
 
 /// Every attack of `specs` (clean excluded) at every radius of `radii` on `batch`, attacks outer,
-/// radii inner (a figure's columns). Column `(k, j)` draws its random start from
-/// `host_rng(seed, EVAL_ATTACK + 1024 k + j)`, so a column does not depend on the others.
+/// radii inner (a figure's columns), in L∞ (the thesis's figures). Column `(k, j)` draws its
+/// random start from `host_rng(seed, EVAL_ATTACK + 1024 k + j)`, so a column does not depend on
+/// the others.
 pub fn adversarial_columns(
     model: &dyn Classifier,
     batch: &Batch,
@@ -256,7 +269,7 @@ pub fn adversarial_columns(
     let mut columns = Vec::new();
     for (k, spec) in specs.iter().enumerate() {
         for (j, &eps) in radii.iter().enumerate() {
-            let Some(attack) = build(spec, eps) else {
+            let Some(attack) = build(spec, eps, Norm::Linf) else {
                 continue;
             };
             let mut rng = host_rng(seed, streams::EVAL_ATTACK + 1024 * k as u64 + j as u64);

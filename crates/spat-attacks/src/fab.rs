@@ -1,5 +1,5 @@
-//! FAB, the Fast Adaptive Boundary attack (Croce & Hein, 2020, ICML), L∞ version, and its targeted
-//! variant FAB-T as AutoAttack runs it.
+//! FAB, the Fast Adaptive Boundary attack (Croce & Hein, 2020, ICML), in its L∞ and L2 versions,
+//! and its targeted variant FAB-T as AutoAttack runs it.
 //!
 //! FAB is a minimum-norm attack: from the current point it linearises the decision boundary
 //! towards one class, projects both the current point and the original image onto that
@@ -8,7 +8,11 @@
 //! towards the original image by β. An example counts as fooled only if the smallest
 //! perturbation found is within ε.
 //!
-//! Every detail follows `fab_base.py`, `fab_pt.py` and `projection_linf` of fra31/auto-attack.
+//! Every detail follows `fab_base.py`, `fab_pt.py` and `projection_linf` / `projection_l2` of
+//! fra31/auto-attack. The norm decides the distance to each linearised boundary (`|f| / ‖∇f‖₁` in
+//! L∞, `|f| / ‖∇f‖₂` in L2, the dual norms), the projection onto the boundary, the lengths `‖d‖`
+//! that weigh the two projections in the step, the distance of an adversarial point, and a
+//! restart's random start (`t/‖t‖∞`, `t` uniform, or `t/‖t‖₂`, `t` normal, at half the radius).
 //! The per-iteration arithmetic (hyperplane projection, convex combination, bookkeeping) runs on
 //! the host in `f64`, with the iterate rounded to the input's dtype after every update as the
 //! reference's tensors are; only the model's passes run on the device.
@@ -20,8 +24,9 @@ use spat_core::{Classifier, Mode};
 use crate::apgd::{check_classes, ranked_class};
 use crate::attack::{check_eps, Attack};
 use crate::{rows, Error, Result};
+use spat_spec::Norm;
 
-/// FAB under an L∞ threat model.
+/// FAB under an L∞ or L2 threat model.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Fab {
     pub eps: f64,
@@ -40,6 +45,17 @@ pub struct Fab {
     /// Step back towards the original image once misclassified (0.9).
     pub beta: f64,
     pub mode: Mode,
+    /// The threat model's norm (L∞ unless set).
+    #[serde(default)]
+    pub norm: Norm,
+}
+
+/// `‖v‖` in `norm` of a host vector.
+fn length(norm: Norm, v: impl Iterator<Item = f64>) -> f64 {
+    match norm {
+        Norm::Linf => v.fold(0f64, |m, x| m.max(x.abs())),
+        Norm::L2 => v.map(|x| x * x).sum::<f64>().sqrt(),
+    }
 }
 
 impl Fab {
@@ -56,6 +72,7 @@ impl Fab {
             eta: 1.05,
             beta: 0.9,
             mode: Mode::Eval,
+            norm: Norm::Linf,
         }
     }
 
@@ -87,8 +104,8 @@ impl Fab {
 
     /// One FAB run (`attack_single_run` of the reference) on the correctly classified examples of
     /// `(x, y)`: returns `x` with each example that a misclassified point was found for replaced
-    /// by the closest such point. `random` (uniform in `[−1, 1]`, shape of `x`) gives a random start
-    /// in the ε/2-ball; `targets` makes it FAB-T.
+    /// by the closest such point. `random` (shape of `x`: uniform in `[−1, 1]` for L∞, standard
+    /// normal for L2) gives a random start on the sphere of radius ε/2; `targets` makes it FAB-T.
     pub fn single_run(
         &self,
         model: &dyn Classifier,
@@ -141,7 +158,7 @@ impl Fab {
             let t = host(&rows::gather(t, &correct)?)?;
             for n in 0..bs {
                 let row = &t[n * d..(n + 1) * d];
-                let m = row.iter().fold(0f64, |m, v| m.max(v.abs()));
+                let m = length(self.norm, row.iter().copied());
                 let r = res2[n].min(self.eps);
                 for i in 0..d {
                     let v = x0[n * d + i] + r * row[i] / m * 0.5;
@@ -177,14 +194,12 @@ impl Fab {
             ws.extend_from_slice(&w);
             let mut bb = b.clone();
             bb.extend_from_slice(&b);
-            let d3 = projection_linf(&points, &ws, &bb, d);
+            let d3 = match self.norm {
+                Norm::Linf => projection_linf(&points, &ws, &bb, d),
+                Norm::L2 => projection_l2(&points, &ws, &bb, d),
+            };
             let a0: Vec<f64> = (0..2 * bs)
-                .map(|r| {
-                    let m = d3[r * d..(r + 1) * d]
-                        .iter()
-                        .fold(0f64, |m, v| m.max(v.abs()));
-                    round(m).max(1e-8)
-                })
+                .map(|r| round(length(self.norm, d3[r * d..(r + 1) * d].iter().copied())).max(1e-8))
                 .collect();
             for n in 0..bs {
                 let (a1, a2) = (a0[n], a0[bs + n]);
@@ -203,10 +218,13 @@ impl Fab {
                     continue;
                 }
                 let row = n * d..(n + 1) * d;
-                let t = x1[row.clone()]
-                    .iter()
-                    .zip(&x0[row.clone()])
-                    .fold(0f64, |m, (a, b)| m.max(round(a - b).abs()));
+                let t = round(length(
+                    self.norm,
+                    x1[row.clone()]
+                        .iter()
+                        .zip(&x0[row.clone()])
+                        .map(|(a, b)| round(a - b)),
+                ));
                 if t < res2[n] {
                     adv[row.clone()].copy_from_slice(&x1[row.clone()]);
                     res2[n] = t;
@@ -223,8 +241,8 @@ impl Fab {
     }
 
     /// Untargeted FAB's choice of boundary: of all classes `k ≠ y`, the one whose linearised
-    /// boundary is closest in L∞, `|z_k − z_y| / ‖∇(z_k − z_y)‖₁`; returns its logit difference
-    /// and gradient per example.
+    /// boundary is closest, `|z_k − z_y| / ‖∇(z_k − z_y)‖₁` in L∞ (`‖·‖₂` in L2); returns its logit
+    /// difference and gradient per example.
     fn closest_boundary(
         &self,
         model: &dyn Classifier,
@@ -252,9 +270,11 @@ impl Fab {
             let mut best = (f64::INFINITY, l);
             for c in 0..k {
                 let f = if c == l { 1e10 } else { z[n][c] - z[n][l] };
-                let norm: f64 = (0..d)
-                    .map(|i| (grads[c][n * d + i] - grads[l][n * d + i]).abs())
-                    .sum();
+                let diff = (0..d).map(|i| grads[c][n * d + i] - grads[l][n * d + i]);
+                let norm: f64 = match self.norm {
+                    Norm::Linf => diff.map(f64::abs).sum(),
+                    Norm::L2 => diff.map(|v| v * v).sum::<f64>().sqrt(),
+                };
                 let dist = f.abs() / (1e-12 + norm);
                 if dist < best.0 {
                     best = (dist, c);
@@ -346,6 +366,107 @@ pub fn projection_linf(points: &[f64], w: &[f64], b: &[f64], d: usize) -> Vec<f6
     out
 }
 
+/// The L2-minimal step `δ` (per row of `points`, `d` columns) that puts `points + δ` on the
+/// hyperplane `w·z = b` inside the box `[0, 1]^d`, or as close as the box allows:
+/// `projection_l2` of the reference, row by row, in `f64`. Moving along `−λw` (after orienting `w`
+/// so that the point lies on its positive side), coordinate `i` reaches a face of the box at
+/// `λ = r_i`; the sorted `r_i` split `λ` into intervals on which the distance to the hyperplane is
+/// linear, and a bisection over their cumulative sums finds the interval where it reaches 0.
+pub fn projection_l2(points: &[f64], w: &[f64], b: &[f64], d: usize) -> Vec<f64> {
+    const BIG: f64 = 1e12;
+    let rows = b.len();
+    let mut out = vec![0f64; rows * d];
+    let nitermax = (d as f64).log2().ceil() as usize;
+    for r in 0..rows {
+        let t = &points[r * d..(r + 1) * d];
+        let w = &w[r * d..(r + 1) * d];
+        let c: f64 = (0..d).map(|i| w[i] * t[i]).sum::<f64>() - b[r];
+        let sign = if c >= 0.0 { 1.0 } else { -1.0 };
+        let w: Vec<f64> = w.iter().map(|v| v * sign).collect();
+        let c = c * sign;
+        let live = |i: usize| w[i].abs() > 1e-8;
+        let rr: Vec<f64> = (0..d)
+            .map(|i| {
+                if w[i].abs() < 1e-8 {
+                    return BIG;
+                }
+                let v = (t[i] / w[i]).max((t[i] - 1.0) / w[i]).clamp(-BIG, BIG);
+                if v == -BIG {
+                    BIG
+                } else {
+                    v
+                }
+            })
+            .collect();
+        let mut indr: Vec<usize> = (0..d).collect();
+        indr.sort_by(|&i, &j| rr[i].total_cmp(&rr[j]));
+        let zero_big = |v: f64| if v == BIG { 0.0 } else { v };
+        let rs: Vec<f64> = indr.iter().map(|&i| zero_big(rr[i])).collect();
+        let rs2: Vec<f64> = (0..d)
+            .map(|k| {
+                if k + 1 < d {
+                    zero_big(rr[indr[k + 1]])
+                } else {
+                    0.0
+                }
+            })
+            .collect();
+        let w3s: Vec<f64> = indr.iter().map(|&i| w[i] * w[i]).collect();
+        let w5: f64 = w3s.iter().sum();
+        let mut ws = vec![0f64; d];
+        let mut acc = 0f64;
+        for k in 0..d {
+            acc += w3s[k];
+            ws[k] = w5 - acc;
+        }
+        let mut dd: Vec<f64> = (0..d)
+            .map(|i| if live(i) { -(rr[i] * w[i]) } else { 0.0 })
+            .collect();
+        // s[k]: distance term at the k-th breakpoint; s[0] before the first.
+        let mut s = vec![0f64; d + 1];
+        s[0] = -w5 * rs[0];
+        let mut acc = 0f64;
+        for k in 0..d {
+            acc += (-rs2[k] + rs[k]) * ws[k];
+            s[k + 1] = acc - w5 * rs[0];
+        }
+        let c4 = s[0] + c < 0.0;
+        let c3 = (0..d).map(|i| dd[i] * w[i]).sum::<f64>() + c > 0.0;
+        if c4 {
+            let alpha = c / w5;
+            for i in 0..d {
+                dd[i] = -alpha * w[i];
+            }
+        } else if !c3 {
+            let (mut lb, mut ub) = (0f64, (d - 1) as f64);
+            for _ in 0..nitermax {
+                let mid = ((lb + ub) / 2.0).floor();
+                if s[mid as usize] + c > 0.0 {
+                    lb = mid;
+                } else {
+                    ub = mid;
+                }
+            }
+            let k = lb as usize;
+            let alpha = if ws[k] == 0.0 {
+                0.0
+            } else {
+                (s[k] + c) / ws[k] + rs[k]
+            };
+            for i in 0..d {
+                // The reference keeps `d` where `alpha > r` holds, NaN comparing false.
+                if alpha.partial_cmp(&rr[i]) != Some(std::cmp::Ordering::Greater) {
+                    dd[i] = -(alpha * w[i]);
+                }
+            }
+        }
+        for i in 0..d {
+            out[r * d + i] = if live(i) { dd[i] } else { 0.0 };
+        }
+    }
+    out
+}
+
 impl Attack for Fab {
     /// Starts the first run of each target at the clean image and later runs at random points
     /// drawn from `rng`.
@@ -380,21 +501,26 @@ impl Attack for Fab {
                 Some(r) => Some(ranked_class(model, xs, self.mode, r)?),
                 None => None,
             };
-            let start = if restart > 0 {
-                Some(spat_core::rng::uniform(
+            let start = match (restart > 0, self.norm) {
+                (false, _) => None,
+                (true, Norm::Linf) => Some(spat_core::rng::uniform(
                     rng,
                     xs.shape(),
                     -1.0,
                     1.0,
                     xs.device(),
-                )?)
-            } else {
-                None
+                )?),
+                (true, Norm::L2) => {
+                    Some(spat_core::rng::normal(rng, xs.shape(), 1.0, xs.device())?)
+                }
             };
             let adv = self.single_run(model, xs, ys, targets.as_ref(), start.as_ref())?;
             // Fooled: misclassified within ε (FAB's points can lie beyond it).
             let wrong = rows::misclassified(model, &adv, ys, self.mode)?;
-            let dist = rows::linf_norms(&(xs - &adv)?)?;
+            let dist = match self.norm {
+                Norm::Linf => rows::linf_norms(&(xs - &adv)?)?,
+                Norm::L2 => rows::l2_norms(&(xs - &adv)?)?,
+            };
             let fooled = wrong
                 .iter()
                 .zip(&dist)

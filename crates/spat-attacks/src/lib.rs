@@ -1,5 +1,5 @@
-//! Adversarial attacks under an L∞ ball and robust evaluation, for any model that implements
-//! [`spat_core::Classifier`].
+//! Adversarial attacks under an L∞ or L2 ball ([`Norm`]) and robust evaluation, for any model that
+//! implements [`spat_core::Classifier`].
 //!
 //! PGD-LS — PGD on a label-smoothed cross-entropy — is the training adversary of
 //! semantics-preserving adversarial training (SPAT); with `alpha = 0` it is PGD-CE.
@@ -55,14 +55,14 @@ pub mod with_restarts;
 
 pub use apgd::{Apgd, ApgdConfig, ApgdLoss, ApgdRun, ApgdTargeted, CheckpointSchedule};
 pub use attack::{
-    correct, evaluation_step_size, predictions, Attack, AttackLoss, Fgsm, Pgd, RandomStart,
-    CW_KAPPA,
+    correct, evaluation_step_size, l2_start, predictions, Attack, AttackLoss, Fgsm, Norm, Pgd,
+    RandomStart, CW_KAPPA,
 };
 pub use autoattack::AutoAttack;
 pub use eval::{
     adversarial_columns, evaluate, input_gradients, sweep_alpha, AdversarialColumn, SweepConfig,
 };
-pub use fab::Fab;
+pub use fab::{projection_l2, projection_linf, Fab};
 pub use restarts::{Judged, PgdRestarts};
 pub use spat_core::rng::HostRng;
 pub use spat_spec::report::{EvalReport, SweepAttack, SweepReport, SweepRow};

@@ -12,7 +12,7 @@ use candle_core::Tensor;
 use spat_core::rng::HostRng;
 use spat_core::{Classifier, Mode};
 
-use crate::attack::{argmax, ball, check_eps, correct, labels, Attack, Pgd, RandomStart};
+use crate::attack::{argmax, check_eps, correct, labels, Attack, Ball, Pgd, RandomStart};
 use crate::{AttackLoss, Error, Result};
 
 /// PGD-CE run `restarts` times; an example survives only if no restart fools the model — at any
@@ -52,6 +52,7 @@ impl PgdRestarts {
                 loss: AttackLoss::CrossEntropy,
                 random_start: RandomStart::UniformUnclipped,
                 mode: Mode::Eval,
+                norm: spat_spec::Norm::Linf,
             },
             restarts,
             every_iterate,
@@ -68,10 +69,10 @@ impl PgdRestarts {
     ) -> Result<Judged> {
         check_eps(self.pgd.eps)?;
         let x = x.detach();
-        let (lo, hi) = ball(&x, self.pgd.eps)?;
+        let ball = Ball::new(&x, self.pgd.eps, self.pgd.norm)?;
         let mut starts = Vec::with_capacity(self.restarts);
         for _ in 0..self.restarts {
-            starts.push(self.pgd.start(&x, &lo, &hi, rng)?);
+            starts.push(self.pgd.start(&x, &ball, rng)?);
         }
         self.judge_from(model, &x, y, &starts)
     }
@@ -92,7 +93,7 @@ impl PgdRestarts {
             ));
         }
         let x = x.detach();
-        let (lo, hi) = ball(&x, self.pgd.eps)?;
+        let ball = Ball::new(&x, self.pgd.eps, self.pgd.norm)?;
         let truth = labels(y)?;
         let n = truth.len();
         // A per-example mask broadcast over the rest of an image's dimensions.
@@ -129,9 +130,9 @@ impl PgdRestarts {
                     judge(x_k, pred.iter().zip(&truth).map(|(p, t)| p == t).collect())
                 };
                 self.pgd
-                    .iterate(model, &x, y, start, &lo, &hi, Some(&mut each))?
+                    .iterate(model, &x, y, start, &ball, Some(&mut each))?
             } else {
-                let x_n = self.pgd.iterate(model, &x, y, start, &lo, &hi, None)?;
+                let x_n = self.pgd.iterate(model, &x, y, start, &ball, None)?;
                 judge(&x_n, correct(model, &x_n, y)?)?;
                 x_n
             };

@@ -109,6 +109,11 @@ pub(crate) fn linf_norms(t: &Tensor) -> Result<Vec<f64>> {
     host_f64(&t.flatten_from(1)?.abs()?.max(1)?)
 }
 
+/// `‖t‖₂` of each example's elements, as a `(N,)` host vector.
+pub(crate) fn l2_norms(t: &Tensor) -> Result<Vec<f64>> {
+    host_f64(&crate::attack::l2_norms(t)?.sqrt()?)
+}
+
 /// The restart loop every AutoAttack attack shares: `rounds` times, runs `attack(xs, ys, round)`
 /// on the examples of `(x, y)` still flagged in `robust` (a round with none left does nothing);
 /// `attack` returns its adversarial batch and which of its examples it fooled, and each fooled

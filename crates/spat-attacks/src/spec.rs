@@ -1,7 +1,7 @@
 //! Attacks from their specs (spat-spec's [`AttackSpec`]: `clean,fgsm,pgd20,cw30,pgd-kl,pgd-ls:0.3`,
 //! `apgd-ce,apgd-t,autoattack`).
 
-use spat_spec::{AttackSpec, AutoAttackVersion, StepRule};
+use spat_spec::{AttackSpec, AutoAttackVersion, Norm, StepRule};
 
 use crate::apgd::{Apgd, ApgdTargeted};
 use crate::attack::{evaluation_step_size, Attack, Fgsm, Pgd};
@@ -18,10 +18,10 @@ fn step_size(step: StepRule, eps: f64) -> f64 {
     }
 }
 
-/// The AutoAttack attack `spec` names at radius `eps`, with the reference's settings for what the
-/// spec does not say; `None` for any other spec.
-pub fn autoattack_part(spec: &AttackSpec, eps: f64) -> Option<Part> {
-    Some(match *spec {
+/// The AutoAttack attack `spec` names at radius `eps` in `norm`, with the reference's settings for
+/// what the spec does not say; `None` for any other spec.
+pub fn autoattack_part(spec: &AttackSpec, eps: f64, norm: Norm) -> Option<Part> {
+    let part = match *spec {
         AttackSpec::Apgd {
             loss,
             steps,
@@ -67,30 +67,37 @@ pub fn autoattack_part(spec: &AttackSpec, eps: f64) -> Option<Part> {
             ..Square::new(eps)
         }),
         _ => return None,
-    })
+    };
+    Some(part.in_norm(norm))
 }
 
-/// The AutoAttack ensemble `spec` names at radius `eps`; `None` for any other spec.
-pub fn autoattack(spec: &AttackSpec, eps: f64) -> Option<AutoAttack> {
-    match *spec {
+/// The AutoAttack ensemble `spec` names at radius `eps` in `norm`; `None` for any other spec.
+pub fn autoattack(spec: &AttackSpec, eps: f64, norm: Norm) -> Option<AutoAttack> {
+    let aa = match *spec {
         AttackSpec::AutoAttack {
             version: AutoAttackVersion::Standard,
-        } => Some(AutoAttack::standard(eps)),
+        } => AutoAttack::standard(eps),
         AttackSpec::AutoAttack {
             version: AutoAttackVersion::Rand,
-        } => Some(AutoAttack::rand(eps)),
-        _ => None,
-    }
+        } => AutoAttack::rand(eps),
+        _ => return None,
+    };
+    Some(aa.in_norm(norm))
 }
 
-/// The attack `spec` names, at radius `eps` (or the spec's own radius, `@eps=E`); `None` for
-/// [`AttackSpec::Clean`].
-pub fn build(spec: &AttackSpec, eps: f64) -> Option<Box<dyn Attack>> {
+/// The attack `spec` names, at radius `eps` (or the spec's own radius, `@eps=E`) in `norm`; `None`
+/// for [`AttackSpec::Clean`]. Every attack has an L2 form: `fgsm` is FGM, the PGD forms (CE, KL,
+/// LS, CW margin, RST's restarts) are PGD-L2 with their loss and their step rule's step (the same
+/// fraction of ε), and AutoAttack's attacks are the reference's L2 versions.
+pub fn build(spec: &AttackSpec, eps: f64, norm: Norm) -> Option<Box<dyn Attack>> {
     match *spec {
         AttackSpec::Clean => None,
-        AttackSpec::Fgsm => Some(Box::new(Fgsm::new(eps))),
+        AttackSpec::Fgsm => Some(Box::new(Fgsm {
+            norm,
+            ..Fgsm::new(eps)
+        })),
         AttackSpec::Pgd { steps, loss, step } => {
-            let mut pgd = Pgd::evaluation(eps, steps, loss);
+            let mut pgd = Pgd::evaluation(eps, steps, loss).in_norm(norm);
             pgd.step_size = step_size(step, eps);
             Some(Box::new(pgd))
         }
@@ -102,20 +109,17 @@ pub fn build(spec: &AttackSpec, eps: f64) -> Option<Box<dyn Attack>> {
             every_iterate,
         } => {
             let eps = own.map_or(eps, |r| r.value());
-            Some(Box::new(PgdRestarts::rst(
-                eps,
-                steps,
-                step_size(step, eps),
-                restarts,
-                every_iterate,
-            )))
+            let mut rst =
+                PgdRestarts::rst(eps, steps, step_size(step, eps), restarts, every_iterate);
+            rst.pgd.norm = norm;
+            Some(Box::new(rst))
         }
         AttackSpec::Apgd { .. }
         | AttackSpec::ApgdTargeted { .. }
         | AttackSpec::Fab { .. }
-        | AttackSpec::Square { .. } => autoattack_part(spec, eps).map(Part::into_attack),
+        | AttackSpec::Square { .. } => autoattack_part(spec, eps, norm).map(Part::into_attack),
         AttackSpec::AutoAttack { .. } => {
-            autoattack(spec, eps).map(|a| Box::new(a) as Box<dyn Attack>)
+            autoattack(spec, eps, norm).map(|a| Box::new(a) as Box<dyn Attack>)
         }
     }
 }

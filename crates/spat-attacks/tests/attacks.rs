@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor};
 use proptest::prelude::*;
-use spat_attacks::{Attack, AttackLoss, AttackSpec, Fgsm, Pgd, PgdRestarts, RandomStart};
+use spat_attacks::{Attack, AttackLoss, AttackSpec, Fgsm, Norm, Pgd, PgdRestarts, RandomStart};
 use spat_core::rng::host_rng;
 use spat_core::{Classifier, Mode, Network};
 
@@ -84,6 +84,7 @@ fn pgd_matches_pytorch_reference() {
             loss,
             random_start: RandomStart::None,
             mode: Mode::Eval,
+            norm: Norm::Linf,
         };
         let ours = pgd.perturb_from(&model, &t["x"], &y, &t[start]).unwrap();
         let diff = (ours - &t[&format!("adv_{tag}")])
@@ -153,7 +154,7 @@ fn rst_pgd_spec_builds_its_own_radius_and_step() {
     let x = Tensor::rand(0f32, 1., (8, 3, 4, 4), &dev).unwrap();
     let y = Tensor::new(&[0u32, 1, 2, 3, 4, 5, 6, 7], &dev).unwrap();
     // Evaluated at 16/255, the spec still attacks within its own 0.031 (and reaches its edge).
-    let attack = spat_attacks::build(&spec, 16.0 / 255.0).unwrap();
+    let attack = spat_attacks::build(&spec, 16.0 / 255.0, Norm::Linf).unwrap();
     let x_adv = attack.perturb(&model, &x, &y, &mut host_rng(0, 1)).unwrap();
     let gap = (x_adv - &x)
         .unwrap()
@@ -276,6 +277,7 @@ fn pgd_on_linear_model_reaches_the_analytic_optimum() {
         loss: AttackLoss::CrossEntropy,
         random_start: RandomStart::Uniform,
         mode: Mode::Eval,
+        norm: Norm::Linf,
     };
     let adv = pgd.perturb(&model, &x, &y, &mut host_rng(2, 0)).unwrap();
     assert!(
@@ -365,7 +367,7 @@ fn specs_parse_and_reject_clearly() {
         assert_eq!(s.to_string().parse::<AttackSpec>().unwrap(), *s);
     }
     assert!(
-        spat_attacks::build(&specs[0], 8.0 / 255.0).is_none(),
+        spat_attacks::build(&specs[0], 8.0 / 255.0, Norm::Linf).is_none(),
         "clean"
     );
     for bad in [
@@ -400,7 +402,7 @@ proptest! {
         let attack: Box<dyn Attack> = if which == 4 {
             Box::new(Fgsm::new(eps))
         } else {
-            Box::new(Pgd { eps, step_size: eps / 4.0, steps, loss, random_start: RandomStart::Uniform, mode: Mode::Eval })
+            Box::new(Pgd { eps, step_size: eps / 4.0, steps, loss, random_start: RandomStart::Uniform, mode: Mode::Eval, norm: Norm::Linf })
         };
         let adv = attack.perturb(&model, &x, &y, &mut host_rng(seed, 2)).unwrap();
         prop_assert_eq!(adv.dims(), x.dims());
@@ -482,6 +484,7 @@ fn evaluate_counts_clean_attacked_and_worst_case_per_example() {
         batches.iter().cloned().map(Ok),
         &specs,
         eps,
+        Norm::Linf,
         seed,
         false,
     )
@@ -509,7 +512,7 @@ fn evaluate_counts_clean_attacked_and_worst_case_per_example() {
         let mut robust = hits(&batch.images);
         clean += robust.iter().filter(|&&h| h).count();
         for (k, spec) in ["fgsm", "pgd5", "pgd20-kl"].iter().enumerate() {
-            let attack = spat_attacks::build(&spec.parse().unwrap(), eps).unwrap();
+            let attack = spat_attacks::build(&spec.parse().unwrap(), eps, Norm::Linf).unwrap();
             let mut rng = host_rng(seed, spat_core::rng::streams::EVAL_ATTACK + b as u64);
             let adv = attack
                 .perturb(&model, &batch.images, &batch.labels, &mut rng)
@@ -541,7 +544,7 @@ fn evaluate_counts_clean_attacked_and_worst_case_per_example() {
     assert_eq!(json["examples"], 18);
     assert_eq!(json["accuracy"]["clean"], report.accuracy["clean"]);
 
-    let empty = spat_attacks::evaluate(&model, Vec::new(), &specs, eps, seed, false);
+    let empty = spat_attacks::evaluate(&model, Vec::new(), &specs, eps, Norm::Linf, seed, false);
     assert!(empty.unwrap_err().to_string().contains("empty"));
 }
 
@@ -568,6 +571,7 @@ fn evaluate_reports_autoattack_per_attack() {
         batches.iter().cloned().map(Ok),
         &specs,
         eps,
+        Norm::Linf,
         seed,
         false,
     )

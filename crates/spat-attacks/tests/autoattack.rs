@@ -8,55 +8,20 @@ mod common;
 use std::collections::{HashMap, VecDeque};
 use std::path::PathBuf;
 
-use candle_core::{DType, Device, Tensor, Var};
-use spat_attacks::apgd::ApgdRun;
+use candle_core::{Device, Tensor, Var};
 use spat_attacks::autoattack::Part;
 use spat_attacks::{
-    losses, Apgd, ApgdConfig, ApgdLoss, ApgdTargeted, Attack, CheckpointSchedule, Fab, Square,
-    SquareDraws,
+    losses, Apgd, ApgdConfig, ApgdLoss, ApgdTargeted, Attack, CheckpointSchedule, Fab, Norm, Square,
 };
 use spat_core::rng::host_rng;
 use spat_core::{Classifier, Mode};
 
-use common::{f32s, f64s, Mlp};
+use common::{mostly_correct_labels, 
+    assert_close, assert_run_matches, f32s, f64s, labels, max_abs_diff, usizes, Mlp, Replay,
+};
 
 fn fixture() -> HashMap<String, Tensor> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/autoattack_replay.safetensors");
-    spat_core::store::load_tensors(&path, &Device::Cpu).unwrap()
-}
-
-fn usizes(t: &Tensor) -> Vec<usize> {
-    t.flatten_all()
-        .unwrap()
-        .to_dtype(DType::I64)
-        .unwrap()
-        .to_vec1::<i64>()
-        .unwrap()
-        .into_iter()
-        .map(|v| v as usize)
-        .collect()
-}
-
-fn labels(t: &Tensor) -> Tensor {
-    t.to_dtype(DType::U32).unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
-    f64s(a)
-        .iter()
-        .zip(f64s(b))
-        .fold(0f64, |m, (x, y)| m.max((x - y).abs()))
-}
-
-fn assert_close(what: &str, ours: &[f64], theirs: &[f64], tol: f64) {
-    assert_eq!(ours.len(), theirs.len(), "{what}: lengths");
-    for (i, (a, b)) in ours.iter().zip(theirs).enumerate() {
-        assert!(
-            (a - b).abs() <= tol * (1.0 + b.abs()),
-            "{what}[{i}]: ours {a}, reference {b}"
-        );
-    }
+    common::load_fixture("autoattack_replay.safetensors")
 }
 
 fn model(t: &HashMap<String, Tensor>) -> Mlp {
@@ -130,43 +95,6 @@ fn checkpoint_schedules_match_the_reference() {
     );
 }
 
-fn assert_run_matches(tag: &str, run: &ApgdRun, t: &HashMap<String, Tensor>, steps: usize) {
-    let key = |k: &str| format!("apgd_{tag}_{k}");
-    assert_eq!(
-        run.checkpoints,
-        usizes(&t[&key("checkpoints")]),
-        "{tag}: checkpoints"
-    );
-    let ref_steps = f64s(&t[&key("step_sizes")]);
-    let ref_losses = f64s(&t[&key("losses")]);
-    let n = run.robust.len();
-    for i in 0..steps {
-        assert_eq!(
-            run.step_sizes[i],
-            ref_steps[i * n..(i + 1) * n].to_vec(),
-            "{tag}: step sizes of iteration {i}"
-        );
-        assert_close(
-            &format!("{tag}: losses of iteration {i}"),
-            &run.losses[i],
-            &ref_losses[i * n..(i + 1) * n],
-            1e-9,
-        );
-    }
-    let robust: Vec<bool> = usizes(&t[&key("robust")]).iter().map(|&r| r != 0).collect();
-    assert_eq!(run.robust, robust, "{tag}: robust");
-    assert_close(
-        &format!("{tag}: best loss"),
-        &run.loss_best,
-        &f64s(&t[&key("loss_best")]),
-        1e-9,
-    );
-    for (field, ours) in [("x_best", &run.x_best), ("x_best_adv", &run.x_best_adv)] {
-        let d = max_abs_diff(ours, &t[&key(field)]);
-        assert!(d <= 1e-9, "{tag}: {field} differs by {d}");
-    }
-}
-
 #[test]
 fn apgd_replays_the_reference_run() {
     let t = fixture();
@@ -218,37 +146,6 @@ fn fab_replays_the_reference() {
     assert!(d <= 1e-9, "FAB single run differs by {d}");
 }
 
-/// The draws a reference Square Attack run made, in order.
-struct Replay {
-    stripes: Vec<f64>,
-    ints: VecDeque<usize>,
-    signs: VecDeque<f64>,
-}
-
-impl SquareDraws for Replay {
-    fn stripes(&mut self, n: usize, c: usize, w: usize) -> Vec<f64> {
-        assert_eq!(self.stripes.len(), n * c * w);
-        std::mem::take(&mut self.stripes)
-    }
-    fn int_below(&mut self, high: usize) -> usize {
-        let v = self
-            .ints
-            .pop_front()
-            .expect("more window draws than the reference made");
-        assert!(v <= high);
-        v
-    }
-    fn channel_signs(&mut self, c: usize) -> Vec<f64> {
-        (0..c)
-            .map(|_| {
-                self.signs
-                    .pop_front()
-                    .expect("more sign draws than the reference made")
-            })
-            .collect()
-    }
-}
-
 #[test]
 fn square_replays_the_reference_with_its_draws() {
     let t = fixture();
@@ -258,6 +155,7 @@ fn square_replays_the_reference_with_its_draws() {
         stripes: f64s(&t["square_stripes"]),
         ints: usizes(&t["square_ints"]).into(),
         signs: f64s(&t["square_channel_signs"]).into(),
+        flips: VecDeque::new(),
     };
     let square = Square {
         queries: usizes(&t["square_queries"])[0],
@@ -310,20 +208,6 @@ fn random_mlp(seed: u64, inputs: usize, classes: usize) -> Mlp {
 
 fn random_images(seed: u64, n: usize) -> Tensor {
     spat_core::rng::uniform(&mut host_rng(seed, 7), (n, 3, 4, 4), 0.0, 1.0, &Device::Cpu).unwrap()
-}
-
-/// Labels the model gets right for all but the last example.
-fn mostly_correct_labels(model: &dyn Classifier, x: &Tensor, classes: u32) -> Tensor {
-    let mut pred = model
-        .logits(x, Mode::Eval)
-        .unwrap()
-        .argmax(1)
-        .unwrap()
-        .to_vec1::<u32>()
-        .unwrap();
-    let last = pred.len() - 1;
-    pred[last] = (pred[last] + 1) % classes;
-    Tensor::new(pred.as_slice(), &Device::Cpu).unwrap()
 }
 
 /// Each attack of AutoAttack with a small budget, as a `Part` (which names it by its spec).
@@ -519,7 +403,7 @@ fn autoattack_runs_each_attack_on_the_survivors_only() {
         prev = after.clone();
     }
     // The final flags are exactly the correctness of the returned batch.
-    let final_ok = spat_attacks_correct(&model, &out.x_adv, &y);
+    let final_ok = common::correct(&model, &out.x_adv, &y);
     assert_eq!(&final_ok, out.robust_after.last().unwrap());
     // `perturb` is `run_batch`'s batch, and `rand` is APGD-CE + APGD-DLR with 20 EOT passes.
     let adv = aa.perturb(&model, &x, &y, &mut host_rng(1, 2)).unwrap();
@@ -531,20 +415,6 @@ fn autoattack_runs_each_attack_on_the_survivors_only() {
         .parts
         .iter()
         .all(|p| matches!(p, Part::Apgd(a) if a.config.eot_iter == 20 && a.config.restarts == 1)));
-}
-
-fn spat_attacks_correct(model: &dyn Classifier, x: &Tensor, y: &Tensor) -> Vec<bool> {
-    let pred = model
-        .logits(x, Mode::Eval)
-        .unwrap()
-        .argmax(1)
-        .unwrap()
-        .to_vec1::<u32>()
-        .unwrap();
-    pred.iter()
-        .zip(y.to_vec1::<u32>().unwrap())
-        .map(|(p, l)| *p == l)
-        .collect()
 }
 
 #[test]
@@ -587,6 +457,7 @@ fn pgd_through_a_normalising_wrapper_matches_torchattacks() {
         loss: AttackLoss::CrossEntropy,
         random_start: RandomStart::None,
         mode: Mode::Eval,
+        norm: spat_attacks::Norm::Linf,
     };
     let adv = pgd
         .perturb(&model, &t["x"], &labels(&t["y"]), &mut host_rng(0, 0))
@@ -620,8 +491,8 @@ fn restarts_fool_at_least_what_the_first_run_fools() {
     let thrice = WithRestarts::new(pgd, 3);
     let adv = thrice.perturb(&model, &x, &y, &mut host_rng(2, 0)).unwrap();
     let (ok_once, ok_thrice) = (
-        spat_attacks_correct(&model, &once, &y),
-        spat_attacks_correct(&model, &adv, &y),
+        common::correct(&model, &once, &y),
+        common::correct(&model, &adv, &y),
     );
     for (a, b) in ok_once.iter().zip(&ok_thrice) {
         assert!(*a || !*b, "fooled by the first run, robust after three");
@@ -670,106 +541,7 @@ fn autoattack_warns_about_probabilities_and_randomised_outputs() {
 // ---------------------------------------------------------------------------------------------
 // Accuracies against the reference on a model trained for it
 
-/// relu(x W1ᵀ + b1) W2ᵀ + b2 on flattened 3×32×32 images (`Mlp` of scripts/golden/autoattack.py).
-struct TrainedMlp {
-    w1: Tensor,
-    b1: Tensor,
-    w2: Tensor,
-    b2: Tensor,
-}
-
-impl Classifier for TrainedMlp {
-    fn logits(&self, x: &Tensor, _mode: Mode) -> candle_core::Result<Tensor> {
-        x.flatten_from(1)?
-            .matmul(&self.w1.t()?)?
-            .broadcast_add(&self.b1)?
-            .relu()?
-            .matmul(&self.w2.t()?)?
-            .broadcast_add(&self.b2)
-    }
-}
-
-/// Within one point of the reference on the 512 embedded test images (5 images): the two draw
-/// different random starts, windows and signs, so only the accuracy, not the examples, can agree.
-fn assert_within_a_point(what: &str, ours: f64, reference: f64) {
-    assert!(
-        (ours - reference).abs() <= 1.0,
-        "{what}: spat {ours:.2} %, reference {reference:.2} %"
-    );
-}
-
 #[test]
 fn autoattack_accuracies_match_the_reference_on_a_trained_mlp() {
-    use spat_attacks::AutoAttack;
-    use spat_data::BatchSource;
-    let path =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/autoattack_mlp.safetensors");
-    let t = spat_core::store::load_tensors(&path, &Device::Cpu).unwrap();
-    let model = TrainedMlp {
-        w1: t["weights.fc1.weight"].clone(),
-        b1: t["weights.fc1.bias"].clone(),
-        w2: t["weights.fc2.weight"].clone(),
-        b2: t["weights.fc2.bias"].clone(),
-    };
-    let eps = f64s(&t["eps"])[0];
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../data/cifar-10-mini");
-    let test = spat_data::load(spat_data::Dataset::Cifar10, &dir, spat_data::Split::Test).unwrap();
-    assert_eq!(test.len(), 512);
-    let loader = spat_data::Loader::new(std::sync::Arc::new(test), 256);
-    let batches: Vec<spat_core::Batch> = loader
-        .epoch(0, &Device::Cpu)
-        .collect::<Result<_, _>>()
-        .unwrap();
-    let all = || batches.iter().cloned().map(Ok);
-
-    // Standard: clean, after APGD-CE, APGD-T, FAB-T, Square, and the final robust accuracy.
-    let reference = f64s(&t["standard"]);
-    let report = AutoAttack::standard(eps)
-        .evaluate(&model, all(), 0)
-        .unwrap();
-    assert!(
-        (report.clean - reference[0]).abs() <= 0.2,
-        "clean: spat {}, reference {}",
-        report.clean,
-        reference[0]
-    );
-    let names: Vec<&str> = report.stages.iter().map(|s| s.attack.as_str()).collect();
-    assert_eq!(names, ["apgd-ce", "apgd-t", "fab-t", "square"]);
-    for (i, stage) in report.stages.iter().enumerate() {
-        let name = &stage.attack;
-        assert_within_a_point(
-            &format!("AutoAttack after {name}"),
-            stage.robust,
-            reference[i + 1],
-        );
-    }
-    assert_within_a_point("AutoAttack", report.robust, reference[5]);
-    assert!(report.warnings.is_empty(), "{:?}", report.warnings);
-
-    // APGD-T and Square alone on every example (APGD-CE alone is the first row above; FAB-T alone,
-    // the slowest, is replayed exactly in `fab_replays_the_reference`).
-    let individual = f64s(&t["individual"]);
-    let aa = AutoAttack::standard(eps);
-    for i in [1, 3] {
-        let (part, reference) = (&aa.parts[i], individual[i]);
-        let (mut ok, mut n) = (0, 0);
-        for (b, batch) in batches.iter().enumerate() {
-            let mut rng = host_rng(0, b as u64);
-            let adv = part
-                .attack()
-                .perturb(&model, &batch.images, &batch.labels, &mut rng)
-                .unwrap();
-            ok += spat_attacks_correct(&model, &adv, &batch.labels)
-                .iter()
-                .filter(|&&c| c)
-                .count();
-            n += batch.len();
-        }
-        assert_within_a_point(&part.name(), 100.0 * ok as f64 / n as f64, reference);
-    }
-
-    // The rand version (on this deterministic model, EOT only averages identical gradients).
-    let rand = AutoAttack::rand(eps).evaluate(&model, all(), 0).unwrap();
-
-    assert_within_a_point("AutoAttack rand", rand.robust, f64s(&t["rand"])[0]);
+    common::assert_autoattack_matches_the_reference("autoattack_mlp.safetensors", Norm::Linf);
 }

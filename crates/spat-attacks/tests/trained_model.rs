@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use candle_core::{Device, Tensor, Var};
 use spat_attacks::{
-    evaluate, sweep_alpha, AttackLoss, AttackSpec, StepRule, SweepAttack, SweepConfig,
+    evaluate, sweep_alpha, AttackLoss, AttackSpec, Norm, StepRule, SweepAttack, SweepConfig,
 };
 use spat_core::rng::host_rng;
 use spat_core::{Classifier, Mode};
@@ -103,7 +103,16 @@ fn test_batches() -> Vec<candle_core::Result<spat_core::Batch>> {
 fn robust_accuracy_is_monotone_in_steps_and_alpha() {
     let model = trained_mlp();
     let eps = 8.0 / 255.0;
-    let clean = evaluate(&model, test_batches(), &[AttackSpec::Clean], eps, 0, false).unwrap();
+    let clean = evaluate(
+        &model,
+        test_batches(),
+        &[AttackSpec::Clean],
+        eps,
+        Norm::Linf,
+        0,
+        false,
+    )
+    .unwrap();
     assert_eq!(clean.examples, 512);
     assert!(
         clean.accuracy["clean"] > 20.0,
@@ -119,7 +128,7 @@ fn robust_accuracy_is_monotone_in_steps_and_alpha() {
                 loss: AttackLoss::CrossEntropy,
                 step: StepRule::EpsOver10,
             };
-            evaluate(&model, test_batches(), &[spec], eps, 0, false)
+            evaluate(&model, test_batches(), &[spec], eps, Norm::Linf, 0, false)
                 .unwrap()
                 .accuracy[&spec.to_string()]
         })
@@ -142,6 +151,7 @@ fn robust_accuracy_is_monotone_in_steps_and_alpha() {
         &SweepConfig {
             alphas: vec![0.0, 0.5, 1.0],
             eps,
+            norm: Norm::Linf,
             steps: 10,
             step_eps_over_10: true,
             seed: 0,
