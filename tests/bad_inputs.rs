@@ -706,6 +706,32 @@ fn bad_inputs_fail_with_one_clear_line_and_change_nothing() {
             &["--eps", "division by zero"],
         ),
         ("eps negative", &["--eps", "-8/255"], &["--eps", "[0, 1]"]),
+        ("norm l1", &["--norm", "l1"], &["--norm", "linf or l2"]),
+        (
+            "l2 eps negative",
+            &["--norm", "l2", "--eps", "-0.5"],
+            &["--eps", "L2", ">= 0"],
+        ),
+        (
+            "l2 eps NaN",
+            &["--norm", "l2", "--eps", "nan"],
+            &["--eps", "L2", ">= 0"],
+        ),
+        (
+            "l2 eps beyond the image cube",
+            &["--norm", "l2", "--eps", "60"],
+            &["--eps", "√3072"],
+        ),
+        (
+            "l2 step beyond the image cube",
+            &["--norm", "l2", "--attack-step-size", "100"],
+            &["--attack-step-size", "√3072"],
+        ),
+        (
+            "step above 1 in linf",
+            &["--attack-step-size", "2"],
+            &["--attack-step-size", "[0, 1]"],
+        ),
         (
             "spat alpha above 1",
             &["--spat-alpha", "1.5"],
@@ -858,6 +884,31 @@ fn bad_inputs_fail_with_one_clear_line_and_change_nothing() {
         eval_good(&["--eps", "-0.1"]),
         &["--eps", "[0, 1]"],
     ));
+    cases.push(case(
+        "eval eps above 1 in linf",
+        eval_good(&["--eps", "0.5/0.25"]),
+        &["--eps", "L∞", "[0, 1]"],
+    ));
+    cases.push(case(
+        "eval l2 eps negative",
+        eval_good(&["--norm", "l2", "--eps", "-0.1"]),
+        &["--eps", "L2", ">= 0"],
+    ));
+    cases.push(case(
+        "eval l2 eps infinite",
+        eval_good(&["--norm", "l2", "--eps", "inf"]),
+        &["--eps", "L2", ">= 0"],
+    ));
+    cases.push(case(
+        "eval l2 eps beyond the image cube",
+        eval_good(&["--norm", "l2", "--eps", "56"]),
+        &["--eps", "√3072"],
+    ));
+    cases.push(case(
+        "eval unknown norm",
+        eval_good(&["--norm", "linf2"]),
+        &["--norm", "linf2", "linf or l2"],
+    ));
     let vis = |extra: &[&str], out: &Path| {
         let mut a = with(
             &[
@@ -937,6 +988,11 @@ fn bad_inputs_fail_with_one_clear_line_and_change_nothing() {
         "sweep steps 0",
         sweep(&["--steps", "0"]),
         &["--steps", "positive"],
+    ));
+    cases.push(case(
+        "sweep l2 eps beyond the image cube",
+        sweep(&["--norm", "l2", "--eps", "100"]),
+        &["--eps", "√3072"],
     ));
     let user_dir = s.folder("sweep-user");
     s.file("sweep-user/sweep.md", b"# my notes");

@@ -173,10 +173,15 @@ fn model_info_unknown_preset_is_a_clear_error() {
 
 /// `spat train` on the embedded sample with the tiny model: few images, so each epoch takes seconds.
 fn tiny_train(out: &Path, epochs: u32, seed: u32) -> Command {
+    tiny_train_with("madry", out, epochs, seed)
+}
+
+/// [`tiny_train`] with another method.
+fn tiny_train_with(method: &str, out: &Path, epochs: u32, seed: u32) -> Command {
     let mut cmd = spat();
     cmd.args(["train", "--dataset", "cifar10", "--data-dir"])
         .arg(mini_data())
-        .args(["--model", "tiny", "--method", "madry", "--epochs"])
+        .args(["--model", "tiny", "--method", method, "--epochs"])
         .arg(epochs.to_string())
         .args([
             "--batch-size",
@@ -256,6 +261,9 @@ fn train_then_eval_sweep_and_visualize() {
             .unwrap();
     assert_eq!(config["method"], "madry");
     assert_eq!(config["epochs"], 1);
+    // An L∞ run's config.json is what it was before norms existed (no `norm`), so a run started
+    // by an older spat resumes.
+    assert!(config.get("norm").is_none(), "{config}");
     let metrics = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
     let lines: Vec<serde_json::Value> = metrics
         .lines()
@@ -417,6 +425,72 @@ fn train_then_eval_sweep_and_visualize() {
     assert!(String::from_utf8_lossy(&e.stderr).contains("LABEL=PATH"));
 }
 
+/// The L2 threat model end to end: TRADES + SPAT trained with PGD-L2 adversaries (stopped after
+/// one epoch and resumed), then the interface — `spat eval --norm l2 --eps 0.1 --attacks
+/// clean,fgsm,apgd-ce,autoattack --json` with each accuracy under the name given (the CI smoke of
+/// AutoAttack-L2, 32 images) — and an L2 α sweep.
+#[test]
+fn l2_training_evaluation_and_sweep() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("l2");
+    let mut train = tiny_train_with("trades", &run_dir, 2, 3);
+    train.args(["--norm", "l2", "--spat-alpha", "0.1"]);
+    success(run(train.args(["--stop-after-epochs", "1"])));
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("config.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        (&config["norm"], &config["eps"], &config["attack_step_size"]),
+        (&"l2".into(), &0.5.into(), &0.125.into()),
+        "{config}"
+    );
+    success(run(spat().args(["train", "--resume"]).arg(&run_dir)));
+    let weights = run_dir.join("model.safetensors");
+    assert!(weights.is_file());
+
+    let attacks = "clean,fgsm,apgd-ce,autoattack";
+    let v = stdout_json(&eval_tiny_on(32, &weights, attacks, &["--norm", "l2", "--eps", "0.1"]));
+    assert_eq!(
+        (&v["norm"], &v["eps"], &v["examples"]),
+        (&"l2".into(), &0.1.into(), &32.into())
+    );
+    let acc = &v["accuracy"];
+    let keys: Vec<&str> = acc
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(String::as_str)
+        .collect();
+    assert_eq!(keys, ["apgd-ce", "autoattack", "clean", "fgsm"], "{v}");
+    let aa = &v["autoattack"]["autoattack"];
+    assert_eq!(aa["norm"], "l2");
+    let stages: Vec<&str> = aa["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["attack"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["apgd-ce", "apgd-t", "fab-t", "square"]);
+    assert_eq!(aa["robust"], acc["autoattack"]);
+    let pct = |k: &str| acc[k].as_f64().unwrap();
+    assert!(pct("clean") > 0.0, "{v}");
+    assert!(
+        pct("autoattack") <= pct("apgd-ce") && pct("apgd-ce") <= pct("clean"),
+        "{v}"
+    );
+    assert!(pct("fgsm") <= pct("clean"), "{v}");
+
+    let sweep = stdout_json(&run(spat()
+        .args(["sweep-alpha", "--model", "tiny", "--checkpoint"])
+        .arg(&weights)
+        .args(["--dataset", "cifar10", "--data-dir"])
+        .arg(mini_data())
+        .args(["--norm", "l2", "--alphas", "0,1", "--steps", "5"])
+        .args(["--test-subset", "16", "--json"])));
+    assert_eq!((&sweep["norm"], &sweep["eps"]), (&"l2".into(), &0.5.into()));
+    assert_eq!(sweep["rows"].as_array().unwrap().len(), 4, "{sweep}");
+}
+
 #[test]
 fn killed_training_resumes_to_identical_weights() {
     let dir = tempfile::tempdir().unwrap();
@@ -560,7 +634,11 @@ fn bad_inputs_are_one_line_errors() {
     };
     let cases: Vec<(Command, &[&str])> = vec![
         (eval(&[]), &["w.safetensors", "not found"]),
-        (eval(&["--eps", "2"]), &["bad eps `2`", "[0, 1]"]),
+        (eval(&["--eps", "2"]), &["--eps 2", "L∞", "[0, 1]"]),
+        (
+            eval(&["--norm", "l2", "--eps", "-1"]),
+            &["--eps -1", "L2", ">= 0"],
+        ),
         (eval(&["--eps", "eight"]), &["bad eps `eight`"]),
         (
             eval(&["--attacks", "clean,pgd20,fgsm9"]),
@@ -617,6 +695,15 @@ fn bad_inputs_are_one_line_errors() {
                 c
             },
             &["nothing-here", "no such run directory"],
+        ),
+        (
+            {
+                let mut c = spat();
+                c.args(["train", "--norm", "l2", "--resume"])
+                    .arg(dir.path().join("nothing-here"));
+                c
+            },
+            &["--norm", "--resume"],
         ),
         (
             {
@@ -743,6 +830,11 @@ fn torch_fixture(name: &str) -> PathBuf {
 
 /// `spat eval` of the `tiny` preset on the first 64 embedded test images, `--json`.
 fn eval_tiny(checkpoint: &Path, attacks: &str, extra: &[&str]) -> Output {
+    eval_tiny_on(64, checkpoint, attacks, extra)
+}
+
+/// [`eval_tiny`] on the first `images` embedded test images.
+fn eval_tiny_on(images: usize, checkpoint: &Path, attacks: &str, extra: &[&str]) -> Output {
     let mut cmd = spat();
     cmd.args([
         "eval",
@@ -755,7 +847,7 @@ fn eval_tiny(checkpoint: &Path, attacks: &str, extra: &[&str]) -> Output {
     .arg(mini_data())
     .arg("--checkpoint")
     .arg(checkpoint)
-    .args(["--attacks", attacks, "--test-subset", "64", "--json"])
+    .args(["--attacks", attacks, "--test-subset", &images.to_string(), "--json"])
     .args(extra);
     run(&mut cmd)
 }

@@ -32,11 +32,15 @@
 //!   every attack step).
 //! * A validation split (`val_subset`) is held out only when asked: the references train on the
 //!   whole training set.
+//! * The L2 threat model (`norm`, spat's extension: the thesis is L∞) keeps every setting above
+//!   but the radius: without an ε it trains and evaluates at 0.5 (RobustBench's CIFAR-10 L2
+//!   radius) with step ε/4 for every method, RST included (its L∞ 0.031 and 0.007 do not carry
+//!   over to L2); the adversaries are PGD-L2 with the method's loss and start.
 
 use std::path::PathBuf;
 
 use spat_spec::{
-    AttackSpec, Dataset, LrSchedule, Method, Mode, Precision, PseudoLabeled, RunConfig,
+    AttackSpec, Dataset, LrSchedule, Method, Mode, Norm, Precision, PseudoLabeled, RunConfig,
 };
 
 use crate::error::{Error, Result};
@@ -57,6 +61,9 @@ pub struct RunRequest {
     /// Fraction of each batch from `pseudo_labeled` (default [`RST_UNLABELED_FRACTION`]).
     pub unlabeled_fraction: Option<f64>,
     pub spat_alpha: Option<f64>,
+    /// The threat model's norm (L∞ in the thesis).
+    pub norm: Norm,
+    /// The radius in `norm` (default: the thesis's for L∞, [`Norm::default_eps`] for L2).
     pub eps: Option<f64>,
     /// PGD step of the training adversary (default: the method's; ε/4 when `eps` is given).
     pub attack_step_size: Option<f64>,
@@ -90,6 +97,7 @@ impl RunRequest {
             pseudo_labeled: None,
             unlabeled_fraction: None,
             spat_alpha: None,
+            norm: Norm::Linf,
             eps: None,
             attack_step_size: None,
             epochs: None,
@@ -124,7 +132,13 @@ impl RunRequest {
             pseudo_labeled,
         );
         c.spat_alpha = self.spat_alpha;
-        if let Some(eps) = self.eps {
+        c.norm = self.norm;
+        let eps = match (self.eps, self.norm) {
+            (Some(eps), _) => Some(eps),
+            (None, Norm::L2) => Some(Norm::L2.default_eps()),
+            (None, Norm::Linf) => None,
+        };
+        if let Some(eps) = eps {
             c.eps = eps;
             if c.method.is_adversarial() {
                 c.attack_step_size = eps / 4.0;
@@ -183,6 +197,7 @@ pub fn paper_config(
         weight_decay: 7e-4,
         decay_1d_params: true,
         eps,
+        norm: Norm::Linf,
         attack_steps: 10,
         attack_step_size: eps / 4.0,
         adversary_mode: Mode::Eval,
@@ -330,6 +345,49 @@ mod tests {
         let mut r = request(Dataset::Cifar10, Method::Madry);
         r.val_subset = Some(0);
         assert!(r.configure().is_err());
+    }
+
+    #[test]
+    fn l2_runs_take_robustbench_radius_and_old_configs_read_back_as_linf() {
+        for method in [Method::Madry, Method::Trades, Method::Mart, Method::Rst] {
+            let mut r = request(Dataset::Cifar10, method);
+            if method == Method::Rst {
+                r.pseudo_labeled = Some("ti.pickle".into());
+            }
+            r.norm = Norm::L2;
+            r.spat_alpha = Some(0.1);
+            let c = r.configure().unwrap();
+            assert_eq!((c.norm, c.eps, c.attack_step_size), (Norm::L2, 0.5, 0.125));
+            let json = serde_json::to_string(&c).unwrap();
+            assert!(json.contains(r#""norm":"l2""#), "{json}");
+            assert_eq!(serde_json::from_str::<RunConfig>(&json).unwrap(), c);
+            // The same run written before norms existed: no `norm`, read back as L∞.
+            let old = json.replace(r#","norm":"l2""#, "");
+            assert_eq!(
+                serde_json::from_str::<RunConfig>(&old).unwrap().norm,
+                Norm::Linf
+            );
+            r.eps = Some(8.0 / 255.0);
+            let c = r.configure().unwrap();
+            assert_eq!((c.eps, c.attack_step_size), (8.0 / 255.0, 2.0 / 255.0));
+        }
+        // An L∞ configuration is written as it was before norms existed, so the fingerprint of a
+        // run started then is the one its resume computes now.
+        let c = request(Dataset::Cifar10, Method::Trades)
+            .configure()
+            .unwrap();
+        assert_eq!(c.norm, Norm::Linf);
+        assert!(!serde_json::to_string(&c).unwrap().contains("norm"));
+        // A radius is checked in its norm: above 1 is an L2 radius only, and not beyond √3072.
+        let mut r = request(Dataset::Cifar10, Method::Madry);
+        r.eps = Some(2.0);
+        assert!(r.configure().unwrap_err().to_string().contains("[0, 1]"));
+        r.norm = Norm::L2;
+        assert_eq!(r.configure().unwrap().eps, 2.0);
+        r.eps = Some(60.0);
+        assert!(r.configure().unwrap_err().to_string().contains("√3072"));
+        r.eps = Some(f64::NAN);
+        assert!(r.configure().unwrap_err().to_string().contains(">= 0"));
     }
 
     #[test]

@@ -7,7 +7,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use candle_core::Device;
 use spat_core::{Batch, Network, Normalization, Normalized};
 use spat_data::{BatchSource, Dataset, ImageSet, Loader, Split};
-use spat_spec::Precision;
+use spat_spec::{Norm, Precision};
 
 /// `cpu`, `cuda` or `cuda:N`. CUDA needs a binary built with `--features cuda`.
 pub fn parse_device(s: &str) -> Result<Device> {
@@ -38,8 +38,20 @@ pub fn parse_device(s: &str) -> Result<Device> {
     })
 }
 
-/// A radius given as `8/255` or as a number such as `0.031`; must lie in [0, 1].
+/// A radius given as `8/255` or as a number such as `0.031`; must lie in [0, 1] (an L∞ radius).
 pub fn parse_eps(s: &str) -> Result<f64, String> {
+    let v = parse_radius(s)?;
+    if !v.is_finite() || !(0.0..=1.0).contains(&v) {
+        return Err(format!(
+            "bad eps `{s}`: must lie in [0, 1] (images are in [0, 1])"
+        ));
+    }
+    Ok(v)
+}
+
+/// A radius or step written as `8/255` or as a number such as `0.031` or `0.5`, in whatever norm:
+/// its range is checked against the norm once that is known ([`check_radius`]).
+pub fn parse_radius(s: &str) -> Result<f64, String> {
     let t = s.trim();
     let v = match t.split_once('/') {
         Some((num, den)) => {
@@ -60,12 +72,15 @@ pub fn parse_eps(s: &str) -> Result<f64, String> {
             .parse()
             .map_err(|_| format!("bad eps `{s}`: expected e.g. 8/255 or 0.031"))?,
     };
-    if !v.is_finite() || !(0.0..=1.0).contains(&v) {
-        return Err(format!(
-            "bad eps `{s}`: must lie in [0, 1] (images are in [0, 1])"
-        ));
-    }
     Ok(v)
+}
+
+/// Checks the radius or step `value` given as `option` in `norm` for `dataset`'s images: in
+/// `[0, 1]` for L∞, finite, `>= 0` and at most the image cube's diameter for L2.
+pub fn check_radius(option: &str, value: f64, norm: Norm, dataset: Dataset) -> Result<()> {
+    let (c, h, w) = dataset.image_shape();
+    norm.check_radius(option, value, c * h * w)?;
+    Ok(())
 }
 
 /// A label-smoothing α in [0, 1].
@@ -191,9 +206,16 @@ pub struct CheckpointArgs {
 /// How the test set is attacked, shared by `eval` and `sweep-alpha`.
 #[derive(clap::Args, Debug)]
 pub struct AttackRunArgs {
-    /// Attack radius, as 8/255 or 0.031 (default 8/255, §6.1).
-    #[arg(long, value_parser = parse_eps, default_value = "8/255", allow_hyphen_values = true)]
-    pub eps: f64,
+    /// The threat model's norm: linf (default, the thesis's) or l2 (RobustBench's second
+    /// leaderboard). Every attack of the run uses it, under its usual name: in l2, fgsm is FGM,
+    /// pgdN / cwN / pgd-kl / pgd-ls are PGD-L2 with their loss, autoattack is the reference's L2
+    /// version.
+    #[arg(long, default_value = "linf")]
+    pub norm: Norm,
+    /// Attack radius in --norm, as 8/255, 0.031 or 0.5 (default: 8/255 for linf, §6.1; 0.5 for
+    /// l2, RobustBench's CIFAR-10 radius).
+    #[arg(long, value_parser = parse_radius, allow_hyphen_values = true)]
+    pub eps: Option<f64>,
     /// Evaluate on the first N test images (default: the whole test set).
     #[arg(long, value_parser = parse_positive, allow_negative_numbers = true)]
     pub test_subset: Option<usize>,
@@ -206,6 +228,15 @@ pub struct AttackRunArgs {
     /// cpu | cuda | cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
+}
+
+impl AttackRunArgs {
+    /// The radius (given or the norm's default), checked in the norm for `dataset`.
+    pub fn eps(&self, dataset: Dataset) -> Result<f64> {
+        let eps = self.eps.unwrap_or(self.norm.default_eps());
+        check_radius("--eps", eps, self.norm, dataset)?;
+        Ok(eps)
+    }
 }
 
 impl CheckpointArgs {

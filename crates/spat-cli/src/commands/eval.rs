@@ -17,7 +17,7 @@ pub struct Args {
     pub attacks: String,
     #[command(flatten)]
     pub run: AttackRunArgs,
-    /// Print one JSON object instead of a table: {"examples", "eps", "accuracy": {"<attack>": %},
+    /// Print one JSON object instead of a table: {"examples", "eps", "norm", "accuracy": {"<attack>": %},
     /// "worst_case": %}, attacks by their canonical names (`pgd-kl` is `pgd20-kl`); with an
     /// AutoAttack, also "autoattack": {"<name>": {"stages": [{"attack", "robust", "seconds"}],
     /// "robust", "seconds", "warnings", ...}}.
@@ -28,6 +28,7 @@ pub struct Args {
 pub fn run(a: Args) -> Result<()> {
     // Attack names are checked before anything slow happens.
     let specs = AttackSpec::parse_list(&a.attacks)?;
+    let eps = a.run.eps(a.target.dataset)?;
     let device = parse_device(&a.run.device)?;
     let model = a.target.load_model(&device)?;
     let test = a.target.load_test(a.run.test_subset)?;
@@ -36,15 +37,19 @@ pub fn run(a: Args) -> Result<()> {
         &*model,
         eval_batches(&loader, &device),
         &specs,
-        a.run.eps,
+        eps,
+        a.run.norm,
         a.run.seed,
         true,
     )?;
-    tracing::info!(examples = report.examples, eps = report.eps, "evaluated");
+    tracing::info!(examples = report.examples, eps = report.eps, norm = %report.norm, "evaluated");
     if a.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        println!("{} test images, eps {:.5}:", report.examples, report.eps);
+        println!(
+            "{} test images, {} eps {:.5}:",
+            report.examples, report.norm, report.eps
+        );
         for (name, acc) in &report.accuracy {
             println!("  {name:<16} {acc:>6.2} %");
         }

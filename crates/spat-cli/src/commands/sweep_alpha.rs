@@ -38,8 +38,8 @@ pub struct Args {
 
 fn markdown(r: &SweepReport) -> String {
     let mut s = format!(
-        "Robust accuracy (%) under PGD-{} at eps = {:.5} on {} test images; clean accuracy {:.2} %.\n\n| attack | alpha | accuracy |\n| --- | --- | --- |\n",
-        r.steps, r.eps, r.examples, r.clean_accuracy
+        "Robust accuracy (%) under PGD-{} at eps = {:.5} ({}) on {} test images; clean accuracy {:.2} %.\n\n| attack | alpha | accuracy |\n| --- | --- | --- |\n",
+        r.steps, r.eps, r.norm, r.examples, r.clean_accuracy
     );
     for row in &r.rows {
         let alpha = row.alpha.map_or("-".to_string(), |a| a.to_string());
@@ -130,13 +130,15 @@ pub fn run(a: Args) -> Result<()> {
     if let Some(dir) = &a.out {
         check_out_dir(dir)?;
     }
+    let eps = a.run.eps(a.target.dataset)?;
     let device = parse_device(&a.run.device)?;
     let model = a.target.load_model(&device)?;
     let test = a.target.load_test(a.run.test_subset)?;
     let loader = eval_loader(test, a.run.batch_size);
     let config = SweepConfig {
         alphas: a.alphas.clone(),
-        eps: a.run.eps,
+        eps,
+        norm: a.run.norm,
         steps: a.steps,
         step_eps_over_10: a.step_eps_over_10,
         seed: a.run.seed,

@@ -5,12 +5,12 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use spat_spec::run::files;
-use spat_spec::{Dataset, Fnv1a, InitWeights, Method, Precision, RunConfig};
+use spat_spec::{Dataset, Fnv1a, InitWeights, Method, Norm, Precision, RunConfig};
 use spat_train::{RunRequest, TrainOptions};
 
 use super::common::{
-    parse_alpha, parse_device, parse_eps, parse_fraction, parse_non_negative, parse_positive,
-    parse_positive_f64,
+    check_radius, parse_alpha, parse_device, parse_fraction, parse_non_negative, parse_positive,
+    parse_positive_f64, parse_radius,
 };
 
 #[derive(clap::Args, Debug)]
@@ -18,7 +18,7 @@ pub struct Args {
     /// Continue the killed run in RUN: its settings come from RUN/config.json; only --device and
     /// --data-dir (the same data, read from another place) may be given with it.
     #[arg(long, value_name = "RUN", conflicts_with_all = [
-        "dataset", "model", "method", "spat_alpha", "eps", "attack_step_size", "epochs",
+        "dataset", "model", "method", "spat_alpha", "norm", "eps", "attack_step_size", "epochs",
         "batch_size", "lr", "weight_decay", "train_subset", "val_subset", "test_subset",
         "pseudo_labeled", "unlabeled_fraction", "seed", "out", "precision", "init"
     ])]
@@ -43,13 +43,18 @@ pub struct Args {
     /// TRADES + SPAT α = 0.1; MART + SPAT α = 0.3 (CIFAR-10), 0.2 (CIFAR-100, STL-10). Default: off.
     #[arg(long, value_parser = parse_alpha, allow_negative_numbers = true)]
     pub spat_alpha: Option<f64>,
-    /// Radius, as 8/255 or 0.031 (default 8/255, §6.1.1; RST 0.031; §6.2 also trains at 4/255 and
-    /// 16/255); the training adversary steps ε/4 unless --attack-step-size is given. Standard
-    /// training uses it for its evaluation only.
-    #[arg(long, value_parser = parse_eps, allow_hyphen_values = true)]
+    /// The threat model's norm: linf (default, the thesis's) or l2. In l2 every training
+    /// adversary (PGD-CE, PGD-KL, PGD-LS under SPAT) is PGD-L2 with the method's loss and start,
+    /// and the per-epoch evaluation's PGD-20 is PGD-L2 too.
+    #[arg(long)]
+    pub norm: Option<Norm>,
+    /// Radius in --norm, as 8/255, 0.031 or 0.5 (default 8/255, §6.1.1; RST 0.031; §6.2 also
+    /// trains at 4/255 and 16/255; l2: 0.5); the training adversary steps ε/4 unless
+    /// --attack-step-size is given. Standard training uses it for its evaluation only.
+    #[arg(long, value_parser = parse_radius, allow_hyphen_values = true)]
     pub eps: Option<f64>,
     /// PGD step of the training adversary, as 2/255 or 0.007 (default ε/4, §6.1.1; RST 0.007).
-    #[arg(long, value_parser = parse_eps, allow_hyphen_values = true)]
+    #[arg(long, value_parser = parse_radius, allow_hyphen_values = true)]
     pub attack_step_size: Option<f64>,
     /// Epochs (default: 90 for CIFAR as MART's train_wideresnet.py, 200 for STL-10 §6.1.3 and
     /// RST).
@@ -122,7 +127,14 @@ fn request(a: &Args) -> Result<(RunRequest, PathBuf)> {
             "spat train needs --dataset, --data-dir, --model, --method and --out (or --resume RUN)"
         )
     };
+    let norm = a.norm.unwrap_or_default();
+    for (option, value) in [("--eps", a.eps), ("--attack-step-size", a.attack_step_size)] {
+        if let Some(v) = value {
+            check_radius(option, v, norm, dataset)?;
+        }
+    }
     let mut r = RunRequest::new(model.clone(), dataset, data_dir.clone(), method);
+    r.norm = norm;
     r.pseudo_labeled = a.pseudo_labeled.clone();
     r.unlabeled_fraction = a.unlabeled_fraction;
     r.spat_alpha = a.spat_alpha;
