@@ -1,5 +1,5 @@
 //! The invariants of ARCHITECTURE.md that a test can check: which spat crate may depend on which,
-//! that xtask, spat-report and spat-spec never link candle, that the CLI computes nothing, and
+//! that xtask, spat-reproduce, spat-report and spat-spec never link candle, that the CLI computes nothing, and
 //! that library and xtask code writes files only through spat-spec's atomic writes.
 //!
 //! Dependencies are read with `cargo metadata` and `cargo tree` (offline, from Cargo.lock).
@@ -74,7 +74,8 @@ fn dependencies_point_one_way() {
             &["spat-spec", "spat-core", "spat-data", "spat-attacks"],
         ),
         ("spat-report", &["spat-spec"]),
-        ("xtask", &["spat-spec", "spat-report"]),
+        ("spat-reproduce", &["spat-spec", "spat-report"]),
+        ("xtask", &["spat-spec", "spat-reproduce"]),
     ];
     for (krate, may) in allowed {
         let has = deps
@@ -90,8 +91,14 @@ fn dependencies_point_one_way() {
 }
 
 #[test]
-fn xtask_report_and_spec_link_no_candle() {
-    for krate in ["xtask", "spat-report", "spat-spec", "spat-pickle"] {
+fn xtask_reproduce_report_and_spec_link_no_candle() {
+    for krate in [
+        "xtask",
+        "spat-reproduce",
+        "spat-report",
+        "spat-spec",
+        "spat-pickle",
+    ] {
         let tree = cargo(&[
             "tree",
             "-p",
@@ -169,7 +176,7 @@ fn files_are_written_only_through_atomic_writes() {
     let allowed = [
         "crates/spat-spec/src/fs.rs",
         "xtask/src/fetch.rs",
-        "xtask/src/lock.rs",
+        "crates/spat-reproduce/src/lock.rs",
     ];
     let writes = [
         "fs::write(",

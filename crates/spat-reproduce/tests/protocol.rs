@@ -3,10 +3,10 @@
 //! the arguments xtask passes, must have the values xtask's listing claims; and the step sizes the
 //! listing prints are spat-attacks'.
 
+use spat_reproduce::matrix::{self, Scale, TrainSpec};
+use spat_reproduce::protocol::{self, training_claims};
 use spat_spec::Radius;
 use spat_train::RunRequest;
-use xtask::matrix::{self, Scale, TrainSpec};
-use xtask::protocol::{self, training_claims};
 
 /// What `spat train` makes of the arguments xtask passes for `t` (reproduce.rs `Context::command`).
 fn configured(t: &TrainSpec) -> spat_spec::RunConfig {

@@ -87,11 +87,12 @@ pub struct Args {
     pub slurm: slurm::SlurmArgs,
 }
 
-/// The workspace root (xtask's manifest is one level below it).
+/// The workspace root (this crate's manifest is two levels below it).
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .expect("xtask lives inside the workspace")
+        .ancestors()
+        .nth(2)
+        .expect("spat-reproduce lives inside the workspace")
         .to_path_buf()
 }
 
@@ -496,30 +497,38 @@ pub fn spat_binary(cuda: bool) -> Result<PathBuf> {
         ensure!(p.is_file(), "SPAT_BIN={} is not a file", p.display());
         return Ok(p);
     }
+    let features = cuda.then(|| std::env::var("SPAT_FEATURES").unwrap_or_else(|_| "cuda".into()));
+    workspace_binary("spat-cli", "spat", features.as_deref())
+}
+
+/// The binary `name` of the workspace's `package`, built by `cargo build --release` (with
+/// `features`) in the default target dir ($CARGO_TARGET_DIR, else `target/`).
+pub fn workspace_binary(package: &str, name: &str, features: Option<&str>) -> Result<PathBuf> {
     let root = workspace_root();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&root)
-        .args(["build", "--release", "-p", "spat-cli"]);
-    if cuda {
-        let features = std::env::var("SPAT_FEATURES").unwrap_or_else(|_| "cuda".into());
-        cmd.args(["--features", &features]);
+        .args(["build", "--release", "-p", package]);
+    if let Some(features) = features {
+        cmd.args(["--features", features]);
     }
-    eprintln!("xtask: building spat: {cmd:?}");
-    let status = cmd.status().context("running cargo build for spat-cli")?;
+    eprintln!("xtask: building {name}: {cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("running cargo build for {package}"))?;
     ensure!(
         status.success(),
-        "`cargo build --release -p spat-cli` failed ({status})"
+        "`cargo build --release -p {package}` failed ({status})"
     );
     let target = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("target"));
     let bin = target
         .join("release")
-        .join(format!("spat{}", std::env::consts::EXE_SUFFIX));
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
     ensure!(
         bin.is_file(),
-        "cargo built spat-cli but {} is not there",
+        "cargo built {package} but {} is not there",
         bin.display()
     );
     Ok(bin)

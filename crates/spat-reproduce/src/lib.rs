@@ -1,0 +1,14 @@
+//! The reproduction harness behind `cargo xtask reproduce`: the thesis's numbers as data, the run
+//! matrix of every table and figure, the cells that run it through the `spat` binary (under
+//! per-cell locks, on several slots or as Slurm job arrays), and the reports that set spat's
+//! numbers beside the paper's. It links no ML code, so it builds in seconds.
+
+pub mod claims;
+pub mod lock;
+pub mod matrix;
+pub mod paper;
+pub mod protocol;
+pub mod report;
+pub mod reproduce;
+pub mod schedule;
+pub mod slurm;
