@@ -6,7 +6,6 @@
 use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use anyhow::{anyhow, Context as _, Result};
 use serde_json::json;
@@ -17,11 +16,13 @@ use spat_spec::report::{
 use spat_spec::run::{files, TrainSummary};
 use spat_spec::AttackSpec;
 
+use crate::cell::{Context, DONE, EVAL};
 use crate::claims::{self, Outcome};
+use crate::command::quote;
 use crate::matrix::{self, Checkpoint, Job, Plan, Scale, TrainSpec};
 use crate::paper;
 use crate::protocol;
-use crate::reproduce::{workspace_root, Context, DONE, EVAL};
+use crate::workspace::checkout_commit;
 
 fn read_eval(path: &Path) -> Result<EvalReport> {
     Ok(spat_spec::fs::read_json(
@@ -39,25 +40,6 @@ fn accuracy(v: &EvalReport, attack: &str, path: &Path) -> Result<f64> {
 
 fn fmt2(x: f64) -> String {
     format!("{x:.2}")
-}
-
-/// The commit of the checkout at the workspace root (`-dirty` with uncommitted changes to tracked
-/// files); `None` outside a git checkout.
-pub fn checkout_commit() -> Option<String> {
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .arg("-C")
-            .arg(workspace_root())
-            .args(args)
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-    };
-    let head = git(&["rev-parse", "--short=12", "HEAD"])?;
-    let dirty =
-        git(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
-    Some(if dirty { format!("{head}-dirty") } else { head })
 }
 
 /// The `DONE` marker of a finished cell.
@@ -933,7 +915,7 @@ fn provenance_md(p: &Provenance) -> String {
             c.name,
             c.done.commit.as_deref().unwrap_or("not recorded"),
             c.done.seconds,
-            crate::reproduce::quote(&c.done.command)
+            quote(&c.done.command)
         ));
     }
     md
@@ -977,4 +959,25 @@ pub fn write(plan: &Plan, ctx: &Context, dir: &Path) -> Result<String> {
     spat_spec::fs::write_atomic(&dir.join("results.md"), md.as_bytes())?;
     spat_spec::fs::write_json(&dir.join("results.json"), &json)?;
     Ok(md)
+}
+
+/// results.md / results.json of every plan: of the one id asked for (`single`) in `ctx.out`;
+/// otherwise each id's in `ctx.out/<id>/`, and all of them in turn in `ctx.out/results.md`.
+pub fn write_all(plans: &[Plan], ctx: &Context, single: bool) -> Result<()> {
+    let mut index = String::new();
+    for plan in plans {
+        let dir = if single {
+            ctx.out.clone()
+        } else {
+            ctx.out.join(&plan.id)
+        };
+        fs::create_dir_all(&dir)?;
+        let md = write(plan, ctx, &dir)?;
+        index.push_str(&md);
+        index.push('\n');
+    }
+    if !single {
+        spat_spec::fs::write_atomic(&ctx.out.join("results.md"), index.as_bytes())?;
+    }
+    Ok(())
 }

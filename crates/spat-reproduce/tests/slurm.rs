@@ -17,7 +17,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::{cell_names, comparable_report, ok, report_body, xtask};
-use spat_reproduce::reproduce::{attempts, runner_dir, Attempt, DONE};
+use spat_reproduce::cell::{attempts, runner_dir, Attempt, DONE};
 
 const IGNORE: &str = "needs a running Slurm (scripts/slurm-local.sh)";
 
@@ -63,7 +63,7 @@ fn setup() -> (PathBuf, PathBuf) {
             let work = root().join("target/slurm-tests");
             let _ = std::fs::remove_dir_all(&work);
             std::fs::create_dir_all(&work).unwrap();
-            let spat = spat_reproduce::reproduce::spat_binary(false).unwrap();
+            let spat = spat_reproduce::workspace::spat_binary(false).unwrap();
             (work, spat)
         })
         .clone()

@@ -11,12 +11,12 @@ use std::sync::OnceLock;
 use serde_json::Value;
 
 /// `cargo xtask`'s binary: $XTASK_BIN, else built by cargo from this checkout, as the harness
-/// builds `spat` ([`spat_reproduce::reproduce::workspace_binary`]).
+/// builds `spat` ([`spat_reproduce::workspace::workspace_binary`]).
 pub fn xtask() -> Command {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     let bin = BIN.get_or_init(|| match std::env::var_os("XTASK_BIN") {
         Some(p) => PathBuf::from(p),
-        None => spat_reproduce::reproduce::workspace_binary("xtask", "xtask", None)
+        None => spat_reproduce::workspace::workspace_binary("xtask", "xtask", None)
             .unwrap_or_else(|e| panic!("building xtask: {e:#}")),
     });
     Command::new(bin)
