@@ -8,6 +8,7 @@ pub mod claims;
 pub mod command;
 pub mod data;
 pub mod lock;
+pub mod markdown;
 pub mod matrix;
 pub mod paper;
 pub mod protocol;

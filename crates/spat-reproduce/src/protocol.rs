@@ -11,11 +11,13 @@
 
 use std::fmt;
 
+use spat_spec::report::SettingLine;
 use spat_spec::{
     ApgdLoss, AttackLoss, AttackSpec, AutoAttackVersion, Dataset, LrSchedule, Method, Mode, Radius,
     StepRule,
 };
 
+use crate::markdown;
 use crate::matrix::{self, Job, Plan, Scale, TrainSpec};
 use crate::paper;
 
@@ -883,19 +885,31 @@ pub fn listing(plan: &Plan) -> Vec<(String, Vec<Line>)> {
 pub fn markdown(sections: &[(String, Vec<Line>)]) -> String {
     let mut md = String::new();
     for (title, lines) in sections {
+        let rows = lines
+            .iter()
+            .map(|l| [l.key.clone(), l.value.clone(), l.source.to_string()]);
         md.push_str(&format!(
-            "\n#### {title}\n\n| setting | value | source |\n| --- | --- | --- |\n"
+            "\n#### {title}\n\n{}",
+            markdown::table(&["setting", "value", "source"], rows)
         ));
-        for l in lines {
-            md.push_str(&format!(
-                "| {} | {} | {} |\n",
-                l.key.replace('|', "\\|"),
-                l.value.replace('|', "\\|"),
-                l.source.to_string().replace('|', "\\|")
-            ));
-        }
     }
     md
+}
+
+/// The settings of `plan` as results.json lists them.
+pub fn setting_lines(sections: &[(String, Vec<Line>)]) -> Vec<SettingLine> {
+    sections
+        .iter()
+        .flat_map(|(section, lines)| {
+            lines.iter().map(move |l| SettingLine {
+                section: section.clone(),
+                key: l.key.clone(),
+                value: l.value.clone(),
+                source: l.source.to_string(),
+                spat_choice: l.source.is_spat(),
+            })
+        })
+        .collect()
 }
 
 /// spat's own choices in a listing, each once.

@@ -23,6 +23,7 @@ use serde_json::{json, Value};
 use crate::cell::{finished, Context};
 use crate::command::{quote, spat_args};
 use crate::data::{missing_data, DataDirs};
+use crate::markdown;
 use crate::matrix::{self, Cell, Job, Plan, Scale};
 use crate::protocol;
 use crate::report;
@@ -106,6 +107,8 @@ fn hours(seconds: f64) -> String {
     }
 }
 
+/// `--dry-run`: the cells with their commands and estimated costs, and every plan's settings
+/// with their sources; as one JSON object with `--json`.
 fn dry_run(
     plans: &[Plan],
     scale: Scale,
@@ -113,59 +116,15 @@ fn dry_run(
     ctx: &Context,
     as_json: bool,
 ) -> Result<()> {
-    let ids: Vec<&str> = plans.iter().map(|p| p.id.as_str()).collect();
-    let device_kind = if scale == Scale::Smoke { "CPU" } else { "GPU" };
-    let total: f64 = cells
-        .iter()
-        .map(|c| matrix::estimated_seconds(c.flops, scale))
-        .sum();
     if as_json {
-        let cells: Vec<Value> = cells
-            .iter()
-            .map(|c| {
-                json!({
-                    "name": c.name,
-                    "label": c.label,
-                    "job": c.job,
-                    "command": std::iter::once("spat".to_string()).chain(spat_args(ctx, c)).collect::<Vec<_>>(),
-                    "estimated_flops": c.flops,
-                    "estimated_hours": matrix::estimated_seconds(c.flops, scale) / 3600.0,
-                })
-            })
-            .collect();
-        let settings: serde_json::Map<String, Value> = plans
-            .iter()
-            .map(|p| {
-                let lines: Vec<Value> = protocol::listing(p)
-                    .iter()
-                    .flat_map(|(section, lines)| {
-                        lines.iter().map(move |l| {
-                            json!({
-                                "section": section,
-                                "key": l.key,
-                                "value": l.value,
-                                "source": l.source.to_string(),
-                                "spat_choice": l.source.is_spat(),
-                            })
-                        })
-                    })
-                    .collect();
-                (p.id.clone(), Value::Array(lines))
-            })
-            .collect();
-        let v = json!({
-            "ids": ids,
-            "scale": scale,
-            "settings": settings,
-            "device": ctx.device,
-            "out": ctx.out,
-            "cells": cells,
-            "estimated_hours": total / 3600.0,
-            "cost_basis": matrix::COST_BASIS,
-        });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&dry_run_json(plans, scale, cells, ctx))?
+        );
         return Ok(());
     }
+    let ids: Vec<&str> = plans.iter().map(|p| p.id.as_str()).collect();
+    let device_kind = if scale == Scale::Smoke { "CPU" } else { "GPU" };
     println!(
         "reproduce {} at scale {scale}: {} cells under {}/runs/",
         ids.join(", "),
@@ -173,19 +132,22 @@ fn dry_run(
         ctx.out.display()
     );
     println!();
-    println!("| # | cell | serves | est. {device_kind} time | command |");
-    println!("| --- | --- | --- | --- | --- |");
-    for (i, c) in cells.iter().enumerate() {
-        println!(
-            "| {} | {} | {} | {} | `spat {}` |",
-            i + 1,
-            c.name,
-            c.label,
+    let rows = cells.iter().enumerate().map(|(i, c)| {
+        [
+            (i + 1).to_string(),
+            c.name.clone(),
+            c.label.clone(),
             hours(matrix::estimated_seconds(c.flops, scale)),
-            quote(&spat_args(ctx, c))
-        );
-    }
+            format!("`spat {}`", quote(&spat_args(ctx, c))),
+        ]
+    });
+    let time = format!("est. {device_kind} time");
+    print!(
+        "{}",
+        markdown::table(&["#", "cell", "serves", &time, "command"], rows)
+    );
     println!();
+    let total = total_seconds(cells, scale);
     println!(
         "Estimated total: {} of {device_kind} time ({:.1} {device_kind}-hours).",
         hours(total),
@@ -204,6 +166,51 @@ fn dry_run(
         }
     }
     Ok(())
+}
+
+fn total_seconds(cells: &[Cell], scale: Scale) -> f64 {
+    cells
+        .iter()
+        .map(|c| matrix::estimated_seconds(c.flops, scale))
+        .sum()
+}
+
+/// `--dry-run --json`: the plan as one object.
+fn dry_run_json(plans: &[Plan], scale: Scale, cells: &[Cell], ctx: &Context) -> Value {
+    let ids: Vec<&str> = plans.iter().map(|p| p.id.as_str()).collect();
+    let cells_json: Vec<Value> = cells
+        .iter()
+        .map(|c| {
+            let command: Vec<String> = std::iter::once("spat".to_string())
+                .chain(spat_args(ctx, c))
+                .collect();
+            json!({
+                "name": c.name,
+                "label": c.label,
+                "job": c.job,
+                "command": command,
+                "estimated_flops": c.flops,
+                "estimated_hours": matrix::estimated_seconds(c.flops, scale) / 3600.0,
+            })
+        })
+        .collect();
+    let settings: serde_json::Map<String, Value> = plans
+        .iter()
+        .map(|p| {
+            let lines = protocol::setting_lines(&protocol::listing(p));
+            (p.id.clone(), json!(lines))
+        })
+        .collect();
+    json!({
+        "ids": ids,
+        "scale": scale,
+        "settings": settings,
+        "device": ctx.device,
+        "out": ctx.out,
+        "cells": cells_json,
+        "estimated_hours": total_seconds(cells, scale) / 3600.0,
+        "cost_basis": matrix::COST_BASIS,
+    })
 }
 
 pub fn run(args: Args) -> Result<()> {
