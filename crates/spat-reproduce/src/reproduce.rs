@@ -213,132 +213,182 @@ fn dry_run_json(plans: &[Plan], scale: Scale, cells: &[Cell], ctx: &Context) -> 
     })
 }
 
+/// `cargo xtask reproduce`: a dry run, a Slurm submission, or the cells run here and the report.
 pub fn run(args: Args) -> Result<()> {
-    let ids: Vec<String> = if args.id == "all" {
-        matrix::IDS.iter().map(|s| s.to_string()).collect()
-    } else if matrix::IDS.contains(&args.id.as_str()) {
-        vec![args.id.clone()]
-    } else {
-        bail!(
-            "unknown id `{}`; expected one of: {}, all",
-            args.id,
-            matrix::IDS.join(", ")
-        );
-    };
-    ensure!(args.jobs >= 1, "--jobs must be at least 1");
-    let scale = args.scale;
-    let dirs = DataDirs::resolve(args.data_dir.as_deref(), scale);
-    let slots: Vec<String> = if args.devices.is_empty() {
-        let device = args.device.clone().unwrap_or_else(|| {
-            if scale == Scale::Smoke {
-                "cpu".into()
-            } else {
-                "cuda:0".into()
-            }
-        });
-        vec![device; args.jobs]
-    } else {
-        args.devices
-            .iter()
-            .map(|d| device_name(d))
-            .collect::<Result<_>>()?
-    };
-    let out = args.out.clone().unwrap_or_else(|| {
-        workspace_root()
-            .join("results")
-            .join(format!("{}-{scale}", args.id))
-    });
-    let ctx = Context {
-        out,
-        device: slots[0].clone(),
-        dirs,
-    };
-
-    let mut ids_to_run = Vec::new();
-    let mut problems = Vec::new();
-    for id in &ids {
-        match missing_data(id, scale, &ctx.dirs) {
-            Some(m) if args.skip_missing_data && !args.dry_run => {
-                eprintln!("xtask: skipping {id}: {m}")
-            }
-            Some(m) if !args.dry_run => problems.push(m),
-            _ => ids_to_run.push(id.clone()),
-        }
-    }
-    if !problems.is_empty() {
-        bail!("{}", problems.join("\n"));
-    }
-    ensure!(
-        !ids_to_run.is_empty(),
-        "nothing to run: no id has its data here"
-    );
-    let plans: Vec<Plan> = ids_to_run
-        .iter()
-        .map(|id| matrix::plan(id, scale).expect("known id"))
-        .collect();
-    let cells = merge(&plans);
+    let r = Reproduction::resolve(&args)?;
     if args.dry_run {
-        return dry_run(&plans, scale, &cells, &ctx, args.json);
+        return dry_run(&r.plans, args.scale, &r.cells, &r.ctx, args.json);
     }
-    let single = ids_to_run.len() == 1 && args.id != "all";
     if args.slurm.slurm {
-        let ctx = slurm::prepare(&args.slurm, &ctx)?;
-        if cells.iter().all(|c| finished(&ctx, c)) {
-            report::write_all(&plans, &ctx, single)?;
+        return r.submit();
+    }
+    r.run_and_report()
+}
+
+/// One command line, resolved: the ids whose data is here, their plans and cells (each once),
+/// and where and on which devices they run.
+struct Reproduction<'a> {
+    args: &'a Args,
+    ids: Vec<String>,
+    plans: Vec<Plan>,
+    cells: Vec<Cell>,
+    ctx: Context,
+    slots: Vec<String>,
+}
+
+impl<'a> Reproduction<'a> {
+    fn resolve(args: &'a Args) -> Result<Self> {
+        let ids = ids_of(&args.id)?;
+        ensure!(args.jobs >= 1, "--jobs must be at least 1");
+        let scale = args.scale;
+        let slots = slots_of(args)?;
+        let out = args.out.clone().unwrap_or_else(|| {
+            workspace_root()
+                .join("results")
+                .join(format!("{}-{scale}", args.id))
+        });
+        let ctx = Context {
+            out,
+            device: slots[0].clone(),
+            dirs: DataDirs::resolve(args.data_dir.as_deref(), scale),
+        };
+        let ids = with_data(args, &ids, &ctx.dirs)?;
+        let plans: Vec<Plan> = ids
+            .iter()
+            .map(|id| matrix::plan(id, scale).expect("known id"))
+            .collect();
+        Ok(Reproduction {
+            args,
+            cells: merge(&plans),
+            ids,
+            plans,
+            ctx,
+            slots,
+        })
+    }
+
+    /// Whether one id was asked for (its report goes into the output directory itself).
+    fn single(&self) -> bool {
+        self.ids.len() == 1 && self.args.id != "all"
+    }
+
+    /// `--slurm`: the unfinished cells as job arrays, or the report if none is left.
+    fn submit(&self) -> Result<()> {
+        let ctx = slurm::prepare(&self.args.slurm, &self.ctx)?;
+        if self.cells.iter().all(|c| finished(&ctx, c)) {
+            report::write_all(&self.plans, &ctx, self.single())?;
             eprintln!(
                 "xtask: all {} cells under {} are finished: nothing to submit; wrote results.md",
-                cells.len(),
+                self.cells.len(),
                 ctx.out.display()
             );
             return Ok(());
         }
         let tasks = slurm::Tasks {
-            id: &args.id,
-            scale,
-            data_dir: args.data_dir.as_deref(),
-            skip_missing_data: args.skip_missing_data,
+            id: &self.args.id,
+            scale: self.args.scale,
+            data_dir: self.args.data_dir.as_deref(),
+            skip_missing_data: self.args.skip_missing_data,
         };
-        return slurm::submit(&args.slurm, tasks, &cells, &ctx);
+        slurm::submit(&self.args.slurm, tasks, &self.cells, &ctx)
     }
-    let selected = if args.cell.is_empty() {
-        cells.clone()
-    } else {
-        select(&cells, &args.cell)?
-    };
 
-    let start = Instant::now();
-    if !args.assemble {
-        // Built only when some cell still has to run, so a finished matrix re-renders its report alone.
-        let pending = selected.iter().any(|c| !finished(&ctx, c));
-        if pending {
-            let spat = spat_binary(slots.iter().any(|d| d.starts_with("cuda")))?;
-            fs::create_dir_all(&ctx.out)
-                .with_context(|| format!("creating {}", ctx.out.display()))?;
-            run_cells(&spat, &selected, &ctx, &slots)?;
+    /// Runs the unfinished cells (or those `--cell` names) on the slots; then, unless `--cell`,
+    /// writes the report once every cell is finished (`--assemble`: only that).
+    fn run_and_report(&self) -> Result<()> {
+        let (args, ctx) = (self.args, &self.ctx);
+        let start = Instant::now();
+        if !args.assemble {
+            let selected = if args.cell.is_empty() {
+                self.cells.clone()
+            } else {
+                select(&self.cells, &args.cell)?
+            };
+            // Built only when some cell still has to run, so a finished matrix re-renders its
+            // report alone.
+            if selected.iter().any(|c| !finished(ctx, c)) {
+                let spat = spat_binary(self.slots.iter().any(|d| d.starts_with("cuda")))?;
+                fs::create_dir_all(&ctx.out)
+                    .with_context(|| format!("creating {}", ctx.out.display()))?;
+                run_cells(&spat, &selected, ctx, &self.slots)?;
+            }
+            if !args.cell.is_empty() {
+                return Ok(());
+            }
         }
-        if !args.cell.is_empty() {
-            return Ok(());
+        let unfinished: Vec<&str> = self
+            .cells
+            .iter()
+            .filter(|c| !finished(ctx, c))
+            .map(|c| c.name.as_str())
+            .collect();
+        ensure!(
+            unfinished.is_empty(),
+            "{} of {} cells under {} are not finished: {}",
+            unfinished.len(),
+            self.cells.len(),
+            ctx.out.display(),
+            unfinished.join(", ")
+        );
+        report::write_all(&self.plans, ctx, self.single())?;
+        eprintln!(
+            "xtask: {} at scale {} done in {:.1} s; results in {}",
+            self.ids.join(", "),
+            args.scale,
+            start.elapsed().as_secs_f64(),
+            ctx.out.display()
+        );
+        Ok(())
+    }
+}
+
+/// The ids `id` stands for: itself, or every id for `all`.
+fn ids_of(id: &str) -> Result<Vec<String>> {
+    if id == "all" {
+        Ok(matrix::IDS.iter().map(|s| s.to_string()).collect())
+    } else if matrix::IDS.contains(&id) {
+        Ok(vec![id.to_string()])
+    } else {
+        bail!(
+            "unknown id `{id}`; expected one of: {}, all",
+            matrix::IDS.join(", ")
+        )
+    }
+}
+
+/// The devices cells run on, one cell per slot at a time: `--devices`, else `--jobs` times
+/// `--device` (CPU for the smoke scale, the first GPU otherwise).
+fn slots_of(args: &Args) -> Result<Vec<String>> {
+    if !args.devices.is_empty() {
+        return args.devices.iter().map(|d| device_name(d)).collect();
+    }
+    let device = args.device.clone().unwrap_or_else(|| {
+        if args.scale == Scale::Smoke {
+            "cpu".into()
+        } else {
+            "cuda:0".into()
+        }
+    });
+    Ok(vec![device; args.jobs])
+}
+
+/// The ids among `ids` whose data is here; the others fail the command naming what is missing,
+/// or with `--skip-missing-data` are skipped (a dry run lists every id).
+fn with_data(args: &Args, ids: &[String], dirs: &DataDirs) -> Result<Vec<String>> {
+    let mut here = Vec::new();
+    let mut problems = Vec::new();
+    for id in ids {
+        match missing_data(id, args.scale, dirs) {
+            Some(m) if args.skip_missing_data && !args.dry_run => {
+                eprintln!("xtask: skipping {id}: {m}")
+            }
+            Some(m) if !args.dry_run => problems.push(m),
+            _ => here.push(id.clone()),
         }
     }
-    let unfinished: Vec<&str> = cells
-        .iter()
-        .filter(|c| !finished(&ctx, c))
-        .map(|c| c.name.as_str())
-        .collect();
-    ensure!(
-        unfinished.is_empty(),
-        "{} of {} cells under {} are not finished: {}",
-        unfinished.len(),
-        cells.len(),
-        ctx.out.display(),
-        unfinished.join(", ")
-    );
-    report::write_all(&plans, &ctx, single)?;
-    eprintln!(
-        "xtask: {} at scale {scale} done in {:.1} s; results in {}",
-        ids_to_run.join(", "),
-        start.elapsed().as_secs_f64(),
-        ctx.out.display()
-    );
-    Ok(())
+    if !problems.is_empty() {
+        bail!("{}", problems.join("\n"));
+    }
+    ensure!(!here.is_empty(), "nothing to run: no id has its data here");
+    Ok(here)
 }

@@ -4,8 +4,8 @@
 
 use std::fs;
 use std::io::{BufRead as _, BufReader, Read};
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure, Context as _, Result};
@@ -46,30 +46,7 @@ impl SpatRun<'_> {
     /// Runs `spat args` to the end; stops it if the cell's lock is lost. Returns its stdout if
     /// `capture_stdout`.
     fn run(&self, args: &[String], capture_stdout: bool) -> Result<Vec<u8>> {
-        let prefix = self
-            .tag
-            .as_ref()
-            .map_or(String::new(), |t| format!("[{t}] "));
-        eprintln!("xtask: {prefix}spat {}", quote(args));
-        let mut cmd = Command::new(self.spat);
-        cmd.args(args).stdin(Stdio::null());
-        if let Some(n) = self.threads {
-            cmd.env("RAYON_NUM_THREADS", n.to_string());
-        }
-        let piped = self.tag.is_some();
-        cmd.stdout(if capture_stdout || piped {
-            Stdio::piped()
-        } else {
-            Stdio::inherit()
-        });
-        cmd.stderr(if piped {
-            Stdio::piped()
-        } else {
-            Stdio::inherit()
-        });
-        let mut child = cmd
-            .spawn()
-            .with_context(|| format!("starting {}", self.spat.display()))?;
+        let mut child = self.spawn(args, capture_stdout)?;
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
         let tag = self.tag.as_deref().unwrap_or("");
         std::thread::scope(|scope| {
@@ -87,26 +64,57 @@ impl SpatRun<'_> {
             if let Some(e) = stderr {
                 scope.spawn(move || forward(e, tag));
             }
-            let status = loop {
-                if let Some(status) = child.try_wait()? {
-                    break status;
-                }
-                if self.lock.lost() {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                    bail!(
-                        "another runner took over the lock {} (this runner had not refreshed it \
-                         within its lease); stopped `spat {}`",
-                        self.lock.path().display(),
-                        args.first().map_or("", String::as_str)
-                    );
-                }
-                std::thread::sleep(Duration::from_millis(100));
-            };
+            let status = self.wait_holding_lock(&mut child, args)?;
             let stdout = out.join().map_err(|_| anyhow!("reading spat's output"))?;
             ensure!(status.success(), "`spat {}` failed ({status})", quote(args));
             Ok(stdout)
         })
+    }
+
+    /// Starts `spat args`, its output piped where it is captured or tagged.
+    fn spawn(&self, args: &[String], capture_stdout: bool) -> Result<Child> {
+        let prefix = self
+            .tag
+            .as_ref()
+            .map_or(String::new(), |t| format!("[{t}] "));
+        eprintln!("xtask: {prefix}spat {}", quote(args));
+        let mut cmd = Command::new(self.spat);
+        cmd.args(args).stdin(Stdio::null());
+        if let Some(n) = self.threads {
+            cmd.env("RAYON_NUM_THREADS", n.to_string());
+        }
+        let piped = self.tag.is_some();
+        let pipe = |yes: bool| {
+            if yes {
+                Stdio::piped()
+            } else {
+                Stdio::inherit()
+            }
+        };
+        cmd.stdout(pipe(capture_stdout || piped));
+        cmd.stderr(pipe(piped));
+        cmd.spawn()
+            .with_context(|| format!("starting {}", self.spat.display()))
+    }
+
+    /// Waits for `child` to end; kills it if another runner takes the cell's lock over.
+    fn wait_holding_lock(&self, child: &mut Child, args: &[String]) -> Result<ExitStatus> {
+        loop {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            if self.lock.lost() {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!(
+                    "another runner took over the lock {} (this runner had not refreshed it \
+                     within its lease); stopped `spat {}`",
+                    self.lock.path().display(),
+                    args.first().map_or("", String::as_str)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 }
 
@@ -143,30 +151,18 @@ fn run_cell(
         return Ok(Outcome::Finished);
     }
     let start = Instant::now();
-    let mut args = spat_args(ctx, cell);
+    // A killed training run continues from its last checkpoint with its own config.
     let resumed = matches!(cell.job, Job::Train(_)) && dir.join(files::CONFIG).is_file();
-    if resumed {
-        // A killed run: continue from its last checkpoint with its own config.
-        args = vec![
-            "train".into(),
-            "--resume".into(),
-            dir.display().to_string(),
-            "--device".into(),
-            ctx.device.clone(),
-        ];
-    }
-    // Only the lock's holder writes the history, so reading and replacing it is safe.
+    let args = if resumed {
+        let dir = dir.display().to_string();
+        ["train", "--resume", &dir, "--device", &ctx.device]
+            .map(String::from)
+            .to_vec()
+    } else {
+        spat_args(ctx, cell)
+    };
     fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
-    let mut history = attempts(&own)?;
-    history.push(Attempt {
-        started_unix: lock::unix_now(),
-        runner: lock.holder().runner.clone(),
-        device: ctx.device.clone(),
-        resumed,
-        outcome: None,
-        seconds: None,
-    });
-    spat_spec::fs::write_json(&own.join(ATTEMPTS), &history)?;
+    let mut history = Attempts::start(&own, &lock, &ctx.device, resumed)?;
     let run = SpatRun {
         spat,
         tag,
@@ -175,16 +171,59 @@ fn run_cell(
     };
     let result = run_job(&run, cell, &dir, &args);
     let seconds = start.elapsed().as_secs_f64();
-    let last = history.last_mut().expect("pushed above");
-    last.seconds = Some(seconds);
-    last.outcome = Some(match &result {
-        Ok(()) => "finished".into(),
-        Err(e) => format!("failed: {e:#}"),
-    });
-    spat_spec::fs::write_json(&own.join(ATTEMPTS), &history)?;
+    history.end(seconds, &result)?;
     result?;
+    write_done(cell, &dir, args, seconds)?;
+    eprintln!("xtask: {} finished in {seconds:.1} s", cell.name);
+    Ok(Outcome::Ran)
+}
+
+/// A cell's `attempts.json` while this runner holds its lock (only the holder writes it, so
+/// reading and replacing it is safe), the last attempt this one.
+struct Attempts {
+    path: PathBuf,
+    history: Vec<Attempt>,
+}
+
+impl Attempts {
+    /// Records a new attempt by the holder of `lock`.
+    fn start(runner_dir: &Path, lock: &Lock, device: &str, resumed: bool) -> Result<Self> {
+        let mut history = attempts(runner_dir)?;
+        history.push(Attempt {
+            started_unix: lock::unix_now(),
+            runner: lock.holder().runner.clone(),
+            device: device.to_string(),
+            resumed,
+            outcome: None,
+            seconds: None,
+        });
+        let a = Attempts {
+            path: runner_dir.join(ATTEMPTS),
+            history,
+        };
+        spat_spec::fs::write_json(&a.path, &a.history)?;
+        Ok(a)
+    }
+
+    /// Records how the attempt ended.
+    fn end(&mut self, seconds: f64, result: &Result<()>) -> Result<()> {
+        if let Some(last) = self.history.last_mut() {
+            last.seconds = Some(seconds);
+            last.outcome = Some(match result {
+                Ok(()) => "finished".into(),
+                Err(e) => format!("failed: {e:#}"),
+            });
+        }
+        spat_spec::fs::write_json(&self.path, &self.history)?;
+        Ok(())
+    }
+}
+
+/// The cell's `DONE` marker, with the checksum of each output; written last, by rename: the cell
+/// is finished exactly when this file exists.
+fn write_done(cell: &Cell, dir: &Path, command: Vec<String>, seconds: f64) -> Result<()> {
     let mut done = CellDone {
-        command: args,
+        command,
         seconds,
         commit: checkout_commit(),
         outputs: Default::default(),
@@ -194,10 +233,8 @@ fn run_cell(
             .with_context(|| format!("cell {} finished without {name}", cell.name))?;
         done.outputs.insert(name.to_string(), sum);
     }
-    // Written last, by rename: the cell is finished exactly when this file exists.
     spat_spec::fs::write_json(&dir.join(DONE), &done)?;
-    eprintln!("xtask: {} finished in {seconds:.1} s", cell.name);
-    Ok(Outcome::Ran)
+    Ok(())
 }
 
 /// Runs a cell's `spat` command and checks that it wrote what the report reads.

@@ -55,118 +55,170 @@ where
     if slots.is_empty() {
         bail!("no slot to run cells on");
     }
-    let index: BTreeMap<String, usize> = cells
-        .iter()
-        .enumerate()
-        .map(|(i, c)| (c.name.clone(), i))
-        .collect();
-    // Dependencies outside `cells` are checked by `work` itself (the cell is told to run alone).
-    let deps: Vec<Vec<usize>> = cells
-        .iter()
-        .map(|c| {
-            needs(c)
-                .iter()
-                .filter_map(|t| index.get(&t.name()).copied())
-                .collect()
-        })
-        .collect();
-    let mut state = vec![State::Waiting; cells.len()];
-    let mut announced = vec![false; cells.len()];
-    let mut errors: Vec<(usize, anyhow::Error)> = Vec::new();
-    let mut free: Vec<usize> = (0..slots.len()).rev().collect();
+    let mut board = Board::new(cells, slots.len(), poll);
     let (tx, rx) = mpsc::channel::<(usize, usize, Result<Outcome>)>();
-    std::thread::scope(|scope| {
-        loop {
-            let now = Instant::now();
-            // Blocked: a cell whose dependency failed (or is blocked) will never run here.
-            for i in 0..cells.len() {
-                if state[i] == State::Waiting
-                    && deps[i]
-                        .iter()
-                        .any(|&d| matches!(state[d], State::Failed | State::Blocked))
-                {
-                    state[i] = State::Blocked;
-                }
+    std::thread::scope(|scope| loop {
+        board.block_dependents_of_failures();
+        for (i, slot) in board.take_ready(Instant::now()) {
+            let (tx, work, cell, device) = (tx.clone(), &work, &cells[i], &slots[slot]);
+            scope.spawn(move || {
+                let result = catch_unwind(AssertUnwindSafe(|| work(i, cell, device)))
+                    .unwrap_or_else(|_| Err(anyhow!("the runner of {} panicked", cell.name)));
+                let _ = tx.send((i, slot, result));
+            });
+        }
+        let Some(wait) = board.wait() else {
+            break;
+        };
+        let Ok((i, slot, result)) = rx.recv_timeout(wait) else {
+            continue; // a busy cell's retry is due
+        };
+        board.record(i, slot, result);
+    });
+    board.result()
+}
+
+/// The state of every cell and slot of one [`run`].
+struct Board<'c> {
+    cells: &'c [Cell],
+    /// The cells (indices) each cell needs finished first.
+    deps: Vec<Vec<usize>>,
+    state: Vec<State>,
+    /// Whether a busy cell's holder was reported already.
+    announced: Vec<bool>,
+    errors: Vec<(usize, anyhow::Error)>,
+    /// Free slots, the next one last.
+    free: Vec<usize>,
+    poll: Duration,
+}
+
+impl<'c> Board<'c> {
+    fn new(cells: &'c [Cell], slots: usize, poll: Duration) -> Self {
+        let index: BTreeMap<String, usize> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.name.clone(), i))
+            .collect();
+        // Dependencies outside `cells` are checked by `work` itself (the cell is told to run alone).
+        let deps = cells
+            .iter()
+            .map(|c| {
+                needs(c)
+                    .iter()
+                    .filter_map(|t| index.get(&t.name()).copied())
+                    .collect()
+            })
+            .collect();
+        Board {
+            cells,
+            deps,
+            state: vec![State::Waiting; cells.len()],
+            announced: vec![false; cells.len()],
+            errors: Vec::new(),
+            free: (0..slots).rev().collect(),
+            poll,
+        }
+    }
+
+    /// Blocked: a cell whose dependency failed (or is blocked) will never run here.
+    fn block_dependents_of_failures(&mut self) {
+        for i in 0..self.cells.len() {
+            if self.state[i] == State::Waiting
+                && self.deps[i]
+                    .iter()
+                    .any(|&d| matches!(self.state[d], State::Failed | State::Blocked))
+            {
+                self.state[i] = State::Blocked;
             }
-            for i in 0..cells.len() {
-                if free.is_empty() {
-                    break;
-                }
-                let ready = match state[i] {
-                    State::Waiting => true,
-                    State::Busy(at) => at <= now,
-                    _ => false,
-                } && deps[i].iter().all(|&d| state[d] == State::Done);
-                if !ready {
-                    continue;
-                }
-                let slot = free.pop().expect("checked above");
-                state[i] = State::Running;
-                let (tx, work, cell, device) = (tx.clone(), &work, &cells[i], &slots[slot]);
-                scope.spawn(move || {
-                    let result = catch_unwind(AssertUnwindSafe(|| work(i, cell, device)))
-                        .unwrap_or_else(|_| Err(anyhow!("the runner of {} panicked", cell.name)));
-                    let _ = tx.send((i, slot, result));
-                });
-            }
-            let running = state.contains(&State::Running);
-            let next_retry = state
-                .iter()
-                .filter_map(|s| match s {
-                    State::Busy(at) => Some(*at),
-                    _ => None,
-                })
-                .min();
-            if !running && next_retry.is_none() {
+        }
+    }
+
+    /// The cells that may start at `now`, in order, each given a free slot and marked running.
+    fn take_ready(&mut self, now: Instant) -> Vec<(usize, usize)> {
+        let mut started = Vec::new();
+        for i in 0..self.cells.len() {
+            if self.free.is_empty() {
                 break;
             }
-            let wait = next_retry.map_or(Duration::from_secs(3600), |at| {
-                at.saturating_duration_since(Instant::now())
-            });
-            let Ok((i, slot, result)) = rx.recv_timeout(wait) else {
-                continue; // a busy cell's retry is due
-            };
-            free.push(slot);
-            state[i] = match result {
-                Ok(Outcome::Ran | Outcome::Finished) => State::Done,
-                Ok(Outcome::Busy(holder)) => {
-                    if !std::mem::replace(&mut announced[i], true) {
-                        eprintln!(
-                            "xtask: {} is being run by {holder}; waiting for it",
-                            cells[i].name
-                        );
-                    }
-                    State::Busy(Instant::now() + poll)
-                }
-                Err(e) => {
-                    if cells.len() > 1 {
-                        eprintln!("xtask: {} failed: {e:#}", cells[i].name);
-                    }
-                    errors.push((i, e));
-                    State::Failed
-                }
-            };
+            let ready = match self.state[i] {
+                State::Waiting => true,
+                State::Busy(at) => at <= now,
+                _ => false,
+            } && self.deps[i].iter().all(|&d| self.state[d] == State::Done);
+            if ready {
+                let slot = self.free.pop().expect("checked above");
+                self.state[i] = State::Running;
+                started.push((i, slot));
+            }
         }
-    });
-    if errors.is_empty() {
-        return Ok(());
+        started
     }
-    let blocked: Vec<&str> = (0..cells.len())
-        .filter(|&i| state[i] == State::Blocked)
-        .map(|i| cells[i].name.as_str())
-        .collect();
-    let mut msg = format!("{} of {} cells failed:", errors.len(), cells.len());
-    for (i, e) in &errors {
-        msg.push_str(&format!("\n  {}: {e:#}", cells[*i].name));
+
+    /// How long to wait for a running cell: until the next busy cell's retry, or long; `None`
+    /// when nothing runs and nothing waits for a retry (the run is over).
+    fn wait(&self) -> Option<Duration> {
+        let running = self.state.contains(&State::Running);
+        let next_retry = self
+            .state
+            .iter()
+            .filter_map(|s| match s {
+                State::Busy(at) => Some(*at),
+                _ => None,
+            })
+            .min();
+        if !running && next_retry.is_none() {
+            return None;
+        }
+        Some(next_retry.map_or(Duration::from_secs(3600), |at| {
+            at.saturating_duration_since(Instant::now())
+        }))
     }
-    if !blocked.is_empty() {
-        msg.push_str(&format!(
-            "\nnot run because a cell they need failed: {}",
-            blocked.join(", ")
-        ));
+
+    /// What became of cell `i`, which ran on `slot`.
+    fn record(&mut self, i: usize, slot: usize, result: Result<Outcome>) {
+        self.free.push(slot);
+        let name = &self.cells[i].name;
+        self.state[i] = match result {
+            Ok(Outcome::Ran | Outcome::Finished) => State::Done,
+            Ok(Outcome::Busy(holder)) => {
+                if !std::mem::replace(&mut self.announced[i], true) {
+                    eprintln!("xtask: {name} is being run by {holder}; waiting for it");
+                }
+                State::Busy(Instant::now() + self.poll)
+            }
+            Err(e) => {
+                if self.cells.len() > 1 {
+                    eprintln!("xtask: {name} failed: {e:#}");
+                }
+                self.errors.push((i, e));
+                State::Failed
+            }
+        };
     }
-    msg.push_str("\nfinished cells are kept; run the same command again to retry the rest");
-    bail!("{msg}")
+
+    /// Every failure, and the cells they kept from running, as one error.
+    fn result(self) -> Result<()> {
+        if self.errors.is_empty() {
+            return Ok(());
+        }
+        let cells = self.cells;
+        let blocked: Vec<&str> = (0..cells.len())
+            .filter(|&i| self.state[i] == State::Blocked)
+            .map(|i| cells[i].name.as_str())
+            .collect();
+        let mut msg = format!("{} of {} cells failed:", self.errors.len(), cells.len());
+        for (i, e) in &self.errors {
+            msg.push_str(&format!("\n  {}: {e:#}", cells[*i].name));
+        }
+        if !blocked.is_empty() {
+            msg.push_str(&format!(
+                "\nnot run because a cell they need failed: {}",
+                blocked.join(", ")
+            ));
+        }
+        msg.push_str("\nfinished cells are kept; run the same command again to retry the rest");
+        bail!("{msg}")
+    }
 }
 
 #[cfg(test)]
