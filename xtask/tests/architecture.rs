@@ -64,6 +64,7 @@ fn dependencies_point_one_way() {
     let deps = spat_dependencies();
     let allowed: &[(&str, &[&str])] = &[
         ("spat-spec", &[]),
+        ("spat-policy", &["spat-spec"]),
         ("spat-pickle", &[]),
         ("spat-core", &["spat-spec", "spat-pickle"]),
         ("spat-data", &["spat-spec", "spat-core", "spat-pickle"]),
@@ -71,7 +72,13 @@ fn dependencies_point_one_way() {
         ("spat-attacks", &["spat-spec", "spat-core"]),
         (
             "spat-train",
-            &["spat-spec", "spat-core", "spat-data", "spat-attacks"],
+            &[
+                "spat-spec",
+                "spat-policy",
+                "spat-core",
+                "spat-data",
+                "spat-attacks",
+            ],
         ),
         ("spat-report", &["spat-spec"]),
         ("spat-reproduce", &["spat-spec", "spat-report"]),
@@ -97,6 +104,7 @@ fn xtask_reproduce_report_and_spec_link_no_candle() {
         "spat-reproduce",
         "spat-report",
         "spat-spec",
+        "spat-policy",
         "spat-pickle",
     ] {
         let tree = cargo(&[

@@ -36,10 +36,9 @@
 use std::path::PathBuf;
 
 use spat_spec::{
-    AttackSpec, Dataset, LrSchedule, Method, Mode, Precision, PseudoLabeled, RunConfig,
+    AttackSpec, Dataset, Error, LrSchedule, Method, Mode, Precision, PseudoLabeled, Result,
+    RunConfig,
 };
-
-use crate::error::{Error, Result};
 
 /// Fraction of every RST batch drawn from the pseudo-labelled set (semisup-adv's
 /// `--unsup_fraction`).
@@ -108,7 +107,7 @@ impl RunRequest {
     /// request's overrides; checked with [`RunConfig::validate`].
     pub fn configure(&self) -> Result<RunConfig> {
         if self.unlabeled_fraction.is_some() && self.pseudo_labeled.is_none() {
-            return Err(Error::Config(
+            return Err(Error::Invalid(
                 "an unlabeled fraction needs pseudo-labelled data".into(),
             ));
         }
@@ -132,7 +131,7 @@ impl RunRequest {
         }
         if let Some(step) = self.attack_step_size {
             if !c.method.is_adversarial() {
-                return Err(Error::Config(
+                return Err(Error::Invalid(
                     "an attack step size needs an adversarial method".into(),
                 ));
             }
