@@ -1,349 +1,47 @@
-//! Training policy: the thesis's settings for every method and data set, and how a user's request
-//! becomes the one [`RunConfig`] of a run. Where the thesis is silent, the reference repository
-//! it names decides (file and line at the commit fetched: YisenWang/MART 2d83e17, yaodongyu/TRADES
-//! 6e8e11b, yaircarmon/semisup-adv 3f05b28, MadryLab/cifar10_challenge f15682d); what neither
-//! states is spat's choice and says so.
+//! spat's training policy, without any ML dependency: the thesis's settings for every method and
+//! data set, each with its source, and how a user's request becomes the one [`RunConfig`] of a
+//! run. The trainer (spat-train, which re-exports this crate) and the reproduction harness
+//! (spat-reproduce, which lists every setting with its source) both read it, so the two cannot
+//! disagree.
+//!
+//! Where the thesis is silent, the reference repository it names decides (file and line at the
+//! commit read, [`Ref`]); what neither states is spat's choice and says why ([`Source::Spat`]).
+//! In short ([`PaperSettings`] has each setting with its source):
 //!
 //! * CIFAR-10 (§6.1.1, "we follow all the settings in MART"): SGD momentum 0.9, weight decay
 //!   7e-4, lr 0.1 ÷10 at epochs 75 and 90, PGD-10 with step ε/4 at ε = 8/255, TRADES β 6, MART
-//!   λ 5 (all stated by the thesis); batch 128 and 90 epochs, which the thesis does not state,
-//!   from MART's `train_wideresnet.py` (lines 21 and 25; its schedule, lines 109-117, drops at 75
-//!   and 90 of those 90 epochs).
-//! * CIFAR-100: the same, with weight decay "which follow their original implementations": TRADES
-//!   2e-4 (TRADES `train_trades_cifar10.py` line 22), MART 7e-4 (MART `train_wideresnet.py` line
-//!   27, its WideResNet script, as Table 6.2 trains WRN-34-10; its ResNet-18 script
-//!   `train_resnet.py` has 3.5e-3 with lr 0.01 and 120 epochs, lines 25-29), Madry 2e-4 (Madry et
-//!   al.'s `cifar10_challenge` `config.json` line 17).
-//! * STL-10 (§6.1.3): 200 epochs, batch 32, otherwise as CIFAR-10. The thesis does not say where
-//!   the learning rate drops in 200 epochs; spat's choice is epochs 150 and 180, the CIFAR drops'
-//!   fractions of a 100-epoch run.
-//! * With pseudo-labelled data (RST, §6.1.2, "exact same settings in RST"): semisup-adv's
-//!   `robust_self_training.py` defaults with `--distance l_inf` (README line 45): batch 256
-//!   (line 72) of which half pseudo-labelled (`--unsup_fraction`, line 131), 200 epochs (line 76)
-//!   of 50,000 images each (lines 234-240), lr 0.1 with the cosine schedule (lines 94-96, 413),
-//!   Nesterov momentum 0.9 (lines 99-102), weight decay 5e-4 (line 93), ε 0.031 (line 115),
-//!   PGD-10 (line 119) with step 0.007 (line 121), β 6 (line 123).
-//! * Standard training (chapter 5's standard model): no adversary; ε stays the evaluation radius.
-//! * An ε given by the user brings the thesis's step ε/4 with it (also for RST, whose own step is
-//!   0.007 at ε = 0.031, about ε/4.4) unless the step is given too.
-//! * The training adversary's batch norm follows each method's reference: `Eval` for TRADES, MART
-//!   and RST (their code wraps generation in `model.eval()`), `Train` for Madry (Rice et al.'s
-//!   `train_cifar.py` attacks the model in `model.train()`, so the running statistics also move on
-//!   every attack step).
-//! * A validation split (`val_subset`) is held out only when asked: the references train on the
-//!   whole training set.
+//!   λ 5; batch 128 and 90 epochs from MART's `train_wideresnet.py`.
+//! * CIFAR-100: the same, with each method's own weight decay (TRADES 2e-4, MART 7e-4, Madry
+//!   2e-4).
+//! * STL-10 (§6.1.3): 200 epochs, batch 32, drops at 150 and 180 (spat's choice).
+//! * With pseudo-labelled data (RST, §6.1.2): semisup-adv's `robust_self_training.py` defaults:
+//!   batch 256, half pseudo-labelled, 200 epochs of 50,000 images, cosine lr 0.1, Nesterov
+//!   momentum, weight decay 5e-4, ε 0.031 with step 0.007, β 6.
+//! * The training adversary ([`training_adversary`]) starts and runs batch norm as each method's
+//!   reference does; an ε given by the user brings the step ε/4 with it unless the step is given
+//!   too; a validation split is held out only when asked.
+//!
+//! ```
+//! use spat_policy::{PaperSettings, RunRequest};
+//! use spat_spec::{Dataset, Method};
+//! let mut request = RunRequest::new("wrn-34-10", Dataset::Cifar100, "data", Method::Trades);
+//! request.spat_alpha = Some(0.1); // TRADES + SPAT
+//! let config = request.configure()?;
+//! let settings = PaperSettings::of_config(&config);
+//! assert_eq!(config.weight_decay, settings.weight_decay.value);
+//! println!("weight decay {} from {}", config.weight_decay, settings.weight_decay.source);
+//! # Ok::<(), spat_spec::Error>(())
+//! ```
 
-use std::path::PathBuf;
+mod adversary;
+mod paper;
+mod request;
+mod source;
 
-use spat_spec::{
-    AttackSpec, Dataset, Error, LrSchedule, Method, Mode, Precision, PseudoLabeled, Result,
-    RunConfig,
+pub use adversary::{training_adversary, TrainingAdversary};
+pub use paper::{
+    paper_config, AdversaryStart, AttackSteps, LearningRate, Momentum, PaperSettings, Step,
+    PAPER_EPS, RST_EPS, RST_STEP, RST_UNLABELED_FRACTION,
 };
-
-/// Fraction of every RST batch drawn from the pseudo-labelled set (semisup-adv's
-/// `--unsup_fraction`).
-pub const RST_UNLABELED_FRACTION: f64 = 0.5;
-
-/// What a user asks for; [`RunRequest::configure`] fills in the thesis's settings for the rest.
-#[derive(Debug, Clone, PartialEq)]
-pub struct RunRequest {
-    pub model: String,
-    pub dataset: Dataset,
-    pub data_dir: PathBuf,
-    pub method: Method,
-    /// RST's pseudo-labelled set; with TRADES or MART it makes the run RST's.
-    pub pseudo_labeled: Option<PathBuf>,
-    /// Fraction of each batch from `pseudo_labeled` (default [`RST_UNLABELED_FRACTION`]).
-    pub unlabeled_fraction: Option<f64>,
-    pub spat_alpha: Option<f64>,
-    pub eps: Option<f64>,
-    /// PGD step of the training adversary (default: the method's; ε/4 when `eps` is given).
-    pub attack_step_size: Option<f64>,
-    pub epochs: Option<usize>,
-    pub batch_size: Option<usize>,
-    pub lr: Option<f64>,
-    pub weight_decay: Option<f64>,
-    pub train_subset: Option<usize>,
-    /// Hold out this many training images for the per-epoch evaluation and the choice of the
-    /// best checkpoint ([`RunConfig::val_subset`]).
-    pub val_subset: Option<usize>,
-    /// Evaluate on a seeded subset of this many test images, after each epoch and at the end.
-    pub test_subset: Option<usize>,
-    pub precision: Precision,
-    pub seed: u64,
-}
-
-impl RunRequest {
-    /// `method` on `dataset` with `model`, everything else the thesis's.
-    pub fn new(
-        model: impl Into<String>,
-        dataset: Dataset,
-        data_dir: impl Into<PathBuf>,
-        method: Method,
-    ) -> Self {
-        Self {
-            model: model.into(),
-            dataset,
-            data_dir: data_dir.into(),
-            method,
-            pseudo_labeled: None,
-            unlabeled_fraction: None,
-            spat_alpha: None,
-            eps: None,
-            attack_step_size: None,
-            epochs: None,
-            batch_size: None,
-            lr: None,
-            weight_decay: None,
-            train_subset: None,
-            val_subset: None,
-            test_subset: None,
-            precision: Precision::default(),
-            seed: 0,
-        }
-    }
-
-    /// The run configuration: the thesis's settings for the method and data set, then the
-    /// request's overrides; checked with [`RunConfig::validate`].
-    pub fn configure(&self) -> Result<RunConfig> {
-        if self.unlabeled_fraction.is_some() && self.pseudo_labeled.is_none() {
-            return Err(Error::Invalid(
-                "an unlabeled fraction needs pseudo-labelled data".into(),
-            ));
-        }
-        let pseudo_labeled = self.pseudo_labeled.clone().map(|path| PseudoLabeled {
-            path,
-            fraction: self.unlabeled_fraction.unwrap_or(RST_UNLABELED_FRACTION),
-        });
-        let mut c = paper_config(
-            &self.model,
-            self.dataset,
-            self.data_dir.clone(),
-            self.method,
-            pseudo_labeled,
-        );
-        c.spat_alpha = self.spat_alpha;
-        if let Some(eps) = self.eps {
-            c.eps = eps;
-            if c.method.is_adversarial() {
-                c.attack_step_size = eps / 4.0;
-            }
-        }
-        if let Some(step) = self.attack_step_size {
-            if !c.method.is_adversarial() {
-                return Err(Error::Invalid(
-                    "an attack step size needs an adversarial method".into(),
-                ));
-            }
-            c.attack_step_size = step;
-        }
-        c.epochs = self.epochs.unwrap_or(c.epochs);
-        c.batch_size = self.batch_size.unwrap_or(c.batch_size);
-        c.lr = self.lr.unwrap_or(c.lr);
-        c.weight_decay = self.weight_decay.unwrap_or(c.weight_decay);
-        c.train_subset = self.train_subset;
-        c.val_subset = self.val_subset;
-        if let Some(n) = self.test_subset {
-            c.eval_examples = n;
-            c.final_full_eval = false;
-        }
-        c.precision = self.precision;
-        c.seed = self.seed;
-        c.validate()?;
-        Ok(c)
-    }
-}
-
-/// The thesis's configuration of `method` on `dataset` (see the module docs), seed 0, TF32.
-pub fn paper_config(
-    model: &str,
-    dataset: Dataset,
-    data_dir: PathBuf,
-    method: Method,
-    pseudo_labeled: Option<PseudoLabeled>,
-) -> RunConfig {
-    let eps = 8.0 / 255.0;
-    let mut c = RunConfig {
-        model: model.to_string(),
-        dataset,
-        data_dir,
-        train_subset: None,
-        val_subset: None,
-        pseudo_labeled,
-        method,
-        spat_alpha: None,
-        epochs: 90,
-        batch_size: 128,
-        lr: 0.1,
-        schedule: LrSchedule::paper(),
-        warmup_epochs: 0,
-        momentum: 0.9,
-        nesterov: false,
-        weight_decay: 7e-4,
-        decay_1d_params: true,
-        eps,
-        attack_steps: 10,
-        attack_step_size: eps / 4.0,
-        adversary_mode: Mode::Eval,
-        trades_beta: 6.0,
-        mart_lambda: 5.0,
-        eval_examples: 1000,
-        eval_attack: AttackSpec::Pgd {
-            steps: 20,
-            loss: spat_spec::AttackLoss::CrossEntropy,
-            step: spat_spec::StepRule::EvaluationScripts,
-        },
-        eval_batch_size: 200,
-        final_full_eval: true,
-        precision: Precision::default(),
-        seed: 0,
-        init: None,
-    };
-    match dataset {
-        Dataset::Cifar10 => {}
-        Dataset::Cifar100 => {
-            c.weight_decay = match method {
-                Method::Mart => 7e-4,
-                _ => 2e-4,
-            }
-        }
-        Dataset::Stl10 => {
-            c.epochs = 200;
-            c.batch_size = 32;
-            c.schedule = LrSchedule::Piecewise {
-                milestones: vec![150, 180],
-                reference_epochs: 200,
-                factor: 0.1,
-            };
-        }
-    }
-    match method {
-        Method::Standard => {
-            c.attack_steps = 0;
-            c.attack_step_size = 0.0;
-        }
-        Method::Madry => c.adversary_mode = Mode::Train,
-        Method::Trades | Method::Mart | Method::Rst => {}
-    }
-    if c.is_semi_supervised() {
-        // semisup-adv `robust_self_training.py` defaults (with `--distance l_inf`).
-        c.epochs = 200;
-        c.batch_size = 256;
-        c.schedule = LrSchedule::Cosine;
-        c.nesterov = true;
-        c.weight_decay = 5e-4;
-        c.eps = 0.031;
-        c.attack_step_size = 0.007;
-    }
-    c
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn request(dataset: Dataset, method: Method) -> RunRequest {
-        RunRequest::new("tiny", dataset, "data", method)
-    }
-
-    #[test]
-    fn paper_settings_per_data_set_and_method() {
-        let c = request(Dataset::Cifar10, Method::Trades)
-            .configure()
-            .unwrap();
-        assert_eq!((c.epochs, c.batch_size, c.weight_decay), (90, 128, 7e-4));
-        assert_eq!(c.schedule.drops(c.epochs), [75, 90]);
-        assert!((c.attack_step_size - 2.0 / 255.0).abs() < 1e-12);
-        assert_eq!(c.adversary_mode, Mode::Eval);
-        for (method, wd) in [
-            (Method::Mart, 7e-4),
-            (Method::Trades, 2e-4),
-            (Method::Madry, 2e-4),
-        ] {
-            let c = request(Dataset::Cifar100, method).configure().unwrap();
-            assert_eq!(c.weight_decay, wd, "{method}");
-        }
-        let c = request(Dataset::Stl10, Method::Trades).configure().unwrap();
-        assert_eq!((c.epochs, c.batch_size), (200, 32));
-        assert_eq!(c.schedule.drops(c.epochs), [150, 180]);
-        let c = request(Dataset::Cifar10, Method::Madry)
-            .configure()
-            .unwrap();
-        assert_eq!(c.adversary_mode, Mode::Train);
-        let c = request(Dataset::Cifar10, Method::Standard)
-            .configure()
-            .unwrap();
-        assert_eq!((c.attack_steps, c.eps), (0, 8.0 / 255.0));
-    }
-
-    #[test]
-    fn pseudo_labelled_data_brings_rst_settings_and_an_explicit_eps_its_step() {
-        for method in [Method::Rst, Method::Trades, Method::Mart] {
-            let mut r = request(Dataset::Cifar10, method);
-            r.pseudo_labeled = Some("ti.pickle".into());
-            let c = r.configure().unwrap();
-            assert_eq!((c.batch_size, c.epochs, c.nesterov), (256, 200, true));
-            assert_eq!(
-                (c.eps, c.attack_step_size, c.weight_decay),
-                (0.031, 0.007, 5e-4)
-            );
-            assert_eq!(c.schedule, LrSchedule::Cosine);
-            assert_eq!(c.pseudo_labeled.unwrap().fraction, 0.5);
-            r.eps = Some(8.0 / 255.0);
-            assert_eq!(r.configure().unwrap().attack_step_size, 2.0 / 255.0);
-            r.eps = Some(0.031);
-            r.attack_step_size = Some(0.007);
-            let c = r.configure().unwrap();
-            assert_eq!((c.eps, c.attack_step_size), (0.031, 0.007));
-        }
-    }
-
-    #[test]
-    fn requests_that_name_no_runnable_method_are_refused() {
-        let e = request(Dataset::Cifar10, Method::Rst)
-            .configure()
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("--pseudo-labeled") && e.contains("fetch-data ti500k"),
-            "{e}"
-        );
-        for method in [Method::Madry, Method::Standard] {
-            let mut r = request(Dataset::Cifar10, method);
-            r.pseudo_labeled = Some("ti.pickle".into());
-            assert!(r.configure().is_err(), "{method}");
-        }
-        let mut r = request(Dataset::Cifar10, Method::Standard);
-        r.spat_alpha = Some(0.1);
-        assert!(r
-            .configure()
-            .unwrap_err()
-            .to_string()
-            .contains("adversarial"));
-        let mut r = request(Dataset::Cifar10, Method::Madry);
-        r.unlabeled_fraction = Some(0.3);
-        assert!(r.configure().is_err());
-        let mut r = request(Dataset::Cifar10, Method::Standard);
-        r.attack_step_size = Some(0.007);
-        assert!(r.configure().is_err());
-        let mut r = request(Dataset::Cifar10, Method::Madry);
-        r.val_subset = Some(0);
-        assert!(r.configure().is_err());
-    }
-
-    #[test]
-    fn overrides_and_test_subset() {
-        let mut r = request(Dataset::Cifar10, Method::Mart);
-        r.spat_alpha = Some(0.3);
-        r.epochs = Some(3);
-        r.test_subset = Some(50);
-        r.val_subset = Some(100);
-        r.seed = 9;
-        let c = r.configure().unwrap();
-        assert_eq!((c.spat_alpha, c.epochs, c.seed), (Some(0.3), 3, 9));
-        assert_eq!(c.val_subset, Some(100));
-        assert_eq!((c.eval_examples, c.final_full_eval), (50, false));
-        let json = serde_json::to_string(&c).unwrap();
-        assert_eq!(serde_json::from_str::<RunConfig>(&json).unwrap(), c);
-    }
-}
+pub use request::RunRequest;
+pub use source::{Ref, Source, Sourced};
