@@ -217,21 +217,16 @@ impl Pgd {
         }
     }
 
-    /// Evaluation PGD (`Mode::Eval`) with `steps` steps, [`evaluation_step_size`] and a start uniform
-    /// in the ball — or, for the KL loss, TRADES' `x + 0.001·N(0, 1)` (its gradient is exactly zero
-    /// at the clean point, so it needs a start off it; the small Gaussian is the one PGD-KL has in
-    /// the reference code).
+    /// Evaluation PGD (`Mode::Eval`) with `steps` steps, [`evaluation_step_size`] and spat-spec's
+    /// [`evaluation_start`](spat_spec::evaluation_start): uniform in the ball, or for the KL loss
+    /// TRADES' `x + 0.001·N(0, 1)`.
     pub fn evaluation(eps: f64, steps: usize, loss: AttackLoss) -> Self {
-        let random_start = match loss {
-            AttackLoss::Kl => RandomStart::Gaussian { std: 0.001 },
-            _ => RandomStart::Uniform,
-        };
         Self {
             eps,
             step_size: evaluation_step_size(eps),
             steps,
             loss,
-            random_start,
+            random_start: spat_spec::evaluation_start(loss),
             mode: Mode::Eval,
         }
     }

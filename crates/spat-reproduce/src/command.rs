@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use spat_policy::RunRequest;
+use spat_spec::dataset::PSEUDO_LABELED_FILE;
 use spat_spec::{AttackSpec, Radius};
 
 use crate::cell::Context;
@@ -109,6 +111,25 @@ fn train_args(ctx: &Context, t: &TrainSpec) -> Vec<String> {
     a
 }
 
+/// What `spat train` makes of [`train_args`]: the request the policy configures (with the data
+/// folders left out; the listing of settings reads the configuration, not the paths).
+pub fn train_request(t: &TrainSpec) -> RunRequest {
+    let mut r = RunRequest::new(t.model, t.dataset, "", t.method);
+    if t.pseudo_labeled {
+        r.pseudo_labeled = Some(PSEUDO_LABELED_FILE.into());
+    }
+    r.spat_alpha = t.spat_alpha;
+    r.eps = Some(t.eps.value());
+    r.attack_step_size = t.attack_step.map(|s| s.value());
+    r.epochs = Some(t.epochs);
+    r.batch_size = Some(t.batch_size);
+    r.train_subset = t.train_subset;
+    r.val_subset = t.val_subset;
+    r.test_subset = t.test_subset;
+    r.seed = t.seed;
+    r
+}
+
 /// `spat gradients`' arguments: the first model's preset and data, every model's last weights.
 fn gradients_args(ctx: &Context, models: &[(String, TrainSpec)], classes: &[&str]) -> Vec<String> {
     let first = &models[0].1;
@@ -176,4 +197,82 @@ pub fn quote(args: &[String]) -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::DataDirs;
+    use crate::matrix::{self, Scale};
+
+    /// The value of `flag` in `args`.
+    fn flag<'a>(args: &'a [String], flag: &str) -> Option<&'a str> {
+        let i = args.iter().position(|a| a == flag)?;
+        Some(args[i + 1].as_str())
+    }
+
+    /// Every flag of `spat train` that [`train_args`] writes, each checked below but the data
+    /// folder.
+    const KNOWN: &[&str] = &[
+        "--dataset",
+        "--data-dir",
+        "--model",
+        "--method",
+        "--spat-alpha",
+        "--eps",
+        "--attack-step-size",
+        "--epochs",
+        "--batch-size",
+        "--train-subset",
+        "--val-subset",
+        "--test-subset",
+        "--pseudo-labeled",
+        "--seed",
+    ];
+
+    #[test]
+    fn the_request_is_what_the_training_command_asks_for() {
+        let ctx = Context {
+            out: "/out".into(),
+            device: "cpu".into(),
+            dirs: DataDirs::resolve(Some(std::path::Path::new("/data")), Scale::Full),
+        };
+        let mut runs = 0;
+        for scale in [Scale::Full, Scale::Short, Scale::Smoke] {
+            for id in matrix::IDS {
+                for t in matrix::plan(id, scale).unwrap().trains() {
+                    let (a, r) = (train_args(&ctx, t), train_request(t));
+                    for f in a.iter().filter(|w| w.starts_with("--")) {
+                        assert!(KNOWN.contains(&f.as_str()), "{f}: not in the request");
+                    }
+                    let number = |f: &str| flag(&a, f).map(|v| v.parse::<usize>().unwrap());
+                    let radius =
+                        |f: &str| flag(&a, f).map(|v| v.parse::<Radius>().unwrap().value());
+                    assert_eq!(flag(&a, "--model"), Some(r.model.as_str()));
+                    assert_eq!(flag(&a, "--dataset"), Some(r.dataset.as_str()));
+                    assert_eq!(flag(&a, "--method"), Some(r.method.to_string().as_str()));
+                    assert_eq!(
+                        flag(&a, "--spat-alpha").map(|v| v.parse::<f64>().unwrap()),
+                        r.spat_alpha
+                    );
+                    assert_eq!(radius("--eps"), r.eps);
+                    assert_eq!(radius("--attack-step-size"), r.attack_step_size);
+                    assert_eq!(number("--epochs"), r.epochs);
+                    assert_eq!(number("--batch-size"), r.batch_size);
+                    assert_eq!(number("--train-subset"), r.train_subset);
+                    assert_eq!(number("--val-subset"), r.val_subset);
+                    assert_eq!(number("--test-subset"), r.test_subset);
+                    assert_eq!(
+                        flag(&a, "--pseudo-labeled").is_some(),
+                        r.pseudo_labeled.is_some()
+                    );
+                    assert_eq!(flag(&a, "--seed"), Some(r.seed.to_string().as_str()));
+                    r.configure()
+                        .unwrap_or_else(|e| panic!("{id} {scale}: {e}"));
+                    runs += 1;
+                }
+            }
+        }
+        assert!(runs > 100, "{runs}");
+    }
 }

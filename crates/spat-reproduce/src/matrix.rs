@@ -7,6 +7,7 @@
 use std::fmt;
 
 use serde::Serialize;
+use spat_policy::{PaperSettings, Step};
 use spat_spec::run::files;
 use spat_spec::{AttackSpec, Dataset, Method, Radius, Split};
 
@@ -437,12 +438,8 @@ pub const VAL_IMAGES: usize = 1_000;
 /// Training images held out for validation on STL-10 (5,000 training images: a tenth).
 pub const VAL_IMAGES_STL10: usize = 500;
 
-/// Evaluation radius of every table and figure: 8/255 (§6.1.1, §6.2).
-pub const EVAL_EPS: Radius = Radius::over_255(8.0);
-/// RST's radius and training step, as its code writes them (semisup-adv
-/// `robust_self_training.py` lines 115 and 121).
-pub const RST_EPS: Radius = Radius::Decimal(0.031);
-pub const RST_STEP: Radius = Radius::Decimal(0.007);
+/// Evaluation radius of every table and figure: the thesis's 8/255 (§6.1.1, §6.2).
+pub const EVAL_EPS: Radius = spat_policy::PAPER_EPS;
 /// α grid of Figure 5.3 (§5.2: 0 to 1, stride 0.1).
 pub const FIG_5_3_ALPHAS: &[f64] = &[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 /// α grid of Figures 6.1/6.2 (§6.2: 0 to 1, stride 0.2; α = 0 is Madry).
@@ -505,50 +502,40 @@ struct Runs {
     epochs: usize,
     batch_size: usize,
     eps: Radius,
-    /// The training step where the experiment's reference sets its own.
+    /// The training step where the experiment's reference sets its own (RST's); `None`: ε/4.
     attack_step: Option<Radius>,
     pseudo_labeled: bool,
 }
 
-/// The runs of a chapter-6 table.
+impl Runs {
+    /// `model` trained on `dataset` (with RST's pseudo-labelled data if `pseudo_labeled`) with
+    /// spat-policy's epochs, batch size, radius and step.
+    fn of(dataset: Dataset, model: &'static str, pseudo_labeled: bool) -> Self {
+        // None of these depends on the method.
+        let p = PaperSettings::of(dataset, Method::Madry, pseudo_labeled, false);
+        Runs {
+            dataset,
+            model,
+            epochs: p.epochs.value,
+            batch_size: p.batch_size.value,
+            eps: p.eps.value,
+            attack_step: match p.attack.value.step {
+                Step::Fixed(step) => Some(step),
+                Step::EpsOver4 => None,
+            },
+            pseudo_labeled,
+        }
+    }
+}
+
+/// The runs of a chapter-6 table: §6.1's WRN-34-10 on CIFAR-10 and CIFAR-100, §6.1.2's
+/// WRN-28-10 with RST's pseudo-labelled data, §6.1.3's ResNet-18 on STL-10.
 fn table_runs(id: &str) -> Runs {
-    // §6.1: WRN-34-10 on CIFAR-10/100; 90 epochs of batch 128 from MART's train_wideresnet.py
-    // (lines 21, 25), whose settings §6.1.1 follows.
-    let cifar = Runs {
-        dataset: Dataset::Cifar10,
-        model: "wrn-34-10",
-        epochs: 90,
-        batch_size: 128,
-        eps: EVAL_EPS,
-        attack_step: None,
-        pseudo_labeled: false,
-    };
     match id {
-        "table6.1" => cifar,
-        "table6.2" => Runs {
-            dataset: Dataset::Cifar100,
-            ..cifar
-        },
-        // §6.1.2: "exact same settings in RST": WRN-28-10, and robust_self_training.py's
-        // defaults: 200 epochs (line 76), batch 256 (line 72) half pseudo-labelled, ε 0.031
-        // (line 115), step 0.007 (line 121).
-        "table6.3" => Runs {
-            model: "wrn-28-10",
-            epochs: 200,
-            batch_size: 256,
-            eps: RST_EPS,
-            attack_step: Some(RST_STEP),
-            pseudo_labeled: true,
-            ..cifar
-        },
-        // §6.1.3: ResNet-18, as the CIFAR runs but 200 epochs and batch size 32.
-        _ => Runs {
-            dataset: Dataset::Stl10,
-            model: "resnet-18",
-            epochs: 200,
-            batch_size: 32,
-            ..cifar
-        },
+        "table6.1" => Runs::of(Dataset::Cifar10, "wrn-34-10", false),
+        "table6.2" => Runs::of(Dataset::Cifar100, "wrn-34-10", false),
+        "table6.3" => Runs::of(Dataset::Cifar10, "wrn-28-10", true),
+        _ => Runs::of(Dataset::Stl10, "resnet-18", false),
     }
 }
 
@@ -713,10 +700,8 @@ fn fig_6(s: &Setting, id: &str) -> Vec<Cell> {
         // §6.2 states the model, method, α, ε and attacks; the schedule is Table 6.1's (spat's
         // choice).
         let runs = Runs {
-            dataset: dataset_of(id),
-            model: "resnet-50",
             eps: Radius::over_255(eps),
-            ..table_runs("table6.1")
+            ..Runs::of(dataset_of(id), "resnet-50", false)
         };
         for &alpha in FIG_6_ALPHAS {
             let spat_alpha = if alpha == 0.0 { None } else { Some(alpha) };

@@ -79,6 +79,16 @@ pub fn evaluation_step_size(eps: f64) -> f64 {
     eps * 0.003 / 0.031
 }
 
+/// Where evaluation PGD on `loss` starts: uniform in the ε-ball, or for the KL loss TRADES'
+/// `x + 0.001·N(0, 1)` (its gradient is exactly zero at the clean point, so it needs a start off
+/// it; the small Gaussian is the one PGD-KL has in the reference code).
+pub fn evaluation_start(loss: AttackLoss) -> RandomStart {
+    match loss {
+        AttackLoss::Kl => RandomStart::Gaussian { std: 0.001 },
+        _ => RandomStart::Uniform,
+    }
+}
+
 /// Where PGD starts inside the ball.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -674,6 +684,21 @@ mod tests {
         );
         assert_eq!(StepRule::EpsOver10.size(eps), eps / 10.0);
         assert_eq!(StepRule::Fixed(Radius::Decimal(0.01)).size(eps), 0.01);
+    }
+
+    #[test]
+    fn evaluation_pgd_starts_off_the_clean_point_for_kl_only_by_a_gaussian() {
+        assert_eq!(
+            evaluation_start(AttackLoss::Kl),
+            RandomStart::Gaussian { std: 0.001 }
+        );
+        for loss in [
+            AttackLoss::CrossEntropy,
+            AttackLoss::LabelSmoothed { alpha: 0.3 },
+            AttackLoss::CwMargin { kappa: CW_KAPPA },
+        ] {
+            assert_eq!(evaluation_start(loss), RandomStart::Uniform);
+        }
     }
 
     #[test]

@@ -26,8 +26,8 @@ pub mod report;
 pub mod run;
 
 pub use attack::{
-    autoattack_parts, evaluation_step_size, ApgdLoss, AttackLoss, AttackSpec, AutoAttackVersion,
-    RandomStart, StepRule, CW_KAPPA, SPEC_FORMS,
+    autoattack_parts, evaluation_start, evaluation_step_size, ApgdLoss, AttackLoss, AttackSpec,
+    AutoAttackVersion, RandomStart, StepRule, CW_KAPPA, SPEC_FORMS,
 };
 pub use dataset::{Dataset, Split};
 pub use hash::Fnv1a;

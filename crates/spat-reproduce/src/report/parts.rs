@@ -44,7 +44,7 @@ const FULL_SETTING: &str = "the thesis's setting where it states one; where it i
 fn short_setting(plan: &Plan) -> String {
     let mut drops: Vec<String> = Vec::new();
     for t in plan.trains() {
-        let c = protocol::training_claims(t);
+        let c = protocol::configured(t);
         let text = match c.schedule {
             spat_spec::LrSchedule::Cosine => "cosine for RST".to_string(),
             _ => format!(
