@@ -81,7 +81,10 @@ fn dependencies_point_one_way() {
             ],
         ),
         ("spat-report", &["spat-spec"]),
-        ("spat-reproduce", &["spat-spec", "spat-policy", "spat-report"]),
+        (
+            "spat-reproduce",
+            &["spat-spec", "spat-policy", "spat-report"],
+        ),
         ("xtask", &["spat-spec", "spat-reproduce"]),
     ];
     for (krate, may) in allowed {
