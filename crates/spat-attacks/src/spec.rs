@@ -1,22 +1,14 @@
 //! Attacks from their specs (spat-spec's [`AttackSpec`]: `clean,fgsm,pgd20,cw30,pgd-kl,pgd-ls:0.3`,
 //! `apgd-ce,apgd-t,autoattack`).
 
-use spat_spec::{AttackSpec, AutoAttackVersion, Norm, StepRule};
+use spat_spec::{AttackSpec, AutoAttackVersion, Norm};
 
 use crate::apgd::{Apgd, ApgdTargeted};
-use crate::attack::{evaluation_step_size, Attack, Fgsm, Pgd};
+use crate::attack::{Attack, Fgsm, Pgd};
 use crate::autoattack::{AutoAttack, Part};
 use crate::fab::Fab;
 use crate::restarts::PgdRestarts;
 use crate::square::Square;
-
-fn step_size(step: StepRule, eps: f64) -> f64 {
-    match step {
-        StepRule::EvaluationScripts => evaluation_step_size(eps),
-        StepRule::EpsOver10 => eps / 10.0,
-        StepRule::Fixed(size) => size.value(),
-    }
-}
 
 /// The AutoAttack attack `spec` names at radius `eps` in `norm`, with the reference's settings for
 /// what the spec does not say; `None` for any other spec.
@@ -98,7 +90,7 @@ pub fn build(spec: &AttackSpec, eps: f64, norm: Norm) -> Option<Box<dyn Attack>>
         })),
         AttackSpec::Pgd { steps, loss, step } => {
             let mut pgd = Pgd::evaluation(eps, steps, loss).in_norm(norm);
-            pgd.step_size = step_size(step, eps);
+            pgd.step_size = step.size(eps);
             Some(Box::new(pgd))
         }
         AttackSpec::PgdRestarts {
@@ -109,8 +101,7 @@ pub fn build(spec: &AttackSpec, eps: f64, norm: Norm) -> Option<Box<dyn Attack>>
             every_iterate,
         } => {
             let eps = own.map_or(eps, |r| r.value());
-            let mut rst =
-                PgdRestarts::rst(eps, steps, step_size(step, eps), restarts, every_iterate);
+            let mut rst = PgdRestarts::rst(eps, steps, step.size(eps), restarts, every_iterate);
             rst.pgd.norm = norm;
             Some(Box::new(rst))
         }
