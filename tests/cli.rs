@@ -884,6 +884,32 @@ fn convert_writes_what_eval_reads_and_never_overwrites() {
     assert!(!dir.path().join("evil.safetensors").exists());
 }
 
+/// torch.save files whose archive name has 1, 2, 20, 21 (once refused: issue 26), 22 and 64
+/// characters convert, holding what torch.save wrote.
+#[test]
+fn convert_reads_torch_save_zip_files_under_names_of_any_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/torch/names");
+    let mut converted = 0;
+    for e in std::fs::read_dir(names).unwrap() {
+        let pt = e.unwrap().path();
+        let out = dir
+            .path()
+            .join(pt.with_extension("safetensors").file_name().unwrap());
+        success(run(spat().arg("convert").arg(&pt).arg(&out)));
+        let t = safetensors::SafeTensors::deserialize(&std::fs::read(&out).unwrap())
+            .unwrap()
+            .tensor("w")
+            .unwrap()
+            .data()
+            .to_vec();
+        let want: Vec<u8> = (0..6).flat_map(|v| (v as f32).to_le_bytes()).collect();
+        assert_eq!(t, want, "{}", pt.display());
+        converted += 1;
+    }
+    assert_eq!(converted, 6);
+}
+
 /// `--init` starts training from a PyTorch checkpoint, is recorded in config.json with the
 /// file's checksum, cannot be combined with `--resume`, and a run restarted from its beginning
 /// refuses an init file that changed.

@@ -503,7 +503,17 @@ fn load_pickle<'a>(input: &'a [u8], limits: &Limits, part: &str) -> Result<(Pick
 
 fn read_zip<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Checkpoint<'a>> {
     let zerr = |e: zip::result::ZipError| Error::format(format!("unreadable zip archive ({e})"));
-    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(zerr)?;
+    // The archive starts at the file's first byte (`Format::sniff` saw its first signature
+    // there), and saying so keeps the zip crate from guessing. Its guess prefers a central
+    // directory that ends right at the end record, but PyTorch's writer always puts a ZIP64 end
+    // record and locator (76 bytes) in between: when the first central header happens to be 76
+    // bytes long (an archive name of 21 characters: `<name>/data.pkl` is 30 bytes after a
+    // 46-byte header), a header signature sits exactly there, the guess shifts the directory
+    // by 76 bytes, and a valid file was refused.
+    let config = zip::read::Config {
+        archive_offset: zip::read::ArchiveOffset::Known(0),
+    };
+    let mut zip = zip::ZipArchive::with_config(config, Cursor::new(bytes)).map_err(zerr)?;
     // Members by name, as slices of the input (torch writes them uncompressed).
     let mut members: HashMap<String, &'a [u8]> = HashMap::new();
     for i in 0..zip.len() {
