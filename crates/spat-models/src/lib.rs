@@ -125,6 +125,8 @@ pub enum Architecture {
 impl Architecture {
     /// The architecture of a preset for `num_classes` outputs.
     pub fn preset(name: &str, num_classes: usize) -> Result<Self> {
+        spat_spec::limits::check_count("classes", num_classes, spat_spec::limits::CLASSES)
+            .map_err(|e| Error::Config(e.to_string()))?;
         let wrn = |depth, widen, base| Architecture::wide_resnet(depth, widen, base, num_classes);
         let resnet = |block, layers| Architecture::resnet(block, layers, 64, num_classes);
         Ok(match name {

@@ -189,7 +189,8 @@ const LEGACY_HEAD: [u8; 4] = [0x80, 0x02, 0x8a, 0x0a];
 const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
 const LEGACY_PROTOCOL: i64 = 1001;
 
-/// The named tensors of a checkpoint, in file order, and what reading it involved.
+/// The named tensors of a checkpoint, in file order, and what reading it involved. A name the
+/// file holds twice (a pickled dict whose key is set twice) is listed twice.
 #[derive(Debug)]
 pub struct Checkpoint<'a> {
     pub format: Format,
@@ -910,17 +911,8 @@ fn finish<'a>(
                     list_few(&others)
                 ));
             }
-            // A later duplicate key wins, as in a Python dict.
-            let mut seen = HashMap::new();
-            for (i, (k, _)) in tensors.iter().enumerate() {
-                seen.insert(k.clone(), i);
-            }
-            let tensors = tensors
-                .into_iter()
-                .enumerate()
-                .filter(|(i, (k, _))| seen[k] == *i)
-                .map(|(_, t)| t)
-                .collect();
+            // Every entry as the file holds it, a key given twice included: a Python dict
+            // would keep the last silently, and the caller refuses the file instead.
             return Ok(Checkpoint {
                 format,
                 tensors,
