@@ -24,7 +24,8 @@ use anyhow::{anyhow, bail, ensure, Context as _, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use spat_spec::dataset::PSEUDO_LABELED_FILE;
-use spat_spec::report::{CellDone, EvalReport};
+use spat_spec::fs::{is_json_of, is_marked_text, Outputs, Own};
+use spat_spec::report::{CellDone, EvalReport, Results};
 use spat_spec::run::files;
 use spat_spec::{AttackSpec, Dataset, Split};
 
@@ -69,7 +70,7 @@ pub struct Args {
     pub skip_missing_data: bool,
     /// Run up to N independent cells at once on --device (on a CPU, each gets cores/N threads
     /// unless RAYON_NUM_THREADS is set); a measurement starts once its training cell is done.
-    #[arg(long, default_value_t = 1, conflicts_with = "devices")]
+    #[arg(long, default_value_t = 1, conflicts_with = "devices", value_parser = jobs)]
     pub jobs: usize,
     /// Run independent cells in parallel, one per device: CUDA ordinals (`0,1,2,3`) or device
     /// names (`cuda:0,cuda:1`, `cpu`).
@@ -85,6 +86,11 @@ pub struct Args {
     pub assemble: bool,
     #[command(flatten)]
     pub slurm: slurm::SlurmArgs,
+}
+
+/// `--jobs`: a positive count within [`spat_spec::limits::WORKERS`].
+fn jobs(s: &str) -> Result<usize, String> {
+    slurm::workers(s).map(|n| n as usize)
 }
 
 /// The workspace root (xtask's manifest is one level below it).
@@ -989,6 +995,9 @@ pub fn run(args: Args) -> Result<()> {
     if args.dry_run {
         return dry_run(&plans, scale, &cells, &ctx, args.json);
     }
+    // Every file the reproduction may write is checked before anything is created.
+    spat_spec::fs::check_path("--out", &ctx.out)?;
+    writes(&args, &plans, &cells, &ctx).check()?;
     if args.slurm.slurm {
         return slurm::submit(&args, &ids_to_run, &plans, &cells, &ctx);
     }
@@ -1035,6 +1044,63 @@ pub fn run(args: Args) -> Result<()> {
     Ok(())
 }
 
+/// Whether the reports go into `out` itself (one id) or into `out/<id>/` with an index.
+fn single_report(args: &Args, plans: &[Plan]) -> bool {
+    plans.len() == 1 && args.id != "all"
+}
+
+/// The files the reproduction writes besides `spat`'s own (whose commands check theirs), each
+/// replaced only if it is the reproduction's own: results.md ending with spat's mark,
+/// results.json and each cell's runner files that read back as their schema, figure PNGs that
+/// spat wrote.
+fn writes(args: &Args, plans: &[Plan], cells: &[Cell], ctx: &Context) -> Outputs {
+    let marked = Own::Recognised(is_marked_text);
+    let single = single_report(args, plans);
+    let mut o = Outputs::new("--out");
+    for plan in plans {
+        let dir = if single {
+            ctx.out.clone()
+        } else {
+            ctx.out.join(&plan.id)
+        };
+        o = o.file(dir.join("results.md"), marked).file(
+            dir.join("results.json"),
+            Own::Recognised(is_json_of::<Results>),
+        );
+        if paper::figure(&plan.id).is_some() {
+            let png = dir.join(format!("{}.png", plan.id));
+            o = o.file(png, Own::Recognised(spat_report::is_spat_png));
+        }
+    }
+    if !single {
+        o = o.file(ctx.out.join("results.md"), marked);
+    }
+    for cell in cells {
+        let dir = ctx.cell_dir(&cell.name);
+        o = o
+            .file(
+                ctx.runner_dir(&cell.name).join(ATTEMPTS),
+                Own::Recognised(is_json_of::<Vec<Attempt>>),
+            )
+            .file(dir.join(DONE), Own::Recognised(is_json_of::<CellDone>));
+        if matches!(cell.job, Job::Eval { .. }) {
+            o = o.file(dir.join(EVAL), Own::RecognisedAt(own_eval));
+        }
+    }
+    o
+}
+
+/// Whether `bytes` at `path` are a cell's evaluation report: an [`EvalReport`], or a file the
+/// cell's [`DONE`] marker beside it lists as its output (changed since, so the cell runs again).
+fn own_eval(path: &Path, bytes: &[u8]) -> bool {
+    let listed = || {
+        let done = path.with_file_name(DONE);
+        spat_spec::fs::read_json::<CellDone>(&done, "a cell marker")
+            .is_ok_and(|d| d.outputs.contains_key(EVAL))
+    };
+    is_json_of::<EvalReport>(bytes) || listed()
+}
+
 /// results.md / results.json of every plan (and an index for several ids).
 pub fn write_reports(
     args: &Args,
@@ -1056,6 +1122,7 @@ pub fn write_reports(
         index.push('\n');
     }
     if !single {
+        spat_spec::fs::mark_text(&mut index, "cargo xtask reproduce");
         spat_spec::fs::write_atomic(&ctx.out.join("results.md"), index.as_bytes())?;
     }
     Ok(())
