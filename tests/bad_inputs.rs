@@ -1,8 +1,9 @@
 //! The bad-input suite: hostile or broken data files, pickles, checkpoints, command-line values and
 //! run folders given to the `spat` binary. Every case must end with a non-zero exit status (not a
-//! signal) within [`HANG`], exactly one line on stderr that names the file or option and the
-//! problem, no panic, and not one file changed, added or removed anywhere under the case's folders,
-//! the shared fixtures or the embedded data (hashed before and after).
+//! signal) within [`HANG`], having used at most [`MAX_RSS_KIB`] of memory, with exactly one line
+//! on stderr that names the file or option and the problem, no panic, and not one file changed,
+//! added or removed anywhere under the case's folders, the shared fixtures or the embedded data
+//! (hashed before and after).
 //!
 //! Each case is its own test, named in [`CASES`]: `cargo test --release -p spat-cli --test
 //! bad_inputs -- NAME` runs one alone. Each prints `case NAME: <outcome>: <error line>`, where the
@@ -21,6 +22,9 @@ use candle_core::{DType, Device, Tensor};
 
 /// A case still running after this long is a hang (every case is refused within seconds).
 const HANG: Duration = Duration::from_secs(120);
+/// The most memory (peak resident set, KiB) a refusal may take: a file that declares more than
+/// it holds must be refused before anything of that size is allocated.
+const MAX_RSS_KIB: i64 = 512 << 10;
 
 fn mini_data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/cifar-10-mini")
@@ -199,15 +203,28 @@ struct Case {
     args: Vec<OsString>,
     /// Substrings the one error line must contain: the file or option, and the problem.
     needles: Vec<String>,
+    /// Substrings it must not contain (a misleading name or cause).
+    not: Vec<String>,
     /// Paths that must not exist afterwards (what a pickle that ran code would create).
     never: Vec<PathBuf>,
+    /// Kept alive while the case runs (a lock another process holds).
+    _hold: Vec<Box<dyn std::any::Any>>,
 }
 
 fn case(args: Vec<OsString>, needles: &[&str]) -> Case {
     Case {
         args,
         needles: needles.iter().map(|s| s.to_string()).collect(),
+        not: Vec::new(),
         never: Vec::new(),
+        _hold: Vec::new(),
+    }
+}
+
+impl Case {
+    fn without(mut self, not: &[&str]) -> Self {
+        self.not.extend(not.iter().map(|s| s.to_string()));
+        self
     }
 }
 
@@ -242,7 +259,16 @@ fn with(args: &[&str], paths: &[&Path]) -> Vec<OsString> {
 /// What running a case gave.
 struct Ran {
     status: Option<std::process::ExitStatus>,
+    /// Peak resident set size, KiB.
+    max_rss_kib: i64,
     stderr: String,
+}
+
+/// The peak resident set (KiB) of the running process `pid` so far (Linux's `VmHWM`).
+fn peak_rss_kib(pid: u32) -> Option<i64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 /// Runs `spat args`, killing it after [`HANG`].
@@ -267,7 +293,13 @@ fn run_bounded(args: &[OsString]) -> Ran {
         String::from_utf8_lossy(&text).into_owned()
     });
     let start = Instant::now();
+    // The peak is sampled while the process runs (a high-water mark, so a sample late in its
+    // life sees every earlier peak).
+    let mut max_rss_kib = 0;
     let status = loop {
+        if let Some(kib) = peak_rss_kib(child.id()) {
+            max_rss_kib = max_rss_kib.max(kib);
+        }
         if let Some(status) = child.try_wait().unwrap() {
             break Some(status);
         }
@@ -276,11 +308,12 @@ fn run_bounded(args: &[OsString]) -> Ran {
             let _ = child.wait();
             break None;
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(5));
     };
     drain_out.join().unwrap();
     Ran {
         status,
+        max_rss_kib,
         stderr: drain_err.join().unwrap(),
     }
 }
@@ -303,6 +336,13 @@ fn check(name: &str, s: &Scratch, c: Case) {
     }
     if err.contains("panicked") || err.contains("RUST_BACKTRACE") {
         bad.push("panic".into());
+    }
+    if ran.max_rss_kib > MAX_RSS_KIB {
+        bad.push(format!(
+            "allocated ({} MiB at peak, more than {} MiB)",
+            ran.max_rss_kib >> 10,
+            MAX_RSS_KIB >> 10
+        ));
     }
     if before != after {
         let diff: Vec<_> = after
@@ -336,6 +376,10 @@ fn check(name: &str, s: &Scratch, c: Case) {
         .collect();
     if !missing.is_empty() {
         bad.push(format!("lacks {missing:?}"));
+    }
+    let misleading: Vec<&String> = c.not.iter().filter(|n| err.contains(n.as_str())).collect();
+    if !misleading.is_empty() {
+        bad.push(format!("says {misleading:?}"));
     }
     let outcome = if bad.is_empty() {
         "clear".to_string()
@@ -584,6 +628,71 @@ fn sweep(extra: &[&str]) -> Vec<OsString> {
 
 fn resume(dir: &Path) -> Vec<OsString> {
     with(&["train", "--resume", "{}"], &[dir])
+}
+
+/// A named pipe at `rel`: opening it for reading waits for a writer that never comes.
+fn fifo(s: &Scratch, rel: &str) -> PathBuf {
+    let p = s.path(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    let made = Command::new("mkfifo").arg(&p).status().unwrap();
+    assert!(made.success(), "mkfifo {}", p.display());
+    p
+}
+
+/// A symbolic link at `rel` to `target`.
+fn link(s: &Scratch, rel: &str, target: &Path) -> PathBuf {
+    let p = s.path(rel);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::os::unix::fs::symlink(target, &p).unwrap();
+    p
+}
+
+/// A copy of the shared run whose `name` is replaced by `make(path)`.
+fn run_with(s: &Scratch, rel: &str, name: &str, make: impl FnOnce(&Path)) -> PathBuf {
+    let r = s.copy_run(rel);
+    std::fs::remove_file(r.join(name)).unwrap();
+    make(&r.join(name));
+    r
+}
+
+fn mkfifo(p: &Path) {
+    assert!(Command::new("mkfifo").arg(p).status().unwrap().success());
+}
+
+/// A hostile torch.save fixture (scripts/golden/hostile_checkpoints.py).
+fn hostile(s: &Scratch, name: &str) -> PathBuf {
+    s.fixture(&format!("ckpt/{name}"), &format!("torch/hostile/{name}"))
+}
+
+/// `eval` of the tiny model on `ckpt`, named in the error with `needles`.
+fn eval_case(ckpt: &Path, needles: &[&str]) -> Case {
+    case(eval(ckpt, "tiny", "cifar10"), needles)
+}
+
+/// The tiny model's weights with `mu` and `sigma` (1, C, 1, 1) tensors added.
+fn with_normalization(s: &Scratch, rel: &str, mu: &[f32], sigma: &[f32]) -> PathBuf {
+    let t = |v: &[f32]| Tensor::from_vec(v.to_vec(), (1, v.len(), 1, 1), &Device::Cpu).unwrap();
+    let (mu, sigma) = (t(mu), t(sigma));
+    s.weights(rel, move |w| {
+        w.insert("mu".into(), mu);
+        w.insert("sigma".into(), sigma);
+    })
+}
+
+/// `spat train --init FILE` of the tiny model.
+fn train_init(s: &Scratch, init: &Path) -> Vec<OsString> {
+    let mut a = train(s, &["--method", "standard"], "runs/init");
+    a.extend(with(&["--init", "{}"], &[init]));
+    a
+}
+
+fn convert(input: &Path, output: &Path) -> Vec<OsString> {
+    with(&["convert", "{}", "{}"], &[input, output])
+}
+
+/// `n` comma-separated copies of `item`.
+fn list_of(item: &str, n: usize) -> String {
+    vec![item; n].join(",")
 }
 
 bad_inputs! {
@@ -1112,5 +1221,351 @@ bad_inputs! {
         let mut a = resume(&shared().base);
         a.extend(os(&["--epochs", "5"]));
         case(a, &["--epochs", "--resume"])
+    }
+
+    // ---- outputs: nothing spat did not write is replaced, nothing is created before a refusal
+    sweep_into_a_folder_holding_a_foreign_sweep_md(s) {
+        let d = s.folder("sweep-md");
+        s.file("sweep-md/sweep.md", b"# my notes on the sweep");
+        let mut a = sweep(&["--out"]);
+        a.push(d.into());
+        case(a, &["sweep.md", "not written by"])
+    }
+    sweep_into_a_folder_holding_a_foreign_sweep_json(s) {
+        let d = s.folder("sweep-json");
+        s.file("sweep-json/sweep.json", b"{\"mine\": 1}");
+        let mut a = sweep(&["--out"]);
+        a.push(d.into());
+        case(a, &["sweep.json", "not written by"])
+    }
+    sweep_into_a_folder_holding_a_foreign_sweep_png(s) {
+        let d = s.folder("sweep-png");
+        s.file("sweep-png/sweep.png", b"\x89PNG\r\n\x1a\nmy plot");
+        let mut a = sweep(&["--out"]);
+        a.push(d.into());
+        case(a, &["sweep.png", "not written by"])
+    }
+    sweep_out_with_a_line_break(s) {
+        let mut a = sweep(&["--out"]);
+        a.push(s.path("sweep\nout").into());
+        case(a, &["--out", "control character"])
+    }
+    sweep_out_is_a_file(s) {
+        let f = s.file("sweep-file", b"mine");
+        let mut a = sweep(&["--out"]);
+        a.push(f.into());
+        case(a, &["sweep-file", "not a folder"])
+    }
+    visualize_out_with_a_line_break(s) {
+        case(visualize(&[], &s.path("vis\n/a.png")), &["--out", "control character"])
+    }
+    visualize_out_a_link_to_a_users_file(s) {
+        let user = s.file("vis/mine.png", b"\x89PNG\r\n\x1a\nmine");
+        let l = link(&s, "vis/link.png", &user);
+        case(visualize(&[], &l), &["link.png", "symbolic link"])
+    }
+    visualize_out_below_a_file(s) {
+        let f = s.file("vis/a-file", b"mine");
+        case(visualize(&[], &f.join("x.png")), &["a-file", "is not a folder"])
+    }
+    gradients_over_a_users_file(s) {
+        let user = s.file("grad/mine.png", b"\x89PNG\r\n\x1a\nmine");
+        let mini = mini_str();
+        case(
+            with(
+                &[
+                    "gradients", "--model", "tiny", "--checkpoint", "{}", "--dataset", "cifar10",
+                    "--data-dir", &mini, "--out", "{}",
+                ],
+                &[&shared().good, &user],
+            ),
+            &["mine.png", "not written by"],
+        )
+    }
+    bench_json_with_a_line_break(s) {
+        let mut a = os(&[
+            "bench", "--models", "tiny", "--batch", "2", "--repeats", "1", "--warmup", "0",
+            "--json",
+        ]);
+        a.push(s.path("bench\nresults.json").into());
+        case(a, &["--json", "control character"])
+    }
+    convert_over_an_existing_file(s) {
+        let out = s.file("conv/out.safetensors", b"the user's file");
+        case(convert(&shared().good, &out), &["out.safetensors", "refusing to overwrite"])
+    }
+    convert_output_with_a_line_break(s) {
+        case(
+            convert(&shared().good, &s.path("conv\n.safetensors")),
+            &["output", "control character"],
+        )
+    }
+    train_out_with_a_line_break(s) {
+        case(train(&s, &[], "runs/a\nb"), &["--out", "control character"])
+    }
+    train_out_below_a_file(s) {
+        s.file("runs/a-file", b"mine");
+        case(train(&s, &[], "runs/a-file/run"), &["a-file", "is not a folder"])
+    }
+
+    // ---- the commit point of a run is never mistaken for an absent one -------------------------
+    resume_with_state_json_a_dangling_link(s) {
+        let r = run_with(&s, "runs/dangling", "state.json", |p| {
+            std::os::unix::fs::symlink("/nonexistent/state.json", p).unwrap()
+        });
+        case(resume(&r), &["state.json", "symbolic link", "does not exist"])
+    }
+    resume_with_state_json_a_link_loop(s) {
+        let r = run_with(&s, "runs/loop", "state.json", |p| {
+            std::os::unix::fs::symlink("state.json", p).unwrap()
+        });
+        case(resume(&r), &["state.json", "loop of symbolic links"])
+    }
+    resume_with_state_json_a_folder(s) {
+        let r = run_with(&s, "runs/state-folder", "state.json", |p| {
+            std::fs::create_dir(p).unwrap()
+        });
+        case(resume(&r), &["state.json", "folder"])
+    }
+    resume_with_state_json_a_fifo(s) {
+        let r = run_with(&s, "runs/state-fifo", "state.json", mkfifo);
+        case(resume(&r), &["state.json", "FIFO"])
+    }
+    resume_with_config_json_a_dangling_link(s) {
+        let r = run_with(&s, "runs/config-dangling", "config.json", |p| {
+            std::os::unix::fs::symlink("/nonexistent/config.json", p).unwrap()
+        });
+        case(resume(&r), &["config.json", "symbolic link"])
+    }
+    resume_with_the_checkpoint_a_fifo(s) {
+        let r = run_with(&s, "runs/ckpt-fifo", "checkpoint-0001.safetensors", mkfifo);
+        case(resume(&r), &["checkpoint-0001.safetensors", "FIFO"])
+    }
+    resume_while_another_process_holds_the_run(s) {
+        let r = s.copy_run("runs/held");
+        let held = spat_spec::fs::FolderLock::try_acquire(&r, "run.lock")
+            .unwrap()
+            .expect("nobody else holds the copy");
+        let mut c = case(resume(&r), &["held", "another spat process", "run.lock"]);
+        c._hold.push(Box::new(held));
+        c
+    }
+
+    // ---- absurd work: every count is bounded, only regular files are read ----------------------
+    eval_pgd_with_4294967296_steps(_s) {
+        case(eval_good(&["--attacks", "pgd4294967296"]), &["pgd4294967296", "above the limit"])
+    }
+    eval_pgd_with_5000_restarts(_s) {
+        case(eval_good(&["--attacks", "pgd20x5000"]), &["pgd20x5000", "restarts", "limit"])
+    }
+    eval_square_with_200000_queries(_s) {
+        case(eval_good(&["--attacks", "square200000"]), &["square200000", "above the limit"])
+    }
+    eval_apgd_t_with_100000_targets(_s) {
+        case(
+            eval_good(&["--attacks", "apgd-t@targets=100000"]),
+            &["apgd-t@targets=100000", "above the limit"],
+        )
+    }
+    eval_1001_attacks(_s) {
+        case(eval_good(&["--attacks", &list_of("fgsm", 1001)]), &["attacks", "1001", "limit"])
+    }
+    eval_batch_size_above_the_limit(_s) {
+        case(eval_good(&["--batch-size", "1000000"]), &["--batch-size", "above the limit"])
+    }
+    eval_test_subset_beyond_any_integer(_s) {
+        case(
+            eval_good(&["--test-subset", "99999999999999999999999"]),
+            &["--test-subset", "above the limit"],
+        )
+    }
+    sweep_steps_4000000000(_s) {
+        case(sweep(&["--steps", "4000000000"]), &["--steps", "above the limit"])
+    }
+    sweep_1001_alphas(_s) {
+        case(sweep(&["--alphas", &list_of("0.1", 1001)]), &["--alphas", "1001", "limit"])
+    }
+    train_epochs_above_the_limit(s) {
+        train_option(&s, &["--epochs", "1000000"], &["--epochs", "above the limit"])
+    }
+    train_batch_size_above_the_limit(s) {
+        train_option(&s, &["--batch-size", "1000000"], &["--batch-size", "above the limit"])
+    }
+    train_train_subset_beyond_any_integer(s) {
+        train_option(
+            &s,
+            &["--train-subset", "99999999999999999999999"],
+            &["--train-subset", "above the limit"],
+        )
+    }
+    model_info_classes_2_64_minus_1(_s) {
+        case(
+            os(&["model-info", "tiny", "--classes", "18446744073709551615"]),
+            &["--classes", "above the limit"],
+        )
+    }
+    model_info_classes_0(_s) {
+        case(os(&["model-info", "tiny", "--classes", "0"]), &["--classes", "positive"])
+    }
+    bench_repeats_above_the_limit(_s) {
+        case(
+            os(&["bench", "--models", "tiny", "--repeats", "100000000"]),
+            &["--repeats", "above the limit"],
+        )
+    }
+    bench_warmup_above_the_limit(_s) {
+        case(
+            os(&["bench", "--models", "tiny", "--warmup", "100000000"]),
+            &["--warmup", "above the limit"],
+        )
+    }
+    visualize_1001_indices(s) {
+        case(
+            visualize(&["--indices", &list_of("1", 1001)], &s.path("vis/i.png")),
+            &["--indices", "1001", "limit"],
+        )
+    }
+    convert_a_fifo(s) {
+        let f = fifo(&s, "ckpt/weights.pt");
+        case(convert(&f, &s.path("conv/out.safetensors")), &["weights.pt", "FIFO"])
+    }
+    convert_dev_zero(s) {
+        case(
+            convert(Path::new("/dev/zero"), &s.path("conv/out.safetensors")),
+            &["/dev/zero", "character device"],
+        )
+    }
+    eval_checkpoint_a_fifo(s) {
+        eval_case(&fifo(&s, "ckpt/weights.safetensors"), &["weights.safetensors", "FIFO"])
+    }
+    eval_checkpoint_dev_zero(_s) {
+        eval_case(Path::new("/dev/zero"), &["/dev/zero", "character device"])
+    }
+    train_pseudo_labeled_a_fifo(s) {
+        let f = fifo(&s, "pickles/ti.pickle");
+        case(rst(&s, &f, "runs/never-fifo"), &["ti.pickle", "FIFO"])
+    }
+    data_info_batch_a_fifo(s) {
+        let d = s.cifar10("data/fifo", |d| {
+            std::fs::remove_file(d.join("data_batch_1.bin")).unwrap();
+            mkfifo(&d.join("data_batch_1.bin"));
+        });
+        case(data_info(&d, "cifar10"), &["data_batch_1.bin", "FIFO"])
+    }
+    train_init_a_fifo(s) {
+        let f = fifo(&s, "ckpt/init.pt");
+        case(train_init(&s, &f), &["--init", "init.pt", "FIFO"])
+    }
+    bench_reference_a_fifo(s) {
+        let f = fifo(&s, "bench/reference.json");
+        let mut a = os(&["bench", "--models", "tiny", "--reference"]);
+        a.push(f.into());
+        case(a, &["reference.json", "FIFO"])
+    }
+    eval_a_1_gib_broadcast_checkpoint(s) {
+        // 1.6 KB on disk, 1 GiB if its tensor were materialised: refused on its shape first.
+        eval_case(&hostile(&s, "broadcast_1gib.pt"), &["broadcast_1gib.pt", "fc.weight"])
+    }
+
+    // ---- nonsense weights: one validation whatever the path ------------------------------------
+    eval_pt_with_sigma_zero(s) {
+        eval_case(&hostile(&s, "sigma_zero.pt"), &["sigma_zero.pt", "`sigma`", "> 0"])
+    }
+    eval_pt_with_mu_nan(s) {
+        eval_case(&hostile(&s, "mu_nan.pt"), &["mu_nan.pt", "`mu`", "not finite"])
+    }
+    eval_pt_with_a_negative_running_var(s) {
+        eval_case(
+            &hostile(&s, "negative_running_var.pt"),
+            &["negative_running_var.pt", "block1.layer.0.bn1.running_var", "negative"],
+        )
+    }
+    eval_safetensors_with_sigma_negative(s) {
+        let p = with_normalization(&s, "ckpt/sigma.safetensors", &[0.5; 3], &[0.2, -0.2, 0.2]);
+        eval_case(&p, &["sigma.safetensors", "`sigma`", "> 0"])
+    }
+    eval_safetensors_with_mu_nan(s) {
+        let p = with_normalization(&s, "ckpt/mu.safetensors", &[0.5, f32::NAN, 0.5], &[0.2; 3]);
+        eval_case(&p, &["mu.safetensors", "`mu`", "not finite"])
+    }
+    eval_safetensors_with_a_negative_running_var(s) {
+        let p = s.weights("ckpt/var.safetensors", |t| {
+            let v = t["bn1.running_var"].clone();
+            t.insert("bn1.running_var".into(), filled(&v, -0.5));
+        });
+        eval_case(&p, &["var.safetensors", "bn1.running_var", "negative"])
+    }
+    eval_pt_with_a_key_twice(s) {
+        // The state dict of scripts/golden/torch_zip_names.py with its key `b` renamed `w`.
+        let pkl: Vec<u8> = {
+            let mut p = spat_pickle::fuzzing::NAMES_STATE_PKL.to_vec();
+            let at = p.windows(6).position(|w| w == b"X\x01\x00\x00\x00b").unwrap();
+            p[at + 5] = b'w';
+            p
+        };
+        let mut records = spat_pickle::fuzzing::names_state_records(b"0", true);
+        records[0].1 = pkl;
+        let borrowed: Vec<(&str, &[u8])> =
+            records.iter().map(|(n, b)| (*n, b.as_slice())).collect();
+        let p = s.file("ckpt/twice.pt", &spat_pickle::fuzzing::torch_zip("twice", &borrowed));
+        eval_case(&p, &["twice.pt", "tensor `w`", "twice"])
+    }
+    eval_safetensors_with_a_key_twice(s) {
+        let header = br#"{"w":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"w":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        bytes.extend_from_slice(&[0u8; 8]);
+        let p = s.file("ckpt/twice.safetensors", &bytes);
+        eval_case(&p, &["twice.safetensors", "tensor `w`", "twice"])
+    }
+    train_init_with_sigma_zero(s) {
+        let p = hostile(&s, "sigma_zero.pt");
+        case(train_init(&s, &p), &["--init", "sigma_zero.pt", "`sigma`", "> 0"])
+    }
+    train_init_with_a_negative_running_var(s) {
+        let p = hostile(&s, "negative_running_var.pt");
+        case(train_init(&s, &p), &["--init", "negative_running_var.pt", "negative"])
+    }
+    convert_a_negative_running_var(s) {
+        let p = hostile(&s, "negative_running_var.pt");
+        case(
+            convert(&p, &s.path("conv/out.safetensors")),
+            &["negative_running_var.pt", "running_var", "negative"],
+        )
+    }
+    eval_normalize_std_zero(_s) {
+        case(eval_good(&["--normalize", "0.5,0"]), &["--normalize", "> 0"])
+    }
+    eval_normalize_mean_nan(_s) {
+        case(eval_good(&["--normalize", "nan,0.2"]), &["--normalize", "not finite"])
+    }
+
+    // ---- silent and unclear ------------------------------------------------------------------
+    eval_step_given_twice(_s) {
+        case(
+            eval_good(&["--attacks", "pgd20@step=0.01@step=0.02"]),
+            &["pgd20@step=0.01@step=0.02", "given twice"],
+        )
+    }
+    eval_eot_given_twice(_s) {
+        case(
+            eval_good(&["--attacks", "apgd-ce@eot=2@eot=3"]),
+            &["apgd-ce@eot=2@eot=3", "given twice"],
+        )
+    }
+    eval_safetensors_with_mu_of_five_channels(s) {
+        let p = with_normalization(&s, "ckpt/five.safetensors", &[0.5; 5], &[0.2; 5]);
+        eval_case(&p, &["five.safetensors", "`mu`/`sigma`", "3 channels"])
+            .without(&["--normalize", "compatible"])
+    }
+    eval_normalize_of_five_channels(_s) {
+        case(
+            eval_good(&["--normalize", "0.1,0.2,0.3,0.4,0.5,0.2,0.2,0.2,0.2,0.2"]),
+            &["--normalize", "3 channels"],
+        )
+        .without(&["compatible"])
+    }
+    train_val_subset_larger_than_the_data(s) {
+        train_option(&s, &["--val-subset", "512"], &["--val-subset", "512"])
     }
 }
