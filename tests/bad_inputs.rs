@@ -626,6 +626,20 @@ fn sweep(extra: &[&str]) -> Vec<OsString> {
     a
 }
 
+/// `sweep-alpha --out out`.
+fn sweep_out(out: &Path) -> Vec<OsString> {
+    let mut a = sweep(&["--out"]);
+    a.push(out.into());
+    a
+}
+
+/// `sweep-alpha --out` a folder holding only the user's `name`.
+fn sweep_over(s: &Scratch, name: &str, bytes: &[u8]) -> Case {
+    let d = s.folder("sweep");
+    s.file(&format!("sweep/{name}"), bytes);
+    case(sweep_out(&d), &[name, "not written by"])
+}
+
 fn resume(dir: &Path) -> Vec<OsString> {
     with(&["train", "--resume", "{}"], &[dir])
 }
@@ -1104,9 +1118,7 @@ bad_inputs! {
         let user_dir = s.folder("sweep-user");
         s.file("sweep-user/sweep.md", b"# my notes");
         s.file("sweep-user/thesis.tex", b"\\documentclass{article}");
-        let mut a = sweep(&["--out"]);
-        a.push(user_dir.into());
-        case(a, &["sweep-user", "thesis.tex"])
+        case(sweep_out(&user_dir), &["sweep-user", "thesis.tex"])
     }
     bench_over_a_users_file(s) {
         let user_json = s.file("bench/results.json", b"{\"mine\": true}");
@@ -1225,36 +1237,20 @@ bad_inputs! {
 
     // ---- outputs: nothing spat did not write is replaced, nothing is created before a refusal
     sweep_into_a_folder_holding_a_foreign_sweep_md(s) {
-        let d = s.folder("sweep-md");
-        s.file("sweep-md/sweep.md", b"# my notes on the sweep");
-        let mut a = sweep(&["--out"]);
-        a.push(d.into());
-        case(a, &["sweep.md", "not written by"])
+        sweep_over(&s, "sweep.md", b"# my notes on the sweep")
     }
     sweep_into_a_folder_holding_a_foreign_sweep_json(s) {
-        let d = s.folder("sweep-json");
-        s.file("sweep-json/sweep.json", b"{\"mine\": 1}");
-        let mut a = sweep(&["--out"]);
-        a.push(d.into());
-        case(a, &["sweep.json", "not written by"])
+        sweep_over(&s, "sweep.json", b"{\"mine\": 1}")
     }
     sweep_into_a_folder_holding_a_foreign_sweep_png(s) {
-        let d = s.folder("sweep-png");
-        s.file("sweep-png/sweep.png", b"\x89PNG\r\n\x1a\nmy plot");
-        let mut a = sweep(&["--out"]);
-        a.push(d.into());
-        case(a, &["sweep.png", "not written by"])
+        sweep_over(&s, "sweep.png", b"\x89PNG\r\n\x1a\nmy plot")
     }
     sweep_out_with_a_line_break(s) {
-        let mut a = sweep(&["--out"]);
-        a.push(s.path("sweep\nout").into());
-        case(a, &["--out", "control character"])
+        case(sweep_out(&s.path("sweep\nout")), &["--out", "control character"])
     }
     sweep_out_is_a_file(s) {
         let f = s.file("sweep-file", b"mine");
-        let mut a = sweep(&["--out"]);
-        a.push(f.into());
-        case(a, &["sweep-file", "not a folder"])
+        case(sweep_out(&f), &["sweep-file", "not a folder"])
     }
     visualize_out_with_a_line_break(s) {
         case(visualize(&[], &s.path("vis\n/a.png")), &["--out", "control character"])

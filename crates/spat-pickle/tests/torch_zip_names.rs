@@ -8,8 +8,9 @@
 
 use std::path::{Path, PathBuf};
 
-use spat_pickle::fuzzing::{names_state_records, torch_zip, torch_zip_names, NAMES_STATE_PKL};
-use spat_pickle::{torch, Limits};
+use spat_pickle::fuzzing::{
+    names_state_reads_back, names_state_records, torch_zip, torch_zip_names, NAMES_STATE_PKL,
+};
 
 const NAME_CHARS: &str = "abcdefghijklmnopqrstuvwxyz0123456789";
 
@@ -34,36 +35,12 @@ fn records(bytes: &[u8]) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
-/// Reads `bytes` and checks the two tensors of the script's state dict.
-fn check_state(bytes: &[u8], label: &str) {
-    let c = torch::read(bytes, &Limits::default())
-        .unwrap_or_else(|e| panic!("{label}: a valid torch.save file refused: {e}"));
-    let got: Vec<(String, Vec<usize>, Vec<u8>)> = c
-        .tensors
-        .iter()
-        .map(|(n, t)| {
-            (
-                n.clone(),
-                t.shape.clone(),
-                t.contiguous_bytes().into_owned(),
-            )
-        })
-        .collect();
-    let w: Vec<u8> = (0..6).flat_map(|v| (v as f32).to_le_bytes()).collect();
-    let b: Vec<u8> = [-1i64, 7].iter().flat_map(|v| v.to_le_bytes()).collect();
-    assert_eq!(
-        got,
-        vec![("w".into(), vec![2, 3], w), ("b".into(), vec![2], b)],
-        "{label}"
-    );
-}
-
 /// Checks a file `torch.save` wrote as `<dir>/<name>.pt`: spat reads it, and `torch_zip`
 /// rebuilds it byte for byte from its records.
 fn check_torch_made(path: &Path) {
     let bytes = std::fs::read(path).unwrap();
     let label = path.display().to_string();
-    check_state(&bytes, &label);
+    names_state_reads_back(&bytes, &label);
     let archive = path.file_stem().unwrap().to_str().unwrap();
     let recs = records(&bytes);
     let names: Vec<(String, &[u8])> = recs
@@ -120,7 +97,7 @@ fn every_name_length_from_1_to_255_reads_back() {
             let borrowed: Vec<(&str, &[u8])> =
                 records.iter().map(|(r, b)| (*r, b.as_slice())).collect();
             let bytes = torch_zip(&name_of(n), &borrowed);
-            check_state(&bytes, &format!("length {n}, legacy records {legacy}"));
+            names_state_reads_back(&bytes, &format!("length {n}, legacy records {legacy}"));
         }
     }
 }
