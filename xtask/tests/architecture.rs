@@ -1,5 +1,5 @@
 //! The invariants of ARCHITECTURE.md that a test can check: which spat crate may depend on which,
-//! that xtask, spat-report and spat-spec never link candle, that the CLI computes nothing, and
+//! that xtask, spat-reproduce, spat-report and spat-spec never link candle, that the CLI computes nothing, and
 //! that library and xtask code writes files only through spat-spec's atomic writes.
 //!
 //! Dependencies are read with `cargo metadata` and `cargo tree` (offline, from Cargo.lock).
@@ -64,6 +64,7 @@ fn dependencies_point_one_way() {
     let deps = spat_dependencies();
     let allowed: &[(&str, &[&str])] = &[
         ("spat-spec", &[]),
+        ("spat-policy", &["spat-spec"]),
         ("spat-pickle", &[]),
         ("spat-core", &["spat-spec", "spat-pickle"]),
         ("spat-data", &["spat-spec", "spat-core", "spat-pickle"]),
@@ -72,10 +73,20 @@ fn dependencies_point_one_way() {
         ("spat-attacks", &["spat-spec", "spat-core"]),
         (
             "spat-train",
-            &["spat-spec", "spat-core", "spat-data", "spat-attacks"],
+            &[
+                "spat-spec",
+                "spat-policy",
+                "spat-core",
+                "spat-data",
+                "spat-attacks",
+            ],
         ),
         ("spat-report", &["spat-spec"]),
-        ("xtask", &["spat-spec", "spat-report"]),
+        (
+            "spat-reproduce",
+            &["spat-spec", "spat-policy", "spat-report"],
+        ),
+        ("xtask", &["spat-spec", "spat-reproduce"]),
     ];
     for (krate, may) in allowed {
         let has = deps
@@ -91,8 +102,15 @@ fn dependencies_point_one_way() {
 }
 
 #[test]
-fn xtask_report_and_spec_link_no_candle() {
-    for krate in ["xtask", "spat-report", "spat-spec", "spat-pickle"] {
+fn xtask_reproduce_report_and_spec_link_no_candle() {
+    for krate in [
+        "xtask",
+        "spat-reproduce",
+        "spat-report",
+        "spat-spec",
+        "spat-policy",
+        "spat-pickle",
+    ] {
         let tree = cargo(&[
             "tree",
             "-p",
@@ -171,7 +189,7 @@ fn files_are_written_only_through_atomic_writes() {
     let allowed = [
         "crates/spat-spec/src/fs/",
         "xtask/src/fetch.rs",
-        "xtask/src/lock.rs",
+        "crates/spat-reproduce/src/lock.rs",
     ];
     let writes = [
         "fs::write(",

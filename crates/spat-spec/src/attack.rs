@@ -48,12 +48,61 @@ pub const CW_KAPPA: f64 = 50.0;
 /// Step size rule of an evaluation PGD.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum StepRule {
-    /// The TRADES/MART evaluation scripts' 0.003 at ε = 0.031, scaled with ε.
+    /// The TRADES/MART evaluation scripts' 0.003 at ε = 0.031, scaled with ε
+    /// ([`evaluation_step_size`]).
     EvaluationScripts,
     /// ε / 10 (Section 6.2).
     EpsOver10,
     /// A step of its own, whatever the radius (`@step=0.01`: semisup-adv's evaluation).
     Fixed(Radius),
+}
+
+impl StepRule {
+    /// The step at radius `eps`.
+    pub fn size(self, eps: f64) -> f64 {
+        match self {
+            StepRule::EvaluationScripts => evaluation_step_size(eps),
+            StepRule::EpsOver10 => eps / 10.0,
+            StepRule::Fixed(step) => step.value(),
+        }
+    }
+}
+
+/// Step size of the evaluation attacks of Table 6.1, scaled linearly with ε.
+///
+/// TRADES' `pgd_attack_cifar10.py` evaluates with ε = 0.031, 20 steps of 0.003 and (in its later
+/// versions, `--random` defaulting to true) a start uniform in the ε-ball; it does not clamp the
+/// start to `[0, 1]`, spat does (the two differ only in where the first gradient is taken, for
+/// pixels within ε of 0 or 1). MART's training scripts evaluate with ε/10 instead
+/// ([`StepRule::EpsOver10`], Section 6.2).
+pub fn evaluation_step_size(eps: f64) -> f64 {
+    eps * 0.003 / 0.031
+}
+
+/// Where evaluation PGD on `loss` starts: uniform in the ε-ball, or for the KL loss TRADES'
+/// `x + 0.001·N(0, 1)` (its gradient is exactly zero at the clean point, so it needs a start off
+/// it; the small Gaussian is the one PGD-KL has in the reference code).
+pub fn evaluation_start(loss: AttackLoss) -> RandomStart {
+    match loss {
+        AttackLoss::Kl => RandomStart::Gaussian { std: 0.001 },
+        _ => RandomStart::Uniform,
+    }
+}
+
+/// Where PGD starts inside the ball.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RandomStart {
+    /// At the clean input.
+    None,
+    /// Uniform in the ε-ball (Madry et al.).
+    Uniform,
+    /// `x + std·N(0, 1)` (TRADES and MART use `std = 0.001`).
+    Gaussian { std: f64 },
+    /// Uniform in the ε-ball and *not* clipped to `[0, 1]`: the first gradient is taken there, as
+    /// in semisup-adv's `attack_pgd.py` and TRADES' `pgd_attack_cifar10.py`; every later iterate
+    /// is projected onto the ball and `[0, 1]` as usual.
+    UniformUnclipped,
 }
 
 /// The loss APGD maximises.
@@ -699,6 +748,52 @@ impl<'de> serde::Deserialize<'de> for AttackSpec {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn step_rules_give_their_steps() {
+        let eps = 8.0 / 255.0;
+        // TRADES' evaluation: 0.003 at ε = 0.031, scaled with ε (0.0030361 at 8/255).
+        assert!((StepRule::EvaluationScripts.size(0.031) - 0.003).abs() < 1e-15);
+        assert!((StepRule::EvaluationScripts.size(eps) - 0.003_036_1).abs() < 1e-7);
+        assert_eq!(
+            evaluation_step_size(eps),
+            StepRule::EvaluationScripts.size(eps)
+        );
+        assert_eq!(StepRule::EpsOver10.size(eps), eps / 10.0);
+        assert_eq!(StepRule::Fixed(Radius::Decimal(0.01)).size(eps), 0.01);
+    }
+
+    #[test]
+    fn evaluation_pgd_starts_off_the_clean_point_for_kl_only_by_a_gaussian() {
+        assert_eq!(
+            evaluation_start(AttackLoss::Kl),
+            RandomStart::Gaussian { std: 0.001 }
+        );
+        for loss in [
+            AttackLoss::CrossEntropy,
+            AttackLoss::LabelSmoothed { alpha: 0.3 },
+            AttackLoss::CwMargin { kappa: CW_KAPPA },
+        ] {
+            assert_eq!(evaluation_start(loss), RandomStart::Uniform);
+        }
+    }
+
+    #[test]
+    fn random_starts_read_back_from_json() {
+        for start in [
+            RandomStart::None,
+            RandomStart::Uniform,
+            RandomStart::Gaussian { std: 0.001 },
+            RandomStart::UniformUnclipped,
+        ] {
+            let json = serde_json::to_string(&start).unwrap();
+            assert_eq!(serde_json::from_str::<RandomStart>(&json).unwrap(), start);
+        }
+        assert_eq!(
+            serde_json::to_string(&RandomStart::Gaussian { std: 0.001 }).unwrap(),
+            r#"{"kind":"gaussian","std":0.001}"#
+        );
+    }
 
     #[test]
     fn grammar_cuts_every_part() {

@@ -27,8 +27,8 @@ pub mod report;
 pub mod run;
 
 pub use attack::{
-    autoattack_parts, ApgdLoss, AttackLoss, AttackSpec, AutoAttackVersion, StepRule, CW_KAPPA,
-    SPEC_FORMS,
+    autoattack_parts, evaluation_start, evaluation_step_size, ApgdLoss, AttackLoss, AttackSpec,
+    AutoAttackVersion, RandomStart, StepRule, CW_KAPPA, SPEC_FORMS,
 };
 pub use dataset::{Dataset, Split};
 pub use hash::Fnv1a;

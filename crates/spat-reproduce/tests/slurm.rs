@@ -5,7 +5,7 @@
 //! They need a running cluster and are ignored otherwise: start one with
 //! `scripts/slurm-local.sh start && source target/slurm-local/env` (root, Debian's slurm-wlm,
 //! slurmdbd, munge and mariadb-server), then
-//! `cargo test --release -p xtask --test slurm -- --ignored --nocapture`. Run without a cluster,
+//! `cargo test --release -p spat-reproduce --test slurm -- --ignored --nocapture`. Run without a cluster,
 //! they fail. `.ci/run` does all of this, with `SPAT_SLURM_REFERENCE` pointing at its own
 //! sequential smoke run of Table 6.1 so that it is not run twice.
 
@@ -17,7 +17,7 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use common::{cell_names, comparable_report, ok, report_body, xtask};
-use xtask::reproduce::{attempts, runner_dir, Attempt, DONE};
+use spat_reproduce::cell::{attempts, runner_dir, Attempt, DONE};
 
 const IGNORE: &str = "needs a running Slurm (scripts/slurm-local.sh)";
 
@@ -26,7 +26,8 @@ static CLUSTER: Mutex<()> = Mutex::new(());
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
+        .ancestors()
+        .nth(2)
         .unwrap()
         .to_path_buf()
 }
@@ -62,7 +63,7 @@ fn setup() -> (PathBuf, PathBuf) {
             let work = root().join("target/slurm-tests");
             let _ = std::fs::remove_dir_all(&work);
             std::fs::create_dir_all(&work).unwrap();
-            let spat = xtask::reproduce::spat_binary(false).unwrap();
+            let spat = spat_reproduce::workspace::spat_binary(false).unwrap();
             (work, spat)
         })
         .clone()

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use common::{
     calls, cell_names, comparable_report, events, fake_spat, make_executable, ok, xtask, Event,
 };
-use xtask::reproduce::{attempts, runner_dir, ATTEMPTS, DONE, LOCK};
+use spat_reproduce::cell::{attempts, runner_dir, ATTEMPTS, DONE, LOCK};
 
 fn reproduce(out: &Path, spat: &Path, extra: &[&str]) -> Command {
     let mut c = xtask();

@@ -1,16 +1,25 @@
-//! Helpers shared by xtask's integration tests: the xtask binary, its dry-run plan, and a
-//! stand-in `spat` that records its calls, so that no model is trained.
+//! Helpers shared by the harness's integration tests: the xtask binary (what `cargo xtask` runs),
+//! its dry-run plan, and a stand-in `spat` that records its calls, so that no model is trained.
 
 #![allow(dead_code)] // each test binary uses a part
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use std::sync::OnceLock;
 
 use serde_json::Value;
 
+/// `cargo xtask`'s binary: $XTASK_BIN, else built by cargo from this checkout, as the harness
+/// builds `spat` ([`spat_reproduce::workspace::workspace_binary`]).
 pub fn xtask() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    let bin = BIN.get_or_init(|| match std::env::var_os("XTASK_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => spat_reproduce::workspace::workspace_binary("xtask", "xtask", None)
+            .unwrap_or_else(|e| panic!("building xtask: {e:#}")),
+    });
+    Command::new(bin)
 }
 
 pub fn ok(out: Output) -> Output {
@@ -169,7 +178,10 @@ pub fn comparable_report(out: &Path) -> String {
     let mut text = format!("{body}\n### What ran\n{}", ran.join("\n"))
         .replace(&out.display().to_string(), "<out>");
     // A runner given a relative --out (CI's smoke step) writes it as given, from the root.
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .unwrap();
     if let Ok(rel) = out.strip_prefix(root) {
         text = text.replace(&rel.display().to_string(), "<out>");
     }

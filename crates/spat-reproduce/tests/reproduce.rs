@@ -60,7 +60,7 @@ fn full_scale_tables_6_x_train_exactly_the_papers_rows() {
         ("table6.4", "stl10", "resnet-18", 200, 32, "8/255"),
     ];
     for (id, dataset, model, epochs, batch, eps) in cases {
-        let table = xtask::paper::table(id).unwrap();
+        let table = spat_reproduce::paper::table(id).unwrap();
         let p = plan(id, "full");
         let trains = jobs(&p, "train");
         let got: Vec<(String, Option<f64>)> = trains.iter().map(|j| recipe(j)).collect();
@@ -74,7 +74,7 @@ fn full_scale_tables_6_x_train_exactly_the_papers_rows() {
         let attacks: Vec<String> = table
             .columns
             .iter()
-            .chain(xtask::matrix::extra_columns(id))
+            .chain(spat_reproduce::matrix::extra_columns(id))
             .map(|c| {
                 c.attack
                     .parse::<spat_spec::AttackSpec>()
@@ -385,7 +385,7 @@ fn table_report_has_every_paper_row_and_resumes() {
     );
 
     let md = fs::read_to_string(out.join("results.md")).unwrap();
-    for row in xtask::paper::TABLE_6_1.rows {
+    for row in spat_reproduce::paper::TABLE_6_1.rows {
         let line = md
             .lines()
             .find(|l| l.starts_with(&format!("| {} |", row.label)))
@@ -418,9 +418,12 @@ fn table_report_has_every_paper_row_and_resumes() {
     };
     assert_eq!(rows.len(), 5);
     assert_eq!(attacks.len(), 4);
-    let mart = &xtask::paper::TABLE_6_1.rows[2];
+    let mart = &spat_reproduce::paper::TABLE_6_1.rows[2];
     assert_eq!(rows[2].label, mart.label);
-    assert_eq!(rows[2].paper["PGD-20"], xtask::paper::value(mart.values[2]));
+    assert_eq!(
+        rows[2].paper["PGD-20"],
+        spat_reproduce::paper::value(mart.values[2])
+    );
     assert_eq!(rows[2].last.values["PGD-20"], 42.5);
     assert!(rows[2].best.eval.ends_with("eval.json"));
     assert_ne!(rows[2].last.eval, rows[2].best.eval);

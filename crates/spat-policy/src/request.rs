@@ -1,49 +1,11 @@
-//! Training policy: the thesis's settings for every method and data set, and how a user's request
-//! becomes the one [`RunConfig`] of a run. Where the thesis is silent, the reference repository
-//! it names decides (file and line at the commit fetched: YisenWang/MART 2d83e17, yaodongyu/TRADES
-//! 6e8e11b, yaircarmon/semisup-adv 3f05b28, MadryLab/cifar10_challenge f15682d); what neither
-//! states is spat's choice and says so.
-//!
-//! * CIFAR-10 (§6.1.1, "we follow all the settings in MART"): SGD momentum 0.9, weight decay
-//!   7e-4, lr 0.1 ÷10 at epochs 75 and 90, PGD-10 with step ε/4 at ε = 8/255, TRADES β 6, MART
-//!   λ 5 (all stated by the thesis); batch 128 and 90 epochs, which the thesis does not state,
-//!   from MART's `train_wideresnet.py` (lines 21 and 25; its schedule, lines 109-117, drops at 75
-//!   and 90 of those 90 epochs).
-//! * CIFAR-100: the same, with weight decay "which follow their original implementations": TRADES
-//!   2e-4 (TRADES `train_trades_cifar10.py` line 22), MART 7e-4 (MART `train_wideresnet.py` line
-//!   27, its WideResNet script, as Table 6.2 trains WRN-34-10; its ResNet-18 script
-//!   `train_resnet.py` has 3.5e-3 with lr 0.01 and 120 epochs, lines 25-29), Madry 2e-4 (Madry et
-//!   al.'s `cifar10_challenge` `config.json` line 17).
-//! * STL-10 (§6.1.3): 200 epochs, batch 32, otherwise as CIFAR-10. The thesis does not say where
-//!   the learning rate drops in 200 epochs; spat's choice is epochs 150 and 180, the CIFAR drops'
-//!   fractions of a 100-epoch run.
-//! * With pseudo-labelled data (RST, §6.1.2, "exact same settings in RST"): semisup-adv's
-//!   `robust_self_training.py` defaults with `--distance l_inf` (README line 45): batch 256
-//!   (line 72) of which half pseudo-labelled (`--unsup_fraction`, line 131), 200 epochs (line 76)
-//!   of 50,000 images each (lines 234-240), lr 0.1 with the cosine schedule (lines 94-96, 413),
-//!   Nesterov momentum 0.9 (lines 99-102), weight decay 5e-4 (line 93), ε 0.031 (line 115),
-//!   PGD-10 (line 119) with step 0.007 (line 121), β 6 (line 123).
-//! * Standard training (chapter 5's standard model): no adversary; ε stays the evaluation radius.
-//! * An ε given by the user brings the thesis's step ε/4 with it (also for RST, whose own step is
-//!   0.007 at ε = 0.031, about ε/4.4) unless the step is given too.
-//! * The training adversary's batch norm follows each method's reference: `Eval` for TRADES, MART
-//!   and RST (their code wraps generation in `model.eval()`), `Train` for Madry (Rice et al.'s
-//!   `train_cifar.py` attacks the model in `model.train()`, so the running statistics also move on
-//!   every attack step).
-//! * A validation split (`val_subset`) is held out only when asked: the references train on the
-//!   whole training set.
+//! How a user's request becomes the one [`RunConfig`] of a run: the thesis's settings, then the
+//! request's overrides.
 
 use std::path::PathBuf;
 
-use spat_spec::{
-    AttackSpec, Dataset, LrSchedule, Method, Mode, Precision, PseudoLabeled, RunConfig,
-};
+use spat_spec::{Dataset, Error, Method, Precision, PseudoLabeled, Result, RunConfig};
 
-use crate::error::{Error, Result};
-
-/// Fraction of every RST batch drawn from the pseudo-labelled set (semisup-adv's
-/// `--unsup_fraction`).
-pub const RST_UNLABELED_FRACTION: f64 = 0.5;
+use crate::paper::{paper_config, RST_UNLABELED_FRACTION};
 
 /// What a user asks for; [`RunRequest::configure`] fills in the thesis's settings for the rest.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,7 +70,7 @@ impl RunRequest {
     /// request's overrides; checked with [`RunConfig::validate`].
     pub fn configure(&self) -> Result<RunConfig> {
         if self.unlabeled_fraction.is_some() && self.pseudo_labeled.is_none() {
-            return Err(Error::Config(
+            return Err(Error::Invalid(
                 "an unlabeled fraction needs pseudo-labelled data".into(),
             ));
         }
@@ -132,7 +94,7 @@ impl RunRequest {
         }
         if let Some(step) = self.attack_step_size {
             if !c.method.is_adversarial() {
-                return Err(Error::Config(
+                return Err(Error::Invalid(
                     "an attack step size needs an adversarial method".into(),
                 ));
             }
@@ -155,93 +117,10 @@ impl RunRequest {
     }
 }
 
-/// The thesis's configuration of `method` on `dataset` (see the module docs), seed 0, TF32.
-pub fn paper_config(
-    model: &str,
-    dataset: Dataset,
-    data_dir: PathBuf,
-    method: Method,
-    pseudo_labeled: Option<PseudoLabeled>,
-) -> RunConfig {
-    let eps = 8.0 / 255.0;
-    let mut c = RunConfig {
-        model: model.to_string(),
-        dataset,
-        data_dir,
-        train_subset: None,
-        val_subset: None,
-        pseudo_labeled,
-        method,
-        spat_alpha: None,
-        epochs: 90,
-        batch_size: 128,
-        lr: 0.1,
-        schedule: LrSchedule::paper(),
-        warmup_epochs: 0,
-        momentum: 0.9,
-        nesterov: false,
-        weight_decay: 7e-4,
-        decay_1d_params: true,
-        eps,
-        attack_steps: 10,
-        attack_step_size: eps / 4.0,
-        adversary_mode: Mode::Eval,
-        trades_beta: 6.0,
-        mart_lambda: 5.0,
-        eval_examples: 1000,
-        eval_attack: AttackSpec::Pgd {
-            steps: 20,
-            loss: spat_spec::AttackLoss::CrossEntropy,
-            step: spat_spec::StepRule::EvaluationScripts,
-        },
-        eval_batch_size: 200,
-        final_full_eval: true,
-        precision: Precision::default(),
-        seed: 0,
-        init: None,
-    };
-    match dataset {
-        Dataset::Cifar10 => {}
-        Dataset::Cifar100 => {
-            c.weight_decay = match method {
-                Method::Mart => 7e-4,
-                _ => 2e-4,
-            }
-        }
-        Dataset::Stl10 => {
-            c.epochs = 200;
-            c.batch_size = 32;
-            c.schedule = LrSchedule::Piecewise {
-                milestones: vec![150, 180],
-                reference_epochs: 200,
-                factor: 0.1,
-            };
-        }
-    }
-    match method {
-        Method::Standard => {
-            c.attack_steps = 0;
-            c.attack_step_size = 0.0;
-        }
-        Method::Madry => c.adversary_mode = Mode::Train,
-        Method::Trades | Method::Mart | Method::Rst => {}
-    }
-    if c.is_semi_supervised() {
-        // semisup-adv `robust_self_training.py` defaults (with `--distance l_inf`).
-        c.epochs = 200;
-        c.batch_size = 256;
-        c.schedule = LrSchedule::Cosine;
-        c.nesterov = true;
-        c.weight_decay = 5e-4;
-        c.eps = 0.031;
-        c.attack_step_size = 0.007;
-    }
-    c
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use spat_spec::{LrSchedule, Mode};
 
     fn request(dataset: Dataset, method: Method) -> RunRequest {
         RunRequest::new("tiny", dataset, "data", method)

@@ -1,4 +1,4 @@
-//! The thesis's numbers in `xtask/src/paper.rs` against the thesis text, not against themselves.
+//! The thesis's numbers in `crates/spat-reproduce/src/paper.rs` against the thesis text, not against themselves.
 //!
 //! `tests/fixtures/thesis-tables.txt` holds the six result tables verbatim as they stand in the
 //! thesis text (each block names its line range). The first test parses those blocks — the table
@@ -9,8 +9,8 @@
 
 use std::path::PathBuf;
 
+use spat_reproduce::paper;
 use spat_spec::{AttackLoss, AttackSpec, Method};
-use xtask::paper;
 
 /// One `@@ <id> lines A-B` block of the excerpt file.
 struct Block {
@@ -217,7 +217,8 @@ fn thesis_path() -> PathBuf {
     std::env::var_os("SPAT_THESIS")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/reference/spat-thesis.txt")
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../../../shared/reference/spat-thesis.txt")
         })
 }
 

@@ -22,11 +22,12 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{bail, ensure, Context as _, Result};
+use anyhow::{ensure, Context as _, Result};
 use serde::Serialize;
 
-use crate::matrix::{Cell, Job, Plan};
-use crate::reproduce::{self, finished, Args, Context};
+use crate::cell::{finished, Context};
+use crate::matrix::{Cell, Job, Scale};
+use crate::workspace::spat_binary;
 
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct SlurmArgs {
@@ -162,9 +163,20 @@ fn submission_dir(out: &Path) -> Result<PathBuf> {
     unreachable!("some number is free")
 }
 
+/// What every task of a submission runs besides its cell (`--cell K`, or `--assemble`): `xtask
+/// reproduce ID --scale S --out OUT --device D [--data-dir DIR] [--skip-missing-data]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Tasks<'a> {
+    pub id: &'a str,
+    pub scale: Scale,
+    pub data_dir: Option<&'a Path>,
+    pub skip_missing_data: bool,
+}
+
 /// Everything the scripts need that does not depend on the stage.
 struct Scripts<'a> {
-    args: &'a Args,
+    options: &'a SlurmArgs,
+    tasks: Tasks<'a>,
     ctx: &'a Context,
     out: PathBuf,
     dir: PathBuf,
@@ -174,14 +186,82 @@ struct Scripts<'a> {
     spat_data_dir: Option<PathBuf>,
 }
 
-impl Scripts<'_> {
+impl<'a> Scripts<'a> {
+    /// The scripts of one submission in `dir`, running copies of this xtask and of `spat`
+    /// installed in `<out>/slurm/bin/`.
+    fn new(options: &'a SlurmArgs, tasks: Tasks<'a>, ctx: &'a Context, dir: &Path) -> Result<Self> {
+        let bin = ctx.out.join("slurm").join("bin");
+        fs::create_dir_all(&bin).with_context(|| format!("creating {}", bin.display()))?;
+        fs::create_dir_all(dir.join("logs"))?;
+        let spat = spat_binary(ctx.device.starts_with("cuda"))?;
+        let xtask = std::env::current_exe().context("finding the xtask binary")?;
+        Ok(Scripts {
+            options,
+            tasks,
+            ctx,
+            out: ctx.out.clone(),
+            dir: dir.to_path_buf(),
+            xtask: install(&xtask, &bin, "xtask")?,
+            spat: install(&spat, &bin, "spat")?,
+            data_dir: tasks.data_dir.map(absolute).transpose()?,
+            spat_data_dir: std::env::var_os("SPAT_DATA_DIR")
+                .map(|d| absolute(Path::new(&d)))
+                .transpose()?,
+        })
+    }
+
+    /// Writes the training array of the `pending` training cells, the measurement array of the
+    /// others, the assemble job and submit.sh; returns the stages in submission order.
+    fn write(&self, pending: &[(usize, &Cell)]) -> Result<Vec<Stage>> {
+        let named = |pred: fn(&Job) -> bool| -> Vec<(usize, String)> {
+            pending
+                .iter()
+                .filter(|(_, c)| pred(&c.job))
+                .map(|(n, c)| (*n, c.name.clone()))
+                .collect()
+        };
+        let mut stages: Vec<Stage> = Vec::new();
+        for (name, cells) in [
+            ("train", named(|j| matches!(j, Job::Train(_)))),
+            ("measure", named(|j| !matches!(j, Job::Train(_)))),
+        ] {
+            if cells.is_empty() {
+                continue;
+            }
+            let script = self.dir.join(format!("{name}.sbatch"));
+            spat_spec::fs::write_atomic(&script, self.array_script(name, &cells).as_bytes())?;
+            let after_any = (0..stages.len()).collect();
+            stages.push(Stage {
+                name,
+                script,
+                cells,
+                after_any,
+                after_ok: Vec::new(),
+                job_id: None,
+            });
+        }
+        let script = self.dir.join("assemble.sbatch");
+        spat_spec::fs::write_atomic(&script, self.assemble_script().as_bytes())?;
+        stages.push(Stage {
+            name: "assemble",
+            script,
+            cells: Vec::new(),
+            after_any: Vec::new(),
+            after_ok: (0..stages.len()).collect(),
+            job_id: None,
+        });
+        let submit_sh = self.dir.join("submit.sh");
+        spat_spec::fs::write_atomic(&submit_sh, submit_script(&stages).as_bytes())?;
+        Ok(stages)
+    }
+
     /// `cargo xtask reproduce` as a task runs it, without the cell selection.
     fn reproduce_command(&self) -> String {
-        let a = self.args;
+        let a = self.tasks;
         let mut words = vec![
             sh_quote(&self.xtask.display().to_string()),
             "reproduce".into(),
-            sh_quote(&a.id),
+            sh_quote(a.id),
             "--scale".into(),
             a.scale.to_string(),
             "--out".into(),
@@ -199,10 +279,10 @@ impl Scripts<'_> {
     }
 
     fn header(&self, stage: &str, array: Option<&str>) -> String {
-        let s = &self.args.slurm;
+        let s = self.options;
         let mut lines = vec![
             "#!/bin/bash".to_string(),
-            format!("#SBATCH --job-name=spat-{}-{stage}", self.args.id),
+            format!("#SBATCH --job-name=spat-{}-{stage}", self.tasks.id),
         ];
         let log = self.dir.join("logs");
         match array {
@@ -288,8 +368,8 @@ impl Scripts<'_> {
              fi\n\
              exec {cmd} --cell \"$cell\"\n",
             header = self.header(stage, Some(&array_spec(&numbers))),
-            id = self.args.id,
-            scale = self.args.scale,
+            id = self.tasks.id,
+            scale = self.tasks.scale,
             env = self.environment(),
             cmd = self.reproduce_command(),
         )
@@ -305,8 +385,8 @@ impl Scripts<'_> {
              {env}\n\
              exec {cmd} --assemble\n",
             header = self.header("assemble", None),
-            id = self.args.id,
-            scale = self.args.scale,
+            id = self.tasks.id,
+            scale = self.tasks.scale,
             env = self.environment(),
             cmd = self.reproduce_command(),
         )
@@ -385,15 +465,10 @@ fn sbatch(stage: &Stage, ids: &[String]) -> Result<String> {
     Ok(id)
 }
 
-/// Writes (and unless `--print`, submits) the jobs of every unfinished cell of `cells`.
-pub fn submit(
-    args: &Args,
-    ids: &[String],
-    plans: &[Plan],
-    cells: &[Cell],
-    ctx: &Context,
-) -> Result<()> {
-    let s = &args.slurm;
+/// Checks the sbatch options and returns `ctx` with its output directory created and absolute,
+/// as the scripts name it to the nodes.
+pub fn prepare(options: &SlurmArgs, ctx: &Context) -> Result<Context> {
+    let s = options;
     for (what, v) in [
         ("--partition", &s.partition),
         ("--account", &s.account),
@@ -416,111 +491,30 @@ pub fn submit(
     check_word("--out", &out.display().to_string())
         .context("the output directory's path goes into #SBATCH --output")?;
     fs::create_dir_all(&ctx.out).with_context(|| format!("creating {}", ctx.out.display()))?;
-    let ctx = Context {
-        out: out.clone(),
-        ..ctx.clone()
-    };
+    Ok(Context { out, ..ctx.clone() })
+}
 
+/// Writes (and unless `--print`, submits) the jobs of every unfinished cell of `cells`, numbered
+/// as in `--dry-run`; `ctx` is [`prepare`]'s.
+pub fn submit(options: &SlurmArgs, tasks: Tasks<'_>, cells: &[Cell], ctx: &Context) -> Result<()> {
     let pending: Vec<(usize, &Cell)> = cells
         .iter()
         .enumerate()
-        .filter(|(_, c)| !finished(&ctx, c))
+        .filter(|(_, c)| !finished(ctx, c))
         .map(|(i, c)| (i + 1, c))
         .collect();
-    if pending.is_empty() {
-        reproduce::write_reports(args, ids, plans, &ctx)?;
-        eprintln!(
-            "xtask: all {} cells under {} are finished: nothing to submit; wrote results.md",
-            cells.len(),
-            out.display()
-        );
-        return Ok(());
-    }
-
-    let dir = submission_dir(&out)?;
-    let bin = out.join("slurm").join("bin");
-    fs::create_dir_all(&bin).with_context(|| format!("creating {}", bin.display()))?;
-    fs::create_dir_all(dir.join("logs"))?;
-    let spat = reproduce::spat_binary(ctx.device.starts_with("cuda"))?;
-    let scripts = Scripts {
-        args,
-        ctx: &ctx,
-        out: out.clone(),
-        dir: dir.clone(),
-        xtask: install(
-            &std::env::current_exe().context("finding the xtask binary")?,
-            &bin,
-            "xtask",
-        )?,
-        spat: install(&spat, &bin, "spat")?,
-        data_dir: args.data_dir.as_deref().map(absolute).transpose()?,
-        spat_data_dir: std::env::var_os("SPAT_DATA_DIR")
-            .map(|d| absolute(Path::new(&d)))
-            .transpose()?,
+    ensure!(!pending.is_empty(), "no unfinished cell to submit");
+    let dir = submission_dir(&ctx.out)?;
+    let scripts = Scripts::new(options, tasks, ctx, &dir)?;
+    let mut stages = scripts.write(&pending)?;
+    let record = Record {
+        command: std::env::args().collect::<Vec<_>>().join(" "),
+        out: &ctx.out,
+        printed_only: options.print,
+        path: dir.join("submission.json"),
     };
-
-    let named = |pred: fn(&Job) -> bool| -> Vec<(usize, String)> {
-        pending
-            .iter()
-            .filter(|(_, c)| pred(&c.job))
-            .map(|(n, c)| (*n, c.name.clone()))
-            .collect()
-    };
-    let mut stages: Vec<Stage> = Vec::new();
-    for (name, cells) in [
-        ("train", named(|j| matches!(j, Job::Train(_)))),
-        ("measure", named(|j| !matches!(j, Job::Train(_)))),
-    ] {
-        if cells.is_empty() {
-            continue;
-        }
-        let script = dir.join(format!("{name}.sbatch"));
-        spat_spec::fs::write_atomic(&script, scripts.array_script(name, &cells).as_bytes())?;
-        let after_any = stages.iter().enumerate().map(|(i, _)| i).collect();
-        stages.push(Stage {
-            name,
-            script,
-            cells,
-            after_any,
-            after_ok: Vec::new(),
-            job_id: None,
-        });
-    }
-    let script = dir.join("assemble.sbatch");
-    spat_spec::fs::write_atomic(&script, scripts.assemble_script().as_bytes())?;
-    stages.push(Stage {
-        name: "assemble",
-        script,
-        cells: Vec::new(),
-        after_any: Vec::new(),
-        after_ok: (0..stages.len()).collect(),
-        job_id: None,
-    });
-    let submit_sh = dir.join("submit.sh");
-    spat_spec::fs::write_atomic(&submit_sh, submit_script(&stages).as_bytes())?;
-    let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let record = |stages: &[Stage]| {
-        spat_spec::fs::write_json(
-            &dir.join("submission.json"),
-            &Submission {
-                command: command.clone(),
-                out: &out,
-                printed_only: s.print,
-                stages,
-            },
-        )
-    };
-    record(&stages)?;
-
-    let describe = |st: &Stage| match st.name {
-        "assemble" => "writes results.md once every cell succeeded".to_string(),
-        _ => format!(
-            "{} tasks, cells {}",
-            st.cells.len(),
-            array_spec(&st.cells.iter().map(|(n, _)| *n).collect::<Vec<_>>())
-        ),
-    };
-    if s.print {
+    record.write(&stages)?;
+    if options.print {
         println!(
             "Wrote the sbatch scripts of {} unfinished cells of {} under {}:",
             pending.len(),
@@ -530,10 +524,72 @@ pub fn submit(
         for st in &stages {
             println!("  {} ({})", st.script.display(), describe(st));
         }
-        println!("Submit them in order with:\n  bash {}", submit_sh.display());
+        println!(
+            "Submit them in order with:\n  bash {}",
+            dir.join("submit.sh").display()
+        );
         return Ok(());
     }
+    let job_ids = sbatch_all(&mut stages, &record)?;
+    for st in &stages {
+        eprintln!(
+            "xtask: submitted {} as Slurm job {} ({})",
+            st.script.display(),
+            st.job_id.as_deref().unwrap_or("?"),
+            describe(st)
+        );
+    }
+    let all = job_ids.join(",");
+    eprintln!(
+        "xtask: follow with `squeue -j {all}` and `sacct -j {all} --format=JobID,JobName%30,State,ExitCode,Elapsed`; \
+         logs in {}; results in {} when job {} completes. Re-running this command submits what did not finish.",
+        dir.join("logs").display(),
+        ctx.out.join("results.md").display(),
+        job_ids.last().expect("the assemble job")
+    );
+    // The job ids on stdout, for scripts.
+    println!("{}", job_ids.join(" "));
+    Ok(())
+}
 
+/// `<dir>/submission.json`, rewritten as the jobs are submitted.
+struct Record<'a> {
+    command: String,
+    out: &'a Path,
+    printed_only: bool,
+    path: PathBuf,
+}
+
+impl Record<'_> {
+    fn write(&self, stages: &[Stage]) -> Result<()> {
+        spat_spec::fs::write_json(
+            &self.path,
+            &Submission {
+                command: self.command.clone(),
+                out: self.out,
+                printed_only: self.printed_only,
+                stages,
+            },
+        )?;
+        Ok(())
+    }
+}
+
+/// What a stage's jobs do, in words.
+fn describe(st: &Stage) -> String {
+    match st.name {
+        "assemble" => "writes results.md once every cell succeeded".to_string(),
+        _ => format!(
+            "{} tasks, cells {}",
+            st.cells.len(),
+            array_spec(&st.cells.iter().map(|(n, _)| *n).collect::<Vec<_>>())
+        ),
+    }
+}
+
+/// Submits the stages in order, each after those it depends on, recording each job id as it
+/// comes; returns the job ids.
+fn sbatch_all(stages: &mut [Stage], record: &Record<'_>) -> Result<Vec<String>> {
     let mut job_ids: Vec<String> = Vec::new();
     for i in 0..stages.len() {
         let id = sbatch(&stages[i], &job_ids).map_err(|e| {
@@ -548,30 +604,9 @@ pub fn submit(
         })?;
         stages[i].job_id = Some(id.clone());
         job_ids.push(id);
-        record(&stages)?;
+        record.write(stages)?;
     }
-    for st in &stages {
-        eprintln!(
-            "xtask: submitted {} as Slurm job {} ({})",
-            st.script.display(),
-            st.job_id.as_deref().unwrap_or("?"),
-            describe(st)
-        );
-    }
-    let all = job_ids.join(",");
-    eprintln!(
-        "xtask: follow with `squeue -j {all}` and `sacct -j {all} --format=JobID,JobName%30,State,ExitCode,Elapsed`; \
-         logs in {}; results in {} when job {} completes. Re-running this command submits what did not finish.",
-        dir.join("logs").display(),
-        out.join("results.md").display(),
-        job_ids.last().expect("the assemble job")
-    );
-    // The job ids on stdout, for scripts.
-    println!("{}", job_ids.join(" "));
-    if job_ids.is_empty() {
-        bail!("nothing was submitted");
-    }
-    Ok(())
+    Ok(job_ids)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 use std::fmt;
 
 use serde::Serialize;
+use spat_policy::{PaperSettings, Step};
 use spat_spec::run::files;
 use spat_spec::{AttackSpec, Dataset, Method, Radius, Split};
 
@@ -327,32 +328,21 @@ impl Setting {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn train(
-        &self,
-        dataset: Dataset,
-        paper_model: &'static str,
-        paper_epochs: usize,
-        paper_batch: usize,
-        method: Method,
-        spat_alpha: Option<f64>,
-        eps: Radius,
-        attack_step: Option<Radius>,
-        pseudo_labeled: bool,
-    ) -> TrainSpec {
+    /// The run of `method` (with SPAT's `spat_alpha`) trained as `runs` at this scale.
+    fn train(&self, runs: &Runs, method: Method, spat_alpha: Option<f64>) -> TrainSpec {
         TrainSpec {
-            dataset,
-            model: self.model(paper_model, dataset),
+            dataset: runs.dataset,
+            model: self.model(runs.model, runs.dataset),
             method,
             spat_alpha,
-            eps,
-            attack_step,
-            epochs: self.epochs(paper_epochs),
-            batch_size: self.batch_size(paper_batch),
+            eps: runs.eps,
+            attack_step: runs.attack_step,
+            epochs: self.epochs(runs.epochs),
+            batch_size: self.batch_size(runs.batch_size),
             train_subset: self.train_subset(),
-            val_subset: Some(self.val_subset(dataset)),
+            val_subset: Some(self.val_subset(runs.dataset)),
             test_subset: self.monitor_subset(),
-            pseudo_labeled,
+            pseudo_labeled: runs.pseudo_labeled,
             seed: 0,
         }
     }
@@ -448,12 +438,8 @@ pub const VAL_IMAGES: usize = 1_000;
 /// Training images held out for validation on STL-10 (5,000 training images: a tenth).
 pub const VAL_IMAGES_STL10: usize = 500;
 
-/// Evaluation radius of every table and figure: 8/255 (§6.1.1, §6.2).
-pub const EVAL_EPS: Radius = Radius::over_255(8.0);
-/// RST's radius and training step, as its code writes them (semisup-adv
-/// `robust_self_training.py` lines 115 and 121).
-pub const RST_EPS: Radius = Radius::Decimal(0.031);
-pub const RST_STEP: Radius = Radius::Decimal(0.007);
+/// Evaluation radius of every table and figure: the thesis's 8/255 (§6.1.1, §6.2).
+pub const EVAL_EPS: Radius = spat_policy::PAPER_EPS;
 /// α grid of Figure 5.3 (§5.2: 0 to 1, stride 0.1).
 pub const FIG_5_3_ALPHAS: &[f64] = &[0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0];
 /// α grid of Figures 6.1/6.2 (§6.2: 0 to 1, stride 0.2; α = 0 is Madry).
@@ -508,226 +494,225 @@ pub fn needs_pseudo_labeled(id: &str) -> bool {
     id == "table6.3"
 }
 
-/// The settings of a chapter-6 table's training runs: (data set, model, epochs, batch size,
-/// radius, training step, pseudo-labelled data).
-type TableRuns = (
-    Dataset,
-    &'static str,
-    usize,
-    usize,
-    Radius,
-    Option<Radius>,
-    bool,
-);
+/// How the thesis trains the runs of one experiment (before a scale shrinks them).
+#[derive(Debug, Clone, Copy)]
+struct Runs {
+    dataset: Dataset,
+    model: &'static str,
+    epochs: usize,
+    batch_size: usize,
+    eps: Radius,
+    /// The training step where the experiment's reference sets its own (RST's); `None`: ε/4.
+    attack_step: Option<Radius>,
+    pseudo_labeled: bool,
+}
 
-fn table_runs(id: &str) -> TableRuns {
+impl Runs {
+    /// `model` trained on `dataset` (with RST's pseudo-labelled data if `pseudo_labeled`) with
+    /// spat-policy's epochs, batch size, radius and step.
+    fn of(dataset: Dataset, model: &'static str, pseudo_labeled: bool) -> Self {
+        // None of these depends on the method.
+        let p = PaperSettings::of(dataset, Method::Madry, pseudo_labeled, false);
+        Runs {
+            dataset,
+            model,
+            epochs: p.epochs.value,
+            batch_size: p.batch_size.value,
+            eps: p.eps.value,
+            attack_step: match p.attack.value.step {
+                Step::Fixed(step) => Some(step),
+                Step::EpsOver4 => None,
+            },
+            pseudo_labeled,
+        }
+    }
+}
+
+/// The runs of a chapter-6 table: §6.1's WRN-34-10 on CIFAR-10 and CIFAR-100, §6.1.2's
+/// WRN-28-10 with RST's pseudo-labelled data, §6.1.3's ResNet-18 on STL-10.
+fn table_runs(id: &str) -> Runs {
     match id {
-        // §6.1: WRN-34-10 on CIFAR-10/100; 90 epochs of batch 128 from MART's
-        // train_wideresnet.py (lines 21, 25), whose settings §6.1.1 follows.
-        "table6.1" => (
-            Dataset::Cifar10,
-            "wrn-34-10",
-            90,
-            128,
-            EVAL_EPS,
-            None,
-            false,
-        ),
-        "table6.2" => (
-            Dataset::Cifar100,
-            "wrn-34-10",
-            90,
-            128,
-            EVAL_EPS,
-            None,
-            false,
-        ),
-        // §6.1.2: "exact same settings in RST": WRN-28-10, and robust_self_training.py's
-        // defaults: 200 epochs (line 76), batch 256 (line 72) half pseudo-labelled, ε 0.031
-        // (line 115), step 0.007 (line 121).
-        "table6.3" => (
-            Dataset::Cifar10,
-            "wrn-28-10",
-            200,
-            256,
-            RST_EPS,
-            Some(RST_STEP),
-            true,
-        ),
-        // §6.1.3: ResNet-18, as the CIFAR runs but 200 epochs and batch size 32.
-        _ => (Dataset::Stl10, "resnet-18", 200, 32, EVAL_EPS, None, false),
+        "table6.1" => Runs::of(Dataset::Cifar10, "wrn-34-10", false),
+        "table6.2" => Runs::of(Dataset::Cifar100, "wrn-34-10", false),
+        "table6.3" => Runs::of(Dataset::Cifar10, "wrn-28-10", true),
+        _ => Runs::of(Dataset::Stl10, "resnet-18", false),
     }
 }
 
 /// The two models of chapter 5, whose architecture the thesis does not state: trained as Table 6.1's
 /// Madry row (WRN-34-10, CIFAR-10, 90 epochs, batch 128), once without and once with PGD-10.
 fn chapter5_models(s: &Setting) -> (TrainSpec, TrainSpec) {
-    let (dataset, model, epochs, batch, eps, step, pseudo) = table_runs("table6.1");
-    let train = |method| {
-        s.train(
-            dataset, model, epochs, batch, method, None, eps, step, pseudo,
-        )
-    };
-    (train(Method::Standard), train(Method::Madry))
+    let runs = table_runs("table6.1");
+    (
+        s.train(&runs, Method::Standard, None),
+        s.train(&runs, Method::Madry, None),
+    )
 }
 
 /// The run matrix of `id` at `scale`; `None` for an unknown id.
 pub fn plan(id: &str, scale: Scale) -> Option<Plan> {
     let s = Setting { scale };
-    let mut cells = Vec::new();
-    match id {
-        "fig4.1" => {
-            let (standard, madry) = chapter5_models(&s);
-            cells.push(s.train_cell(standard.clone()));
-            cells.push(s.train_cell(madry.clone()));
-            let rows = FIG_5_ROWS.len() as f64;
-            let flops =
-                2.0 * 4.0 * rows * forward_flops(standard.model) * pixel_factor(standard.dataset);
-            cells.push(Cell {
-                name: format!(
-                    "{id}-gradients-{}",
-                    madry.name().trim_start_matches("train-")
-                ),
-                label: "standard and Madry".into(),
-                flops,
-                job: Job::Gradients {
-                    models: vec![("standard".into(), standard), ("Madry".into(), madry)],
-                    classes: FIG_5_ROWS.to_vec(),
-                },
-            });
-        }
-        "table5.1" | "table5.2" => {
-            let (standard, madry) = chapter5_models(&s);
-            let (model, table) = if id == "table5.1" {
-                (standard, &paper::TABLE_5_1)
-            } else {
-                (madry, &paper::TABLE_5_2)
-            };
-            let mut attacks = vec!["clean"];
-            attacks.extend(table.columns.iter().map(|c| c.attack));
-            cells.push(s.train_cell(model.clone()));
-            cells.extend(s.eval_cells(id, table.rows[0].label, &model, &attacks, EVAL_EPS));
-        }
-        "fig5.1" | "fig5.2" => {
-            let (_, madry) = chapter5_models(&s);
-            let (attacks, eps): (Vec<AttackSpec>, Vec<Radius>) = if id == "fig5.1" {
-                (
-                    specs(&["cw30"]),
-                    FIG_5_1_EPS.iter().map(|&e| Radius::over_255(e)).collect(),
-                )
-            } else {
-                (specs(FIG_5_2_ATTACKS), vec![Radius::over_255(32.0)])
-            };
-            cells.push(s.train_cell(madry.clone()));
-            let flops = s.eval_flops(&madry, &attacks, Some(FIG_5_ROWS.len())) * eps.len() as f64;
-            cells.push(Cell {
-                name: format!(
-                    "{id}-visualize-{}",
-                    madry.name().trim_start_matches("train-")
-                ),
-                label: "Madry".into(),
-                flops,
-                job: Job::Visualize {
-                    train: madry,
-                    attacks,
-                    eps,
-                    classes: FIG_5_ROWS.to_vec(),
-                },
-            });
-        }
-        "fig5.3" => {
-            let (standard, madry) = chapter5_models(&s);
-            for t in [&standard, &madry] {
-                cells.push(s.train_cell(t.clone()));
-            }
-            for t in [standard, madry] {
-                let subset = s.sweep_subset();
-                let names: Vec<String> = std::iter::once("clean".to_string())
-                    .chain(FIG_5_3_ALPHAS.iter().map(|a| format!("pgd-ls:{a}")))
-                    .chain(["pgd20".to_string(), "pgd-kl".to_string()])
-                    .collect();
-                let attacks = specs(&names.iter().map(String::as_str).collect::<Vec<_>>());
-                for checkpoint in Checkpoint::BOTH {
-                    cells.push(Cell {
-                        name: format!(
-                            "{id}-sweep-{}-{}",
-                            checkpoint.as_str(),
-                            t.name().trim_start_matches("train-")
-                        ),
-                        label: t.label(),
-                        flops: s.eval_flops(&t, &attacks, subset),
-                        job: Job::Sweep {
-                            train: t.clone(),
-                            checkpoint,
-                            alphas: FIG_5_3_ALPHAS.to_vec(),
-                            eps: EVAL_EPS,
-                            test_subset: subset,
-                        },
-                    });
-                }
-            }
-        }
-        "table6.1" | "table6.2" | "table6.3" | "table6.4" => {
-            let table = paper::table(id).expect("every table id has paper data");
-            let (dataset, model, epochs, batch, eps, step, pseudo) = table_runs(id);
-            let attacks: Vec<&str> = table
-                .columns
-                .iter()
-                .chain(extra_columns(id))
-                .map(|c| c.attack)
-                .collect();
-            let mut evals = Vec::new();
-            for row in table.rows {
-                let r = row.recipe.expect("chapter 6 rows are trained models");
-                let t = s.train(
-                    dataset,
-                    model,
-                    epochs,
-                    batch,
-                    r.method,
-                    r.spat_alpha,
-                    eps,
-                    step,
-                    pseudo,
-                );
-                evals.extend(s.eval_cells(id, row.label, &t, &attacks, EVAL_EPS));
-                cells.push(s.train_cell(t));
-            }
-            cells.extend(evals);
-        }
-        "fig6.1" | "fig6.2" => {
-            let dataset = dataset_of(id);
-            let mut evals = Vec::new();
-            for &eps in FIG_6_TRAIN_EPS {
-                for &alpha in FIG_6_ALPHAS {
-                    let spat_alpha = if alpha == 0.0 { None } else { Some(alpha) };
-                    // §6.2 states the model, method, α, ε and attacks; the schedule is Table
-                    // 6.1's (spat's choice).
-                    let t = s.train(
-                        dataset,
-                        "resnet-50",
-                        90,
-                        128,
-                        Method::Madry,
-                        spat_alpha,
-                        Radius::over_255(eps),
-                        None,
-                        false,
-                    );
-                    let label = format!("train ε = {eps}/255, α = {alpha}");
-                    evals.extend(s.eval_cells(id, &label, &t, &["clean", FIG_6_ATTACK], EVAL_EPS));
-                    cells.push(s.train_cell(t));
-                }
-            }
-            cells.extend(evals);
-        }
+    let cells = match id {
+        "fig4.1" => fig_4_1(&s, id),
+        "table5.1" | "table5.2" => table_5(&s, id),
+        "fig5.1" | "fig5.2" => fig_5_images(&s, id),
+        "fig5.3" => fig_5_3(&s, id),
+        "table6.1" | "table6.2" | "table6.3" | "table6.4" => table_6(&s, id),
+        "fig6.1" | "fig6.2" => fig_6(&s, id),
         _ => return None,
-    }
+    };
     Some(Plan {
         id: id.to_string(),
         scale,
         cells,
     })
+}
+
+/// Figure 4.1: the input gradients of chapter 5's standard and Madry models.
+fn fig_4_1(s: &Setting, id: &str) -> Vec<Cell> {
+    let (standard, madry) = chapter5_models(s);
+    let rows = FIG_5_ROWS.len() as f64;
+    let flops = 2.0 * 4.0 * rows * forward_flops(standard.model) * pixel_factor(standard.dataset);
+    vec![
+        s.train_cell(standard.clone()),
+        s.train_cell(madry.clone()),
+        Cell {
+            name: format!(
+                "{id}-gradients-{}",
+                madry.name().trim_start_matches("train-")
+            ),
+            label: "standard and Madry".into(),
+            flops,
+            job: Job::Gradients {
+                models: vec![("standard".into(), standard), ("Madry".into(), madry)],
+                classes: FIG_5_ROWS.to_vec(),
+            },
+        },
+    ]
+}
+
+/// Tables 5.1 and 5.2: chapter 5's standard (5.1) or Madry (5.2) model under PGD-KL and PGD-LS.
+fn table_5(s: &Setting, id: &str) -> Vec<Cell> {
+    let (standard, madry) = chapter5_models(s);
+    let (model, table) = if id == "table5.1" {
+        (standard, &paper::TABLE_5_1)
+    } else {
+        (madry, &paper::TABLE_5_2)
+    };
+    let mut attacks = vec!["clean"];
+    attacks.extend(table.columns.iter().map(|c| c.attack));
+    let mut cells = vec![s.train_cell(model.clone())];
+    cells.extend(s.eval_cells(id, table.rows[0].label, &model, &attacks, EVAL_EPS));
+    cells
+}
+
+/// Figures 5.1 and 5.2: adversarial examples of chapter 5's Madry model.
+fn fig_5_images(s: &Setting, id: &str) -> Vec<Cell> {
+    let (_, madry) = chapter5_models(s);
+    let (attacks, eps): (Vec<AttackSpec>, Vec<Radius>) = if id == "fig5.1" {
+        (
+            specs(&["cw30"]),
+            FIG_5_1_EPS.iter().map(|&e| Radius::over_255(e)).collect(),
+        )
+    } else {
+        (specs(FIG_5_2_ATTACKS), vec![Radius::over_255(32.0)])
+    };
+    let flops = s.eval_flops(&madry, &attacks, Some(FIG_5_ROWS.len())) * eps.len() as f64;
+    vec![
+        s.train_cell(madry.clone()),
+        Cell {
+            name: format!(
+                "{id}-visualize-{}",
+                madry.name().trim_start_matches("train-")
+            ),
+            label: "Madry".into(),
+            flops,
+            job: Job::Visualize {
+                train: madry,
+                attacks,
+                eps,
+                classes: FIG_5_ROWS.to_vec(),
+            },
+        },
+    ]
+}
+
+/// Figure 5.3: the α sweep of chapter 5's standard and Madry models, last and best checkpoints.
+fn fig_5_3(s: &Setting, id: &str) -> Vec<Cell> {
+    let (standard, madry) = chapter5_models(s);
+    let mut cells = vec![s.train_cell(standard.clone()), s.train_cell(madry.clone())];
+    let subset = s.sweep_subset();
+    let names: Vec<String> = std::iter::once("clean".to_string())
+        .chain(FIG_5_3_ALPHAS.iter().map(|a| format!("pgd-ls:{a}")))
+        .chain(["pgd20".to_string(), "pgd-kl".to_string()])
+        .collect();
+    let attacks = specs(&names.iter().map(String::as_str).collect::<Vec<_>>());
+    for t in [standard, madry] {
+        for checkpoint in Checkpoint::BOTH {
+            cells.push(Cell {
+                name: format!(
+                    "{id}-sweep-{}-{}",
+                    checkpoint.as_str(),
+                    t.name().trim_start_matches("train-")
+                ),
+                label: t.label(),
+                flops: s.eval_flops(&t, &attacks, subset),
+                job: Job::Sweep {
+                    train: t.clone(),
+                    checkpoint,
+                    alphas: FIG_5_3_ALPHAS.to_vec(),
+                    eps: EVAL_EPS,
+                    test_subset: subset,
+                },
+            });
+        }
+    }
+    cells
+}
+
+/// Tables 6.1 to 6.4: a run per row, each evaluated under the table's columns.
+fn table_6(s: &Setting, id: &str) -> Vec<Cell> {
+    let table = paper::table(id).expect("every table id has paper data");
+    let runs = table_runs(id);
+    let attacks: Vec<&str> = table
+        .columns
+        .iter()
+        .chain(extra_columns(id))
+        .map(|c| c.attack)
+        .collect();
+    let mut cells = Vec::new();
+    let mut evals = Vec::new();
+    for row in table.rows {
+        let r = row.recipe.expect("chapter 6 rows are trained models");
+        let t = s.train(&runs, r.method, r.spat_alpha);
+        evals.extend(s.eval_cells(id, row.label, &t, &attacks, EVAL_EPS));
+        cells.push(s.train_cell(t));
+    }
+    cells.extend(evals);
+    cells
+}
+
+/// Figures 6.1 and 6.2: Madry + SPAT over α and the training ε on ResNet-50.
+fn fig_6(s: &Setting, id: &str) -> Vec<Cell> {
+    let mut cells = Vec::new();
+    let mut evals = Vec::new();
+    for &eps in FIG_6_TRAIN_EPS {
+        // §6.2 states the model, method, α, ε and attacks; the schedule is Table 6.1's (spat's
+        // choice).
+        let runs = Runs {
+            eps: Radius::over_255(eps),
+            ..Runs::of(dataset_of(id), "resnet-50", false)
+        };
+        for &alpha in FIG_6_ALPHAS {
+            let spat_alpha = if alpha == 0.0 { None } else { Some(alpha) };
+            let t = s.train(&runs, Method::Madry, spat_alpha);
+            let label = format!("train ε = {eps}/255, α = {alpha}");
+            evals.extend(s.eval_cells(id, &label, &t, &["clean", FIG_6_ATTACK], EVAL_EPS));
+            cells.push(s.train_cell(t));
+        }
+    }
+    cells.extend(evals);
+    cells
 }
 
 /// Seconds the estimate gives for `flops` at `scale`.
