@@ -28,10 +28,11 @@
 
 use std::ops::Range;
 
-use candle_core::Result;
+use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
 use crate::conv::cpu::{min_tasks, product_threads, with_scratch, Geometry};
+use crate::conv::kernel_cache::{self, Constant, Form};
 use crate::cpu::gemm::{matmul, View, ViewMut};
 
 /// Elements of a transformed tile.
@@ -511,10 +512,23 @@ fn transform_outputs_loops(g: &Geometry, m: &[f32], chunk: &Chunk, y: &mut [f32]
     }
 }
 
-/// `y = conv(x, kernels)` for a geometry [`applies`] accepts.
-pub(crate) fn forward(g: &Geometry, x: &[f32], kernels: Kernels<'_>) -> Result<Vec<f32>> {
+/// `y = conv(x, kernels)` for a geometry [`applies`] accepts; `constant` is the kernels'
+/// tensor if they are constants, whose transform is then cached.
+pub(crate) fn forward(
+    g: &Geometry,
+    x: &[f32],
+    kernels: Kernels<'_>,
+    constant: Option<&Tensor>,
+) -> Result<Vec<f32>> {
     let mut y = vec![0f32; g.n * g.cout * g.h * g.w];
-    let u = transform_kernels(g, kernels);
+    let (data, form) = match kernels {
+        Kernels::Own(w) => (w, Form::Winograd),
+        Kernels::Turned(w) => (w, Form::WinogradTurned),
+    };
+    let constant = constant.map(|tensor| Constant { tensor, data });
+    let u = kernel_cache::transformed(constant, (g.cin, g.cout), form, || {
+        transform_kernels(g, kernels)
+    });
     let (_, tw) = tile_grid(g);
     let chunks = chunks(g);
     let chunk_flops = |c: &Chunk| 2 * XI * c.tiles(tw) * g.cin * g.cout;
