@@ -7,8 +7,8 @@ names), on the first N CIFAR-10 test images, with wall times, as one JSON object
         --checkpoint runs/tiny-madry/model.safetensors --model tiny --data-dir ../shared/data \
         --n 1000 --eps 8/255 [--norm linf|l2] [--threads 2] [--spat spat.json]
 
-With --norm l2 every attack is the reference's L2 version and PGD-20 is torchattacks' PGDL2 (step
-the same fraction of eps as spat's pgd20: 0.003 at 0.031, start at a random radius in the ball).
+In L2 (--norm l2, --eps default 0.5) every attack is the reference's L2 version and PGD-20 is
+torchattacks' PGDL2.
 
 With --spat (the JSON printed by `spat eval --attacks clean,pgd20,apgd-ce,apgd-t,autoattack --json`),
 it also prints both side by side as a Markdown table. scripts/autoattack_compare.sh runs both.
@@ -63,22 +63,24 @@ def main():
     p.add_argument("--model", default="tiny", choices=sorted(PRESETS))
     p.add_argument("--data-dir", default=os.environ.get("SPAT_DATA_DIR", "../shared/data"))
     p.add_argument("--n", type=int, default=1000)
-    p.add_argument("--eps", type=parse_eps, default=None,
-                   help="radius (default 8/255 for linf, 0.5 for l2)")
     p.add_argument("--norm", choices=["linf", "l2"], default="linf")
+    p.add_argument("--eps", type=parse_eps, help="default 8/255 (linf) or 0.5 (l2)")
     p.add_argument("--bs", type=int, default=250)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--spat", help="spat eval's JSON to print beside")
     p.add_argument("--out", help="write the reference's JSON here too")
+    p.add_argument("--autoattack-only", action="store_true",
+                   help="clean accuracy and AutoAttack only (no separate PGD-20, APGD-CE, APGD-T runs)")
     a = p.parse_args()
+    if a.eps is None:
+        a.eps = 8 / 255 if a.norm == "linf" else 0.5
+    # The reference's name of the norm.
+    a.reference_norm = {"linf": "Linf", "l2": "L2"}[a.norm]
     sys.path.insert(0, a.reference)
     from autoattack import AutoAttack
     import torchattacks
 
-    if a.eps is None:
-        a.eps = 8 / 255 if a.norm == "linf" else 0.5
-    norm = {"linf": "Linf", "l2": "L2"}[a.norm]
     torch.set_num_threads(a.threads)
     torch.manual_seed(a.seed)
     model = PRESETS[a.model]()
@@ -91,27 +93,13 @@ def main():
     out = {"examples": len(x), "eps": a.eps, "norm": a.norm, "threads": torch.get_num_threads(),
            "seconds": {}}
 
-    t = time.time()
     out["clean"] = accuracy(model, x, y, a.bs)
-    # PGD-20 as spat's `pgd20` and TRADES' evaluation: step 0.003 at eps 0.031 (scaled with eps),
-    # uniform random start.
-    attack = torchattacks.PGD if a.norm == "linf" else torchattacks.PGDL2
-    pgd = attack(model, eps=a.eps, alpha=a.eps * 0.003 / 0.031, steps=20, random_start=True)
-    adv = torch.cat([pgd(x[i:i + a.bs], y[i:i + a.bs]) for i in range(0, len(x), a.bs)])
-    out["pgd20"] = accuracy(model, adv, y, a.bs)
-    out["seconds"]["clean+pgd20"] = time.time() - t
+    singles = [] if a.autoattack_only else ["pgd20", "apgd-ce", "apgd-t"]
+    for name in singles:
+        run_single(name, model, x, y, a, out, torchattacks, AutoAttack)
 
-    for name in ["apgd-ce", "apgd-t"]:
-        aa = AutoAttack(model, norm=norm, eps=a.eps, version="standard", seed=a.seed, device="cpu",
-                        verbose=False)
-        aa.attacks_to_run = [name]
-        t = time.time()
-        adv = aa.run_standard_evaluation(x, y, bs=a.bs)
-        out["seconds"][name] = time.time() - t
-        out[name] = accuracy(model, adv, y, a.bs)
-
-    aa = AutoAttack(model, norm=norm, eps=a.eps, version="standard", seed=a.seed, device="cpu")
-    after = {}
+    aa = AutoAttack(model, norm=a.reference_norm, eps=a.eps, version="standard", seed=a.seed, device="cpu")
+    after, after_time = {}, {}
     log = aa.logger.log
 
     def capture(msg):
@@ -119,6 +107,8 @@ def main():
         if msg.startswith("robust accuracy after "):
             name, rest = msg[len("robust accuracy after "):].split(": ", 1)
             after[name.lower()] = float(rest.split("%")[0])
+            if "total time" in rest:
+                after_time[name.lower()] = float(rest.split("total time ")[1].split(" s")[0])
 
     aa.logger.log = capture
     t = time.time()
@@ -126,29 +116,65 @@ def main():
     out["seconds"]["autoattack"] = time.time() - t
     out["autoattack"] = accuracy(model, adv, y, a.bs)
     out["autoattack_after"] = after
+    # The reference logs the time since AutoAttack began after each attack: per attack, the
+    # differences.
+    previous, per_attack = 0.0, {}
+    for name in ["apgd-ce", "apgd-t", "fab-t", "square"]:
+        if name in after_time:
+            per_attack[name] = after_time[name] - previous
+            previous = after_time[name]
+    out["autoattack_seconds"] = per_attack
     if a.out:
         with open(a.out, "w") as f:
             json.dump(out, f)
-
     if a.spat:
-        with open(a.spat) as f:
-            spat = json.load(f)
-        acc = spat["accuracy"]
-        aa = spat["autoattack"]["autoattack"]
-        spat_after = {s["attack"]: s["robust"] for s in aa["stages"]}
-        spat_seconds = {s["attack"]: s["seconds"] for s in aa["stages"]}
-        assert spat.get("norm", "linf") == a.norm, (spat.get("norm"), a.norm)
-        print(f"{len(x)} first CIFAR-10 test images, {a.norm} eps {a.eps:.5f}, {a.model} ({a.checkpoint})\n")
-        print("| accuracy (%) | spat | reference |\n| --- | --- | --- |")
-        for r in ["clean", "pgd20", "apgd-ce", "apgd-t", "autoattack"]:
-            print(f"| {r} | {acc[r]:.1f} | {out[r]:.1f} |")
-        for k in ["apgd-ce", "apgd-t", "fab-t", "square"]:
-            if k in after and k in spat_after:
-                print(f"| AutoAttack after {k} | {spat_after[k]:.1f} | {after[k]:.1f} |")
-        print("\n| AutoAttack wall time (s) | spat | reference |\n| --- | --- | --- |")
-        print(f"| standard, all four attacks | {aa['seconds']:.0f} | {out['seconds']['autoattack']:.0f} |")
+        print_table(a, x, out, after, per_attack, singles)
     else:
         print(json.dumps(out))
+
+
+def run_single(name, model, x, y, a, out, torchattacks, AutoAttack):
+    """One attack alone on every test image: PGD-20 (torchattacks), APGD-CE or APGD-T."""
+    t = time.time()
+    if name == "pgd20":
+        # PGD-20 as spat's `pgd20` and TRADES' evaluation: step 0.003 at eps 0.031 (scaled with
+        # eps), uniform random start.
+        attack = torchattacks.PGD if a.norm == "linf" else torchattacks.PGDL2
+        pgd = attack(model, eps=a.eps, alpha=a.eps * 0.003 / 0.031, steps=20, random_start=True)
+        adv = torch.cat([pgd(x[i:i + a.bs], y[i:i + a.bs]) for i in range(0, len(x), a.bs)])
+    else:
+        aa = AutoAttack(model, norm=a.reference_norm, eps=a.eps, version="standard", seed=a.seed, device="cpu",
+                        verbose=False)
+        aa.attacks_to_run = [name]
+        adv = aa.run_standard_evaluation(x, y, bs=a.bs)
+    out["seconds"][name] = time.time() - t
+    out[name] = accuracy(model, adv, y, a.bs)
+
+
+def print_table(a, x, out, after, per_attack, singles):
+    """Both sides as Markdown: accuracies, then AutoAttack's wall time per attack and in all."""
+    with open(a.spat) as f:
+        spat = json.load(f)
+    acc = spat["accuracy"]
+    aa = spat["autoattack"]["autoattack"]
+    spat_after = {s["attack"]: s["robust"] for s in aa["stages"]}
+    spat_seconds = {s["attack"]: s["seconds"] for s in aa["stages"]}
+    assert spat.get("norm", "linf") == a.norm, (spat.get("norm"), a.norm)
+    print(f"{len(x)} first CIFAR-10 test images, {a.norm} eps {a.eps:.5f}, {a.model} ({a.checkpoint}), "
+          f"{out['threads']} threads\n")
+    print("| accuracy (%) | spat | reference |\n| --- | --- | --- |")
+    for r in ["clean", *singles, "autoattack"]:
+        print(f"| {r} | {acc[r]:.1f} | {out[r]:.1f} |")
+    for k in ["apgd-ce", "apgd-t", "fab-t", "square"]:
+        if k in after and k in spat_after:
+            print(f"| AutoAttack after {k} | {spat_after[k]:.1f} | {after[k]:.1f} |")
+    print("\n| AutoAttack wall time (s) | spat | reference | reference / spat |\n| --- | --- | --- | --- |")
+    for k in ["apgd-ce", "apgd-t", "fab-t", "square"]:
+        if k in spat_seconds and k in per_attack:
+            ratio = per_attack[k] / spat_seconds[k] if spat_seconds[k] > 0 else float("nan")
+            print(f"| {k} | {spat_seconds[k]:.0f} | {per_attack[k]:.0f} | {ratio:.2f}× |")
+    total = out["seconds"]["autoattack"]
+    print(f"| standard, all four attacks | {aa['seconds']:.0f} | {total:.0f} | {total / aa['seconds']:.2f}× |")
 
 
 if __name__ == "__main__":

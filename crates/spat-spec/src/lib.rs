@@ -20,6 +20,7 @@ pub mod dataset;
 pub mod fs;
 pub mod fuzzing;
 pub mod hash;
+pub mod limits;
 pub mod model;
 pub mod norm;
 pub mod radius;
