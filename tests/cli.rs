@@ -449,7 +449,12 @@ fn l2_training_evaluation_and_sweep() {
     assert!(weights.is_file());
 
     let attacks = "clean,fgsm,apgd-ce,autoattack";
-    let v = stdout_json(&eval_tiny_on(32, &weights, attacks, &["--norm", "l2", "--eps", "0.1"]));
+    let v = stdout_json(&eval_tiny_on(
+        32,
+        &weights,
+        attacks,
+        &["--norm", "l2", "--eps", "0.1"],
+    ));
     assert_eq!(
         (&v["norm"], &v["eps"], &v["examples"]),
         (&"l2".into(), &0.1.into(), &32.into())
@@ -847,7 +852,13 @@ fn eval_tiny_on(images: usize, checkpoint: &Path, attacks: &str, extra: &[&str])
     .arg(mini_data())
     .arg("--checkpoint")
     .arg(checkpoint)
-    .args(["--attacks", attacks, "--test-subset", &images.to_string(), "--json"])
+    .args([
+        "--attacks",
+        attacks,
+        "--test-subset",
+        &images.to_string(),
+        "--json",
+    ])
     .args(extra);
     run(&mut cmd)
 }

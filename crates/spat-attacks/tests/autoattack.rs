@@ -16,8 +16,9 @@ use spat_attacks::{
 use spat_core::rng::host_rng;
 use spat_core::{Classifier, Mode};
 
-use common::{mostly_correct_labels, 
-    assert_close, assert_run_matches, f32s, f64s, labels, max_abs_diff, usizes, Mlp, Replay,
+use common::{
+    assert_close, assert_run_matches, f32s, f64s, labels, max_abs_diff, mostly_correct_labels,
+    usizes, Mlp, Replay,
 };
 
 fn fixture() -> HashMap<String, Tensor> {
