@@ -460,13 +460,11 @@ fn l2_training_evaluation_and_sweep() {
         (&"l2".into(), &0.1.into(), &32.into())
     );
     let acc = &v["accuracy"];
-    let keys: Vec<&str> = acc
-        .as_object()
-        .unwrap()
-        .keys()
-        .map(String::as_str)
-        .collect();
-    assert_eq!(keys, ["apgd-ce", "autoattack", "clean", "fgsm"], "{v}");
+    assert_eq!(
+        keys_of(acc),
+        ["apgd-ce", "autoattack", "clean", "fgsm"],
+        "{v}"
+    );
     let aa = &v["autoattack"]["autoattack"];
     assert_eq!(aa["norm"], "l2");
     let stages: Vec<&str> = aa["stages"]
@@ -833,6 +831,11 @@ fn torch_fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The keys of a JSON object, in order.
+fn keys_of(v: &serde_json::Value) -> Vec<&str> {
+    v.as_object().unwrap().keys().map(String::as_str).collect()
+}
+
 /// `spat eval` of the `tiny` preset on the first 64 embedded test images, `--json`.
 fn eval_tiny(checkpoint: &Path, attacks: &str, extra: &[&str]) -> Output {
     eval_tiny_on(64, checkpoint, attacks, extra)
@@ -873,14 +876,8 @@ fn eval_reads_pytorch_checkpoints_and_reports_autoattack() {
         let out = eval_tiny(&torch_fixture(name), attacks, &["--eps", "2/255"]);
         let v = stdout_json(&out);
         let acc = &v["accuracy"];
-        let keys: Vec<&str> = acc
-            .as_object()
-            .unwrap()
-            .keys()
-            .map(String::as_str)
-            .collect();
         assert_eq!(
-            keys,
+            keys_of(acc),
             [
                 "apgd-ce",
                 "apgd-t",
