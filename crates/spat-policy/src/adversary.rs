@@ -86,6 +86,34 @@ mod tests {
     }
 
     #[test]
+    fn l2_runs_train_against_l2_adversaries() {
+        for (method, pseudo) in [
+            (Method::Madry, false),
+            (Method::Trades, false),
+            (Method::Mart, false),
+            (Method::Trades, true),
+        ] {
+            for alpha in [None, Some(0.1)] {
+                let mut r = RunRequest::new("tiny", Dataset::Cifar10, "data", method);
+                r.spat_alpha = alpha;
+                r.norm = Norm::L2;
+                if pseudo {
+                    r.pseudo_labeled = Some("ti.pickle".into());
+                }
+                let a = training_adversary(&r.configure().unwrap()).unwrap();
+                assert_eq!(a.norm, Norm::L2, "{method} {alpha:?}");
+                assert_eq!((a.eps, a.step_size), (0.5, 0.125), "{method} {alpha:?}");
+                // Only the norm and the radius change: loss, start and mode are the L∞ run's.
+                let linf = adversary(method, alpha, pseudo).unwrap();
+                assert_eq!(
+                    (a.loss, a.random_start, a.mode),
+                    (linf.loss, linf.random_start, linf.mode)
+                );
+            }
+        }
+    }
+
+    #[test]
     fn spat_changes_only_the_loss() {
         for method in [Method::Madry, Method::Trades, Method::Mart] {
             let plain = adversary(method, None, false).unwrap();
