@@ -1,11 +1,12 @@
 //! Training curves: a run's epochs as a picture (`curves.png`, beside the numbers it draws in
 //! `curves.json`), and overlays of one metric of several runs (`spat plot`, the reproduction's
-//! per-table overlay, the (ε, α) search's trials).
+//! per-table overlay), in which a run that ended before its planned epochs is marked where it
+//! stopped.
 //!
 //! Building and drawing are apart: [`of_run`] and [`overlay`] make a [`Curves`] (spat-spec's
 //! schema of the JSON) from data, [`render`] draws any [`Curves`], and [`encode`] gives both
 //! files' bytes. An overlay takes its runs as data ([`Curve`]s), each possibly stopped before its
-//! planned epochs: [`run_curve`] reads one from a run directory, [`Curve::of_history`] builds one
+//! planned epochs: [`overlay_runs`] reads them from run directories, [`Curve::of_history`] builds one
 //! from epoch records held in memory.
 
 use std::path::{Path, PathBuf};
@@ -174,18 +175,83 @@ pub fn read_run(dir: &Path) -> Result<(RunConfig, RunState)> {
     Ok((config, state))
 }
 
-/// The curve of `metric` of the run in `dir`, labelled by method and α ([`run_label`]), with its
-/// best epoch and its planned epochs; the run's configuration beside it.
-pub fn run_curve(dir: &Path, metric: EpochMetric) -> Result<(Curve, RunConfig)> {
-    let (config, state) = read_run(dir)?;
-    let curve = Curve::of_history(
-        run_label(&config),
-        metric,
-        &state.history,
-        state.best_epoch,
-        config.epochs,
-    );
-    Ok((curve, config))
+/// One metric of the runs in `dirs` overlaid ([`overlay`]), each curve labelled by method and α
+/// ([`run_label`]; where two runs share a label, each such label is followed by the run's folder
+/// name), titled `title` or after the metric, with a subtitle saying what was measured on what.
+pub fn overlay_runs(
+    dirs: &[PathBuf],
+    metric: EpochMetric,
+    title: Option<String>,
+) -> Result<Curves> {
+    let mut runs = Vec::with_capacity(dirs.len());
+    for dir in dirs {
+        let (config, state) = read_run(dir)?;
+        runs.push((dir, config, state));
+    }
+    let labels: Vec<String> = runs.iter().map(|(_, c, _)| run_label(c)).collect();
+    let curves = runs
+        .iter()
+        .zip(&labels)
+        .map(|((dir, config, state), label)| {
+            let shared = labels.iter().filter(|l| *l == label).count() > 1;
+            let label = if shared {
+                format!("{label} [{}]", folder_name(dir))
+            } else {
+                label.clone()
+            };
+            Curve::of_history(
+                label,
+                metric,
+                &state.history,
+                state.best_epoch,
+                config.epochs,
+            )
+        })
+        .collect();
+    let configs: Vec<(&RunConfig, &[EpochMetrics])> =
+        runs.iter().map(|(_, c, s)| (c, &s.history[..])).collect();
+    let title = title.unwrap_or_else(|| format!("{} over epochs", metric_name(metric)));
+    Ok(overlay(title, measured_on(metric, &configs), curves))
+}
+
+/// A metric in words, for titles.
+pub fn metric_name(metric: EpochMetric) -> &'static str {
+    match metric {
+        EpochMetric::Loss => "training loss",
+        EpochMetric::CleanAcc => "clean accuracy",
+        EpochMetric::RobustAcc => "robust accuracy",
+        EpochMetric::Lr => "learning rate",
+    }
+}
+
+/// What `metric` of these runs measured, in words: the attack and radius (robust accuracy) and the
+/// evaluation set (accuracies), stated once when every run shares them.
+fn measured_on(metric: EpochMetric, runs: &[(&RunConfig, &[EpochMetrics])]) -> String {
+    let same = |text: &dyn Fn(&RunConfig, &[EpochMetrics]) -> String| {
+        let all: Vec<String> = runs.iter().map(|(c, h)| text(c, h)).collect();
+        all.first()
+            .filter(|first| all.iter().all(|t| t == *first))
+            .cloned()
+    };
+    let set = same(&|c, h| evaluation_set(c, h))
+        .unwrap_or_else(|| "each run's per-epoch evaluation set".into());
+    match metric {
+        EpochMetric::RobustAcc => {
+            let attack = same(&|c, _| format!("{} at ε = {}", c.eval_attack, radius_text(c.eps)))
+                .unwrap_or_else(|| "each run's evaluation attack".into());
+            format!("accuracy under {attack} after each epoch on {set}")
+        }
+        EpochMetric::CleanAcc => format!("accuracy after each epoch on {set}"),
+        EpochMetric::Loss => "mean training loss of each epoch (the method's objective)".into(),
+        EpochMetric::Lr => "learning rate of each epoch".into(),
+    }
+}
+
+fn folder_name(dir: &Path) -> String {
+    dir.file_name().map_or_else(
+        || dir.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 /// The JSON file beside a curves picture: `curves.png` → `curves.json`.
