@@ -326,7 +326,7 @@ pub fn render(curves: &Curves) -> Canvas {
             x: Axis::epochs(curves.epochs),
             y: y_axis(panel),
         };
-        draw_panel(&mut c, curves, panel, &frame);
+        draw_panel(&mut c, curves, k, &frame);
         draw_legend(&mut c, LEFT + plot_w + 2 * RIGHT, frame.top, &legends[k]);
         top += LINE + frame.height + UNDER + GAP;
     }
@@ -359,7 +359,8 @@ fn is_accuracy(m: EpochMetric) -> bool {
 }
 
 /// The style of the `i`-th curve of a panel: a run's own curves (one panel each, few curves)
-/// take the palette in order from the panel's place, so that no two panels share a colour.
+/// take the palette in order from the panel's place, so that no two panels share a colour, and
+/// its clean accuracy is dashed, so that it still shows where robust accuracy equals it.
 fn style_of(curves: &Curves, panel_index: usize, i: usize) -> Style {
     if curves.mark_stops {
         Style::nth(i)
@@ -370,39 +371,46 @@ fn style_of(curves: &Curves, panel_index: usize, i: usize) -> Style {
             .sum();
         Style {
             colour: PALETTE[(before + i) % PALETTE.len()],
-            dashed: false,
+            dashed: curves.panels[panel_index].curves[i].metric == EpochMetric::CleanAcc,
         }
     }
 }
 
-fn draw_panel(c: &mut Canvas, curves: &Curves, panel: &CurvePanel, frame: &Frame) {
-    let k = curves
-        .panels
-        .iter()
-        .position(|p| std::ptr::eq(p, panel))
-        .unwrap_or(0);
-    frame.draw_axes(c, "epoch", &panel.axis);
+/// Draws panel `k` of `curves` in `frame`: axes, the marked epoch, the curves (the first-listed
+/// on top: a run's clean accuracy, dashed), then the marks, over every line.
+fn draw_panel(c: &mut Canvas, curves: &Curves, k: usize, frame: &Frame) {
+    let panel = &curves.panels[k];
+    let axis = if frame.y.is_log() {
+        format!("{} (log scale)", panel.axis)
+    } else {
+        panel.axis.clone()
+    };
+    frame.draw_axes(c, "epoch", &axis);
     if let Some(e) = curves.marked_epoch {
         frame.vertical(c, e as f64, MARK);
     }
     let dots = curves.epochs <= DOTS_UP_TO;
-    for (i, curve) in panel.curves.iter().enumerate() {
-        let style = style_of(curves, k, i);
+    for (i, curve) in panel.curves.iter().enumerate().rev() {
         let points: Vec<(f64, Option<f64>)> = curve
             .points
             .iter()
             .map(|p| (p.epoch as f64, Some(p.value)))
             .collect();
-        frame.draw_series(c, &points, style, dots);
-        if let Some(best) = curve.best_epoch {
-            if let Some(p) = curve.points.iter().find(|p| p.epoch == best) {
-                frame.mark(c, (p.epoch as f64, p.value), Marker::Ring, style.colour);
-            }
+        frame.draw_series(c, &points, style_of(curves, k, i), dots);
+    }
+    for (i, curve) in panel.curves.iter().enumerate() {
+        let colour = style_of(curves, k, i).colour;
+        let at = |epoch: usize| curve.points.iter().find(|p| p.epoch == epoch);
+        if let Some(p) = curve.best_epoch.and_then(at) {
+            frame.mark(c, (p.epoch as f64, p.value), Marker::Ring, colour);
         }
-        if curves.mark_stops && curve.stopped_at().is_some() {
-            if let Some(p) = curve.points.last() {
-                frame.mark(c, (p.epoch as f64, p.value), Marker::Cross, style.colour);
-            }
+        if let Some(p) = curves
+            .mark_stops
+            .then(|| curve.stopped_at())
+            .flatten()
+            .and_then(at)
+        {
+            frame.mark(c, (p.epoch as f64, p.value), Marker::Cross, colour);
         }
     }
 }

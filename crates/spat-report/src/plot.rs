@@ -149,6 +149,10 @@ impl Axis {
         format!("{v:.*}", self.decimals)
     }
 
+    pub fn is_log(&self) -> bool {
+        self.log
+    }
+
     pub fn range(&self) -> (f64, f64) {
         (self.lo, self.hi)
     }
