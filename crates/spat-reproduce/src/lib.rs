@@ -10,6 +10,7 @@ pub mod data;
 pub mod lock;
 pub mod markdown;
 pub mod matrix;
+pub mod outputs;
 pub mod paper;
 pub mod protocol;
 pub mod report;

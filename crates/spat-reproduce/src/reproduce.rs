@@ -25,6 +25,7 @@ use crate::command::{quote, spat_args};
 use crate::data::{missing_data, DataDirs};
 use crate::markdown;
 use crate::matrix::{self, Cell, Job, Plan, Scale};
+use crate::outputs;
 use crate::protocol;
 use crate::report;
 use crate::runner::{device_name, run_cells, select};
@@ -64,7 +65,7 @@ pub struct Args {
     pub skip_missing_data: bool,
     /// Run up to N independent cells at once on --device (on a CPU, each gets cores/N threads
     /// unless RAYON_NUM_THREADS is set); a measurement starts once its training cell is done.
-    #[arg(long, default_value_t = 1, conflicts_with = "devices")]
+    #[arg(long, default_value_t = 1, conflicts_with = "devices", value_parser = jobs)]
     pub jobs: usize,
     /// Run independent cells in parallel, one per device: CUDA ordinals (`0,1,2,3`) or device
     /// names (`cuda:0,cuda:1`, `cpu`).
@@ -213,12 +214,20 @@ fn dry_run_json(plans: &[Plan], scale: Scale, cells: &[Cell], ctx: &Context) -> 
     })
 }
 
+/// `--jobs`: a positive count within [`spat_spec::limits::WORKERS`].
+fn jobs(s: &str) -> Result<usize, String> {
+    slurm::workers(s).map(|n| n as usize)
+}
+
 /// `cargo xtask reproduce`: a dry run, a Slurm submission, or the cells run here and the report.
 pub fn run(args: Args) -> Result<()> {
     let r = Reproduction::resolve(&args)?;
     if args.dry_run {
         return dry_run(&r.plans, args.scale, &r.cells, &r.ctx, args.json);
     }
+    // Every file the reproduction may write is checked before anything is created.
+    spat_spec::fs::check_path("--out", &r.ctx.out)?;
+    outputs::writes(&r.plans, &r.cells, &r.ctx, r.single()).check()?;
     if args.slurm.slurm {
         return r.submit();
     }

@@ -51,7 +51,7 @@ pub struct SlurmArgs {
     #[arg(long, requires = "slurm")]
     pub time: Option<String>,
     /// sbatch --cpus-per-task of each cell's task (spat then uses that many threads).
-    #[arg(long, requires = "slurm")]
+    #[arg(long, requires = "slurm", value_parser = workers)]
     pub cpus_per_task: Option<u32>,
     /// sbatch --mem of each cell's task, e.g. 32G.
     #[arg(long, requires = "slurm")]
@@ -84,6 +84,13 @@ struct Submission<'a> {
     out: &'a Path,
     printed_only: bool,
     stages: &'a [Stage],
+}
+
+/// A count of CPUs or processes: positive and within [`spat_spec::limits::WORKERS`].
+pub fn workers(s: &str) -> Result<u32, String> {
+    let n = spat_spec::limits::parse_count("", s, spat_spec::limits::WORKERS)
+        .map_err(|e| e.to_string())?;
+    Ok(u32::try_from(n).expect("WORKERS fits in u32"))
 }
 
 /// A value that goes into an `#SBATCH` line: one word, one line.
@@ -480,10 +487,10 @@ pub fn prepare(options: &SlurmArgs, ctx: &Context) -> Result<Context> {
             "--sbatch-arg `{a}`: expected an sbatch option such as --qos=high"
         );
     }
-    fs::create_dir_all(&ctx.out).with_context(|| format!("creating {}", ctx.out.display()))?;
     let out = absolute(&ctx.out)?;
     check_word("--out", &out.display().to_string())
         .context("the output directory's path goes into #SBATCH --output")?;
+    fs::create_dir_all(&ctx.out).with_context(|| format!("creating {}", ctx.out.display()))?;
     Ok(Context { out, ..ctx.clone() })
 }
 

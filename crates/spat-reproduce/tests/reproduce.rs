@@ -608,3 +608,56 @@ fn figure_4_1_draws_both_models_gradients() {
         "{md}"
     );
 }
+
+/// What a reproduction writes besides spat's own outputs is checked before anything is created:
+/// the user's results.md and results.json in `--out` are refused and kept, a path with a line
+/// break is refused before its folder exists, and Slurm counts are bounded (issue 26).
+#[test]
+fn a_users_files_and_impossible_paths_are_refused_before_anything_runs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let spat = fake_spat(tmp.path());
+    let out = tmp.path().join("mine");
+    fs::create_dir_all(&out).unwrap();
+    fs::write(out.join("results.md"), "# my own results\n").unwrap();
+    fs::write(out.join("results.json"), "{\"mine\": true}\n").unwrap();
+    let refused = |args: &[&str], out: &Path| {
+        let o = xtask()
+            .args(["reproduce", "fig5.3", "--scale", "smoke"])
+            .args(args)
+            .arg("--out")
+            .arg(out)
+            .env("SPAT_BIN", &spat)
+            .output()
+            .unwrap();
+        assert!(!o.status.success(), "accepted {args:?} {}", out.display());
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let err = refused(&[], &out);
+    assert!(
+        err.contains("results.") && err.contains("not written by"),
+        "{err}"
+    );
+    assert_eq!(
+        fs::read_to_string(out.join("results.md")).unwrap(),
+        "# my own results\n"
+    );
+    assert_eq!(
+        fs::read_to_string(out.join("results.json")).unwrap(),
+        "{\"mine\": true}\n"
+    );
+    assert_eq!(fs::read_dir(&out).unwrap().count(), 2, "nothing added");
+    assert!(calls(tmp.path()).is_empty(), "spat ran");
+    let broken = tmp.path().join("a\nb");
+    for args in [&[][..], &["--slurm", "--print"][..]] {
+        let err = refused(args, &broken);
+        assert!(err.contains("control character"), "{err}");
+        assert!(!broken.exists(), "{args:?} created the folder");
+    }
+    let err = refused(
+        &["--slurm", "--print", "--cpus-per-task", "0"],
+        &tmp.path().join("s"),
+    );
+    assert!(err.contains("--cpus-per-task"), "{err}");
+    let err = refused(&["--jobs", "100000"], &tmp.path().join("j"));
+    assert!(err.contains("--jobs") && err.contains("limit"), "{err}");
+}

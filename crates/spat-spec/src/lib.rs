@@ -22,6 +22,7 @@ pub mod dataset;
 pub mod fs;
 pub mod fuzzing;
 pub mod hash;
+pub mod limits;
 pub mod model;
 pub mod radius;
 pub mod report;

@@ -15,7 +15,8 @@
 //!   written from `state.json` after it, and rewritten from it when a run resumes;
 //! * [`files::CURVES_PNG`] and [`files::CURVES_JSON`] — the epochs so far as a picture, and the
 //!   numbers it draws ([`crate::curves::Curves`]): derived from `state.json` like the metrics;
-//! * [`files::FINAL`] and [`files::SUMMARY`] — final weights and the [`TrainSummary`].
+//! * [`files::FINAL`] and [`files::SUMMARY`] — final weights and the [`TrainSummary`];
+//! * [`files::LOCK`] — locked by the process that writes the run, for as long as it runs.
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -32,6 +33,8 @@ pub mod files {
     pub const SUMMARY: &str = "summary.json";
     pub const CURVES_PNG: &str = "curves.png";
     pub const CURVES_JSON: &str = "curves.json";
+    /// The lock file of the run's one writer (`spat_spec::fs::FolderLock`): empty, kept.
+    pub const LOCK: &str = "run.lock";
     /// The files of fixed name that spat writes into a run directory.
     pub const FIXED: [&str; 8] = [
         CONFIG,
@@ -365,12 +368,21 @@ impl RunConfig {
     /// cannot be read back (JSON has no NaN): every number finite and in its range, and no
     /// setting that the method would ignore.
     pub fn validate(&self) -> Result<(), Error> {
+        use crate::limits::{check_count, ATTACK_STEPS, BATCH, EPOCHS, IMAGES};
         let bad = |m: String| Err(Error::Invalid(m));
-        if self.epochs == 0 || self.batch_size == 0 || self.eval_batch_size == 0 {
-            return bad("epochs, batch_size and eval_batch_size must be positive".into());
+        check_count("epochs", self.epochs, EPOCHS)?;
+        check_count("batch_size", self.batch_size, BATCH)?;
+        check_count("eval_batch_size", self.eval_batch_size, BATCH)?;
+        for (name, n) in [
+            ("train_subset", self.train_subset),
+            ("val_subset", self.val_subset),
+        ] {
+            if let Some(n) = n {
+                check_count(name, n, IMAGES)?;
+            }
         }
-        if self.train_subset == Some(0) || self.val_subset == Some(0) {
-            return bad("train_subset and val_subset must be positive".into());
+        if self.eval_examples > IMAGES.max {
+            check_count("eval_examples", self.eval_examples, IMAGES)?;
         }
         if self.warmup_epochs > self.epochs {
             return bad(format!(
@@ -426,6 +438,7 @@ impl RunConfig {
                     self.method
                 ));
             }
+            check_count("attack_steps", self.attack_steps, ATTACK_STEPS)?;
             finite(
                 "attack_step_size",
                 self.attack_step_size,

@@ -33,6 +33,7 @@ use spat_attacks::{evaluate, Attack, Pgd};
 use spat_core::rng::{host_rng, streams, HostRng};
 use spat_core::{Batch, Mode, Network};
 use spat_data::{BatchSource, ImageSet};
+use spat_spec::fs::FolderLock;
 use spat_spec::run::{files, CommittedFile, EpochMetrics, RunIdentity, RunState, TrainSummary};
 use spat_spec::{AttackSpec, Fnv1a, Method, RunConfig};
 
@@ -281,7 +282,7 @@ fn check_state(dir: &Path, state: &RunState, now: &RunIdentity) -> Result<Vec<u8
     let mut checkpoint = Vec::new();
     for (committed, keep) in [(&state.checkpoint, true), (&state.optimizer, false)] {
         let file = dir.join(&committed.file);
-        let bytes = std::fs::read(&file).map_err(|e| Error::io(&file, e))?;
+        let bytes = spat_spec::fs::read_input(&file).map_err(|e| Error::io(&file, e))?;
         let got = Fnv1a::hex_of(&bytes);
         if got != committed.fnv1a64 {
             return Err(refuse(
@@ -357,7 +358,7 @@ pub fn inspect_run_dir(dir: &Path) -> Result<RunDir> {
         )));
     }
     let config = dir.join(files::CONFIG);
-    if config.exists() {
+    if spat_spec::fs::present(&config).map_err(|e| Error::io(&config, e))? {
         spat_spec::fs::read_json::<RunConfig>(&config, "a spat run configuration").map_err(
             |e| {
                 Error::Config(format!(
@@ -372,7 +373,7 @@ pub fn inspect_run_dir(dir: &Path) -> Result<RunDir> {
     for entry in std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))? {
         let entry = entry.map_err(|e| Error::io(dir, e))?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !is_stale_temp(&name) {
+        if !is_stale_temp(&name) && name != files::LOCK {
             foreign.push(name);
         }
     }
@@ -484,6 +485,26 @@ pub struct Run<'a> {
     /// Whether `eval_set` is the validation split.
     validated: bool,
     device: Device,
+    /// Held from [`Run::open`] to the end: one writer per run directory.
+    _lock: FolderLock,
+}
+
+/// Inspects `dir` ([`inspect_run_dir`]), creates it if it is new, and takes its lock; a
+/// directory another process holds is refused at once. Returns what the directory holds as seen
+/// under the lock (another process may have started a run there before it was taken).
+fn lock_run_dir(dir: &Path) -> Result<(RunDir, FolderLock)> {
+    if inspect_run_dir(dir)? == RunDir::New {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    let Some(lock) = FolderLock::try_acquire(dir, files::LOCK)? else {
+        return Err(Error::Config(format!(
+            "{}: another spat process is training this run (it holds {}); one run has one \
+             writer: wait for that process to end, or stop it, then resume",
+            dir.display(),
+            files::LOCK
+        )));
+    };
+    Ok((inspect_run_dir(dir)?, lock))
 }
 
 impl<'a> Run<'a> {
@@ -524,7 +545,8 @@ impl<'a> Run<'a> {
         let mut optimizer = Sgd::new(model.var_store(), sgd_config(config));
         let config_path = dir.join(files::CONFIG);
         let state_path = dir.join(files::STATE);
-        let (state, resumed_from) = match inspect_run_dir(dir)? {
+        let (kind, lock) = lock_run_dir(dir)?;
+        let (state, resumed_from) = match kind {
             RunDir::Run if !resume => {
                 return Err(Error::Config(format!(
                     "{} already holds a training run ({}); resume it or choose a new directory",
@@ -546,7 +568,12 @@ impl<'a> Run<'a> {
                         ),
                     ));
                 }
-                let state = if state_path.exists() {
+                // The commit point: absent only if nothing at all is there. A link that leads
+                // nowhere or loops, a file that cannot be read, is an error naming it, before
+                // anything is removed, not a run that never committed.
+                let committed =
+                    spat_spec::fs::present(&state_path).map_err(|e| Error::io(&state_path, e))?;
+                let state = if committed {
                     let state: RunState = spat_spec::fs::read_json(&state_path, "a run state")?;
                     let checkpoint = check_state(dir, &state, &now)?;
                     let best = Self::best_repair(dir, &state, &checkpoint)?;
@@ -580,7 +607,6 @@ impl<'a> Run<'a> {
                 (state, done)
             }
             RunDir::New => {
-                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
                 remove_leftovers(dir, None)?;
                 let mut text = serde_json::to_string_pretty(config).map_err(|e| {
                     Error::Config(format!("the run configuration cannot be saved ({e})"))
@@ -603,6 +629,7 @@ impl<'a> Run<'a> {
             config,
             model,
             dir: dir.to_path_buf(),
+            _lock: lock,
             optimizer,
             identity: now,
             state,
@@ -648,7 +675,7 @@ impl<'a> Run<'a> {
             return Ok(None);
         };
         let path = dir.join(files::BEST);
-        let got = match std::fs::read(&path) {
+        let got = match spat_spec::fs::read_input(&path) {
             Ok(bytes) => Some(Fnv1a::hex_of(&bytes)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(Error::io(&path, e)),
@@ -687,7 +714,7 @@ impl<'a> Run<'a> {
 
     /// Rewrites `path` unless it holds `want` (or is absent and `absent_ok`).
     fn sync_file(path: &Path, want: &[u8], absent_ok: bool) -> Result<()> {
-        let up_to_date = match std::fs::read(path) {
+        let up_to_date = match spat_spec::fs::read_input(path) {
             Ok(bytes) => bytes == want,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => absent_ok,
             Err(e) => return Err(Error::io(path, e)),

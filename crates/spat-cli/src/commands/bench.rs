@@ -24,7 +24,9 @@ use spat_spec::report::{BenchRecord as Record, BenchReport as Report};
 use spat_spec::{Dataset, Method, Precision, RunConfig};
 use spat_train::{RunRequest, Sgd, SgdConfig};
 
-use super::common::{check_output_file, parse_device, parse_positive};
+use spat_spec::limits::{BATCH, REPEATS};
+
+use super::common::{count, count_or_zero, output_file, parse_device};
 
 pub const WORKLOADS: &[&str] = &["standard", "trades-spat-pgd10", "pgd20-eval"];
 
@@ -39,13 +41,13 @@ pub struct Args {
     /// Precisions, comma-separated: fp32, tf32, bf16 (see `spat train --help`).
     #[arg(long, default_value = "fp32,tf32,bf16")]
     pub precisions: String,
-    #[arg(long, default_value = "128", value_parser = parse_positive)]
+    #[arg(long, default_value = "128", value_parser = count(BATCH))]
     pub batch: usize,
     /// Untimed steps before measuring (kernel compilation, cuDNN plans, allocator warm-up).
-    #[arg(long, default_value = "5")]
+    #[arg(long, default_value = "5", value_parser = count_or_zero(REPEATS))]
     pub warmup: usize,
     /// Timed steps; the median is reported.
-    #[arg(long, default_value = "20", value_parser = parse_positive)]
+    #[arg(long, default_value = "20", value_parser = count(REPEATS))]
     pub repeats: usize,
     /// cpu | cuda | cuda:N.
     #[arg(long, default_value = "cpu")]
@@ -318,7 +320,7 @@ fn profile_table(
 }
 
 fn read_reference(path: &std::path::Path) -> Result<Report> {
-    let text = std::fs::read_to_string(path)
+    let text = spat_spec::fs::read_input_text(path)
         .with_context(|| format!("reading the reference results {}", path.display()))?;
     serde_json::from_str(&text).with_context(|| {
         format!(
@@ -343,11 +345,15 @@ pub fn run(a: Args) -> Result<()> {
         .map(|p| p.parse().map_err(anyhow::Error::msg))
         .collect::<Result<_>>()?;
     let reference = a.reference.as_deref().map(read_reference).transpose()?;
-    if let Some(path) = &a.json {
-        check_output_file("--json", path, |b| {
-            serde_json::from_slice::<Report>(b).is_ok_and(|r| r.framework == "spat")
-        })?;
-    }
+    let outputs = a
+        .json
+        .as_deref()
+        .map(|path| {
+            output_file("--json", path, |b| {
+                serde_json::from_slice::<Report>(b).is_ok_and(|r| r.framework == "spat")
+            })
+        })
+        .transpose()?;
     let device = parse_device(&a.device)?;
     let mut records = Vec::new();
     for preset in &models {
@@ -371,10 +377,10 @@ pub fn run(a: Args) -> Result<()> {
         records,
     };
     print!("{}", table(&report, reference.as_ref()));
-    if let Some(path) = &a.json {
+    if let (Some(path), Some(outputs)) = (&a.json, &outputs) {
         let mut text = serde_json::to_string_pretty(&report)?;
         text.push('\n');
-        spat_spec::fs::write_atomic(path, text.as_bytes())?;
+        outputs.write(path, text.as_bytes())?;
     }
     Ok(())
 }

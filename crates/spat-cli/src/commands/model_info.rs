@@ -6,7 +6,7 @@ pub struct Args {
     /// preact-resnet-18, wrn-16-2, tiny (CPU smoke runs).
     pub preset: String,
     /// Number of output classes (10 for CIFAR-10 / STL-10, 100 for CIFAR-100).
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = 10, value_parser = super::common::count(spat_spec::limits::CLASSES))]
     pub classes: usize,
     /// Print one JSON object `{"parameters", "buffers", "flops"}`.
     #[arg(long)]

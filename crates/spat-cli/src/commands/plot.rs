@@ -4,10 +4,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 use spat_spec::curves::{Curves, EpochMetric};
-
-use super::common::check_output_file;
+use spat_spec::fs::{is_json_of, Outputs, Own};
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -27,16 +26,18 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<()> {
     if a.out.extension().is_none_or(|e| e != "png") {
-        anyhow::bail!("--out {}: name a .png file", a.out.display());
+        bail!("--out {}: name a .png file", a.out.display());
     }
     let json = spat_report::curves::json_beside(&a.out);
-    check_output_file("--out", &a.out, spat_report::is_spat_png)?;
-    check_output_file("--out", &json, |b| {
-        serde_json::from_slice::<Curves>(b).is_ok()
-    })?;
+    let outputs = Outputs::new("--out")
+        .file(&json, Own::Recognised(is_json_of::<Curves>))
+        .file(&a.out, Own::Recognised(spat_report::is_spat_png));
+    outputs.check()?;
     let curves = spat_report::curves::overlay_runs(&a.runs, a.metric, a.title)
         .map_err(|e| anyhow!("{e}"))?;
-    spat_report::curves::save(&curves, &a.out).map_err(|e| anyhow!("{e}"))?;
+    let (png, numbers) = spat_report::curves::encode(&curves).map_err(|e| anyhow!("{e}"))?;
+    outputs.write(&json, &numbers)?;
+    outputs.write(&a.out, &png)?;
     println!("{}", a.out.display());
     Ok(())
 }

@@ -92,7 +92,9 @@ pub fn write(plan: &Plan, ctx: &Context, dir: &Path) -> Result<String> {
         claims,
         provenance,
     };
-    spat_spec::fs::write_atomic(&dir.join("results.md"), md.as_bytes())?;
+    let mut marked = md.clone();
+    spat_spec::fs::mark_text(&mut marked, "cargo xtask reproduce");
+    spat_spec::fs::write_atomic(&dir.join("results.md"), marked.as_bytes())?;
     spat_spec::fs::write_json(&dir.join("results.json"), &json)?;
     Ok(md)
 }
@@ -113,6 +115,7 @@ pub fn write_all(plans: &[Plan], ctx: &Context, single: bool) -> Result<()> {
         index.push('\n');
     }
     if !single {
+        spat_spec::fs::mark_text(&mut index, "cargo xtask reproduce");
         spat_spec::fs::write_atomic(&ctx.out.join("results.md"), index.as_bytes())?;
     }
     Ok(())

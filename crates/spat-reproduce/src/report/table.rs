@@ -111,7 +111,7 @@ fn curves(
     if !runs.is_empty() {
         let name = table.source.split(',').next().unwrap_or(table.id);
         let title = format!("{name} ({} scale): robust accuracy over epochs", plan.scale);
-        let path = dir.join(format!("{}-curves.png", plan.id));
+        let path = crate::outputs::table_curves(dir, &plan.id);
         let curves = spat_report::curves::overlay_runs(&runs, EpochMetric::RobustAcc, Some(title))
             .and_then(|c| spat_report::curves::save(&c, &path).map(|()| c))
             .map_err(|e| anyhow!("{e}"))?;

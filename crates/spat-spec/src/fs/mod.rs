@@ -1,4 +1,5 @@
-//! Crash-safe file writes and typed JSON reads.
+//! The file rules: crash-safe writes, reads of regular files only ([`input`]), output paths
+//! checked before anything is created ([`output`]), folder locks ([`lock`]) and typed JSON reads.
 //!
 //! A write goes to a temporary file beside its target, is fsynced, and is renamed over the target,
 //! then the directory is fsynced: a process killed at any instant leaves the old file or the new
@@ -13,6 +14,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::{Error, Result};
+
+pub mod input;
+pub mod lock;
+pub mod output;
+
+pub use input::{open_input, present, read_input, read_input_text};
+pub use lock::FolderLock;
+pub use output::{check_path, is_json_of, is_marked_text, mark_text, Outputs, Own};
 
 /// The steps of an atomic write, in the order [`write_atomic_observed`] reports them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -154,7 +163,7 @@ pub fn write_json<T: serde::Serialize + ?Sized>(path: &Path, value: &T) -> Resul
 /// Reads `path` as JSON of type `T`; `kind` names what the file should be in the error
 /// ("a run configuration (config.json)").
 pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path, kind: &str) -> Result<T> {
-    let text = fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = read_input_text(path).map_err(|e| Error::io(path, e))?;
     parse_json(path, &text, kind)
 }
 
