@@ -150,29 +150,29 @@ fn radius_text(eps: f64) -> String {
 }
 
 /// A run directory's `config.json` and `state.json` (the committed epochs); an error naming the
-/// directory if it holds no run or no committed epoch yet.
+/// directory if it holds no run or no committed epoch yet, or the file that cannot be read.
 pub fn read_run(dir: &Path) -> Result<(RunConfig, RunState)> {
-    let config_path = dir.join(files::CONFIG);
-    if !config_path.is_file() {
-        return Err(Error::Invalid(format!(
-            "{}: not a spat run directory (no {})",
-            dir.display(),
-            files::CONFIG
-        )));
-    }
-    let spec = |e: spat_spec::Error| Error::Invalid(e.to_string());
-    let config: RunConfig =
-        spat_spec::fs::read_json(&config_path, "a spat run configuration").map_err(spec)?;
-    let state_path = dir.join(files::STATE);
-    if !state_path.is_file() {
-        return Err(Error::Invalid(format!(
-            "{}: the run has no committed epoch yet (no {})",
-            dir.display(),
-            files::STATE
-        )));
-    }
-    let state: RunState = spat_spec::fs::read_json(&state_path, "a run state").map_err(spec)?;
+    let config = read_run_file(dir, files::CONFIG, "not a spat run directory")?;
+    let state = read_run_file(dir, files::STATE, "the run has no committed epoch yet")?;
     Ok((config, state))
+}
+
+/// The JSON file `name` of the run directory `dir`; `absent` says what its absence means.
+fn read_run_file<T: serde::de::DeserializeOwned>(
+    dir: &Path,
+    name: &str,
+    absent: &str,
+) -> Result<T> {
+    let path = dir.join(name);
+    match spat_spec::fs::present(&path) {
+        Ok(true) => spat_spec::fs::read_json(&path, &format!("a spat run's {name}"))
+            .map_err(|e| Error::Invalid(e.to_string())),
+        Ok(false) => Err(Error::Invalid(format!(
+            "{}: {absent} (no {name})",
+            dir.display()
+        ))),
+        Err(e) => Err(Error::Io(path, e)),
+    }
 }
 
 /// One metric of the runs in `dirs` overlaid ([`overlay`]), each curve labelled by method and α

@@ -11,8 +11,7 @@
 //! 3. [`Run::commit`] — makes that epoch durable: new epoch-numbered checkpoint files, then
 //!    `state.json` naming them (the commit point), then the files derived from it (best weights,
 //!    metrics, the curves picture and its numbers), then the previous generation is removed; a
-//!    process killed at any instant resumes
-//!    to the same bits (every instant is a named point of [`crate::faults`], and
+//!    process killed at any instant resumes to the same bits (every instant is a named point of [`crate::faults`], and
 //!    `tests/kill_points.rs` kills the binary at each);
 //! 4. [`Run::finish`] — final weights and evaluation (`model.safetensors`, `summary.json`).
 //!
@@ -828,10 +827,8 @@ impl<'a> Run<'a> {
     ///    epoch and the checksum of its weights, and every epoch's record. Its rename is the
     ///    commit: before it, a resumed run finds the previous state and its intact generation;
     /// 3. derived files, written from that state: `best.safetensors` (if the epoch is the best so
-    ///    far), `metrics.jsonl`, `curves.json` and `curves.png` (spat-report's [`curves`]); a
-    ///    resumed run rewrites whichever lags behind `state.json`;
-    ///
-    /// [`curves`]: spat_report::curves
+    ///    far), `metrics.jsonl`, `curves.json` and `curves.png` (drawn by
+    ///    [`spat_report::curves`]); a resumed run rewrites whichever lags behind `state.json`;
     /// 4. the previous generation's files are removed (a resumed run removes any left over).
     ///
     /// The best epoch has a strictly higher robust accuracy on the per-epoch evaluation set than
