@@ -1031,7 +1031,13 @@ fn a_run_has_one_writer_and_a_killed_writer_leaves_no_lock() {
         let after = files(&r);
         for (name, bytes) in &before {
             if let Some((_, now)) = after.iter().find(|(n, _)| n == name) {
-                let written = ["state.json", "metrics.jsonl", "best.safetensors"];
+                let written = [
+                    "state.json",
+                    "metrics.jsonl",
+                    "best.safetensors",
+                    "curves.json",
+                    "curves.png",
+                ];
                 assert!(
                     now == bytes || written.contains(&name.as_str()),
                     "{what}: {name} changed"
