@@ -8,7 +8,8 @@
 //! * attack specs and their grammar ([`AttackSpec`], [`AttackLoss`]), and radii as written
 //!   ([`Radius`]: `8/255` or `0.031`), and the [`Norm`] they are measured in (L∞ or L2);
 //! * training [`Method`]s and the one run configuration [`RunConfig`] (`config.json`);
-//! * the typed schema of every file the `spat` binary writes or prints ([`run`], [`report`]);
+//! * the typed schema of every file the `spat` binary writes or prints ([`run`], [`report`],
+//!   [`curves`]);
 //! * crash-safe file writes and typed JSON reads ([`fs`]), and the checksum spat uses ([`Fnv1a`]).
 //!
 //! It holds data and the rules that define it (what a name means, how a schedule decays); numerics
@@ -16,6 +17,7 @@
 //! spat-train.
 
 pub mod attack;
+pub mod curves;
 pub mod dataset;
 pub mod fs;
 pub mod fuzzing;

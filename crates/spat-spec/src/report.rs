@@ -328,6 +328,10 @@ pub enum Measured {
         eps: String,
         rows: Vec<TableRow>,
         notes: Vec<String>,
+        /// The picture of the rows' runs' per-epoch robust accuracy (on their validation split),
+        /// with its numbers beside it ([`crate::curves::Curves`], the same name ending `.json`).
+        #[serde(default)]
+        curves: Option<PathBuf>,
     },
     /// Figure 5.3: an α sweep per model and checkpoint (the text's statements are `claims`).
     Sweep {

@@ -13,6 +13,8 @@
 //!   evaluation set (the held-out validation split when [`RunConfig::val_subset`] is set), and
 //!   [`files::METRICS`] — one [`EpochMetrics`] JSON object per line, per committed epoch: both
 //!   written from `state.json` after it, and rewritten from it when a run resumes;
+//! * [`files::CURVES_PNG`] and [`files::CURVES_JSON`] — the epochs so far as a picture, and the
+//!   numbers it draws ([`crate::curves::Curves`]): derived from `state.json` like the metrics;
 //! * [`files::FINAL`] and [`files::SUMMARY`] — final weights and the [`TrainSummary`];
 //! * [`files::LOCK`] — locked by the process that writes the run, for as long as it runs.
 use std::fmt;
@@ -29,10 +31,21 @@ pub mod files {
     pub const BEST: &str = "best.safetensors";
     pub const FINAL: &str = "model.safetensors";
     pub const SUMMARY: &str = "summary.json";
+    pub const CURVES_PNG: &str = "curves.png";
+    pub const CURVES_JSON: &str = "curves.json";
     /// The lock file of the run's one writer (`spat_spec::fs::FolderLock`): empty, kept.
     pub const LOCK: &str = "run.lock";
     /// The files of fixed name that spat writes into a run directory.
-    pub const FIXED: [&str; 6] = [CONFIG, METRICS, STATE, BEST, FINAL, SUMMARY];
+    pub const FIXED: [&str; 8] = [
+        CONFIG,
+        METRICS,
+        STATE,
+        BEST,
+        CURVES_JSON,
+        CURVES_PNG,
+        FINAL,
+        SUMMARY,
+    ];
 
     const CHECKPOINT_STEM: &str = "checkpoint";
     const OPTIMIZER_STEM: &str = "optimizer";
@@ -125,6 +138,14 @@ impl Method {
             Method::Mart => "MART",
             Method::Rst => "RST",
         }
+    }
+}
+
+/// A run's name in the thesis's words, by method and SPAT's α: `TRADES + SPAT (α = 0.1)`.
+pub fn method_label(method: Method, spat_alpha: Option<f64>) -> String {
+    match spat_alpha {
+        Some(a) => format!("{} + SPAT (α = {a})", method.label()),
+        None => method.label().to_string(),
     }
 }
 

@@ -13,6 +13,9 @@ pub enum Error {
     Attack(#[from] spat_attacks::Error),
     #[error(transparent)]
     Spec(#[from] spat_spec::Error),
+    /// The training curves could not be drawn.
+    #[error("{0}")]
+    Report(#[from] spat_report::Error),
     /// A checkpoint, state or metrics file that cannot be used to resume.
     #[error("{}: {message}", path.display())]
     Checkpoint { path: PathBuf, message: String },
