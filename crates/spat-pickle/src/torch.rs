@@ -15,7 +15,7 @@
 //!   `ndim`, sizes, strides and offset) and `pickle`, whose persistent ids are tensor keys.
 //!
 //! The object is then searched for a state dict: the dict itself when its values are tensors,
-//! else the dict under `state_dict`, `model`, `net` or `model_state_dict` (checkpoint wrappers
+//! else the dict under `state_dict`, `model`, `net`, `model_state_dict` or `last` (checkpoint wrappers
 //! of TRADES, MART, RST and RobustBench), recursively.
 
 use std::borrow::Cow;
@@ -503,7 +503,15 @@ fn load_pickle<'a>(input: &'a [u8], limits: &Limits, part: &str) -> Result<(Pick
 
 fn read_zip<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Checkpoint<'a>> {
     let zerr = |e: zip::result::ZipError| Error::format(format!("unreadable zip archive ({e})"));
-    let mut zip = zip::ZipArchive::new(Cursor::new(bytes)).map_err(zerr)?;
+    // torch.save's archive starts at byte 0. The zip crate's default offset detection looks for
+    // the central directory where the 32-bit end record's size field says it ends, which misses
+    // PyTorch's zip64 end records (76 bytes) in between; when a central header happens to start
+    // exactly there (the first header of a file whose archive folder name is 21 characters long,
+    // such as `dm_wrn_10_1_silu_bare.pt`) it shifts every offset by 76 and the file is refused.
+    let config = zip::read::Config {
+        archive_offset: zip::read::ArchiveOffset::Known(0),
+    };
+    let mut zip = zip::ZipArchive::with_config(config, Cursor::new(bytes)).map_err(zerr)?;
     // Members by name, as slices of the input (torch writes them uncompressed).
     let mut members: HashMap<String, &'a [u8]> = HashMap::new();
     for i in 0..zip.len() {
@@ -841,8 +849,9 @@ fn read_tar<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Checkpoint<'a>> {
     finish(Format::Tar, &p, &mut storages, Some(&tensors), limits)
 }
 
-/// Keys of a dict that wrap a state dict, in the order they are tried.
-const WRAPPERS: &[&str] = &["state_dict", "model_state_dict", "model", "net"];
+/// Keys of a dict that wrap a state dict, in the order they are tried (`last`: the final
+/// weights of GradAlign's checkpoints, which also hold `best`; RobustBench reads `last`).
+const WRAPPERS: &[&str] = &["state_dict", "model_state_dict", "model", "net", "last"];
 /// How many wrappers deep a state dict is looked for.
 const MAX_WRAPPING: usize = 4;
 
