@@ -3,7 +3,7 @@ every kind of layer the presets have (3x3 stride 1 and 2, 1x1 stride 1 and 2, th
 small and odd spatial sizes), computed by PyTorch in float64 and stored as float32.
 
 Run from the repository root:  python3 scripts/golden/conv.py
-Writes crates/spat-models/tests/fixtures/conv.safetensors: for case i, `i.input`, `i.kernel`,
+Writes crates/spat-kernels/tests/fixtures/conv.safetensors: for case i, `i.input`, `i.kernel`,
 `i.upstream`, `i.output`, `i.input_grad`, `i.kernel_grad` and `i.geometry` (stride, padding).
 """
 import os

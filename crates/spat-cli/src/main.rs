@@ -5,6 +5,7 @@
 //! stderr and exit status 1.
 
 mod commands;
+mod malloc;
 
 use clap::{Parser, Subcommand};
 
@@ -48,7 +49,7 @@ enum Command {
 }
 
 fn main() {
-    spat_models::retain_freed_memory();
+    malloc::retain_freed_memory();
     // candle's element-wise thread pool waits for its workers by spinning; on a machine whose
     // cores are shared with other jobs a descheduled worker turns that into whole time slices of
     // wasted CPU (5x the CPU time of a one-thread run, measured on a tiny training run). spat's

@@ -5,6 +5,7 @@ use candle_core::{DType, Device, Tensor, Var};
 type Result<T, E = candle_core::Error> = std::result::Result<T, E>;
 use spat_core::rng::HostRng;
 use spat_core::{Mode, VarKind, VarStore};
+use spat_kernels::ops;
 
 use crate::Error;
 
@@ -202,10 +203,10 @@ impl Conv2d {
         self
     }
 
-    /// `x` (in the pass's compute dtype) convolved by [`crate::conv::conv2d`].
+    /// `x` (in the pass's compute dtype) convolved by [`ops::conv2d`].
     pub(crate) fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
         let weight = pass.compute_param(&self.weight)?;
-        crate::conv::conv2d(x, &weight, self.stride, self.padding)
+        ops::conv2d(x, &weight, self.stride, self.padding)
     }
 
     /// candle's own convolution and backward (im2col + matrix product; any device).
@@ -214,10 +215,10 @@ impl Conv2d {
         x.conv2d(self.weight.as_tensor(), self.padding, self.stride, 1, 1)
     }
 
-    /// spat's own convolution ([`crate::conv::conv2d`]) on the `f32` weights.
+    /// spat's own convolution ([`ops::conv2d`]) on the `f32` weights.
     #[cfg(test)]
     pub(crate) fn forward_spat(&self, x: &Tensor) -> Result<Tensor> {
-        crate::conv::conv2d(x, self.weight.as_tensor(), self.stride, self.padding)
+        ops::conv2d(x, self.weight.as_tensor(), self.stride, self.padding)
     }
 
     /// Multiply-accumulates for one image whose input is `h × w`; returns the output size too.
@@ -264,21 +265,7 @@ impl Linear {
     pub(crate) fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
         let weight = pass.compute_param(&self.weight)?;
         let bias = pass.compute_param(&self.bias)?;
-        if x.device().is_cpu() && x.dtype() == DType::BF16 {
-            // No CPU bf16 matrix product in candle: bf16 operands, f32 accumulation (see `conv`).
-            let wide = |t: &Tensor| t.to_dtype(DType::F32);
-            let y = wide(x)?
-                .matmul(&wide(&weight)?.t()?)?
-                .broadcast_add(&wide(&bias)?)?;
-            return y.to_dtype(DType::BF16);
-        }
-        if x.device().is_cpu() && x.dtype() == DType::F32 {
-            return x
-                .contiguous()?
-                .apply_op2(&weight.contiguous()?, crate::linear_cpu::RowwiseLinear)?
-                .broadcast_add(&bias);
-        }
-        x.matmul(&weight.t()?)?.broadcast_add(&bias)
+        spat_kernels::ops::linear(x, &weight, &bias)
     }
 
     pub fn macs(&self) -> u64 {
@@ -377,10 +364,10 @@ impl BatchNorm2d {
         relu: bool,
         constant: bool,
     ) -> Result<Tensor> {
-        let _span = crate::profile::span("bn-forward", 0.0, || format!("{:?}", x.dims()));
+        let _span = spat_kernels::profile::span("bn-forward", 0.0, || format!("{:?}", x.dims()));
         let count = self.check_train_batch(x, mode)?;
         let stats = if mode.uses_batch_statistics() {
-            let stats = crate::bn_cpu::batch_stats(x)?;
+            let stats = ops::batch_stats(x)?;
             if mode.updates_running_statistics() {
                 let unbiased: Vec<f32> = stats
                     .var
@@ -394,17 +381,10 @@ impl BatchNorm2d {
             }
             stats
         } else {
-            crate::bn_cpu::ChannelStats {
+            ops::ChannelStats {
                 mean: self.running_mean.as_tensor().to_vec1()?,
                 var: self.running_var.as_tensor().to_vec1()?,
             }
-        };
-        let op =
-            crate::bn_cpu::FusedBatchNorm::new(&stats, BN_EPS, mode.uses_batch_statistics(), relu);
-        let x = if x.is_contiguous() {
-            x.clone()
-        } else {
-            x.contiguous()?
         };
         let (weight, bias) = match constant {
             true => (
@@ -416,7 +396,8 @@ impl BatchNorm2d {
                 self.bias.as_tensor().clone(),
             ),
         };
-        x.apply_op3(&weight, &bias, op)
+        let stats_of_x = mode.uses_batch_statistics();
+        ops::batch_norm(x, &weight, &bias, &stats, BN_EPS, stats_of_x, relu)
     }
 
     /// Moves the running estimates towards detached batch statistics (PyTorch's update rule).

@@ -12,33 +12,20 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-mod add_relu_cpu;
-mod bn_cpu;
-pub mod conv;
-mod conv_cpu;
-#[cfg(feature = "cudnn")]
-mod conv_cudnn;
-mod conv_direct;
-mod conv_winograd;
-mod cpu_data;
 pub mod deepmind;
-mod gemm_cpu;
 pub mod layers;
-mod linear_cpu;
-mod malloc;
-pub mod profile;
 pub mod resnet;
-mod simd;
 pub mod wide_resnet;
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use candle_core::{DType, Device, Tensor};
 use spat_core::{Classifier, Mode, Network, VarKind, VarStore};
 
 pub use layers::Declared;
-pub use malloc::retain_freed_memory;
+/// The kernel profile (`spat bench --profile`) and the process-wide TF32 switch live with the
+/// kernels; re-exported so that a user of this crate needs no other.
+pub use spat_kernels::{profile, set_tf32, tf32_enabled};
 
 /// Arithmetic of a network's convolutions and classifier head.
 ///
@@ -64,23 +51,6 @@ impl Precision {
             Precision::Bf16 => DType::BF16,
         }
     }
-}
-
-static TF32: AtomicBool = AtomicBool::new(true);
-
-/// Lets `f32` convolutions (cuDNN) and matrix products (cuBLAS) on CUDA use TF32 tensor cores:
-/// inputs rounded to 10 mantissa bits, accumulation in `f32`. On by default for convolutions, as
-/// `torch.backends.cudnn.allow_tf32` is; this call also sets candle's switch for matrix products
-/// (`torch.backends.cuda.matmul.allow_tf32`, off by default in both). CPU arithmetic is unaffected.
-pub fn set_tf32(enabled: bool) {
-    TF32.store(enabled, Ordering::Relaxed);
-    #[cfg(feature = "cuda")]
-    candle_core::cuda_backend::set_gemm_reduced_precision_f32(enabled);
-}
-
-/// Whether `f32` convolutions on CUDA may use TF32 (see [`set_tf32`]).
-pub fn tf32_enabled() -> bool {
-    TF32.load(Ordering::Relaxed)
 }
 
 /// Puts a run's arithmetic into effect: sets the process-wide TF32 switch (off for `fp32` only)

@@ -166,7 +166,7 @@ impl Block {
                     }
                     None => x.clone(),
                 };
-                crate::add_relu_cpu::add_relu(&out, &skip)
+                spat_kernels::ops::add_relu(&out, &skip)
             }
         }
     }

@@ -89,7 +89,7 @@ fn convolutions_match_cpu() {
             let run = |device: &Device| {
                 let xv = Var::from_tensor(&x.to_device(device).unwrap()).unwrap();
                 let wv = Var::from_tensor(&w.to_device(device).unwrap()).unwrap();
-                let y = spat_models::conv::conv2d(xv.as_tensor(), wv.as_tensor(), stride, k / 2)
+                let y = spat_kernels::ops::conv2d(xv.as_tensor(), wv.as_tensor(), stride, k / 2)
                     .unwrap();
                 let up = uniform(200 + i as u64, y.dims(), -1.0, 1.0)
                     .to_device(device)

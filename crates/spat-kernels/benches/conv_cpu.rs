@@ -1,10 +1,14 @@
 //! Each direction of spat's CPU convolution on every distinct layer shape of the `tiny`,
 //! `wrn-16-2` and `resnet-18` presets at batch 32, in GFLOP/s of wall time (best of the
-//! repeats). Threads: `RAYON_NUM_THREADS`. `cargo bench -p spat-models --bench conv_cpu`;
+//! repeats). Threads: `RAYON_NUM_THREADS`. `cargo bench -p spat-kernels --bench conv_cpu`;
 //! `-- --repeats N`, `-- --filter SUBSTRING` (matched against the shape key).
+//!
+//! The `spat` binary keeps freed memory in the process (glibc's `mallopt`, spat-cli's
+//! `malloc.rs`); for the same allocator behaviour here, run with
+//! `GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824`.
 
 use candle_core::{Device, Tensor, Var};
-use spat_models::{conv::conv2d, profile};
+use spat_kernels::{ops::conv2d, profile};
 
 /// `(c_in, h, c_out, k, stride, padding)` of every distinct convolution of the three presets.
 const SHAPES: &[(usize, usize, usize, usize, usize, usize)] = &[
@@ -49,7 +53,6 @@ fn main() -> candle_core::Result<()> {
     };
     let repeats: usize = flag("--repeats").map_or(5, |r| r.parse().unwrap_or(5));
     let filter = flag("--filter").unwrap_or_default();
-    spat_models::retain_freed_memory();
     println!(
         "| layer (n×c×h×w * o×c×k×k /stride) | forward GFLOP/s | input grad | weight grad | ({} threads)",
         rayon::current_num_threads()

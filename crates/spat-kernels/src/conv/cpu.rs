@@ -1,5 +1,5 @@
 //! 2-D convolution (square kernel, no bias, groups or dilation) for `f32` NCHW tensors on the
-//! CPU in all three directions, as packed matrix products (`gemm_cpu`) over tiles of output
+//! CPU in all three directions, as packed matrix products (`cpu::gemm`) over tiles of output
 //! positions.
 //!
 //! With `T` output positions of a tile, `K = C_in·k²` and the tile's im2col matrix `col` (`T×K`):
@@ -25,7 +25,7 @@ use std::ops::Range;
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::gemm_cpu::{matmul, View, ViewMut};
+use crate::cpu::gemm::{matmul, View, ViewMut};
 
 /// Bytes of a tile's im2col matrix: well inside a 1 MiB L2, leaving room for the GEMM's own
 /// packed panels.
@@ -281,7 +281,7 @@ fn zero_edge_columns(g: &Geometry, run: &mut [f32], cols: &Range<usize>) {
 /// Writes the im2col rows of input channels `channels` for `tile` into `col` (`[kk][T]`,
 /// zeros where a tap falls into the padding). `x` starts at the tile's first image.
 fn im2col(g: &Geometry, x: &[f32], tile: &Tile, channels: Range<usize>, col: &mut [f32]) {
-    crate::simd::vectorized(
+    crate::cpu::simd::vectorized(
         #[inline(always)]
         || im2col_loops(g, x, tile, channels, col),
     )
@@ -350,7 +350,7 @@ fn im2col_loops(g: &Geometry, x: &[f32], tile: &Tile, channels: Range<usize>, co
 /// Adds the im2col-shaped `col` (`[kk][T]` for the input channels `channels`) of `tile` onto
 /// `dx`, which starts at the tile's first image.
 fn col2im(g: &Geometry, col: &mut [f32], tile: &Tile, channels: Range<usize>, dx: &mut [f32]) {
-    crate::simd::vectorized(
+    crate::cpu::simd::vectorized(
         #[inline(always)]
         || col2im_loops(g, col, tile, channels, dx),
     )
@@ -472,11 +472,11 @@ fn tile_view<'a>(
 
 /// `y = conv(x, w)`.
 pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
-    if crate::conv_winograd::applies(g) {
-        return crate::conv_winograd::forward(g, x, crate::conv_winograd::Kernels::Own(w));
+    if crate::conv::winograd::applies(g) {
+        return crate::conv::winograd::forward(g, x, crate::conv::winograd::Kernels::Own(w));
     }
-    if crate::conv_direct::applies(g) {
-        return crate::conv_direct::forward(g, x, w);
+    if crate::conv::direct::applies(g) {
+        return crate::conv::direct::forward(g, x, w);
     }
     let mut y = vec![0f32; g.n * g.cout * g.plane_out()];
     if y.is_empty() {
@@ -586,9 +586,9 @@ pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
 /// `∂loss/∂x` given `grad = ∂loss/∂y`.
 pub(crate) fn input_grad(g: &Geometry, grad: &[f32], w: &[f32]) -> Result<Vec<f32>> {
     if let Some(transposed) = transposed(g) {
-        if crate::conv_winograd::applies(&transposed) {
-            let turned = crate::conv_winograd::Kernels::Turned(w);
-            return crate::conv_winograd::forward(&transposed, grad, turned);
+        if crate::conv::winograd::applies(&transposed) {
+            let turned = crate::conv::winograd::Kernels::Turned(w);
+            return crate::conv::winograd::forward(&transposed, grad, turned);
         }
     }
     if let Some((transposed, flipped)) = as_forward(g, w) {
@@ -709,7 +709,7 @@ fn as_forward(g: &Geometry, w: &[f32]) -> Option<(Geometry, Vec<f32>)> {
         g.cin >= MIN_FORWARD_INPUT_GRAD_CHANNELS && g.plane_out() >= MIN_FORWARD_INPUT_GRAD_PLANE;
     // The direct forward's blocks of four output channels would run a 3-channel stem's
     // gradient a quarter empty: measured slower than col2im there.
-    let direct = crate::conv_direct::applies(&transposed) && g.cin >= 16;
+    let direct = crate::conv::direct::applies(&transposed) && g.cin >= 16;
     if !pays && !direct {
         return None;
     }
@@ -734,11 +734,11 @@ fn as_forward(g: &Geometry, w: &[f32]) -> Option<(Geometry, Vec<f32>)> {
 
 /// `∂loss/∂W` given `grad = ∂loss/∂y`.
 pub(crate) fn kernel_grad(g: &Geometry, x: &[f32], grad: &[f32]) -> Result<Vec<f32>> {
-    if crate::conv_winograd::applies_to_weight_grad(g) {
-        return crate::conv_winograd::kernel_grad(g, x, grad);
+    if crate::conv::winograd::applies_to_weight_grad(g) {
+        return crate::conv::winograd::kernel_grad(g, x, grad);
     }
-    if crate::conv_direct::applies_to_weight_grad(g) {
-        return crate::conv_direct::kernel_grad(g, x, grad);
+    if crate::conv::direct::applies_to_weight_grad(g) {
+        return crate::conv::direct::kernel_grad(g, x, grad);
     }
     let depth = g.depth();
     let mut dw = vec![0f32; g.cout * depth];
@@ -870,11 +870,11 @@ pub(crate) struct GemmConv2d {
 }
 
 fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    crate::cpu_data::slice(s, l, "conv2d", what)
+    crate::cpu::data::slice(s, l, "conv2d", what)
 }
 
 fn with_data<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    crate::cpu_data::with_slice(t, "conv2d", f)
+    crate::cpu::data::with_slice(t, "conv2d", f)
 }
 
 impl CustomOp2 for GemmConv2d {
@@ -998,12 +998,12 @@ mod tests {
     /// stride 3, a single image (fewer tasks than threads), odd and non-square sizes, and both
     /// im2col paths (same-width stride 1, and the row-by-row general one); the input gradient
     /// as a forward convolution (32 input channels or more, 64 output positions per image or
-    /// more) with 3×3 and 5×5 kernels; the direct kernels (`conv_direct`: 3×3 "same" layers
+    /// more) with 3×3 and 5×5 kernels; the direct kernels (`conv::direct`: 3×3 "same" layers
     /// 16 wide or more) with every width of their weight-gradient blocks (16, 32, 48 and
     /// 48 + 32 output channels), forward blocks with 1, 2 and 4 of 4 channels in use, a
     /// single image and non-square planes; their weight gradient with stride 2 (odd sizes too)
     /// and on small planes, several images to a pass; an input gradient whose im2col-shaped
-    /// product comes in two channel groups; Winograd's F(2×2, 3×3) (`conv_winograd`: 3×3 "same"
+    /// product comes in two channel groups; Winograd's F(2×2, 3×3) (`conv::winograd`: 3×3 "same"
     /// layers with 64 channels or more on both sides) on odd plane sides (a last tile half
     /// outside), chunks of several images and chunks of tile rows of one image, channel counts
     /// that leave partial vector blocks, and its weight gradient alone on planes under 8×8. Each case also
@@ -1054,9 +1054,9 @@ mod tests {
             let u = values(n * cout * g.oh * g.ow, 3 * i as u64 + 2);
             let (y, dx, dw) = naive(&g, &x, &wt, &u);
             let winograd = run_all(&g, &x, &wt, &u);
-            let direct = crate::conv_winograd::without(|| run_all(&g, &x, &wt, &u));
-            let im2col = crate::conv_winograd::without(|| {
-                crate::conv_direct::without(|| run_all(&g, &x, &wt, &u))
+            let direct = crate::conv::winograd::without(|| run_all(&g, &x, &wt, &u));
+            let im2col = crate::conv::winograd::without(|| {
+                crate::conv::direct::without(|| run_all(&g, &x, &wt, &u))
             });
             for ([gy, gdx, gdw], path) in [
                 (winograd, "winograd"),

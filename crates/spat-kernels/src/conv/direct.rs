@@ -1,6 +1,6 @@
 //! Direct 3×3, padding-1 convolutions on AVX-512, with neither im2col nor the matrix product's
 //! packing: the forward of stride-1 layers that keep their size (and through it their input
-//! gradient, see `conv_cpu::as_forward`), and the weight gradient of stride 1 and 2.
+//! gradient, see `conv::cpu::as_forward`), and the weight gradient of stride 1 and 2.
 //!
 //! Each input plane is copied once into a *padded plane* of row pitch `P = w + 1`: one zero
 //! column after every row (it is the right padding of its row and the left padding of the next)
@@ -19,7 +19,7 @@
 //! backward) give 24 or 27 multiply-adds per 10 or 12 loads, and their operands stay in the L1
 //! cache. Each result is a sum in a fixed order set by the shapes alone, so the bits do not
 //! depend on the thread count, nor, forward, on the other images of the batch. Without
-//! AVX-512 (or with AVX2 only) `conv_cpu`'s im2col path computes every shape.
+//! AVX-512 (or with AVX2 only) `conv::cpu`'s im2col path computes every shape.
 #![allow(unsafe_code)]
 
 use std::cell::Cell;
@@ -28,7 +28,7 @@ use std::ops::Range;
 use candle_core::Result;
 use rayon::prelude::*;
 
-use crate::conv_cpu::{with_scratch, Geometry};
+use crate::conv::cpu::{with_scratch, Geometry};
 
 /// Narrowest input for which the direct kernels run: the forward's spare column costs
 /// `1/(w+1)` of its work (measured in bench/NOTES.md, section 10).
@@ -66,7 +66,7 @@ thread_local! {
 /// Runs `f` with the direct kernels off on this thread (for tests that compare both paths).
 #[cfg(test)]
 pub(crate) fn without<R>(f: impl FnOnce() -> R) -> R {
-    crate::conv_cpu::with_path_off(&DISABLED, f)
+    crate::conv::cpu::with_path_off(&DISABLED, f)
 }
 
 /// Whether the direct kernels compute `g` on this CPU.
@@ -515,9 +515,18 @@ mod avx512 {
     use std::ops::Range;
 
     use super::{Padded, Pass, Stores, FWD_CHANNELS, FWD_VECTORS, LANES};
-    use crate::conv_cpu::Geometry;
+    use crate::conv::cpu::Geometry;
 
-    /// See `super::forward_block`; the caller guarantees the bounds.
+    /// One register block of the direct forward: `channels` (at most `FWD_CHANNELS`) output
+    /// planes of `y` at the `FWD_VECTORS × LANES` positions from `j`, from the padded input
+    /// planes at `xp` and the repacked kernel at `w` (see `super::forward_block`).
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F. For every input channel `c < cin`, `xp` must be readable
+    /// over `c·pad.len + j + tap + i` for every tap of `pad.taps` and `i < FWD_VECTORS·LANES`;
+    /// `w` over `cin·9·FWD_CHANNELS` elements; and for `r < channels` each lane that a mask of
+    /// `stores.runs` selects, at `r·stores.plane + at + lane`, must be writable in `y` (lanes
+    /// outside the masks are never touched, so their addresses may lie outside `y`).
     #[target_feature(enable = "avx512f")]
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn forward_block(
@@ -561,6 +570,10 @@ mod avx512 {
     /// Transposes the 16×16 tile at `src` (rows `src_stride` apart) into `dst` (rows
     /// `dst_stride` apart): interleaved pairs of rows, then pairs of pairs, then 128-bit
     /// quarters twice.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F; `src` must be readable at `r·src_stride + c` and `dst`
+    /// writable at `c·dst_stride + r` for all `r, c < 16`, and the two tiles must not overlap.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn transpose16(
         src: *const f32,
@@ -613,6 +626,15 @@ mod avx512 {
     /// `part[tap][o] += Σ dyt[p][o] · xc[p' + tap]` over the positions `p` of `pass` (`p'`
     /// the same position in the padded pitch, times the stride) and the output channels
     /// `block`.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512F and `block` must be 16, 32 or 48 output channels starting
+    /// at a multiple of 16 below `g.cout`. For each image `i < pass.images`, `dyt` must be
+    /// readable over the block's panel, `i·oh·ow·cout + block.start·oh·ow + p·block.len() + v`
+    /// for positions `p < oh·ow` and `v < block.len()`; `xc` over `i·pass.channels·pad.len
+    /// + s·oy·pad.pitch + s·ox + tap` for the rows `oy` of `pass.rows`, `ox < ow` and every
+    /// tap of `pad.taps`; and `part` readable and writable at `tap·g.cout + o` for the nine
+    /// taps and every `o` of `block`.
     #[target_feature(enable = "avx512f")]
     pub(super) unsafe fn weight_grad_pass(
         g: &Geometry,
@@ -630,6 +652,10 @@ mod avx512 {
         }
     }
 
+    /// [`weight_grad_pass`] for `V` vectors (`16·V` output channels) from channel `o`.
+    ///
+    /// # Safety
+    /// As [`weight_grad_pass`], with `block = o..o + 16·V`.
     #[target_feature(enable = "avx512f")]
     #[inline]
     unsafe fn weight_grad_block<const V: usize>(

@@ -16,8 +16,8 @@ const MMAP_THRESHOLD: libc::c_int = 32 << 20;
 const TRIM_THRESHOLD: libc::c_int = 1 << 30;
 
 /// Applies the policy above to this process; returns whether the allocator accepted it
-/// (`false` off glibc, where nothing is changed). Call once, early, from a binary.
-pub fn retain_freed_memory() -> bool {
+/// (`false` off glibc, where nothing is changed). Call once, early.
+pub(crate) fn retain_freed_memory() -> bool {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
         // SAFETY: mallopt only changes two tuning parameters of glibc's allocator; it takes

@@ -14,7 +14,7 @@ const CHUNK: usize = 1 << 15;
 
 /// `relu(a + b)`: one fused pass on f32 CPU tensors of the same shape, candle's operations
 /// elsewhere.
-pub(crate) fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+pub fn add_relu(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let fused = a.device().is_cpu()
         && b.device().is_cpu()
         && a.dtype() == candle_core::DType::F32
@@ -45,8 +45,8 @@ impl CustomOp2 for AddRelu {
         b: &CpuStorage,
         bl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
-        let a = crate::cpu_data::slice(a, al, "add_relu", "first summand")?;
-        let b = crate::cpu_data::slice(b, bl, "add_relu", "second summand")?;
+        let a = crate::cpu::data::slice(a, al, "add_relu", "first summand")?;
+        let b = crate::cpu::data::slice(b, bl, "add_relu", "second summand")?;
         if a.len() != b.len() {
             candle_core::bail!("add_relu: summands of {} and {} elements", a.len(), b.len());
         }
@@ -54,7 +54,7 @@ impl CustomOp2 for AddRelu {
         out.par_chunks_mut(CHUNK)
             .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
             .for_each(|(o, (a, b))| {
-                crate::simd::vectorized(
+                crate::cpu::simd::vectorized(
                     #[inline(always)]
                     || {
                         for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
@@ -73,13 +73,13 @@ impl CustomOp2 for AddRelu {
         res: &Tensor,
         grad: &Tensor,
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
-        let masked = crate::cpu_data::with_slice(res, "add_relu", |y| {
-            crate::cpu_data::with_slice(grad, "add_relu", |g| {
+        let masked = crate::cpu::data::with_slice(res, "add_relu", |y| {
+            crate::cpu::data::with_slice(grad, "add_relu", |g| {
                 let mut out = vec![0f32; y.len()];
                 out.par_chunks_mut(CHUNK)
                     .zip(y.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
                     .for_each(|(o, (y, g))| {
-                        crate::simd::vectorized(
+                        crate::cpu::simd::vectorized(
                             #[inline(always)]
                             || {
                                 for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {

@@ -3,16 +3,23 @@
 //!
 //! candle's own `conv2d` backward always computes both the input and the kernel gradient. An
 //! attack needs only ∂loss/∂x (the weights enter its graph as constants, see
-//! [`spat_core::Classifier::logits_wrt_input`]) and a training step never needs ∂loss/∂x of the
+//! spat-core's `Classifier::logits_wrt_input`) and a training step never needs ∂loss/∂x of the
 //! data batch, so each skipped half is a convolution's worth of arithmetic saved per layer.
 //!
 //! Paths, chosen per call:
-//! * CPU, `f32`: `conv_cpu`'s matrix-product kernels in all three directions.
+//! * CPU, `f32`: [`cpu`]'s kernels in all three directions (matrix products, the direct AVX-512
+//!   kernels of [`direct`], Winograd's F(2×2, 3×3) of [`winograd`]).
 //! * CUDA with the `cudnn` feature, `f32`/`bf16`: cuDNN forward, backward-data and
-//!   backward-filter with cached descriptors, algorithms and workspace (`conv_cudnn`).
+//!   backward-filter with cached descriptors, algorithms and workspace (`cudnn`).
 //! * CPU, `bf16`: the `f32` paths on widened operands, rounded back (candle has no CPU bf16
 //!   matrix product); numerically a tensor core's bf16-in, f32-accumulate convolution.
 //! * Anything else: candle's forward, with this module's backward attached (`CandleConv2d`).
+
+pub(crate) mod cpu;
+#[cfg(feature = "cudnn")]
+pub(crate) mod cudnn;
+pub(crate) mod direct;
+pub(crate) mod winograd;
 
 use candle_core::backend::BackendStorage;
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
@@ -25,8 +32,8 @@ pub fn conv2d(x: &Tensor, kernel: &Tensor, stride: usize, padding: usize) -> Res
     let x = contiguous(x)?;
     let kernel = contiguous(kernel)?;
     #[cfg(feature = "cudnn")]
-    if x.device().is_cuda() && crate::conv_cudnn::supports(x.dtype()) {
-        return x.apply_op2(&kernel, crate::conv_cudnn::CudnnConv2d { stride, padding });
+    if x.device().is_cuda() && crate::conv::cudnn::supports(x.dtype()) {
+        return x.apply_op2(&kernel, crate::conv::cudnn::CudnnConv2d { stride, padding });
     }
     if x.device().is_cpu() && x.dtype() == DType::BF16 {
         // candle has no bf16 matrix product on the CPU. Products of bf16 values are exact in
@@ -46,7 +53,7 @@ pub fn conv2d(x: &Tensor, kernel: &Tensor, stride: usize, padding: usize) -> Res
         || crate::profile::conv_key(x.dims(), kernel.dims(), stride),
     );
     if x.device().is_cpu() && x.dtype() == DType::F32 {
-        return x.apply_op2(&kernel, crate::conv_cpu::GemmConv2d { stride, padding });
+        return x.apply_op2(&kernel, crate::conv::cpu::GemmConv2d { stride, padding });
     }
     let y = x.detach().conv2d(&kernel.detach(), padding, stride, 1, 1)?;
     x.apply_op3(&kernel, &y, CandleConv2d { stride, padding })
@@ -61,7 +68,7 @@ fn contiguous(t: &Tensor) -> Result<Tensor> {
 }
 
 fn check_geometry(x: &Tensor, kernel: &Tensor, stride: usize, padding: usize) -> Result<()> {
-    crate::conv_cpu::Geometry::new(x.dims(), kernel.dims(), stride, padding)?;
+    crate::conv::cpu::Geometry::new(x.dims(), kernel.dims(), stride, padding)?;
     if x.dtype() != kernel.dtype() {
         candle_core::bail!(
             "conv2d: input is {:?} but kernel is {:?}",
@@ -110,8 +117,8 @@ fn backward_data(
     padding: usize,
 ) -> Result<Tensor> {
     #[cfg(feature = "cudnn")]
-    if grad.device().is_cuda() && crate::conv_cudnn::supports(grad.dtype()) {
-        let op = crate::conv_cudnn::CudnnBackwardData::new(x_dims, stride, padding)?;
+    if grad.device().is_cuda() && crate::conv::cudnn::supports(grad.dtype()) {
+        let op = crate::conv::cudnn::CudnnBackwardData::new(x_dims, stride, padding)?;
         return grad.apply_op2_no_bwd(kernel, &op);
     }
     let (h, w) = (x_dims[2], x_dims[3]);
@@ -138,8 +145,8 @@ fn backward_filter(
     padding: usize,
 ) -> Result<Tensor> {
     #[cfg(feature = "cudnn")]
-    if x.device().is_cuda() && crate::conv_cudnn::supports(x.dtype()) {
-        let op = crate::conv_cudnn::CudnnBackwardFilter::new(kernel_dims, stride, padding)?;
+    if x.device().is_cuda() && crate::conv::cudnn::supports(x.dtype()) {
+        let op = crate::conv::cudnn::CudnnBackwardFilter::new(kernel_dims, stride, padding)?;
         return contiguous(x)?.apply_op2_no_bwd(grad, &op);
     }
     let k = kernel_dims[2];

@@ -1,4 +1,4 @@
-//! spat's convolution (`spat_models::conv::conv2d`, on the CPU its GEMM kernels) against PyTorch:
+//! spat's convolution (`spat_kernels::ops::conv2d`, on the CPU its GEMM kernels) against PyTorch:
 //! output, input gradient and kernel gradient of `torch.nn.functional.conv2d` for every kind of
 //! layer the presets have, from `scripts/golden/conv.py` (float64 reference on float32 inputs).
 
@@ -35,7 +35,7 @@ fn convolution_and_both_gradients_match_pytorch() {
         let x = Var::from_tensor(&get("input")).unwrap();
         let kernel = Var::from_tensor(&get("kernel")).unwrap();
         let y =
-            spat_models::conv::conv2d(x.as_tensor(), kernel.as_tensor(), stride, padding).unwrap();
+            spat_kernels::ops::conv2d(x.as_tensor(), kernel.as_tensor(), stride, padding).unwrap();
         let grads = (&y * &get("upstream"))
             .unwrap()
             .sum_all()

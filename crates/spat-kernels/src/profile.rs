@@ -61,8 +61,8 @@ pub fn take() -> Vec<OpTime> {
         .collect()
 }
 
-/// Records the time until it is dropped under `(op, shape)`.
-pub(crate) struct Span {
+/// Records the time until it is dropped under `(op, shape)`; made by [`span`].
+pub struct Span {
     op: &'static str,
     shape: String,
     flops: f64,
@@ -84,7 +84,7 @@ pub fn cpu_seconds() -> Option<f64> {
 }
 
 /// A [`Span`] if accounting is on; `shape` is only formatted then.
-pub(crate) fn span(op: &'static str, flops: f64, shape: impl FnOnce() -> String) -> Option<Span> {
+pub fn span(op: &'static str, flops: f64, shape: impl FnOnce() -> String) -> Option<Span> {
     ENABLED.load(Ordering::Relaxed).then(|| Span {
         op,
         shape: shape(),

@@ -5,7 +5,7 @@
 //! small networks used in tests and smoke runs. Here the forward is one statistics pass (two for
 //! batch statistics) plus one output pass, and the backward is one reduction pass plus one
 //! gradient pass, with the textbook batch-norm gradient. Other devices use the composite path in
-//! `layers.rs`; a unit test there checks that both agree in value and gradient.
+//! spat-models' `layers.rs`; a unit test there checks that both agree in value and gradient.
 
 use candle_core::{CpuStorage, CustomOp3, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
@@ -18,20 +18,21 @@ fn min_len(elements: usize) -> usize {
     MIN_TASK_ELEMENTS.div_ceil(elements.max(1))
 }
 
-/// Per-channel statistics the normalisation uses.
-#[derive(Debug, Clone)]
-pub(crate) struct ChannelStats {
+/// Per-channel statistics a batch norm normalises with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChannelStats {
+    /// Mean per channel.
     pub mean: Vec<f32>,
     /// Biased variance (what normalisation divides by).
     pub var: Vec<f32>,
 }
 
 fn with_slice<R>(t: &Tensor, f: impl FnOnce(&[f32]) -> Result<R>) -> Result<R> {
-    crate::cpu_data::with_slice(t, "fused batch norm", f)
+    crate::cpu::data::with_slice(t, "fused batch norm", f)
 }
 
 fn slice_of<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
-    crate::cpu_data::slice(s, l, "fused batch norm", what)
+    crate::cpu::data::slice(s, l, "fused batch norm", what)
 }
 
 /// `Σ f(v)` over `values` with eight independent partial sums (one running sum is a serial chain
@@ -107,7 +108,7 @@ pub(crate) fn batch_stats(x: &Tensor) -> Result<ChannelStats> {
             .into_par_iter()
             .with_min_len(min_len(n * plane))
             .map(|ch| {
-                crate::simd::vectorized(
+                crate::cpu::simd::vectorized(
                     #[inline(always)]
                     || {
                         // Per-plane partial sums in f32 lanes (vectorisable), planes summed in f64.
@@ -205,7 +206,7 @@ impl CustomOp3 for FusedBatchNorm {
             .enumerate()
             .with_min_len(min_len(plane))
             .for_each(|(i, (o, xp))| {
-                crate::simd::vectorized(
+                crate::cpu::simd::vectorized(
                     #[inline(always)]
                     || {
                         let (a, s) = (scale[i % c], shift[i % c]);
@@ -248,7 +249,7 @@ impl CustomOp3 for FusedBatchNorm {
                     .into_par_iter()
                     .with_min_len(min_len(n * plane))
                     .map(|ch| {
-                        crate::simd::vectorized(
+                        crate::cpu::simd::vectorized(
                             #[inline(always)]
                             || {
                                 let (m, is) = (self.mean[ch], self.inv_std[ch]);
@@ -270,7 +271,7 @@ impl CustomOp3 for FusedBatchNorm {
                     .enumerate()
                     .with_min_len(min_len(plane))
                     .for_each(|(p, out)| {
-                        crate::simd::vectorized(
+                        crate::cpu::simd::vectorized(
                             #[inline(always)]
                             || {
                                 let ch = p % c;

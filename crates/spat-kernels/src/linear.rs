@@ -59,9 +59,9 @@ impl CustomOp2 for RowwiseLinear {
         wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let (n, f, c) = dims(xl.dims(), wl.dims())?;
-        let x = crate::cpu_data::slice(xs, xl, "linear", "input")?;
-        let w = crate::cpu_data::slice(ws, wl, "linear", "weight")?;
-        let y = crate::simd::vectorized(|| {
+        let x = crate::cpu::data::slice(xs, xl, "linear", "input")?;
+        let w = crate::cpu::data::slice(ws, wl, "linear", "weight")?;
+        let y = crate::cpu::simd::vectorized(|| {
             let mut y = Vec::with_capacity(n * c);
             for row in x.chunks_exact(f.max(1)).take(n) {
                 y.extend(w.chunks_exact(f.max(1)).take(c).map(|wj| dot(row, wj)));
@@ -81,13 +81,13 @@ impl CustomOp2 for RowwiseLinear {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let (n, f, c) = dims(x.dims(), w.dims())?;
         let with = |t: &Tensor, f: &mut dyn FnMut(&[f32]) -> Result<Vec<f32>>| {
-            crate::cpu_data::with_slice(t, "linear", |s| f(s))
+            crate::cpu::data::with_slice(t, "linear", |s| f(s))
         };
         let dx = if x.track_op() {
             // dx_i = Σ_j g_ij W_j, over j in order.
             let dx = with(grad, &mut |g| {
                 with(w, &mut |w| {
-                    Ok(crate::simd::vectorized(|| {
+                    Ok(crate::cpu::simd::vectorized(|| {
                         let mut dx = vec![0f32; n * f];
                         for (out, gi) in dx.chunks_exact_mut(f.max(1)).zip(g.chunks_exact(c)) {
                             for (&gij, wj) in gi.iter().zip(w.chunks_exact(f.max(1))) {
@@ -106,7 +106,7 @@ impl CustomOp2 for RowwiseLinear {
             // dW_j = Σ_i g_ij x_i, over i in order.
             let dw = with(grad, &mut |g| {
                 with(x, &mut |x| {
-                    Ok(crate::simd::vectorized(|| {
+                    Ok(crate::cpu::simd::vectorized(|| {
                         let mut dw = vec![0f32; c * f];
                         for (gi, xi) in g.chunks_exact(c.max(1)).zip(x.chunks_exact(f.max(1))) {
                             for (out, &gij) in dw.chunks_exact_mut(f.max(1)).zip(gi) {

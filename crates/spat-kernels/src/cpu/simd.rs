@@ -29,12 +29,20 @@ pub(crate) fn vectorized<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// `f()` compiled with AVX-512F, AVX2 and AVX enabled.
+///
+/// # Safety
+/// The CPU must have AVX-512F, AVX2 and AVX.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx2,avx")]
 unsafe fn avx512<R>(f: impl FnOnce() -> R) -> R {
     f()
 }
 
+/// `f()` compiled with AVX2 and AVX enabled.
+///
+/// # Safety
+/// The CPU must have AVX2 and AVX.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,avx")]
 unsafe fn avx2<R>(f: impl FnOnce() -> R) -> R {

@@ -24,15 +24,15 @@
 //! matrix-vector path), so an image's bits do not depend on its batch or on the thread count.
 //!
 //! Rounding: the transforms add at most four terms and scale by ½; the results agree with an
-//! f64 definition to 2·10⁻⁶ of the largest output, as the other paths do (tests in `conv_cpu`).
+//! f64 definition to 2·10⁻⁶ of the largest output, as the other paths do (tests in `conv::cpu`).
 
 use std::ops::Range;
 
 use candle_core::Result;
 use rayon::prelude::*;
 
-use crate::conv_cpu::{min_tasks, product_threads, with_scratch, Geometry};
-use crate::gemm_cpu::{matmul, View, ViewMut};
+use crate::conv::cpu::{min_tasks, product_threads, with_scratch, Geometry};
+use crate::cpu::gemm::{matmul, View, ViewMut};
 
 /// Elements of a transformed tile.
 const XI: usize = 16;
@@ -62,7 +62,7 @@ thread_local! {
 /// Runs `f` with the Winograd path off on this thread (for tests that compare the paths).
 #[cfg(test)]
 pub(crate) fn without<R>(f: impl FnOnce() -> R) -> R {
-    crate::conv_cpu::with_path_off(&DISABLED, f)
+    crate::conv::cpu::with_path_off(&DISABLED, f)
 }
 
 /// Whether [`forward`] computes `g`.
@@ -192,7 +192,7 @@ fn transform_kernels(g: &Geometry, kernels: Kernels<'_>) -> Vec<f32> {
         .zip(taps.par_chunks(9 * cout))
         .with_min_len(min_tasks(flops))
         .for_each(|(u, taps)| {
-            crate::simd::vectorized(
+            crate::cpu::simd::vectorized(
                 #[inline(always)]
                 || {
                     let mut o = 0;
@@ -257,7 +257,7 @@ fn row_scratch(g: &Geometry) -> usize {
 /// `V[c][ξ][tile] = (Bᵀ d B)[ξ]` for the chunk's tiles, `d` the 4×4 input patch of the tile
 /// (zero outside the plane), `Bᵀ = [[1, 0, −1, 0], [0, 1, 1, 0], [0, −1, 1, 0], [0, 1, 0, −1]]`.
 fn transform_inputs(g: &Geometry, x: &[f32], chunk: &Chunk, v: &mut [f32], scratch: &mut [f32]) {
-    crate::simd::vectorized(
+    crate::cpu::simd::vectorized(
         #[inline(always)]
         || transform_inputs_loops(g, x, chunk, v, scratch),
     )
@@ -450,7 +450,7 @@ fn output_block<const N: usize, const W: usize>(
 /// `y[b][o][2ty + i][2tx + j] = (Aᵀ m A)[i][j]` for the chunk's tiles, `m[ξ] = M[o][ξ][tile]`,
 /// `Aᵀ = [[1, 1, 1, 0], [0, 1, −1, −1]]`; rows and columns past the plane are dropped.
 fn transform_outputs(g: &Geometry, m: &[f32], chunk: &Chunk, y: &mut [f32]) {
-    crate::simd::vectorized(
+    crate::cpu::simd::vectorized(
         #[inline(always)]
         || transform_outputs_loops(g, m, chunk, y),
     )
@@ -597,7 +597,7 @@ const WGRAD_PARTITIONS: usize = 4;
 /// the product `Z_ξ · V_ξᵀ` has a layout `gemm` runs at full speed; with tiles side by side
 /// (as `V` has them) its packing transposed both operands and took a third of the time (perf).
 fn transform_output_grads(g: &Geometry, dy: &[f32], chunk: &Chunk, z: &mut [f32]) {
-    crate::simd::vectorized(
+    crate::cpu::simd::vectorized(
         #[inline(always)]
         || transform_output_grads_loops(g, dy, chunk, z),
     )
@@ -697,7 +697,7 @@ fn untransform_kernel_grads(g: &Geometry, du: &[f32]) -> Vec<f32> {
         .for_each(|(block, dw)| {
             let o0 = block * BLOCK;
             let n = dw.len() / (cin * 9);
-            crate::simd::vectorized(
+            crate::cpu::simd::vectorized(
                 #[inline(always)]
                 || {
                     for c in 0..cin {
