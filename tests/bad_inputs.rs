@@ -609,6 +609,28 @@ fn bad_inputs_fail_with_one_clear_line_and_change_nothing() {
         eval(&good, "tiny", "cifar100"),
         &["checkpoint-0001.safetensors", "fc"],
     ));
+    cases.push(case(
+        "RobustBench name of two networks",
+        eval(&good, "rb:Rice2020Overfitting", "cifar10"),
+        &[
+            "rb:cifar10/Linf/Rice2020Overfitting",
+            "rb:cifar10/L2/Rice2020Overfitting",
+        ],
+    ));
+    cases.push(case(
+        "RobustBench entry spat does not build",
+        eval(&good, "rb:Kang2021Stable", "cifar10"),
+        &["Kang2021Stable", "SODEF"],
+    ));
+    cases.push(case(
+        "RobustBench entry of another data set",
+        eval(&good, "rb:Carmon2019Unlabeled", "cifar100"),
+        &[
+            "rb:Carmon2019Unlabeled",
+            "cifar100",
+            "rb:cifar10/Linf/Carmon2019Unlabeled",
+        ],
+    ));
     for fx in ["evil.pt", "nan.pt", "int_weight.pt", "whole_model.pt"] {
         let p = s.file(
             &format!("ckpt/{fx}"),
@@ -786,9 +808,19 @@ fn bad_inputs_fail_with_one_clear_line_and_change_nothing() {
         &["--unlabeled-fraction", "between 0 and 1"],
     ));
     cases.push(case(
-        "train unknown model",
+        "train impossible WideResNet depth",
         train(&["--model", "wrn-99-1"], "runs/m"),
-        &["wrn-99-1", "wrn-34-10"],
+        &["wrn-99-1", "6n + 4"],
+    ));
+    cases.push(case(
+        "train unknown model",
+        train(&["--model", "vgg-16"], "runs/m"),
+        &["vgg-16", "dm-wrn-D-W"],
+    ));
+    cases.push(case(
+        "train unknown activation",
+        train(&["--model", "dm-wrn-28-10-gelu"], "runs/m"),
+        &["gelu", "relu, silu or swish"],
     ));
     let mut a = os(&[
         "train",

@@ -268,3 +268,21 @@ fn deepmind_checkpoints_bare_or_wrapped_give_robustbench_logits() {
         assert!(e < 1e-5, "{file}: logits rel err {e}");
     }
 }
+
+/// A DeepMind checkpoint given to the wrong network names the DeepMind networks its shapes fit,
+/// with each activation (the file does not say which).
+#[test]
+fn a_deepmind_file_for_the_wrong_network_names_the_deepmind_layouts_that_fit() {
+    let m = spat_models::build("tiny", 10, &Device::Cpu, 0).unwrap();
+    let msg = spat_models::load_weights(m.as_ref(), &fixture("dm_wrn_10_1_silu_wrapped.pt"))
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains(
+            "architectures whose layout fits: dm-wrn-10-1-relu (10 classes), \
+             dm-wrn-10-1-silu (10 classes)"
+        ),
+        "{msg}"
+    );
+}
