@@ -968,7 +968,7 @@ fn train_and_eval_a_deepmind_network() {
             "--epochs",
             "1",
             "--train-subset",
-            "64",
+            "32",
             "--test-subset",
             "32",
             "--batch-size",

@@ -161,6 +161,7 @@ impl Architecture {
 }
 
 #[derive(Debug)]
+#[allow(clippy::enum_variant_names)] // each variant is named after the network type it holds
 enum Net {
     WideResNet(Box<WideResNet>),
     ResNet(Box<ResNet>),

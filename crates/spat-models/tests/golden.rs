@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor, Var};
-use spat_core::{Classifier, Mode, Network, Normalization, Normalized};
+use spat_core::{Mode, Network, Normalization, Normalized};
 use spat_models::{Architecture, Model};
 use spat_spec::Activation;
 

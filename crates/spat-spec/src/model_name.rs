@@ -19,6 +19,7 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::dataset::ChannelStatistics;
 use crate::robustbench::{self, Leaderboard};
 use crate::{Dataset, Error};
 
@@ -105,7 +106,7 @@ impl ModelName {
     pub fn input_normalization(
         &self,
         dataset: Dataset,
-    ) -> Result<Option<([f32; 3], [f32; 3])>, Error> {
+    ) -> Result<Option<ChannelStatistics>, Error> {
         Ok(match self {
             ModelName::DmWrn { .. } | ModelName::DmPreActResNet { .. } => {
                 Some(dataset.channel_statistics())
@@ -192,7 +193,7 @@ fn wrn_size(s: &str) -> Result<(usize, usize), String> {
     let (d, w) = s.split_once('-').ok_or_else(bad)?;
     let depth: usize = d.parse().map_err(|_| bad())?;
     let width: usize = w.parse().map_err(|_| bad())?;
-    if depth < 10 || (depth - 4) % 6 != 0 || depth > MAX_DEPTH {
+    if depth < 10 || !(depth - 4).is_multiple_of(6) || depth > MAX_DEPTH {
         return Err(format!(
             "a WideResNet's depth is 6n + 4 (10, 16, 22, 28, 34, ...) up to {MAX_DEPTH}, not {depth}"
         ));

@@ -2,6 +2,7 @@
 //! build: no weight is drawn), what a RobustBench entry builds, and the RobustBench table.
 
 use anyhow::Result;
+use spat_spec::dataset::ChannelStatistics;
 use spat_spec::robustbench::{entries, Entry, EntryNetwork};
 use spat_spec::{Dataset, ModelName};
 
@@ -134,7 +135,7 @@ fn normalization_text(e: &Entry) -> String {
 struct Row {
     entry: String,
     architecture: Option<&'static str>,
-    normalization: Option<([f32; 3], [f32; 3])>,
+    normalization: Option<ChannelStatistics>,
     unsupported: Option<&'static str>,
 }
 

@@ -12,6 +12,7 @@ mod entries;
 
 use std::fmt;
 
+use crate::dataset::ChannelStatistics;
 use crate::model_name::ModelName;
 use crate::{Dataset, Error};
 
@@ -41,7 +42,7 @@ pub enum EntryNetwork {
         /// The `(mean, std)` its class normalises the input with (its `mu`/`sigma` buffers, a
         /// DeepMind network's `mean`/`std`, or `2x - 1` as `(0.5, 0.5)`), used when the file
         /// carries none.
-        normalization: Option<([f32; 3], [f32; 3])>,
+        normalization: Option<ChannelStatistics>,
     },
     Unsupported {
         /// What the network has that spat does not build.
@@ -77,7 +78,7 @@ impl Entry {
     }
 
     /// The normalisation the entry's class applies to its `[0, 1]` input.
-    pub fn normalization(&self) -> Result<Option<([f32; 3], [f32; 3])>, Error> {
+    pub fn normalization(&self) -> Result<Option<ChannelStatistics>, Error> {
         self.architecture()?;
         Ok(match self.network {
             EntryNetwork::Supported { normalization, .. } => normalization,
