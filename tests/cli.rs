@@ -618,7 +618,7 @@ fn bad_inputs_are_one_line_errors() {
         (eval(&["--device", "tpu"]), &["bad --device `tpu`"]),
         (
             train("wrn-99", "madry", &[]),
-            &["unknown model preset `wrn-99`", "wrn-34-10"],
+            &["bad model `wrn-99`", "DEPTH-WIDTH such as 28-10"],
         ),
         (
             train("tiny", "fgsm-at", &[]),
