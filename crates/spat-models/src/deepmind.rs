@@ -48,7 +48,7 @@ pub struct DmPreActResNetConfig {
 fn bn_act(bn: &BatchNorm2d, x: &Tensor, pass: Pass, act: Activation) -> Result<Tensor> {
     match act {
         Activation::Relu => bn.forward_pass(x, pass, true),
-        Activation::Silu => bn.forward_pass(x, pass, false)?.silu(),
+        Activation::Silu => spat_kernels::ops::silu(&bn.forward_pass(x, pass, false)?),
     }
 }
 
