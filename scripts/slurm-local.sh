@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # A real one-node Slurm cluster on this machine, for the tests of `cargo xtask reproduce --slurm`
-# (xtask/tests/slurm.rs): munge, MariaDB + slurmdbd (accounting, so that sacct works), slurmctld and
+# (crates/spat-reproduce/tests/slurm.rs): munge, MariaDB + slurmdbd (accounting, so that sacct works), slurmctld and
 # slurmd, with their configuration, keys, databases, state, logs and pid files in one private
 # directory and on private ports, so that nothing of the machine's own configuration is used or
 # changed. The one shared path is munge's default socket (/run/munge/munge.socket.2; see below).

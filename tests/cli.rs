@@ -1023,6 +1023,126 @@ fn convert_writes_what_eval_reads_and_never_overwrites() {
     assert!(!dir.path().join("evil.safetensors").exists());
 }
 
+/// Epochs committed in `run` (0 before its first commit).
+fn epochs_done(run: &Path) -> u64 {
+    std::fs::read(run.join("state.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["epochs_done"].as_u64())
+        .unwrap_or(0)
+}
+
+/// Waits until `run` has committed more than `after` epochs while `child` runs.
+fn wait_for_commit(child: &mut std::process::Child, run: &Path, after: u64) {
+    let start = std::time::Instant::now();
+    while epochs_done(run) <= after {
+        assert!(start.elapsed().as_secs() < 300, "no commit after 300 s");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "spat train ended early"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+/// One run directory has one writer (issue 26): a `--resume` beside the running original, or
+/// beside another `--resume`, is a one-line refusal that changes nothing, and a writer killed
+/// with SIGKILL leaves no lock behind.
+#[test]
+fn a_run_has_one_writer_and_a_killed_writer_leaves_no_lock() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = dir.path().join("run");
+    let quiet = |mut c: Command| {
+        c.stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        c
+    };
+    // The files of `r` that can be read now (the writer may remove one meanwhile).
+    let files = |r: &Path| -> Vec<(String, Vec<u8>)> {
+        std::fs::read_dir(r)
+            .unwrap()
+            .filter_map(|e| {
+                let p = e.ok()?.path();
+                let name = p.file_name()?.to_string_lossy().into_owned();
+                Some((name, std::fs::read(&p).ok()?))
+            })
+            .collect()
+    };
+    let refused_beside = |what: &str| {
+        let before = files(&r);
+        let msg = one_line_error(&run(spat().args(["train", "--resume"]).arg(&r)));
+        assert!(
+            msg.contains("another spat process") && msg.contains("run.lock"),
+            "{what}: {msg}"
+        );
+        // The writer may commit meanwhile; nothing else may change, so compare what the
+        // refused process could have touched: the files present before, unless rewritten.
+        let after = files(&r);
+        for (name, bytes) in &before {
+            if let Some((_, now)) = after.iter().find(|(n, _)| n == name) {
+                let written = ["state.json", "metrics.jsonl", "best.safetensors"];
+                assert!(
+                    now == bytes || written.contains(&name.as_str()),
+                    "{what}: {name} changed"
+                );
+            }
+        }
+    };
+    let mut original = quiet(tiny_train(&r, 50, 3)).spawn().unwrap();
+    wait_for_commit(&mut original, &r, 0);
+    refused_beside("a --resume beside the running original");
+    let err = one_line_error(&run(&mut tiny_train(&r, 50, 3)));
+    assert!(err.contains("already holds a run"), "{err}");
+    original.kill().unwrap(); // SIGKILL: the kernel drops its lock
+    original.wait().unwrap();
+
+    let done = epochs_done(&r);
+    let mut first = quiet({
+        let mut c = spat();
+        c.args(["train", "--resume"]).arg(&r);
+        c
+    })
+    .spawn()
+    .unwrap();
+    wait_for_commit(&mut first, &r, done);
+    refused_beside("a second --resume");
+    first.kill().unwrap();
+    first.wait().unwrap();
+    // Killed again: the next resume runs, and finishes what it is asked to.
+    let done = epochs_done(&r);
+    success(run(spat()
+        .args(["train", "--resume"])
+        .arg(&r)
+        .args(["--stop-after-epochs", &(done + 1).to_string()])));
+    assert_eq!(epochs_done(&r), done + 1);
+}
+
+/// torch.save files whose archive name has 1, 2, 20, 21 (once refused: issue 26), 22 and 64
+/// characters convert, holding what torch.save wrote.
+#[test]
+fn convert_reads_torch_save_zip_files_under_names_of_any_length() {
+    let dir = tempfile::tempdir().unwrap();
+    let names = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/torch/names");
+    let mut converted = 0;
+    for e in std::fs::read_dir(names).unwrap() {
+        let pt = e.unwrap().path();
+        let out = dir
+            .path()
+            .join(pt.with_extension("safetensors").file_name().unwrap());
+        success(run(spat().arg("convert").arg(&pt).arg(&out)));
+        let t = safetensors::SafeTensors::deserialize(&std::fs::read(&out).unwrap())
+            .unwrap()
+            .tensor("w")
+            .unwrap()
+            .data()
+            .to_vec();
+        let want: Vec<u8> = (0..6).flat_map(|v| (v as f32).to_le_bytes()).collect();
+        assert_eq!(t, want, "{}", pt.display());
+        converted += 1;
+    }
+    assert_eq!(converted, 6);
+}
+
 /// `--init` starts training from a PyTorch checkpoint, is recorded in config.json with the
 /// file's checksum, cannot be combined with `--resume`, and a run restarted from its beginning
 /// refuses an init file that changed.

@@ -6,17 +6,14 @@
 //! there and the data-set folder is renamed into place. A failure at any step removes what that
 //! step wrote, so the output holds either the complete folder or nothing.
 //!
-//! `http://` URLs are fetched with a small built-in HTTP/1.1 client (std only); `https://` URLs are
-//! handed to `curl`, which keeps TLS out of this crate's build. `file://` URLs and plain paths are
-//! read directly (local mirrors).
+//! Every URL (`https://`, `http://`, `file://`, ...) is downloaded by `curl`, which keeps TLS,
+//! redirects, proxies and timeouts out of this crate; a plain path (a local mirror) is copied.
 
 use std::fs::{self, File};
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use md5::{Digest, Md5};
@@ -215,183 +212,50 @@ pub fn md5_file(path: &Path) -> Result<(String, u64)> {
     Ok((hex, size))
 }
 
+/// Downloads `url` into `dest`: a URL through curl, a plain path (a local mirror) by copying it.
 fn fetch_to_file(url: &str, dest: &Path) -> Result<()> {
-    if url.starts_with("https://") {
+    if url.contains("://") {
         return curl(url, dest);
     }
-    if let Some(rest) = url.strip_prefix("http://") {
-        return http_get(rest, dest, 5);
-    }
-    let local = url.strip_prefix("file://").unwrap_or(url);
-    fs::copy(local, dest).with_context(|| format!("cannot copy {local}"))?;
+    fs::copy(url, dest).with_context(|| format!("cannot copy {url}"))?;
     Ok(())
 }
 
+/// How long curl may take to connect, and the slowest transfer it keeps going at: under
+/// `STALL_BYTES_PER_SECOND` for `STALL_SECONDS`, it gives up (a stalled server), while a slow but
+/// moving download of a multi-gigabyte archive is left to finish.
+const CONNECT_TIMEOUT_SECONDS: &str = "30";
+const STALL_BYTES_PER_SECOND: &str = "1000";
+const STALL_SECONDS: &str = "60";
+
+/// `curl` downloads `url` (any scheme it reads: https, http, file, ...) into `dest`: it follows
+/// up to 5 redirects, retries transient failures 3 times, fails on an HTTP error status instead
+/// of saving the error page, and uses the proxy its environment names (`https_proxy`,
+/// `http_proxy`, `ALL_PROXY`, `NO_PROXY`, as curl reads them). Its progress meter and errors go
+/// to stderr.
 fn curl(url: &str, dest: &Path) -> Result<()> {
-    let status = Command::new("curl")
-        .args(["--fail", "--location", "--retry", "3", "--output"])
+    let out = Command::new("curl")
+        .args(["--fail", "--location", "--max-redirs", "5", "--retry", "3"])
+        .args(["--connect-timeout", CONNECT_TIMEOUT_SECONDS])
+        .args([
+            "--speed-limit",
+            STALL_BYTES_PER_SECOND,
+            "--speed-time",
+            STALL_SECONDS,
+        ])
+        .args(["--write-out", "%{http_code}", "--output"])
         .arg(dest)
         .arg(url)
-        .status()
-        .context("https downloads need `curl` on PATH (or pass an http:// mirror with --url)")?;
-    if !status.success() {
-        bail!("curl could not download {url} ({status})");
+        .stdin(Stdio::null())
+        .stderr(Stdio::inherit())
+        .output()
+        .context("downloads need `curl` on PATH")?;
+    if out.status.success() {
+        return Ok(());
     }
-    Ok(())
-}
-
-/// GET `http://{rest}` into `dest`, following up to `redirects` redirects.
-fn http_get(rest: &str, dest: &Path, redirects: u32) -> Result<()> {
-    let url = format!("http://{rest}");
-    let (authority, path) = match rest.find('/') {
-        Some(i) => (&rest[..i], &rest[i..]),
-        None => (rest, "/"),
-    };
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) => (
-            h,
-            p.parse::<u16>()
-                .with_context(|| format!("bad port in {url}"))?,
-        ),
-        None => (authority, 80),
-    };
-    let stream = TcpStream::connect((host, port))
-        .with_context(|| format!("cannot connect to {authority}"))?;
-    stream.set_read_timeout(Some(Duration::from_secs(120)))?;
-    let mut writer = stream.try_clone()?;
-    write!(
-        writer,
-        "GET {path} HTTP/1.1\r\nHost: {authority}\r\nUser-Agent: spat-xtask\r\nAccept: */*\r\n\
-         Connection: close\r\n\r\n"
-    )?;
-    writer.flush()?;
-    let mut reader = BufReader::new(stream);
-    let mut status_line = String::new();
-    reader.read_line(&mut status_line)?;
-    let status: u16 = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .with_context(|| format!("{url}: not an HTTP response: {:?}", status_line.trim()))?;
-    let mut content_length: Option<u64> = None;
-    let mut chunked = false;
-    let mut location = None;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            bail!("{url}: connection closed inside the response headers");
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            let value = value.trim();
-            match name.trim().to_ascii_lowercase().as_str() {
-                "content-length" => content_length = value.parse().ok(),
-                "transfer-encoding" => chunked = value.eq_ignore_ascii_case("chunked"),
-                "location" => location = Some(value.to_string()),
-                _ => {}
-            }
-        }
-    }
-    if matches!(status, 301 | 302 | 303 | 307 | 308) {
-        let Some(loc) = location else {
-            bail!("{url}: HTTP {status} without a Location");
-        };
-        if redirects == 0 {
-            bail!("{url}: too many redirects");
-        }
-        if loc.starts_with("https://") {
-            return curl(&loc, dest);
-        }
-        let next = match loc.strip_prefix("http://") {
-            Some(r) => r.to_string(),
-            None => format!("{authority}{loc}"),
-        };
-        return http_get(&next, dest, redirects - 1);
-    }
-    if status != 200 {
-        bail!("{url}: HTTP {status}");
-    }
-    let mut file =
-        File::create(dest).with_context(|| format!("cannot create {}", dest.display()))?;
-    let copied = if chunked {
-        io::copy(&mut ChunkedReader::new(reader), &mut file)
-    } else {
-        io::copy(&mut reader, &mut file)
-    }
-    .with_context(|| format!("{url}: download interrupted"))?;
-    if let Some(len) = content_length {
-        if copied != len {
-            bail!("{url}: connection closed after {copied} of {len} bytes");
-        }
-    }
-    file.sync_all()?;
-    Ok(())
-}
-
-/// Decodes `Transfer-Encoding: chunked`.
-struct ChunkedReader<R> {
-    inner: R,
-    left_in_chunk: u64,
-    done: bool,
-}
-
-impl<R: BufRead> ChunkedReader<R> {
-    fn new(inner: R) -> Self {
-        Self {
-            inner,
-            left_in_chunk: 0,
-            done: false,
-        }
-    }
-
-    fn line(&mut self) -> io::Result<String> {
-        let mut s = String::new();
-        if self.inner.read_line(&mut s)? == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "truncated chunked body",
-            ));
-        }
-        Ok(s.trim_end().to_string())
-    }
-}
-
-impl<R: BufRead> Read for ChunkedReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.done || buf.is_empty() {
-            return Ok(0);
-        }
-        if self.left_in_chunk == 0 {
-            let size_line = self.line()?;
-            let hex = size_line.split(';').next().unwrap_or("").trim();
-            let size = u64::from_str_radix(hex, 16).map_err(|_| {
-                io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("bad chunk size {hex:?}"),
-                )
-            })?;
-            if size == 0 {
-                while !self.line()?.is_empty() {}
-                self.done = true;
-                return Ok(0);
-            }
-            self.left_in_chunk = size;
-        }
-        let want = buf.len().min(self.left_in_chunk as usize);
-        let n = self.inner.read(&mut buf[..want])?;
-        if n == 0 {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "truncated chunk",
-            ));
-        }
-        self.left_in_chunk -= n as u64;
-        if self.left_in_chunk == 0 {
-            self.line()?; // the CRLF after the chunk data
-        }
-        Ok(n)
+    let code = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    match code.parse::<u16>() {
+        Ok(status) if status >= 400 => bail!("{url}: HTTP {status} (curl: {})", out.status),
+        _ => bail!("curl could not download {url} ({})", out.status),
     }
 }

@@ -1,12 +1,4 @@
-//! Library side of `cargo xtask`, so that integration tests can call the tasks directly.
+//! Library side of `cargo xtask`, so that integration tests can call the tasks directly. The
+//! reproduction harness is its own crate, `spat-reproduce`.
 
-pub mod claims;
 pub mod fetch;
-pub mod lock;
-pub mod matrix;
-pub mod paper;
-pub mod protocol;
-pub mod report;
-pub mod reproduce;
-pub mod schedule;
-pub mod slurm;

@@ -2,7 +2,8 @@
 //! the paper's tables and figures, benchmarks). It links no ML code itself, so it builds in seconds.
 
 use clap::{Parser, Subcommand};
-use xtask::{fetch, reproduce};
+use spat_reproduce::reproduce;
+use xtask::fetch;
 
 #[derive(Parser)]
 #[command(name = "xtask")]

@@ -7,23 +7,7 @@ use spat_core::{Classifier, Mode};
 
 use crate::losses;
 use crate::Result;
-pub use spat_spec::{AttackLoss, CW_KAPPA};
-
-/// Where PGD starts inside the ball.
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum RandomStart {
-    /// At the clean input.
-    None,
-    /// Uniform in the ε-ball (Madry et al.).
-    Uniform,
-    /// `x + std·N(0, 1)` (TRADES and MART use `std = 0.001`).
-    Gaussian { std: f64 },
-    /// Uniform in the ε-ball and *not* clipped to `[0, 1]`: the first gradient is taken there, as
-    /// in semisup-adv's `attack_pgd.py` and TRADES' `pgd_attack_cifar10.py`; every later iterate
-    /// is projected onto the ball and `[0, 1]` as usual.
-    UniformUnclipped,
-}
+pub use spat_spec::{evaluation_step_size, AttackLoss, RandomStart, CW_KAPPA};
 
 /// An L∞ attack on a classifier.
 pub trait Attack {
@@ -213,18 +197,6 @@ pub struct Pgd {
 /// Called with each PGD iterate and the model's logits at it (see `Pgd::iterate`).
 pub(crate) type EachIterate<'a> = dyn FnMut(&Tensor, &Tensor) -> Result<()> + 'a;
 
-/// Step size of the evaluation attacks of Table 6.1, scaled linearly with ε.
-///
-/// TRADES' `pgd_attack_cifar10.py` evaluates with ε = 0.031, 20 steps of 0.003 and (in its later
-/// versions, `--random` defaulting to true) a start uniform in the ε-ball; it does not clamp the
-/// start to `[0, 1]`, we do (the two differ only in where the first gradient is taken, for pixels
-/// within ε of 0 or 1).
-/// MART's training scripts evaluate with ε/10 instead — that is
-/// [`Pgd::pgd20_step_eps_over_10`] (Section 6.2).
-pub fn evaluation_step_size(eps: f64) -> f64 {
-    eps * 0.003 / 0.031
-}
-
 impl Pgd {
     /// PGD-10 with step ε/4 (the thesis's training attack, §6.1) and a random start: TRADES'
     /// Gaussian 0.001 for the KL loss, uniform in the ball otherwise. spat-train's
@@ -245,21 +217,16 @@ impl Pgd {
         }
     }
 
-    /// Evaluation PGD (`Mode::Eval`) with `steps` steps, [`evaluation_step_size`] and a start uniform
-    /// in the ball — or, for the KL loss, TRADES' `x + 0.001·N(0, 1)` (its gradient is exactly zero
-    /// at the clean point, so it needs a start off it; the small Gaussian is the one PGD-KL has in
-    /// the reference code).
+    /// Evaluation PGD (`Mode::Eval`) with `steps` steps, [`evaluation_step_size`] and spat-spec's
+    /// [`evaluation_start`](spat_spec::evaluation_start): uniform in the ball, or for the KL loss
+    /// TRADES' `x + 0.001·N(0, 1)`.
     pub fn evaluation(eps: f64, steps: usize, loss: AttackLoss) -> Self {
-        let random_start = match loss {
-            AttackLoss::Kl => RandomStart::Gaussian { std: 0.001 },
-            _ => RandomStart::Uniform,
-        };
         Self {
             eps,
             step_size: evaluation_step_size(eps),
             steps,
             loss,
-            random_start,
+            random_start: spat_spec::evaluation_start(loss),
             mode: Mode::Eval,
         }
     }

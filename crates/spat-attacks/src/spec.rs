@@ -1,22 +1,14 @@
 //! Attacks from their specs (spat-spec's [`AttackSpec`]: `clean,fgsm,pgd20,cw30,pgd-kl,pgd-ls:0.3`,
 //! `apgd-ce,apgd-t,autoattack`).
 
-use spat_spec::{AttackSpec, AutoAttackVersion, StepRule};
+use spat_spec::{AttackSpec, AutoAttackVersion};
 
 use crate::apgd::{Apgd, ApgdTargeted};
-use crate::attack::{evaluation_step_size, Attack, Fgsm, Pgd};
+use crate::attack::{Attack, Fgsm, Pgd};
 use crate::autoattack::{AutoAttack, Part};
 use crate::fab::Fab;
 use crate::restarts::PgdRestarts;
 use crate::square::Square;
-
-fn step_size(step: StepRule, eps: f64) -> f64 {
-    match step {
-        StepRule::EvaluationScripts => evaluation_step_size(eps),
-        StepRule::EpsOver10 => eps / 10.0,
-        StepRule::Fixed(size) => size.value(),
-    }
-}
 
 /// The AutoAttack attack `spec` names at radius `eps`, with the reference's settings for what the
 /// spec does not say; `None` for any other spec.
@@ -91,7 +83,7 @@ pub fn build(spec: &AttackSpec, eps: f64) -> Option<Box<dyn Attack>> {
         AttackSpec::Fgsm => Some(Box::new(Fgsm::new(eps))),
         AttackSpec::Pgd { steps, loss, step } => {
             let mut pgd = Pgd::evaluation(eps, steps, loss);
-            pgd.step_size = step_size(step, eps);
+            pgd.step_size = step.size(eps);
             Some(Box::new(pgd))
         }
         AttackSpec::PgdRestarts {
@@ -105,7 +97,7 @@ pub fn build(spec: &AttackSpec, eps: f64) -> Option<Box<dyn Attack>> {
             Some(Box::new(PgdRestarts::rst(
                 eps,
                 steps,
-                step_size(step, eps),
+                step.size(eps),
                 restarts,
                 every_iterate,
             )))

@@ -5,9 +5,18 @@
 //! `nn.DataParallel`) or `model.` prefix shared by every tensor is stripped; `sub_block1.*`, the
 //! block TRADES' WideResNet builds and never uses, and GradAlign's `model_preact_hl1.*` aliases
 //! are dropped when the network has no such variables; RobustBench-style `mu` / `sigma` (or
-//! `mean` / `std`) input-normalisation buffers are taken out and returned as [`Normalization`]; a missing BN `num_batches_tracked` (files from
-//! PyTorch before 0.4.1) keeps the network's own value. Everything else is strict, and every
-//! weight is checked: float parameters must come from float tensors and be finite.
+//! `mean` / `std`) input-normalisation buffers are taken out and returned as [`Normalization`];
+//! a missing BN `num_batches_tracked` (files from PyTorch before 0.4.1) keeps the network's own
+//! value. Everything else is strict.
+//!
+//! Every path that loads weights (safetensors or torch.save; `eval`, `convert`, `train --init`,
+//! a resumed run) goes through the same validation: a tensor name present twice is refused
+//! (the reader reports what the file holds, never a silent "last wins"); names and shapes are
+//! checked against the network before any tensor's values are read, so a small file declaring
+//! huge tensors allocates nothing; the values are then checked by [`crate::store::validate`]
+//! (finite floats, batch-norm running variances >= 0) and the input normalisation by
+//! [`Normalization::new`] (finite means, standard deviations > 0), the rules `--normalize` is
+//! held to. Errors name the file and the tensor.
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
@@ -17,7 +26,7 @@ use spat_pickle::torch::{self, DType as RawDType, RawTensor};
 
 use crate::error::{Error, Result};
 use crate::normalize::Normalization;
-use crate::store::VarStore;
+use crate::store::{check_unique, VarStore};
 
 /// What a weights file was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,48 +64,134 @@ pub struct LoadReport {
     pub normalization: Option<Normalization>,
 }
 
-/// Reads a weights file of any supported format onto the CPU, names as in the file (after
-/// unwrapping a PyTorch checkpoint dict).
-pub fn read_checkpoint(path: &Path) -> Result<Checkpoint> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let fail = |message: String| Error::Checkpoint {
+/// A tensor as a weights file stores it: its shape is known, its values are read only on
+/// [`Stored::load`].
+enum Stored<'a> {
+    Safetensors(safetensors::tensor::TensorView<'a>),
+    Torch(RawTensor<'a>),
+}
+
+impl Stored<'_> {
+    fn shape(&self) -> &[usize] {
+        match self {
+            Stored::Safetensors(v) => v.shape(),
+            Stored::Torch(t) => &t.shape,
+        }
+    }
+
+    fn numel(&self) -> usize {
+        self.shape().iter().fold(1, |n, &d| n.saturating_mul(d))
+    }
+
+    /// The values, as a CPU tensor.
+    fn load(&self) -> candle_core::Result<Tensor> {
+        match self {
+            Stored::Safetensors(v) => candle_core::safetensors::Load::load(v, &Device::Cpu),
+            Stored::Torch(t) => to_candle(t),
+        }
+    }
+
+    /// The values as `f32`s if the tensor is small enough to be an input normalisation.
+    fn normalization_values(&self) -> Option<Vec<f32>> {
+        if self.numel() > MAX_NORMALIZATION_VALUES {
+            return None;
+        }
+        values(&self.load().ok()?)
+    }
+}
+
+/// The most values an input normalisation tensor (`mu`, `sigma`) may hold: one per channel.
+const MAX_NORMALIZATION_VALUES: usize = 1024;
+
+/// A tensor's values as `f32`s.
+fn values(t: &Tensor) -> Option<Vec<f32>> {
+    t.to_dtype(DType::F32)
+        .and_then(|t| t.flatten_all())
+        .and_then(|t| t.to_vec1::<f32>())
+        .ok()
+}
+
+/// The tensors of a weights file as stored, in file order, not yet read.
+struct StoredState<'a> {
+    format: CheckpointFormat,
+    tensors: Vec<(String, Stored<'a>)>,
+    notes: Vec<String>,
+}
+
+fn checkpoint_error(path: &Path, message: String) -> Error {
+    Error::Checkpoint {
         path: path.to_path_buf(),
         message,
-    };
-    if looks_like_safetensors(&bytes) {
-        let tensors = crate::store::parse_safetensors(&bytes, path, &Device::Cpu)?;
-        let mut tensors: Vec<(String, Tensor)> = tensors.into_iter().collect();
+    }
+}
+
+/// Parses `bytes` (read from `path`) as safetensors or torch.save without reading any tensor's
+/// values, and refuses a name present twice.
+fn read_stored<'a>(bytes: &'a [u8], path: &Path) -> Result<StoredState<'a>> {
+    let fail = |message: String| checkpoint_error(path, message);
+    let state = if looks_like_safetensors(bytes) {
+        let st = crate::store::deserialize_safetensors(bytes, path)?;
+        let mut tensors: Vec<(String, Stored<'a>)> = st
+            .tensors()
+            .into_iter()
+            .map(|(n, v)| (n, Stored::Safetensors(v)))
+            .collect();
         tensors.sort_by(|a, b| a.0.cmp(&b.0));
-        return Ok(Checkpoint {
+        StoredState {
             format: CheckpointFormat::Safetensors,
             tensors,
             notes: Vec::new(),
-        });
-    }
-    let Some(format) = torch::Format::sniff(&bytes) else {
-        let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
-        return Err(fail(format!(
-            "not a weights file spat reads: expected safetensors or a PyTorch torch.save file \
-             (zip, legacy or tar); it starts with bytes {}",
-            if head.is_empty() {
-                "(none: the file is empty)".to_string()
-            } else {
-                head.join(" ")
-            }
-        )));
+        }
+    } else {
+        let Some(format) = torch::Format::sniff(bytes) else {
+            let head: Vec<String> = bytes.iter().take(8).map(|b| format!("{b:02x}")).collect();
+            return Err(fail(format!(
+                "not a weights file spat reads: expected safetensors or a PyTorch torch.save \
+                 file (zip, legacy or tar); it starts with bytes {}",
+                if head.is_empty() {
+                    "(none: the file is empty)".to_string()
+                } else {
+                    head.join(" ")
+                }
+            )));
+        };
+        let raw = torch::read(bytes, &spat_pickle::Limits::default())
+            .map_err(|e| fail(format!("{}: {e}", format.describe())))?;
+        let tensors: Vec<(String, Stored<'a>)> = raw
+            .tensors
+            .into_iter()
+            .map(|(n, t)| (n, Stored::Torch(t)))
+            .collect();
+        check_unique(tensors.iter().map(|(n, _)| n.as_str()), path)?;
+        StoredState {
+            format: CheckpointFormat::Torch(format),
+            tensors,
+            notes: raw.notes,
+        }
     };
-    let raw = torch::read(&bytes, &spat_pickle::Limits::default())
-        .map_err(|e| fail(format!("{}: {e}", format.describe())))?;
-    let mut tensors = Vec::with_capacity(raw.tensors.len());
-    for (name, t) in &raw.tensors {
-        let t = to_candle(t).map_err(|e| fail(format!("tensor `{name}`: {e}")))?;
-        tensors.push((name.clone(), t));
+    Ok(state)
+}
+
+/// Reads a weights file of any supported format onto the CPU, names as in the file (after
+/// unwrapping a PyTorch checkpoint dict).
+pub fn read_checkpoint(path: &Path) -> Result<Checkpoint> {
+    let bytes = spat_spec::fs::read_input(path).map_err(|e| Error::io(path, e))?;
+    let stored = read_stored(&bytes, path)?;
+    let mut tensors = Vec::with_capacity(stored.tensors.len());
+    for (name, t) in &stored.tensors {
+        tensors.push((name.clone(), load(name, t, path)?));
     }
     Ok(Checkpoint {
-        format: CheckpointFormat::Torch(format),
+        format: stored.format,
         tensors,
-        notes: raw.notes,
+        notes: stored.notes,
     })
+}
+
+/// The values of the stored tensor `name`.
+fn load(name: &str, t: &Stored<'_>, path: &Path) -> Result<Tensor> {
+    t.load()
+        .map_err(|e| checkpoint_error(path, format!("tensor `{name}` cannot be read ({e})")))
 }
 
 /// safetensors: an 8-byte little-endian header length, then a JSON object.
@@ -151,12 +246,26 @@ const UNUSED_BLOCKS: &[(&str, &str)] = &[
     ),
 ];
 
-/// Fits checkpoint names to `store`'s (see the module documentation). Returns the remaining
-/// tensors, notes, and the normalisation taken out.
-pub fn fit_names(
-    tensors: Vec<(String, Tensor)>,
+/// What [`fit_names`] made of a file's tensors.
+pub struct Fitted<T> {
+    /// The tensors the network (if any) is to take, under its names.
+    pub tensors: Vec<(String, T)>,
+    /// One line per change made.
+    pub notes: Vec<String>,
+    /// The input normalisation taken out of the tensors, checked as [`Normalization::new`]
+    /// checks `--normalize`.
+    pub normalization: Option<Normalization>,
+}
+
+/// Fits checkpoint names to `store`'s (see the module documentation); `values` gives a
+/// candidate normalisation tensor's values (`None`: too large to be one). `origin` names the
+/// file in errors.
+pub fn fit_names<T>(
+    tensors: Vec<(String, T)>,
     store: Option<&VarStore>,
-) -> (Vec<(String, Tensor)>, Vec<String>, Option<Normalization>) {
+    origin: &Path,
+    values: impl Fn(&T) -> Option<Vec<f32>>,
+) -> Result<Fitted<T>> {
     let mut notes = Vec::new();
     let declared: HashSet<&str> = store.map_or_else(HashSet::new, |s| {
         s.iter().map(|(n, _, _)| n).collect::<HashSet<_>>()
@@ -185,31 +294,40 @@ pub fn fit_names(
         }
         notes.push(format!("stripped the `{p}` prefix from every tensor name"));
     }
+    // Stripping cannot make two names equal unless the file held both forms of one.
+    check_unique(tensors.iter().map(|(n, _)| n.as_str()), origin)?;
     let mut normalization = None;
     for (m, s) in NORMALIZATION_NAMES {
         if declared.contains(m) || declared.contains(s) {
             continue;
         }
         let find = |name: &str| tensors.iter().position(|(n, _)| n == name);
-        if let (Some(mi), Some(si)) = (find(m), find(s)) {
-            let values = |t: &Tensor| {
-                t.to_dtype(DType::F32)
-                    .and_then(|t| t.flatten_all())
-                    .and_then(|t| t.to_vec1::<f32>())
-                    .ok()
-            };
-            if let (Some(mean), Some(std)) = (values(&tensors[mi].1), values(&tensors[si].1)) {
-                notes.push(format!(
-                    "the checkpoint normalises its input: `{m}` = {mean:?}, `{s}` = {std:?} \
-                     (taken out of the weights; an evaluation must apply it)"
-                ));
-                normalization = Some(Normalization { mean, std });
-                let (hi, lo) = (mi.max(si), mi.min(si));
-                tensors.remove(hi);
-                tensors.remove(lo);
-                break;
-            }
-        }
+        let (Some(mi), Some(si)) = (find(m), find(s)) else {
+            continue;
+        };
+        let bad = |message: String| {
+            checkpoint_error(
+                origin,
+                format!("the input normalisation `{m}`/`{s}` {message}"),
+            )
+        };
+        let (Some(mean), Some(std)) = (values(&tensors[mi].1), values(&tensors[si].1)) else {
+            return Err(bad(format!(
+                "cannot be read as at most {MAX_NORMALIZATION_VALUES} values (one per input \
+                 channel)"
+            )));
+        };
+        let n = Normalization::new(mean, std).map_err(|e| bad(format!("is refused: {e}")))?;
+        notes.push(format!(
+            "the checkpoint normalises its input: `{m}` = {:?}, `{s}` = {:?} (taken out of the \
+             weights; an evaluation must apply it)",
+            n.mean, n.std
+        ));
+        normalization = Some(n);
+        let (hi, lo) = (mi.max(si), mi.min(si));
+        tensors.remove(hi);
+        tensors.remove(lo);
+        break;
     }
     for (prefix, why) in UNUSED_BLOCKS {
         if declared.iter().any(|d| d.starts_with(prefix)) {
@@ -222,30 +340,54 @@ pub fn fit_names(
             notes.push(format!("dropped {dropped} `{prefix}*` tensors ({why})"));
         }
     }
-    (tensors, notes, normalization)
+    Ok(Fitted {
+        tensors,
+        notes,
+        normalization,
+    })
 }
 
 impl VarStore {
     /// Loads any supported weights file (see the module documentation) strictly into the store,
-    /// after fitting its names; nothing is assigned unless every tensor passes.
+    /// after fitting its names; nothing is assigned unless every tensor passes, and no tensor's
+    /// values are read unless every name and shape fits.
     pub fn load_checkpoint(&self, path: &Path) -> Result<LoadReport> {
-        let ckpt = read_checkpoint(path)?;
-        let (tensors, fit_notes, normalization) = fit_names(ckpt.tensors, Some(self));
-        let mut notes = ckpt.notes;
-        notes.extend(fit_notes);
-        let mut map: HashMap<String, Tensor> = HashMap::new();
-        for (n, t) in tensors {
-            map.insert(n, t);
-        }
+        let bytes = spat_spec::fs::read_input(path).map_err(|e| Error::io(path, e))?;
+        let stored = read_stored(&bytes, path)?;
+        let fitted = fit_names(
+            stored.tensors,
+            Some(self),
+            path,
+            Stored::normalization_values,
+        )?;
+        let mut notes = stored.notes;
+        notes.extend(fitted.notes);
+        let given: HashSet<&str> = fitted.tensors.iter().map(|(n, _)| n.as_str()).collect();
         // Counters absent from a file that has their BN layer's statistics.
         let missing_counters: Vec<String> = self
             .iter()
             .filter_map(|(n, _, _)| {
                 let layer = n.strip_suffix(".num_batches_tracked")?;
                 let stats = format!("{layer}.running_mean");
-                (!map.contains_key(n) && map.contains_key(&stats)).then(|| n.to_string())
+                (!given.contains(n) && given.contains(stats.as_str())).then(|| n.to_string())
             })
             .collect();
+        let mut shapes: Vec<(&str, &[usize])> = fitted
+            .tensors
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.shape()))
+            .collect();
+        for n in &missing_counters {
+            let dims = self.get(n).expect("declared").dims();
+            shapes.push((n, dims));
+        }
+        if let Some(m) = self.mismatch(&shapes, path) {
+            return Err(Error::Mismatch(Box::new(m)));
+        }
+        let mut map: HashMap<String, Tensor> = HashMap::new();
+        for (n, t) in &fitted.tensors {
+            map.insert(n.clone(), load(n, t, path)?);
+        }
         if !missing_counters.is_empty() {
             notes.push(format!(
                 "{} BN `num_batches_tracked` counters are not in the file (PyTorch < 0.4.1); \
@@ -260,9 +402,9 @@ impl VarStore {
         }
         self.assign(map, path)?;
         Ok(LoadReport {
-            format: ckpt.format,
+            format: stored.format,
             notes,
-            normalization,
+            normalization: fitted.normalization,
         })
     }
 }
@@ -277,37 +419,33 @@ pub struct ConvertReport {
 
 /// Writes any supported weights file as spat's safetensors: names fitted without a network
 /// (prefixes stripped, `sub_block1.*` dropped; `mu`/`sigma` kept, so loading the output finds
-/// them again), floats as f32 and integers as i64, every float finite. Refuses to overwrite an
-/// existing `output`.
+/// them again), floats as f32 and integers as i64, every tensor validated as loading validates
+/// it. Refuses to overwrite an existing `output`.
 pub fn convert_checkpoint(input: &Path, output: &Path) -> Result<ConvertReport> {
-    if output.exists() {
-        return Err(Error::Checkpoint {
-            path: output.to_path_buf(),
-            message: "already exists; refusing to overwrite it".into(),
-        });
-    }
+    let outputs = spat_spec::fs::Outputs::new("output").file(output, spat_spec::fs::Own::Never);
+    outputs.check()?;
     let ckpt = read_checkpoint(input)?;
-    let (tensors, fit_notes, normalization) = fit_names(ckpt.tensors, None);
+    let fitted = fit_names(ckpt.tensors, None, input, values)?;
     let mut notes = ckpt.notes;
-    notes.extend(fit_notes);
+    notes.extend(fitted.notes);
     let mut out: HashMap<String, Tensor> = HashMap::new();
-    for (n, t) in tensors {
+    for (n, t) in fitted.tensors {
         let t = if t.dtype().is_float() {
-            let t = t.to_dtype(DType::F32)?;
-            crate::store::check_finite(&n, &t, input)?;
-            t
+            t.to_dtype(DType::F32)?
         } else {
             t.to_dtype(DType::I64)?
         };
+        crate::store::validate(&n, &t, input)?;
         out.insert(n, t);
     }
-    if let Some(norm) = normalization {
+    if let Some(norm) = fitted.normalization {
         // Kept under the names the loader looks for.
         let k = norm.mean.len();
         out.insert(
             "mu".into(),
             Tensor::from_vec(norm.mean, (1, k, 1, 1), &Device::Cpu)?,
         );
+        let k = norm.std.len();
         out.insert(
             "sigma".into(),
             Tensor::from_vec(norm.std, (1, k, 1, 1), &Device::Cpu)?,
@@ -370,9 +508,15 @@ mod tests {
     fn a_prefix_the_network_itself_uses_is_kept() {
         let mut s = VarStore::new(&Device::Cpu);
         s.add_parameter("model.w", t(&[1.])).unwrap();
-        let (fitted, notes, _) = fit_names(vec![("model.w".into(), t(&[2.]))], Some(&s));
-        assert_eq!(fitted[0].0, "model.w");
-        assert!(notes.is_empty(), "{notes:?}");
+        let f = fit_names(
+            vec![("model.w".into(), t(&[2.]))],
+            Some(&s),
+            Path::new("x"),
+            values,
+        )
+        .unwrap();
+        assert_eq!(f.tensors[0].0, "model.w");
+        assert!(f.notes.is_empty(), "{:?}", f.notes);
     }
 
     #[test]

@@ -142,45 +142,16 @@ impl VarStore {
     /// Strict, and all-or-nothing: every variable must be present with its exact shape and no
     /// extra tensor may be given ([`Error::Mismatch`] counts and samples the differences); a
     /// float variable takes only a float tensor (cast to its dtype, e.g. f64 or f16 to f32)
-    /// whose values are all finite after the cast; an integer variable (BN's
+    /// whose values pass [`validate`] after the cast; an integer variable (BN's
     /// `num_batches_tracked`) takes only an integer tensor. Nothing is assigned unless every
     /// tensor passes.
     pub fn assign(&self, tensors: HashMap<String, Tensor>, origin: &Path) -> Result<()> {
-        let known: HashSet<&str> = self.entries.iter().map(|e| e.name.as_str()).collect();
-        let mut unexpected: Vec<String> = tensors
-            .keys()
-            .filter(|k| !known.contains(k.as_str()))
-            .cloned()
-            .collect();
-        unexpected.sort();
-        let missing: Vec<String> = self
-            .entries
+        let shapes: Vec<(&str, &[usize])> = tensors
             .iter()
-            .filter(|e| !tensors.contains_key(&e.name))
-            .map(|e| e.name.clone())
+            .map(|(n, t)| (n.as_str(), t.dims()))
             .collect();
-        let misshaped: Vec<(String, Vec<usize>, Vec<usize>)> = self
-            .entries
-            .iter()
-            .filter_map(|e| {
-                let t = tensors.get(&e.name)?;
-                (t.dims() != e.var.dims())
-                    .then(|| (e.name.clone(), t.dims().to_vec(), e.var.dims().to_vec()))
-            })
-            .collect();
-        if !(missing.is_empty() && unexpected.is_empty() && misshaped.is_empty()) {
-            let mut file_shapes: Vec<(String, Vec<usize>)> = tensors
-                .iter()
-                .map(|(n, t)| (n.clone(), t.dims().to_vec()))
-                .collect();
-            file_shapes.sort();
-            return Err(Error::Mismatch(Box::new(Mismatch {
-                path: origin.to_path_buf(),
-                missing,
-                unexpected,
-                misshaped,
-                file_shapes,
-            })));
+        if let Some(m) = self.mismatch(&shapes, origin) {
+            return Err(Error::Mismatch(Box::new(m)));
         }
         let mut ready = Vec::with_capacity(self.entries.len());
         for e in &self.entries {
@@ -207,15 +178,58 @@ impl VarStore {
                 _ if want == have => t.clone(),
                 _ => t.to_dtype(want)?,
             };
-            if want.is_float() {
-                check_finite(&e.name, &t, origin)?;
-            }
+            validate(&e.name, &t, origin)?;
             ready.push(t);
         }
         for (e, t) in self.entries.iter().zip(ready) {
             e.var.set(&t.to_device(&self.device)?)?;
         }
         Ok(())
+    }
+}
+
+impl VarStore {
+    /// How tensors of these names and shapes (each name once) differ from the variables, if
+    /// they do; `origin` names their file.
+    pub fn mismatch(&self, given: &[(&str, &[usize])], origin: &Path) -> Option<Mismatch> {
+        let shapes: HashMap<&str, &[usize]> = given.iter().copied().collect();
+        let known: HashSet<&str> = self.entries.iter().map(|e| e.name.as_str()).collect();
+        let mut unexpected: Vec<String> = shapes
+            .keys()
+            .filter(|k| !known.contains(*k))
+            .map(|k| k.to_string())
+            .collect();
+        unexpected.sort();
+        let missing: Vec<String> = self
+            .entries
+            .iter()
+            .filter(|e| !shapes.contains_key(e.name.as_str()))
+            .map(|e| e.name.clone())
+            .collect();
+        let misshaped: Vec<(String, Vec<usize>, Vec<usize>)> = self
+            .entries
+            .iter()
+            .filter_map(|e| {
+                let dims = *shapes.get(e.name.as_str())?;
+                (dims != e.var.dims())
+                    .then(|| (e.name.clone(), dims.to_vec(), e.var.dims().to_vec()))
+            })
+            .collect();
+        if missing.is_empty() && unexpected.is_empty() && misshaped.is_empty() {
+            return None;
+        }
+        let mut file_shapes: Vec<(String, Vec<usize>)> = shapes
+            .iter()
+            .map(|(n, s)| (n.to_string(), s.to_vec()))
+            .collect();
+        file_shapes.sort();
+        Some(Mismatch {
+            path: origin.to_path_buf(),
+            missing,
+            unexpected,
+            misshaped,
+            file_shapes,
+        })
     }
 }
 
@@ -277,22 +291,38 @@ impl std::fmt::Display for Mismatch {
     }
 }
 
-/// Refuses a float tensor with a NaN or infinite element, naming the tensor and the first one.
-pub(crate) fn check_finite(name: &str, t: &Tensor, origin: &Path) -> Result<()> {
+/// The validation of a weight, the same for every file and path it comes from: a float tensor
+/// must hold only finite values, and a batch-norm running variance (`*.running_var`) none
+/// below 0 (a variance cannot be negative; its square root would be NaN). Errors name the
+/// tensor, the first bad element and `origin`.
+pub fn validate(name: &str, t: &Tensor, origin: &Path) -> Result<()> {
+    if !t.dtype().is_float() {
+        return Ok(());
+    }
     let values = t
         .to_device(&Device::Cpu)?
         .to_dtype(DType::F32)?
         .flatten_all()?
         .to_vec1::<f32>()?;
+    let refuse = |message: String| Error::Checkpoint {
+        path: origin.to_path_buf(),
+        message,
+    };
     if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| !v.is_finite()) {
         let bad = values.iter().filter(|v| !v.is_finite()).count();
-        return Err(Error::Checkpoint {
-            path: origin.to_path_buf(),
-            message: format!(
-                "tensor `{name}` holds {bad} non-finite values (element {i} is {v}); refusing \
-                 weights that make every output meaningless"
-            ),
-        });
+        return Err(refuse(format!(
+            "tensor `{name}` holds {bad} non-finite values (element {i} is {v}); refusing \
+             weights that make every output meaningless"
+        )));
+    }
+    if name == "running_var" || name.ends_with(".running_var") {
+        if let Some((i, v)) = values.iter().enumerate().find(|(_, v)| **v < 0.0) {
+            let bad = values.iter().filter(|v| **v < 0.0).count();
+            return Err(refuse(format!(
+                "tensor `{name}` holds {bad} negative batch-norm variances (element {i} is \
+                 {v}); a variance is never negative, so the weights are damaged"
+            )));
+        }
     }
     Ok(())
 }
@@ -313,9 +343,78 @@ pub fn save_tensors(tensors: &HashMap<String, Tensor>, path: &Path) -> Result<()
     })
 }
 
+/// Parses safetensors `bytes` read from `path`, refusing a header that names a tensor twice
+/// (the parsed file would keep one of them, silently).
+pub(crate) fn deserialize_safetensors<'a>(
+    bytes: &'a [u8],
+    path: &Path,
+) -> Result<safetensors::SafeTensors<'a>> {
+    let fail = |e: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        message: format!("not a readable safetensors file ({e})"),
+    };
+    let header = bytes
+        .get(..8)
+        .map(|n| u64::from_le_bytes(n.try_into().expect("8 bytes")))
+        .and_then(|n| usize::try_from(n).ok())
+        .and_then(|n| bytes.get(8..8usize.checked_add(n)?));
+    if let Some(names) = header.and_then(|h| header_names(h).ok()) {
+        check_unique(names.iter().map(String::as_str), path)?;
+    }
+    safetensors::SafeTensors::deserialize(bytes).map_err(|e| fail(e.to_string()))
+}
+
+/// The keys of a safetensors JSON header, duplicates kept, `__metadata__` left out.
+fn header_names(header: &[u8]) -> serde_json::Result<Vec<String>> {
+    struct Keys(Vec<String>);
+    impl<'de> serde::Deserialize<'de> for Keys {
+        fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct Visitor;
+            impl<'de> serde::de::Visitor<'de> for Visitor {
+                type Value = Keys;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a JSON object")
+                }
+                fn visit_map<A: serde::de::MapAccess<'de>>(
+                    self,
+                    mut map: A,
+                ) -> Result<Keys, A::Error> {
+                    let mut keys = Vec::new();
+                    while let Some(k) = map.next_key::<String>()? {
+                        map.next_value::<serde::de::IgnoredAny>()?;
+                        keys.push(k);
+                    }
+                    Ok(Keys(keys))
+                }
+            }
+            d.deserialize_map(Visitor)
+        }
+    }
+    let Keys(keys) = serde_json::from_slice(header)?;
+    Ok(keys.into_iter().filter(|k| k != "__metadata__").collect())
+}
+
+/// Refuses a tensor name present twice: a dict (torch.save) or a JSON header (safetensors) that
+/// holds a key twice was edited or damaged, and which value was meant cannot be known.
+pub(crate) fn check_unique<'n>(names: impl Iterator<Item = &'n str>, path: &Path) -> Result<()> {
+    let mut seen = HashSet::new();
+    for name in names {
+        if !seen.insert(name) {
+            return Err(Error::Checkpoint {
+                path: path.to_path_buf(),
+                message: format!(
+                    "tensor `{name}` is in the file twice; a state dict holds each name once \
+                     (the file was edited or is damaged), so which one is meant cannot be known"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// Reads every tensor of a safetensors file, with errors that name the file.
 pub fn load_tensors(path: &Path, device: &Device) -> Result<HashMap<String, Tensor>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = spat_spec::fs::read_input(path).map_err(|e| Error::io(path, e))?;
     parse_safetensors(&bytes, path, device)
 }
 
@@ -325,10 +424,7 @@ pub(crate) fn parse_safetensors(
     path: &Path,
     device: &Device,
 ) -> Result<HashMap<String, Tensor>> {
-    let st = safetensors::SafeTensors::deserialize(bytes).map_err(|e| Error::Checkpoint {
-        path: path.to_path_buf(),
-        message: format!("not a readable safetensors file ({e})"),
-    })?;
+    let st = deserialize_safetensors(bytes, path)?;
     let mut out = HashMap::new();
     for (name, view) in st.tensors() {
         let t =

@@ -171,7 +171,7 @@ fn read(path: &Path, d: Dataset) -> Result<Vec<u8>> {
             format!("is a folder, not a {d} data file"),
         ));
     }
-    match std::fs::read(path) {
+    match spat_spec::fs::read_input(path) {
         Ok(b) => Ok(b),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::Missing {
             path: path.to_path_buf(),

@@ -22,7 +22,7 @@ const CHANNELS: usize = 3;
 /// Other keys (e.g. `ti_index`, `prediction_model`) are read and ignored. Images are returned
 /// planar CHW like every other [`ImageSet`].
 pub fn load_pseudo_labeled(path: &Path) -> Result<ImageSet> {
-    let bytes = match std::fs::read(path) {
+    let bytes = match spat_spec::fs::read_input(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(Error::Missing {

@@ -46,6 +46,11 @@ fn torch_checkpoint_corpus_replays_without_panics() {
 }
 
 #[test]
+fn torch_zip_names_corpus_reads_back() {
+    replay("torch_zip_names", spat_pickle::fuzzing::torch_zip_names, 30);
+}
+
+#[test]
 fn image_file_corpus_replays_without_panics() {
     replay("image_files", spat_data::fuzzing::image_files, 3);
 }

@@ -243,7 +243,8 @@ impl Architecture {
         })
     }
 
-    /// Rejects sizes no network can have (zero classes, widths or stages).
+    /// Rejects sizes no network can have (zero classes, widths or stages) and class counts
+    /// beyond [`spat_spec::limits::CLASSES`] (whose layer sizes would overflow).
     pub fn validate(&self) -> Result<()> {
         let problem = match self {
             Architecture::WideResNet(c) if c.num_classes == 0 => Some("num_classes must be >= 1"),
@@ -267,10 +268,18 @@ impl Architecture {
             }
             _ => None,
         };
-        match problem {
-            Some(p) => Err(Error::Config(format!("{p} (got {self:?})"))),
-            None => Ok(()),
+        if let Some(p) = problem {
+            return Err(Error::Config(format!("{p} (got {self:?})")));
         }
+        let classes = match self {
+            Architecture::WideResNet(c) => c.num_classes,
+            Architecture::ResNet(c) => c.num_classes,
+            Architecture::DmWideResNet(c) => c.num_classes,
+            Architecture::DmPreActResNet(c) => c.num_classes,
+        };
+        spat_spec::limits::check_count("num_classes", classes, spat_spec::limits::CLASSES)
+            .map_err(|e| Error::Config(e.to_string()))?;
+        Ok(())
     }
 
     /// Every variable the network declares (its `state_dict` keys, shapes and kinds, in

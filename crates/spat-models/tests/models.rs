@@ -97,6 +97,11 @@ fn impossible_sizes_are_config_errors() {
         assert!(arch.info().is_err());
     }
     assert!(model_info("tiny", 0).is_err());
+    // Beyond spat_spec::limits::CLASSES (2^64 - 1 classes once wrapped to 19,495 parameters).
+    for classes in [100_001, usize::MAX] {
+        let msg = model_info("tiny", classes).unwrap_err().to_string();
+        assert!(msg.contains("above the limit"), "{msg}");
+    }
 }
 
 #[test]

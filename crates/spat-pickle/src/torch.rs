@@ -189,7 +189,8 @@ const LEGACY_HEAD: [u8; 4] = [0x80, 0x02, 0x8a, 0x0a];
 const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
 const LEGACY_PROTOCOL: i64 = 1001;
 
-/// The named tensors of a checkpoint, in file order, and what reading it involved.
+/// The named tensors of a checkpoint, in file order, and what reading it involved. A name the
+/// file holds twice (a pickled dict whose key is set twice) is listed twice.
 #[derive(Debug)]
 pub struct Checkpoint<'a> {
     pub format: Format,
@@ -503,11 +504,13 @@ fn load_pickle<'a>(input: &'a [u8], limits: &Limits, part: &str) -> Result<(Pick
 
 fn read_zip<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Checkpoint<'a>> {
     let zerr = |e: zip::result::ZipError| Error::format(format!("unreadable zip archive ({e})"));
-    // torch.save's archive starts at byte 0. The zip crate's default offset detection looks for
-    // the central directory where the 32-bit end record's size field says it ends, which misses
-    // PyTorch's zip64 end records (76 bytes) in between; when a central header happens to start
-    // exactly there (the first header of a file whose archive folder name is 21 characters long,
-    // such as `dm_wrn_10_1_silu_bare.pt`) it shifts every offset by 76 and the file is refused.
+    // The archive starts at the file's first byte (`Format::sniff` saw its first signature
+    // there), and saying so keeps the zip crate from guessing. Its guess prefers a central
+    // directory that ends right at the end record, but PyTorch's writer always puts a ZIP64 end
+    // record and locator (76 bytes) in between: when the first central header happens to be 76
+    // bytes long (an archive name of 21 characters: `<name>/data.pkl` is 30 bytes after a
+    // 46-byte header), a header signature sits exactly there, the guess shifts the directory
+    // by 76 bytes, and a valid file was refused.
     let config = zip::read::Config {
         archive_offset: zip::read::ArchiveOffset::Known(0),
     };
@@ -909,17 +912,8 @@ fn finish<'a>(
                     list_few(&others)
                 ));
             }
-            // A later duplicate key wins, as in a Python dict.
-            let mut seen = HashMap::new();
-            for (i, (k, _)) in tensors.iter().enumerate() {
-                seen.insert(k.clone(), i);
-            }
-            let tensors = tensors
-                .into_iter()
-                .enumerate()
-                .filter(|(i, (k, _))| seen[k] == *i)
-                .map(|(_, t)| t)
-                .collect();
+            // Every entry as the file holds it, a key given twice included: a Python dict
+            // would keep the last silently, and the caller refuses the file instead.
             return Ok(Checkpoint {
                 format,
                 tensors,

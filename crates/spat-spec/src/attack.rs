@@ -48,12 +48,61 @@ pub const CW_KAPPA: f64 = 50.0;
 /// Step size rule of an evaluation PGD.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum StepRule {
-    /// The TRADES/MART evaluation scripts' 0.003 at ε = 0.031, scaled with ε.
+    /// The TRADES/MART evaluation scripts' 0.003 at ε = 0.031, scaled with ε
+    /// ([`evaluation_step_size`]).
     EvaluationScripts,
     /// ε / 10 (Section 6.2).
     EpsOver10,
     /// A step of its own, whatever the radius (`@step=0.01`: semisup-adv's evaluation).
     Fixed(Radius),
+}
+
+impl StepRule {
+    /// The step at radius `eps`.
+    pub fn size(self, eps: f64) -> f64 {
+        match self {
+            StepRule::EvaluationScripts => evaluation_step_size(eps),
+            StepRule::EpsOver10 => eps / 10.0,
+            StepRule::Fixed(step) => step.value(),
+        }
+    }
+}
+
+/// Step size of the evaluation attacks of Table 6.1, scaled linearly with ε.
+///
+/// TRADES' `pgd_attack_cifar10.py` evaluates with ε = 0.031, 20 steps of 0.003 and (in its later
+/// versions, `--random` defaulting to true) a start uniform in the ε-ball; it does not clamp the
+/// start to `[0, 1]`, spat does (the two differ only in where the first gradient is taken, for
+/// pixels within ε of 0 or 1). MART's training scripts evaluate with ε/10 instead
+/// ([`StepRule::EpsOver10`], Section 6.2).
+pub fn evaluation_step_size(eps: f64) -> f64 {
+    eps * 0.003 / 0.031
+}
+
+/// Where evaluation PGD on `loss` starts: uniform in the ε-ball, or for the KL loss TRADES'
+/// `x + 0.001·N(0, 1)` (its gradient is exactly zero at the clean point, so it needs a start off
+/// it; the small Gaussian is the one PGD-KL has in the reference code).
+pub fn evaluation_start(loss: AttackLoss) -> RandomStart {
+    match loss {
+        AttackLoss::Kl => RandomStart::Gaussian { std: 0.001 },
+        _ => RandomStart::Uniform,
+    }
+}
+
+/// Where PGD starts inside the ball.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RandomStart {
+    /// At the clean input.
+    None,
+    /// Uniform in the ε-ball (Madry et al.).
+    Uniform,
+    /// `x + std·N(0, 1)` (TRADES and MART use `std = 0.001`).
+    Gaussian { std: f64 },
+    /// Uniform in the ε-ball and *not* clipped to `[0, 1]`: the first gradient is taken there, as
+    /// in semisup-adv's `attack_pgd.py` and TRADES' `pgd_attack_cifar10.py`; every later iterate
+    /// is projected onto the ball and `[0, 1]` as usual.
+    UniformUnclipped,
 }
 
 /// The loss APGD maximises.
@@ -169,6 +218,7 @@ impl AttackSpec {
                 "empty attack list; accepted: {SPEC_FORMS}"
             )));
         }
+        crate::limits::check_count("attack list: attacks", specs.len(), crate::limits::LIST)?;
         Ok(specs)
     }
 
@@ -180,7 +230,7 @@ impl AttackSpec {
             AttackSpec::Pgd { steps, .. } => steps,
             AttackSpec::PgdRestarts {
                 steps, restarts, ..
-            } => steps * restarts,
+            } => steps.saturating_mul(restarts),
             AttackSpec::Apgd {
                 steps,
                 restarts,
@@ -206,6 +256,47 @@ impl AttackSpec {
                 .map(AttackSpec::steps)
                 .fold(0, usize::saturating_add),
         }
+    }
+}
+
+impl AttackSpec {
+    /// The spec if each of its counts, and the passes per example they multiply to, are within
+    /// [`crate::limits`]; `text` is the spec as written, for the message.
+    fn within_limits(self, text: &str) -> Result<Self, Error> {
+        use crate::limits::{check_count, ATTACK_PASSES, ATTACK_REPEATS, ATTACK_STEPS, RESTARTS};
+        let (iterations, restarts, repeats) = match self {
+            AttackSpec::Clean | AttackSpec::Fgsm | AttackSpec::AutoAttack { .. } => {
+                return Ok(self)
+            }
+            AttackSpec::Pgd { steps, .. } => (steps, 1, 1),
+            AttackSpec::PgdRestarts {
+                steps, restarts, ..
+            } => (steps, restarts, 1),
+            AttackSpec::Apgd {
+                steps,
+                restarts,
+                eot,
+                ..
+            } => (steps, restarts, eot),
+            AttackSpec::ApgdTargeted {
+                steps,
+                restarts,
+                targets,
+            } => (steps, restarts, targets),
+            AttackSpec::Fab {
+                steps,
+                restarts,
+                targets,
+            } => (steps, restarts, targets.unwrap_or(1)),
+            AttackSpec::Square { queries, restarts } => (queries, restarts, 1),
+        };
+        let what = |part: &str| format!("attack `{text}`: {part}");
+        check_count(&what("iterations"), iterations, ATTACK_STEPS)?;
+        check_count(&what("restarts"), restarts, RESTARTS)?;
+        check_count(&what("targets or EOT passes"), repeats, ATTACK_REPEATS)?;
+        let passes = iterations.saturating_mul(restarts).saturating_mul(repeats);
+        check_count(&what("passes per image"), passes, ATTACK_PASSES)?;
+        Ok(self)
     }
 }
 
@@ -259,16 +350,31 @@ struct Parts<'a> {
     options: Vec<(&'a str, Option<&'a str>)>,
 }
 
-/// Leading ASCII digits of `s` as a positive count, and the rest; `Err` for a zero or an overflow.
+/// Leading ASCII digits of `s` as a positive count, and the rest; `Err` for a zero. A number
+/// too large for `usize` is `usize::MAX`, which the limits then refuse by name.
 fn count(s: &str) -> Result<(Option<usize>, &str), ()> {
     let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
     if end == 0 {
         return Ok((None, s));
     }
-    match s[..end].parse::<usize>() {
-        Ok(n) if n > 0 => Ok((Some(n), &s[end..])),
-        _ => Err(()),
+    let digits = &s[..end];
+    if digits.bytes().all(|b| b == b'0') {
+        return Err(());
     }
+    Ok((Some(digits.parse().unwrap_or(usize::MAX)), &s[end..]))
+}
+
+/// Refuses an option given twice (`@step` spelt any of its ways counts once): the last would
+/// silently win.
+fn once<'a>(seen: &mut Vec<&'a str>, key: &'a str, text: &str) -> Result<(), Error> {
+    let key = if key == "eps/10" { "step" } else { key };
+    if seen.contains(&key) {
+        return Err(Error::Invalid(format!(
+            "attack `{text}`: @{key} is given twice; give each option once"
+        )));
+    }
+    seen.push(key);
+    Ok(())
 }
 
 impl<'a> Parts<'a> {
@@ -331,76 +437,83 @@ impl FromStr for AttackSpec {
     type Err = Error;
 
     fn from_str(text: &str) -> Result<Self, Error> {
-        let bad = || Error::Invalid(format!("unknown attack `{text}`; accepted: {SPEC_FORMS}"));
-        let lower = text.trim().to_ascii_lowercase();
-        let parts = Parts::cut(&lower).ok_or_else(bad)?;
-        if let Some(spec) = autoattack_family(&parts, text)? {
-            return Ok(spec);
-        }
-        let mut step = StepRule::EvaluationScripts;
-        let mut own_eps = None;
-        let mut every_iterate = false;
-        for &(key, value) in &parts.options {
-            let radius = |v: &str| {
-                v.parse::<Radius>()
-                    .map_err(|e| Error::Invalid(format!("attack `{text}`: {e}")))
-            };
-            match (key, value) {
-                ("eps/10", None) | ("step", Some("eps/10")) => step = StepRule::EpsOver10,
-                ("step", Some(v)) => step = StepRule::Fixed(radius(v)?),
-                ("eps", Some(v)) => own_eps = Some(radius(v)?),
-                ("every-iterate", None) => every_iterate = true,
-                _ => {
-                    return Err(Error::Invalid(format!(
-                        "attack `{text}`: unknown option `@{key}{}`; accepted: {SPEC_FORMS}",
-                        value.map(|v| format!("={v}")).unwrap_or_default()
-                    )))
-                }
+        meaning(text)?.within_limits(text)
+    }
+}
+
+/// The attack `text` names, its counts not yet bounded.
+fn meaning(text: &str) -> Result<AttackSpec, Error> {
+    let bad = || Error::Invalid(format!("unknown attack `{text}`; accepted: {SPEC_FORMS}"));
+    let lower = text.trim().to_ascii_lowercase();
+    let parts = Parts::cut(&lower).ok_or_else(bad)?;
+    if let Some(spec) = autoattack_family(&parts, text)? {
+        return Ok(spec);
+    }
+    let mut step = StepRule::EvaluationScripts;
+    let mut own_eps = None;
+    let mut every_iterate = false;
+    let mut seen = Vec::new();
+    for &(key, value) in &parts.options {
+        once(&mut seen, key, text)?;
+        let radius = |v: &str| {
+            v.parse::<Radius>()
+                .map_err(|e| Error::Invalid(format!("attack `{text}`: {e}")))
+        };
+        match (key, value) {
+            ("eps/10", None) | ("step", Some("eps/10")) => step = StepRule::EpsOver10,
+            ("step", Some(v)) => step = StepRule::Fixed(radius(v)?),
+            ("eps", Some(v)) => own_eps = Some(radius(v)?),
+            ("every-iterate", None) => every_iterate = true,
+            _ => {
+                return Err(Error::Invalid(format!(
+                    "attack `{text}`: unknown option `@{key}{}`; accepted: {SPEC_FORMS}",
+                    value.map(|v| format!("={v}")).unwrap_or_default()
+                )))
             }
         }
-        // Restarts, a radius of its own or the every-iterate rule make the spec RST's PGD, which
-        // spat runs on cross-entropy only.
-        if parts.restarts.is_some() || every_iterate || own_eps.is_some() {
-            if (parts.family, parts.variant, parts.argument) != ("pgd", None, None) {
+    }
+    // Restarts, a radius of its own or the every-iterate rule make the spec RST's PGD, which
+    // spat runs on cross-entropy only.
+    if parts.restarts.is_some() || every_iterate || own_eps.is_some() {
+        if (parts.family, parts.variant, parts.argument) != ("pgd", None, None) {
+            return Err(Error::Invalid(format!(
+                "attack `{text}`: restarts, @eps=E and @every-iterate are supported by PGD-CE \
+                 (pgdNxR) only; accepted: {SPEC_FORMS}"
+            )));
+        }
+        return Ok(AttackSpec::PgdRestarts {
+            steps: parts.steps.ok_or_else(bad)?,
+            restarts: parts.restarts.unwrap_or(1),
+            step,
+            eps: own_eps,
+            every_iterate,
+        });
+    }
+    let plain = parts.steps.is_none() && parts.variant.is_none() && parts.argument.is_none();
+    let pgd = |steps: Option<usize>, default: Option<usize>, loss| {
+        let steps = steps.or(default).ok_or_else(bad)?;
+        Ok(AttackSpec::Pgd { steps, loss, step })
+    };
+    match (parts.family, parts.variant, parts.argument) {
+        ("clean", ..) if plain && parts.options.is_empty() => Ok(AttackSpec::Clean),
+        ("fgsm", ..) if plain && parts.options.is_empty() => Ok(AttackSpec::Fgsm),
+        ("cw", None, None) => pgd(
+            parts.steps,
+            Some(30),
+            AttackLoss::CwMargin { kappa: CW_KAPPA },
+        ),
+        ("pgd", None, None) => pgd(parts.steps, None, AttackLoss::CrossEntropy),
+        ("pgd", Some("kl"), None) => pgd(parts.steps, Some(20), AttackLoss::Kl),
+        ("pgd", Some("ls"), Some(alpha)) => {
+            let alpha: f64 = alpha.parse().map_err(|_| bad())?;
+            if !(0.0..=1.0).contains(&alpha) {
                 return Err(Error::Invalid(format!(
-                    "attack `{text}`: restarts, @eps=E and @every-iterate are supported by PGD-CE \
-                     (pgdNxR) only; accepted: {SPEC_FORMS}"
+                    "attack `{text}`: alpha must lie in [0, 1], got {alpha}"
                 )));
             }
-            return Ok(AttackSpec::PgdRestarts {
-                steps: parts.steps.ok_or_else(bad)?,
-                restarts: parts.restarts.unwrap_or(1),
-                step,
-                eps: own_eps,
-                every_iterate,
-            });
+            pgd(parts.steps, Some(20), AttackLoss::LabelSmoothed { alpha })
         }
-        let plain = parts.steps.is_none() && parts.variant.is_none() && parts.argument.is_none();
-        let pgd = |steps: Option<usize>, default: Option<usize>, loss| {
-            let steps = steps.or(default).ok_or_else(bad)?;
-            Ok(AttackSpec::Pgd { steps, loss, step })
-        };
-        match (parts.family, parts.variant, parts.argument) {
-            ("clean", ..) if plain && parts.options.is_empty() => Ok(AttackSpec::Clean),
-            ("fgsm", ..) if plain && parts.options.is_empty() => Ok(AttackSpec::Fgsm),
-            ("cw", None, None) => pgd(
-                parts.steps,
-                Some(30),
-                AttackLoss::CwMargin { kappa: CW_KAPPA },
-            ),
-            ("pgd", None, None) => pgd(parts.steps, None, AttackLoss::CrossEntropy),
-            ("pgd", Some("kl"), None) => pgd(parts.steps, Some(20), AttackLoss::Kl),
-            ("pgd", Some("ls"), Some(alpha)) => {
-                let alpha: f64 = alpha.parse().map_err(|_| bad())?;
-                if !(0.0..=1.0).contains(&alpha) {
-                    return Err(Error::Invalid(format!(
-                        "attack `{text}`: alpha must lie in [0, 1], got {alpha}"
-                    )));
-                }
-                pgd(parts.steps, Some(20), AttackLoss::LabelSmoothed { alpha })
-            }
-            _ => Err(bad()),
-        }
+        _ => Err(bad()),
     }
 }
 
@@ -417,12 +530,25 @@ fn autoattack_family(parts: &Parts<'_>, text: &str) -> Result<Option<AttackSpec>
     }
     let mut targets = None;
     let mut eot = None;
+    let mut seen = Vec::new();
     for &(key, value) in &parts.options {
-        let count = |v: Option<&str>| match v.map(str::parse::<usize>) {
-            Some(Ok(n)) if n > 0 => Ok(n),
-            _ => Err(Error::Invalid(format!(
-                "attack `{text}`: @{key} needs a positive whole number"
-            ))),
+        once(&mut seen, key, text)?;
+        let count = |v: Option<&str>| {
+            match v {
+                Some(v) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => {
+                    match v.parse::<usize>() {
+                        Ok(0) => Err(()),
+                        Ok(n) => Ok(n),
+                        Err(_) => Ok(usize::MAX),
+                    }
+                }
+                _ => Err(()),
+            }
+            .map_err(|()| {
+                Error::Invalid(format!(
+                    "attack `{text}`: @{key} needs a positive whole number"
+                ))
+            })
         };
         match key {
             "targets" => targets = Some(count(value)?),
@@ -624,6 +750,52 @@ mod tests {
     use super::*;
 
     #[test]
+    fn step_rules_give_their_steps() {
+        let eps = 8.0 / 255.0;
+        // TRADES' evaluation: 0.003 at ε = 0.031, scaled with ε (0.0030361 at 8/255).
+        assert!((StepRule::EvaluationScripts.size(0.031) - 0.003).abs() < 1e-15);
+        assert!((StepRule::EvaluationScripts.size(eps) - 0.003_036_1).abs() < 1e-7);
+        assert_eq!(
+            evaluation_step_size(eps),
+            StepRule::EvaluationScripts.size(eps)
+        );
+        assert_eq!(StepRule::EpsOver10.size(eps), eps / 10.0);
+        assert_eq!(StepRule::Fixed(Radius::Decimal(0.01)).size(eps), 0.01);
+    }
+
+    #[test]
+    fn evaluation_pgd_starts_off_the_clean_point_for_kl_only_by_a_gaussian() {
+        assert_eq!(
+            evaluation_start(AttackLoss::Kl),
+            RandomStart::Gaussian { std: 0.001 }
+        );
+        for loss in [
+            AttackLoss::CrossEntropy,
+            AttackLoss::LabelSmoothed { alpha: 0.3 },
+            AttackLoss::CwMargin { kappa: CW_KAPPA },
+        ] {
+            assert_eq!(evaluation_start(loss), RandomStart::Uniform);
+        }
+    }
+
+    #[test]
+    fn random_starts_read_back_from_json() {
+        for start in [
+            RandomStart::None,
+            RandomStart::Uniform,
+            RandomStart::Gaussian { std: 0.001 },
+            RandomStart::UniformUnclipped,
+        ] {
+            let json = serde_json::to_string(&start).unwrap();
+            assert_eq!(serde_json::from_str::<RandomStart>(&json).unwrap(), start);
+        }
+        assert_eq!(
+            serde_json::to_string(&RandomStart::Gaussian { std: 0.001 }).unwrap(),
+            r#"{"kind":"gaussian","std":0.001}"#
+        );
+    }
+
+    #[test]
     fn grammar_cuts_every_part() {
         let p = Parts::cut("pgd50x5-ls:0.3@step=eps/10@targeted").unwrap();
         assert_eq!(
@@ -733,6 +905,18 @@ mod tests {
             ("autoattack-fast", "unknown attack"),
             ("autoattack@eot=2", "unknown attack"),
             ("square-t", "unknown attack"),
+            ("pgd4294967296", "iterations: 4294967296 is above the limit"),
+            ("pgd99999999999999999999999", "is above the limit"),
+            ("pgd20x5000", "restarts: 5000 is above the limit"),
+            ("square200000", "iterations: 200000 is above the limit"),
+            ("apgd-t@targets=100000", "above the limit"),
+            ("apgd-ce@eot=99999999999999999999", "above the limit"),
+            ("pgd100000x100", "passes per image"),
+            ("pgd20@step=0.01@step=0.02", "@step is given twice"),
+            ("pgd20@eps/10@step=0.01", "@step is given twice"),
+            ("pgd20-eps10@eps/10", "@step is given twice"),
+            ("pgd20x5@eps=0.03@eps=0.031", "@eps is given twice"),
+            ("apgd-ce@eot=2@eot=3", "@eot is given twice"),
         ] {
             let e = text.parse::<AttackSpec>().unwrap_err().to_string();
             assert!(e.contains(needle), "{text}: {e}");

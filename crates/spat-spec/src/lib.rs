@@ -21,6 +21,7 @@ pub mod dataset;
 pub mod fs;
 pub mod fuzzing;
 pub mod hash;
+pub mod limits;
 pub mod model;
 pub mod model_name;
 pub mod radius;
@@ -29,8 +30,8 @@ pub mod robustbench;
 pub mod run;
 
 pub use attack::{
-    autoattack_parts, ApgdLoss, AttackLoss, AttackSpec, AutoAttackVersion, StepRule, CW_KAPPA,
-    SPEC_FORMS,
+    autoattack_parts, evaluation_start, evaluation_step_size, ApgdLoss, AttackLoss, AttackSpec,
+    AutoAttackVersion, RandomStart, StepRule, CW_KAPPA, SPEC_FORMS,
 };
 pub use dataset::{Dataset, Split};
 pub use hash::Fnv1a;

@@ -13,7 +13,8 @@
 //!   evaluation set (the held-out validation split when [`RunConfig::val_subset`] is set), and
 //!   [`files::METRICS`] — one [`EpochMetrics`] JSON object per line, per committed epoch: both
 //!   written from `state.json` after it, and rewritten from it when a run resumes;
-//! * [`files::FINAL`] and [`files::SUMMARY`] — final weights and the [`TrainSummary`].
+//! * [`files::FINAL`] and [`files::SUMMARY`] — final weights and the [`TrainSummary`];
+//! * [`files::LOCK`] — locked by the process that writes the run, for as long as it runs.
 use std::fmt;
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -28,6 +29,8 @@ pub mod files {
     pub const BEST: &str = "best.safetensors";
     pub const FINAL: &str = "model.safetensors";
     pub const SUMMARY: &str = "summary.json";
+    /// The lock file of the run's one writer (`spat_spec::fs::FolderLock`): empty, kept.
+    pub const LOCK: &str = "run.lock";
     /// The files of fixed name that spat writes into a run directory.
     pub const FIXED: [&str; 6] = [CONFIG, METRICS, STATE, BEST, FINAL, SUMMARY];
 
@@ -344,12 +347,21 @@ impl RunConfig {
     /// cannot be read back (JSON has no NaN): every number finite and in its range, and no
     /// setting that the method would ignore.
     pub fn validate(&self) -> Result<(), Error> {
+        use crate::limits::{check_count, ATTACK_STEPS, BATCH, EPOCHS, IMAGES};
         let bad = |m: String| Err(Error::Invalid(m));
-        if self.epochs == 0 || self.batch_size == 0 || self.eval_batch_size == 0 {
-            return bad("epochs, batch_size and eval_batch_size must be positive".into());
+        check_count("epochs", self.epochs, EPOCHS)?;
+        check_count("batch_size", self.batch_size, BATCH)?;
+        check_count("eval_batch_size", self.eval_batch_size, BATCH)?;
+        for (name, n) in [
+            ("train_subset", self.train_subset),
+            ("val_subset", self.val_subset),
+        ] {
+            if let Some(n) = n {
+                check_count(name, n, IMAGES)?;
+            }
         }
-        if self.train_subset == Some(0) || self.val_subset == Some(0) {
-            return bad("train_subset and val_subset must be positive".into());
+        if self.eval_examples > IMAGES.max {
+            check_count("eval_examples", self.eval_examples, IMAGES)?;
         }
         if self.warmup_epochs > self.epochs {
             return bad(format!(
@@ -405,6 +417,7 @@ impl RunConfig {
                     self.method
                 ));
             }
+            check_count("attack_steps", self.attack_steps, ATTACK_STEPS)?;
             finite(
                 "attack_step_size",
                 self.attack_step_size,

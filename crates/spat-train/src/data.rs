@@ -49,8 +49,8 @@ pub fn load_data(config: &RunConfig) -> Result<RunData> {
     let (validation, train) = match config.val_subset {
         Some(n) if n >= whole => {
             return Err(Error::Config(format!(
-                "{}: a validation split of {n} images leaves none of the {whole} training images \
-                 to train on",
+                "--val-subset {n} (val_subset): a validation split of {n} images leaves none of \
+                 the {whole} training images of {} to train on; hold out fewer",
                 train.source().display()
             )))
         }

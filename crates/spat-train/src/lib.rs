@@ -25,14 +25,15 @@ pub mod data;
 pub mod error;
 pub mod faults;
 pub mod objectives;
-pub mod policy;
 pub mod sgd;
 pub mod trainer;
 
 pub use data::{load_data, RunData};
 pub use error::{Error, Result};
-pub use policy::{paper_config, RunRequest, RST_UNLABELED_FRACTION};
 pub use sgd::{Sgd, SgdConfig};
+/// The training policy: spat-policy, which the reproduction harness reads too.
+pub use spat_policy as policy;
+pub use spat_policy::{paper_config, RunRequest, RST_UNLABELED_FRACTION};
 pub use spat_spec::run::{EpochMetrics, TrainSummary};
 pub use spat_spec::{LrSchedule, Method, PseudoLabeled, RunConfig};
 pub use trainer::{

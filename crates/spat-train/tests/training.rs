@@ -234,7 +234,8 @@ fn resumed_run_is_bit_identical_and_metrics_are_not_duplicated() {
             })
             .collect();
         assert_eq!(epochs, vec![1, 2]);
-        // The last generation of checkpoint files and nothing else is left.
+        // The last generation of checkpoint files and nothing else is left (but the run's lock
+        // file, kept so that a later writer locks the same file).
         let mut names: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -249,6 +250,7 @@ fn resumed_run_is_bit_identical_and_metrics_are_not_duplicated() {
                 "metrics.jsonl",
                 "model.safetensors",
                 "optimizer-0002.safetensors",
+                "run.lock",
                 "state.json",
                 "summary.json",
             ]

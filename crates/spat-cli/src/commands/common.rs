@@ -7,6 +7,8 @@ use anyhow::{anyhow, bail, Context, Result};
 use candle_core::Device;
 use spat_core::{Batch, Network, Normalization, Normalized};
 use spat_data::{BatchSource, Dataset, ImageSet, Loader, Split};
+use spat_spec::fs::{Outputs, Own};
+use spat_spec::limits::{self, Limit, BATCH, IMAGES, LIST};
 use spat_spec::{ModelName, Precision};
 
 /// `cpu`, `cuda` or `cuda:N`. CUDA needs a binary built with `--features cuda`.
@@ -116,33 +118,27 @@ pub fn parse_fraction(s: &str) -> Result<f64, String> {
     }
 }
 
-/// A positive count (batch sizes, epochs, subsets).
-pub fn parse_positive(s: &str) -> Result<usize, String> {
-    match s.trim().parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("`{s}` is not a positive integer")),
+/// The parser of a positive count at most `limit.max` (batch sizes, epochs, subsets, steps;
+/// the bounds and their reasons are [`spat_spec::limits`]); clap names the option.
+pub fn count(limit: Limit) -> impl Fn(&str) -> Result<usize, String> + Clone + Send + Sync {
+    move |s| limits::parse_count("", s, limit).map_err(|e| e.to_string())
+}
+
+/// [`count`], also taking 0 (`bench --warmup`).
+pub fn count_or_zero(limit: Limit) -> impl Fn(&str) -> Result<usize, String> + Clone + Send + Sync {
+    move |s| match s.trim() {
+        "0" => Ok(0),
+        _ => count(limit)(s),
     }
 }
 
-/// Checks that a command may write the file `path` given as `option`: absent, or a file spat
-/// wrote before (`ours` says whether its bytes are spat's output of this kind). spat never
-/// replaces a file it did not create.
-pub fn check_output_file(option: &str, path: &Path, ours: impl Fn(&[u8]) -> bool) -> Result<()> {
-    if path.is_dir() {
-        bail!("{option} {}: is a folder, not a file name", path.display());
-    }
-    if !path.exists() {
-        return Ok(());
-    }
-    let bytes = std::fs::read(path).with_context(|| format!("{option} {}", path.display()))?;
-    if !ours(&bytes) {
-        bail!(
-            "{option} {}: the file exists and was not written by this spat command; spat does not \
-             overwrite files it did not create: remove it or choose another name",
-            path.display()
-        );
-    }
-    Ok(())
+/// The one output file `path` given as `option`, which spat replaces only if `ours` accepts its
+/// bytes as spat's output of this kind; checked before anything is created (see
+/// [`spat_spec::fs::Outputs`]).
+pub fn output_file(option: &str, path: &Path, ours: fn(&[u8]) -> bool) -> Result<Outputs> {
+    let outputs = Outputs::new(option).file(path, Own::Recognised(ours));
+    outputs.check()?;
+    Ok(outputs)
 }
 
 /// One split of a data set, optionally only its first `subset` images.
@@ -199,10 +195,10 @@ pub struct AttackRunArgs {
     #[arg(long, value_parser = parse_eps, default_value = "8/255", allow_hyphen_values = true)]
     pub eps: f64,
     /// Evaluate on the first N test images (default: the whole test set).
-    #[arg(long, value_parser = parse_positive, allow_negative_numbers = true)]
+    #[arg(long, value_parser = count(IMAGES), allow_negative_numbers = true)]
     pub test_subset: Option<usize>,
     /// Evaluation batch size.
-    #[arg(long, value_parser = parse_positive, default_value = "200", allow_negative_numbers = true)]
+    #[arg(long, value_parser = count(BATCH), default_value = "200", allow_negative_numbers = true)]
     pub batch_size: usize,
     /// Seed of the attacks' random starts.
     #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
@@ -221,6 +217,7 @@ impl CheckpointArgs {
             device,
             self.precision,
             self.normalize.as_ref(),
+            self.dataset.image_shape().0,
         )
     }
 
@@ -230,9 +227,9 @@ impl CheckpointArgs {
 }
 
 /// A named network for `dataset` with weights from any weights file spat reads (safetensors or
-/// torch.save), fed normalised inputs if the file carries `mu`/`sigma` (or `mean`/`std`),
-/// `normalize` is given (they must agree), or the network normalises inside (the DeepMind
-/// networks, RobustBench entries), in that order of precedence.
+/// torch.save), fed normalised inputs of `channels` channels if the file carries `mu`/`sigma`
+/// (or `mean`/`std`), `normalize` is given (they must agree), or the network normalises inside
+/// (the DeepMind networks, RobustBench entries), in that order of precedence.
 pub fn load_model(
     name: &str,
     dataset: Dataset,
@@ -240,6 +237,7 @@ pub fn load_model(
     device: &Device,
     precision: Precision,
     normalize: Option<&Normalization>,
+    channels: usize,
 ) -> Result<Box<dyn Network>> {
     let classes = dataset.num_classes();
     let (parsed, model) = build_network(name, dataset, device, 0, precision)?;
@@ -249,7 +247,7 @@ pub fn load_model(
             checkpoint.display()
         );
     }
-    if !checkpoint.is_file() {
+    if !spat_spec::fs::present(checkpoint).unwrap_or(true) {
         bail!("{}: checkpoint not found", checkpoint.display());
     }
     let report = spat_models::load_weights(&*model, checkpoint)
@@ -267,15 +265,28 @@ pub fn load_model(
             given.mean,
             given.std
         ),
-        (Some(file), _) => Some(file),
-        (None, Some(given)) => Some(given.clone()),
-        (None, None) => own_normalization(&parsed, dataset)?,
+        (Some(file), _) => Some((
+            file,
+            format!(
+                "{}: the checkpoint's input normalisation (`mu`/`sigma`)",
+                checkpoint.display()
+            ),
+        )),
+        (None, Some(given)) => Some((given.clone(), "--normalize".to_string())),
+        (None, None) => own_normalization(&parsed, dataset)?
+            .map(|n| (n, format!("{name}'s own input normalisation"))),
     };
-    if let Some(n) = &normalization {
-        tracing::info!(mean = ?n.mean, std = ?n.std, "inputs normalised");
+    let Some((n, source)) = normalization else {
+        return Ok(model);
+    };
+    if let Some(c) = n.channels().filter(|&c| c != channels) {
+        bail!(
+            "{source} has {c} values per statistic, but the images have {channels} \
+             channels: one value, or one per channel"
+        );
     }
-    normalized(model, normalization.as_ref(), device)
-        .with_context(|| format!("input normalisation for {}", checkpoint.display()))
+    tracing::info!(mean = ?n.mean, std = ?n.std, "inputs normalised");
+    normalized(model, Some(&n), device).with_context(|| source)
 }
 
 /// The network `name` names for `dataset`, bare (see [`normalized`]), with the parsed name.
@@ -364,6 +375,7 @@ pub fn pick_rows(
         if ix.is_empty() {
             bail!("--indices is empty");
         }
+        limits::check_count("--indices: images", ix.len(), LIST)?;
         if let Some(bad) = ix.iter().find(|&&i| i >= labels.len()) {
             bail!(
                 "--indices: {bad} is outside the test set ({} images)",
@@ -390,13 +402,15 @@ pub fn pick_rows(
     if rows.is_empty() {
         bail!("--classes is empty");
     }
+    limits::check_count("--classes: images", rows.len(), LIST)?;
     Ok(rows)
 }
 
 /// Draws `grid` (one row per test image: its `(index, label)` and each column's prediction) to
-/// the PNG `out`, making its folder, and prints the grid's [`GridSummary`] with `json`, else its
+/// the PNG `out`, one of `outputs`, and prints the grid's [`GridSummary`] with `json`, else its
 /// path and size.
 pub fn save_grid(
+    outputs: &Outputs,
     out: &Path,
     json: bool,
     headers: Vec<String>,
@@ -411,10 +425,7 @@ pub fn save_grid(
     }
     .render()
     .map_err(|e| anyhow!("{e}"))?;
-    if let Some(dir) = out.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    image.save_png(out).map_err(|e| anyhow!("{e}"))?;
+    outputs.write(out, &image.to_png().map_err(|e| anyhow!("{e}"))?)?;
     if json {
         let summary = spat_spec::report::GridSummary {
             image: out.to_path_buf(),

@@ -7,10 +7,11 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Result};
 use spat_data::Dataset;
 use spat_report::Canvas;
+use spat_spec::limits::LIST;
 use spat_spec::Precision;
 
 use super::common::{
-    check_output_file, load_model, load_split, original_rows, parse_device, parse_normalization,
+    load_model, load_split, original_rows, output_file, parse_device, parse_normalization,
     pick_rows, save_grid,
 };
 
@@ -87,7 +88,8 @@ pub fn run(a: Args) -> Result<()> {
         .map(|c| labelled(c))
         .collect::<Result<_>>()?;
     let device = parse_device(&a.device)?;
-    check_output_file("--out", &a.out, spat_report::is_spat_png)?;
+    let outputs = output_file("--out", &a.out, spat_report::is_spat_png)?;
+    spat_spec::limits::check_count("--checkpoint: files", a.checkpoint.len(), LIST)?;
     let names = a.dataset.class_names();
     let test = load_split(a.dataset, &a.data_dir, spat_data::Split::Test, None)?;
     let rows_ix = pick_rows(a.indices.as_deref(), &a.classes, test.labels(), &names)?;
@@ -106,6 +108,7 @@ pub fn run(a: Args) -> Result<()> {
             &device,
             a.precision,
             a.normalize.as_ref(),
+            a.dataset.image_shape().0,
         )?;
         let gradients = spat_attacks::input_gradients(&*model, &batch)?
             .to_dtype(candle_core::DType::F32)?
@@ -127,5 +130,5 @@ pub fn run(a: Args) -> Result<()> {
         .map(|&i| names[test.labels()[i] as usize].clone())
         .collect();
     let rows = rows_ix.iter().copied().zip(labels).zip(predictions);
-    save_grid(&a.out, a.json, headers, grid, scale, rows)
+    save_grid(&outputs, &a.out, a.json, headers, grid, scale, rows)
 }

@@ -15,7 +15,7 @@ pub struct Args {
     #[arg(required_unless_present = "list_robustbench")]
     pub model: Option<String>,
     /// Number of output classes (default: 100 for a CIFAR-100 RobustBench entry, else 10).
-    #[arg(long)]
+    #[arg(long, value_parser = super::common::count(spat_spec::limits::CLASSES))]
     pub classes: Option<usize>,
     /// Print one JSON object `{"parameters", "buffers", "flops"}` (with --list-robustbench, one
     /// array of `{"entry", "architecture", "normalization", "unsupported"}`).

@@ -3,12 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Result};
 use spat_attacks::{SweepAttack, SweepConfig, SweepReport};
+use spat_spec::fs::{is_json_of, is_marked_text, mark_text, Outputs, Own};
+use spat_spec::limits::{ATTACK_STEPS, LIST};
 
 use super::common::{
-    eval_batches, eval_loader, parse_alpha, parse_device, parse_positive, AttackRunArgs,
-    CheckpointArgs,
+    count, eval_batches, eval_loader, parse_alpha, parse_device, AttackRunArgs, CheckpointArgs,
 };
 
 #[derive(clap::Args, Debug)]
@@ -23,7 +24,7 @@ pub struct Args {
     #[command(flatten)]
     pub run: AttackRunArgs,
     /// PGD steps of every attack (default 20: PGD-20, §5.2).
-    #[arg(long, value_parser = parse_positive, default_value = "20", allow_negative_numbers = true)]
+    #[arg(long, value_parser = count(ATTACK_STEPS), default_value = "20", allow_negative_numbers = true)]
     pub steps: usize,
     /// Step size ε/10 (§6.2's evaluation) instead of the TRADES/MART scripts' 0.003 at 8/255.
     #[arg(long)]
@@ -87,49 +88,27 @@ fn plot(r: &SweepReport) -> spat_report::LinePlot {
     }
 }
 
-/// The files `--out` receives.
-const OUTPUTS: [&str; 3] = ["sweep.md", "sweep.json", "sweep.png"];
-
-/// `--out` must be new, empty, or hold only a previous sweep's files.
-fn check_out_dir(dir: &Path) -> Result<()> {
-    if dir.exists() && !dir.is_dir() {
-        bail!("--out {}: exists and is not a folder", dir.display());
-    }
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return Ok(());
-    };
-    let mut foreign = Vec::new();
-    for entry in entries {
-        let name = entry?.file_name().to_string_lossy().into_owned();
-        let temp = spat_spec::fs::temp_target(&name).is_some_and(|t| OUTPUTS.contains(&t));
-        if !OUTPUTS.contains(&name.as_str()) && !temp {
-            foreign.push(name);
-        }
-    }
-    let json = dir.join("sweep.json");
-    let json_ours =
-        !json.exists() || spat_spec::fs::read_json::<SweepReport>(&json, "a sweep report").is_ok();
-    let png = dir.join("sweep.png");
-    let png_ours = !png.exists() || std::fs::read(&png).is_ok_and(|b| spat_report::is_spat_png(&b));
-    if !foreign.is_empty() || !json_ours || !png_ours {
-        bail!(
-            "--out {}: the folder holds files that are not a previous sweep's ({}); spat does not \
-             overwrite files it did not create: choose a new or empty folder",
-            dir.display(),
-            if foreign.is_empty() {
-                "sweep.json or sweep.png".to_string()
-            } else {
-                foreign.join(", ")
-            }
-        );
-    }
-    Ok(())
+/// `--out`: a new or empty folder, or one that holds only a previous sweep's sweep.md (ending
+/// with spat's mark), sweep.json (a sweep report) and sweep.png (spat's PNG).
+fn outputs(dir: &Path) -> Result<Outputs> {
+    let outputs = Outputs::new("--out")
+        .file(dir.join("sweep.md"), Own::Recognised(is_marked_text))
+        .file(
+            dir.join("sweep.json"),
+            Own::Recognised(is_json_of::<SweepReport>),
+        )
+        .file(
+            dir.join("sweep.png"),
+            Own::Recognised(spat_report::is_spat_png),
+        )
+        .exclusive_folder(dir);
+    outputs.check()?;
+    Ok(outputs)
 }
 
 pub fn run(a: Args) -> Result<()> {
-    if let Some(dir) = &a.out {
-        check_out_dir(dir)?;
-    }
+    spat_spec::limits::check_count("--alphas: values", a.alphas.len(), LIST)?;
+    let outputs = a.out.as_deref().map(outputs).transpose()?;
     let device = parse_device(&a.run.device)?;
     let model = a.target.load_model(&device)?;
     let test = a.target.load_test(a.run.test_subset)?;
@@ -144,15 +123,14 @@ pub fn run(a: Args) -> Result<()> {
     let report = spat_attacks::sweep_alpha(&*model, eval_batches(&loader, &device), &config, true)?;
     let json = serde_json::to_string_pretty(&report)?;
     let md = markdown(&report);
-    if let Some(dir) = &a.out {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        spat_spec::fs::write_atomic(&dir.join("sweep.md"), md.as_bytes())?;
-        plot(&report)
-            .render(900, 600)
-            .save_png(&dir.join("sweep.png"))
-            .map_err(|e| anyhow!("{e}"))?;
+    if let (Some(dir), Some(outputs)) = (&a.out, &outputs) {
+        let mut marked = md.clone();
+        mark_text(&mut marked, "spat sweep-alpha");
+        outputs.write(&dir.join("sweep.md"), marked.as_bytes())?;
+        let png = plot(&report).render(900, 600).to_png();
+        outputs.write(&dir.join("sweep.png"), &png.map_err(|e| anyhow!("{e}"))?)?;
         // Written last: its presence means the sweep is complete.
-        spat_spec::fs::write_atomic(&dir.join("sweep.json"), json.as_bytes())?;
+        outputs.write(&dir.join("sweep.json"), json.as_bytes())?;
     }
     if a.json {
         println!("{json}");

@@ -8,9 +8,11 @@ use spat_spec::run::files;
 use spat_spec::{Dataset, Fnv1a, InitWeights, Method, Precision, RunConfig};
 use spat_train::{RunRequest, TrainOptions};
 
+use spat_spec::limits::{BATCH, EPOCHS, IMAGES};
+
 use super::common::{
-    build_network, normalized, own_normalization, parse_alpha, parse_device, parse_eps,
-    parse_fraction, parse_non_negative, parse_positive, parse_positive_f64,
+    build_network, count, count_or_zero, normalized, own_normalization, parse_alpha, parse_device,
+    parse_eps, parse_fraction, parse_non_negative, parse_positive_f64,
 };
 
 #[derive(clap::Args, Debug)]
@@ -56,10 +58,10 @@ pub struct Args {
     pub attack_step_size: Option<f64>,
     /// Epochs (default: 90 for CIFAR as MART's train_wideresnet.py, 200 for STL-10 §6.1.3 and
     /// RST).
-    #[arg(long, value_parser = parse_positive, allow_negative_numbers = true)]
+    #[arg(long, value_parser = count(EPOCHS), allow_negative_numbers = true)]
     pub epochs: Option<usize>,
     /// Batch size (default: 128 for CIFAR, 32 for STL-10, 256 for RST).
-    #[arg(long, value_parser = parse_positive, allow_negative_numbers = true)]
+    #[arg(long, value_parser = count(BATCH), allow_negative_numbers = true)]
     pub batch_size: Option<usize>,
     /// Initial learning rate (default 0.1, §6.1.1; ÷10 at epochs 75 and 90 of 90, scaled to other
     /// epoch counts; cosine for RST).
@@ -71,17 +73,17 @@ pub struct Args {
     pub weight_decay: Option<f64>,
     /// Train on a seeded random subset of N training images (default: all; more than the
     /// split holds is the whole split, and config.json records that count).
-    #[arg(long, value_parser = parse_positive, allow_negative_numbers = true)]
+    #[arg(long, value_parser = count(IMAGES), allow_negative_numbers = true)]
     pub train_subset: Option<usize>,
     /// Hold out a seeded N of the training images, never trained on: each epoch is evaluated on
     /// them instead of test images, and best.safetensors is the epoch with the highest robust
     /// accuracy on them (default: none held out).
-    #[arg(long, value_parser = parse_positive)]
+    #[arg(long, value_parser = count(IMAGES), allow_negative_numbers = true)]
     pub val_subset: Option<usize>,
     /// Evaluate on a seeded subset of N test images after each epoch and at the end (default: 1,000
     /// after each epoch and the whole test set at the end; more than the test set holds is the
     /// whole test set, and config.json records that count).
-    #[arg(long, value_parser = parse_positive, allow_negative_numbers = true)]
+    #[arg(long, value_parser = count(IMAGES), allow_negative_numbers = true)]
     pub test_subset: Option<usize>,
     /// RST's pseudo-labelled images (ti_500K_pseudo_labeled.pickle, §6.1.2), mixed into every
     /// batch: with --method rst or trades this is RST (TRADES objective), with --method mart it is
@@ -112,7 +114,7 @@ pub struct Args {
     #[arg(long, value_name = "FILE")]
     pub init: Option<PathBuf>,
     /// Stop after this many epochs in total, committed, as if killed (tests, job splitting).
-    #[arg(long, hide = true)]
+    #[arg(long, hide = true, value_parser = count_or_zero(EPOCHS))]
     pub stop_after_epochs: Option<usize>,
 }
 
@@ -149,7 +151,9 @@ fn resumed(run: &std::path::Path, a: &Args) -> Result<RunConfig> {
         bail!("--resume {}: no such run directory", run.display());
     }
     let config_path = run.join(files::CONFIG);
-    if !config_path.is_file() {
+    if !spat_spec::fs::present(&config_path)
+        .with_context(|| format!("--resume {}", config_path.display()))?
+    {
         bail!(
             "--resume {}: no {} there (the run never started); start it again without --resume",
             run.display(),
@@ -171,7 +175,7 @@ fn load_init(
     own: Option<&spat_core::Normalization>,
 ) -> Result<()> {
     let path = &init.path;
-    let bytes = std::fs::read(path)
+    let bytes = spat_spec::fs::read_input(path)
         .with_context(|| format!("--init {}: cannot read it", path.display()))?;
     let got = Fnv1a::hex_of(&bytes);
     if got != init.fnv1a64 {
@@ -210,6 +214,7 @@ pub fn run(a: Args) -> Result<()> {
         Some(run) => (resumed(run, &a)?, run.clone(), true),
         None => {
             let (request, out) = request(&a)?;
+            spat_spec::fs::check_path("--out", &out)?;
             let name = request
                 .model
                 .parse()
@@ -222,7 +227,7 @@ pub fn run(a: Args) -> Result<()> {
             .info()?;
             let mut config = request.configure()?;
             if let Some(path) = &a.init {
-                let bytes = std::fs::read(path)
+                let bytes = spat_spec::fs::read_input(path)
                     .with_context(|| format!("--init {}: cannot read it", path.display()))?;
                 config.init = Some(InitWeights {
                     path: path.clone(),
@@ -257,7 +262,11 @@ pub fn run(a: Args) -> Result<()> {
     // A run that has committed an epoch resumes from its own checkpoint; one that has not starts
     // from its initial weights again.
     if let Some(init) = &config.init {
-        if !(resume && out.join(files::STATE).exists()) {
+        let state = out.join(files::STATE);
+        let committed = resume
+            && spat_spec::fs::present(&state)
+                .with_context(|| format!("--resume {}", state.display()))?;
+        if !committed {
             load_init(&*model, init, own.as_ref())?;
         }
     }

@@ -8,7 +8,7 @@ use spat_attacks::AttackSpec;
 use spat_report::{Canvas, ImageGrid};
 
 use super::common::{
-    check_output_file, original_rows, parse_device, parse_eps, pick_rows, save_grid, CheckpointArgs,
+    original_rows, output_file, parse_device, parse_eps, pick_rows, save_grid, CheckpointArgs,
 };
 
 #[derive(clap::Args, Debug)]
@@ -69,7 +69,7 @@ pub fn run(a: Args) -> Result<()> {
         bail!("--attacks names no attack (clean alone shows nothing adversarial)");
     }
     let device = parse_device(&a.device)?;
-    check_output_file("--out", &a.out, spat_report::is_spat_png)?;
+    let outputs = output_file("--out", &a.out, spat_report::is_spat_png)?;
     let names = a.target.dataset.class_names();
     let test = a.target.load_test(None)?;
     let rows_ix = pick_rows(a.indices.as_deref(), &a.classes, test.labels(), &names)?;
@@ -108,5 +108,5 @@ pub fn run(a: Args) -> Result<()> {
         .map(|&i| names[test.labels()[i] as usize].clone())
         .collect();
     let rows = rows_ix.iter().copied().zip(labels).zip(predictions);
-    save_grid(&a.out, a.json, headers, grid, scale, rows)
+    save_grid(&outputs, &a.out, a.json, headers, grid, scale, rows)
 }

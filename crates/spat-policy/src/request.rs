@@ -1,0 +1,229 @@
+//! How a user's request becomes the one [`RunConfig`] of a run: the thesis's settings, then the
+//! request's overrides.
+
+use std::path::PathBuf;
+
+use spat_spec::{Dataset, Error, Method, Precision, PseudoLabeled, Result, RunConfig};
+
+use crate::paper::{paper_config, RST_UNLABELED_FRACTION};
+
+/// What a user asks for; [`RunRequest::configure`] fills in the thesis's settings for the rest.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunRequest {
+    pub model: String,
+    pub dataset: Dataset,
+    pub data_dir: PathBuf,
+    pub method: Method,
+    /// RST's pseudo-labelled set; with TRADES or MART it makes the run RST's.
+    pub pseudo_labeled: Option<PathBuf>,
+    /// Fraction of each batch from `pseudo_labeled` (default [`RST_UNLABELED_FRACTION`]).
+    pub unlabeled_fraction: Option<f64>,
+    pub spat_alpha: Option<f64>,
+    pub eps: Option<f64>,
+    /// PGD step of the training adversary (default: the method's; ε/4 when `eps` is given).
+    pub attack_step_size: Option<f64>,
+    pub epochs: Option<usize>,
+    pub batch_size: Option<usize>,
+    pub lr: Option<f64>,
+    pub weight_decay: Option<f64>,
+    pub train_subset: Option<usize>,
+    /// Hold out this many training images for the per-epoch evaluation and the choice of the
+    /// best checkpoint ([`RunConfig::val_subset`]).
+    pub val_subset: Option<usize>,
+    /// Evaluate on a seeded subset of this many test images, after each epoch and at the end.
+    pub test_subset: Option<usize>,
+    pub precision: Precision,
+    pub seed: u64,
+}
+
+impl RunRequest {
+    /// `method` on `dataset` with `model`, everything else the thesis's.
+    pub fn new(
+        model: impl Into<String>,
+        dataset: Dataset,
+        data_dir: impl Into<PathBuf>,
+        method: Method,
+    ) -> Self {
+        Self {
+            model: model.into(),
+            dataset,
+            data_dir: data_dir.into(),
+            method,
+            pseudo_labeled: None,
+            unlabeled_fraction: None,
+            spat_alpha: None,
+            eps: None,
+            attack_step_size: None,
+            epochs: None,
+            batch_size: None,
+            lr: None,
+            weight_decay: None,
+            train_subset: None,
+            val_subset: None,
+            test_subset: None,
+            precision: Precision::default(),
+            seed: 0,
+        }
+    }
+
+    /// The run configuration: the thesis's settings for the method and data set, then the
+    /// request's overrides; checked with [`RunConfig::validate`].
+    pub fn configure(&self) -> Result<RunConfig> {
+        if self.unlabeled_fraction.is_some() && self.pseudo_labeled.is_none() {
+            return Err(Error::Invalid(
+                "an unlabeled fraction needs pseudo-labelled data".into(),
+            ));
+        }
+        let pseudo_labeled = self.pseudo_labeled.clone().map(|path| PseudoLabeled {
+            path,
+            fraction: self.unlabeled_fraction.unwrap_or(RST_UNLABELED_FRACTION),
+        });
+        let mut c = paper_config(
+            &self.model,
+            self.dataset,
+            self.data_dir.clone(),
+            self.method,
+            pseudo_labeled,
+        );
+        c.spat_alpha = self.spat_alpha;
+        if let Some(eps) = self.eps {
+            c.eps = eps;
+            if c.method.is_adversarial() {
+                c.attack_step_size = eps / 4.0;
+            }
+        }
+        if let Some(step) = self.attack_step_size {
+            if !c.method.is_adversarial() {
+                return Err(Error::Invalid(
+                    "an attack step size needs an adversarial method".into(),
+                ));
+            }
+            c.attack_step_size = step;
+        }
+        c.epochs = self.epochs.unwrap_or(c.epochs);
+        c.batch_size = self.batch_size.unwrap_or(c.batch_size);
+        c.lr = self.lr.unwrap_or(c.lr);
+        c.weight_decay = self.weight_decay.unwrap_or(c.weight_decay);
+        c.train_subset = self.train_subset;
+        c.val_subset = self.val_subset;
+        if let Some(n) = self.test_subset {
+            c.eval_examples = n;
+            c.final_full_eval = false;
+        }
+        c.precision = self.precision;
+        c.seed = self.seed;
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spat_spec::{LrSchedule, Mode};
+
+    fn request(dataset: Dataset, method: Method) -> RunRequest {
+        RunRequest::new("tiny", dataset, "data", method)
+    }
+
+    #[test]
+    fn paper_settings_per_data_set_and_method() {
+        let c = request(Dataset::Cifar10, Method::Trades)
+            .configure()
+            .unwrap();
+        assert_eq!((c.epochs, c.batch_size, c.weight_decay), (90, 128, 7e-4));
+        assert_eq!(c.schedule.drops(c.epochs), [75, 90]);
+        assert!((c.attack_step_size - 2.0 / 255.0).abs() < 1e-12);
+        assert_eq!(c.adversary_mode, Mode::Eval);
+        for (method, wd) in [
+            (Method::Mart, 7e-4),
+            (Method::Trades, 2e-4),
+            (Method::Madry, 2e-4),
+        ] {
+            let c = request(Dataset::Cifar100, method).configure().unwrap();
+            assert_eq!(c.weight_decay, wd, "{method}");
+        }
+        let c = request(Dataset::Stl10, Method::Trades).configure().unwrap();
+        assert_eq!((c.epochs, c.batch_size), (200, 32));
+        assert_eq!(c.schedule.drops(c.epochs), [150, 180]);
+        let c = request(Dataset::Cifar10, Method::Madry)
+            .configure()
+            .unwrap();
+        assert_eq!(c.adversary_mode, Mode::Train);
+        let c = request(Dataset::Cifar10, Method::Standard)
+            .configure()
+            .unwrap();
+        assert_eq!((c.attack_steps, c.eps), (0, 8.0 / 255.0));
+    }
+
+    #[test]
+    fn pseudo_labelled_data_brings_rst_settings_and_an_explicit_eps_its_step() {
+        for method in [Method::Rst, Method::Trades, Method::Mart] {
+            let mut r = request(Dataset::Cifar10, method);
+            r.pseudo_labeled = Some("ti.pickle".into());
+            let c = r.configure().unwrap();
+            assert_eq!((c.batch_size, c.epochs, c.nesterov), (256, 200, true));
+            assert_eq!(
+                (c.eps, c.attack_step_size, c.weight_decay),
+                (0.031, 0.007, 5e-4)
+            );
+            assert_eq!(c.schedule, LrSchedule::Cosine);
+            assert_eq!(c.pseudo_labeled.unwrap().fraction, 0.5);
+            r.eps = Some(8.0 / 255.0);
+            assert_eq!(r.configure().unwrap().attack_step_size, 2.0 / 255.0);
+            r.eps = Some(0.031);
+            r.attack_step_size = Some(0.007);
+            let c = r.configure().unwrap();
+            assert_eq!((c.eps, c.attack_step_size), (0.031, 0.007));
+        }
+    }
+
+    #[test]
+    fn requests_that_name_no_runnable_method_are_refused() {
+        let e = request(Dataset::Cifar10, Method::Rst)
+            .configure()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--pseudo-labeled") && e.contains("fetch-data ti500k"),
+            "{e}"
+        );
+        for method in [Method::Madry, Method::Standard] {
+            let mut r = request(Dataset::Cifar10, method);
+            r.pseudo_labeled = Some("ti.pickle".into());
+            assert!(r.configure().is_err(), "{method}");
+        }
+        let mut r = request(Dataset::Cifar10, Method::Standard);
+        r.spat_alpha = Some(0.1);
+        assert!(r
+            .configure()
+            .unwrap_err()
+            .to_string()
+            .contains("adversarial"));
+        let mut r = request(Dataset::Cifar10, Method::Madry);
+        r.unlabeled_fraction = Some(0.3);
+        assert!(r.configure().is_err());
+        let mut r = request(Dataset::Cifar10, Method::Standard);
+        r.attack_step_size = Some(0.007);
+        assert!(r.configure().is_err());
+        let mut r = request(Dataset::Cifar10, Method::Madry);
+        r.val_subset = Some(0);
+        assert!(r.configure().is_err());
+    }
+
+    #[test]
+    fn overrides_and_test_subset() {
+        let mut r = request(Dataset::Cifar10, Method::Mart);
+        r.spat_alpha = Some(0.3);
+        r.epochs = Some(3);
+        r.test_subset = Some(50);
+        r.val_subset = Some(100);
+        r.seed = 9;
+        let c = r.configure().unwrap();
+        assert_eq!((c.spat_alpha, c.epochs, c.seed), (Some(0.3), 3, 9));
+        assert_eq!(c.val_subset, Some(100));
+        assert_eq!((c.eval_examples, c.final_full_eval), (50, false));
+        let json = serde_json::to_string(&c).unwrap();
+        assert_eq!(serde_json::from_str::<RunConfig>(&json).unwrap(), c);
+    }
+}

@@ -1,0 +1,197 @@
+//! Helpers shared by the harness's integration tests: the xtask binary (what `cargo xtask` runs),
+//! its dry-run plan, and a stand-in `spat` that records its calls, so that no model is trained.
+
+#![allow(dead_code)] // each test binary uses a part
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+use serde_json::Value;
+
+/// `cargo xtask`'s binary: $XTASK_BIN, else built by cargo from this checkout, as the harness
+/// builds `spat` ([`spat_reproduce::workspace::workspace_binary`]).
+pub fn xtask() -> Command {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    let bin = BIN.get_or_init(|| match std::env::var_os("XTASK_BIN") {
+        Some(p) => PathBuf::from(p),
+        None => spat_reproduce::workspace::workspace_binary("xtask", "xtask", None)
+            .unwrap_or_else(|e| panic!("building xtask: {e:#}")),
+    });
+    Command::new(bin)
+}
+
+pub fn ok(out: Output) -> Output {
+    assert!(
+        out.status.success(),
+        "xtask failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    out
+}
+
+pub fn plan(id: &str, scale: &str) -> Value {
+    let out = ok(xtask()
+        .args([
+            "reproduce",
+            id,
+            "--scale",
+            scale,
+            "--dry-run",
+            "--json",
+            "--out",
+            "/tmp/unused",
+        ])
+        .output()
+        .unwrap());
+    serde_json::from_slice(&out.stdout).expect("dry-run --json prints one JSON object")
+}
+
+/// The cell names of a plan, in its order (cell K of `--dry-run` is `names[K - 1]`).
+pub fn cell_names(id: &str, scale: &str) -> Vec<String> {
+    plan(id, scale)["cells"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A stand-in for `spat`: logs its arguments to `calls.log` and, with a time stamp, the start and
+/// end of each call to `events.log` (`<time> start|end <what> threads=<RAYON_NUM_THREADS>`, where
+/// `what` is a run directory's name, or `eval:<training run>/<checkpoint>`), and writes what each command
+/// would write. `FAKE_SPAT_SLEEP` seconds pass between a training run's config.json and its
+/// weights (and before any other command's output).
+pub fn fake_spat(dir: &Path) -> PathBuf {
+    let path = dir.join("fake-spat.sh");
+    let script = r#"#!/usr/bin/env bash
+set -eu
+log="$(dirname "$0")"
+echo "$*" >> "$log/calls.log"
+cmd="$1"; shift
+out=""; attacks=""; resume=""; checkpoint=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --out) out="$2"; shift;;
+    --attacks) attacks="$2"; shift;;
+    --resume) resume="$2"; shift;;
+    --checkpoint) checkpoint="$2"; shift;;
+  esac
+  shift
+done
+case "$cmd" in
+  train) what="$(basename "${resume:-$out}")";;
+  eval) what="eval:$(basename "$(dirname "$checkpoint")")/$(basename "$checkpoint" .safetensors)";;
+  *) what="$cmd:$(basename "$out")";;
+esac
+echo "$(date +%s.%N) start $what threads=${RAYON_NUM_THREADS:-unset}" >> "$log/events.log"
+pause() { sleep "${FAKE_SPAT_SLEEP:-0}"; }
+case "$cmd" in
+  train)
+    dir="${resume:-$out}"
+    # As spat does: --out is a new or empty folder (or a spat run); nothing else is written into.
+    if [ -z "$resume" ] && [ -d "$out" ] && [ -n "$(ls -A "$out")" ] && [ ! -f "$out/config.json" ]; then
+      echo "error: --out: $out: the folder is not empty and holds no spat run" >&2; exit 2
+    fi
+    mkdir -p "$dir"; echo '{}' > "$dir/config.json"; pause; echo weights > "$dir/model.safetensors";;
+  eval)
+    pause
+    printf '{"examples": 64, "eps": 0.031, "worst_case": 42.5, "accuracy": {'; sep=""
+    for a in ${attacks//,/ }; do printf '%s"%s": 42.5' "$sep" "$a"; sep=", "; done; printf '}}\n';;
+  visualize|gradients)
+    pause; mkdir -p "$(dirname "$out")"; printf 'PNG' > "$out";;
+  sweep-alpha)
+    pause; mkdir -p "$out"
+    rows=""; for a in 0 0.1 0.2 0.3 0.4 0.5 0.6 0.7 0.8 0.9 1; do rows="$rows{\"attack\":\"pgd-ls\",\"alpha\":$a,\"accuracy\":$(awk "BEGIN{print 10+50*$a}")},"; done
+    echo "{\"examples\":256,\"eps\":0.031,\"steps\":20,\"clean_accuracy\":50,\"rows\":[$rows{\"attack\":\"pgd-ce\",\"alpha\":null,\"accuracy\":10},{\"attack\":\"pgd-kl\",\"alpha\":null,\"accuracy\":30}]}" > "$out/sweep.json";;
+  *) echo "unexpected command $cmd" >&2; exit 2;;
+esac
+echo "$(date +%s.%N) end $what" >> "$log/events.log"
+"#;
+    fs::write(&path, script).unwrap();
+    make_executable(&path);
+    path
+}
+
+pub fn make_executable(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o755)).unwrap();
+}
+
+pub fn calls(dir: &Path) -> Vec<String> {
+    fs::read_to_string(dir.join("calls.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(String::from)
+        .collect()
+}
+
+/// One line of the stand-in's `events.log`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    pub time: f64,
+    pub start: bool,
+    pub what: String,
+    /// RAYON_NUM_THREADS as the stand-in saw it (start events only).
+    pub threads: Option<String>,
+}
+
+pub fn events(dir: &Path) -> Vec<Event> {
+    fs::read_to_string(dir.join("events.log"))
+        .unwrap_or_default()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            Event {
+                time: f[0].parse().unwrap(),
+                start: f[1] == "start",
+                what: f[2].to_string(),
+                threads: f
+                    .get(3)
+                    .map(|t| t.trim_start_matches("threads=").to_string()),
+            }
+        })
+        .collect()
+}
+
+/// The results.md under `out`, comparable with another runner's: the output directory written as
+/// `<out>` and the seconds each cell took (the one thing that differs between runs of the same
+/// commands) blanked in the "What ran" table.
+pub fn comparable_report(out: &Path) -> String {
+    let md = fs::read_to_string(out.join("results.md"))
+        .unwrap_or_else(|e| panic!("{}/results.md: {e}", out.display()));
+    let (body, ran) = md
+        .split_once("\n### What ran\n")
+        .expect("results.md has a \"What ran\" section");
+    let ran: Vec<String> = ran
+        .lines()
+        .map(|l| {
+            let mut f: Vec<&str> = l.split(" | ").collect();
+            if l.starts_with("| ") && f.len() == 4 && f[2] != "seconds" && f[2] != "---" {
+                f[2] = "…";
+            }
+            f.join(" | ")
+        })
+        .collect();
+    let mut text = format!("{body}\n### What ran\n{}", ran.join("\n"))
+        .replace(&out.display().to_string(), "<out>");
+    // A runner given a relative --out (CI's smoke step) writes it as given, from the root.
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .ancestors()
+        .nth(2)
+        .unwrap();
+    if let Ok(rel) = out.strip_prefix(root) {
+        text = text.replace(&rel.display().to_string(), "<out>");
+    }
+    text
+}
+
+/// The results.md under `out` without its "What ran" section: the numbers, claims and settings,
+/// which do not depend on how the cells were run (a resumed training records `spat train
+/// --resume` as its command).
+pub fn report_body(out: &Path) -> String {
+    let md = comparable_report(out);
+    md.split_once("\n### What ran\n").unwrap().0.to_string()
+}
