@@ -10,7 +10,6 @@
 //! either in the last bit.
 
 use candle_core::{CpuStorage, CustomOp1, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 14;
@@ -55,22 +54,9 @@ fn exp(x: f32) -> f32 {
     e_r * f32::from_bits(((n as i32 + 127) as u32) << 23)
 }
 
-/// `out[i] = f(a[i], b[i])` over equal-length slices, in parallel chunks, vectorised.
+/// `out[i] = f(a[i], b[i])`, vectorised, on rayon's threads.
 fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
-    let mut out = vec![0f32; a.len()];
-    out.par_chunks_mut(CHUNK)
-        .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-        .for_each(|(o, (a, b))| {
-            crate::cpu::simd::vectorized(
-                #[inline(always)]
-                || {
-                    for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                        *o = f(a, b);
-                    }
-                },
-            )
-        });
-    out
+    crate::cpu::elementwise::zip_map(a, b, CHUNK, f)
 }
 
 impl CustomOp1 for Silu {
