@@ -9,6 +9,7 @@
 //! model.var_store().save(std::path::Path::new("resnet18.safetensors"))?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+#![warn(missing_docs)]
 
 pub mod layers;
 pub mod resnet;
@@ -35,8 +36,10 @@ pub use spat_kernels::{profile, set_tf32, tf32_enabled};
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Precision {
+    /// Convolutions and matrix products in `f32` (TF32 on a GPU when the TF32 switch is on).
     #[default]
     F32,
+    /// Convolutions and matrix products in `bf16`, on `f32` master weights.
     Bf16,
 }
 
@@ -62,24 +65,32 @@ pub fn use_precision(p: spat_spec::Precision) -> Precision {
 pub use resnet::{BlockKind, ResNet, ResNetConfig};
 pub use wide_resnet::{WideResNet, WideResNetConfig};
 
+/// Errors of spat-models.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// Loading weights or a variable store failed.
     #[error(transparent)]
     Core(#[from] spat_core::Error),
+    /// A model name that is none of [`PRESETS`].
     #[error("unknown model preset `{0}`; available: {list}", list = PRESETS.join(", "))]
     UnknownPreset(String),
+    /// An architecture that cannot be built (zero classes or depth, a WideResNet depth not `6n + 4`, ...).
     #[error("{0}")]
     Config(String),
     /// Weights that do not fit the network, with the presets they do fit.
     #[error("{mismatch}; {fits}")]
     Mismatch {
+        /// The names and shapes that did not match.
         mismatch: Box<spat_core::Mismatch>,
+        /// The presets whose variables the file does fit, if any.
         fits: String,
     },
 }
 
+/// `Result` with spat-models' [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Preset names accepted by [`build`] (spat-spec's list; [`spat_spec::MODEL_SIZES`] has their sizes).
@@ -88,7 +99,9 @@ pub use spat_spec::{ModelSize, PRESETS};
 /// An architecture with its hyper-parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Architecture {
+    /// A WideResNet of the TRADES/MART layout.
     WideResNet(WideResNetConfig),
+    /// A CIFAR-form ResNet or PreAct-ResNet.
     ResNet(ResNetConfig),
 }
 
@@ -264,6 +277,7 @@ impl Model {
         self
     }
 
+    /// The arithmetic the model computes in.
     pub fn precision(&self) -> Precision {
         self.precision
     }
@@ -387,3 +401,8 @@ pub fn presets_fitting(file_shapes: &[(String, Vec<usize>)]) -> Vec<String> {
     }
     out
 }
+
+// The README's examples compile and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

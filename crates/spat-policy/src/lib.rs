@@ -32,6 +32,7 @@
 //! println!("weight decay {} from {}", config.weight_decay, settings.weight_decay.source);
 //! # Ok::<(), spat_spec::Error>(())
 //! ```
+#![warn(missing_docs)]
 
 mod adversary;
 mod paper;
@@ -45,3 +46,8 @@ pub use paper::{
 };
 pub use request::RunRequest;
 pub use source::{Ref, Source, Sourced};
+
+// The README's examples compile and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,21 +1,29 @@
 //! PNG figures for spat: line plots (accuracy against α, Figures 5.3 / 6.1 / 6.2) and labelled
 //! image grids (adversarial examples, Figures 5.1 / 5.2). Pure Rust, no ML dependencies, so the
 //! `xtask` can draw figures without linking candle.
+#![warn(missing_docs)]
 
 use std::path::Path;
 
 /// An RGB raster, row-major, 3 bytes per pixel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Canvas {
+    /// Width in pixels.
     pub width: usize,
+    /// Height in pixels.
     pub height: usize,
+    /// `width · height · 3` bytes: R, G, B of each pixel, rows top to bottom.
     pub pixels: Vec<u8>,
 }
 
+/// A colour: red, green, blue, 0–255 each.
 pub type Rgb = [u8; 3];
 
+/// The background.
 pub const WHITE: Rgb = [255, 255, 255];
+/// Text, axes and frames.
 pub const BLACK: Rgb = [0, 0, 0];
+/// Grid lines.
 pub const GREY: Rgb = [200, 200, 200];
 /// Distinguishable series colours (Tableau 10), in legend order.
 pub const PALETTE: [Rgb; 8] = [
@@ -32,10 +40,14 @@ pub const PALETTE: [Rgb; 8] = [
 /// Height of one line of text at scale 1 (the glyphs are 8x8).
 pub const GLYPH: usize = 8;
 
+/// Errors of spat-report.
 #[derive(Debug)]
 pub enum Error {
+    /// A file that cannot be written or read.
     Io(std::path::PathBuf, std::io::Error),
+    /// A PNG that cannot be encoded (the path it was for, and the encoder's message).
     Png(std::path::PathBuf, String),
+    /// Arguments that cannot be drawn (a mismatched image size, a zero scale, a grid too large).
     Invalid(String),
 }
 
@@ -51,9 +63,11 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// `Result` with spat-report's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Canvas {
+    /// A `width × height` canvas filled with `background`.
     pub fn new(width: usize, height: usize, background: Rgb) -> Self {
         let mut pixels = Vec::with_capacity(width * height * 3);
         for _ in 0..width * height {
@@ -66,6 +80,7 @@ impl Canvas {
         }
     }
 
+    /// The pixel at column `x`, row `y`. Panics outside the canvas.
     pub fn get(&self, x: usize, y: usize) -> Rgb {
         let i = (y * self.width + x) * 3;
         [self.pixels[i], self.pixels[i + 1], self.pixels[i + 2]]
@@ -80,6 +95,7 @@ impl Canvas {
         self.pixels[i..i + 3].copy_from_slice(&c);
     }
 
+    /// Fills the `w × h` rectangle whose top-left corner is `(x, y)`; what falls outside is clipped.
     pub fn fill_rect(&mut self, x: i64, y: i64, w: usize, h: usize, c: Rgb) {
         for dy in 0..h as i64 {
             for dx in 0..w as i64 {
@@ -268,7 +284,9 @@ pub fn is_spat_png(bytes: &[u8]) -> bool {
 /// One line of a plot: `(x, y)` points joined in order; `None` values are gaps (missing runs).
 #[derive(Debug, Clone)]
 pub struct Series {
+    /// Its name in the legend.
     pub label: String,
+    /// `(x, y)` points in x order; a `None` y (a value not measured) breaks the line there.
     pub points: Vec<(f64, Option<f64>)>,
     /// Dashed lines are drawn for reference values (the paper's), solid for measured ones.
     pub dashed: bool,
@@ -277,15 +295,20 @@ pub struct Series {
 /// A line plot with axes, ticks, a title and a legend.
 #[derive(Debug, Clone)]
 pub struct LinePlot {
+    /// Drawn above the plot.
     pub title: String,
+    /// The x axis' label.
     pub x_label: String,
+    /// The y axis' label.
     pub y_label: String,
+    /// The lines, coloured from [`PALETTE`] in order.
     pub series: Vec<Series>,
     /// Fixed y range, e.g. `(0, 100)` for accuracies; `None` fits the data.
     pub y_range: Option<(f64, f64)>,
 }
 
 impl LinePlot {
+    /// Draws the plot on a `width × height` canvas (white, axes with 5 ticks each, legend below).
     pub fn render(&self, width: usize, height: usize) -> Canvas {
         let mut c = Canvas::new(width, height, WHITE);
         let (left, right, top, bottom) = (70i64, 20i64, 40i64, 60i64);
@@ -437,6 +460,7 @@ fn tick_label(v: f64) -> String {
 /// A grid of equally sized images with a header above each column and a label under each image.
 #[derive(Debug, Clone)]
 pub struct ImageGrid {
+    /// One header above each column.
     pub column_headers: Vec<String>,
     /// `rows[r][c]` = (image, caption).
     pub rows: Vec<Vec<(Canvas, String)>>,
@@ -509,6 +533,8 @@ impl ImageGrid {
         Ok((w, h, cols))
     }
 
+    /// Draws the grid: headers, then each row's images magnified `scale` times with their captions.
+    /// An error for a scale of 0, rows of differing image sizes, or a grid over [`MAX_GRID_PIXELS`].
     pub fn render(&self) -> Result<Canvas> {
         let (w, h, _) = self.cell()?;
         let (width, height) = self.size()?;
@@ -683,3 +709,8 @@ mod tests {
         assert_eq!(glyph('a'), font8x8::legacy::BASIC_LEGACY[b'a' as usize]);
     }
 }
+
+// The README's examples compile and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -33,8 +33,11 @@ pub fn dataset_name(d: Dataset) -> &'static str {
 /// One setting: what it is, its value in this reproduction, and its source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Line {
+    /// What the setting is (`weight decay`, ...).
     pub key: String,
+    /// Its value in this reproduction.
     pub value: String,
+    /// Where the value comes from.
     pub source: Source,
 }
 

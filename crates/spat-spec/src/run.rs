@@ -23,11 +23,17 @@ use crate::{AttackSpec, Dataset, Error, Mode, Precision};
 
 /// File names of a run directory.
 pub mod files {
+    /// The run's configuration, [`RunConfig`] as JSON.
     pub const CONFIG: &str = "config.json";
+    /// One [`EpochMetrics`] JSON line per committed epoch.
     pub const METRICS: &str = "metrics.jsonl";
+    /// [`RunState`]: the commit point of the last durable epoch.
     pub const STATE: &str = "state.json";
+    /// The weights of the epoch with the best robust accuracy on the per-epoch evaluation set.
     pub const BEST: &str = "best.safetensors";
+    /// The final weights, written when the run finishes.
     pub const FINAL: &str = "model.safetensors";
+    /// [`TrainSummary`], written when the run finishes.
     pub const SUMMARY: &str = "summary.json";
     /// The lock file of the run's one writer (`spat_spec::fs::FolderLock`): empty, kept.
     pub const LOCK: &str = "run.lock";
@@ -85,6 +91,7 @@ pub enum Method {
 }
 
 impl Method {
+    /// Every method, in the order `--help` lists them.
     pub const ALL: [Method; 5] = [
         Method::Standard,
         Method::Madry,
@@ -93,6 +100,7 @@ impl Method {
         Method::Rst,
     ];
 
+    /// The name on the command line and in files (`standard`, `madry`, `trades`, `mart`, `rst`).
     pub const fn as_str(self) -> &'static str {
         match self {
             Method::Standard => "standard",
@@ -159,8 +167,12 @@ pub enum LrSchedule {
     /// runs and the first epoch always uses the base rate; a run of `reference_epochs` epochs
     /// uses the milestones as they are.
     Piecewise {
+        /// 1-based epochs from which the rate is multiplied by `factor` once more (`[75, 90]` in MART's
+        /// 90-epoch run).
         milestones: Vec<usize>,
+        /// The run length the milestones are written for.
         reference_epochs: usize,
+        /// The factor applied at each milestone (0.1: a tenfold drop).
         factor: f64,
     },
     /// `lr * 0.5 * (1 + cos(π (e - 1) / epochs))` for 1-based epoch `e` (RST uses cosine decay).
@@ -260,6 +272,7 @@ pub struct InitWeights {
 pub struct RunConfig {
     /// Model preset (see [`crate::PRESETS`]); a library caller training its own network names it.
     pub model: String,
+    /// The data set trained and evaluated on.
     pub dataset: Dataset,
     /// Folder the data set was read from. Where, not what: resuming may read the same data
     /// elsewhere, and the data's fingerprints in `state.json` say whether it is the same.
@@ -273,6 +286,7 @@ pub struct RunConfig {
     pub val_subset: Option<usize>,
     /// RST's pseudo-labelled data (required by [`Method::Rst`], allowed with TRADES and MART).
     pub pseudo_labeled: Option<PseudoLabeled>,
+    /// The training method (its outer objective; RST is TRADES' on mixed batches).
     pub method: Method,
     /// SPAT (thesis §4.2-4.3): craft training adversaries with PGD-LS(α) (label-smoothed CE,
     /// target `1 - α` on the label and `α/(K-1)` elsewhere) instead of the method's own loss.
@@ -284,11 +298,13 @@ pub struct RunConfig {
     pub batch_size: usize,
     /// Initial learning rate (0.1, §6.1).
     pub lr: f64,
+    /// How the learning rate decays per epoch.
     pub schedule: LrSchedule,
     /// Linear warm-up epochs before `schedule` (0 in the paper).
     pub warmup_epochs: usize,
     /// SGD momentum (0.9, §6.1).
     pub momentum: f64,
+    /// Nesterov momentum (RST's; false for TRADES and MART).
     pub nesterov: bool,
     /// Coupled L2 weight decay (CIFAR-10 7e-4 as MART, §6.1; CIFAR-100 per original code).
     pub weight_decay: f64,
@@ -312,9 +328,11 @@ pub struct RunConfig {
     pub eval_examples: usize,
     /// Evaluation attack after each epoch and at the end.
     pub eval_attack: AttackSpec,
+    /// Images per evaluation batch.
     pub eval_batch_size: usize,
     /// Evaluate clean and robust accuracy on the whole test set at the end.
     pub final_full_eval: bool,
+    /// The arithmetic of convolutions and matrix products.
     pub precision: Precision,
     /// Seed of every random draw: initialisation, subsets, data order, augmentation, attacks.
     pub seed: u64,
@@ -476,11 +494,13 @@ pub struct EpochMetrics {
     pub clean_acc: f64,
     /// Accuracy (percent) under the evaluation attack on the per-epoch evaluation set.
     pub robust_acc: f64,
+    /// Learning rate used during the epoch.
     pub lr: f64,
     /// Training throughput (adversary + update), evaluation excluded.
     pub images_per_sec: f64,
     /// Wall time of the epoch, evaluation and checkpointing included.
     pub seconds: f64,
+    /// Number of images `clean_acc` and `robust_acc` were measured on.
     pub eval_examples: usize,
 }
 
@@ -489,16 +509,22 @@ pub struct EpochMetrics {
 /// kinds) and of its training and test data.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RunIdentity {
+    /// FNV-1a of the configuration's identity as JSON.
     pub config: String,
+    /// FNV-1a of the network's variable names, shapes and kinds.
     pub model: String,
+    /// FNV-1a of the training images and labels.
     pub train_data: String,
+    /// FNV-1a of the test images and labels.
     pub test_data: String,
 }
 
 /// A file of a run directory as committed: its name and its FNV-1a checksum (16 hex digits).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CommittedFile {
+    /// The file's name in the run directory.
     pub file: String,
+    /// FNV-1a of its bytes, 16 hex digits.
     pub fnv1a64: String,
 }
 
@@ -507,11 +533,15 @@ pub struct CommittedFile {
 /// are written from it afterwards.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunState {
+    /// Epochs committed.
     pub epochs_done: usize,
     /// Steps taken so far: the counter of the adversary's RNG stream.
     pub global_step: u64,
+    /// The best robust accuracy (percent) of any committed epoch on the per-epoch evaluation set.
     pub best_robust_acc: Option<f64>,
+    /// The epoch that reached it.
     pub best_epoch: Option<usize>,
+    /// Fingerprints a resume must find again.
     pub identity: RunIdentity,
     /// `checkpoint-<epochs_done>.safetensors` as committed.
     pub checkpoint: CommittedFile,
@@ -526,18 +556,24 @@ pub struct RunState {
 /// `summary.json`: the outcome of a finished run.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainSummary {
+    /// Epochs committed when the run ended.
     pub epochs_done: usize,
     /// Epochs that were already done when this call started (resume).
     pub resumed_from: Option<usize>,
     /// Whether training stopped before the configured epoch count (`stop_after_epochs`).
     pub stopped_early: bool,
+    /// The best robust accuracy (percent) of any epoch on the per-epoch evaluation set.
     pub best_robust_acc: Option<f64>,
+    /// The epoch that reached it (the weights in `best.safetensors`).
     pub best_epoch: Option<usize>,
     /// Final clean / robust accuracy (percent) on the whole test set (or the evaluation subset if
     /// `final_full_eval` is off); `None` when stopped early.
     pub final_clean_acc: Option<f64>,
+    /// Final robust accuracy (percent) under the evaluation attack; `None` when stopped early.
     pub final_robust_acc: Option<f64>,
+    /// Images the final accuracies were measured on; `None` when stopped early.
     pub final_eval_examples: Option<usize>,
+    /// Every epoch's record, in order.
     pub history: Vec<EpochMetrics>,
 }
 
