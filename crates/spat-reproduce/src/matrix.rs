@@ -193,14 +193,14 @@ pub enum Job {
         attacks: Vec<AttackSpec>,
         /// Each column's radius.
         eps: Vec<Radius>,
-        /// The classes whose first test image makes a row.
+        /// The class of each row's test image, in row order (`--classes`).
         classes: Vec<&'static str>,
     },
     /// `spat gradients` of the last weights of several runs: originals and input gradients.
     Gradients {
         /// (column label, run), in column order.
         models: Vec<(String, TrainSpec)>,
-        /// The classes whose first test image makes a row.
+        /// The class of each row's test image, in row order (`--classes`).
         classes: Vec<&'static str>,
     },
 }
