@@ -25,12 +25,13 @@ struct SmallCnn {
 }
 
 impl SmallCnn {
-    fn new(device: &Device) -> candle_core::Result<Self> {
-        // He-style initialisation: N(0, 2 / fan_in).
-        let init = |shape: &[usize], fan_in: usize| {
-            Var::from_tensor(
-                &(Tensor::randn(0f32, 1.0, shape, device)? * (2.0 / fan_in as f64).sqrt())?,
-            )
+    /// He initialisation, N(0, 2 / fan_in), from a seeded host generator (reproducible on any
+    /// device, as every random draw in spat).
+    fn new(device: &Device, seed: u64) -> candle_core::Result<Self> {
+        let mut rng = spat_core::rng::host_rng(seed, spat_core::rng::streams::INIT);
+        let mut init = |shape: &[usize], fan_in: usize| {
+            let std = (2.0 / fan_in as f32).sqrt();
+            Var::from_tensor(&spat_core::rng::normal(&mut rng, shape, std, device)?)
         };
         Ok(Self {
             conv1: init(&[32, 3, 3, 3], 27)?,
@@ -61,10 +62,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let device = Device::Cpu;
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/cifar-10-mini");
     let train = Arc::new(spat_data::load(Dataset::Cifar10, &data, Split::Train)?);
-    let test = spat_data::load(Dataset::Cifar10, &data, Split::Test)?.first(128);
+    let test = spat_data::load(Dataset::Cifar10, &data, Split::Test)?.first(64);
 
     // A few epochs of SGD with momentum on cross-entropy, so the attacks have something to break.
-    let model = SmallCnn::new(&device)?;
+    let model = SmallCnn::new(&device, 0)?;
     let mut velocity: Vec<Tensor> = model
         .vars()
         .iter()

@@ -13,7 +13,7 @@
 //!
 //! It holds data and the rules that define it (what a name means, how a schedule decays); numerics
 //! live in the crates that run them, training policy (defaults per method and data set) in
-//! spat-train.
+//! spat-policy.
 #![warn(missing_docs)]
 
 pub mod attack;

@@ -266,7 +266,7 @@ pub struct InitWeights {
 }
 
 /// Everything that defines a training run: what `config.json` holds and what `spat train
-/// --resume` rebuilds the run from. spat-train's `RunRequest::configure` fills it with the
+/// --resume` rebuilds the run from. spat-policy's `RunRequest::configure` fills it with the
 /// thesis's settings.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunConfig {
@@ -317,7 +317,7 @@ pub struct RunConfig {
     pub attack_steps: usize,
     /// PGD step size of the training adversary (ε/4, §6.1).
     pub attack_step_size: f64,
-    /// Batch-norm mode while crafting training adversaries (see spat-train's defaults).
+    /// Batch-norm mode while crafting training adversaries (spat-policy decides it per method).
     pub adversary_mode: Mode,
     /// TRADES β (6, §6.1).
     pub trades_beta: f64,
