@@ -10,8 +10,19 @@ Workloads, each one step on one fixed batch of 3x32x32 images with 10 classes:
 Precisions: fp32 (TF32 off), tf32 (TF32 allowed), bf16 (TF32 allowed plus bf16 autocast over every
 forward pass and loss; master weights stay f32).
 
-Each (model, workload, precision) runs --warmup untimed steps, then --repeats steps timed one by one;
-the median step time and batch / median are reported.
+Each (model, workload, precision, mode) runs --warmup untimed steps, then --repeats steps timed one
+by one; the median step time and batch / median are reported.
+
+Modes (how PyTorch runs; --modes takes a comma list, or --memory-format and --compile pick one):
+  default                 eager, contiguous (NCHW) tensors: what a script gets without asking;
+  channels-last           eager, model and batch in torch.channels_last (NHWC), oneDNN's preferred
+                          CPU layout;
+  compile                 torch.compile(model) (inductor), contiguous;
+  compile-channels-last   both.
+A compiled mode's first step compiles its graphs (for an attack step: the evaluation-mode forward
+and backward; for TRADES also the training-mode one). That step is timed apart, reported as
+`compile_s` (wall seconds of the first step, compilation included), and is excluded from the step
+times, as are at least one further warm-up step; the optimiser step stays eager in every mode.
 
 Side by side with spat on the same machine:
   python3 bench/pytorch_reference.py --json pytorch.json
@@ -137,6 +148,13 @@ MODELS = {
 }
 WORKLOADS = ["standard", "trades-spat-pgd10", "pgd20-eval"]
 PRECISIONS = ["fp32", "tf32", "bf16"]
+# mode name -> (memory format, compiled)
+MODES = {
+    "default": (torch.contiguous_format, False),
+    "channels-last": (torch.channels_last, False),
+    "compile": (torch.contiguous_format, True),
+    "compile-channels-last": (torch.channels_last, True),
+}
 
 
 def make_optimizer(model):
@@ -218,8 +236,20 @@ def set_precision(precision, device_type):
     return contextlib.nullcontext
 
 
-def measure(step, model, opt, x, y, autocast, warmup, repeats, device):
+def measure(step, model, opt, x, y, autocast, warmup, repeats, device, compiled):
+    """Median wall and CPU seconds of `repeats` steps after `warmup` untimed ones, and for a
+    compiled model the wall seconds of its first step (which compiles), run before the warm-up
+    and not counted in it or in the step times."""
     cuda = device.type == "cuda"
+    compile_s = None
+    if compiled:
+        t0 = time.perf_counter()
+        step(model, opt, x, y, autocast)
+        if cuda:
+            torch.cuda.synchronize(device)
+        compile_s = time.perf_counter() - t0
+        # A graph's first runs after compiling can still be slow (autotuning, lazy loading).
+        warmup = max(warmup, 1)
     for _ in range(warmup):
         step(model, opt, x, y, autocast)
     times, cpu_times = [], []
@@ -235,13 +265,60 @@ def measure(step, model, opt, x, y, autocast, warmup, repeats, device):
         cpu_times.append(time.process_time() - c0)
     # CPU time of all threads (user + system): on a shared machine it depends far less on the
     # other jobs than the wall time does.
-    return statistics.median(times), statistics.median(cpu_times)
+    return statistics.median(times), statistics.median(cpu_times), compile_s
+
+
+def prepare(name, mode, device, x):
+    """A fresh network (seed 0) in `mode`'s memory format, the module the steps call (compiled or
+    not), its optimiser, and the batch in that memory format."""
+    memory_format, compiled = MODES[mode]
+    torch.manual_seed(0)
+    model = MODELS[name]().to(device).to(memory_format=memory_format)
+    opt = make_optimizer(model)
+    if compiled:
+        # Dynamo's caches hold graphs (and guards on module ids) of the previous networks; a
+        # fresh start keeps every combination from hitting the recompilation limit.
+        torch._dynamo.reset()
+        runner = torch.compile(model)
+    else:
+        runner = model
+    return model, runner, opt, x.contiguous(memory_format=memory_format)
 
 
 def free_memory(device):
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
+
+
+def measure_one(args, name, workload, precision, mode, x, y, device):
+    """One record: a fresh network and optimiser for every combination (otherwise each would start
+    from weights, and momentum, that earlier ones at lr 0.1 had moved)."""
+    model, runner, opt, xm = prepare(name, mode, device, x)
+    autocast = set_precision(precision, device.type)
+    step = STEPS[workload]
+    # The steps switch the network between train and eval mode through `runner`; a compiled
+    # wrapper shares the flag with the module it wraps.
+    median_s, median_cpu_s, compile_s = measure(
+        lambda _m, o, xx, yy, ac: step(runner, o, xx, yy, ac),
+        model, opt, xm, y, autocast, args.warmup, args.repeats, device, MODES[mode][1])
+    del model, runner, opt, xm
+    free_memory(device)
+    rec = {
+        "model": name,
+        "workload": workload,
+        "precision": precision,
+        "batch": args.batch,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "median_ms": median_s * 1e3,
+        "images_per_s": args.batch / median_s,
+        "median_cpu_ms": median_cpu_s * 1e3,
+        "mode": mode,
+    }
+    if compile_s is not None:
+        rec["compile_s"] = compile_s
+    return rec
 
 
 def comma_list(parser, flag, value, allowed):
@@ -267,7 +344,18 @@ def parse_args(argv):
     p.add_argument("--repeats", type=int, default=20, help="timed steps; the median is reported")
     p.add_argument("--json", metavar="PATH", help="write the results here")
     p.add_argument("--cudnn-benchmark", action="store_true", help="set torch.backends.cudnn.benchmark")
+    p.add_argument("--memory-format", choices=["contiguous", "channels_last"], default="contiguous",
+                   help="tensor layout of the network and batch (ignored with --modes)")
+    p.add_argument("--compile", action="store_true",
+                   help="run the network through torch.compile (ignored with --modes)")
+    p.add_argument("--modes", help=f"comma list of {', '.join(MODES)}, each measured in turn "
+                   "(default: the one --memory-format and --compile name)")
     a = p.parse_args(argv)
+    if a.modes is None:
+        cl = a.memory_format == "channels_last"
+        a.modes = ("compile-" if a.compile else "") + ("channels-last" if cl else "")
+        a.modes = a.modes.rstrip("-") or "default"
+    a.modes = comma_list(p, "--modes", a.modes, list(MODES))
     a.models = comma_list(p, "--models", a.models, list(MODELS))
     a.workloads = comma_list(p, "--workloads", a.workloads, WORKLOADS)
     a.precisions = comma_list(p, "--precisions", a.precisions, PRECISIONS)
@@ -309,35 +397,21 @@ def main(argv=None):
     if device.type == "cpu":
         device_name = f"cpu ({torch.get_num_threads()} threads)"
     print(f"pytorch {torch.__version__} on {args.device} ({device_name}), batch {args.batch}, "
-          f"warmup {args.warmup}, repeats {args.repeats}, cudnn.benchmark {args.cudnn_benchmark}",
+          f"warmup {args.warmup}, repeats {args.repeats}, modes {','.join(args.modes)}, "
+          f"cudnn.benchmark {args.cudnn_benchmark}",
           file=sys.stderr, flush=True)
     records = []
     for name in args.models:
         for workload in args.workloads:
             for precision in args.precisions:
-                # A fresh network and optimizer for every combination: otherwise each run would
-                # start from weights (and momentum) that earlier runs at lr 0.1 had moved.
-                torch.manual_seed(0)
-                model = MODELS[name]().to(device)
-                opt = make_optimizer(model)
-                autocast = set_precision(precision, device.type)
-                median_s, median_cpu_s = measure(STEPS[workload], model, opt, x, y, autocast, args.warmup, args.repeats, device)
-                del model, opt
-                free_memory(device)
-                rec = {
-                    "model": name,
-                    "workload": workload,
-                    "precision": precision,
-                    "batch": args.batch,
-                    "warmup": args.warmup,
-                    "repeats": args.repeats,
-                    "median_ms": median_s * 1e3,
-                    "images_per_s": args.batch / median_s,
-                    "median_cpu_ms": median_cpu_s * 1e3,
-                }
-                records.append(rec)
-                print(f"{name:<10} {workload:<18} {precision:<5} {rec['median_ms']:10.2f} ms {rec['images_per_s']:12.1f} img/s"
-                      f" {rec['median_cpu_ms']:10.2f} CPU ms", flush=True)
+                for mode in args.modes:
+                    rec = measure_one(args, name, workload, precision, mode, x, y, device)
+                    records.append(rec)
+                    compiled = rec.get("compile_s")
+                    extra = f"  (first step, compiling: {compiled:.1f} s)" if compiled is not None else ""
+                    print(f"{name:<10} {workload:<18} {precision:<5} {mode:<21} {rec['median_ms']:10.2f} ms "
+                          f"{rec['images_per_s']:12.1f} img/s {rec['median_cpu_ms']:10.2f} CPU ms{extra}",
+                          flush=True)
 
     if args.json:
         out = {

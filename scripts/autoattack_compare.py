@@ -66,6 +66,8 @@ def main():
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--spat", help="spat eval's JSON to print beside")
     p.add_argument("--out", help="write the reference's JSON here too")
+    p.add_argument("--autoattack-only", action="store_true",
+                   help="clean accuracy and AutoAttack only (no separate PGD-20, APGD-CE, APGD-T runs)")
     a = p.parse_args()
     sys.path.insert(0, a.reference)
     from autoattack import AutoAttack
@@ -82,26 +84,13 @@ def main():
     x, y = read_test(a.data_dir, a.n)
     out = {"examples": len(x), "eps": a.eps, "threads": torch.get_num_threads(), "seconds": {}}
 
-    t = time.time()
     out["clean"] = accuracy(model, x, y, a.bs)
-    # PGD-20 as spat's `pgd20` and TRADES' evaluation: step 0.003 at eps 0.031 (scaled with eps),
-    # uniform random start.
-    pgd = torchattacks.PGD(model, eps=a.eps, alpha=a.eps * 0.003 / 0.031, steps=20, random_start=True)
-    adv = torch.cat([pgd(x[i:i + a.bs], y[i:i + a.bs]) for i in range(0, len(x), a.bs)])
-    out["pgd20"] = accuracy(model, adv, y, a.bs)
-    out["seconds"]["clean+pgd20"] = time.time() - t
-
-    for name in ["apgd-ce", "apgd-t"]:
-        aa = AutoAttack(model, norm="Linf", eps=a.eps, version="standard", seed=a.seed, device="cpu",
-                        verbose=False)
-        aa.attacks_to_run = [name]
-        t = time.time()
-        adv = aa.run_standard_evaluation(x, y, bs=a.bs)
-        out["seconds"][name] = time.time() - t
-        out[name] = accuracy(model, adv, y, a.bs)
+    singles = [] if a.autoattack_only else ["pgd20", "apgd-ce", "apgd-t"]
+    for name in singles:
+        run_single(name, model, x, y, a, out, torchattacks, AutoAttack)
 
     aa = AutoAttack(model, norm="Linf", eps=a.eps, version="standard", seed=a.seed, device="cpu")
-    after = {}
+    after, after_time = {}, {}
     log = aa.logger.log
 
     def capture(msg):
@@ -109,6 +98,8 @@ def main():
         if msg.startswith("robust accuracy after "):
             name, rest = msg[len("robust accuracy after "):].split(": ", 1)
             after[name.lower()] = float(rest.split("%")[0])
+            if "total time" in rest:
+                after_time[name.lower()] = float(rest.split("total time ")[1].split(" s")[0])
 
     aa.logger.log = capture
     t = time.time()
@@ -116,28 +107,63 @@ def main():
     out["seconds"]["autoattack"] = time.time() - t
     out["autoattack"] = accuracy(model, adv, y, a.bs)
     out["autoattack_after"] = after
+    # The reference logs the time since AutoAttack began after each attack: per attack, the
+    # differences.
+    previous, per_attack = 0.0, {}
+    for name in ["apgd-ce", "apgd-t", "fab-t", "square"]:
+        if name in after_time:
+            per_attack[name] = after_time[name] - previous
+            previous = after_time[name]
+    out["autoattack_seconds"] = per_attack
     if a.out:
         with open(a.out, "w") as f:
             json.dump(out, f)
-
     if a.spat:
-        with open(a.spat) as f:
-            spat = json.load(f)
-        acc = spat["accuracy"]
-        aa = spat["autoattack"]["autoattack"]
-        spat_after = {s["attack"]: s["robust"] for s in aa["stages"]}
-        spat_seconds = {s["attack"]: s["seconds"] for s in aa["stages"]}
-        print(f"{len(x)} first CIFAR-10 test images, eps {a.eps:.5f}, {a.model} ({a.checkpoint})\n")
-        print("| accuracy (%) | spat | reference |\n| --- | --- | --- |")
-        for r in ["clean", "pgd20", "apgd-ce", "apgd-t", "autoattack"]:
-            print(f"| {r} | {acc[r]:.1f} | {out[r]:.1f} |")
-        for k in ["apgd-ce", "apgd-t", "fab-t", "square"]:
-            if k in after and k in spat_after:
-                print(f"| AutoAttack after {k} | {spat_after[k]:.1f} | {after[k]:.1f} |")
-        print("\n| AutoAttack wall time (s) | spat | reference |\n| --- | --- | --- |")
-        print(f"| standard, all four attacks | {aa['seconds']:.0f} | {out['seconds']['autoattack']:.0f} |")
+        print_table(a, x, out, after, per_attack, singles)
     else:
         print(json.dumps(out))
+
+
+def run_single(name, model, x, y, a, out, torchattacks, AutoAttack):
+    """One attack alone on every test image: PGD-20 (torchattacks), APGD-CE or APGD-T."""
+    t = time.time()
+    if name == "pgd20":
+        # PGD-20 as spat's `pgd20` and TRADES' evaluation: step 0.003 at eps 0.031 (scaled with
+        # eps), uniform random start.
+        pgd = torchattacks.PGD(model, eps=a.eps, alpha=a.eps * 0.003 / 0.031, steps=20, random_start=True)
+        adv = torch.cat([pgd(x[i:i + a.bs], y[i:i + a.bs]) for i in range(0, len(x), a.bs)])
+    else:
+        aa = AutoAttack(model, norm="Linf", eps=a.eps, version="standard", seed=a.seed, device="cpu",
+                        verbose=False)
+        aa.attacks_to_run = [name]
+        adv = aa.run_standard_evaluation(x, y, bs=a.bs)
+    out["seconds"][name] = time.time() - t
+    out[name] = accuracy(model, adv, y, a.bs)
+
+
+def print_table(a, x, out, after, per_attack, singles):
+    """Both sides as Markdown: accuracies, then AutoAttack's wall time per attack and in all."""
+    with open(a.spat) as f:
+        spat = json.load(f)
+    acc = spat["accuracy"]
+    aa = spat["autoattack"]["autoattack"]
+    spat_after = {s["attack"]: s["robust"] for s in aa["stages"]}
+    spat_seconds = {s["attack"]: s["seconds"] for s in aa["stages"]}
+    print(f"{len(x)} first CIFAR-10 test images, eps {a.eps:.5f}, {a.model} ({a.checkpoint}), "
+          f"{out['threads']} threads\n")
+    print("| accuracy (%) | spat | reference |\n| --- | --- | --- |")
+    for r in ["clean", *singles, "autoattack"]:
+        print(f"| {r} | {acc[r]:.1f} | {out[r]:.1f} |")
+    for k in ["apgd-ce", "apgd-t", "fab-t", "square"]:
+        if k in after and k in spat_after:
+            print(f"| AutoAttack after {k} | {spat_after[k]:.1f} | {after[k]:.1f} |")
+    print("\n| AutoAttack wall time (s) | spat | reference | reference / spat |\n| --- | --- | --- | --- |")
+    for k in ["apgd-ce", "apgd-t", "fab-t", "square"]:
+        if k in spat_seconds and k in per_attack:
+            ratio = per_attack[k] / spat_seconds[k] if spat_seconds[k] > 0 else float("nan")
+            print(f"| {k} | {spat_seconds[k]:.0f} | {per_attack[k]:.0f} | {ratio:.2f}× |")
+    total = out["seconds"]["autoattack"]
+    print(f"| standard, all four attacks | {aa['seconds']:.0f} | {total:.0f} | {total / aa['seconds']:.2f}× |")
 
 
 if __name__ == "__main__":

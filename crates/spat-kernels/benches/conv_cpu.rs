@@ -3,6 +3,11 @@
 //! repeats). Threads: `RAYON_NUM_THREADS`. `cargo bench -p spat-kernels --bench conv_cpu`;
 //! `-- --repeats N`, `-- --filter SUBSTRING` (matched against the shape key).
 //!
+//! The forward runs twice per repeat: with a constant kernel (an attack's pass: from the second
+//! repeat on, Winograd's layers find its transform in the cache) and with a tracked one (a
+//! training pass: transformed on every call). The input gradient is an attack's (constant
+//! kernel), the weight gradient a training pass's.
+//!
 //! The `spat` binary keeps freed memory in the process (glibc's `mallopt`, spat-cli's
 //! `malloc.rs`); for the same allocator behaviour here, run with
 //! `GLIBC_TUNABLES=glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=1073741824`.
@@ -54,11 +59,11 @@ fn main() -> candle_core::Result<()> {
     let repeats: usize = flag("--repeats").map_or(5, |r| r.parse().unwrap_or(5));
     let filter = flag("--filter").unwrap_or_default();
     println!(
-        "| layer (n×c×h×w * o×c×k×k /stride) | forward GFLOP/s | input grad | weight grad | ({} threads)",
+        "| layer (n×c×h×w * o×c×k×k /stride) | forward GFLOP/s | forward, tracked kernel | input grad | weight grad | ({} threads)",
         rayon::current_num_threads()
     );
-    println!("|---|---:|---:|---:|");
-    let mut totals = [0f64; 3];
+    println!("|---|---:|---:|---:|---:|");
+    let mut totals = [0f64; 4];
     let mut flops_total = 0f64;
     for &(cin, h, cout, k, stride, padding) in SHAPES {
         // The same key as the kernel profile's.
@@ -69,23 +74,20 @@ fn main() -> candle_core::Result<()> {
         let w = values(&[cout, cin, k, k], 2)?;
         let xv = Var::from_tensor(&x)?;
         let wv = Var::from_tensor(&w)?;
-        let mut best = [f64::INFINITY; 3];
+        let mut best = [f64::INFINITY; 4];
         let mut key = String::new();
         let mut flops = 0.0;
-        for _ in 0..repeats {
+        // Times the kernels `pass` runs; a forward counts as `forward` (its column).
+        let mut timed = |forward: usize, pass: &mut dyn FnMut() -> candle_core::Result<()>| {
             profile::set_enabled(true);
             let _ = profile::take();
-            // Input gradient only (constant kernel), then kernel gradient only (constant input).
-            let y = conv2d(xv.as_tensor(), &w, stride, padding)?;
-            y.sum_all()?.backward()?;
-            let y = conv2d(&x, wv.as_tensor(), stride, padding)?;
-            y.sum_all()?.backward()?;
+            pass()?;
             profile::set_enabled(false);
             for t in profile::take() {
                 let i = match t.op {
-                    "conv-forward" => 0,
-                    "conv-input-grad" => 1,
-                    "conv-weight-grad" => 2,
+                    "conv-forward" => forward,
+                    "conv-input-grad" => 2,
+                    "conv-weight-grad" => 3,
                     _ => continue,
                 };
                 let per_call = t.seconds / t.calls as f64;
@@ -93,13 +95,30 @@ fn main() -> candle_core::Result<()> {
                 flops = t.flops / t.calls as f64;
                 key = t.shape;
             }
+            Ok::<_, candle_core::Error>(())
+        };
+        for _ in 0..repeats {
+            // Input gradient only (constant kernel), then kernel gradient only (constant input).
+            timed(0, &mut || {
+                conv2d(xv.as_tensor(), &w, stride, padding)?
+                    .sum_all()?
+                    .backward()
+                    .map(drop)
+            })?;
+            timed(1, &mut || {
+                conv2d(&x, wv.as_tensor(), stride, padding)?
+                    .sum_all()?
+                    .backward()
+                    .map(drop)
+            })?;
         }
         let g = |s: f64| flops / s / 1e9;
         println!(
-            "| {key} | {:.1} | {:.1} | {:.1} |",
+            "| {key} | {:.1} | {:.1} | {:.1} | {:.1} |",
             g(best[0]),
             g(best[1]),
-            g(best[2])
+            g(best[2]),
+            g(best[3])
         );
         for (t, b) in totals.iter_mut().zip(best) {
             *t += b;
@@ -108,10 +127,11 @@ fn main() -> candle_core::Result<()> {
     }
     let g = |s: f64| flops_total / s / 1e9;
     println!(
-        "| all shapes, one call each | {:.1} | {:.1} | {:.1} |",
+        "| all shapes, one call each | {:.1} | {:.1} | {:.1} | {:.1} |",
         g(totals[0]),
         g(totals[1]),
-        g(totals[2])
+        g(totals[2]),
+        g(totals[3])
     );
     Ok(())
 }

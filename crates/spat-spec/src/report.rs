@@ -212,6 +212,15 @@ pub struct BenchRecord {
     /// depends far less on other jobs than the wall time does. Absent where not measurable.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub median_cpu_ms: Option<f64>,
+    /// How the reference ran (`bench/pytorch_reference.py --modes`: `default`, `channels-last`,
+    /// `compile`, `compile-channels-last`); absent for spat and for older reference files
+    /// (which ran PyTorch's default mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Wall seconds of a compiled reference's first step, compilation included (not part of
+    /// `median_ms`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub compile_s: Option<f64>,
 }
 
 /// `spat bench --json` and `bench/pytorch_reference.py --json`.

@@ -9,6 +9,20 @@ use crate::{bail, storage::Storage, DType, Device, Error, Layout, Result, Shape}
 use parking_lot::RwLock;
 use std::sync::Arc;
 
+/// Write locks taken on tensor storages by this process (spat patch, SPAT-PATCH.md): every
+/// change to a tensor's elements (`Var::set`, in-place ops, `slice_set`, `scatter_set`, ...)
+/// goes through one, and counts it while holding it.
+static STORAGE_WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many times any tensor storage of this process has been locked for writing (spat patch,
+/// SPAT-PATCH.md). Read while holding a read lock on a storage (inside a `CustomOp`'s forward,
+/// or through `storage_and_layout`), an unchanged count later means that storage's elements
+/// are unchanged: a writer counts after taking its lock, so a write that began before the read
+/// lock was taken is counted before it is released, and one that begins later counts anew.
+pub fn storage_writes() -> u64 {
+    STORAGE_WRITES.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 /// Unique identifier for tensors.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct TensorId(usize);
@@ -2765,13 +2779,16 @@ impl Tensor {
 
     /// Acquire write lock on storage and returns guard.
     pub(crate) fn storage_mut(&self) -> StorageMutRef<'_> {
-        self.storage.write()
+        let storage = self.storage.write();
+        STORAGE_WRITES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        storage
     }
 
     // If we extend the visibility of this function to be usable outside of this crate, we should
     // make it unsafe.
     pub(crate) fn storage_mut_and_layout(&self) -> (StorageMutRef<'_>, &Layout) {
         let storage = self.storage.write();
+        STORAGE_WRITES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         (storage, &self.layout)
     }
 

@@ -470,10 +470,17 @@ fn tile_view<'a>(
     }
 }
 
-/// `y = conv(x, w)`.
-pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
+/// `y = conv(x, w)`; `constant` is `w`'s tensor if it is a constant kernel, whose
+/// transforms are then cached (`conv::kernel_cache`).
+pub(crate) fn forward(
+    g: &Geometry,
+    x: &[f32],
+    w: &[f32],
+    constant: Option<&Tensor>,
+) -> Result<Vec<f32>> {
     if crate::conv::winograd::applies(g) {
-        return crate::conv::winograd::forward(g, x, crate::conv::winograd::Kernels::Own(w));
+        let kernels = crate::conv::winograd::Kernels::Own(w);
+        return crate::conv::winograd::forward(g, x, kernels, constant);
     }
     if crate::conv::direct::applies(g) {
         return crate::conv::direct::forward(g, x, w);
@@ -583,16 +590,21 @@ pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
     Ok(y)
 }
 
-/// `∂loss/∂x` given `grad = ∂loss/∂y`.
-pub(crate) fn input_grad(g: &Geometry, grad: &[f32], w: &[f32]) -> Result<Vec<f32>> {
+/// `∂loss/∂x` given `grad = ∂loss/∂y`; `constant` as in [`forward`].
+pub(crate) fn input_grad(
+    g: &Geometry,
+    grad: &[f32],
+    w: &[f32],
+    constant: Option<&Tensor>,
+) -> Result<Vec<f32>> {
     if let Some(transposed) = transposed(g) {
         if crate::conv::winograd::applies(&transposed) {
             let turned = crate::conv::winograd::Kernels::Turned(w);
-            return crate::conv::winograd::forward(&transposed, grad, turned);
+            return crate::conv::winograd::forward(&transposed, grad, turned, constant);
         }
     }
     if let Some((transposed, flipped)) = as_forward(g, w) {
-        return forward(&transposed, grad, &flipped);
+        return forward(&transposed, grad, &flipped, None);
     }
     let mut dx = vec![0f32; g.n * g.cin * g.plane_in()];
     if dx.is_empty() || g.plane_out() == 0 {
@@ -863,10 +875,13 @@ pub(crate) fn kernel_grad(g: &Geometry, x: &[f32], grad: &[f32]) -> Result<Vec<f
 
 /// The convolution as a custom op on `(x, kernel)`, whose backward computes only the gradients
 /// autograd will use: an attack's constant weights get none, nor does a training batch.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct GemmConv2d {
     pub stride: usize,
     pub padding: usize,
+    /// The kernel the op is applied to, if it tracks no gradient: its transforms may then be
+    /// cached (`conv::kernel_cache`).
+    pub constant: Option<Tensor>,
 }
 
 fn slice<'a>(s: &'a CpuStorage, l: &Layout, what: &str) -> Result<&'a [f32]> {
@@ -890,7 +905,8 @@ impl CustomOp2 for GemmConv2d {
         wl: &Layout,
     ) -> Result<(CpuStorage, Shape)> {
         let g = Geometry::new(xl.dims(), wl.dims(), self.stride, self.padding)?;
-        let y = forward(&g, slice(xs, xl, "input")?, slice(ws, wl, "kernel")?)?;
+        let w = slice(ws, wl, "kernel")?;
+        let y = forward(&g, slice(xs, xl, "input")?, w, self.constant.as_ref())?;
         Ok((CpuStorage::F32(y), Shape::from((g.n, g.cout, g.oh, g.ow))))
     }
 
@@ -908,7 +924,8 @@ impl CustomOp2 for GemmConv2d {
             let dx = match x.track_op() {
                 true => {
                     let _span = crate::profile::span("conv-input-grad", flops, key);
-                    let dx = with_data(w, |wv| input_grad(&g, gv, wv))?;
+                    let constant = (!w.track_op() && w.is_contiguous()).then_some(w);
+                    let dx = with_data(w, |wv| input_grad(&g, gv, wv, constant))?;
                     Some(Tensor::from_vec(dx, x.shape(), x.device())?)
                 }
                 false => None,
@@ -1039,8 +1056,8 @@ mod tests {
 
     fn run_all(g: &Geometry, x: &[f32], w: &[f32], u: &[f32]) -> [Vec<f32>; 3] {
         [
-            forward(g, x, w).unwrap(),
-            input_grad(g, u, w).unwrap(),
+            forward(g, x, w, None).unwrap(),
+            input_grad(g, u, w, None).unwrap(),
             kernel_grad(g, x, u).unwrap(),
         ]
     }
@@ -1113,7 +1130,9 @@ mod tests {
             "3-D input"
         );
         let empty = Geometry::new(&[0, 3, 8, 8], &[4, 3, 3, 3], 1, 1).unwrap();
-        assert!(forward(&empty, &[], &values(108, 1)).unwrap().is_empty());
+        assert!(forward(&empty, &[], &values(108, 1), None)
+            .unwrap()
+            .is_empty());
         assert_eq!(kernel_grad(&empty, &[], &[]).unwrap(), vec![0.0; 108]);
     }
 }

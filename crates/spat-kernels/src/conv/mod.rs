@@ -19,6 +19,7 @@ pub(crate) mod cpu;
 #[cfg(feature = "cudnn")]
 pub(crate) mod cudnn;
 pub(crate) mod direct;
+pub(crate) mod kernel_cache;
 pub(crate) mod winograd;
 
 use candle_core::backend::BackendStorage;
@@ -53,7 +54,13 @@ pub fn conv2d(x: &Tensor, kernel: &Tensor, stride: usize, padding: usize) -> Res
         || crate::profile::conv_key(x.dims(), kernel.dims(), stride),
     );
     if x.device().is_cpu() && x.dtype() == DType::F32 {
-        return x.apply_op2(&kernel, crate::conv::cpu::GemmConv2d { stride, padding });
+        let constant = (!kernel.track_op()).then(|| kernel.clone());
+        let op = crate::conv::cpu::GemmConv2d {
+            stride,
+            padding,
+            constant,
+        };
+        return x.apply_op2(&kernel, op);
     }
     let y = x.detach().conv2d(&kernel.detach(), padding, stride, 1, 1)?;
     x.apply_op3(&kernel, &y, CandleConv2d { stride, padding })
@@ -317,6 +324,85 @@ mod tests {
                 ref_grads.get(wv.as_tensor()).unwrap(),
             );
             assert!(err < 1e-5, "{tag} kernel grad with constant input: {err}");
+        }
+    }
+
+    /// The output and input gradient of `x` through a Winograd layer (64 channels, 8×8) with
+    /// `kernel`, and whether the kernel's transforms came from the cache.
+    fn winograd_layer(x: &Tensor, kernel: &Tensor) -> (Vec<f32>, Vec<f32>, bool) {
+        use std::sync::atomic::Ordering;
+        let hits = crate::conv::kernel_cache::HITS.load(Ordering::Relaxed);
+        let xv = Var::from_tensor(x).unwrap();
+        let y = conv2d(xv.as_tensor(), kernel, 1, 1).unwrap();
+        let up = uniform(99, y.dims());
+        let grads = (&y * &up).unwrap().sum_all().unwrap().backward().unwrap();
+        let flat = |t: &Tensor| t.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+        let dx = flat(grads.get(xv.as_tensor()).unwrap());
+        let hit = crate::conv::kernel_cache::HITS.load(Ordering::Relaxed) > hits;
+        (flat(&y), dx, hit)
+    }
+
+    /// A constant kernel's Winograd transforms are served from the cache only while they are
+    /// those of its elements as they are: after `Var::set` or an in-place write to the weights,
+    /// and for another tensor in place of a dropped one, the results are those of the new
+    /// weights, bit for bit as a tracked kernel (never cached) computes them.
+    #[test]
+    fn cached_kernel_transforms_follow_the_weights() {
+        let x = uniform(1, &[2, 64, 8, 8]);
+        let var = Var::from_tensor(&uniform(2, &[64, 64, 3, 3])).unwrap();
+        let (y_tracked, dx_tracked, _) = winograd_layer(&x, var.as_tensor());
+        // Each pass detaches the weights anew, as a model's constant-weight pass does; the
+        // second finds the first's transforms (unless a concurrent test wrote a tensor).
+        let mut hit = false;
+        for _ in 0..5 {
+            let (y, dx, h) = winograd_layer(&x, &var.as_tensor().detach());
+            assert!(
+                y == y_tracked && dx == dx_tracked,
+                "cached transform, same weights"
+            );
+            hit |= h;
+        }
+        assert!(hit, "the cache never served a transform");
+        // Var::set: the same storage, new elements.
+        var.set(&uniform(3, &[64, 64, 3, 3])).unwrap();
+        let (y_new, dx_new, _) = winograd_layer(&x, var.as_tensor());
+        assert!(y_new != y_tracked, "the new weights give a new output");
+        let (y, dx, _) = winograd_layer(&x, &var.as_tensor().detach());
+        assert!(y == y_new && dx == dx_new, "after Var::set");
+        // An in-place op on the weights (an optimiser's update).
+        let before = winograd_layer(&x, &var.as_tensor().detach());
+        var.as_tensor().inplace_op1(&Scale(0.5)).unwrap();
+        let (y_half, dx_half, _) = winograd_layer(&x, var.as_tensor());
+        assert!(y_half != before.0, "scaled weights give a new output");
+        let (y, dx, _) = winograd_layer(&x, &var.as_tensor().detach());
+        assert!(y == y_half && dx == dx_half, "after an in-place op");
+        // Constant kernels dropped and allocated again (likely at the same address).
+        for seed in 10..14 {
+            let kernel = uniform(seed, &[64, 64, 3, 3]);
+            let tracked = Var::from_tensor(&kernel).unwrap();
+            let (y_want, dx_want, _) = winograd_layer(&x, tracked.as_tensor());
+            let (y, dx, _) = winograd_layer(&x, &kernel);
+            assert!(y == y_want && dx == dx_want, "fresh kernel {seed}");
+            let (y, dx, _) = winograd_layer(&x, &kernel);
+            assert!(y == y_want && dx == dx_want, "fresh kernel {seed}, again");
+        }
+    }
+
+    /// Multiplies a tensor's elements in place.
+    struct Scale(f32);
+
+    impl candle_core::InplaceOp1 for Scale {
+        fn name(&self) -> &'static str {
+            "scale"
+        }
+
+        fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> Result<()> {
+            let CpuStorage::F32(v) = s else {
+                candle_core::bail!("f32 only")
+            };
+            let (a, b) = l.contiguous_offsets().expect("contiguous");
+            v[a..b].iter_mut().for_each(|e| *e *= self.0);
+            Ok(())
         }
     }
 

@@ -28,10 +28,11 @@
 
 use std::ops::Range;
 
-use candle_core::Result;
+use candle_core::{Result, Tensor};
 use rayon::prelude::*;
 
 use crate::conv::cpu::{min_tasks, product_threads, with_scratch, Geometry};
+use crate::conv::kernel_cache::{self, Constant, Form};
 use crate::cpu::gemm::{matmul, View, ViewMut};
 
 /// Elements of a transformed tile.
@@ -150,66 +151,72 @@ pub(crate) enum Kernels<'a> {
 /// with `G = [[1, 0, 0], [½, ½, ½], [½, −½, ½], [0, 0, 1]]`.
 fn transform_kernels(g: &Geometry, kernels: Kernels<'_>) -> Vec<f32> {
     let (cin, cout) = (g.cin, g.cout);
-    // The taps as `[c][tap][o]`, so that the transform reads 16 output channels' taps as one
-    // vector: gathering them from `w[o][c]` directly (18 KiB apart for 512 input channels)
-    // missed the TLB on every load, 16 % of a 512-channel 4×4 layer's three directions (perf).
-    let mut taps = vec![0f32; cin * 9 * cout];
-    taps.par_chunks_mut(BLOCK * 9 * cout)
+    let mut u = vec![0f32; cin * XI * cout];
+    // Blocks of input channels: each gathers its taps as `[c][tap][o]` into scratch that stays
+    // in the cache, then transforms them, so that the transform reads 16 output channels' taps
+    // as one vector. (Gathering them from `w[o][c]` in the transform itself, 18 KiB apart for
+    // 512 input channels, missed the TLB on every load: 16 % of a 512-channel 4×4 layer's three
+    // directions, perf.)
+    u.par_chunks_mut(BLOCK * XI * cout)
         .enumerate()
-        .for_each(|(block, taps)| {
+        .with_min_len(min_tasks(BLOCK * 60 * cout))
+        .for_each(|(block, u)| {
             let c0 = block * BLOCK;
-            let cs = taps.len() / (9 * cout);
-            match kernels {
-                Kernels::Own(w) => {
-                    for o0 in (0..cout).step_by(BLOCK) {
-                        for ci in 0..cs {
-                            for tap in 0..9 {
-                                let dst = &mut taps[(ci * 9 + tap) * cout..][..cout];
-                                for o in o0..(o0 + BLOCK).min(cout) {
-                                    dst[o] = w[(o * cin + c0 + ci) * 9 + tap];
-                                }
+            let cs = u.len() / (XI * cout);
+            with_scratch(cs * 9 * cout, |taps| {
+                gather_taps(kernels, cin, cout, c0, taps);
+                crate::cpu::simd::vectorized(
+                    #[inline(always)]
+                    || {
+                        for (u, taps) in u.chunks_mut(XI * cout).zip(taps.chunks(9 * cout)) {
+                            let mut o = 0;
+                            while o < cout {
+                                let left = cout - o;
+                                o += if left >= 16 {
+                                    kernel_block::<16>(taps, o, u, cout)
+                                } else if left >= 8 {
+                                    kernel_block::<8>(taps, o, u, cout)
+                                } else {
+                                    kernel_block::<1>(taps, o, u, cout)
+                                };
                             }
                         }
-                    }
-                }
-                // Input channel c's kernels are one contiguous row of `w`.
-                Kernels::Turned(w) => {
-                    for ci in 0..cs {
-                        let row = &w[(c0 + ci) * cout * 9..][..cout * 9];
-                        for tap in 0..9 {
-                            let dst = &mut taps[(ci * 9 + tap) * cout..][..cout];
-                            for (d, k) in dst.iter_mut().zip(row.chunks_exact(9)) {
-                                *d = k[8 - tap];
-                            }
+                    },
+                )
+            })
+        });
+    u
+}
+
+/// The taps of input channels `c0..` (as many as `taps` holds) as `taps[c][tap][o]`.
+fn gather_taps(kernels: Kernels<'_>, cin: usize, cout: usize, c0: usize, taps: &mut [f32]) {
+    let cs = taps.len() / (9 * cout);
+    match kernels {
+        Kernels::Own(w) => {
+            for o0 in (0..cout).step_by(BLOCK) {
+                for ci in 0..cs {
+                    for tap in 0..9 {
+                        let dst = &mut taps[(ci * 9 + tap) * cout..][..cout];
+                        for o in o0..(o0 + BLOCK).min(cout) {
+                            dst[o] = w[(o * cin + c0 + ci) * 9 + tap];
                         }
                     }
                 }
             }
-        });
-    let mut u = vec![0f32; cin * XI * cout];
-    let flops = 60 * cout;
-    u.par_chunks_mut(XI * cout)
-        .zip(taps.par_chunks(9 * cout))
-        .with_min_len(min_tasks(flops))
-        .for_each(|(u, taps)| {
-            crate::cpu::simd::vectorized(
-                #[inline(always)]
-                || {
-                    let mut o = 0;
-                    while o < cout {
-                        let left = cout - o;
-                        o += if left >= 16 {
-                            kernel_block::<16>(taps, o, u, cout)
-                        } else if left >= 8 {
-                            kernel_block::<8>(taps, o, u, cout)
-                        } else {
-                            kernel_block::<1>(taps, o, u, cout)
-                        };
+        }
+        // Input channel c's kernels are one contiguous row of `w`.
+        Kernels::Turned(w) => {
+            for ci in 0..cs {
+                let row = &w[(c0 + ci) * cout * 9..][..cout * 9];
+                for tap in 0..9 {
+                    let dst = &mut taps[(ci * 9 + tap) * cout..][..cout];
+                    for (d, k) in dst.iter_mut().zip(row.chunks_exact(9)) {
+                        *d = k[8 - tap];
                     }
-                },
-            )
-        });
-    u
+                }
+            }
+        }
+    }
 }
 
 /// `U[c][ξ][o]` for the `N` output channels from `o` of one input channel, from its taps
@@ -511,10 +518,23 @@ fn transform_outputs_loops(g: &Geometry, m: &[f32], chunk: &Chunk, y: &mut [f32]
     }
 }
 
-/// `y = conv(x, kernels)` for a geometry [`applies`] accepts.
-pub(crate) fn forward(g: &Geometry, x: &[f32], kernels: Kernels<'_>) -> Result<Vec<f32>> {
+/// `y = conv(x, kernels)` for a geometry [`applies`] accepts; `constant` is the kernels'
+/// tensor if they are constants, whose transform is then cached.
+pub(crate) fn forward(
+    g: &Geometry,
+    x: &[f32],
+    kernels: Kernels<'_>,
+    constant: Option<&Tensor>,
+) -> Result<Vec<f32>> {
     let mut y = vec![0f32; g.n * g.cout * g.h * g.w];
-    let u = transform_kernels(g, kernels);
+    let (data, form) = match kernels {
+        Kernels::Own(w) => (w, Form::Winograd),
+        Kernels::Turned(w) => (w, Form::WinogradTurned),
+    };
+    let constant = constant.map(|tensor| Constant { tensor, data });
+    let u = kernel_cache::transformed(constant, (g.cin, g.cout), form, || {
+        transform_kernels(g, kernels)
+    });
     let (_, tw) = tile_grid(g);
     let chunks = chunks(g);
     let chunk_flops = |c: &Chunk| 2 * XI * c.tiles(tw) * g.cin * g.cout;
