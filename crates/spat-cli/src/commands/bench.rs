@@ -518,7 +518,10 @@ mod tests {
             records: vec![record("resnet-18", "tf32", 2000.0)],
         };
         let t = table(&ours, Some(&theirs));
-        assert!(t.contains("| 3000.0 | default | 2000.0 | – | 1.50× | – |"), "{t}");
+        assert!(
+            t.contains("| 3000.0 | default | 2000.0 | – | 1.50× | – |"),
+            "{t}"
+        );
         assert!(t.contains("| 10.0 | – | – | – | – | – |"), "{t}");
     }
 
