@@ -1,5 +1,5 @@
 //! spat's training policy, without any ML dependency: the thesis's settings for every method and
-//! data set, each with its source, and how a user's request becomes the one [`RunConfig`] of a
+//! data set, each with its source, and how a user's request becomes the one [`RunConfig`](spat_spec::RunConfig) of a
 //! run. The trainer (spat-train, which re-exports this crate) and the reproduction harness
 //! (spat-reproduce, which lists every setting with its source) both read it, so the two cannot
 //! disagree.

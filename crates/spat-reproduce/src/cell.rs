@@ -40,7 +40,7 @@ impl Context {
 
 /// The marker of a finished cell ([`CellDone`]), written last.
 pub const DONE: &str = "DONE";
-/// The [`EvalReport`] of an evaluation cell.
+/// The [`EvalReport`](spat_spec::report::EvalReport) of an evaluation cell.
 pub const EVAL: &str = "eval.json";
 /// A cell's lock file ([`crate::lock`]), in [`runner_dir`].
 pub const LOCK: &str = "LOCK";

@@ -492,7 +492,7 @@ pub const FIG_5_ROWS: &[&str] = &["ship", "horse", "bird", "horse", "automobile"
 pub const FIG_5_2_ATTACKS: &[&str] = &["pgd20", "pgd-ls:0.2", "pgd-ls:0.8"];
 
 /// Columns spat measures besides a table's own: Table 6.3 under chapter 6's PGD-20 too, since its
-/// own PGD-20 column is RST's protocol (§6.1.2, "PGD-20 (settings in [39])").
+/// own PGD-20 column is RST's protocol (§6.1.2, "PGD-20 (settings in \[39\])").
 pub fn extra_columns(id: &str) -> &'static [paper::Column] {
     const TABLE_6_3: &[paper::Column] = &[paper::Column {
         header: "PGD-20 (chapter 6 protocol, ε = 8/255)",

@@ -90,7 +90,7 @@ const CW: Column = Column {
     header: "CW∞",
     attack: "cw30",
 };
-/// Table 6.3's "PGD-20 (settings in [39])" (§6.1.2): RST's evaluation PGD as semisup-adv runs
+/// Table 6.3's "PGD-20 (settings in \[39\])" (§6.1.2): RST's evaluation PGD as semisup-adv runs
 /// it (`attack_evaluation.py`: ε 0.031, line 123; step 0.01, line 130; 5 restarts, line 132;
 /// random start, lines 134-136; an example robust only if correct at every iterate of every
 /// restart, lines 58-60, and `attack_pgd.py` lines 46-48), with the thesis's 20 steps (the

@@ -53,7 +53,7 @@ pub struct Args {
     /// Device passed to every `spat` command: cpu | cuda:N (default: cpu for smoke, cuda:0 otherwise).
     #[arg(long)]
     pub device: Option<String>,
-    /// Output directory (default: results/<id>-<scale>).
+    /// Output directory (default: `results/<id>-<scale>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Folder holding cifar-10-batches-bin/, cifar-100-binary/, stl10_binary/ and

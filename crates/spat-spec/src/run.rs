@@ -23,17 +23,17 @@ use crate::{AttackSpec, Dataset, Error, Mode, Precision};
 
 /// File names of a run directory.
 pub mod files {
-    /// The run's configuration, [`RunConfig`] as JSON.
+    /// The run's configuration, [`RunConfig`](super::RunConfig) as JSON.
     pub const CONFIG: &str = "config.json";
-    /// One [`EpochMetrics`] JSON line per committed epoch.
+    /// One [`EpochMetrics`](super::EpochMetrics) JSON line per committed epoch.
     pub const METRICS: &str = "metrics.jsonl";
-    /// [`RunState`]: the commit point of the last durable epoch.
+    /// [`RunState`](super::RunState): the commit point of the last durable epoch.
     pub const STATE: &str = "state.json";
     /// The weights of the epoch with the best robust accuracy on the per-epoch evaluation set.
     pub const BEST: &str = "best.safetensors";
     /// The final weights, written when the run finishes.
     pub const FINAL: &str = "model.safetensors";
-    /// [`TrainSummary`], written when the run finishes.
+    /// [`TrainSummary`](super::TrainSummary), written when the run finishes.
     pub const SUMMARY: &str = "summary.json";
     /// The lock file of the run's one writer (`spat_spec::fs::FolderLock`): empty, kept.
     pub const LOCK: &str = "run.lock";
