@@ -8,9 +8,8 @@
 //!
 //! Built with the `failpoints` feature (off by default), each point is a `fail` point (TiKV's
 //! `fail` crate): a binary that calls `fail::FailScenario::setup()` reads them from `FAILPOINTS`,
-//! and the action
-//! `return` makes the process exit at once with [`EXIT_STATUS`], running no destructor and
-//! writing nothing more, as a kill would (`FAILPOINTS='commit.state.renamed=1*off->return'`
+//! and the action `return` makes the process exit at once with [`EXIT_STATUS`], running no
+//! destructor and writing nothing more, as a kill would (`FAILPOINTS='commit.state.renamed=1*off->return'`
 //! exits at the point's second hit). Without the feature the points compile to nothing.
 
 use spat_spec::fs::WriteStage;
