@@ -579,6 +579,16 @@ fn eval_good(extra: &[&str]) -> Vec<OsString> {
     )
 }
 
+/// `spat plot` of `runs` with `extra` options into `out`.
+fn plot(runs: &[&Path], extra: &[&str], out: &Path) -> Vec<OsString> {
+    let mut a = os(&["plot"]);
+    a.extend(runs.iter().map(|r| r.as_os_str().to_owned()));
+    a.extend(os(extra));
+    a.push("--out".into());
+    a.push(out.as_os_str().to_owned());
+    a
+}
+
 fn visualize(extra: &[&str], out: &Path) -> Vec<OsString> {
     let mini = mini_str();
     let mut a = with(
@@ -1112,6 +1122,36 @@ bad_inputs! {
     visualize_over_a_users_file(s) {
         let user_png = s.file("vis/holiday.png", b"\x89PNG\r\n\x1a\nmy own picture");
         case(visualize(&[], &user_png), &["holiday.png", "not written by"])
+    }
+    plot_over_a_users_file(s) {
+        let run = s.copy_run("runs/a");
+        let user_png = s.file("fig/holiday.png", b"\x89PNG\r\n\x1a\nmy own picture");
+        case(plot(&[&run], &[], &user_png), &["holiday.png", "not written by"])
+    }
+    plot_beside_a_users_json(s) {
+        let run = s.copy_run("runs/a");
+        s.file("fig/curves.json", b"{\"my\": \"numbers\"}");
+        case(plot(&[&run], &[], &s.path("fig/curves.png")), &["curves.json", "not written by"])
+    }
+    plot_out_not_a_png(s) {
+        let run = s.copy_run("runs/a");
+        case(plot(&[&run], &[], &s.path("fig/curves.txt")), &["curves.txt", ".png"])
+    }
+    plot_a_folder_without_a_run(s) {
+        let dir = s.folder("not-a-run");
+        case(plot(&[&dir], &[], &s.path("fig/a.png")), &["not-a-run", "not a spat run"])
+    }
+    plot_a_run_with_a_broken_state(s) {
+        let run = s.copy_run("runs/a");
+        std::fs::write(run.join("state.json"), b"{").unwrap();
+        case(plot(&[&run], &[], &s.path("fig/a.png")), &["state.json"])
+    }
+    plot_unknown_metric(s) {
+        let run = s.copy_run("runs/a");
+        case(
+            plot(&[&run], &["--metric", "accuracy"], &s.path("fig/a.png")),
+            &["accuracy", "robust-acc"],
+        )
     }
     sweep_alpha_2(_s) { case(sweep(&["--alphas", "0.1,2"]), &["alpha `2`", "[0, 1]"]) }
     sweep_steps_0(_s) { case(sweep(&["--steps", "0"]), &["--steps", "positive"]) }

@@ -173,10 +173,17 @@ fn model_info_unknown_preset_is_a_clear_error() {
 
 /// `spat train` on the embedded sample with the tiny model: few images, so each epoch takes seconds.
 fn tiny_train(out: &Path, epochs: u32, seed: u32) -> Command {
+    tiny_train_by(&["--method", "madry"], out, epochs, seed)
+}
+
+/// [`tiny_train`] with the method (and its options) given by `method`.
+fn tiny_train_by(method: &[&str], out: &Path, epochs: u32, seed: u32) -> Command {
     let mut cmd = spat();
     cmd.args(["train", "--dataset", "cifar10", "--data-dir"])
         .arg(mini_data())
-        .args(["--model", "tiny", "--method", "madry", "--epochs"])
+        .args(["--model", "tiny"])
+        .args(method)
+        .arg("--epochs")
         .arg(epochs.to_string())
         .args([
             "--batch-size",
@@ -456,6 +463,89 @@ fn killed_training_resumes_to_identical_weights() {
             .count()
     };
     assert_eq!((epochs(&killed), epochs(&whole)), (3, 3));
+}
+
+/// `spat plot` overlays runs, labelled by method and α, with the numbers it draws beside the
+/// picture equal to each run's metrics.jsonl; it replaces its own picture and refuses a file it
+/// did not write, a folder without a run, and a metric it does not know.
+#[test]
+fn plot_overlays_runs_and_refuses_what_it_did_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let (madry, spat_run) = (dir.path().join("madry"), dir.path().join("spat"));
+    success(run(&mut tiny_train(&madry, 2, 0)));
+    let trades_spat = ["--method", "trades", "--spat-alpha", "0.1"];
+    success(run(&mut tiny_train_by(&trades_spat, &spat_run, 2, 0)));
+    let out = dir.path().join("overlay.png");
+    let plot = |out: &Path| {
+        let mut cmd = spat();
+        cmd.arg("plot")
+            .arg(&madry)
+            .arg(&spat_run)
+            .arg("--out")
+            .arg(out);
+        cmd
+    };
+    success(run(&mut plot(&out)));
+    let png = std::fs::read(&out).unwrap();
+    let (w, h) = png_size(&png);
+    assert!(w >= 800 && h >= 300, "{w}x{h}");
+    let curves: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("overlay.json")).unwrap()).unwrap();
+    let drawn = curves["panels"][0]["curves"].as_array().unwrap();
+    let labels: Vec<&str> = drawn.iter().map(|c| c["label"].as_str().unwrap()).collect();
+    assert_eq!(labels, ["Madry", "TRADES + SPAT (α = 0.1)"]);
+    for (curve, run_dir) in drawn.iter().zip([&madry, &spat_run]) {
+        let metrics = std::fs::read_to_string(run_dir.join("metrics.jsonl")).unwrap();
+        let want: Vec<(u64, u64)> = metrics
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .map(|m| {
+                (
+                    m["epoch"].as_u64().unwrap(),
+                    m["robust_acc"].as_f64().unwrap().to_bits(),
+                )
+            })
+            .collect();
+        let got: Vec<(u64, u64)> = curve["points"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (
+                    p["epoch"].as_u64().unwrap(),
+                    p["value"].as_f64().unwrap().to_bits(),
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "{}", curve["label"]);
+    }
+    // Its own picture is replaced; a file it did not write is not, nor a folder without a run.
+    success(run(&mut plot(&out)));
+    let foreign = dir.path().join("mine.png");
+    std::fs::write(&foreign, b"the user's picture").unwrap();
+    let e = one_line_error(&run(&mut plot(&foreign)));
+    assert!(
+        e.contains("mine.png") && e.contains("not written by"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&foreign).unwrap(), b"the user's picture");
+    std::fs::write(dir.path().join("other.json"), b"{}").unwrap();
+    let e = one_line_error(&run(&mut plot(&dir.path().join("other.png"))));
+    assert!(e.contains("other.json"), "{e}");
+    assert!(!dir.path().join("other.png").exists());
+    let e = one_line_error(&run(spat()
+        .arg("plot")
+        .arg(dir.path())
+        .arg("--out")
+        .arg(dir.path().join("x.png"))));
+    assert!(e.contains("not a spat run directory"), "{e}");
+    let e = one_line_error(&run(spat()
+        .arg("plot")
+        .arg(&madry)
+        .args(["--metric", "accuracy", "--out"])
+        .arg(dir.path().join("x.png"))));
+    assert!(e.contains("robust-acc"), "{e}");
+    assert!(!dir.path().join("x.png").exists());
 }
 
 fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
@@ -941,7 +1031,13 @@ fn a_run_has_one_writer_and_a_killed_writer_leaves_no_lock() {
         let after = files(&r);
         for (name, bytes) in &before {
             if let Some((_, now)) = after.iter().find(|(n, _)| n == name) {
-                let written = ["state.json", "metrics.jsonl", "best.safetensors"];
+                let written = [
+                    "state.json",
+                    "metrics.jsonl",
+                    "best.safetensors",
+                    "curves.json",
+                    "curves.png",
+                ];
                 assert!(
                     now == bytes || written.contains(&name.as_str()),
                     "{what}: {name} changed"

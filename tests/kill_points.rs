@@ -89,8 +89,8 @@ fn metrics(text: &[u8]) -> Vec<(u64, u64, u64, u64, u64)> {
         .collect()
 }
 
-/// What a killed run directory must hold at any instant: `metrics.jsonl` shows only committed
-/// epochs (a prefix of `state.json`'s history, at most one behind it).
+/// What a killed run directory must hold at any instant: `metrics.jsonl` and `curves.json` show
+/// only committed epochs (a prefix of `state.json`'s history, at most one behind it).
 fn check_killed_state(dir: &Path, label: &str) {
     let Ok(state) = std::fs::read(dir.join("state.json")) else {
         return;
@@ -104,6 +104,17 @@ fn check_killed_state(dir: &Path, label: &str) {
             && (epochs.len() as u64 == done || epochs.len() as u64 + 1 == done),
         "{label}: metrics.jsonl shows epochs {epochs:?} while state.json has {done} committed"
     );
+    if let Ok(curves) = std::fs::read(dir.join("curves.json")) {
+        let curves: serde_json::Value = serde_json::from_slice(&curves).unwrap();
+        let drawn = curves["panels"][0]["curves"][0]["points"]
+            .as_array()
+            .unwrap()
+            .len() as u64;
+        assert!(
+            drawn == done || drawn + 1 == done,
+            "{label}: curves.json draws {drawn} epochs while state.json has {done} committed"
+        );
+    }
 }
 
 #[test]
@@ -171,10 +182,14 @@ fn every_kill_point_resumes_bit_identically() {
                 reference.keys().collect::<Vec<_>>(),
                 "{label}: the run directory holds other files than an uninterrupted run's"
             );
+            // The curves are drawn from state.json alone (no wall times), so they are the same
+            // bytes too, whether the resumed run redrew them or the killed one had.
             for name in [
                 "model.safetensors",
                 "best.safetensors",
                 "checkpoint-0002.safetensors",
+                "curves.json",
+                "curves.png",
             ] {
                 assert!(got[name] == reference[name], "{label}: {name} differs");
             }

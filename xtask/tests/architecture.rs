@@ -79,6 +79,7 @@ fn dependencies_point_one_way() {
                 "spat-core",
                 "spat-data",
                 "spat-attacks",
+                "spat-report",
             ],
         ),
         ("spat-report", &["spat-spec"]),

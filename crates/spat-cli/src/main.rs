@@ -36,6 +36,9 @@ enum Command {
     Visualize(commands::visualize::Args),
     /// PNG grid of test images and the input gradient of each model (Figure 4.1).
     Gradients(commands::gradients::Args),
+    /// PNG of one metric of several training runs over epochs (robust accuracy by default), each
+    /// labelled by method and α, its best epoch marked; the numbers drawn go beside it (.json).
+    Plot(commands::plot::Args),
     /// Write a PyTorch checkpoint (.pt/.pth) as spat's safetensors, printing what was fitted
     /// (prefixes stripped, unused `sub_block1.*` dropped, `mu`/`sigma` kept).
     Convert(commands::convert::Args),
@@ -104,6 +107,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::SweepAlpha(a) => commands::sweep_alpha::run(a),
         Command::Visualize(a) => commands::visualize::run(a),
         Command::Gradients(a) => commands::gradients::run(a),
+        Command::Plot(a) => commands::plot::run(a),
         Command::Convert(a) => commands::convert::run(a),
         Command::DataInfo(a) => commands::data_info::run(a),
         Command::ModelInfo(a) => commands::model_info::run(a),

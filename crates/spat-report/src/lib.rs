@@ -1,9 +1,18 @@
-//! PNG figures for spat: line plots (accuracy against α, Figures 5.3 / 6.1 / 6.2) and labelled
-//! image grids (adversarial examples, Figures 5.1 / 5.2). Pure Rust, no ML dependencies, so the
-//! `xtask` can draw figures without linking candle.
+//! PNG figures for spat: line plots (accuracy against α, Figures 5.3 / 6.1 / 6.2, and training
+//! curves over epochs) and labelled image grids (adversarial examples, Figures 5.1 / 5.2). Pure
+//! Rust, no ML dependencies, so the reproduction harness can draw figures without linking candle.
+//!
+//! Text is drawn with a built-in 8x8 bitmap font (`font8x8`), so a figure looks the same on every
+//! machine and needs no font file. Every line plot is drawn by one module, [`plot`]; [`curves`]
+//! builds and draws training curves on it (a run's `curves.png`, overlays of several runs).
 #![warn(missing_docs)]
 
 use std::path::Path;
+
+pub mod curves;
+pub mod plot;
+
+pub use plot::{LinePlot, Series};
 
 /// An RGB raster, row-major, 3 bytes per pixel.
 #[derive(Debug, Clone, PartialEq)]
@@ -128,7 +137,8 @@ impl Canvas {
     }
 
     /// Draws text with its top-left corner at `(x, y)`, each glyph pixel `scale` pixels wide.
-    /// ASCII and Greek (U+0390..U+03C9, so α and ε of the figures) are drawn; anything else as `?`.
+    /// ASCII, Latin-1 (U+00A0..U+00FF: ×, ·, °) and Greek (U+0390..U+03C9, so α and ε of the
+    /// figures) are drawn; anything else as `?`.
     pub fn text(&mut self, x: i64, y: i64, s: &str, c: Rgb, scale: usize) {
         for (k, ch) in s.chars().enumerate() {
             let glyph = glyph(ch);
@@ -281,153 +291,16 @@ pub fn is_spat_png(bytes: &[u8]) -> bool {
     false
 }
 
-/// One line of a plot: `(x, y)` points joined in order; `None` values are gaps (missing runs).
-#[derive(Debug, Clone)]
-pub struct Series {
-    /// Its name in the legend.
-    pub label: String,
-    /// `(x, y)` points in x order; a `None` y (a value not measured) breaks the line there.
-    pub points: Vec<(f64, Option<f64>)>,
-    /// Dashed lines are drawn for reference values (the paper's), solid for measured ones.
-    pub dashed: bool,
-}
-
-/// A line plot with axes, ticks, a title and a legend.
-#[derive(Debug, Clone)]
-pub struct LinePlot {
-    /// Drawn above the plot.
-    pub title: String,
-    /// The x axis' label.
-    pub x_label: String,
-    /// The y axis' label.
-    pub y_label: String,
-    /// The lines, coloured from [`PALETTE`] in order.
-    pub series: Vec<Series>,
-    /// Fixed y range, e.g. `(0, 100)` for accuracies; `None` fits the data.
-    pub y_range: Option<(f64, f64)>,
-}
-
-impl LinePlot {
-    /// Draws the plot on a `width × height` canvas (white, axes with 5 ticks each, legend below).
-    pub fn render(&self, width: usize, height: usize) -> Canvas {
-        let mut c = Canvas::new(width, height, WHITE);
-        let (left, right, top, bottom) = (70i64, 20i64, 40i64, 60i64);
-        let legend_h = (self.series.len() as i64) * 14 + 6;
-        let plot_w = width as i64 - left - right;
-        let plot_h = height as i64 - top - bottom - legend_h;
-        let xs: Vec<f64> = self
-            .series
-            .iter()
-            .flat_map(|s| s.points.iter().map(|p| p.0))
-            .collect();
-        let ys: Vec<f64> = self
-            .series
-            .iter()
-            .flat_map(|s| s.points.iter().filter_map(|p| p.1))
-            .collect();
-        let (x0, x1) = min_max(&xs).unwrap_or((0.0, 1.0));
-        let (y0, y1) = self.y_range.or_else(|| min_max(&ys)).unwrap_or((0.0, 1.0));
-        let (x1, y1) = (
-            if x1 > x0 { x1 } else { x0 + 1.0 },
-            if y1 > y0 { y1 } else { y0 + 1.0 },
-        );
-        let px = |x: f64| left + ((x - x0) / (x1 - x0) * plot_w as f64).round() as i64;
-        let py = |y: f64| top + plot_h - ((y - y0) / (y1 - y0) * plot_h as f64).round() as i64;
-
-        c.text(left, 12, &self.title, BLACK, 2);
-        // Grid and ticks: 5 intervals on each axis.
-        for k in 0..=5 {
-            let fx = x0 + (x1 - x0) * k as f64 / 5.0;
-            let fy = y0 + (y1 - y0) * k as f64 / 5.0;
-            c.line((px(fx), top), (px(fx), top + plot_h), GREY, 1);
-            c.line((left, py(fy)), (left + plot_w, py(fy)), GREY, 1);
-            let lx = tick_label(fx);
-            c.text(
-                px(fx) - (Canvas::text_width(&lx, 1) / 2) as i64,
-                top + plot_h + 6,
-                &lx,
-                BLACK,
-                1,
-            );
-            let ly = tick_label(fy);
-            c.text(
-                left - 6 - Canvas::text_width(&ly, 1) as i64,
-                py(fy) - 4,
-                &ly,
-                BLACK,
-                1,
-            );
-        }
-        c.line((left, top), (left, top + plot_h), BLACK, 1);
-        c.line(
-            (left, top + plot_h),
-            (left + plot_w, top + plot_h),
-            BLACK,
-            1,
-        );
-        let xl_w = Canvas::text_width(&self.x_label, 1) as i64;
-        c.text(
-            left + plot_w / 2 - xl_w / 2,
-            top + plot_h + 20,
-            &self.x_label,
-            BLACK,
-            1,
-        );
-        c.text(4, top - 14, &self.y_label, BLACK, 1);
-
-        for (i, s) in self.series.iter().enumerate() {
-            let colour = PALETTE[i % PALETTE.len()];
-            let mut prev: Option<(i64, i64)> = None;
-            for &(x, y) in &s.points {
-                match y {
-                    Some(y) => {
-                        let p = (px(x), py(y.clamp(y0, y1)));
-                        if let Some(q) = prev {
-                            if s.dashed {
-                                dashed_line(&mut c, q, p, colour);
-                            } else {
-                                c.line(q, p, colour, 2);
-                            }
-                        }
-                        c.fill_rect(p.0 - 3, p.1 - 3, 7, 7, colour);
-                        prev = Some(p);
-                    }
-                    None => prev = None,
-                }
-            }
-            let ly = top + plot_h + 36 + i as i64 * 14;
-            if s.dashed {
-                dashed_line(&mut c, (left, ly + 4), (left + 30, ly + 4), colour);
-            } else {
-                c.line((left, ly + 4), (left + 30, ly + 4), colour, 2);
-            }
-            c.text(left + 38, ly, &s.label, BLACK, 1);
-        }
-        c
-    }
-}
-
-fn dashed_line(c: &mut Canvas, a: (i64, i64), b: (i64, i64), colour: Rgb) {
-    let n = (((b.0 - a.0).pow(2) + (b.1 - a.1).pow(2)) as f64).sqrt() / 6.0;
-    let n = n.ceil().max(1.0) as i64;
-    for k in (0..n).step_by(2) {
-        let t0 = k as f64 / n as f64;
-        let t1 = ((k + 1) as f64 / n as f64).min(1.0);
-        let at = |t: f64| {
-            (
-                a.0 + ((b.0 - a.0) as f64 * t).round() as i64,
-                a.1 + ((b.1 - a.1) as f64 * t).round() as i64,
-            )
-        };
-        c.line(at(t0), at(t1), colour, 2);
-    }
-}
-
 /// The 8x8 bitmap of `ch` (rows top to bottom, bit `i` = column `i`).
 fn glyph(ch: char) -> [u8; 8] {
     let code = ch as usize;
     if ch.is_ascii() {
         font8x8::legacy::BASIC_LEGACY[code]
+    } else if let Some(g) = code
+        .checked_sub(0xA0)
+        .and_then(|i| font8x8::legacy::LATIN_LEGACY.get(i))
+    {
+        *g
     } else if let Some(g) = code
         .checked_sub(0x390)
         .and_then(|i| font8x8::legacy::GREEK_LEGACY.get(i))
@@ -435,25 +308,6 @@ fn glyph(ch: char) -> [u8; 8] {
         *g
     } else {
         font8x8::legacy::BASIC_LEGACY[b'?' as usize]
-    }
-}
-
-fn min_max(v: &[f64]) -> Option<(f64, f64)> {
-    let finite: Vec<f64> = v.iter().copied().filter(|x| x.is_finite()).collect();
-    if finite.is_empty() {
-        return None;
-    }
-    Some((
-        finite.iter().copied().fold(f64::INFINITY, f64::min),
-        finite.iter().copied().fold(f64::NEG_INFINITY, f64::max),
-    ))
-}
-
-fn tick_label(v: f64) -> String {
-    if v.abs() >= 10.0 || v == v.round() {
-        format!("{v:.0}")
-    } else {
-        format!("{v:.2}")
     }
 }
 
@@ -679,33 +533,13 @@ mod tests {
     }
 
     #[test]
-    fn line_plot_draws_series_colours() {
-        let plot = LinePlot {
-            title: "t".into(),
-            x_label: "alpha".into(),
-            y_label: "acc".into(),
-            series: vec![Series {
-                label: "clean".into(),
-                points: vec![(0.0, Some(10.0)), (1.0, None), (2.0, Some(50.0))],
-                dashed: false,
-            }],
-            y_range: Some((0.0, 100.0)),
-        };
-        let c = plot.render(400, 300);
-        assert!(c.pixels.chunks(3).any(|p| p == PALETTE[0]));
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("a.png");
-        c.save_png(&p).unwrap();
-        let (w, h, _) = decode(&std::fs::read(&p).unwrap());
-        assert_eq!((w, h), (400, 300));
-    }
-
-    #[test]
     fn greek_letters_have_their_own_glyphs() {
         assert_ne!(glyph('α'), glyph('?'));
         assert_ne!(glyph('ε'), glyph('?'));
         assert_ne!(glyph('α'), glyph('ε'));
         assert_eq!(glyph('∞'), glyph('?'));
+        assert_ne!(glyph('×'), glyph('?'));
+        assert_ne!(glyph('·'), glyph('?'));
         assert_eq!(glyph('a'), font8x8::legacy::BASIC_LEGACY[b'a' as usize]);
     }
 }

@@ -145,11 +145,7 @@ impl TrainSpec {
 
     /// The row label of this run, in the thesis's naming ("TRADES + SPAT (α = 0.1)").
     pub fn label(&self) -> String {
-        let method = self.method.label();
-        match self.spat_alpha {
-            Some(a) => format!("{method} + SPAT (α = {a})"),
-            None => method.to_string(),
-        }
+        spat_spec::run::method_label(self.method, self.spat_alpha)
     }
 }
 

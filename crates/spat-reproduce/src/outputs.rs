@@ -1,7 +1,8 @@
 //! The files a reproduction writes besides `spat`'s own (whose commands check theirs), each
 //! replaced only if it is the reproduction's own: checked before anything is created.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use spat_spec::curves::Curves;
 use spat_spec::fs::{is_json_of, is_marked_text, Outputs, Own};
 use spat_spec::report::{CellDone, EvalReport, Results};
 
@@ -10,7 +11,7 @@ use crate::matrix::{Cell, Job, Plan};
 use crate::paper;
 
 /// results.md ending with spat's mark, results.json and each cell's runner files that read back
-/// as their schema, figure PNGs that spat wrote; `single`: one id's report goes into the output
+/// as their schema, figure PNGs and a table's curves (PNG and JSON) that spat wrote; `single`: one id's report goes into the output
 /// directory itself, otherwise into `<out>/<id>/` with an index.
 pub fn writes(plans: &[Plan], cells: &[Cell], ctx: &Context, single: bool) -> Outputs {
     let marked = Own::Recognised(is_marked_text);
@@ -29,6 +30,15 @@ pub fn writes(plans: &[Plan], cells: &[Cell], ctx: &Context, single: bool) -> Ou
             let png = dir.join(format!("{}.png", plan.id));
             o = o.file(png, Own::Recognised(spat_report::is_spat_png));
         }
+        if paper::table(&plan.id).is_some() {
+            let png = table_curves(&dir, &plan.id);
+            o = o
+                .file(
+                    spat_report::curves::json_beside(&png),
+                    Own::Recognised(is_json_of::<Curves>),
+                )
+                .file(png, Own::Recognised(spat_report::is_spat_png));
+        }
     }
     if !single {
         o = o.file(ctx.out.join("results.md"), marked);
@@ -46,6 +56,12 @@ pub fn writes(plans: &[Plan], cells: &[Cell], ctx: &Context, single: bool) -> Ou
         }
     }
     o
+}
+
+/// A table's overlay of its rows' curves in its report folder `dir`: `<id>-curves.png` (its
+/// numbers beside it, `<id>-curves.json`).
+pub fn table_curves(dir: &Path, id: &str) -> PathBuf {
+    dir.join(format!("{id}-curves.png"))
 }
 
 /// Whether `bytes` at `path` are a cell's evaluation report: an [`EvalReport`], or a file the

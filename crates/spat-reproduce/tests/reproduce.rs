@@ -418,6 +418,7 @@ fn table_report_has_every_paper_row_and_resumes() {
     };
     assert_eq!(rows.len(), 5);
     assert_eq!(attacks.len(), 4);
+    check_table_curves(&out, &results, &md);
     let mart = &spat_reproduce::paper::TABLE_6_1.rows[2];
     assert_eq!(rows[2].label, mart.label);
     assert_eq!(
@@ -456,6 +457,47 @@ fn table_report_has_every_paper_row_and_resumes() {
     );
     assert_eq!(fs::read(&eval_json).unwrap(), good);
     assert_eq!(fs::read_to_string(out.join("results.md")).unwrap(), md);
+}
+
+/// Table 6.1's overlay: linked under the table, a spat PNG of the size its curves are drawn at,
+/// and its numbers, one curve per row's run, those of the run's state.json.
+fn check_table_curves(out: &Path, results: &Results, md: &str) {
+    let Measured::Table { curves, rows, .. } = &results.measured else {
+        panic!("{results:?}")
+    };
+    let png_path = curves.as_ref().expect("the table's curves are drawn");
+    assert_eq!(png_path, &out.join("table6.1-curves.png"));
+    assert!(
+        md.contains("![Table 6.1 (smoke scale): robust accuracy over epochs](table6.1-curves.png)"),
+        "{md}"
+    );
+    assert!(
+        md.contains("[table6.1-curves.json](table6.1-curves.json)"),
+        "{md}"
+    );
+    let png = fs::read(png_path).unwrap();
+    assert!(spat_report::is_spat_png(&png));
+    let drawn: spat_spec::curves::Curves =
+        serde_json::from_slice(&fs::read(out.join("table6.1-curves.json")).unwrap()).unwrap();
+    let (w, h) = spat_report::curves::size(&drawn);
+    let be = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize;
+    assert_eq!((be(&png[16..20]), be(&png[20..24])), (w, h));
+    let curves = &drawn.panels[0].curves;
+    assert_eq!(curves.len(), rows.len(), "one curve per row's run");
+    let (_, state) = common::stand_in_run();
+    for (curve, row) in curves.iter().zip(rows) {
+        // The stand-in's runs all share one configuration, so each is also named by its folder.
+        let folder = row.run.file_name().unwrap().to_string_lossy();
+        assert_eq!(curve.label, format!("Madry [{folder}]"));
+        let got: Vec<(usize, f64)> = curve.points.iter().map(|p| (p.epoch, p.value)).collect();
+        let want: Vec<(usize, f64)> = state
+            .history
+            .iter()
+            .map(|m| (m.epoch, m.robust_acc))
+            .collect();
+        assert_eq!(got, want);
+        assert_eq!(curve.best_epoch, Some(2));
+    }
 }
 
 /// A folder that passes the runner's data check for CIFAR-10 (the stand-in spat reads nothing).

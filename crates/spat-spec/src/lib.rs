@@ -8,7 +8,8 @@
 //! * attack specs and their grammar ([`AttackSpec`], [`AttackLoss`]), and radii as written
 //!   ([`Radius`]: `8/255` or `0.031`);
 //! * training [`Method`]s and the one run configuration [`RunConfig`] (`config.json`);
-//! * the typed schema of every file the `spat` binary writes or prints ([`run`], [`report`]);
+//! * the typed schema of every file the `spat` binary writes or prints ([`run`], [`report`],
+//!   [`curves`]);
 //! * crash-safe file writes and typed JSON reads ([`fs`]), and the checksum spat uses ([`Fnv1a`]).
 //!
 //! It holds data and the rules that define it (what a name means, how a schedule decays); numerics
@@ -17,6 +18,7 @@
 #![warn(missing_docs)]
 
 pub mod attack;
+pub mod curves;
 pub mod dataset;
 pub mod fs;
 pub mod fuzzing;

@@ -377,6 +377,10 @@ pub enum Measured {
         rows: Vec<TableRow>,
         /// Remarks printed under the table (substitutions, scale caveats).
         notes: Vec<String>,
+        /// The picture of the rows' runs' per-epoch robust accuracy (on their validation split),
+        /// with its numbers beside it ([`crate::curves::Curves`], the same name ending `.json`).
+        #[serde(default)]
+        curves: Option<PathBuf>,
     },
     /// Figure 5.3: an α sweep per model and checkpoint (the text's statements are `claims`).
     Sweep {

@@ -13,6 +13,8 @@
 //!   evaluation set (the held-out validation split when [`RunConfig::val_subset`] is set), and
 //!   [`files::METRICS`] — one [`EpochMetrics`] JSON object per line, per committed epoch: both
 //!   written from `state.json` after it, and rewritten from it when a run resumes;
+//! * [`files::CURVES_PNG`] and [`files::CURVES_JSON`] — the epochs so far as a picture, and the
+//!   numbers it draws ([`crate::curves::Curves`]): derived from `state.json` like the metrics;
 //! * [`files::FINAL`] and [`files::SUMMARY`] — final weights and the [`TrainSummary`];
 //! * [`files::LOCK`] — locked by the process that writes the run, for as long as it runs.
 use std::fmt;
@@ -35,10 +37,23 @@ pub mod files {
     pub const FINAL: &str = "model.safetensors";
     /// [`TrainSummary`](super::TrainSummary), written when the run finishes.
     pub const SUMMARY: &str = "summary.json";
+    /// The run's training curves, redrawn at each epoch's commit.
+    pub const CURVES_PNG: &str = "curves.png";
+    /// The numbers of `curves.png` ([`Curves`](crate::curves::Curves)).
+    pub const CURVES_JSON: &str = "curves.json";
     /// The lock file of the run's one writer (`spat_spec::fs::FolderLock`): empty, kept.
     pub const LOCK: &str = "run.lock";
     /// The files of fixed name that spat writes into a run directory.
-    pub const FIXED: [&str; 6] = [CONFIG, METRICS, STATE, BEST, FINAL, SUMMARY];
+    pub const FIXED: [&str; 8] = [
+        CONFIG,
+        METRICS,
+        STATE,
+        BEST,
+        CURVES_JSON,
+        CURVES_PNG,
+        FINAL,
+        SUMMARY,
+    ];
 
     const CHECKPOINT_STEM: &str = "checkpoint";
     const OPTIMIZER_STEM: &str = "optimizer";
@@ -133,6 +148,14 @@ impl Method {
             Method::Mart => "MART",
             Method::Rst => "RST",
         }
+    }
+}
+
+/// A run's name in the thesis's words, by method and SPAT's α: `TRADES + SPAT (α = 0.1)`.
+pub fn method_label(method: Method, spat_alpha: Option<f64>) -> String {
+    match spat_alpha {
+        Some(a) => format!("{} + SPAT (α = {a})", method.label()),
+        None => method.label().to_string(),
     }
 }
 

@@ -18,6 +18,9 @@ pub enum Error {
     /// A configuration, attack spec or file of the vocabulary is invalid or unreadable.
     #[error(transparent)]
     Spec(#[from] spat_spec::Error),
+    /// The training curves could not be drawn.
+    #[error("{0}")]
+    Report(#[from] spat_report::Error),
     /// A checkpoint, state or metrics file that cannot be used to resume.
     #[error("{}: {message}", path.display())]
     Checkpoint {

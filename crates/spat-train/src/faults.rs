@@ -19,17 +19,23 @@ pub const EXIT_STATUS: i32 = 86;
 
 /// The observed writes, in the order a run performs them: `open.config` once when a run is
 /// created; the `commit.*` writes for every epoch (`commit.best` only when the epoch is the best
-/// so far); the `finish.*` writes once at the end.
-pub const WRITES: [&str; 8] = [
+/// so far; `commit.curves_json` and `commit.curves_png` are `curves.json` and `curves.png`); the
+/// `finish.*` writes once at the end.
+pub const WRITES: [&str; 10] = [
     "open.config",
     "commit.checkpoint",
     "commit.optimizer",
     "commit.state",
     "commit.best",
     "commit.metrics",
+    "commit.curves_json",
+    "commit.curves_png",
     "finish.model",
     "finish.summary",
 ];
+
+/// The last write of a commit, after which the previous generation is removed.
+const LAST_COMMIT_WRITE: &str = "commit.curves_png";
 
 /// The removal of the previous generation's files, from the second commit on.
 pub const PRUNE: [&str; 3] = [
@@ -45,7 +51,7 @@ pub fn points() -> Vec<String> {
         for stage in WriteStage::ALL {
             all.push(format!("{scope}.{}", stage.as_str()));
         }
-        if scope == "commit.metrics" {
+        if scope == LAST_COMMIT_WRITE {
             all.extend(PRUNE.iter().map(|p| p.to_string()));
         }
     }
@@ -75,13 +81,16 @@ mod tests {
     #[test]
     fn points_are_unique_and_follow_the_protocol_order() {
         let points = super::points();
-        assert_eq!(points.len(), 8 * 5 + 3);
+        assert_eq!(points.len(), 10 * 5 + 3);
         let unique: std::collections::BTreeSet<_> = points.iter().collect();
         assert_eq!(unique.len(), points.len());
         assert_eq!(points[0], "open.config.start");
         let at = |p: &str| points.iter().position(|q| q == p).unwrap();
         assert!(at("commit.optimizer.dir_synced") < at("commit.state.start"));
         assert!(at("commit.state.dir_synced") < at("commit.best.start"));
-        assert!(at("commit.metrics.dir_synced") < at("commit.prune.checkpoint_removed"));
+        assert!(at("commit.metrics.dir_synced") < at("commit.curves_json.start"));
+        assert!(at("commit.curves_json.dir_synced") < at("commit.curves_png.start"));
+        assert!(at("commit.curves_png.dir_synced") < at("commit.prune.checkpoint_removed"));
+        assert!(at("commit.prune.dir_synced") < at("finish.model.start"));
     }
 }

@@ -10,8 +10,8 @@
 //! 2. [`Run::train_epoch`] — one epoch of steps and the per-epoch evaluation, in memory only;
 //! 3. [`Run::commit`] — makes that epoch durable: new epoch-numbered checkpoint files, then
 //!    `state.json` naming them (the commit point), then the files derived from it (best weights,
-//!    metrics), then the previous generation is removed; a process killed at any instant resumes
-//!    to the same bits (every instant is a named point of [`crate::faults`], and
+//!    metrics, the curves picture and its numbers), then the previous generation is removed; a
+//!    process killed at any instant resumes to the same bits (every instant is a named point of [`crate::faults`], and
 //!    `tests/kill_points.rs` kills the binary at each);
 //! 4. [`Run::finish`] — final weights and evaluation (`model.safetensors`, `summary.json`).
 //!
@@ -311,6 +311,14 @@ fn metrics_text(history: &[EpochMetrics]) -> String {
     text
 }
 
+/// The bytes of `curves.png` and `curves.json` of a run at `state`: its committed epochs, its
+/// best epoch marked. A function of the configuration and the committed state alone (no wall
+/// times), so a resumed run draws the same bytes.
+fn curves_files(config: &RunConfig, state: &RunState) -> Result<(Vec<u8>, Vec<u8>)> {
+    let curves = spat_report::curves::of_run(config, &state.history, state.best_epoch);
+    Ok(spat_report::curves::encode(&curves)?)
+}
+
 fn state_text(state: &RunState) -> String {
     let mut text = serde_json::to_string_pretty(state).expect("plain data serialises");
     text.push('\n');
@@ -509,8 +517,9 @@ impl<'a> Run<'a> {
     /// and the training and test data, and its checksums of the checkpoint generation it names,
     /// all matching — and its weights, momentum and history are loaded. Nothing is written when a
     /// check fails. Once they pass, what a killed process left is put right: temporary files and
-    /// uncommitted or superseded checkpoint generations are removed, and `best.safetensors` and
-    /// `metrics.jsonl` are rewritten from `state.json` if they lag behind it.
+    /// uncommitted or superseded checkpoint generations are removed, and `best.safetensors`,
+    /// `metrics.jsonl`, `curves.json` and `curves.png` are rewritten from `state.json` if they
+    /// lag behind it.
     pub fn open(
         config: &'a RunConfig,
         model: &'a dyn Network,
@@ -593,8 +602,7 @@ impl<'a> Run<'a> {
                 if !removed.is_empty() {
                     tracing::info!(?removed, "removed what an interrupted run left");
                 }
-                let history = state.as_ref().map_or(&[][..], |s| &s.history[..]);
-                Self::sync_metrics(dir, history)?;
+                Self::sync_derived(dir, config, state.as_ref())?;
                 let done = state.as_ref().map(|s| s.epochs_done);
                 (state, done)
             }
@@ -690,21 +698,30 @@ impl<'a> Run<'a> {
         ))
     }
 
-    /// Rewrites `metrics.jsonl` if it differs from `history`.
-    fn sync_metrics(dir: &Path, history: &[EpochMetrics]) -> Result<()> {
-        let path = dir.join(files::METRICS);
-        let want = metrics_text(history);
-        let current = match spat_spec::fs::read_input(&path) {
-            Ok(bytes) => Some(bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(Error::io(&path, e)),
-        };
-        let up_to_date = match &current {
-            Some(bytes) => bytes == want.as_bytes(),
-            None => history.is_empty(),
+    /// Rewrites `metrics.jsonl`, `curves.json` and `curves.png` where they differ from what
+    /// `state` makes of them (a run with no committed epoch has no curves).
+    fn sync_derived(dir: &Path, config: &RunConfig, state: Option<&RunState>) -> Result<()> {
+        let history = state.map_or(&[][..], |s| &s.history[..]);
+        let metrics = metrics_text(history).into_bytes();
+        Self::sync_file(&dir.join(files::METRICS), &metrics, history.is_empty())?;
+        if let Some(state) = state {
+            let (png, json) = curves_files(config, state)?;
+            Self::sync_file(&dir.join(files::CURVES_JSON), &json, false)?;
+            Self::sync_file(&dir.join(files::CURVES_PNG), &png, false)?;
+        }
+        Ok(())
+    }
+
+    /// Rewrites `path` unless it holds `want` (or is absent and `absent_ok`).
+    fn sync_file(path: &Path, want: &[u8], absent_ok: bool) -> Result<()> {
+        let up_to_date = match spat_spec::fs::read_input(path) {
+            Ok(bytes) => bytes == want,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => absent_ok,
+            Err(e) => return Err(Error::io(path, e)),
         };
         if !up_to_date {
-            spat_spec::fs::write_atomic(&path, want.as_bytes())?;
+            tracing::info!("rewriting {} from {}", path.display(), files::STATE);
+            spat_spec::fs::write_atomic(path, want)?;
         }
         Ok(())
     }
@@ -811,7 +828,8 @@ impl<'a> Run<'a> {
     ///    epoch and the checksum of its weights, and every epoch's record. Its rename is the
     ///    commit: before it, a resumed run finds the previous state and its intact generation;
     /// 3. derived files, written from that state: `best.safetensors` (if the epoch is the best so
-    ///    far) and `metrics.jsonl`; a resumed run rewrites whichever lags behind `state.json`;
+    ///    far), `metrics.jsonl`, `curves.json` and `curves.png` (drawn by
+    ///    [`spat_report::curves`]); a resumed run rewrites whichever lags behind `state.json`;
     /// 4. the previous generation's files are removed (a resumed run removes any left over).
     ///
     /// The best epoch has a strictly higher robust accuracy on the per-epoch evaluation set than
@@ -894,6 +912,17 @@ impl<'a> Run<'a> {
             &dir.join(files::METRICS),
             metrics_text(&state.history).as_bytes(),
             &mut faults::writes("commit.metrics"),
+        )?;
+        let (png, json) = curves_files(self.config, state)?;
+        spat_spec::fs::write_bytes_observed(
+            &dir.join(files::CURVES_JSON),
+            &json,
+            &mut faults::writes("commit.curves_json"),
+        )?;
+        spat_spec::fs::write_bytes_observed(
+            &dir.join(files::CURVES_PNG),
+            &png,
+            &mut faults::writes("commit.curves_png"),
         )?;
         if let Some(old) = previous {
             remove_file(&dir.join(&old.checkpoint.file))?;

@@ -247,6 +247,8 @@ fn resumed_run_is_bit_identical_and_metrics_are_not_duplicated() {
                 "best.safetensors",
                 "checkpoint-0002.safetensors",
                 "config.json",
+                "curves.json",
+                "curves.png",
                 "metrics.jsonl",
                 "model.safetensors",
                 "optimizer-0002.safetensors",
@@ -255,7 +257,59 @@ fn resumed_run_is_bit_identical_and_metrics_are_not_duplicated() {
                 "summary.json",
             ]
         );
+        check_curves(dir.path());
+        for f in ["curves.json", "curves.png"] {
+            let read = |d: &Path| std::fs::read(d.join(f)).unwrap();
+            assert!(read(dir.path()) == read(straight_dir.path()), "{f}");
+        }
     }
+}
+
+/// `curves.json` holds exactly the numbers of `metrics.jsonl` (bit for bit, every metric of every
+/// committed epoch) and `state.json`'s best epoch, and `curves.png` is a spat PNG that decodes to
+/// the size spat-report draws those curves at.
+fn check_curves(dir: &Path) {
+    use spat_spec::curves::{Curves, EpochMetric};
+    use spat_spec::run::{EpochMetrics, RunState};
+    let metrics: Vec<EpochMetrics> = std::fs::read_to_string(dir.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert!(!metrics.is_empty());
+    let curves: Curves =
+        serde_json::from_slice(&std::fs::read(dir.join("curves.json")).unwrap()).unwrap();
+    let state: RunState =
+        serde_json::from_slice(&std::fs::read(dir.join("state.json")).unwrap()).unwrap();
+    assert_eq!(curves.marked_epoch, state.best_epoch);
+    let mut drawn = Vec::new();
+    for curve in curves.panels.iter().flat_map(|p| &p.curves) {
+        let want: Vec<(usize, u64)> = metrics
+            .iter()
+            .map(|m| (m.epoch, curve.metric.of(m).to_bits()))
+            .collect();
+        let got: Vec<(usize, u64)> = curve
+            .points
+            .iter()
+            .map(|p| (p.epoch, p.value.to_bits()))
+            .collect();
+        assert_eq!(got, want, "{}", curve.label);
+        drawn.push(curve.metric);
+    }
+    drawn.sort_by_key(|m| m.as_str());
+    let mut all = EpochMetric::ALL.to_vec();
+    all.sort_by_key(|m| m.as_str());
+    assert_eq!(drawn, all, "every metric drawn once");
+    let png = std::fs::read(dir.join("curves.png")).unwrap();
+    assert!(spat_report::is_spat_png(&png));
+    let reader = png::Decoder::new(std::io::Cursor::new(&png))
+        .read_info()
+        .unwrap();
+    let (w, h) = spat_report::curves::size(&curves);
+    assert_eq!(
+        (reader.info().width, reader.info().height),
+        (w as u32, h as u32)
+    );
 }
 
 #[test]
@@ -321,6 +375,8 @@ fn leftovers_of_a_killed_commit_are_removed_and_derived_files_rewritten() {
     write("optimizer-0002.safetensors.4242.3.tmp", b"half a temp file");
     write("state.json.4242.4.tmp", b"{");
     write("metrics.jsonl", b"");
+    write("curves.json", b"{");
+    std::fs::remove_file(dir.path().join("curves.png")).unwrap();
     std::fs::remove_file(dir.path().join("best.safetensors")).unwrap();
     write("notes.txt", b"the user's own notes stay");
     train(&config, &*tiny(3), &loader, &test, dir.path(), RESUME).unwrap();
@@ -341,6 +397,8 @@ fn leftovers_of_a_killed_commit_are_removed_and_derived_files_rewritten() {
         "model.safetensors",
         "best.safetensors",
         "checkpoint-0002.safetensors",
+        "curves.json",
+        "curves.png",
     ] {
         assert!(
             std::fs::read(dir.path().join(f)).unwrap()
@@ -648,6 +706,12 @@ fn validation_split_is_held_out_and_chooses_the_best_epoch() {
     );
     // The final evaluation is on test images: the seeded test subset, not the validation split.
     assert_eq!(s.final_eval_examples, Some(32));
+    check_curves(dir.path());
+    let curves = std::fs::read_to_string(dir.path().join("curves.json")).unwrap();
+    assert!(
+        curves.contains("the held-out validation split (48 images)"),
+        "{curves}"
+    );
     let dir = tempfile::tempdir().unwrap();
     let e = train_with_validation(
         &config,

@@ -5,6 +5,7 @@ pub mod data_info;
 pub mod eval;
 pub mod gradients;
 pub mod model_info;
+pub mod plot;
 pub mod sweep_alpha;
 pub mod train;
 pub mod visualize;

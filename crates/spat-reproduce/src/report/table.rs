@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, Result};
+use spat_spec::curves::EpochMetric;
 use spat_spec::report::{CheckpointValues, Claim, Measured, TableRow};
 use spat_spec::{AttackLoss, AttackSpec};
 
@@ -37,6 +38,8 @@ pub(super) fn report(plan: &Plan, table: &paper::Table, ctx: &Context, dir: &Pat
         .zip(table.rows)
         .map(|(r, printed)| line(r, printed, table, extra, ctx, dir));
     md.push_str(&markdown::table(&head(table, extra), lines));
+    let (curves_png, curves_md) = curves(plan, table, &rows, ctx, dir)?;
+    md.push_str(&curves_md);
     md.push('\n');
     let eval_eps = matrix::EVAL_EPS;
     let attacks: Vec<AttackSpec> = columns
@@ -69,12 +72,68 @@ pub(super) fn report(plan: &Plan, table: &paper::Table, ctx: &Context, dir: &Pat
         eps: eval_eps.to_string(),
         rows,
         notes,
+        curves: curves_png,
     };
     Ok(Body {
         md,
         measured,
         claims,
     })
+}
+
+/// One picture of the robust accuracy of every row's run after each epoch (on its held-out
+/// validation split), each run's best epoch ringed: `<id>-curves.png` in `dir`, its numbers in
+/// `<id>-curves.json`. Returns the picture's path (none if no run has a committed epoch to draw)
+/// and the markdown that shows it, naming any run left out and why.
+fn curves(
+    plan: &Plan,
+    table: &paper::Table,
+    rows: &[TableRow],
+    ctx: &Context,
+    dir: &Path,
+) -> Result<(Option<PathBuf>, String)> {
+    let mut runs: Vec<PathBuf> = Vec::new();
+    let mut left_out = Vec::new();
+    for r in rows {
+        if runs.contains(&r.run) {
+            continue;
+        }
+        match spat_report::curves::read_run(&r.run) {
+            Ok(_) => runs.push(r.run.clone()),
+            Err(e) => left_out.push(format!(
+                "- no curve for `{}`: {e}\n",
+                relative(ctx, dir, &r.run)
+            )),
+        }
+    }
+    let mut md = String::new();
+    let mut png = None;
+    if !runs.is_empty() {
+        let name = table.source.split(',').next().unwrap_or(table.id);
+        let title = format!("{name} ({} scale): robust accuracy over epochs", plan.scale);
+        let path = crate::outputs::table_curves(dir, &plan.id);
+        let curves = spat_report::curves::overlay_runs(&runs, EpochMetric::RobustAcc, Some(title))
+            .and_then(|c| spat_report::curves::save(&c, &path).map(|()| c))
+            .map_err(|e| anyhow!("{e}"))?;
+        let file = |p: &Path| {
+            p.file_name()
+                .map_or(String::new(), |n| n.to_string_lossy().into_owned())
+        };
+        let json = file(&spat_report::curves::json_beside(&path));
+        md.push_str(&format!(
+            "\n![{title}]({png_name})\n\nEach row's run over its epochs: {what}; a ring marks \
+             the epoch of its best checkpoint. The numbers drawn are in [{json}]({json}).\n",
+            title = curves.title,
+            png_name = file(&path),
+            what = curves.subtitle,
+        ));
+        png = Some(path);
+    }
+    if !left_out.is_empty() {
+        md.push('\n');
+        md.extend(left_out);
+    }
+    Ok((png, md))
 }
 
 /// The header of the markdown table: each paper column three times (paper, last, best), each of

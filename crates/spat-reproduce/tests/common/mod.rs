@@ -95,7 +95,8 @@ case "$cmd" in
     if [ -z "$resume" ] && [ -d "$out" ] && [ -n "$(ls -A "$out")" ] && [ ! -f "$out/config.json" ]; then
       echo "error: --out: $out: the folder is not empty and holds no spat run" >&2; exit 2
     fi
-    mkdir -p "$dir"; echo '{}' > "$dir/config.json"; pause; echo weights > "$dir/model.safetensors";;
+    mkdir -p "$dir"; cp "$log/run-config.json" "$dir/config.json"; pause
+    cp "$log/run-state.json" "$dir/state.json"; echo weights > "$dir/model.safetensors";;
   eval)
     pause
     printf '{"examples": 64, "eps": 0.031, "worst_case": 42.5, "accuracy": {'; sep=""
@@ -112,7 +113,69 @@ echo "$(date +%s.%N) end $what" >> "$log/events.log"
 "#;
     fs::write(&path, script).unwrap();
     make_executable(&path);
+    let (config, state) = stand_in_run();
+    fs::write(
+        dir.join("run-config.json"),
+        serde_json::to_vec(&config).unwrap(),
+    )
+    .unwrap();
+    fs::write(
+        dir.join("run-state.json"),
+        serde_json::to_vec(&state).unwrap(),
+    )
+    .unwrap();
     path
+}
+
+/// The `config.json` and `state.json` every training run of the stand-in writes: a tiny Madry
+/// run of 3 epochs whose robust accuracy on its validation split peaks at epoch 2.
+pub fn stand_in_run() -> (spat_spec::RunConfig, spat_spec::run::RunState) {
+    use spat_spec::run::{CommittedFile, EpochMetrics, RunIdentity, RunState};
+    let mut config = spat_policy::paper_config(
+        "tiny",
+        spat_spec::Dataset::Cifar10,
+        "data".into(),
+        spat_spec::Method::Madry,
+        None,
+    );
+    config.epochs = 3;
+    config.val_subset = Some(32);
+    let history: Vec<EpochMetrics> = [(2.2, 20.0, 10.0), (1.9, 30.0, 18.75), (1.7, 34.5, 15.5)]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (loss, clean_acc, robust_acc))| EpochMetrics {
+            epoch: i + 1,
+            loss,
+            clean_acc,
+            robust_acc,
+            lr: 0.1,
+            images_per_sec: 100.0,
+            seconds: 1.0,
+            eval_examples: 32,
+        })
+        .collect();
+    let file = |name: &str| CommittedFile {
+        file: name.into(),
+        fnv1a64: "0000000000000000".into(),
+    };
+    let fingerprint = "0000000000000000".to_string();
+    let state = RunState {
+        epochs_done: 3,
+        global_step: 6,
+        best_robust_acc: Some(18.75),
+        best_epoch: Some(2),
+        identity: RunIdentity {
+            config: fingerprint.clone(),
+            model: fingerprint.clone(),
+            train_data: fingerprint.clone(),
+            test_data: fingerprint,
+        },
+        checkpoint: file("checkpoint-0003.safetensors"),
+        optimizer: file("optimizer-0003.safetensors"),
+        best_fnv1a64: None,
+        history,
+    };
+    (config, state)
 }
 
 pub fn make_executable(path: &Path) {
