@@ -1002,6 +1002,24 @@ bad_inputs! {
             &["checkpoint-0001.safetensors", "fc"],
         )
     }
+    robustbench_name_of_two_networks(_s) {
+        case(
+            eval(&shared().good, "rb:Rice2020Overfitting", "cifar10"),
+            &["rb:cifar10/Linf/Rice2020Overfitting", "rb:cifar10/L2/Rice2020Overfitting"],
+        )
+    }
+    robustbench_entry_spat_does_not_build(_s) {
+        case(
+            eval(&shared().good, "rb:Kang2021Stable", "cifar10"),
+            &["Kang2021Stable", "SODEF"],
+        )
+    }
+    robustbench_entry_of_another_data_set(_s) {
+        case(
+            eval(&shared().good, "rb:Carmon2019Unlabeled", "cifar100"),
+            &["rb:Carmon2019Unlabeled", "cifar100", "rb:cifar10/Linf/Carmon2019Unlabeled"],
+        )
+    }
     torch_fixture_evil_pt(s) { torch_fixture(&s, "evil.pt") }
     torch_fixture_nan_pt(s) { torch_fixture(&s, "nan.pt") }
     torch_fixture_int_weight_pt(s) { torch_fixture(&s, "int_weight.pt") }
@@ -1084,8 +1102,17 @@ bad_inputs! {
         a.extend(os(&["--unlabeled-fraction", "1"]));
         case(a, &["--unlabeled-fraction", "between 0 and 1"])
     }
+    train_impossible_wide_resnet_depth(s) {
+        case(train(&s, &["--model", "wrn-99-1"], "runs/m"), &["wrn-99-1", "6n + 4"])
+    }
     train_unknown_model(s) {
-        case(train(&s, &["--model", "wrn-99-1"], "runs/m"), &["wrn-99-1", "wrn-34-10"])
+        case(train(&s, &["--model", "vgg-16"], "runs/m"), &["vgg-16", "dm-wrn-D-W"])
+    }
+    train_unknown_activation(s) {
+        case(
+            train(&s, &["--model", "dm-wrn-28-10-gelu"], "runs/m"),
+            &["gelu", "relu, silu or swish"],
+        )
     }
     train_unknown_data_set(s) {
         case(train(&s, &["--dataset", "imagenet"], "runs/imagenet"), &["imagenet"])

@@ -161,12 +161,56 @@ fn model_info_counts_wrn_34_10() {
 }
 
 #[test]
-fn model_info_unknown_preset_is_a_clear_error() {
+fn model_info_unknown_model_is_a_clear_error() {
     let msg = one_line_error(&run(spat().args(["model-info", "wrn-99-1"])));
+    assert!(msg.contains("wrn-99-1") && msg.contains("6n + 4"), "{msg}");
+    let msg = one_line_error(&run(spat().args(["model-info", "vgg-16"])));
     assert!(
-        msg.contains("wrn-99-1") && msg.contains("wrn-34-10") && msg.contains("tiny"),
+        msg.contains("vgg-16") && msg.contains("dm-wrn-D-W") && msg.contains("tiny"),
         "{msg}"
     );
+}
+
+/// Sizes by name (dry builds), RobustBench entries by name, and entries spat cannot build.
+#[test]
+fn model_info_names_any_size_and_robustbench_entries() {
+    let count = |args: &[&str]| {
+        let v = stdout_json(&run(spat().arg("model-info").args(args).arg("--json")));
+        v["parameters"].as_u64().unwrap()
+    };
+    assert_eq!(count(&["dm-wrn-70-16-swish"]), 266_796_506);
+    assert_eq!(count(&["dm-preact-resnet-18-silu"]), 12_548_426);
+    assert_eq!(count(&["wrn-34-15"]), 103_819_674);
+    assert_eq!(
+        count(&["rb:cifar10/Linf/Wang2023Better_WRN-28-10"]),
+        36_479_194
+    );
+    // A CIFAR-100 entry counts 100 classes.
+    assert_eq!(
+        count(&["rb:cifar100/Linf/Wang2023Better_WRN-28-10"]),
+        36_536_884
+    );
+    let text =
+        success(run(spat().args([
+            "model-info",
+            "rb:Rebuffi2021Fixing_70_16_cutmix_extra",
+        ])));
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("rb:cifar10/Linf/Rebuffi2021Fixing_70_16_cutmix_extra is dm-wrn-70-16-silu")
+            && text.contains("rb:cifar10/L2/"),
+        "{text}"
+    );
+    let out = run(spat().args(["model-info", "rb:Kang2021Stable"]));
+    assert!(!out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("not built by spat: SODEF"), "{text}");
+    let listed = stdout_json(&run(spat().args([
+        "model-info",
+        "--list-robustbench",
+        "--json",
+    ])));
+    assert_eq!(listed.as_array().unwrap().len(), 135);
 }
 
 // ---- train / eval / sweep-alpha / visualize -------------------------------------------------
@@ -664,7 +708,7 @@ fn bad_inputs_are_one_line_errors() {
         (eval(&["--device", "tpu"]), &["bad --device `tpu`"]),
         (
             train("wrn-99", "madry", &[]),
-            &["unknown model preset `wrn-99`", "wrn-34-10"],
+            &["bad model `wrn-99`", "DEPTH-WIDTH such as 28-10"],
         ),
         (
             train("tiny", "fgsm-at", &[]),
@@ -833,11 +877,16 @@ fn torch_fixture(name: &str) -> PathBuf {
 
 /// `spat eval` of the `tiny` preset on the first 64 embedded test images, `--json`.
 fn eval_tiny(checkpoint: &Path, attacks: &str, extra: &[&str]) -> Output {
+    eval_model("tiny", checkpoint, attacks, extra)
+}
+
+/// `spat eval` of `model` on the first 64 embedded test images, `--json`.
+fn eval_model(model: &str, checkpoint: &Path, attacks: &str, extra: &[&str]) -> Output {
     let mut cmd = spat();
     cmd.args([
         "eval",
         "--model",
-        "tiny",
+        model,
         "--dataset",
         "cifar10",
         "--data-dir",
@@ -944,6 +993,96 @@ fn eval_normalises_inputs_as_the_checkpoint_or_the_flag_says() {
         err.contains("--normalize") && err.contains("cifar10"),
         "{err}"
     );
+}
+
+/// The interface for DeepMind-layout checkpoints saved by PyTorch: bare (float16, with
+/// its own `mean`/`std`) or under `state_dict` with `module.` prefixes (the network's own
+/// normalisation), clean and FGSM accuracy equal to RobustBench's class on the same images
+/// (`scripts/golden/zoo.py`).
+#[test]
+fn eval_reads_deepmind_checkpoints_as_pytorch_saves_them() {
+    let golden = spat_core::store::load_tensors(
+        &torch_fixture("dm_logits.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    let pytorch = |key: &str| golden[key].to_vec1::<f64>().unwrap()[0];
+    for tag in ["bare", "wrapped"] {
+        let file = torch_fixture(&format!("dm_wrn_10_1_silu_{tag}.pt"));
+        let v = stdout_json(&eval_model("dm-wrn-10-1-silu", &file, "clean,fgsm", &[]));
+        assert_eq!(v["examples"], 64);
+        assert_eq!(
+            v["accuracy"]["clean"],
+            pytorch(&format!("accuracy_clean_{tag}")),
+            "{tag}"
+        );
+        assert_eq!(
+            v["accuracy"]["fgsm"],
+            pytorch(&format!("accuracy_fgsm_{tag}")),
+            "{tag}"
+        );
+    }
+    // The file's own statistics win over the network's, and must agree with --normalize.
+    let err = one_line_error(&eval_model(
+        "dm-wrn-10-1-silu",
+        &torch_fixture("dm_wrn_10_1_silu_bare.pt"),
+        "clean",
+        &["--normalize", "cifar10"],
+    ));
+    assert!(err.contains("--normalize"), "{err}");
+    // Without an activation the name is the ReLU network, which the same weights do not make:
+    // it still loads (weights do not say), and its accuracy differs.
+    let relu = stdout_json(&eval_model(
+        "dm-wrn-10-1",
+        &torch_fixture("dm_wrn_10_1_silu_wrapped.pt"),
+        "clean",
+        &[],
+    ));
+    assert_ne!(relu["accuracy"]["clean"], pytorch("accuracy_clean_wrapped"));
+}
+
+/// `spat train` runs an epoch of a DeepMind-layout network (SiLU, normalisation inside) on the
+/// embedded sample, and `spat eval` reads what it wrote under the same name.
+#[test]
+fn train_and_eval_a_deepmind_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    success(run(spat()
+        .args(["train", "--dataset", "cifar10", "--data-dir"])
+        .arg(mini_data())
+        .args([
+            "--model",
+            "dm-wrn-16-2-silu",
+            "--method",
+            "madry",
+            "--epochs",
+            "1",
+            "--train-subset",
+            "32",
+            "--test-subset",
+            "32",
+            "--batch-size",
+            "32",
+            "--out",
+        ])
+        .arg(&out)));
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["model"], "dm-wrn-16-2-silu");
+    let names = tensor_names(&out.join("model.safetensors"));
+    assert!(
+        names.iter().any(|n| n == "layer.2.block.1.conv_1.weight")
+            && names.iter().any(|n| n == "logits.bias")
+            && !names.iter().any(|n| n == "mean"),
+        "{names:?}"
+    );
+    let v = stdout_json(&eval_model(
+        "dm-wrn-16-2-silu",
+        &out.join("model.safetensors"),
+        "clean,fgsm",
+        &[],
+    ));
+    assert_eq!(v["examples"], 64);
 }
 
 #[test]

@@ -172,18 +172,19 @@ _closest_to_kink = [float("inf")]
 
 
 def _recording_relu(t, *a, **k):
-    _closest_to_kink[0] = min(_closest_to_kink[0], t.detach().abs().min().item())
+    if not t.is_meta:  # networks on the meta device are only counted (zoo.py), never run
+        _closest_to_kink[0] = min(_closest_to_kink[0], t.detach().abs().min().item())
     return _relu(t, *a, **k)
 
 
 F.relu = _recording_relu
 
 
-def input_away_from_kinks(model, gen):
+def input_away_from_kinks(model, gen, size=16):
     """A batch on which no ReLU input (train and eval mode) lies within 5e-6 of zero: there the
     gradient is discontinuous, and float summation order alone could flip it."""
     for _ in range(200):
-        x = torch.rand((4, 3, 16, 16), generator=gen)
+        x = torch.rand((4, 3, size, size), generator=gen)
         _closest_to_kink[0] = float("inf")
         with torch.no_grad():
             model.eval()
@@ -197,13 +198,15 @@ def input_away_from_kinks(model, gen):
     raise SystemExit("no kink-free input found")
 
 
-def golden(name, model, gen):
+def golden(name, model, gen, size=16, extra=None):
+    """`extra` tensors (e.g. a model's input normalisation) are saved alongside."""
     perturb_bn(model, gen)
-    x = input_away_from_kinks(model, gen)
+    x = input_away_from_kinks(model, gen, size)
     y = torch.tensor([0, 3, 7, 9])
     out = {f"weights.{k}": v.clone().contiguous() for k, v in model.state_dict().items()}
     out["input"] = x
     out["labels"] = y.to(torch.int64)
+    out.update(extra or {})
     for mode in ["eval", "train"]:
         if mode == "eval":
             model.eval()

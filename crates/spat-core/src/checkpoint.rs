@@ -3,10 +3,11 @@
 //!
 //! Names are fitted to the network the way published checkpoints need: a `module.` (from
 //! `nn.DataParallel`) or `model.` prefix shared by every tensor is stripped; `sub_block1.*`, the
-//! block TRADES' WideResNet builds and never uses, is dropped when the network has no such
-//! variables; RobustBench-style `mu` / `sigma` (or `mean` / `std`) input-normalisation buffers are
-//! taken out and returned as [`Normalization`]; a missing BN `num_batches_tracked` (files from
-//! PyTorch before 0.4.1) keeps the network's own value. Everything else is strict.
+//! block TRADES' WideResNet builds and never uses, and GradAlign's `model_preact_hl1.*` aliases
+//! are dropped when the network has no such variables; RobustBench-style `mu` / `sigma` (or
+//! `mean` / `std`) input-normalisation buffers are taken out and returned as [`Normalization`];
+//! a missing BN `num_batches_tracked` (files from PyTorch before 0.4.1) keeps the network's own
+//! value. Everything else is strict.
 //!
 //! Every path that loads weights (safetensors or torch.save; `eval`, `convert`, `train --init`,
 //! a resumed run) goes through the same validation: a tensor name present twice is refused
@@ -237,8 +238,20 @@ fn to_candle(t: &RawTensor<'_>) -> candle_core::Result<Tensor> {
 const NORMALIZATION_NAMES: &[(&str, &str)] = &[("mu", "sigma"), ("mean", "std")];
 /// Prefixes a wrapped network's names carry (`nn.DataParallel`, wrapper modules).
 const PREFIXES: &[&str] = &["module.", "model."];
-/// The block TRADES' (and RobustBench's) WideResNet builds but never runs.
-const UNUSED_BLOCK: &str = "sub_block1.";
+/// Tensors some published checkpoints carry besides their network's, by prefix, with why they
+/// may be dropped: the block TRADES' (and RobustBench's) WideResNet builds but never runs, and
+/// GradAlign's `model_preact_hl1`, a second name for `conv1` and `layer1.0.bn1` (Andriushchenko
+/// et al. 2020; RobustBench loads it leaving them out).
+const UNUSED_BLOCKS: &[(&str, &str)] = &[
+    (
+        "sub_block1.",
+        "a block TRADES' WideResNet builds but never uses in forward",
+    ),
+    (
+        "model_preact_hl1.",
+        "GradAlign's second name for conv1 and layer1.0.bn1",
+    ),
+];
 
 /// What [`fit_names`] made of a file's tensors.
 pub struct Fitted<T> {
@@ -323,15 +336,15 @@ pub fn fit_names<T>(
         tensors.remove(lo);
         break;
     }
-    if !declared.iter().any(|d| d.starts_with(UNUSED_BLOCK)) {
+    for (prefix, why) in UNUSED_BLOCKS {
+        if declared.iter().any(|d| d.starts_with(prefix)) {
+            continue;
+        }
         let before = tensors.len();
-        tensors.retain(|(n, _)| !n.starts_with(UNUSED_BLOCK));
+        tensors.retain(|(n, _)| !n.starts_with(prefix));
         let dropped = before - tensors.len();
         if dropped > 0 {
-            notes.push(format!(
-                "dropped {dropped} `{UNUSED_BLOCK}*` tensors (a block TRADES' WideResNet builds \
-                 but never uses in forward)"
-            ));
+            notes.push(format!("dropped {dropped} `{prefix}*` tensors ({why})"));
         }
     }
     Ok(Fitted {

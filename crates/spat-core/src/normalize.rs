@@ -31,18 +31,26 @@ impl Normalization {
     /// instead (a long-standing slip in kuangliu/pytorch-cifar); pass that as an explicit
     /// normalisation for such a model.
     pub fn cifar10() -> Self {
-        Self {
-            mean: vec![0.4914, 0.4822, 0.4465],
-            std: vec![0.2471, 0.2435, 0.2616],
-        }
+        Self::of_dataset(spat_spec::Dataset::Cifar10)
     }
 
     /// CIFAR-100 training-set statistics (RobustBench: mean (0.5071, 0.4865, 0.4409), std (0.2673,
     /// 0.2564, 0.2762)).
     pub fn cifar100() -> Self {
+        Self::of_dataset(spat_spec::Dataset::Cifar100)
+    }
+
+    /// A data set's statistics ([`spat_spec::Dataset::channel_statistics`]).
+    pub fn of_dataset(dataset: spat_spec::Dataset) -> Self {
+        let (mean, std) = dataset.channel_statistics();
+        Self::from_channels(mean, std)
+    }
+
+    /// Three per-channel values of each.
+    pub fn from_channels(mean: [f32; 3], std: [f32; 3]) -> Self {
         Self {
-            mean: vec![0.5071, 0.4865, 0.4409],
-            std: vec![0.2673, 0.2564, 0.2762],
+            mean: mean.to_vec(),
+            std: std.to_vec(),
         }
     }
 

@@ -7,7 +7,6 @@
 //! The gradient follows PyTorch's threshold backward: zero where the output is zero.
 
 use candle_core::{CpuStorage, CustomOp2, Layout, Result, Shape, Tensor};
-use rayon::prelude::*;
 
 /// Elements per parallel task.
 const CHUNK: usize = 1 << 15;
@@ -50,19 +49,7 @@ impl CustomOp2 for AddRelu {
         if a.len() != b.len() {
             candle_core::bail!("add_relu: summands of {} and {} elements", a.len(), b.len());
         }
-        let mut out = vec![0f32; a.len()];
-        out.par_chunks_mut(CHUNK)
-            .zip(a.par_chunks(CHUNK).zip(b.par_chunks(CHUNK)))
-            .for_each(|(o, (a, b))| {
-                crate::cpu::simd::vectorized(
-                    #[inline(always)]
-                    || {
-                        for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
-                            *o = (a + b).max(0.0);
-                        }
-                    },
-                )
-            });
+        let out = crate::cpu::elementwise::zip_map(a, b, CHUNK, |a, b| (a + b).max(0.0));
         Ok((CpuStorage::F32(out), al.shape().clone()))
     }
 
@@ -75,20 +62,8 @@ impl CustomOp2 for AddRelu {
     ) -> Result<(Option<Tensor>, Option<Tensor>)> {
         let masked = crate::cpu::data::with_slice(res, "add_relu", |y| {
             crate::cpu::data::with_slice(grad, "add_relu", |g| {
-                let mut out = vec![0f32; y.len()];
-                out.par_chunks_mut(CHUNK)
-                    .zip(y.par_chunks(CHUNK).zip(g.par_chunks(CHUNK)))
-                    .for_each(|(o, (y, g))| {
-                        crate::cpu::simd::vectorized(
-                            #[inline(always)]
-                            || {
-                                for ((o, &y), &g) in o.iter_mut().zip(y).zip(g) {
-                                    *o = if y > 0.0 { g } else { 0.0 };
-                                }
-                            },
-                        )
-                    });
-                Ok(out)
+                let masked = |y: f32, g: f32| if y > 0.0 { g } else { 0.0 };
+                Ok(crate::cpu::elementwise::zip_map(y, g, CHUNK, masked))
             })
         })?;
         let masked = Tensor::from_vec(masked, res.shape(), res.device())?;

@@ -29,6 +29,7 @@ mod cpu;
 mod linear;
 pub mod ops;
 pub mod profile;
+mod silu;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 

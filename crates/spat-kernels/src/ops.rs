@@ -7,6 +7,7 @@
 //! | [`linear`] | a row-by-row product (an image's logits do not depend on its batch) | candle's matrix product |
 //! | [`batch_norm`] with [`batch_stats`] | one fused pass forward, one backward | (CPU only: callers compose candle operations elsewhere) |
 //! | [`add_relu`] | one fused pass each way | candle's `(a + b).relu()` |
+//! | [`silu`] | one parallel pass each way | candle's `silu` |
 //!
 //! `bf16` on the CPU runs the `f32` path on widened operands and rounds the result: what a tensor
 //! core computes (bf16 inputs, f32 accumulation), since candle has no CPU bf16 matrix product.
@@ -16,6 +17,7 @@ use candle_core::{DType, Result, Tensor};
 pub use crate::add_relu::add_relu;
 pub use crate::bn::ChannelStats;
 pub use crate::conv::conv2d;
+pub use crate::silu::silu;
 
 /// `x Wᵀ + b` for an `(N, F)` input, an `(C, F)` weight and a `(C,)` bias, in the dtype of `x`.
 pub fn linear(x: &Tensor, weight: &Tensor, bias: &Tensor) -> Result<Tensor> {

@@ -200,6 +200,12 @@ impl Conv2d {
         })
     }
 
+    /// The same layer padding every side with `padding` zeros instead of `kernel_size / 2`.
+    pub(crate) fn with_padding(mut self, padding: usize) -> Self {
+        self.padding = padding;
+        self
+    }
+
     /// `x` (in the pass's compute dtype) convolved by [`ops::conv2d`].
     pub(crate) fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
         let weight = pass.compute_param(&self.weight)?;

@@ -1,4 +1,6 @@
-//! The classifiers of the SPAT paper, by preset name, with PyTorch-exact layouts and weight names.
+//! The classifiers of the SPAT paper and of RobustBench's leaderboards, by name (any
+//! [`spat_spec::ModelName`]: `wrn-34-20`, `dm-wrn-70-16-silu`, `rb:Wang2023Better_WRN-28-10`, ...),
+//! with PyTorch-exact layouts and weight names.
 //!
 //! ```no_run
 //! use candle_core::{Device, Tensor};
@@ -11,6 +13,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod deepmind;
 pub mod layers;
 pub mod resnet;
 pub mod wide_resnet;
@@ -62,7 +65,9 @@ pub fn use_precision(p: spat_spec::Precision) -> Precision {
         spat_spec::Precision::Fp32 | spat_spec::Precision::Tf32 => Precision::F32,
     }
 }
+pub use deepmind::{DmNetwork, DmPreActResNetConfig, DmWideResNetConfig};
 pub use resnet::{BlockKind, ResNet, ResNetConfig};
+use spat_spec::{Dataset, ModelName, PreActShortcut};
 pub use wide_resnet::{WideResNet, WideResNetConfig};
 
 /// Errors of spat-models.
@@ -74,13 +79,13 @@ pub enum Error {
     /// Loading weights or a variable store failed.
     #[error(transparent)]
     Core(#[from] spat_core::Error),
-    /// A model name that is none of [`PRESETS`].
-    #[error("unknown model preset `{0}`; available: {list}", list = PRESETS.join(", "))]
-    UnknownPreset(String),
+    /// A model name outside the grammar, or a RobustBench entry spat does not build.
+    #[error(transparent)]
+    Name(#[from] spat_spec::Error),
     /// An architecture that cannot be built (zero classes or depth, a WideResNet depth not `6n + 4`, ...).
     #[error("{0}")]
     Config(String),
-    /// Weights that do not fit the network, with the presets they do fit.
+    /// Weights that do not fit the network, with the architectures they do fit.
     #[error("{mismatch}; {fits}")]
     Mismatch {
         /// The names and shapes that did not match.
@@ -103,32 +108,78 @@ pub enum Architecture {
     WideResNet(WideResNetConfig),
     /// A CIFAR-form ResNet or PreAct-ResNet.
     ResNet(ResNetConfig),
+    /// DeepMind's WideResNet (RobustBench's `DMWideResNet`).
+    DmWideResNet(DmWideResNetConfig),
+    /// DeepMind's PreAct-ResNet (RobustBench's `DMPreActResNet`).
+    DmPreActResNet(DmPreActResNetConfig),
 }
 
 impl Architecture {
-    /// The architecture of a preset for `num_classes` outputs.
+    /// The architecture a model name (see [`spat_spec::ModelName`]) builds for `num_classes`
+    /// outputs; a RobustBench entry's name for `dataset` if given.
     pub fn preset(name: &str, num_classes: usize) -> Result<Self> {
-        let wrn = |depth, widen, base| Architecture::wide_resnet(depth, widen, base, num_classes);
+        Self::from_name(&name.parse()?, None, num_classes)
+    }
+
+    /// [`Architecture::preset`] of a parsed name.
+    pub fn from_name(
+        name: &ModelName,
+        dataset: Option<Dataset>,
+        num_classes: usize,
+    ) -> Result<Self> {
         let resnet = |block, layers| Architecture::resnet(block, layers, 64, num_classes);
-        Ok(match name {
-            "wrn-34-10" => wrn(34, 10, 16),
-            "wrn-28-10" => wrn(28, 10, 16),
-            "wrn-16-2" => wrn(16, 2, 16),
+        Ok(match name.architecture(dataset)? {
             // WRN-10-1 at half the stem width: ~20k parameters, enough to learn CIFAR-10 above chance
             // in seconds on a CPU, which keeps smoke reproductions and tests short.
-            "tiny" => wrn(10, 1, 8),
-            "resnet-18" => resnet(BlockKind::Basic, [2, 2, 2, 2]),
-            "resnet-50" => resnet(BlockKind::Bottleneck, [3, 4, 6, 3]),
-            "preact-resnet-18" => resnet(BlockKind::PreAct, [2, 2, 2, 2]),
-            other => return Err(Error::UnknownPreset(other.to_string())),
+            ModelName::Tiny => Architecture::wide_resnet(10, 1, 8, num_classes),
+            ModelName::Wrn { depth, width } => {
+                Architecture::wide_resnet(depth, width, 16, num_classes)
+            }
+            ModelName::DmWrn {
+                depth,
+                width,
+                activation,
+            } => Architecture::DmWideResNet(DmWideResNetConfig {
+                depth,
+                width,
+                base: 16,
+                activation,
+                num_classes,
+            }),
+            ModelName::DmPreActResNet { depth, activation } => {
+                Architecture::DmPreActResNet(DmPreActResNetConfig {
+                    depth,
+                    base: 64,
+                    activation,
+                    num_classes,
+                })
+            }
+            ModelName::ResNet { depth: 18 } => resnet(BlockKind::Basic, [2, 2, 2, 2]),
+            ModelName::ResNet { .. } => resnet(BlockKind::Bottleneck, [3, 4, 6, 3]),
+            ModelName::PreActResNet18 { shortcut, final_bn } => {
+                let block = match shortcut {
+                    PreActShortcut::Activated => BlockKind::PreAct,
+                    PreActShortcut::Input => BlockKind::PreActInputShortcut,
+                };
+                Architecture::ResNet(ResNetConfig {
+                    block,
+                    layers: [2, 2, 2, 2],
+                    base: 64,
+                    num_classes,
+                    final_bn,
+                })
+            }
+            ModelName::RobustBench(_) => unreachable!("architecture() resolves entries"),
         })
     }
 }
 
 #[derive(Debug)]
+#[allow(clippy::enum_variant_names)] // each variant is named after the network type it holds
 enum Net {
     WideResNet(Box<WideResNet>),
     ResNet(Box<ResNet>),
+    Dm(Box<DmNetwork>),
 }
 
 /// A classifier and the store holding its weights.
@@ -149,6 +200,14 @@ fn construct(b: &mut layers::Builder<'_>, arch: &Architecture) -> Result<(Net, u
             c.num_classes,
         ),
         Architecture::ResNet(c) => (Net::ResNet(Box::new(ResNet::new(b, c)?)), c.num_classes),
+        Architecture::DmWideResNet(c) => (
+            Net::Dm(Box::new(DmNetwork::wide_resnet(b, c)?)),
+            c.num_classes,
+        ),
+        Architecture::DmPreActResNet(c) => (
+            Net::Dm(Box::new(DmNetwork::preact_resnet(b, c)?)),
+            c.num_classes,
+        ),
     })
 }
 
@@ -157,6 +216,7 @@ impl Net {
         match self {
             Net::WideResNet(n) => n.macs((h, w)),
             Net::ResNet(n) => n.macs((h, w)),
+            Net::Dm(n) => n.macs((h, w)),
         }
     }
 }
@@ -193,6 +253,7 @@ impl Architecture {
             layers,
             base,
             num_classes,
+            final_bn: false,
         })
     }
 
@@ -209,6 +270,16 @@ impl Architecture {
             Architecture::ResNet(c) if c.layers.contains(&0) => {
                 Some("every ResNet stage needs at least one block")
             }
+            Architecture::DmWideResNet(c) if c.num_classes == 0 => Some("num_classes must be >= 1"),
+            Architecture::DmWideResNet(c) if c.base == 0 || c.width == 0 => {
+                Some("WideResNet base width and width factor must be >= 1")
+            }
+            Architecture::DmPreActResNet(c) if c.num_classes == 0 => {
+                Some("num_classes must be >= 1")
+            }
+            Architecture::DmPreActResNet(c) if c.base == 0 => {
+                Some("PreAct-ResNet base width must be >= 1")
+            }
             _ => None,
         };
         if let Some(p) = problem {
@@ -217,6 +288,8 @@ impl Architecture {
         let classes = match self {
             Architecture::WideResNet(c) => c.num_classes,
             Architecture::ResNet(c) => c.num_classes,
+            Architecture::DmWideResNet(c) => c.num_classes,
+            Architecture::DmPreActResNet(c) => c.num_classes,
         };
         spat_spec::limits::check_count("num_classes", classes, spat_spec::limits::CLASSES)
             .map_err(|e| Error::Config(e.to_string()))?;
@@ -288,6 +361,7 @@ impl Model {
         let logits = match &self.net {
             Net::WideResNet(n) => n.forward(&x, pass)?,
             Net::ResNet(n) => n.forward(&x, pass)?,
+            Net::Dm(n) => n.forward(&x, pass)?,
         };
         logits.to_dtype(DType::F32)
     }
@@ -317,33 +391,49 @@ impl Network for Model {
     }
 }
 
-/// Builds a preset (see [`PRESETS`]) on `device`, initialised from `seed`.
+/// Builds the network `name` names (a preset, any [`ModelName`]) on `device`, initialised from
+/// `seed`.
 pub fn build(
-    preset: &str,
+    name: &str,
     num_classes: usize,
     device: &Device,
     seed: u64,
 ) -> Result<Box<dyn Network>> {
-    build_with_precision(preset, num_classes, device, seed, Precision::F32)
+    build_with_precision(name, num_classes, device, seed, Precision::F32)
 }
 
 /// [`build`], computing in `precision`.
 pub fn build_with_precision(
-    preset: &str,
+    name: &str,
     num_classes: usize,
     device: &Device,
     seed: u64,
     precision: Precision,
 ) -> Result<Box<dyn Network>> {
+    build_named(&name.parse()?, None, num_classes, device, seed, precision)
+}
+
+/// [`build_with_precision`] of a parsed name; a RobustBench entry's for `dataset` if given. The
+/// network takes what its first layer takes: for a name with an
+/// [`input normalisation`](ModelName::input_normalization), wrap it in [`spat_core::Normalized`].
+pub fn build_named(
+    name: &ModelName,
+    dataset: Option<Dataset>,
+    num_classes: usize,
+    device: &Device,
+    seed: u64,
+    precision: Precision,
+) -> Result<Box<dyn Network>> {
+    let arch = Architecture::from_name(name, dataset, num_classes)?;
     Ok(Box::new(
-        Model::new(&Architecture::preset(preset, num_classes)?, device, seed)?
-            .with_precision(precision),
+        Model::new(&arch, device, seed)?.with_precision(precision),
     ))
 }
 
-/// Size and cost of a preset, counted without drawing its weights (see [`Architecture::info`]).
-pub fn model_info(preset: &str, num_classes: usize) -> Result<ModelSize> {
-    Architecture::preset(preset, num_classes)?.info()
+/// Size and cost of a named network, counted without drawing its weights (see
+/// [`Architecture::info`]).
+pub fn model_info(name: &str, num_classes: usize) -> Result<ModelSize> {
+    Architecture::preset(name, num_classes)?.info()
 }
 
 /// Loads any weights file into `model`: spat's safetensors, or a PyTorch checkpoint (zip,
@@ -357,9 +447,9 @@ pub fn load_weights(model: &dyn Network, path: &Path) -> Result<spat_core::LoadR
             let fits = presets_fitting(&m.file_shapes);
             Err(Error::Mismatch {
                 fits: if fits.is_empty() {
-                    "no preset's layout fits".into()
+                    "no architecture's layout fits".into()
                 } else {
-                    format!("presets whose layout fits: {}", fits.join(", "))
+                    format!("architectures whose layout fits: {}", fits.join(", "))
                 },
                 mismatch: m,
             })
@@ -368,12 +458,17 @@ pub fn load_weights(model: &dyn Network, path: &Path) -> Result<spat_core::LoadR
     }
 }
 
-/// Presets (`name` or `name (K classes)`) that declare exactly these names and shapes. Class
-/// counts tried: those of 1-D `fc.bias` / `linear.bias` tensors in the file.
+/// Names (`name (K classes)`) whose networks declare exactly these names and shapes. Tried: the
+/// presets, the PreAct-ResNet-18 variants, and the WideResNets whose depth and width the file's
+/// own shapes give, with each activation (a file does not say which activation or which
+/// shortcut input its network used); class counts: those of the file's 1-D `fc.bias`,
+/// `linear.bias` or `logits.bias`.
 pub fn presets_fitting(file_shapes: &[(String, Vec<usize>)]) -> Vec<String> {
     let mut classes: Vec<usize> = file_shapes
         .iter()
-        .filter(|(n, s)| (n == "fc.bias" || n == "linear.bias") && s.len() == 1)
+        .filter(|(n, s)| {
+            ["fc.bias", "linear.bias", "logits.bias"].contains(&n.as_str()) && s.len() == 1
+        })
         .map(|(_, s)| s[0])
         .filter(|&k| k > 0)
         .collect();
@@ -385,8 +480,8 @@ pub fn presets_fitting(file_shapes: &[(String, Vec<usize>)]) -> Vec<String> {
     want.sort();
     let mut out = Vec::new();
     for &k in &classes {
-        for &preset in PRESETS {
-            let Ok(vars) = Architecture::preset(preset, k).and_then(|a| a.variables()) else {
+        for name in candidate_names(file_shapes) {
+            let Ok(vars) = Architecture::preset(&name, k).and_then(|a| a.variables()) else {
                 continue;
             };
             let mut have: Vec<(&str, &[usize])> = vars
@@ -395,11 +490,52 @@ pub fn presets_fitting(file_shapes: &[(String, Vec<usize>)]) -> Vec<String> {
                 .collect();
             have.sort();
             if have == want {
-                out.push(format!("{preset} ({k} classes)"));
+                out.push(format!("{name} ({k} classes)"));
             }
         }
     }
     out
+}
+
+/// See [`presets_fitting`].
+fn candidate_names(file_shapes: &[(String, Vec<usize>)]) -> Vec<String> {
+    let leading = |name: &str| {
+        file_shapes
+            .iter()
+            .find(|(n, s)| n == name && !s.is_empty())
+            .map(|(_, s)| s[0])
+    };
+    // Blocks `prefix0.`, `prefix1.`, ... present in the file.
+    let blocks = |prefix: &str| {
+        (0..)
+            .take_while(|i| {
+                let p = format!("{prefix}{i}.");
+                file_shapes.iter().any(|(n, _)| n.starts_with(&p))
+            })
+            .count()
+    };
+    let mut names: Vec<String> = PRESETS.iter().map(|p| p.to_string()).collect();
+    for variant in ["-input-shortcut", "-final-bn", "-input-shortcut-final-bn"] {
+        names.push(format!("preact-resnet-18{variant}"));
+    }
+    let wrn = |first_conv: &str, blocks: usize| {
+        leading(first_conv)
+            .filter(|c| c % 16 == 0)
+            .map(|c| format!("{}-{}", 6 * blocks + 4, c / 16))
+    };
+    if let Some(size) = wrn("block1.layer.0.conv1.weight", blocks("block1.layer.")) {
+        names.push(format!("wrn-{size}"));
+    }
+    let activations = ["relu", "silu"];
+    if let Some(size) = wrn("layer.0.block.0.conv_0.weight", blocks("layer.0.block.")) {
+        names.extend(activations.map(|a| format!("dm-wrn-{size}-{a}")));
+    }
+    if leading("conv_2d.weight").is_some() {
+        for depth in [18, 34] {
+            names.extend(activations.map(|a| format!("dm-preact-resnet-{depth}-{a}")));
+        }
+    }
+    names
 }
 
 // The README's examples compile and run as doc tests.

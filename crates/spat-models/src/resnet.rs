@@ -4,7 +4,10 @@
 //! inputs; on 32×32 it equals the references' `avg_pool2d(out, 4)`.
 //!
 //! PreAct-ResNet-18 follows kuangliu's `preact_resnet.py`: no stem BN and no BN/ReLU after the
-//! last block. (The fast-AT / robust-overfitting variant adds a final `bn`; its files do not load.)
+//! last block, strided shortcuts reading the activated input. `final_bn` adds the BN–ReLU `bn`
+//! before pooling of Rice et al.'s robust-overfitting code, and [`BlockKind::PreActInputShortcut`]
+//! is the block of fast_adversarial (Wong et al. 2020), GradAlign (Andriushchenko et al. 2020) and
+//! RobustBench's `PreActBlock`, whose shortcut reads the block's input.
 
 use candle_core::Tensor;
 type Result<T, E = candle_core::Error> = std::result::Result<T, E>;
@@ -21,11 +24,18 @@ pub enum BlockKind {
     Basic,
     /// 1×1 → 3×3 → 1×1 with expansion 4, post-activation (ResNet-50).
     Bottleneck,
-    /// Two 3×3 convolutions, pre-activation (PreAct-ResNet-18).
+    /// Two 3×3 convolutions, pre-activation (PreAct-ResNet-18); a strided shortcut reads
+    /// `relu(bn1(x))`.
     PreAct,
+    /// [`BlockKind::PreAct`] whose strided shortcut reads the block's input `x`.
+    PreActInputShortcut,
 }
 
 impl BlockKind {
+    fn is_preact(self) -> bool {
+        matches!(self, BlockKind::PreAct | BlockKind::PreActInputShortcut)
+    }
+
     fn expansion(self) -> usize {
         match self {
             BlockKind::Bottleneck => 4,
@@ -45,6 +55,8 @@ pub struct ResNetConfig {
     pub base: usize,
     /// Number of outputs (classes), ≥ 1.
     pub num_classes: usize,
+    /// A BN–ReLU (`bn`) between the last block and the pooling.
+    pub final_bn: bool,
 }
 
 #[derive(Debug)]
@@ -81,7 +93,7 @@ impl Block {
                     BatchNorm2d::new(b, "bn2", planes)?,
                 ],
             ),
-            BlockKind::PreAct => {
+            BlockKind::PreAct | BlockKind::PreActInputShortcut => {
                 let bn1 = BatchNorm2d::new(b, "bn1", cin)?;
                 let conv1 = Conv2d::new(b, "conv1", (cin, planes, 3), stride, INIT)?;
                 let bn2 = BatchNorm2d::new(b, "bn2", planes)?;
@@ -105,7 +117,7 @@ impl Block {
             Some(b.scope("shortcut", |b| {
                 Ok::<_, Error>(Shortcut {
                     conv: Conv2d::new(b, "0", (cin, cout, 1), stride, INIT)?,
-                    bn: if kind == BlockKind::PreAct {
+                    bn: if kind.is_preact() {
                         None
                     } else {
                         Some(BatchNorm2d::new(b, "1", cout)?)
@@ -125,10 +137,11 @@ impl Block {
 
     fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
         match self.kind {
-            BlockKind::PreAct => {
+            BlockKind::PreAct | BlockKind::PreActInputShortcut => {
                 let act = self.bns[0].forward_pass(x, pass, true)?;
                 let skip = match &self.shortcut {
-                    Some(s) => s.conv.forward(&act, pass)?,
+                    Some(s) if self.kind == BlockKind::PreAct => s.conv.forward(&act, pass)?,
+                    Some(s) => s.conv.forward(x, pass)?,
                     None => x.clone(),
                 };
                 let out = self.convs[0].forward(&act, pass)?;
@@ -185,13 +198,14 @@ pub struct ResNet {
     /// Stem BN `bn1` of the post-activation nets (the pre-activation net has none).
     stem_bn: Option<BatchNorm2d>,
     blocks: Vec<Block>,
+    final_bn: Option<BatchNorm2d>,
     linear: Linear,
 }
 
 impl ResNet {
     pub(crate) fn new(b: &mut Builder<'_>, cfg: &ResNetConfig) -> Result<Self, Error> {
         let conv1 = Conv2d::new(b, "conv1", (3, cfg.base, 3), 1, INIT)?;
-        let stem_bn = if cfg.block == BlockKind::PreAct {
+        let stem_bn = if cfg.block.is_preact() {
             None
         } else {
             Some(BatchNorm2d::new(b, "bn1", cfg.base)?)
@@ -212,11 +226,16 @@ impl ResNet {
                 Ok::<_, Error>(())
             })?;
         }
+        let final_bn = match cfg.final_bn {
+            true => Some(BatchNorm2d::new(b, "bn", cin)?),
+            false => None,
+        };
         let linear = Linear::new(b, "linear", (cin, cfg.num_classes), false)?;
         Ok(Self {
             conv1,
             stem_bn,
             blocks,
+            final_bn,
             linear,
         })
     }
@@ -228,6 +247,9 @@ impl ResNet {
         }
         for block in &self.blocks {
             out = block.forward(&out, pass)?;
+        }
+        if let Some(bn) = &self.final_bn {
+            out = bn.forward_pass(&out, pass, true)?;
         }
         self.linear.forward(&global_avg_pool(&out, pass)?, pass)
     }

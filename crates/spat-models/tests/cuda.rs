@@ -130,6 +130,9 @@ fn networks_match_cpu() {
         Architecture::preset("tiny", 10).unwrap(),
         Architecture::resnet18_width(16, 10),
         Architecture::preset("wrn-16-2", 10).unwrap(),
+        // SiLU, "SAME" padding before stride-2 convolutions, 3x3 strided shortcuts.
+        Architecture::preset("dm-wrn-16-2-silu", 10).unwrap(),
+        Architecture::preset("preact-resnet-18-input-shortcut-final-bn", 10).unwrap(),
     ] {
         for mode in [Mode::Eval, Mode::Train] {
             let (cpu, gpu) = same_models(&arch, &dev, Precision::F32);

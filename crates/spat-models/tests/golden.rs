@@ -1,5 +1,6 @@
 //! spat-models against PyTorch: fixtures made by `scripts/golden/models.py` (reference layouts
-//! re-typed in PyTorch, fixed weights with perturbed BN statistics, one fixed batch).
+//! re-typed in PyTorch, fixed weights with perturbed BN statistics, one fixed batch) and
+//! `scripts/golden/zoo.py` (RobustBench's own DeepMind and PreAct-ResNet blocks, narrowed).
 
 mod common;
 use common::max_rel_err;
@@ -7,8 +8,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use candle_core::{DType, Device, Tensor, Var};
-use spat_core::{Classifier, Mode, Network};
+use spat_core::{Mode, Network, Normalization, Normalized};
 use spat_models::{Architecture, Model};
+use spat_spec::Activation;
 
 fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -20,7 +22,7 @@ fn load(name: &str) -> HashMap<String, Tensor> {
     spat_core::store::load_tensors(&fixture(name), &Device::Cpu).unwrap()
 }
 
-fn input_grad(model: &Model, x: &Tensor, y: &Tensor, mode: Mode) -> (Tensor, Tensor) {
+fn input_grad(model: &dyn Network, x: &Tensor, y: &Tensor, mode: Mode) -> (Tensor, Tensor) {
     let xv = Var::from_tensor(x).unwrap();
     let logits = model.logits(xv.as_tensor(), mode).unwrap();
     let loss = candle_core::Tensor::log_sum_exp(&logits, 1)
@@ -53,6 +55,15 @@ fn check(name: &str, arch: Architecture) {
         .var_store()
         .assign(weights, &fixture(name))
         .expect("weights load strictly");
+    // A network that normalises its input inside (the DeepMind ones): spat applies it around.
+    let model: Box<dyn Network> = match (t.get("normalization.mean"), t.get("normalization.std")) {
+        (Some(m), Some(s)) => {
+            let v = |t: &Tensor| t.to_vec1::<f32>().unwrap();
+            let n = Normalization::new(v(m), v(s)).unwrap();
+            Box::new(Normalized::new(model, &n, &Device::Cpu).unwrap())
+        }
+        _ => Box::new(model),
+    };
     let x = &t["input"];
     let y = t["labels"].to_dtype(DType::U32).unwrap();
     for (mode, tag) in [
@@ -60,7 +71,7 @@ fn check(name: &str, arch: Architecture) {
         (Mode::TrainFrozenBn, "train"),
         (Mode::Train, "train"),
     ] {
-        let (logits, grad) = input_grad(&model, x, &y, mode);
+        let (logits, grad) = input_grad(&*model, x, &y, mode);
         let le = max_rel_err(&logits, &t[&format!("logits_{tag}")]);
         assert!(le < 1e-4, "{name} {tag} logits rel err {le}");
         let e = max_rel_err(&grad, &t[&format!("input_grad_{tag}")]);
@@ -121,6 +132,81 @@ fn preact_resnet18_matches_pytorch() {
 #[test]
 fn resnet50_matches_pytorch() {
     check("resnet50_base2", Architecture::resnet50_width(2, 10));
+}
+
+fn dm_wrn(depth: usize, width: usize, activation: Activation, classes: usize) -> Architecture {
+    Architecture::DmWideResNet(spat_models::DmWideResNetConfig {
+        depth,
+        width,
+        base: 8,
+        activation,
+        num_classes: classes,
+    })
+}
+
+/// Stride-1 blocks with and without a shortcut, stride-2 blocks ("SAME" padding on the bottom and
+/// right only), Swish, CIFAR-10 normalisation inside the network.
+#[test]
+fn dm_wide_resnet_with_swish_matches_robustbench() {
+    check(
+        "dm_wrn_10_2_base8_swish",
+        dm_wrn(10, 2, Activation::Silu, 10),
+    );
+}
+
+#[test]
+fn dm_wide_resnet_with_relu_matches_robustbench() {
+    check(
+        "dm_wrn_10_1_base8_relu_c100",
+        dm_wrn(10, 1, Activation::Relu, 100),
+    );
+}
+
+/// 3×3 strided shortcuts of the padded raw input, PyTorch's `nn.SiLU`.
+#[test]
+fn dm_preact_resnet_with_silu_matches_robustbench() {
+    check(
+        "dm_preact_resnet18_base4_silu",
+        Architecture::DmPreActResNet(spat_models::DmPreActResNetConfig {
+            depth: 18,
+            base: 4,
+            activation: Activation::Silu,
+            num_classes: 10,
+        }),
+    );
+}
+
+fn preact(block: spat_models::BlockKind, base: usize, final_bn: bool) -> Architecture {
+    Architecture::ResNet(spat_models::ResNetConfig {
+        block,
+        layers: [2, 2, 2, 2],
+        base,
+        num_classes: 10,
+        final_bn,
+    })
+}
+
+/// Wong et al. 2020 / Andriushchenko et al. 2020 (RobustBench's `PreActBlock`).
+#[test]
+fn preact_resnet18_with_input_shortcut_matches_robustbench() {
+    use spat_models::BlockKind::PreActInputShortcut;
+    check(
+        "preact_resnet18_base4_input_shortcut",
+        preact(PreActInputShortcut, 4, false),
+    );
+    check(
+        "preact_resnet18_base2_input_shortcut_final_bn",
+        preact(PreActInputShortcut, 2, true),
+    );
+}
+
+/// Rice et al. 2020 (RobustBench's `PreActBlockV2` with `bn_before_fc`).
+#[test]
+fn preact_resnet18_with_final_bn_matches_robustbench() {
+    check(
+        "preact_resnet18_base4_final_bn",
+        preact(spat_models::BlockKind::PreAct, 4, true),
+    );
 }
 
 #[derive(serde::Deserialize)]

@@ -62,15 +62,18 @@ fn flops_of_tiny_are_counted_by_hand() {
 }
 
 #[test]
-fn unknown_preset_lists_valid_ones() {
+fn unknown_model_lists_the_grammar() {
     let msg = build("vgg-16", 10, &Device::Cpu, 0)
         .err()
         .unwrap()
         .to_string();
     assert!(
-        msg.contains("vgg-16") && PRESETS.iter().all(|p| msg.contains(p)),
+        msg.contains("vgg-16") && msg.contains(spat_spec::MODEL_FORMS),
         "{msg}"
     );
+    for preset in PRESETS {
+        assert!(model_info(preset, 10).is_ok(), "{preset}");
+    }
 }
 
 #[test]
@@ -80,6 +83,13 @@ fn impossible_sizes_are_config_errors() {
         Architecture::wide_resnet(12, 1, 16, 10),
         Architecture::wide_resnet(16, 0, 16, 10),
         Architecture::resnet18_width(0, 10),
+        Architecture::DmWideResNet(spat_models::DmWideResNetConfig {
+            depth: 28,
+            width: 0,
+            base: 16,
+            activation: spat_spec::Activation::Silu,
+            num_classes: 10,
+        }),
     ];
     for arch in bad {
         let msg = Model::new(&arch, &Device::Cpu, 0).unwrap_err().to_string();
@@ -245,5 +255,5 @@ fn save_load_round_trip_and_clear_errors() {
         msg.contains("bn1.running_mean [3] in the file vs [32]"),
         "{msg}"
     );
-    assert!(msg.contains("no preset's layout fits"), "{msg}");
+    assert!(msg.contains("no architecture's layout fits"), "{msg}");
 }

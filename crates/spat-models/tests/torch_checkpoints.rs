@@ -197,7 +197,7 @@ fn a_wrong_model_gets_one_short_line_naming_the_presets_that_fit() {
         .to_string();
     assert!(msg.contains("zip.pt"), "{msg}");
     assert!(
-        msg.contains("presets whose layout fits: tiny (10 classes)"),
+        msg.contains("architectures whose layout fits: tiny (10 classes)"),
         "{msg}"
     );
     assert!(
@@ -215,6 +215,74 @@ fn a_wrong_model_gets_one_short_line_naming_the_presets_that_fit() {
         msg.contains("0 missing, 0 unexpected, 2 mis-shaped")
             && msg.contains("fc.weight [10, 32] in the file vs [100, 32]")
             && msg.contains("tiny (10 classes)"),
+        "{msg}"
+    );
+}
+
+/// A DeepMind-layout checkpoint as PyTorch users save it (`scripts/golden/zoo.py`): bare in
+/// float16 with its own `mean`/`std`, or under `state_dict` with `module.` prefixes and none. The
+/// first normalises with the file's statistics, the second with the network's own (the data
+/// set's); both give RobustBench's `DMWideResNet` logits.
+#[test]
+fn deepmind_checkpoints_bare_or_wrapped_give_robustbench_logits() {
+    let golden =
+        spat_core::store::load_tensors(&fixture("dm_logits.safetensors"), &Device::Cpu).unwrap();
+    let name: spat_spec::ModelName = "dm-wrn-10-1-swish".parse().unwrap();
+    let dataset = spat_spec::Dataset::Cifar10;
+    for (file, tag, notes) in [
+        (
+            "dm_wrn_10_1_silu_bare.pt",
+            "bare",
+            vec!["normalises its input"],
+        ),
+        (
+            "dm_wrn_10_1_silu_wrapped.pt",
+            "wrapped",
+            vec!["`state_dict`", "`module.` prefix"],
+        ),
+    ] {
+        let m = spat_models::build_named(
+            &name,
+            Some(dataset),
+            10,
+            &Device::Cpu,
+            0,
+            spat_models::Precision::F32,
+        )
+        .unwrap();
+        let report = spat_models::load_weights(m.as_ref(), &fixture(file)).unwrap();
+        let all = report.notes.join(" | ");
+        for n in notes {
+            assert!(all.contains(n), "{file}: notes lack `{n}`: {all}");
+        }
+        let own = name.input_normalization(dataset).unwrap().unwrap();
+        let norm = report
+            .normalization
+            .unwrap_or_else(|| spat_core::Normalization::from_channels(own.0, own.1));
+        if tag == "bare" {
+            assert_eq!(norm, spat_core::Normalization::cifar100(), "the file's own");
+        }
+        let m = spat_core::Normalized::new(m, &norm, &Device::Cpu).unwrap();
+        let logits = m.logits(&golden["input"], Mode::Eval).unwrap();
+        let e = max_rel_err(&logits, &golden[&format!("logits_{tag}")]);
+        assert!(e < 1e-5, "{file}: logits rel err {e}");
+    }
+}
+
+/// A DeepMind checkpoint given to the wrong network names the DeepMind networks its shapes fit,
+/// with each activation (the file does not say which).
+#[test]
+fn a_deepmind_file_for_the_wrong_network_names_the_deepmind_layouts_that_fit() {
+    let m = spat_models::build("tiny", 10, &Device::Cpu, 0).unwrap();
+    let msg = spat_models::load_weights(m.as_ref(), &fixture("dm_wrn_10_1_silu_wrapped.pt"))
+        .map(|_| ())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        msg.contains(
+            "architectures whose layout fits: dm-wrn-10-1-relu (10 classes), \
+             dm-wrn-10-1-silu (10 classes)"
+        ),
         "{msg}"
     );
 }

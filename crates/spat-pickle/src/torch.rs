@@ -15,7 +15,7 @@
 //!   `ndim`, sizes, strides and offset) and `pickle`, whose persistent ids are tensor keys.
 //!
 //! The object is then searched for a state dict: the dict itself when its values are tensors,
-//! else the dict under `state_dict`, `model`, `net` or `model_state_dict` (checkpoint wrappers
+//! else the dict under `state_dict`, `model`, `net`, `model_state_dict` or `last` (checkpoint wrappers
 //! of TRADES, MART, RST and RobustBench), recursively.
 
 use std::borrow::Cow;
@@ -873,8 +873,9 @@ fn read_tar<'a>(bytes: &'a [u8], limits: &Limits) -> Result<Checkpoint<'a>> {
     finish(Format::Tar, &p, &mut storages, Some(&tensors), limits)
 }
 
-/// Keys of a dict that wrap a state dict, in the order they are tried.
-const WRAPPERS: &[&str] = &["state_dict", "model_state_dict", "model", "net"];
+/// Keys of a dict that wrap a state dict, in the order they are tried (`last`: the final
+/// weights of GradAlign's checkpoints, which also hold `best`; RobustBench reads `last`).
+const WRAPPERS: &[&str] = &["state_dict", "model_state_dict", "model", "net", "last"];
 /// How many wrappers deep a state dict is looked for.
 const MAX_WRAPPING: usize = 4;
 

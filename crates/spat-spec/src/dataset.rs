@@ -31,6 +31,9 @@ pub const STL10_IMAGE_BYTES: usize = 3 * STL10_SIDE * STL10_SIDE;
 /// RST's 500k pseudo-labelled TinyImages (yaircarmon/semisup-adv), as its README names it.
 pub const PSEUDO_LABELED_FILE: &str = "ti_500K_pseudo_labeled.pickle";
 
+/// Per-channel `(mean, std)` of an input normalisation `(x − mean) / std`.
+pub type ChannelStatistics = ([f32; 3], [f32; 3]);
+
 /// The labelled image-classification data sets spat reads in their official binary layouts.
 /// Serialised as `"cifar10"`, `"cifar100"`, `"stl10"` (the same names as `Display` / `FromStr`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
@@ -58,6 +61,19 @@ impl Dataset {
     }
 
     /// Number of classes (CIFAR-100: the 100 fine labels).
+    /// Per-channel mean and standard deviation of the training images, as RobustBench's models
+    /// use them (`dm_wide_resnet.py`'s `CIFAR10_MEAN`/`STD` and `CIFAR100_MEAN`/`STD`); STL-10
+    /// takes CIFAR-10's, the default of RobustBench's DeepMind networks.
+    pub fn channel_statistics(self) -> ChannelStatistics {
+        match self {
+            Dataset::Cifar10 | Dataset::Stl10 => {
+                ([0.4914, 0.4822, 0.4465], [0.2471, 0.2435, 0.2616])
+            }
+            Dataset::Cifar100 => ([0.5071, 0.4865, 0.4409], [0.2673, 0.2564, 0.2762]),
+        }
+    }
+
+    /// Number of classes (10, 100 or 10).
     pub fn num_classes(self) -> usize {
         match self {
             Dataset::Cifar10 | Dataset::Stl10 => 10,

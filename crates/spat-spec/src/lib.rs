@@ -4,7 +4,8 @@
 //! candle) must be able to name, lives here:
 //!
 //! * [`Dataset`], [`Split`] and the official file layouts ([`dataset`]);
-//! * [`Mode`], [`Precision`], the model presets and their sizes ([`model`]);
+//! * [`Mode`], [`Precision`], the model presets and their sizes ([`model`]); networks by name at
+//!   any size ([`ModelName`]) and RobustBench's model zoo as names ([`robustbench`]);
 //! * attack specs and their grammar ([`AttackSpec`], [`AttackLoss`]), and radii as written
 //!   ([`Radius`]: `8/255` or `0.031`);
 //! * training [`Method`]s and the one run configuration [`RunConfig`] (`config.json`);
@@ -25,8 +26,10 @@ pub mod fuzzing;
 pub mod hash;
 pub mod limits;
 pub mod model;
+pub mod model_name;
 pub mod radius;
 pub mod report;
+pub mod robustbench;
 pub mod run;
 
 pub use attack::{
@@ -36,6 +39,7 @@ pub use attack::{
 pub use dataset::{Dataset, Split};
 pub use hash::Fnv1a;
 pub use model::{model_size, Mode, ModelSize, Precision, MODEL_SIZES, PRESETS};
+pub use model_name::{Activation, ModelName, PreActShortcut, MODEL_FORMS};
 pub use radius::Radius;
 pub use run::{InitWeights, LrSchedule, Method, PseudoLabeled, RunConfig};
 

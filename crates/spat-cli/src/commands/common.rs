@@ -9,7 +9,7 @@ use spat_core::{Batch, Network, Normalization, Normalized};
 use spat_data::{BatchSource, Dataset, ImageSet, Loader, Split};
 use spat_spec::fs::{Outputs, Own};
 use spat_spec::limits::{self, Limit, BATCH, IMAGES, LIST};
-use spat_spec::Precision;
+use spat_spec::{ModelName, Precision};
 
 /// `cpu`, `cuda` or `cuda:N`. CUDA needs a binary built with `--features cuda`.
 pub fn parse_device(s: &str) -> Result<Device> {
@@ -159,7 +159,10 @@ pub fn load_split(
 /// The model and test data every checkpoint command (`eval`, `sweep-alpha`, `visualize`) reads.
 #[derive(clap::Args, Debug)]
 pub struct CheckpointArgs {
-    /// Model preset of the checkpoint (see `spat model-info`).
+    /// Network of the checkpoint: wrn-D-W, dm-wrn-D-W[-relu|-silu|-swish],
+    /// dm-preact-resnet-18|34[-ACT], resnet-18, resnet-50,
+    /// preact-resnet-18[-input-shortcut][-final-bn], tiny, or rb:NAME for a RobustBench entry
+    /// (see `spat model-info`).
     #[arg(long)]
     pub model: String,
     /// Weights: spat's safetensors (model.safetensors) or a PyTorch torch.save file (.pt/.pth;
@@ -179,7 +182,8 @@ pub struct CheckpointArgs {
     /// The model expects normalised inputs: cifar10 | cifar100 | MEAN,STD (per channel, means
     /// then standard deviations, e.g. 0.49,0.48,0.45,0.25,0.24,0.26). Attacks still work on
     /// [0, 1] pixels; the model sees (x - mean) / std. A checkpoint that carries `mu`/`sigma`
-    /// buffers (RobustBench) is normalised with them without this option.
+    /// (or `mean`/`std`) buffers (RobustBench) is normalised with them without this option;
+    /// the DeepMind networks and RobustBench entries that normalise default to their own.
     #[arg(long, value_parser = parse_normalization)]
     pub normalize: Option<Normalization>,
 }
@@ -208,7 +212,7 @@ impl CheckpointArgs {
     pub fn load_model(&self, device: &Device) -> Result<Box<dyn Network>> {
         load_model(
             &self.model,
-            self.dataset.num_classes(),
+            self.dataset,
             &self.checkpoint,
             device,
             self.precision,
@@ -222,25 +226,21 @@ impl CheckpointArgs {
     }
 }
 
-/// A preset with weights from any weights file spat reads (safetensors or torch.save), fed
-/// normalised inputs of `channels` channels if the file carries `mu`/`sigma` or `normalize` is
-/// given (they must agree).
+/// A named network for `dataset` with weights from any weights file spat reads (safetensors or
+/// torch.save), fed normalised inputs of `channels` channels if the file carries `mu`/`sigma`
+/// (or `mean`/`std`), `normalize` is given (they must agree), or the network normalises inside
+/// (the DeepMind networks, RobustBench entries), in that order of precedence.
 pub fn load_model(
-    preset: &str,
-    classes: usize,
+    name: &str,
+    dataset: Dataset,
     checkpoint: &Path,
     device: &Device,
     precision: Precision,
     normalize: Option<&Normalization>,
     channels: usize,
 ) -> Result<Box<dyn Network>> {
-    let model = spat_models::build_with_precision(
-        preset,
-        classes,
-        device,
-        0,
-        spat_models::use_precision(precision),
-    )?;
+    let classes = dataset.num_classes();
+    let (parsed, model) = build_network(name, dataset, device, 0, precision)?;
     if checkpoint.is_dir() {
         bail!(
             "{}: is a folder, not a weights file (a run's weights are its model.safetensors)",
@@ -251,7 +251,7 @@ pub fn load_model(
         bail!("{}: checkpoint not found", checkpoint.display());
     }
     let report = spat_models::load_weights(&*model, checkpoint)
-        .with_context(|| format!("loading {preset} weights (for {classes} classes)"))?;
+        .with_context(|| format!("loading {name} weights (for {classes} classes)"))?;
     for note in &report.notes {
         tracing::info!("{}: {note}", checkpoint.display());
     }
@@ -272,19 +272,59 @@ pub fn load_model(
                 checkpoint.display()
             ),
         )),
-        (None, given) => given.cloned().map(|n| (n, "--normalize".to_string())),
+        (None, Some(given)) => Some((given.clone(), "--normalize".to_string())),
+        (None, None) => own_normalization(&parsed, dataset)?
+            .map(|n| (n, format!("{name}'s own input normalisation"))),
     };
+    let Some((n, source)) = normalization else {
+        return Ok(model);
+    };
+    if let Some(c) = n.channels().filter(|&c| c != channels) {
+        bail!(
+            "{source} has {c} values per statistic, but the images have {channels} \
+             channels: one value, or one per channel"
+        );
+    }
+    tracing::info!(mean = ?n.mean, std = ?n.std, "inputs normalised");
+    normalized(model, Some(&n), device).with_context(|| source)
+}
+
+/// The network `name` names for `dataset`, bare (see [`normalized`]), with the parsed name.
+pub fn build_network(
+    name: &str,
+    dataset: Dataset,
+    device: &Device,
+    seed: u64,
+    precision: Precision,
+) -> Result<(ModelName, Box<dyn Network>)> {
+    let parsed: ModelName = name.parse()?;
+    let model = spat_models::build_named(
+        &parsed,
+        Some(dataset),
+        dataset.num_classes(),
+        device,
+        seed,
+        spat_models::use_precision(precision),
+    )
+    .with_context(|| format!("--model {name}"))?;
+    Ok((parsed, model))
+}
+
+/// The input normalisation a network applies inside when its weights carry none.
+pub fn own_normalization(name: &ModelName, dataset: Dataset) -> Result<Option<Normalization>> {
+    Ok(name
+        .input_normalization(dataset)?
+        .map(|(mean, std)| Normalization::from_channels(mean, std)))
+}
+
+/// `model` fed `normalization`'s `(x - mean) / std` if there is one.
+pub fn normalized(
+    model: Box<dyn Network>,
+    normalization: Option<&Normalization>,
+    device: &Device,
+) -> Result<Box<dyn Network>> {
     Ok(match normalization {
-        Some((n, source)) => {
-            if let Some(c) = n.channels().filter(|&c| c != channels) {
-                bail!(
-                    "{source} has {c} values per statistic, but the images have {channels} \
-                     channels: one value, or one per channel"
-                );
-            }
-            tracing::info!(mean = ?n.mean, std = ?n.std, "inputs normalised");
-            Box::new(Normalized::new(model, &n, device).with_context(|| source)?)
-        }
+        Some(n) => Box::new(Normalized::new(model, n, device)?),
         None => model,
     })
 }

@@ -103,7 +103,7 @@ pub fn run(a: Args) -> Result<()> {
     for (label, path) in &checkpoints {
         let model = load_model(
             &a.model,
-            a.dataset.num_classes(),
+            a.dataset,
             path,
             &device,
             a.precision,

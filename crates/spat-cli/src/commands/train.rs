@@ -11,8 +11,8 @@ use spat_train::{RunRequest, TrainOptions};
 use spat_spec::limits::{BATCH, EPOCHS, IMAGES};
 
 use super::common::{
-    count, count_or_zero, parse_alpha, parse_device, parse_eps, parse_fraction, parse_non_negative,
-    parse_positive_f64,
+    build_network, count, count_or_zero, normalized, own_normalization, parse_alpha, parse_device,
+    parse_eps, parse_fraction, parse_non_negative, parse_positive_f64,
 };
 
 #[derive(clap::Args, Debug)]
@@ -32,8 +32,11 @@ pub struct Args {
     /// `cargo xtask fetch-data <name>` puts them in data/.
     #[arg(long, required_unless_present = "resume")]
     pub data_dir: Option<PathBuf>,
-    /// Model preset: wrn-34-10 (§6.1.1), wrn-28-10 (§6.1.2), resnet-18 (§6.1.3), resnet-50 (§6.2),
-    /// preact-resnet-18, wrn-16-2, tiny.
+    /// Network: wrn-34-10 (§6.1.1), wrn-28-10 (§6.1.2), resnet-18 (§6.1.3), resnet-50 (§6.2),
+    /// preact-resnet-18, wrn-16-2, tiny; any wrn-D-W, dm-wrn-D-W[-relu|-silu|-swish],
+    /// dm-preact-resnet-18|34[-ACT], preact-resnet-18[-input-shortcut][-final-bn], or a
+    /// RobustBench entry's network as rb:NAME. The DeepMind networks normalise their input with
+    /// the data set's statistics inside the model.
     #[arg(long, required_unless_present = "resume")]
     pub model: Option<String>,
     /// Training method: madry | trades | mart | rst (§4.3, §6.1) | standard (no attack: the
@@ -164,8 +167,13 @@ fn resumed(run: &std::path::Path, a: &Args) -> Result<RunConfig> {
     Ok(c)
 }
 
-/// Loads `init` into `model` after checking that the file is the one the run recorded.
-fn load_init(model: &dyn spat_core::Network, init: &InitWeights) -> Result<()> {
+/// Loads `init` into `model` after checking that the file is the one the run recorded and that
+/// it normalises its input as the network does (`own`).
+fn load_init(
+    model: &dyn spat_core::Network,
+    init: &InitWeights,
+    own: Option<&spat_core::Normalization>,
+) -> Result<()> {
     let path = &init.path;
     let bytes = spat_spec::fs::read_input(path)
         .with_context(|| format!("--init {}: cannot read it", path.display()))?;
@@ -184,11 +192,17 @@ fn load_init(model: &dyn spat_core::Network, init: &InitWeights) -> Result<()> {
     for note in &report.notes {
         tracing::info!("{}: {note}", path.display());
     }
-    if report.normalization.is_some() {
+    if let Some(file) = report.normalization.as_ref().filter(|&n| Some(n) != own) {
         bail!(
-            "--init {}: the checkpoint normalises its input (`mu`/`sigma`), which spat train \
-             does not apply; its weights would be trained on unnormalised images",
-            path.display()
+            "--init {}: the checkpoint normalises its input with mean {:?}, std {:?} (`mu`/`sigma`), \
+             but the network {}; its weights would be trained on other inputs",
+            path.display(),
+            file.mean,
+            file.std,
+            match own {
+                Some(n) => format!("normalises with mean {:?}, std {:?}", n.mean, n.std),
+                None => "takes pixels as they are".to_string(),
+            }
         );
     }
     Ok(())
@@ -201,7 +215,16 @@ pub fn run(a: Args) -> Result<()> {
         None => {
             let (request, out) = request(&a)?;
             spat_spec::fs::check_path("--out", &out)?;
-            spat_models::model_info(&request.model, request.dataset.num_classes())?;
+            let name = request
+                .model
+                .parse()
+                .with_context(|| "--model".to_string())?;
+            spat_models::Architecture::from_name(
+                &name,
+                Some(request.dataset),
+                request.dataset.num_classes(),
+            )?
+            .info()?;
             let mut config = request.configure()?;
             if let Some(path) = &a.init {
                 let bytes = spat_spec::fs::read_input(path)
@@ -228,13 +251,14 @@ pub fn run(a: Args) -> Result<()> {
         .with_context(|| format!("reading the {} data of the run", config.dataset))?;
     // config.json records what runs: a subset larger than its split is the split.
     let config = if resume { config } else { data.fit(&config) };
-    let model = spat_models::build_with_precision(
+    let (name, model) = build_network(
         &config.model,
-        config.dataset.num_classes(),
+        config.dataset,
         &device,
         config.seed,
-        spat_models::use_precision(config.precision),
+        config.precision,
     )?;
+    let own = own_normalization(&name, config.dataset)?;
     // A run that has committed an epoch resumes from its own checkpoint; one that has not starts
     // from its initial weights again.
     if let Some(init) = &config.init {
@@ -243,9 +267,10 @@ pub fn run(a: Args) -> Result<()> {
             && spat_spec::fs::present(&state)
                 .with_context(|| format!("--resume {}", state.display()))?;
         if !committed {
-            load_init(&*model, init)?;
+            load_init(&*model, init, own.as_ref())?;
         }
     }
+    let model = normalized(model, own.as_ref(), &device)?;
     tracing::info!(run = %out.display(), model = %config.model, method = %config.method, precision = %config.precision, resume, "training");
     let options = TrainOptions {
         resume,

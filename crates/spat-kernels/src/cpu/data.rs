@@ -1,4 +1,4 @@
-//! The `f32` data of CPU tensors as plain slices, for spat's CPU kernels (`conv::cpu`, `bn`, `linear`, `add_relu`).
+//! The `f32` data of CPU tensors as plain slices, for spat's CPU kernels (`conv::cpu`, `bn`, `linear`, `add_relu`, `silu`).
 
 use candle_core::{CpuStorage, Layout, Result, Storage, Tensor};
 

@@ -1,0 +1,26 @@
+//! Element-wise maps over `f32` slices, in parallel chunks on rayon's threads, vectorised.
+
+use rayon::prelude::*;
+
+/// `out[i] = f(a[i], b[i])` over equal-length slices, `chunk` elements per parallel task.
+pub(crate) fn zip_map(
+    a: &[f32],
+    b: &[f32],
+    chunk: usize,
+    f: impl Fn(f32, f32) -> f32 + Sync,
+) -> Vec<f32> {
+    let mut out = vec![0f32; a.len()];
+    out.par_chunks_mut(chunk)
+        .zip(a.par_chunks(chunk).zip(b.par_chunks(chunk)))
+        .for_each(|(o, (a, b))| {
+            super::simd::vectorized(
+                #[inline(always)]
+                || {
+                    for ((o, &a), &b) in o.iter_mut().zip(a).zip(b) {
+                        *o = f(a, b);
+                    }
+                },
+            )
+        });
+    out
+}
