@@ -408,8 +408,9 @@ macro_rules! bad_inputs {
 }
 
 #[test]
-fn the_suite_has_at_least_60_cases() {
-    assert!(CASES.len() >= 60, "{} cases", CASES.len());
+fn the_suite_has_at_least_179_cases() {
+    // ARCHITECTURE.md's count: a case may be added, never dropped.
+    assert!(CASES.len() >= 179, "{} cases", CASES.len());
 }
 
 // ---- helpers of the cases -------------------------------------------------------------------

@@ -320,3 +320,24 @@ fn models_reach_kernels_only_through_their_public_surface() {
         "kernels belong in spat-kernels: {kernels_in_models:?}"
     );
 }
+
+#[test]
+fn library_randomness_comes_from_the_seeded_host_generator() {
+    // candle's own generators (`Tensor::rand`, `randn`, `rand_like`, `Device::set_seed`) are not
+    // seeded by the run and not reproducible across devices; every draw goes through
+    // `spat_core::rng` (seeded ChaCha streams on the host). Unit tests may use them for arbitrary
+    // inputs: `code_lines` stops at `#[cfg(test)]`.
+    let device_rng = ["Tensor::rand(", "Tensor::randn(", "rand_like(", "set_seed("];
+    let found: Vec<String> = ["crates", "xtask/src"]
+        .iter()
+        .flat_map(|dir| code_lines(&root().join(dir)))
+        .filter(|(path, _, _)| path.to_string_lossy().contains("/src/"))
+        .filter(|(_, _, l)| device_rng.iter().any(|r| l.contains(r)))
+        .map(|(p, i, l)| format!("{}:{i}: {}", p.display(), l.trim()))
+        .collect();
+    assert!(
+        found.is_empty(),
+        "device RNG in library code:\n{}",
+        found.join("\n")
+    );
+}

@@ -37,6 +37,7 @@ pub struct CheckpointSchedule {
 }
 
 impl CheckpointSchedule {
+    /// The schedule for a budget of `steps` iterations.
     pub fn new(steps: usize) -> Self {
         let frac = |p: f64| ((p * steps as f64) as usize).max(1);
         Self {
@@ -92,6 +93,7 @@ enum Objective<'a> {
 /// Settings shared by APGD and APGD-T.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ApgdConfig {
+    /// Radius of the ball in the attack's norm, in `[0, 1]` pixel units (8/255 on CIFAR-10 in L∞).
     pub eps: f64,
     /// Iterations per run (100 in AutoAttack).
     pub steps: usize,
@@ -102,6 +104,7 @@ pub struct ApgdConfig {
     pub eot_iter: usize,
     /// Fraction of loss increases since the last checkpoint below which the step halves (0.75).
     pub rho: f64,
+    /// How the model runs during the attack (`Eval` in AutoAttack).
     pub mode: Mode,
     /// The threat model's norm (L∞ unless set).
     #[serde(default)]
@@ -340,10 +343,53 @@ fn restarts(
     Ok(adv)
 }
 
-/// Untargeted APGD on cross-entropy (APGD-CE) or DLR (APGD-DLR).
+/// Untargeted Auto-PGD on cross-entropy (APGD-CE) or on the difference of logits ratio (APGD-DLR):
+/// PGD with momentum whose step size halves at checkpoints where the loss stopped improving (see
+/// the module docs for every rule), restarted on the examples not yet fooled.
+///
+/// Paper: F. Croce, M. Hein, "Reliable evaluation of adversarial robustness with an ensemble of diverse
+/// parameter-free attacks", ICML 2020, arXiv:2003.01690; after `autopgd_base.py` of
+/// fra31/auto-attack.
+///
+/// # Arguments
+///
+/// - `config.eps`: radius in pixel units (8/255).
+/// - `config.steps`: iterations per run (100); `config.restarts`: runs (1);
+///   `config.eot_iter`: gradients averaged per iteration (1; 20 in AutoAttack's `rand`);
+///   `config.rho`: 0.75; `config.mode`: `Mode::Eval` ([`ApgdConfig::autoattack`]).
+/// - `loss`: [`ApgdLoss::CrossEntropy`] or [`ApgdLoss::Dlr`] (DLR needs at least 3 classes).
+///
+/// As a spec: `apgd-ce`, `apgd-dlr`, `apgd100x5-ce`, `apgd-ce@eot=20`.
+///
+/// # Input and output
+///
+/// `perturb(model, x, y, rng)`: `x` images `(N, C, H, W)` with values in `[0, 1]` (`f32`; the model
+/// sees them as they are: wrap a model that expects normalised inputs in `spat_core::Normalized`),
+/// `y` labels `(N,)` `u32` in `0..K`. Returns the adversarial images, detached, with the shape,
+/// dtype and device of `x`, within the ε-ball (of the attack's norm) around `x` and within `[0, 1]`.
+///
+/// # Example
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use spat_attacks::Attack;
+/// let dev = Device::Cpu;
+/// let model = spat_models::build("tiny", 10, &dev, 0)?; // any spat_core::Classifier
+/// let mut rng = spat_core::rng::host_rng(0, 0);
+/// let x = spat_core::rng::uniform(&mut rng, (4, 3, 32, 32), 0.0, 1.0, &dev)?; // images in [0, 1]
+/// let y = Tensor::new(&[0u32, 1, 2, 3], &dev)?; // labels
+/// use spat_attacks::{Apgd, ApgdLoss};
+/// let mut apgd = Apgd::new(8.0 / 255.0, ApgdLoss::CrossEntropy);
+/// apgd.config.steps = 10; // 100 in AutoAttack
+/// let x_adv = apgd.perturb(model.as_ref(), &x, &y, &mut rng)?;
+/// assert_eq!(x_adv.dims(), x.dims());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Apgd {
+    /// Radius, iterations, restarts, EOT and ρ.
     pub config: ApgdConfig,
+    /// Cross-entropy (APGD-CE) or DLR (APGD-DLR).
     pub loss: ApgdLoss,
 }
 
@@ -392,8 +438,46 @@ impl Attack for Apgd {
 
 /// APGD on the targeted DLR loss (APGD-T): for each of the `target_classes` most likely wrong
 /// classes in turn (the 2nd, 3rd, … largest clean logit), runs on the examples not yet fooled.
+///
+/// Paper: F. Croce, M. Hein, "Reliable evaluation of adversarial robustness with an ensemble of diverse
+/// parameter-free attacks", ICML 2020, arXiv:2003.01690; after `autopgd_base.py`
+/// (`APGDAttack_targeted`) of fra31/auto-attack.
+///
+/// # Arguments
+///
+/// - `config`: as [`Apgd`]'s ([`ApgdConfig::autoattack`]: ε, 100 iterations, 1 restart per target).
+/// - `target_classes`: 9 (at most the number of classes minus one; the model needs at least 4
+///   classes for the targeted DLR loss).
+///
+/// As a spec: `apgd-t`, `apgd-t@targets=3`, `apgd100x1-t`.
+///
+/// # Input and output
+///
+/// `perturb(model, x, y, rng)`: `x` images `(N, C, H, W)` with values in `[0, 1]` (`f32`; the model
+/// sees them as they are: wrap a model that expects normalised inputs in `spat_core::Normalized`),
+/// `y` labels `(N,)` `u32` in `0..K`. Returns the adversarial images, detached, with the shape,
+/// dtype and device of `x`, within the ε-ball (of the attack's norm) around `x` and within `[0, 1]`.
+///
+/// # Example
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use spat_attacks::Attack;
+/// let dev = Device::Cpu;
+/// let model = spat_models::build("tiny", 10, &dev, 0)?; // any spat_core::Classifier
+/// let mut rng = spat_core::rng::host_rng(0, 0);
+/// let x = spat_core::rng::uniform(&mut rng, (4, 3, 32, 32), 0.0, 1.0, &dev)?; // images in [0, 1]
+/// let y = Tensor::new(&[0u32, 1, 2, 3], &dev)?; // labels
+/// let mut apgd_t = spat_attacks::ApgdTargeted::new(8.0 / 255.0);
+/// apgd_t.config.steps = 10; // 100 in AutoAttack
+/// apgd_t.target_classes = 3; // 9 in AutoAttack
+/// let x_adv = apgd_t.perturb(model.as_ref(), &x, &y, &mut rng)?;
+/// assert_eq!(x_adv.dims(), x.dims());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ApgdTargeted {
+    /// Radius, iterations, restarts (per target class), EOT and ρ.
     pub config: ApgdConfig,
     /// Number of target classes (9 in AutoAttack; at most the number of classes minus one).
     pub target_classes: usize,

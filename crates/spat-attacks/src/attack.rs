@@ -146,19 +146,55 @@ pub fn whole_batch_gradient(
     Ok((g, logits.detach()))
 }
 
-/// Fast Gradient Sign Method: one signed step of size ε on the cross-entropy, no random start. In
-/// L2 it is FGM (Goodfellow et al.; cleverhans' `fast_gradient_method` with `norm=2`): one step of
-/// length ε along the gradient, `x + ε·g / √max(‖g‖², 10⁻¹²)`, clipped to `[0, 1]`.
+/// Fast Gradient Sign Method: one signed step of size ε on the cross-entropy, from the clean image
+/// (no random start), clipped to `[0, 1]`: `x + ε·sign(∇ₓ CE(f(x), y))`. In L2 it is FGM
+/// (cleverhans' `fast_gradient_method` with `norm=2`): one step of length ε along the gradient,
+/// `x + ε·g / √max(‖g‖², 10⁻¹²)`, clipped to `[0, 1]`.
+///
+/// Paper: I. J. Goodfellow, J. Shlens, C. Szegedy, "Explaining and Harnessing Adversarial Examples",
+/// ICLR 2015, arXiv:1412.6572. Table 6.1's FGSM column.
+///
+/// # Arguments
+///
+/// - `eps`: radius and step, in pixel units (the spec `fgsm` takes the evaluation's `--eps`,
+///   8/255 by default); `Fgsm::new(eps)`.
+/// - `mode`: how the model runs (`Mode::Eval`).
+///
+/// # Input and output
+///
+/// `perturb(model, x, y, rng)`: `x` images `(N, C, H, W)` with values in `[0, 1]` (`f32`; the model
+/// sees them as they are: wrap a model that expects normalised inputs in `spat_core::Normalized`),
+/// `y` labels `(N,)` `u32` in `0..K`. Returns the adversarial images, detached, with the shape,
+/// dtype and device of `x`, within the ε-ball (of the attack's norm) around `x` and within `[0, 1]`.
+///
+/// # Example
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use spat_attacks::Attack;
+/// let dev = Device::Cpu;
+/// let model = spat_models::build("tiny", 10, &dev, 0)?; // any spat_core::Classifier
+/// let mut rng = spat_core::rng::host_rng(0, 0);
+/// let x = spat_core::rng::uniform(&mut rng, (4, 3, 32, 32), 0.0, 1.0, &dev)?; // images in [0, 1]
+/// let y = Tensor::new(&[0u32, 1, 2, 3], &dev)?; // labels
+/// let fgsm = spat_attacks::Fgsm::new(8.0 / 255.0);
+/// let x_adv = fgsm.perturb(model.as_ref(), &x, &y, &mut rng)?;
+/// assert_eq!(x_adv.dims(), &[4, 3, 32, 32]);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Fgsm {
+    /// Radius of the ball and length of the one step, in `[0, 1]` pixel units; ≥ 0.
     pub eps: f64,
     /// How the model runs during the attack (`Eval` in [`Fgsm::new`]; see [`Pgd::mode`]).
     pub mode: Mode,
+    /// The threat model: FGSM in [`Norm::Linf`] (the default of [`Fgsm::new`]), FGM in
+    /// [`Norm::L2`].
     pub norm: Norm,
 }
 
 impl Fgsm {
-    /// FGSM (L∞).
+    /// FGSM at radius `eps`, the model in `Mode::Eval`.
     pub fn new(eps: f64) -> Self {
         Self {
             eps,
@@ -288,15 +324,70 @@ impl Ball {
     }
 }
 
-/// Projected gradient descent (ascent on the loss) under an L∞ or L2 ball, projected onto the ball
-/// and onto `[0, 1]` after every step: signed steps in L∞; in L2 (PGD-L2, torchattacks' `PGDL2`)
-/// steps along the normalised gradient, the perturbation rescaled onto the ball, then clipped.
+/// Projected gradient descent (ascent on the loss) under an L∞ or L2 ball: from a random start,
+/// `steps` gradient steps of `step_size`, each projected onto the ε-ball around `x` and onto
+/// `[0, 1]`. Signed steps in L∞; in L2 (PGD-L2, torchattacks' `PGDL2`) steps along the normalised
+/// gradient, the perturbation rescaled onto the ball, then clipped. With the label-smoothed cross-entropy it is PGD-LS, SPAT's training adversary;
+/// with TRADES' KL it is PGD-KL; with the CW margin, CW∞.
+///
+/// Paper: A. Madry, A. Makelov, L. Schmidt, D. Tsipras, A. Vladu, "Towards Deep Learning Models
+/// Resistant to Adversarial Attacks", ICLR 2018, arXiv:1706.06083. Losses: PGD-LS from Lee et al.,
+/// "Semantics-Preserving Adversarial Training", arXiv:2009.10978 (the thesis, eq. 4.1–4.3); the KL
+/// of H. Zhang et al., "Theoretically Principled Trade-off between Robustness and Accuracy"
+/// (TRADES), ICML 2019, arXiv:1901.08573; the margin of N. Carlini, D. Wagner, "Towards Evaluating
+/// the Robustness of Neural Networks", IEEE S&P 2017, arXiv:1608.04644.
+///
+/// # Arguments
+///
+/// - `eps`: radius in pixel units (8/255).
+/// - `step_size`: ε/4 in [`Pgd::training`]; 0.003 at ε = 0.031 and 2/255 at 8/255 in
+///   [`Pgd::evaluation`] ([`evaluation_step_size`]); ε/10 in [`Pgd::pgd20_step_eps_over_10`].
+/// - `steps`: 10 in `training`, 20 in [`Pgd::pgd20`], 30 in [`Pgd::cw30`].
+/// - `loss`: [`AttackLoss::CrossEntropy`], `LabelSmoothed { alpha }` (α in `[0, 1]`), `Kl`,
+///   `CwMargin { kappa }` (κ = 50, [`CW_KAPPA`]).
+/// - `random_start`: uniform in the ball, or TRADES' `x + 0.001·N(0, 1)` for the KL loss.
+/// - `mode`: `Mode::Eval` to evaluate; see the field for training.
+///
+/// As a spec: `pgd20`, `pgd-ls:0.3`, `pgd-kl`, `cw30`, `pgd20@step=0.01`, `pgd20@eps/10`.
+///
+/// # Input and output
+///
+/// `perturb(model, x, y, rng)`: `x` images `(N, C, H, W)` with values in `[0, 1]` (`f32`; the model
+/// sees them as they are: wrap a model that expects normalised inputs in `spat_core::Normalized`),
+/// `y` labels `(N,)` `u32` in `0..K`. Returns the adversarial images, detached, with the shape,
+/// dtype and device of `x`, within the ε-ball (of the attack's norm) around `x` and within `[0, 1]`.
+///
+/// # Example
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use spat_attacks::Attack;
+/// let dev = Device::Cpu;
+/// let model = spat_models::build("tiny", 10, &dev, 0)?; // any spat_core::Classifier
+/// let mut rng = spat_core::rng::host_rng(0, 0);
+/// let x = spat_core::rng::uniform(&mut rng, (4, 3, 32, 32), 0.0, 1.0, &dev)?; // images in [0, 1]
+/// let y = Tensor::new(&[0u32, 1, 2, 3], &dev)?; // labels
+/// use spat_attacks::{AttackLoss, Pgd};
+/// use spat_core::Mode;
+/// let pgd_ls = Pgd::training(8.0 / 255.0, AttackLoss::LabelSmoothed { alpha: 0.3 }, Mode::Eval);
+/// let x_adv = pgd_ls.perturb(model.as_ref(), &x, &y, &mut rng)?;
+/// let gap = (x_adv - &x)?.abs()?.max_all()?.to_scalar::<f32>()?;
+/// assert!(gap <= 8.0 / 255.0 + 1e-6);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Pgd {
+    /// Radius of the ball in the attack's norm, in `[0, 1]` pixel units (8/255 in the thesis); ≥ 0.
     pub eps: f64,
+    /// Size of each signed gradient step, in pixel units (ε/4 for training, 2/255 or 0.003 for
+    /// evaluation: [`evaluation_step_size`]).
     pub step_size: f64,
+    /// Number of steps (10 for training, 20 for PGD-20).
     pub steps: usize,
+    /// The loss ascended: cross-entropy, label-smoothed cross-entropy (PGD-LS), TRADES' KL or
+    /// the CW margin.
     pub loss: AttackLoss,
+    /// Where the first step starts.
     pub random_start: RandomStart,
     /// How the model runs while the adversary is crafted: `Eval` for evaluation. With batch
     /// statistics, `TrainFrozenBn` leaves the BN running statistics alone, while `Train` lets every

@@ -36,13 +36,18 @@ pub use spat_spec::{AutoAttackVersion, Norm};
 /// One attack of the ensemble.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Part {
+    /// APGD-CE or APGD-DLR.
     Apgd(Apgd),
+    /// APGD-T.
     ApgdTargeted(ApgdTargeted),
+    /// FAB or FAB-T.
     Fab(Fab),
+    /// Square Attack.
     Square(Square),
 }
 
 impl Part {
+    /// The part as an [`Attack`].
     pub fn attack(&self) -> &dyn Attack {
         match self {
             Part::Apgd(a) => a,
@@ -52,6 +57,7 @@ impl Part {
         }
     }
 
+    /// The part as a boxed [`Attack`].
     pub fn into_attack(self) -> Box<dyn Attack> {
         match self {
             Part::Apgd(a) => Box::new(a),
@@ -119,12 +125,55 @@ impl Part {
     }
 }
 
-/// An AutoAttack ensemble at radius `eps` in `norm`.
+/// An AutoAttack ensemble at radius `eps` in `norm` (L∞ or L2): its attacks (`parts`) run in order, each only on the
+/// examples every earlier one failed to fool; an example is robust if it survives them all.
+/// [`AutoAttack::evaluate`] reports the accuracy after each attack as the reference's log does;
+/// as an [`Attack`] it returns the adversarial examples found.
+///
+/// Paper: F. Croce, M. Hein, "Reliable evaluation of adversarial robustness with an ensemble of diverse
+/// parameter-free attacks", ICML 2020, arXiv:2003.01690; after `run_standard_evaluation` of
+/// fra31/auto-attack, the evaluation RobustBench reports.
+///
+/// # Arguments
+///
+/// - `eps`: radius in pixel units (8/255 on CIFAR-10 in L∞, 0.5 in L2).
+/// - `norm`: [`Norm::Linf`] by default; [`AutoAttack::in_norm`] sets every part's norm.
+/// - `version`, `parts`: [`AutoAttack::standard`] (APGD-CE, APGD-T with 9 targets, FAB-T with 9
+///   targets, Square with 5,000 queries) or [`AutoAttack::rand`] (APGD-CE and APGD-DLR with 20 EOT
+///   passes); edit `parts` for a custom version.
+/// - `mode`: how the model runs when predictions are checked (`Mode::Eval`).
+///
+/// As a spec: `autoattack`, `autoattack-rand`.
+///
+/// # Input and output
+///
+/// `perturb(model, x, y, rng)`: `x` images `(N, C, H, W)` with values in `[0, 1]` (`f32`; the model
+/// sees them as they are: wrap a model that expects normalised inputs in `spat_core::Normalized`),
+/// `y` labels `(N,)` `u32` in `0..K`. Returns the adversarial images, detached, with the shape,
+/// dtype and device of `x`, within the ε-ball (of the attack's norm) around `x` and within `[0, 1]`.
+///
+/// # Example
+///
+/// ```no_run
+/// use candle_core::{Device, Tensor};
+/// use spat_attacks::Attack;
+/// let dev = Device::Cpu;
+/// let model = spat_models::build("tiny", 10, &dev, 0)?; // any spat_core::Classifier
+/// let mut rng = spat_core::rng::host_rng(0, 0);
+/// let x = spat_core::rng::uniform(&mut rng, (4, 3, 32, 32), 0.0, 1.0, &dev)?; // images in [0, 1]
+/// let y = Tensor::new(&[0u32, 1, 2, 3], &dev)?; // labels
+/// let autoattack = spat_attacks::AutoAttack::standard(8.0 / 255.0);
+/// let x_adv = autoattack.perturb(model.as_ref(), &x, &y, &mut rng)?;
+/// assert_eq!(x_adv.dims(), x.dims());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, PartialEq)]
 pub struct AutoAttack {
+    /// Radius of the ball in the attack's norm, in `[0, 1]` pixel units (8/255 on CIFAR-10 in L∞).
     pub eps: f64,
     /// The norm of every part (set with [`AutoAttack::in_norm`]).
     pub norm: Norm,
+    /// `standard` or `rand` (what reports call it; `parts` decides what runs).
     pub version: AutoAttackVersion,
     /// The attacks, in the order they run; edit to make a custom version.
     pub parts: Vec<Part>,

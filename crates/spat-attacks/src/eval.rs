@@ -132,14 +132,18 @@ enum Built {
 /// Settings of an α sweep.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SweepConfig {
+    /// The label-smoothing αs of the PGD-LS rows, each in `[0, 1]`.
     pub alphas: Vec<f64>,
+    /// Radius of every attack, in `[0, 1]` pixel units.
     pub eps: f64,
     /// The norm of every attack of the sweep (L∞ in the thesis).
     #[serde(default)]
     pub norm: Norm,
+    /// PGD iterations of every row.
     pub steps: usize,
     /// Step size ε/10 (`true`) or the evaluation scripts' rule (`false`).
     pub step_eps_over_10: bool,
+    /// Seed of the attacks' random starts.
     pub seed: u64,
 }
 
@@ -248,10 +252,13 @@ pub fn input_gradients(model: &dyn Classifier, batch: &Batch) -> Result<Tensor> 
 /// The adversarial examples of one attack at one radius, and the model's predictions on them.
 #[derive(Debug, Clone)]
 pub struct AdversarialColumn {
+    /// The attack.
     pub spec: AttackSpec,
+    /// Its radius, in `[0, 1]` pixel units.
     pub eps: f64,
     /// Detached, same shape as the batch's images.
     pub images: Tensor,
+    /// The model's class for each adversarial example.
     pub predictions: Vec<u32>,
 }
 

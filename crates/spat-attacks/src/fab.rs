@@ -26,9 +26,51 @@ use crate::attack::{check_eps, Attack};
 use crate::{rows, Error, Result};
 use spat_spec::Norm;
 
-/// FAB under an L∞ or L2 threat model.
+/// FAB, the Fast Adaptive Boundary attack, under an L∞ or L2 threat model: a minimum-norm attack that
+/// steps towards the linearised decision boundary (see the module docs); an example counts as
+/// fooled only if the smallest perturbation found is within ε. FAB-T ([`Fab::targeted`]) runs it
+/// against each of the most likely wrong classes in turn.
+///
+/// Paper: F. Croce, M. Hein, "Minimally distorted Adversarial Examples with a Fast Adaptive Boundary
+/// Attack", ICML 2020, arXiv:1907.02044; after `fab_base.py`, `fab_pt.py` and
+/// `projection_linf` / `projection_l2` of fra31/auto-attack.
+///
+/// # Arguments
+///
+/// - `eps`: radius in pixel units (8/255).
+/// - `steps`: 100; `restarts`: 1 for FAB-T, 5 for untargeted FAB ([`Fab::untargeted`]).
+/// - `targeted`, `target_classes`: FAB-T with 9 targets.
+/// - `alpha_max` 0.1, `eta` 1.05, `beta` 0.9; `mode`: `Mode::Eval`.
+///
+/// As a spec: `fab-t`, `fab`, `fab-t@targets=3`.
+///
+/// # Input and output
+///
+/// `perturb(model, x, y, rng)`: `x` images `(N, C, H, W)` with values in `[0, 1]` (`f32`; the model
+/// sees them as they are: wrap a model that expects normalised inputs in `spat_core::Normalized`),
+/// `y` labels `(N,)` `u32` in `0..K`. Returns the adversarial images, detached, with the shape,
+/// dtype and device of `x`, within the ε-ball (of the attack's norm) around `x` and within `[0, 1]`.
+///
+/// # Example
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use spat_attacks::Attack;
+/// let dev = Device::Cpu;
+/// let model = spat_models::build("tiny", 10, &dev, 0)?; // any spat_core::Classifier
+/// let mut rng = spat_core::rng::host_rng(0, 0);
+/// let x = spat_core::rng::uniform(&mut rng, (4, 3, 32, 32), 0.0, 1.0, &dev)?; // images in [0, 1]
+/// let y = Tensor::new(&[0u32, 1, 2, 3], &dev)?; // labels
+/// let mut fab_t = spat_attacks::Fab::targeted(8.0 / 255.0);
+/// fab_t.steps = 10; // 100 in AutoAttack
+/// fab_t.target_classes = 2; // 9 in AutoAttack
+/// let x_adv = fab_t.perturb(model.as_ref(), &x, &y, &mut rng)?;
+/// assert_eq!(x_adv.dims(), x.dims());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Fab {
+    /// Radius within which a minimal perturbation counts as a success, in `[0, 1]` pixel units.
     pub eps: f64,
     /// Iterations per run (100).
     pub steps: usize,
@@ -37,6 +79,7 @@ pub struct Fab {
     pub restarts: usize,
     /// Targeted (FAB-T): one run per each of the `target_classes` most likely wrong classes.
     pub targeted: bool,
+    /// Number of target classes of FAB-T (9 in AutoAttack; at most the classes minus one).
     pub target_classes: usize,
     /// Largest weight of the original image's projection in the convex combination (0.1).
     pub alpha_max: f64,
@@ -44,6 +87,7 @@ pub struct Fab {
     pub eta: f64,
     /// Step back towards the original image once misclassified (0.9).
     pub beta: f64,
+    /// How the model runs during the attack (`Eval` in AutoAttack).
     pub mode: Mode,
     /// The threat model's norm (L∞ unless set).
     #[serde(default)]

@@ -40,6 +40,7 @@
 //! assert!(gap <= 8.0 / 255.0 + 1e-6);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+#![warn(missing_docs)]
 
 pub mod apgd;
 pub mod attack;
@@ -71,14 +72,25 @@ pub use spec::build;
 pub use square::{Square, SquareDraws};
 pub use with_restarts::WithRestarts;
 
+/// Errors of spat-attacks.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A tensor operation failed (a shape that does not fit the model, a device mismatch, ...).
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// An attack spec that spat cannot run.
     #[error(transparent)]
     Spec(#[from] spat_spec::Error),
+    /// An argument outside its range (a negative or non-finite ε, zero iterations, more targets
+    /// than wrong classes, ...), named with its value.
     #[error("{0}")]
     InvalidArgument(String),
 }
 
+/// `Result` with spat-attacks' [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+// The README's examples compile and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -16,11 +16,51 @@ use crate::attack::{argmax, check_eps, correct, labels, Attack, Ball, Pgd, Rando
 use crate::{AttackLoss, Error, Result};
 
 /// PGD-CE run `restarts` times; an example survives only if no restart fools the model — at any
-/// iterate (`every_iterate`, RST's rule) or at a restart's last iterate.
+/// iterate (`every_iterate`, RST's rule) or at a restart's last iterate. Use
+/// [`Attack::survivors`] (or [`PgdRestarts::judge`]) for that verdict; `perturb` returns the first
+/// iterate that fooled the model, or the last one.
+///
+/// Paper: Y. Carmon, A. Raghunathan, L. Schmidt, P. Liang, J. C. Duchi, "Unlabeled Data Improves
+/// Adversarial Robustness", NeurIPS 2019, arXiv:1905.13736; after `attack_pgd.py` and
+/// `attack_evaluation.py` of yaircarmon/semisup-adv (Table 6.3).
+///
+/// # Arguments
+///
+/// - `pgd`: [`PgdRestarts::rst`] gives cross-entropy, `Mode::Eval` and an unclipped uniform start;
+///   radius, step and steps as given (RST: ε = 0.031, step 0.01, 20 steps).
+/// - `restarts`: 5 in RST; `every_iterate`: `true` in RST.
+///
+/// As a spec: `pgd20x5@step=0.01@eps=0.031@every-iterate`.
+///
+/// # Input and output
+///
+/// `perturb(model, x, y, rng)`: `x` images `(N, C, H, W)` with values in `[0, 1]` (`f32`; the model
+/// sees them as they are: wrap a model that expects normalised inputs in `spat_core::Normalized`),
+/// `y` labels `(N,)` `u32` in `0..K`. Returns the adversarial images, detached, with the shape,
+/// dtype and device of `x`, within the ε-ball (of the attack's norm) around `x` and within `[0, 1]`.
+///
+/// # Example
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use spat_attacks::Attack;
+/// let dev = Device::Cpu;
+/// let model = spat_models::build("tiny", 10, &dev, 0)?; // any spat_core::Classifier
+/// let mut rng = spat_core::rng::host_rng(0, 0);
+/// let x = spat_core::rng::uniform(&mut rng, (4, 3, 32, 32), 0.0, 1.0, &dev)?; // images in [0, 1]
+/// let y = Tensor::new(&[0u32, 1, 2, 3], &dev)?; // labels
+/// let rst = spat_attacks::PgdRestarts::rst(0.031, 20, 0.01, 5, true);
+/// let robust = rst.survivors(model.as_ref(), &x, &y, &mut rng)?;
+/// assert_eq!(robust.len(), 4);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PgdRestarts {
+    /// The PGD of each restart (its radius, step, steps, start and mode).
     pub pgd: Pgd,
+    /// Number of runs (5 in RST's evaluation), ≥ 1.
     pub restarts: usize,
+    /// Judge every iterate (RST's rule), not only each restart's last.
     pub every_iterate: bool,
 }
 

@@ -116,9 +116,48 @@ fn eta(s: usize, draws: &mut dyn SquareDraws) -> Vec<f64> {
     }
 }
 
-/// Square Attack under an L∞ or L2 ball with the margin loss.
+/// Square Attack under an L∞ or L2 ball with the margin loss: a score-based black-box attack (it
+/// reads the model's logits, never its gradients) by random search over square windows: of ±2ε in
+/// L∞, of the reference's nested-rectangle patterns in L2 (see the module docs).
+///
+/// Paper: M. Andriushchenko, F. Croce, N. Flammarion, M. Hein, "Square Attack: a query-efficient
+/// black-box adversarial attack via random search", ECCV 2020, arXiv:1912.00049; after
+/// `square.py` of fra31/auto-attack.
+///
+/// # Arguments
+///
+/// - `eps`: radius in pixel units (8/255).
+/// - `queries`: proposals per run (5,000); `p_init`: initial window fraction (0.8);
+///   `restarts`: runs (1); `mode`: `Mode::Eval` ([`Square::new`]).
+///
+/// As a spec: `square`, `square1000`, `square5000x2`.
+///
+/// # Input and output
+///
+/// `perturb(model, x, y, rng)`: `x` images `(N, C, H, W)` with values in `[0, 1]` (`f32`; the model
+/// sees them as they are: wrap a model that expects normalised inputs in `spat_core::Normalized`),
+/// `y` labels `(N,)` `u32` in `0..K`. Returns the adversarial images, detached, with the shape,
+/// dtype and device of `x`, within the ε-ball (of the attack's norm) around `x` and within `[0, 1]`.
+///
+/// # Example
+///
+/// ```
+/// use candle_core::{Device, Tensor};
+/// use spat_attacks::Attack;
+/// let dev = Device::Cpu;
+/// let model = spat_models::build("tiny", 10, &dev, 0)?; // any spat_core::Classifier
+/// let mut rng = spat_core::rng::host_rng(0, 0);
+/// let x = spat_core::rng::uniform(&mut rng, (4, 3, 32, 32), 0.0, 1.0, &dev)?; // images in [0, 1]
+/// let y = Tensor::new(&[0u32, 1, 2, 3], &dev)?; // labels
+/// let mut square = spat_attacks::Square::new(8.0 / 255.0);
+/// square.queries = 20; // 5,000 in AutoAttack
+/// let x_adv = square.perturb(model.as_ref(), &x, &y, &mut rng)?;
+/// assert_eq!(x_adv.dims(), x.dims());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Square {
+    /// Radius of the ball in the attack's norm, in `[0, 1]` pixel units (8/255 on CIFAR-10 in L∞).
     pub eps: f64,
     /// Proposals per run (5,000 in AutoAttack).
     pub queries: usize,
@@ -126,6 +165,7 @@ pub struct Square {
     pub p_init: f64,
     /// Runs, each on the examples not yet fooled (1 in AutoAttack).
     pub restarts: usize,
+    /// How the model runs during the attack (`Eval` in AutoAttack).
     pub mode: Mode,
     /// The threat model's norm (L∞ unless set).
     #[serde(default)]

@@ -31,11 +31,14 @@ use crate::store::{check_unique, VarStore};
 /// What a weights file was.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CheckpointFormat {
+    /// A safetensors file (spat's own format, and Hugging Face's).
     Safetensors,
+    /// A `torch.save` file in one of its three containers.
     Torch(torch::Format),
 }
 
 impl CheckpointFormat {
+    /// The format in words, for notes and errors (`safetensors`, `torch.save zip`, ...).
     pub fn describe(self) -> &'static str {
         match self {
             CheckpointFormat::Safetensors => "safetensors",
@@ -47,16 +50,20 @@ impl CheckpointFormat {
 /// Named tensors read from a weights file, with notes on how they were found.
 #[derive(Debug)]
 pub struct Checkpoint {
+    /// What the file was.
     pub format: CheckpointFormat,
     /// In file order (safetensors: sorted by name), on the CPU, dtypes as stored (int8 and
     /// bool, which candle lacks, widened to int64 and uint8).
     pub tensors: Vec<(String, Tensor)>,
+    /// What a user should know about how the tensors were found (wrapper entry unwrapped, entries
+    /// ignored).
     pub notes: Vec<String>,
 }
 
 /// What loading a checkpoint into a network did besides copying weights.
 #[derive(Debug, Clone)]
 pub struct LoadReport {
+    /// What the file was.
     pub format: CheckpointFormat,
     /// One line each: wrapper used, prefix stripped, tensors dropped, defaults kept.
     pub notes: Vec<String>,
@@ -412,8 +419,11 @@ impl VarStore {
 /// What [`convert_checkpoint`] wrote.
 #[derive(Debug, Clone)]
 pub struct ConvertReport {
+    /// What the input file was.
     pub format: CheckpointFormat,
+    /// Number of tensors written.
     pub tensors: usize,
+    /// One line each: wrapper used, prefix stripped, tensors dropped.
     pub notes: Vec<String>,
 }
 

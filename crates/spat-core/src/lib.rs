@@ -7,9 +7,12 @@
 //! inputs so that attacks still work on `[0, 1]` pixels, and [`rng`] makes every random draw come from a seeded host
 //! generator so that runs are reproducible. [`Mode`] (how a network treats batch normalisation) is
 //! re-exported from spat-spec.
+#![warn(missing_docs)]
 
+/// A mini-batch of images and labels ([`Batch`]).
 pub mod batch;
 pub mod checkpoint;
+/// spat-core's [`Error`] and [`Result`].
 pub mod error;
 pub mod normalize;
 pub mod rng;
@@ -33,6 +36,8 @@ use candle_core::Tensor;
 /// It is `Sync` because attacks in `Mode::Eval` run it on parts of a batch from several threads
 /// at once.
 pub trait Classifier: Sync {
+    /// Logits `(N, K)` of images `x` (`f32` in `[0, 1]`, `(N, C, H, W)`), computed in `mode`
+    /// (how batch normalisation behaves). Trainers differentiate it with respect to the weights.
     fn logits(&self, x: &Tensor, mode: Mode) -> candle_core::Result<Tensor>;
 
     /// Logits for a pass whose only gradient of interest is the one with respect to `x`: an
@@ -78,3 +83,8 @@ impl<N: Network + ?Sized> Network for Box<N> {
         (**self).num_classes()
     }
 }
+
+// The README's examples compile and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -18,7 +18,9 @@ use crate::{Classifier, Mode, Network, VarStore};
 /// `f32`, the dtype the model sees them in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Normalization {
+    /// Per-channel mean, subtracted first (one value: the same for every channel).
     pub mean: Vec<f32>,
+    /// Per-channel standard deviation, divided by after the mean is subtracted; every value > 0.
     pub std: Vec<f32>,
 }
 
@@ -156,6 +158,8 @@ pub struct Normalized<C> {
 }
 
 impl<C> Normalized<C> {
+    /// Wraps `inner` so that it sees `(x − mean) / std`; the mean and deviation are put on
+    /// `device` once. An error if the tensors cannot be made there.
     pub fn new(inner: C, normalization: &Normalization, device: &Device) -> crate::Result<Self> {
         let channels = normalization.channels().unwrap_or(1);
         let to_tensor = |values: &[f32]| -> crate::Result<Tensor> {
@@ -175,6 +179,7 @@ impl<C> Normalized<C> {
         &self.inner
     }
 
+    /// The normalisation applied before `inner`.
     pub fn normalization(&self) -> &Normalization {
         &self.normalization
     }

@@ -14,11 +14,17 @@ pub use rand_chacha::ChaCha8Rng as HostRng;
 
 /// Well-separated stream ids, so that two uses of one seed never share a stream.
 pub mod streams {
+    /// Weight initialisation of a network built from a seed.
     pub const INIT: u64 = 1;
+    /// The training set's shuffle (plus the epoch).
     pub const SHUFFLE: u64 = 2 << 32;
+    /// Random crops and flips (plus the epoch).
     pub const AUGMENT: u64 = 3 << 32;
+    /// The training adversary's random starts (plus the global step).
     pub const ATTACK: u64 = 4 << 32;
+    /// A seeded random subset of a data set (`ImageSet::sample`).
     pub const SUBSET: u64 = 5 << 32;
+    /// Evaluation attacks' random starts (plus the batch index).
     pub const EVAL_ATTACK: u64 = 6 << 32;
     /// The validation split held out of a training set.
     pub const VALIDATION: u64 = 7 << 32;

@@ -13,7 +13,10 @@ use crate::error::{Error, Result};
 /// Whether a variable is optimised (parameter) or only carried along (buffer, e.g. BN running stats).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum VarKind {
+    /// Trained by the optimiser and weight-decayed.
     Parameter,
+    /// Carried along and checkpointed but never given a gradient (BatchNorm running statistics,
+    /// `num_batches_tracked`).
     Buffer,
 }
 
@@ -35,6 +38,7 @@ pub struct VarStore {
 }
 
 impl VarStore {
+    /// An empty store whose variables will live on `device`.
     pub fn new(device: &Device) -> Self {
         Self {
             device: device.clone(),
@@ -43,6 +47,7 @@ impl VarStore {
         }
     }
 
+    /// The device every variable lives on.
     pub fn device(&self) -> &Device {
         &self.device
     }
@@ -71,10 +76,12 @@ impl VarStore {
         self.add(name.into(), init, VarKind::Buffer)
     }
 
+    /// The variable registered as `name`, if any.
     pub fn get(&self, name: &str) -> Option<&Var> {
         self.index.get(name).map(|&i| &self.entries[i].var)
     }
 
+    /// Whether `name` is a parameter or a buffer; `None` if no such variable.
     pub fn kind(&self, name: &str) -> Option<VarKind> {
         self.index.get(name).map(|&i| self.entries[i].kind)
     }
@@ -86,12 +93,14 @@ impl VarStore {
             .map(|e| (e.name.as_str(), &e.var, e.kind))
     }
 
+    /// The trainable parameters in registration order.
     pub fn parameters(&self) -> impl Iterator<Item = (&str, &Var)> {
         self.iter()
             .filter(|(_, _, k)| *k == VarKind::Parameter)
             .map(|(n, v, _)| (n, v))
     }
 
+    /// The buffers in registration order.
     pub fn buffers(&self) -> impl Iterator<Item = (&str, &Var)> {
         self.iter()
             .filter(|(_, _, k)| *k == VarKind::Buffer)
@@ -236,6 +245,7 @@ impl VarStore {
 /// How a set of named tensors differs from a network's variables.
 #[derive(Debug, Clone)]
 pub struct Mismatch {
+    /// The file the tensors came from.
     pub path: std::path::PathBuf,
     /// Variables the tensors lack, in the network's order.
     pub missing: Vec<String>,

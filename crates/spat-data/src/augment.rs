@@ -14,7 +14,10 @@ use spat_spec::Dataset;
 /// Training augmentation: random crop with zero padding `pad` and optional horizontal flip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Augmentation {
+    /// Zero padding added on each side before a random crop back to the original size, in pixels
+    /// (0: no crop).
     pub pad: usize,
+    /// Whether each image is flipped left-right with probability 1/2.
     pub flip: bool,
 }
 
@@ -39,6 +42,7 @@ impl Augmentation {
         }
     }
 
+    /// True if it leaves every image as it is (no padding, no flip).
     pub fn is_identity(&self) -> bool {
         self.pad == 0 && !self.flip
     }

@@ -69,14 +69,17 @@ impl ImageSet {
         })
     }
 
+    /// Number of images.
     pub fn len(&self) -> usize {
         self.labels.len()
     }
 
+    /// True if the set holds no image.
     pub fn is_empty(&self) -> bool {
         self.labels.is_empty()
     }
 
+    /// Number of classes of the data set (10 for CIFAR-10), not the number of labels present.
     pub fn num_classes(&self) -> usize {
         self.num_classes
     }
@@ -91,6 +94,7 @@ impl ImageSet {
         self.shape.0 * self.shape.1 * self.shape.2
     }
 
+    /// One label per image, each below [`ImageSet::num_classes`].
     pub fn labels(&self) -> &[u32] {
         &self.labels
     }

@@ -12,6 +12,7 @@
 //! Record counts always come from file sizes, so partial files (such as the 1,000-record CIFAR-10
 //! test prefix in `shared/data`) load as what they are. The data sets, their names and their file
 //! layouts are spat-spec's [`Dataset`]; the readers give them meaning.
+#![warn(missing_docs)]
 
 mod augment;
 mod error;
@@ -37,3 +38,8 @@ pub use spat_spec::dataset::{
 pub use spat_spec::report::SplitStats;
 pub use spat_spec::{Dataset, Split};
 pub use stats::split_stats;
+
+// The README's examples compile and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -19,7 +19,9 @@ use crate::image_set::{make_batch, ImageSet};
 
 /// Anything that yields the mini-batches of an epoch.
 pub trait BatchSource {
+    /// Batches in one epoch (the last partial batch counted unless it is dropped).
     fn num_batches(&self) -> usize;
+    /// Images per full batch.
     fn batch_size(&self) -> usize;
     /// FNV-1a (16 hex digits) of the images and labels the batches are drawn from, as
     /// [`ImageSet::fingerprint`]: what a resumed run checks it trains on again.
@@ -70,11 +72,14 @@ impl Loader {
         self
     }
 
+    /// Whether the last batch of an epoch is dropped when it is smaller than the batch size
+    /// (default: kept).
     pub fn drop_last(mut self, drop: bool) -> Self {
         self.drop_last = drop;
         self
     }
 
+    /// The images the batches are drawn from.
     pub fn set(&self) -> &Arc<ImageSet> {
         &self.set
     }
@@ -166,6 +171,9 @@ pub struct MixedLoader {
 }
 
 impl MixedLoader {
+    /// Batches of `batch_size` images, `round(batch_size · unlabeled_fraction)` of them drawn from
+    /// `unlabeled` and the rest from `labeled`, both shuffled from `seed` and augmented by `aug`.
+    /// An error for a batch size of 0, a fraction outside `[0, 1)`, or an empty labelled set.
     pub fn new(
         labeled: Arc<ImageSet>,
         unlabeled: Arc<ImageSet>,

@@ -20,6 +20,7 @@
 //! ```
 //!
 //! This crate depends on no other spat crate: anyone with a candle model can use it.
+#![warn(missing_docs)]
 
 mod add_relu;
 mod bn;
@@ -48,3 +49,8 @@ pub fn set_tf32(enabled: bool) {
 pub fn tf32_enabled() -> bool {
     TF32.load(Ordering::Relaxed)
 }
+
+// The README's examples compile and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -31,6 +31,7 @@ pub struct OpTime {
     pub op: &'static str,
     /// Input and kernel shape with stride (convolutions) or the tensor shape (batch norm).
     pub shape: String,
+    /// How many times the operation ran on this shape.
     pub calls: u64,
     /// Wall time.
     pub seconds: f64,

@@ -26,21 +26,28 @@ const INIT: Init = Init::PytorchDefault;
 /// DeepMind's WideResNet-`depth`-`width`: widths `base·[1, width, 2·width, 4·width]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DmWideResNetConfig {
+    /// Depth `6n + 4` (28 for WRN-28-10).
     pub depth: usize,
+    /// Widening factor (10 for WRN-28-10).
     pub width: usize,
     /// Stem width: 16 in every published network (narrower for test fixtures).
     pub base: usize,
+    /// ReLU or SiLU (Swish) between layers.
     pub activation: Activation,
+    /// Number of outputs (classes), ≥ 1.
     pub num_classes: usize,
 }
 
 /// DeepMind's PreAct-ResNet-18 or -34: stage widths `base·[1, 2, 4, 8]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct DmPreActResNetConfig {
+    /// 18 or 34.
     pub depth: usize,
     /// Width of the first stage: 64 in the published networks.
     pub base: usize,
+    /// ReLU or SiLU (Swish) between layers.
     pub activation: Activation,
+    /// Number of outputs (classes), ≥ 1.
     pub num_classes: usize,
 }
 
@@ -322,6 +329,7 @@ impl DmNetwork {
         self.logits.forward(&global_avg_pool(&out, pass)?, pass)
     }
 
+    /// Multiply-accumulates of one image's forward pass at input size `hw` (height, width).
     pub fn macs(&self, hw: (usize, usize)) -> u64 {
         let (mut total, mut hw) = self.stem.macs(hw);
         for block in &self.blocks {

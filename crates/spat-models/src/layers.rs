@@ -21,8 +21,11 @@ pub enum Init {
 /// A variable a network declares: its `state_dict` name, shape and kind.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Declared {
+    /// The PyTorch `state_dict` name (`block1.layer.0.conv1.weight`).
     pub name: String,
+    /// The variable's shape.
     pub shape: Vec<usize>,
+    /// Parameter (trained) or buffer (BN running statistics).
     pub kind: VarKind,
 }
 
@@ -268,6 +271,7 @@ impl Linear {
         spat_kernels::ops::linear(x, &weight, &bias)
     }
 
+    /// Multiply-accumulates of one image's forward pass (`in_features · out_features`).
     pub fn macs(&self) -> u64 {
         (self.features.0 * self.features.1) as u64
     }

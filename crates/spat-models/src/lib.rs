@@ -11,6 +11,7 @@
 //! model.var_store().save(std::path::Path::new("resnet18.safetensors"))?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+#![warn(missing_docs)]
 
 pub mod deepmind;
 pub mod layers;
@@ -38,8 +39,10 @@ pub use spat_kernels::{profile, set_tf32, tf32_enabled};
 )]
 #[serde(rename_all = "snake_case")]
 pub enum Precision {
+    /// Convolutions and matrix products in `f32` (TF32 on a GPU when the TF32 switch is on).
     #[default]
     F32,
+    /// Convolutions and matrix products in `bf16`, on `f32` master weights.
     Bf16,
 }
 
@@ -67,25 +70,32 @@ pub use resnet::{BlockKind, ResNet, ResNetConfig};
 use spat_spec::{Dataset, ModelName, PreActShortcut};
 pub use wide_resnet::{WideResNet, WideResNetConfig};
 
+/// Errors of spat-models.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// A tensor operation failed.
     #[error(transparent)]
     Candle(#[from] candle_core::Error),
+    /// Loading weights or a variable store failed.
     #[error(transparent)]
     Core(#[from] spat_core::Error),
     /// A model name outside the grammar, or a RobustBench entry spat does not build.
     #[error(transparent)]
     Name(#[from] spat_spec::Error),
+    /// An architecture that cannot be built (zero classes or depth, a WideResNet depth not `6n + 4`, ...).
     #[error("{0}")]
     Config(String),
     /// Weights that do not fit the network, with the architectures they do fit.
     #[error("{mismatch}; {fits}")]
     Mismatch {
+        /// The names and shapes that did not match.
         mismatch: Box<spat_core::Mismatch>,
+        /// The presets whose variables the file does fit, if any.
         fits: String,
     },
 }
 
+/// `Result` with spat-models' [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Preset names accepted by [`build`] (spat-spec's list; [`spat_spec::MODEL_SIZES`] has their sizes).
@@ -94,9 +104,13 @@ pub use spat_spec::{ModelSize, PRESETS};
 /// An architecture with its hyper-parameters.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Architecture {
+    /// A WideResNet of the TRADES/MART layout.
     WideResNet(WideResNetConfig),
+    /// A CIFAR-form ResNet or PreAct-ResNet.
     ResNet(ResNetConfig),
+    /// DeepMind's WideResNet (RobustBench's `DMWideResNet`).
     DmWideResNet(DmWideResNetConfig),
+    /// DeepMind's PreAct-ResNet (RobustBench's `DMPreActResNet`).
     DmPreActResNet(DmPreActResNetConfig),
 }
 
@@ -336,6 +350,7 @@ impl Model {
         self
     }
 
+    /// The arithmetic the model computes in.
     pub fn precision(&self) -> Precision {
         self.precision
     }
@@ -522,3 +537,8 @@ fn candidate_names(file_shapes: &[(String, Vec<usize>)]) -> Vec<String> {
     }
     names
 }
+
+// The README's examples compile and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

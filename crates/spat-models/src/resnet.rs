@@ -44,12 +44,16 @@ impl BlockKind {
     }
 }
 
+/// Shape of a CIFAR-form ResNet (3×3 stem, no max-pool), as kuangliu's `pytorch-cifar`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResNetConfig {
+    /// Residual block type of every stage.
     pub block: BlockKind,
+    /// Blocks per stage (`[2, 2, 2, 2]` for ResNet-18, `[3, 4, 6, 3]` for ResNet-50).
     pub layers: [usize; 4],
     /// Width of the first stage (64 in the paper's networks).
     pub base: usize,
+    /// Number of outputs (classes), ≥ 1.
     pub num_classes: usize,
     /// A BN–ReLU (`bn`) between the last block and the pooling.
     pub final_bn: bool,
@@ -186,6 +190,8 @@ impl Block {
     }
 }
 
+/// A CIFAR-form ResNet or PreAct-ResNet with the reference's `state_dict` names; built by
+/// [`crate::build`] from a preset.
 #[derive(Debug)]
 pub struct ResNet {
     conv1: Conv2d,
@@ -248,6 +254,7 @@ impl ResNet {
         self.linear.forward(&global_avg_pool(&out, pass)?, pass)
     }
 
+    /// Multiply-accumulates of one image's forward pass at input size `hw` (height, width).
     pub fn macs(&self, hw: (usize, usize)) -> u64 {
         let (mut total, mut cur) = self.conv1.macs(hw);
         for block in &self.blocks {

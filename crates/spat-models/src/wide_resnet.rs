@@ -18,10 +18,13 @@ use crate::Error;
 /// Shape of a WideResNet: `depth = 6n + 4`, channel widths `[base, base·k, 2·base·k, 4·base·k]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct WideResNetConfig {
+    /// Depth `6n + 4` (34 for WRN-34-10): `n` blocks per stage.
     pub depth: usize,
+    /// Widening factor `k` (10 for WRN-34-10).
     pub widen: usize,
     /// Width of the stem (16 in the paper's networks; smaller for test presets).
     pub base: usize,
+    /// Number of outputs (classes), ≥ 1.
     pub num_classes: usize,
 }
 
@@ -77,6 +80,8 @@ impl BasicBlock {
     }
 }
 
+/// A WideResNet with the TRADES/MART reference's `state_dict` names (no dropout); built by
+/// [`crate::build`] from a preset.
 #[derive(Debug)]
 pub struct WideResNet {
     conv1: Conv2d,
@@ -136,6 +141,7 @@ impl WideResNet {
         self.fc.forward(&global_avg_pool(&out, pass)?, pass)
     }
 
+    /// Multiply-accumulates of one image's forward pass at input size `hw` (height, width).
     pub fn macs(&self, hw: (usize, usize)) -> u64 {
         let (mut total, mut hw) = self.conv1.macs(hw);
         for block in &self.blocks {

@@ -20,6 +20,7 @@
 //!   little-endian bytes).
 //!
 //! The crate has no ML-framework dependency, so it is fuzzed on its own (`fuzz/`).
+#![warn(missing_docs)]
 
 #[doc(hidden)]
 pub mod fuzzing;
@@ -36,8 +37,11 @@ pub enum Error {
     /// stream; `part` names the stream inside a container (`archive/data.pkl`, ...).
     #[error("{}pickle (byte {offset}): {message}", part.as_deref().map(|p| format!("{p}: ")).unwrap_or_default())]
     Pickle {
+        /// The container member holding the stream, if the pickle is inside one.
         part: Option<String>,
+        /// Byte offset in the stream of the opcode where reading stopped.
         offset: usize,
+        /// What is wrong there.
         message: String,
     },
     /// A container or value that is not what a checkpoint must be.
@@ -67,6 +71,7 @@ impl Error {
     }
 }
 
+/// `Result` with spat-pickle's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// Bounds a reader checks before it allocates.
@@ -109,3 +114,8 @@ pub enum Policy {
     /// state dict, and reading the state dict must not depend on them.
     Opaque,
 }
+
+// The README's examples compile and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -18,32 +18,48 @@ pub type Id = u32;
 /// A pickled value: a scalar, or a handle into the [`Pickle`]'s arena.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Value {
+    /// Python's `None`.
     None,
+    /// `True` or `False`.
     Bool(bool),
+    /// An integer that fits in 8 bytes.
     Int(i64),
     /// An integer of more than 8 bytes (two's complement, little-endian bytes in the arena).
     BigInt(Id),
+    /// A Python `float` (an IEEE double).
     Float(f64),
+    /// A text string (UTF-8 in the arena).
     Str(Id),
+    /// A byte string ([`Pickle::bytes`]).
     Bytes(Id),
+    /// A tuple (its items: [`Pickle::items`]).
     Tuple(Id),
+    /// A list (its items: [`Pickle::items`]).
     List(Id),
     /// A set or frozenset (its items, in file order).
     Set(Id),
+    /// A dict or `OrderedDict` (its entries: [`Pickle::dict`]).
     Dict(Id),
+    /// A callable or class the file names, not yet called.
     Global(Global),
+    /// The result of a call the interpreter understands, or an inert record ([`Object`]).
     Object(Id),
 }
 
 /// A callable or class the file names, after resolution against the allow-list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Global {
+    /// `collections.OrderedDict`: an empty dict, filled by later `SETITEMS`.
     OrderedDict,
     /// `torch._utils._rebuild_tensor` (PyTorch < 0.4), `_v2` and `_v3`.
     RebuildTensor,
+    /// `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, ...)` (PyTorch ≥ 0.4).
     RebuildTensorV2,
+    /// `torch._utils._rebuild_tensor_v3(storage, offset, size, stride, ..., dtype, ...)`.
     RebuildTensorV3,
+    /// `torch._utils._rebuild_parameter(data, requires_grad, ...)`: the tensor `data`.
     RebuildParameter,
+    /// `torch._utils._rebuild_parameter_with_state(data, ..., state)`: the tensor `data`.
     RebuildParameterWithState,
     /// `torch._tensor._rebuild_from_type_v2(func, type, args, state)`: a tensor with Python
     /// attributes; the tensor is `func(*args)`.
@@ -54,10 +70,15 @@ pub enum Global {
     TorchDtype(DType),
     /// `torch.Size`: a tuple.
     TorchSize,
+    /// `numpy.core.multiarray._reconstruct`: an empty array, given its data by `BUILD`.
     NumpyReconstruct,
+    /// `numpy.ndarray`, the class `_reconstruct` is called with.
     NumpyNdarray,
+    /// `numpy.dtype(descr, ...)`: an element type.
     NumpyDtype,
+    /// `numpy.core.numeric._frombuffer(buffer, dtype, shape, order)` (protocol 5).
     NumpyFromBuffer,
+    /// `numpy.core.multiarray.scalar(dtype, bytes)`: a 0-dimensional array.
     NumpyScalar,
     /// `_codecs.encode(str, 'latin1')`: how protocol 2 spells a `bytes` object.
     CodecsEncode,
@@ -115,7 +136,9 @@ impl Global {
 pub enum Object<'a> {
     /// `_reconstruct(ndarray, (0,), b'b')` before its `BUILD`.
     EmptyArray,
+    /// A numpy array with its data.
     Array(NumpyArray<'a>),
+    /// A numpy element type.
     NumpyDtype(NpDtype),
     /// What `BINPERSID` names (the persistent id; a checkpoint's storage reference).
     Persistent(Value),
@@ -124,8 +147,11 @@ pub enum Object<'a> {
     /// `class(*args)` for a class outside the allow-list ([`Policy::Opaque`]); `state` is what a
     /// later `BUILD` gave it. Never called.
     Opaque {
+        /// `module.name` of the class, in the string arena.
         class: Id,
+        /// The arguments it was called with (a tuple).
         args: Value,
+        /// The state a later `BUILD` gave it.
         state: Option<Value>,
     },
 }
@@ -134,9 +160,13 @@ pub enum Object<'a> {
 /// elements) of the storage that the persistent id `storage` names.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TensorRef {
+    /// The persistent id of the storage (resolved by the container reader).
     pub storage: Value,
+    /// Offset of element 0 in the storage, in elements.
     pub offset: usize,
+    /// Size of each dimension.
     pub shape: Vec<usize>,
+    /// Stride of each dimension, in elements.
     pub stride: Vec<usize>,
     /// The dtype `_rebuild_tensor_v3` gives explicitly (else the storage's).
     pub dtype: Option<DType>,
@@ -146,11 +176,14 @@ pub struct TensorRef {
 /// by the arrays made from them).
 #[derive(Debug, Clone)]
 pub enum Bytes<'a> {
+    /// A slice of the input.
     Borrowed(&'a [u8]),
+    /// Bytes the interpreter built (decoded from a latin-1 string, or joined).
     Owned(std::rc::Rc<[u8]>),
 }
 
 impl Bytes<'_> {
+    /// The bytes.
     pub fn as_slice(&self) -> &[u8] {
         match self {
             Bytes::Borrowed(b) => b,
@@ -183,6 +216,7 @@ impl<'a> Pickle<'a> {
         Machine::new(input, limits, policy).run()
     }
 
+    /// The value the stream's `STOP` returned.
     pub fn root(&self) -> Value {
         self.root
     }
@@ -217,6 +251,7 @@ impl<'a> Pickle<'a> {
         }
     }
 
+    /// The text of a `str` value; `None` for any other value.
     pub fn str(&self, v: Value) -> Option<&str> {
         match v {
             Value::Str(id) => Some(&self.strs[id as usize]),
@@ -224,6 +259,7 @@ impl<'a> Pickle<'a> {
         }
     }
 
+    /// The bytes of a `bytes` value; `None` for any other value.
     pub fn bytes(&self, v: Value) -> Option<&[u8]> {
         match v {
             Value::Bytes(id) | Value::BigInt(id) => Some(self.bytes[id as usize].as_slice()),
@@ -242,6 +278,7 @@ impl<'a> Pickle<'a> {
         }
     }
 
+    /// The integer of an `Int` (or a `Bool`, as Python counts it); `None` otherwise.
     pub fn int(&self, v: Value) -> Option<i64> {
         match v {
             Value::Int(i) => Some(i),
@@ -276,6 +313,7 @@ impl<'a> Pickle<'a> {
             .map(|(_, v)| *v)
     }
 
+    /// The object an `Object` value is; `None` for any other value.
     pub fn object(&self, v: Value) -> Option<&Object<'a>> {
         match v {
             Value::Object(id) => Some(&self.objects[id as usize]),
@@ -283,6 +321,7 @@ impl<'a> Pickle<'a> {
         }
     }
 
+    /// The numpy array an `Object` value is; `None` if it is none.
     pub fn array(&self, v: Value) -> Option<&NumpyArray<'a>> {
         match self.object(v)? {
             Object::Array(a) => Some(a),

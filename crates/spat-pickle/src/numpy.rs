@@ -8,7 +8,9 @@ use crate::machine::Bytes;
 pub struct NpDtype {
     /// numpy kind character: b'u', b'i', b'b' (bool) or b'f'.
     pub kind: u8,
+    /// Bytes per element (1, 2, 4 or 8).
     pub size: usize,
+    /// Byte order of the data (`>` in the descriptor).
     pub big_endian: bool,
 }
 
@@ -31,6 +33,7 @@ impl NpDtype {
         })
     }
 
+    /// numpy's name of the type (`uint8`, `float32`, `bool`).
     pub fn name(&self) -> String {
         let kind = match self.kind {
             b'u' => "uint",
@@ -95,8 +98,11 @@ fn f16_to_f64(h: u16) -> f64 {
 /// from its latin-1 string).
 #[derive(Debug, Clone)]
 pub struct NumpyArray<'a> {
+    /// Element type.
     pub dtype: NpDtype,
+    /// Size of each dimension.
     pub shape: Vec<usize>,
+    /// Column-major (Fortran) order of the data instead of row-major.
     pub fortran: bool,
     data: Bytes<'a>,
 }

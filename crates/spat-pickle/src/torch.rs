@@ -28,19 +28,30 @@ use crate::{Error, Limits, Pickle, Policy, Result, Value};
 /// Element type of a tensor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DType {
+    /// `torch.bool`, one byte per element.
     Bool,
+    /// `torch.uint8`.
     U8,
+    /// `torch.int8`.
     I8,
+    /// `torch.int16`.
     I16,
+    /// `torch.int32`.
     I32,
+    /// `torch.int64` (`torch.long`).
     I64,
+    /// `torch.float16` (IEEE half).
     F16,
+    /// `torch.bfloat16`.
     BF16,
+    /// `torch.float32`.
     F32,
+    /// `torch.float64`.
     F64,
 }
 
 impl DType {
+    /// Bytes per element.
     pub fn size(self) -> usize {
         match self {
             DType::Bool | DType::U8 | DType::I8 => 1,
@@ -50,6 +61,7 @@ impl DType {
         }
     }
 
+    /// True for the floating-point types.
     pub fn is_float(self) -> bool {
         matches!(self, DType::F16 | DType::BF16 | DType::F32 | DType::F64)
     }
@@ -91,7 +103,9 @@ impl DType {
 /// A tensor as stored: a strided view of a storage of little-endian elements.
 #[derive(Debug, Clone)]
 pub struct RawTensor<'a> {
+    /// Element type.
     pub dtype: DType,
+    /// Size of each dimension (empty for a scalar).
     pub shape: Vec<usize>,
     /// Strides in elements.
     pub strides: Vec<usize>,
@@ -102,6 +116,7 @@ pub struct RawTensor<'a> {
 }
 
 impl RawTensor<'_> {
+    /// Number of elements (the product of the shape; 1 for a scalar).
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
@@ -155,8 +170,11 @@ impl RawTensor<'_> {
 /// Which `torch.save` container a file is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// A zip archive (`torch.save` since PyTorch 1.6).
     Zip,
+    /// Back-to-back pickles with the storages after them (PyTorch 0.4–1.5).
     Legacy,
+    /// A tar archive (PyTorch before 0.1.10).
     Tar,
 }
 
@@ -174,6 +192,7 @@ impl Format {
         }
     }
 
+    /// The container in words, with the PyTorch versions that write it.
     pub fn describe(self) -> &'static str {
         match self {
             Format::Zip => "PyTorch zip checkpoint (torch.save, PyTorch >= 1.6)",
@@ -193,7 +212,9 @@ const LEGACY_PROTOCOL: i64 = 1001;
 /// file holds twice (a pickled dict whose key is set twice) is listed twice.
 #[derive(Debug)]
 pub struct Checkpoint<'a> {
+    /// The container the file is.
     pub format: Format,
+    /// Name and tensor, in file order.
     pub tensors: Vec<(String, RawTensor<'a>)>,
     /// What a user should know: the wrapper entry used, entries ignored.
     pub notes: Vec<String>,

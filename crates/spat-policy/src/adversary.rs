@@ -8,12 +8,17 @@ use crate::paper::PaperSettings;
 /// A PGD training adversary.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TrainingAdversary {
+    /// L∞ radius in `[0, 1]` pixel units (8/255 in the thesis).
     pub eps: f64,
+    /// PGD step size in pixel units (ε/4 in the thesis, 0.007 in RST).
     pub step_size: f64,
+    /// PGD iterations (10 in the thesis).
     pub steps: usize,
     /// SPAT's label-smoothed cross-entropy when the run has `spat_alpha`; else TRADES' KL for
     /// TRADES' objective (RST's too), cross-entropy for Madry's and MART's.
     pub loss: AttackLoss,
+    /// Where PGD starts: a uniform or small Gaussian point around the image, as the method's
+    /// reference does.
     pub random_start: RandomStart,
     /// How the model runs while the adversary is crafted ([`RunConfig::adversary_mode`]).
     pub mode: Mode,

@@ -1,5 +1,5 @@
 //! spat's training policy, without any ML dependency: the thesis's settings for every method and
-//! data set, each with its source, and how a user's request becomes the one [`RunConfig`] of a
+//! data set, each with its source, and how a user's request becomes the one [`RunConfig`](spat_spec::RunConfig) of a
 //! run. The trainer (spat-train, which re-exports this crate) and the reproduction harness
 //! (spat-reproduce, which lists every setting with its source) both read it, so the two cannot
 //! disagree.
@@ -32,6 +32,7 @@
 //! println!("weight decay {} from {}", config.weight_decay, settings.weight_decay.source);
 //! # Ok::<(), spat_spec::Error>(())
 //! ```
+#![warn(missing_docs)]
 
 mod adversary;
 mod paper;
@@ -45,3 +46,8 @@ pub use paper::{
 };
 pub use request::RunRequest;
 pub use source::{Ref, Source, Sourced};
+
+// The README's examples compile and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -17,6 +17,7 @@ pub const PAPER_EPS: Radius = Radius::over_255(8.0);
 /// RST's radius and training step as its code writes them (semisup-adv `robust_self_training.py`
 /// lines 115 and 121).
 pub const RST_EPS: Radius = Radius::Decimal(0.031);
+/// RST's training PGD step (semisup-adv `robust_self_training.py`).
 pub const RST_STEP: Radius = Radius::Decimal(0.007);
 /// Fraction of every RST batch drawn from the pseudo-labelled set (semisup-adv's
 /// `--unsup_fraction`).
@@ -25,21 +26,27 @@ pub const RST_UNLABELED_FRACTION: f64 = 0.5;
 /// SGD's momentum.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Momentum {
+    /// Momentum factor (0.9 in every reference).
     pub momentum: f64,
+    /// Nesterov momentum (RST's; not TRADES' or MART's).
     pub nesterov: bool,
 }
 
 /// The initial learning rate and its schedule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LearningRate {
+    /// Initial learning rate (0.1 in every reference).
     pub lr: f64,
+    /// How it decays: piecewise drops by epoch, or RST's cosine.
     pub schedule: LrSchedule,
 }
 
 /// The training adversary's PGD steps (0: no adversary) and step size.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AttackSteps {
+    /// PGD iterations of the training adversary (0: standard training, no adversary).
     pub steps: usize,
+    /// The step size rule.
     pub step: Step,
 }
 
@@ -66,7 +73,10 @@ impl AttackSteps {
 /// Where the training adversary starts, and how the model's batch norm runs while it is crafted.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdversaryStart {
+    /// Where PGD starts (uniform in the ball, or TRADES' small Gaussian).
     pub random_start: RandomStart,
+    /// How batch norm runs while the adversary is crafted (train, train with frozen statistics, or
+    /// eval).
     pub mode: Mode,
 }
 
@@ -74,20 +84,29 @@ pub struct AdversaryStart {
 /// run, with its source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PaperSettings {
+    /// Training epochs.
     pub epochs: Sourced<usize>,
+    /// Images per training batch.
     pub batch_size: Sourced<usize>,
+    /// SGD momentum and whether it is Nesterov's.
     pub momentum: Sourced<Momentum>,
+    /// Initial learning rate and schedule.
     pub learning_rate: Sourced<LearningRate>,
     /// Coupled L2 on every parameter.
     pub weight_decay: Sourced<f64>,
+    /// The training adversary's L∞ radius.
     pub eps: Sourced<Radius>,
     /// The training adversary's PGD steps and step size (its source also names the loss).
     pub attack: Sourced<AttackSteps>,
+    /// The adversary's start and batch-norm mode.
     pub adversary_start: Sourced<AdversaryStart>,
+    /// TRADES' β, the weight of the KL term (6 in the thesis).
     pub trades_beta: Sourced<f64>,
+    /// MART's λ, the weight of its KL term (5 in the thesis).
     pub mart_lambda: Sourced<f64>,
     /// Fraction of each batch from the pseudo-labelled set, when there is one.
     pub unlabeled_fraction: Sourced<f64>,
+    /// The arithmetic (f32 in the references; spat's default on a GPU is TF32).
     pub precision: Sourced<Precision>,
 }
 

@@ -15,14 +15,20 @@ use crate::paper::{paper_config, RST_UNLABELED_FRACTION};
 /// What a user asks for; [`RunRequest::configure`] fills in the thesis's settings for the rest.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RunRequest {
+    /// Model preset name (`wrn-34-10`, `resnet-18`, ...).
     pub model: String,
+    /// The data set trained and evaluated on.
     pub dataset: Dataset,
+    /// Folder holding the data set's official files.
     pub data_dir: PathBuf,
+    /// The training method (standard, Madry, TRADES, MART; RST through `pseudo_labeled`).
     pub method: Method,
     /// RST's pseudo-labelled set; with TRADES or MART it makes the run RST's.
     pub pseudo_labeled: Option<PathBuf>,
     /// Fraction of each batch from `pseudo_labeled` (default [`RST_UNLABELED_FRACTION`]).
     pub unlabeled_fraction: Option<f64>,
+    /// SPAT's label-smoothing α in `[0, 1]` for the training adversary (`None`: the method's own
+    /// adversary).
     pub spat_alpha: Option<f64>,
     /// The threat model's norm (L∞ in the thesis).
     pub norm: Norm,
@@ -30,17 +36,24 @@ pub struct RunRequest {
     pub eps: Option<f64>,
     /// PGD step of the training adversary (default: the method's; ε/4 when `eps` is given).
     pub attack_step_size: Option<f64>,
+    /// Training epochs (default: the method's and data set's).
     pub epochs: Option<usize>,
+    /// Images per batch (default: the method's and data set's).
     pub batch_size: Option<usize>,
+    /// Initial learning rate (default 0.1).
     pub lr: Option<f64>,
+    /// Weight decay (default: the method's and data set's).
     pub weight_decay: Option<f64>,
+    /// Train on a seeded subset of this many training images (default: all).
     pub train_subset: Option<usize>,
     /// Hold out this many training images for the per-epoch evaluation and the choice of the
     /// best checkpoint ([`RunConfig::val_subset`]).
     pub val_subset: Option<usize>,
     /// Evaluate on a seeded subset of this many test images, after each epoch and at the end.
     pub test_subset: Option<usize>,
+    /// The arithmetic of the run.
     pub precision: Precision,
+    /// Seed of every random draw (initialisation, shuffles, augmentation, attack starts).
     pub seed: u64,
 }
 

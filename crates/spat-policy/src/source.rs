@@ -7,9 +7,13 @@ use std::fmt;
 /// A place in a reference repository.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Ref {
+    /// `owner/name` on GitHub.
     pub repo: &'static str,
+    /// The commit the setting was read at (abbreviated hash).
     pub commit: &'static str,
+    /// Path of the file in the repository.
     pub file: &'static str,
+    /// Line or lines (`115`, `40-52`).
     pub lines: &'static str,
 }
 
@@ -88,6 +92,7 @@ impl Source {
         Source::Spat(why.into())
     }
 
+    /// True for spat's own choice (neither the thesis nor a reference decides it).
     pub fn is_spat(&self) -> bool {
         matches!(self, Source::Spat(_))
     }
@@ -107,11 +112,14 @@ impl fmt::Display for Source {
 /// A setting's value and where it comes from.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sourced<T> {
+    /// The setting's value.
     pub value: T,
+    /// Where the value comes from.
     pub source: Source,
 }
 
 impl<T> Sourced<T> {
+    /// A value with its source.
     pub fn new(value: T, source: Source) -> Self {
         Sourced { value, source }
     }

@@ -5,6 +5,7 @@
 //! Text is drawn with a built-in 8x8 bitmap font (`font8x8`), so a figure looks the same on every
 //! machine and needs no font file. Every line plot is drawn by one module, [`plot`]; [`curves`]
 //! builds and draws training curves on it (a run's `curves.png`, overlays of several runs).
+#![warn(missing_docs)]
 
 use std::path::Path;
 
@@ -16,15 +17,22 @@ pub use plot::{LinePlot, Series};
 /// An RGB raster, row-major, 3 bytes per pixel.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Canvas {
+    /// Width in pixels.
     pub width: usize,
+    /// Height in pixels.
     pub height: usize,
+    /// `width · height · 3` bytes: R, G, B of each pixel, rows top to bottom.
     pub pixels: Vec<u8>,
 }
 
+/// A colour: red, green, blue, 0–255 each.
 pub type Rgb = [u8; 3];
 
+/// The background.
 pub const WHITE: Rgb = [255, 255, 255];
+/// Text, axes and frames.
 pub const BLACK: Rgb = [0, 0, 0];
+/// Grid lines.
 pub const GREY: Rgb = [200, 200, 200];
 /// Distinguishable series colours (Tableau 10), in legend order.
 pub const PALETTE: [Rgb; 8] = [
@@ -41,10 +49,14 @@ pub const PALETTE: [Rgb; 8] = [
 /// Height of one line of text at scale 1 (the glyphs are 8x8).
 pub const GLYPH: usize = 8;
 
+/// Errors of spat-report.
 #[derive(Debug)]
 pub enum Error {
+    /// A file that cannot be written or read.
     Io(std::path::PathBuf, std::io::Error),
+    /// A PNG that cannot be encoded (the path it was for, and the encoder's message).
     Png(std::path::PathBuf, String),
+    /// Arguments that cannot be drawn (a mismatched image size, a zero scale, a grid too large).
     Invalid(String),
 }
 
@@ -60,9 +72,11 @@ impl std::fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
+/// `Result` with spat-report's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 impl Canvas {
+    /// A `width × height` canvas filled with `background`.
     pub fn new(width: usize, height: usize, background: Rgb) -> Self {
         let mut pixels = Vec::with_capacity(width * height * 3);
         for _ in 0..width * height {
@@ -75,6 +89,7 @@ impl Canvas {
         }
     }
 
+    /// The pixel at column `x`, row `y`. Panics outside the canvas.
     pub fn get(&self, x: usize, y: usize) -> Rgb {
         let i = (y * self.width + x) * 3;
         [self.pixels[i], self.pixels[i + 1], self.pixels[i + 2]]
@@ -89,6 +104,7 @@ impl Canvas {
         self.pixels[i..i + 3].copy_from_slice(&c);
     }
 
+    /// Fills the `w × h` rectangle whose top-left corner is `(x, y)`; what falls outside is clipped.
     pub fn fill_rect(&mut self, x: i64, y: i64, w: usize, h: usize, c: Rgb) {
         for dy in 0..h as i64 {
             for dx in 0..w as i64 {
@@ -298,6 +314,7 @@ fn glyph(ch: char) -> [u8; 8] {
 /// A grid of equally sized images with a header above each column and a label under each image.
 #[derive(Debug, Clone)]
 pub struct ImageGrid {
+    /// One header above each column.
     pub column_headers: Vec<String>,
     /// `rows[r][c]` = (image, caption).
     pub rows: Vec<Vec<(Canvas, String)>>,
@@ -370,6 +387,8 @@ impl ImageGrid {
         Ok((w, h, cols))
     }
 
+    /// Draws the grid: headers, then each row's images magnified `scale` times with their captions.
+    /// An error for a scale of 0, rows of differing image sizes, or a grid over [`MAX_GRID_PIXELS`].
     pub fn render(&self) -> Result<Canvas> {
         let (w, h, _) = self.cell()?;
         let (width, height) = self.size()?;
@@ -524,3 +543,8 @@ mod tests {
         assert_eq!(glyph('a'), font8x8::legacy::BASIC_LEGACY[b'a' as usize]);
     }
 }
+
+// The README's examples compile and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -7,7 +7,9 @@ use crate::{Canvas, Rgb, BLACK, GLYPH, GREY, PALETTE, WHITE};
 /// How a series is drawn: its colour, and solid or dashed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Style {
+    /// The line's colour.
     pub colour: Rgb,
+    /// Dashed (reference values, clean accuracy) rather than solid.
     pub dashed: bool,
 }
 
@@ -149,14 +151,17 @@ impl Axis {
         format!("{v:.*}", self.decimals)
     }
 
+    /// True for a logarithmic axis.
     pub fn is_log(&self) -> bool {
         self.log
     }
 
+    /// The values at the axis' two ends, `(low, high)`.
     pub fn range(&self) -> (f64, f64) {
         (self.lo, self.hi)
     }
 
+    /// The values at which ticks and grid lines are drawn.
     pub fn ticks(&self) -> &[f64] {
         &self.ticks
     }
@@ -196,23 +201,32 @@ fn finite_range(values: impl IntoIterator<Item = f64>) -> Option<(f64, f64)> {
 /// A plotting area on the canvas and its two axes.
 #[derive(Debug, Clone)]
 pub struct Frame {
+    /// Left edge of the plotting area, in canvas pixels.
     pub left: i64,
+    /// Top edge of the plotting area, in canvas pixels.
     pub top: i64,
+    /// Width of the plotting area, in pixels.
     pub width: i64,
+    /// Height of the plotting area, in pixels.
     pub height: i64,
+    /// The horizontal axis.
     pub x: Axis,
+    /// The vertical axis.
     pub y: Axis,
 }
 
 /// Pixels between a tick label and its axis, and the height of a line of text with its gap.
 const TICK_GAP: i64 = 6;
+/// Height of a line of text with its gap, in pixels.
 pub const LINE: i64 = GLYPH as i64 + 6;
 
 impl Frame {
+    /// The canvas column of value `x` (clamped to the plotting area).
     pub fn px(&self, x: f64) -> i64 {
         self.left + (self.x.fraction(x).clamp(0.0, 1.0) * self.width as f64).round() as i64
     }
 
+    /// The canvas row of value `y` (clamped to the plotting area; larger values higher).
     pub fn py(&self, y: f64) -> i64 {
         let f = self.y.fraction(y).clamp(0.0, 1.0);
         self.top + self.height - (f * self.height as f64).round() as i64
@@ -279,6 +293,7 @@ impl Frame {
         }
     }
 
+    /// Draws marker `m` in `colour` at the point `(x, y)` in data coordinates.
     pub fn mark(&self, c: &mut Canvas, (x, y): (f64, f64), m: Marker, colour: Rgb) {
         marker(c, (self.px(x), self.py(y)), m, colour);
     }
@@ -337,12 +352,16 @@ fn dashed_line(c: &mut Canvas, a: (i64, i64), b: (i64, i64), colour: Rgb) {
 /// One line of a legend: a stroke of the series' style (with its marker), or text alone.
 #[derive(Debug, Clone)]
 pub struct LegendEntry {
+    /// How the entry's stroke is drawn; `None` for a line of text alone.
     pub style: Option<Style>,
+    /// A marker drawn on the stroke, if any.
     pub marker: Option<Marker>,
+    /// The entry's text.
     pub text: String,
 }
 
 impl LegendEntry {
+    /// An entry for a series drawn in `style`.
     pub fn series(style: Style, text: impl Into<String>) -> Self {
         LegendEntry {
             style: Some(style),
@@ -351,6 +370,7 @@ impl LegendEntry {
         }
     }
 
+    /// An entry of text alone (no stroke).
     pub fn note(text: impl Into<String>) -> Self {
         LegendEntry {
             style: None,
@@ -359,6 +379,7 @@ impl LegendEntry {
         }
     }
 
+    /// The same entry with marker `m` on its stroke.
     pub fn with_marker(mut self, m: Marker) -> Self {
         self.marker = Some(m);
         self
@@ -406,7 +427,9 @@ pub fn draw_legend(c: &mut Canvas, x: i64, y: i64, entries: &[LegendEntry]) {
 /// One line of a plot: `(x, y)` points joined in order; `None` values are gaps (missing runs).
 #[derive(Debug, Clone)]
 pub struct Series {
+    /// Its name in the legend.
     pub label: String,
+    /// `(x, y)` points in x order; a `None` y (a value not measured) breaks the line there.
     pub points: Vec<(f64, Option<f64>)>,
     /// Dashed lines are drawn for reference values (the paper's), solid for measured ones.
     pub dashed: bool,
@@ -415,9 +438,13 @@ pub struct Series {
 /// A line plot with axes, ticks, a title and a legend at its right.
 #[derive(Debug, Clone)]
 pub struct LinePlot {
+    /// Drawn above the plot.
     pub title: String,
+    /// The x axis' label.
     pub x_label: String,
+    /// The y axis' label.
     pub y_label: String,
+    /// The lines, styled in order (see [`Style`]).
     pub series: Vec<Series>,
     /// Fixed y range, e.g. `(0, 100)` for accuracies; `None` fits the data.
     pub y_range: Option<(f64, f64)>,
@@ -425,12 +452,15 @@ pub struct LinePlot {
 
 /// Margins around a plotting area: room for the y tick labels at the left, the title above.
 pub const LEFT: i64 = 72;
+/// Margin at the right of a plotting area, in pixels.
 pub const RIGHT: i64 = 16;
+/// Room above a plotting area for the title, in pixels.
 pub const TITLE: i64 = 44;
 /// Room under a plotting area for the x tick labels and the x label.
 pub const UNDER: i64 = TICK_GAP + 2 * LINE + 4;
 
 impl LinePlot {
+    /// Draws the plot on a `width × height` canvas (white; axes with round ticks; legend at the right).
     pub fn render(&self, width: usize, height: usize) -> Canvas {
         let mut c = Canvas::new(width, height, WHITE);
         c.text(LEFT, 12, &self.title, BLACK, 2);

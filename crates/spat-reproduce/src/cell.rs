@@ -17,12 +17,16 @@ use crate::matrix::{Cell, Job};
 /// Everything a cell's command depends on besides the cell.
 #[derive(Debug, Clone)]
 pub struct Context {
+    /// The reproduction's output directory (`--out`).
     pub out: PathBuf,
+    /// The device cells run on (`cpu`, `cuda:0`).
     pub device: String,
+    /// Where each data set is read from.
     pub dirs: DataDirs,
 }
 
 impl Context {
+    /// The run directory of cell `name`: `<out>/runs/<name>`.
     pub fn cell_dir(&self, name: &str) -> PathBuf {
         self.out.join("runs").join(name)
     }
@@ -36,7 +40,7 @@ impl Context {
 
 /// The marker of a finished cell ([`CellDone`]), written last.
 pub const DONE: &str = "DONE";
-/// The [`EvalReport`] of an evaluation cell.
+/// The [`EvalReport`](spat_spec::report::EvalReport) of an evaluation cell.
 pub const EVAL: &str = "eval.json";
 /// A cell's lock file ([`crate::lock`]), in [`runner_dir`].
 pub const LOCK: &str = "LOCK";
@@ -48,13 +52,16 @@ pub const ATTEMPTS: &str = "attempts.json";
 pub struct Attempt {
     /// Seconds since the Unix epoch.
     pub started_unix: u64,
+    /// The process that started it.
     pub runner: Runner,
+    /// The device it ran on.
     pub device: String,
     /// Whether it continued a killed training run (`spat train --resume`).
     pub resumed: bool,
     /// `finished`, or `failed: <why>`; absent for an attempt that was killed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub outcome: Option<String>,
+    /// Wall time until the outcome, in seconds; absent for an attempt that was killed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub seconds: Option<f64>,
 }

@@ -8,7 +8,9 @@ use crate::paper;
 /// Whether a claim holds, and the numbers that decide it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
+    /// Whether the numbers bear the claim out.
     pub holds: bool,
+    /// The numbers the verdict rests on, in words.
     pub evidence: String,
 }
 

@@ -111,7 +111,7 @@ fn train_args(ctx: &Context, t: &TrainSpec) -> Vec<String> {
     a
 }
 
-/// What `spat train` makes of [`train_args`]: the request the policy configures (with the data
+/// What `spat train` makes of `train_args`: the request the policy configures (with the data
 /// folders left out; the listing of settings reads the configuration, not the paths).
 pub fn train_request(t: &TrainSpec) -> RunRequest {
     let mut r = RunRequest::new(t.model, t.dataset, "", t.method);

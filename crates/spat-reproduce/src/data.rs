@@ -11,11 +11,16 @@ use crate::workspace::workspace_root;
 /// Where each data set is read from, resolved once.
 #[derive(Debug, Clone)]
 pub struct DataDirs {
+    /// The folder of every data set but CIFAR-10 (`--data-dir`, else `$SPAT_DATA_DIR`, else
+    /// `data/`), and of the pseudo-labelled file.
     pub root: PathBuf,
+    /// CIFAR-10's folder: the embedded `data/cifar-10-mini` at the smoke scale unless `--data-dir`
+    /// is given, else `root`.
     pub cifar10: PathBuf,
 }
 
 impl DataDirs {
+    /// The folders for `scale`, from `--data-dir` (`args_dir`) or the environment.
     pub fn resolve(args_dir: Option<&Path>, scale: Scale) -> Self {
         let ws = workspace_root();
         let root = args_dir
@@ -30,6 +35,7 @@ impl DataDirs {
         DataDirs { root, cifar10 }
     }
 
+    /// The folder data set `d` is read from.
     pub fn dir(&self, d: Dataset) -> &Path {
         match d {
             Dataset::Cifar10 => &self.cifar10,
@@ -37,6 +43,7 @@ impl DataDirs {
         }
     }
 
+    /// RST's pseudo-labelled TinyImages file, in `root`.
     pub fn pseudo_labeled(&self) -> PathBuf {
         self.root.join(PSEUDO_LABELED_FILE)
     }

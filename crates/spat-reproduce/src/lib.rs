@@ -2,6 +2,7 @@
 //! matrix of every table and figure, the cells that run it through the `spat` binary (under
 //! per-cell locks, on several slots or as Slurm job arrays), and the reports that set spat's
 //! numbers beside the paper's. It links no ML code, so it builds in seconds.
+#![warn(missing_docs)]
 
 pub mod cell;
 pub mod claims;
@@ -19,3 +20,8 @@ pub mod runner;
 pub mod schedule;
 pub mod slurm;
 pub mod workspace;
+
+// The README's examples compile and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

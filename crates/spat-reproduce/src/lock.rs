@@ -53,6 +53,7 @@ pub struct SlurmTask {
     /// `SLURM_ARRAY_JOB_ID` and `SLURM_ARRAY_TASK_ID`, for array tasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub array_job_id: Option<String>,
+    /// `SLURM_ARRAY_TASK_ID`: the task's index in its array.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub array_task_id: Option<String>,
     /// `SLURM_RESTART_COUNT`: how many times Slurm requeued the task (0 the first time).
@@ -60,6 +61,7 @@ pub struct SlurmTask {
 }
 
 impl SlurmTask {
+    /// The Slurm task this process runs in, from `SLURM_*` variables; `None` outside Slurm.
     pub fn from_env() -> Option<Self> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         Some(SlurmTask {
@@ -84,12 +86,15 @@ impl SlurmTask {
 /// Who runs (or ran) something: a process on a host, maybe inside a Slurm task.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Runner {
+    /// The host name.
     pub host: String,
+    /// The process id on that host.
     pub pid: u32,
     /// The process's start time (clock ticks after boot, /proc/PID/stat field 22): with the pid,
     /// it names one process even after the pid is reused. `None` where /proc is absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pid_start: Option<u64>,
+    /// The Slurm task the process runs in, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slurm: Option<SlurmTask>,
 }
@@ -126,6 +131,7 @@ impl std::fmt::Display for Runner {
 pub struct Holder {
     /// Unique per acquisition: whether a lock file is still this holder's.
     pub token: String,
+    /// Who holds it.
     #[serde(flatten)]
     pub runner: Runner,
     /// When the lock was taken (seconds since the Unix epoch).
@@ -336,6 +342,7 @@ pub struct Lock {
 
 /// What [`acquire`] found.
 pub enum Acquired {
+    /// This runner holds the lock now; dropping it releases the lock.
     Held(Lock),
     /// Another runner holds the lock and may still be working.
     Busy(Holder),
@@ -472,10 +479,12 @@ impl Lock {
         self.lost.load(Ordering::SeqCst)
     }
 
+    /// What the lock file says about its holder (this runner).
     pub fn holder(&self) -> &Holder {
         &self.holder
     }
 
+    /// The lock file.
     pub fn path(&self) -> &Path {
         &self.path
     }

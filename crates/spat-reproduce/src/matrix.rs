@@ -55,8 +55,10 @@ pub enum Checkpoint {
 }
 
 impl Checkpoint {
+    /// Both checkpoints, last first.
     pub const BOTH: [Checkpoint; 2] = [Checkpoint::Last, Checkpoint::Best];
 
+    /// The weights file of the checkpoint in a run directory.
     pub fn file(self) -> &'static str {
         match self {
             Checkpoint::Last => files::FINAL,
@@ -64,6 +66,7 @@ impl Checkpoint {
         }
     }
 
+    /// `last` or `best`, as reports and cell names write it.
     pub fn as_str(self) -> &'static str {
         match self {
             Checkpoint::Last => "last",
@@ -81,17 +84,24 @@ fn pixel_factor(d: Dataset) -> f64 {
 /// One `spat train` run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct TrainSpec {
+    /// The data set trained on.
     pub dataset: Dataset,
+    /// Model preset (`wrn-34-10`, `tiny`, ...).
     pub model: &'static str,
+    /// The training method.
     pub method: Method,
+    /// SPAT's α for the training adversary; `None`: the method's own.
     pub spat_alpha: Option<f64>,
     /// Training radius, as its source writes it (`8/255`, RST's `0.031`).
     pub eps: Radius,
     /// The training adversary's step where the run's reference sets one of its own (RST's
     /// 0.007); `None`: ε/4, the thesis's (§6.1.1).
     pub attack_step: Option<Radius>,
+    /// Training epochs.
     pub epochs: usize,
+    /// Images per batch.
     pub batch_size: usize,
+    /// Train on a seeded subset of this many images (`None`: all but the validation hold-out).
     pub train_subset: Option<usize>,
     /// Training images held out, never trained on: the per-epoch evaluation and the choice of
     /// `best.safetensors` use them.
@@ -101,6 +111,7 @@ pub struct TrainSpec {
     pub test_subset: Option<usize>,
     /// RST's 500k pseudo-labelled TinyImages mixed into every batch (Table 6.3).
     pub pseudo_labeled: bool,
+    /// The run's seed.
     pub seed: u64,
 }
 
@@ -142,35 +153,50 @@ impl TrainSpec {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Job {
+    /// `spat train`.
     Train(TrainSpec),
     /// `spat eval` of a trained cell's last or best weights.
     Eval {
+        /// The run whose weights are evaluated.
         train: TrainSpec,
+        /// Its last or best weights.
         checkpoint: Checkpoint,
+        /// The attacks, one column each.
         attacks: Vec<AttackSpec>,
         /// The radius of every attack that does not carry its own (`@eps=`).
         eps: Radius,
+        /// Evaluate a seeded subset of this many test images (`None`: the whole test set).
         test_subset: Option<usize>,
     },
     /// `spat sweep-alpha`: PGD-LS over α, plus PGD-CE and PGD-KL.
     Sweep {
+        /// The run whose weights are attacked.
         train: TrainSpec,
+        /// Its last or best weights.
         checkpoint: Checkpoint,
+        /// The label-smoothing αs of the PGD-LS rows.
         alphas: Vec<f64>,
+        /// The attacks' radius.
         eps: Radius,
+        /// Attack a seeded subset of this many test images (`None`: the whole test set).
         test_subset: Option<usize>,
     },
     /// `spat visualize` of the last weights: a PNG grid of originals and adversarial examples.
     Visualize {
+        /// The run whose last weights are attacked.
         train: TrainSpec,
+        /// One column of adversarial examples per attack (paired with `eps`).
         attacks: Vec<AttackSpec>,
+        /// Each column's radius.
         eps: Vec<Radius>,
+        /// The class of each row's test image, in row order (`--classes`).
         classes: Vec<&'static str>,
     },
     /// `spat gradients` of the last weights of several runs: originals and input gradients.
     Gradients {
         /// (column label, run), in column order.
         models: Vec<(String, TrainSpec)>,
+        /// The class of each row's test image, in row order (`--classes`).
         classes: Vec<&'static str>,
     },
 }
@@ -191,9 +217,11 @@ impl Job {
 /// One resumable unit of work: a directory under `<out>/runs/`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Cell {
+    /// The cell's name, its directory under `<out>/runs/`.
     pub name: String,
     /// The paper row / curve this cell serves.
     pub label: String,
+    /// What it runs.
     pub job: Job,
     /// Estimated cost in FLOPs (see [`COST_BASIS`]).
     pub flops: f64,
@@ -202,8 +230,11 @@ pub struct Cell {
 /// The cells of one id at one scale: training cells first, then measurements.
 #[derive(Debug, Clone, Serialize)]
 pub struct Plan {
+    /// The table or figure (`table6.1`, `fig5.3`).
     pub id: String,
+    /// The scale it runs at.
     pub scale: Scale,
+    /// Training cells first, then measurements.
     pub cells: Vec<Cell>,
 }
 
@@ -230,6 +261,7 @@ pub const GPU_FLOPS_PER_SEC: f64 = 20e12;
 /// Assumed sustained throughput for the smoke scale on a 2-core CPU, FLOP/s.
 pub const CPU_FLOPS_PER_SEC: f64 = 50e9;
 
+/// How `--dry-run` estimates a cell's cost, in words (printed with the estimates).
 pub const COST_BASIS: &str = "Estimated cost = forward FLOPs per image (spat model-info; ×9 for 96×96 STL-10) × \
 forward-equivalents per image (a forward+backward pass counts 3: standard training 3, Madry PGD-10 33, \
 TRADES/MART/RST 37 per training image; per-epoch evaluation of the validation split, clean + PGD-20, 62; \
@@ -416,7 +448,9 @@ pub const SHORT_EPOCHS: usize = 15;
 
 // Smoke-scale knobs: sized so that `reproduce table6.1 --scale smoke` and `fig5.3 --scale smoke`
 // each finish in a few minutes on 2 CPU cores.
+/// Training epochs at the smoke scale.
 pub const SMOKE_EPOCHS: usize = 30;
+/// Images per training batch at the smoke scale.
 pub const SMOKE_BATCH: usize = 64;
 /// Training images held out for validation at the smoke scale.
 pub const SMOKE_VAL_IMAGES: usize = 32;
@@ -424,6 +458,7 @@ pub const SMOKE_VAL_IMAGES: usize = 32;
 pub const SMOKE_TRAIN_IMAGES: usize = 480;
 /// Test images of the trainer's own final evaluation at the smoke scale.
 pub const SMOKE_MONITOR_IMAGES: usize = 32;
+/// Test images of a smoke evaluation cell.
 pub const SMOKE_EVAL_IMAGES: usize = 256;
 /// Test images of a smoke α sweep (13 PGD-20 attacks per model).
 pub const SMOKE_SWEEP_IMAGES: usize = 128;
@@ -453,7 +488,7 @@ pub const FIG_5_ROWS: &[&str] = &["ship", "horse", "bird", "horse", "automobile"
 pub const FIG_5_2_ATTACKS: &[&str] = &["pgd20", "pgd-ls:0.2", "pgd-ls:0.8"];
 
 /// Columns spat measures besides a table's own: Table 6.3 under chapter 6's PGD-20 too, since its
-/// own PGD-20 column is RST's protocol (§6.1.2, "PGD-20 (settings in [39])").
+/// own PGD-20 column is RST's protocol (§6.1.2, "PGD-20 (settings in \[39\])").
 pub fn extra_columns(id: &str) -> &'static [paper::Column] {
     const TABLE_6_3: &[paper::Column] = &[paper::Column {
         header: "PGD-20 (chapter 6 protocol, ε = 8/255)",

@@ -24,6 +24,7 @@ pub struct Column {
 /// How a row's model is trained: the `spat train --method` and `--spat-alpha` of that row.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Recipe {
+    /// The `spat train --method` of the row.
     pub method: Method,
     /// Label-smoothing α of SPAT's PGD-LS inner maximisation; `None` = the method's own attack.
     pub spat_alpha: Option<f64>,
@@ -32,29 +33,38 @@ pub struct Recipe {
 /// One row of a paper table, values in column order, as printed (percent).
 #[derive(Debug, Clone, Copy)]
 pub struct Row {
+    /// The row's label as the thesis prints it.
     pub label: &'static str,
     /// For tables whose rows are trained models (Tables 6.1–6.4); `None` for Tables 5.1/5.2,
     /// whose single row is one model under several attacks.
     pub recipe: Option<Recipe>,
+    /// The thesis's values in column order, as printed (`57.31`).
     pub values: &'static [&'static str],
 }
 
 /// A table of the thesis.
 #[derive(Debug, Clone, Copy)]
 pub struct Table {
+    /// `table6.1`, ...: what `cargo xtask reproduce` takes.
     pub id: &'static str,
     /// Where it is: table number and section.
     pub source: &'static str,
+    /// The thesis's caption.
     pub caption: &'static str,
+    /// The columns, each with the attack that measures it.
     pub columns: &'static [Column],
+    /// The rows, in the thesis's order.
     pub rows: &'static [Row],
 }
 
 /// A figure of the thesis: no numbers are printed, so only the text's statements are kept.
 #[derive(Debug, Clone, Copy)]
 pub struct Figure {
+    /// `fig5.3`, ...: what `cargo xtask reproduce` takes.
     pub id: &'static str,
+    /// Figure number and section.
     pub source: &'static str,
+    /// The thesis's caption.
     pub caption: &'static str,
     /// What the text says about the figure, closely paraphrased, with its section.
     pub statements: &'static [&'static str],
@@ -80,7 +90,7 @@ const CW: Column = Column {
     header: "CW∞",
     attack: "cw30",
 };
-/// Table 6.3's "PGD-20 (settings in [39])" (§6.1.2): RST's evaluation PGD as semisup-adv runs
+/// Table 6.3's "PGD-20 (settings in \[39\])" (§6.1.2): RST's evaluation PGD as semisup-adv runs
 /// it (`attack_evaluation.py`: ε 0.031, line 123; step 0.01, line 130; 5 restarts, line 132;
 /// random start, lines 134-136; an example robust only if correct at every iterate of every
 /// restart, lines 58-60, and `attack_pgd.py` lines 46-48), with the thesis's 20 steps (the
@@ -94,6 +104,7 @@ const PGD_KL: Column = Column {
     attack: "pgd-kl",
 };
 
+/// Table 5.1 (§5.2): a standard model under PGD-KL and PGD-LS with several α.
 pub const TABLE_5_1: Table = Table {
     id: "table5.1",
     source: "Table 5.1, §5.2",
@@ -109,6 +120,7 @@ pub const TABLE_5_1: Table = Table {
     rows: &[Row { label: "PGD-20 acc", recipe: None, values: &["47.51", "80.04", "69.23", "51.28", "44.16", "25.3"] }],
 };
 
+/// Table 5.2 (§5.2): an adversarially trained model under PGD-KL and PGD-LS with several α.
 pub const TABLE_5_2: Table = Table {
     id: "table5.2",
     source: "Table 5.2, §5.2",
@@ -124,6 +136,7 @@ pub const TABLE_5_2: Table = Table {
     rows: &[Row { label: "PGD-20 acc", recipe: None, values: &["71.58", "57.7", "62.93", "67.7", "72.14", "75.57"] }],
 };
 
+/// Table 6.1 (§6.1.1): natural and robust accuracy of WRN-34-10 on CIFAR-10 per training method.
 pub const TABLE_6_1: Table = Table {
     id: "table6.1",
     source: "Table 6.1, §6.1.1",
@@ -158,6 +171,7 @@ pub const TABLE_6_1: Table = Table {
     ],
 };
 
+/// Table 6.2 (§6.1.1): the same on CIFAR-100.
 pub const TABLE_6_2: Table = Table {
     id: "table6.2",
     source: "Table 6.2, §6.1.1",
@@ -192,6 +206,7 @@ pub const TABLE_6_2: Table = Table {
     ],
 };
 
+/// Table 6.3 (§6.1.2): WRN-28-10 on CIFAR-10 with RST's 500k pseudo-labelled images.
 pub const TABLE_6_3: Table = Table {
     id: "table6.3",
     source: "Table 6.3, §6.1.2",
@@ -205,6 +220,7 @@ pub const TABLE_6_3: Table = Table {
     ],
 };
 
+/// Table 6.4 (§6.1.3): ResNet-18 on STL-10.
 pub const TABLE_6_4: Table = Table {
     id: "table6.4",
     source: "Table 6.4, §6.1.3",
@@ -234,6 +250,7 @@ pub const TABLE_6_4: Table = Table {
     ],
 };
 
+/// Figure 4.1 (§4.1): input gradients of a standard and an adversarially trained model.
 pub const FIG_4_1: Figure = Figure {
     id: "fig4.1",
     source: "Figure 4.1, §4.1",
@@ -244,6 +261,7 @@ pub const FIG_4_1: Figure = Figure {
                    humans (after [25])."],
 };
 
+/// Figure 5.1 (§5.1): adversarial examples of an adversarially trained model at several radii.
 pub const FIG_5_1: Figure = Figure {
     id: "fig5.1",
     source: "Figure 5.1, §5.1",
@@ -258,6 +276,7 @@ pub const FIG_5_1: Figure = Figure {
     ],
 };
 
+/// Figure 5.2 (§5.1): adversarial examples of an adversarially trained model under several attacks.
 pub const FIG_5_2: Figure = Figure {
     id: "fig5.2",
     source: "Figure 5.2, §5.1",
@@ -268,6 +287,7 @@ pub const FIG_5_2: Figure = Figure {
                    PGD-CE, and the semantics-preserving effect is greater with larger α."],
 };
 
+/// Figure 5.3 (§5.2): robust accuracy against α on a standard and an adversarially trained model.
 pub const FIG_5_3: Figure = Figure {
     id: "fig5.3",
     source: "Figure 5.3, §5.2",
@@ -281,6 +301,7 @@ pub const FIG_5_3: Figure = Figure {
     ],
 };
 
+/// Figure 6.1 (§6.2): clean and robust accuracy over α and training radius on CIFAR-10.
 pub const FIG_6_1: Figure = Figure {
     id: "fig6.1",
     source: "Figure 6.1, §6.2",
@@ -295,6 +316,7 @@ pub const FIG_6_1: Figure = Figure {
     ],
 };
 
+/// Figure 6.2 (§6.2): the same on CIFAR-100.
 pub const FIG_6_2: Figure = Figure {
     id: "fig6.2",
     source: "Figure 6.2, §6.2",
@@ -315,15 +337,19 @@ pub const FIG_6_1_PEAK_ALPHA: &[(f64, f64)] = &[(4.0, 0.0), (8.0, 0.2), (16.0, 0
 /// Figure 6.1's one stated point: α = 1, training ε = 8/255 -> (clean %, robust %).
 pub const FIG_6_1_ALPHA_ONE_EPS8: (f64, f64) = (32.44, 0.0);
 
+/// Every table of the thesis that spat reproduces, in the thesis's order.
 pub const TABLES: &[Table] = &[
     TABLE_5_1, TABLE_5_2, TABLE_6_1, TABLE_6_2, TABLE_6_3, TABLE_6_4,
 ];
+/// Every figure of the thesis that spat reproduces, in the thesis's order.
 pub const FIGURES: &[Figure] = &[FIG_4_1, FIG_5_1, FIG_5_2, FIG_5_3, FIG_6_1, FIG_6_2];
 
+/// The table with id `id` (`table6.1`), if the thesis has one.
 pub fn table(id: &str) -> Option<&'static Table> {
     TABLES.iter().find(|t| t.id == id)
 }
 
+/// The figure with id `id` (`fig5.3`), if the thesis has one.
 pub fn figure(id: &str) -> Option<&'static Figure> {
     FIGURES.iter().find(|f| f.id == id)
 }

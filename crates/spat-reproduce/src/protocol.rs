@@ -7,7 +7,7 @@
 //! (the same request `spat train` configures from the harness's arguments), and their sources are
 //! spat-policy's, except where the reproduction itself decides: the model, the held-out
 //! validation split, a reduced scale, or an experiment the thesis gives fewer settings for. The
-//! listing is a table of rows ([`TRAINING`]), each a key, the value it reads and its source.
+//! listing is a table of rows (`TRAINING`), each a key, the value it reads and its source.
 
 use spat_policy::{PaperSettings, Ref, Source, TrainingAdversary};
 use spat_spec::report::SettingLine;
@@ -33,8 +33,11 @@ pub fn dataset_name(d: Dataset) -> &'static str {
 /// One setting: what it is, its value in this reproduction, and its source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Line {
+    /// What the setting is (`weight decay`, ...).
     pub key: String,
+    /// Its value in this reproduction.
     pub value: String,
+    /// Where the value comes from.
     pub source: Source,
 }
 

@@ -32,6 +32,7 @@ use crate::runner::{device_name, run_cells, select};
 use crate::slurm;
 use crate::workspace::{spat_binary, workspace_root};
 
+/// The options of `cargo xtask reproduce`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// What to reproduce: fig4.1 table5.1 table5.2 fig5.1 fig5.2 fig5.3 table6.1 table6.2 table6.3
@@ -52,7 +53,7 @@ pub struct Args {
     /// Device passed to every `spat` command: cpu | cuda:N (default: cpu for smoke, cuda:0 otherwise).
     #[arg(long)]
     pub device: Option<String>,
-    /// Output directory (default: results/<id>-<scale>).
+    /// Output directory (default: `results/<id>-<scale>`).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Folder holding cifar-10-batches-bin/, cifar-100-binary/, stl10_binary/ and
@@ -79,6 +80,7 @@ pub struct Args {
     /// cell (the last job of a Slurm submission).
     #[arg(long, conflicts_with_all = ["cell", "dry_run"])]
     pub assemble: bool,
+    /// The Slurm options (`--slurm` and what it takes).
     #[command(flatten)]
     pub slurm: slurm::SlurmArgs,
 }

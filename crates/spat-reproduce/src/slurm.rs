@@ -29,6 +29,7 @@ use crate::cell::{finished, Context};
 use crate::matrix::{Cell, Job, Scale};
 use crate::workspace::spat_binary;
 
+/// The options of `cargo xtask reproduce --slurm`.
 #[derive(clap::Args, Debug, Clone, Default)]
 pub struct SlurmArgs {
     /// Submit the unfinished cells to Slurm as job arrays (one task per cell; a last job writes
@@ -66,6 +67,7 @@ pub struct SlurmArgs {
 pub struct Stage {
     /// `train`, `measure` or `assemble`.
     pub name: &'static str,
+    /// The sbatch script written for it.
     pub script: PathBuf,
     /// (number in --dry-run, cell name) of each array task; empty for the assemble job.
     pub cells: Vec<(usize, String)>,
@@ -167,9 +169,13 @@ fn submission_dir(out: &Path) -> Result<PathBuf> {
 /// reproduce ID --scale S --out OUT --device D [--data-dir DIR] [--skip-missing-data]`.
 #[derive(Debug, Clone, Copy)]
 pub struct Tasks<'a> {
+    /// The table or figure id.
     pub id: &'a str,
+    /// The scale.
     pub scale: Scale,
+    /// `--data-dir`, if given.
     pub data_dir: Option<&'a Path>,
+    /// `--skip-missing-data`: cells whose data is missing are left out, not an error.
     pub skip_missing_data: bool,
 }
 

@@ -31,11 +31,18 @@ pub enum AttackLoss {
     /// Cross-entropy with the true label (PGD-CE).
     CrossEntropy,
     /// Label-smoothed cross-entropy (PGD-LS, thesis eq. 4.1–4.3); `alpha = 0` is PGD-CE.
-    LabelSmoothed { alpha: f64 },
+    LabelSmoothed {
+        /// Smoothing α in `[0, 1]`: the target puts `1 - α` on the label and `α/(K-1)` on each
+        /// other class.
+        alpha: f64,
+    },
     /// KL divergence from the clean prediction (PGD-KL, the TRADES adversary).
     Kl,
     /// Carlini–Wagner margin with confidence `kappa` (CW∞ when optimised by PGD).
-    CwMargin { kappa: f64 },
+    CwMargin {
+        /// The margin κ ≥ 0 beyond which the loss stops growing ([`CW_KAPPA`] for `cwN`).
+        kappa: f64,
+    },
 }
 
 /// Confidence κ of the CW∞ loss (`cwloss`) that `cwN` specs use.
@@ -101,7 +108,10 @@ pub enum RandomStart {
     /// Uniform in the ε-ball (Madry et al.).
     Uniform,
     /// `x + std·N(0, 1)` (TRADES and MART use `std = 0.001`).
-    Gaussian { std: f64 },
+    Gaussian {
+        /// Standard deviation of the noise, in pixel units.
+        std: f64,
+    },
     /// Uniform in the ε-ball and *not* clipped to `[0, 1]`: the first gradient is taken there, as
     /// in semisup-adv's `attack_pgd.py` and TRADES' `pgd_attack_cifar10.py`; every later iterate
     /// is projected onto the ball and `[0, 1]` as usual.
@@ -146,8 +156,11 @@ pub enum AttackSpec {
     Fgsm,
     /// PGD (with the CW margin loss: CW∞) from a random start.
     Pgd {
+        /// PGD iterations (`pgd20`: 20).
         steps: usize,
+        /// The loss maximised (`pgd20`: CE, `pgd-ls:0.3`: label-smoothed, `pgd-kl`, `cw30`: CW margin).
         loss: AttackLoss,
+        /// The step size: the evaluation's default for the radius, or given (`@step=`, `@eps/N`).
         step: StepRule,
     },
     /// PGD-CE as semisup-adv (RST) evaluates with it (`attack_pgd.py`, `attack_evaluation.py`):
@@ -156,42 +169,64 @@ pub enum AttackSpec {
     /// classified correctly after every iterate of every restart (`every_iterate`), or else after
     /// the last iterate of every restart. Written `pgd20x5@step=0.01@eps=0.031@every-iterate`.
     PgdRestarts {
+        /// PGD iterations per restart.
         steps: usize,
+        /// Independent runs from fresh random starts (`x5`).
         restarts: usize,
+        /// The step size (`@step=0.01`).
         step: StepRule,
         /// The attack's own radius; `None`: the radius the evaluation is run at.
         eps: Option<Radius>,
+        /// Judge an example over every iterate of every restart (`@every-iterate`), not only the last.
         every_iterate: bool,
     },
     /// APGD (Croce & Hein 2020) with the CE or DLR loss: `apgd-ce`, `apgd-dlr`, with
     /// `apgdN[xR]-ce` for other iteration and restart counts and `@eot=K` for gradients averaged
     /// over `K` passes (randomised defences).
     Apgd {
+        /// CE or DLR.
         loss: ApgdLoss,
+        /// Iterations per restart (100 in AutoAttack).
         steps: usize,
+        /// Restarts on the examples still robust (1 in AutoAttack's standard version).
         restarts: usize,
+        /// Gradient passes averaged per step (expectation over transformation; 1: none).
         eot: usize,
     },
     /// APGD-T, targeted DLR against each of the `targets` most likely wrong classes in turn:
     /// `apgd-t`, `apgdN[xR]-t@targets=K`.
     ApgdTargeted {
+        /// Iterations per restart and target (100 in AutoAttack).
         steps: usize,
+        /// Restarts per target (1 in AutoAttack).
         restarts: usize,
+        /// Number of target classes, the most likely wrong ones first (9 in AutoAttack).
         targets: usize,
     },
     /// FAB (Croce & Hein 2020), untargeted (`fab`) or against the `targets` most likely wrong
     /// classes (`fab-t`, `fabN[xR]-t@targets=K`).
     Fab {
+        /// Iterations per restart (100 in AutoAttack).
         steps: usize,
+        /// Restarts (1 in AutoAttack).
         restarts: usize,
+        /// Target classes for FAB-T (9 in AutoAttack); `None`: untargeted FAB.
         targets: Option<usize>,
     },
     /// Square Attack (Andriushchenko et al. 2020), a score-based black-box attack with a budget
     /// of `queries` per restart: `square`, `squareQ[xR]`.
-    Square { queries: usize, restarts: usize },
+    Square {
+        /// Model queries per restart (5,000 in AutoAttack).
+        queries: usize,
+        /// Restarts on the examples still robust (1 in AutoAttack).
+        restarts: usize,
+    },
     /// The AutoAttack ensemble: `autoattack` (standard) or `autoattack-rand`. Each attack runs
     /// only on the examples every earlier one failed to fool.
-    AutoAttack { version: AutoAttackVersion },
+    AutoAttack {
+        /// `standard` (APGD-CE, APGD-T, FAB-T, Square) or `rand` (APGD-CE and APGD-DLR with EOT).
+        version: AutoAttackVersion,
+    },
 }
 
 /// The accepted forms, for error messages and `--help`.

@@ -24,6 +24,7 @@ pub enum EpochMetric {
 }
 
 impl EpochMetric {
+    /// Every metric, in the order `spat plot --help` lists them.
     pub const ALL: [EpochMetric; 4] = [
         EpochMetric::Loss,
         EpochMetric::CleanAcc,
@@ -85,6 +86,7 @@ impl FromStr for EpochMetric {
 /// A curves picture's numbers: panels stacked over one epoch axis.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Curves {
+    /// The picture's title (a run's name, or the metric of an overlay).
     pub title: String,
     /// One line under the title saying what was measured on what.
     pub subtitle: String,
@@ -97,6 +99,7 @@ pub struct Curves {
     /// overlay, where a search stopped a trial or a run was killed; not in a run's own picture,
     /// which grows by an epoch at each commit.
     pub mark_stops: bool,
+    /// The panels, top to bottom.
     pub panels: Vec<CurvePanel>,
 }
 
@@ -107,13 +110,16 @@ pub struct CurvePanel {
     pub axis: String,
     /// A logarithmic y axis (a learning rate divided by 10 at each drop).
     pub log_scale: bool,
+    /// The curves drawn in the panel.
     pub curves: Vec<Curve>,
 }
 
 /// One curve: a metric of one run over its committed epochs.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Curve {
+    /// The legend's label (a run's method and α, or the metric).
     pub label: String,
+    /// The metric the curve shows.
     pub metric: EpochMetric,
     /// In epoch order, one per committed epoch.
     pub points: Vec<CurvePoint>,
@@ -126,7 +132,9 @@ pub struct Curve {
 /// One epoch's value.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CurvePoint {
+    /// 1-based epoch number.
     pub epoch: usize,
+    /// The metric's value after that epoch (percent for accuracies).
     pub value: f64,
 }
 

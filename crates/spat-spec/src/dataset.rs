@@ -39,14 +39,19 @@ pub type ChannelStatistics = ([f32; 3], [f32; 3]);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Dataset {
+    /// CIFAR-10: 50,000 training and 10,000 test 32×32 colour images, 10 classes.
     Cifar10,
+    /// CIFAR-100: 50,000 training and 10,000 test 32×32 colour images, 100 fine classes.
     Cifar100,
+    /// STL-10: 5,000 labelled training and 8,000 test 96×96 colour images, 10 classes.
     Stl10,
 }
 
 impl Dataset {
+    /// Every data set, in the order `--help` lists them.
     pub const ALL: [Dataset; 3] = [Dataset::Cifar10, Dataset::Cifar100, Dataset::Stl10];
 
+    /// The name on the command line and in files (`cifar10`, `cifar100`, `stl10`).
     pub const fn as_str(self) -> &'static str {
         match self {
             Dataset::Cifar10 => "cifar10",
@@ -68,6 +73,7 @@ impl Dataset {
         }
     }
 
+    /// Number of classes (10, 100 or 10).
     pub fn num_classes(self) -> usize {
         match self {
             Dataset::Cifar10 | Dataset::Stl10 => 10,
@@ -157,7 +163,9 @@ impl FromStr for Dataset {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Split {
+    /// The training split.
     Train,
+    /// The test split.
     Test,
 }
 

@@ -12,10 +12,12 @@ impl Default for Fnv1a {
 }
 
 impl Fnv1a {
+    /// The hash of no bytes (FNV-1a's 64-bit offset basis).
     pub const fn new() -> Self {
         Fnv1a(0xcbf2_9ce4_8422_2325)
     }
 
+    /// Hashes `bytes` after what was hashed before.
     pub fn update(&mut self, bytes: &[u8]) -> &mut Self {
         for &b in bytes {
             self.0 = (self.0 ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3);
@@ -23,6 +25,7 @@ impl Fnv1a {
         self
     }
 
+    /// The hash of every byte given so far.
     pub fn finish(&self) -> u64 {
         self.0
     }

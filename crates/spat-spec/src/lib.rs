@@ -15,7 +15,8 @@
 //!
 //! It holds data and the rules that define it (what a name means, how a schedule decays); numerics
 //! live in the crates that run them, training policy (defaults per method and data set) in
-//! spat-train.
+//! spat-policy.
+#![warn(missing_docs)]
 
 pub mod attack;
 pub mod curves;
@@ -56,15 +57,23 @@ pub enum Error {
     /// chain printed as one line (`{:#}`) names it once.
     #[error("{}: {cause}", path.display())]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The operating system's error.
         cause: std::io::Error,
     },
     /// A file that exists but does not hold what its kind requires.
     #[error("{}: {message}", path.display())]
-    Format { path: PathBuf, message: String },
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What it holds instead, or what is wrong with it.
+        message: String,
+    },
 }
 
 impl Error {
+    /// An I/O error on the file at `path`, naming it.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
@@ -73,4 +82,10 @@ impl Error {
     }
 }
 
+/// `Result` with spat-spec's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+// The README's examples compile and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

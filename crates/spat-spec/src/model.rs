@@ -50,9 +50,12 @@ pub enum Precision {
 }
 
 impl Precision {
+    /// Every precision, in the order of [`Precision::NAMES`].
     pub const ALL: [Precision; 3] = [Precision::Fp32, Precision::Tf32, Precision::Bf16];
+    /// The names on the command line (`--precision`) and in files.
     pub const NAMES: &'static [&'static str] = &["fp32", "tf32", "bf16"];
 
+    /// The precision's name (`fp32`, `tf32`, `bf16`).
     pub fn name(self) -> &'static str {
         Self::NAMES[self as usize]
     }

@@ -26,12 +26,14 @@ use crate::{Dataset, Error};
 /// The non-linearity between layers of the DeepMind networks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Activation {
+    /// `max(0, x)`.
     Relu,
     /// `x·sigmoid(x)`, also called Swish.
     Silu,
 }
 
 impl Activation {
+    /// The name in model names (`relu`, `silu`).
     pub fn name(self) -> &'static str {
         match self {
             Activation::Relu => "relu",
@@ -55,23 +57,38 @@ pub enum ModelName {
     /// WRN-10-1 with an 8-channel stem.
     Tiny,
     /// TRADES/MART WideResNet-`depth`-`width`.
-    Wrn { depth: usize, width: usize },
+    Wrn {
+        /// Depth `6n + 4`.
+        depth: usize,
+        /// Widening factor.
+        width: usize,
+    },
     /// DeepMind-layout WideResNet.
     DmWrn {
+        /// Depth `6n + 4`.
         depth: usize,
+        /// Widening factor.
         width: usize,
+        /// The non-linearity.
         activation: Activation,
     },
     /// DeepMind-layout PreAct-ResNet, depth 18 or 34.
     DmPreActResNet {
+        /// 18 or 34.
         depth: usize,
+        /// The non-linearity.
         activation: Activation,
     },
     /// kuangliu's ResNet-18 or ResNet-50.
-    ResNet { depth: usize },
+    ResNet {
+        /// 18 or 50.
+        depth: usize,
+    },
     /// PreAct-ResNet-18 with its shortcut and its head as named.
     PreActResNet18 {
+        /// Which tensor the strided shortcut reads.
         shortcut: PreActShortcut,
+        /// A BN–ReLU before pooling (Rice et al. 2020, RobustBench's `PreActBlockV2`).
         final_bn: bool,
     },
     /// A RobustBench model-zoo entry.
@@ -244,6 +261,7 @@ impl fmt::Display for ModelName {
 }
 
 impl Leaderboard {
+    /// The leaderboard's name (`Linf`, `L2`), as RobustBench writes it.
     pub fn name(self) -> &'static str {
         match self {
             Leaderboard::Linf => "Linf",

@@ -26,8 +26,10 @@ pub enum Norm {
 }
 
 impl Norm {
+    /// Every norm, in the order `--norm`'s help lists them.
     pub const ALL: [Norm; 2] = [Norm::Linf, Norm::L2];
 
+    /// The name `--norm` takes and reports print: `linf` or `l2`.
     pub const fn as_str(self) -> &'static str {
         match self {
             Norm::Linf => "linf",

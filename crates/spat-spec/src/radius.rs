@@ -14,7 +14,12 @@ use crate::Error;
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Radius {
     /// `num/den`, as `8/255`.
-    Fraction { num: f64, den: f64 },
+    Fraction {
+        /// The numerator (`8`).
+        num: f64,
+        /// The denominator (`255`), > 0.
+        den: f64,
+    },
     /// A decimal number, as `0.031`.
     Decimal(f64),
 }

@@ -11,7 +11,9 @@ use crate::{AttackSpec, AutoAttackVersion, Norm};
 /// `spat eval --json`: accuracies in percent.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct EvalReport {
+    /// Number of test images evaluated.
     pub examples: usize,
+    /// The L∞ radius attacks ran at, in `[0, 1]` pixel units.
     pub eps: f64,
     /// The norm `eps` is measured in, that of every attack of the list (L∞ in reports written
     /// before norms existed).
@@ -38,11 +40,16 @@ impl EvalReport {
 /// One AutoAttack run over a data set, as the reference's log reports it (percentages).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AutoAttackReport {
+    /// `standard` or `rand`.
     pub version: AutoAttackVersion,
+    /// Number of images attacked.
     pub examples: usize,
+    /// The L∞ radius, in `[0, 1]` pixel units.
     pub eps: f64,
+    /// The threat model's norm (`linf` when absent, as in reports written before norms existed).
     #[serde(default)]
     pub norm: Norm,
+    /// Clean accuracy in percent (the images the ensemble starts from).
     pub clean: f64,
     /// The attacks in the order they ran, each with the robust accuracy after it (examples that
     /// it and every earlier attack failed to fool).
@@ -70,15 +77,19 @@ pub struct AutoAttackStage {
 /// Which attack a row of an α sweep measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum SweepAttack {
+    /// PGD on label-smoothed cross-entropy at one α.
     #[serde(rename = "pgd-ls")]
     PgdLs,
+    /// PGD on cross-entropy (α = 0, the baseline).
     #[serde(rename = "pgd-ce")]
     PgdCe,
+    /// PGD on TRADES' KL divergence.
     #[serde(rename = "pgd-kl")]
     PgdKl,
 }
 
 impl SweepAttack {
+    /// The name in `sweep.json` and tables (`pgd-ls`, `pgd-ce`, `pgd-kl`).
     pub fn as_str(self) -> &'static str {
         match self {
             SweepAttack::PgdLs => "pgd-ls",
@@ -91,6 +102,7 @@ impl SweepAttack {
 /// One row of an α sweep.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SweepRow {
+    /// The attack the row measures.
     pub attack: SweepAttack,
     /// The label-smoothing α of a PGD-LS row.
     pub alpha: Option<f64>,
@@ -101,12 +113,18 @@ pub struct SweepRow {
 /// `sweep.json` of `spat sweep-alpha`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SweepReport {
+    /// Number of test images attacked.
     pub examples: usize,
+    /// The L∞ radius, in `[0, 1]` pixel units.
     pub eps: f64,
+    /// The threat model's norm (`linf` when absent, as in reports written before norms existed).
     #[serde(default)]
     pub norm: Norm,
+    /// PGD iterations of every row.
     pub steps: usize,
+    /// Clean accuracy in percent.
     pub clean_accuracy: f64,
+    /// One PGD-LS row per α in the order given, then one PGD-CE row and one PGD-KL row.
     pub rows: Vec<SweepRow>,
 }
 
@@ -135,16 +153,22 @@ impl SweepReport {
 /// (population statistics over every pixel of every image).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SplitStats {
+    /// Number of images.
     pub count: usize,
+    /// Images per label, indexed by label.
     pub per_class: Vec<usize>,
+    /// Mean of each channel's pixel values in `[0, 1]`.
     pub mean: Vec<f64>,
+    /// Population standard deviation of each channel's pixel values in `[0, 1]`.
     pub std: Vec<f64>,
 }
 
 /// `spat data-info --json`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DataInfo {
+    /// The training split.
     pub train: SplitStats,
+    /// The test split.
     pub test: SplitStats,
 }
 
@@ -162,24 +186,37 @@ pub struct GridRow {
 /// `spat visualize --json`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GridSummary {
+    /// The PNG written.
     pub image: PathBuf,
+    /// Its width in pixels.
     pub width: usize,
+    /// Its height in pixels.
     pub height: usize,
     /// Column headers: `original`, then `<attack> <eps>` per adversarial column.
     pub columns: Vec<String>,
+    /// One row per test image shown.
     pub rows: Vec<GridRow>,
 }
 
 /// One measurement of `spat bench` (and of `bench/pytorch_reference.py --json`).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BenchRecord {
+    /// Model preset (`tiny`, `wrn-16-2`, `resnet-18`, ...).
     pub model: String,
+    /// `standard` (one training step), `trades-spat-pgd10` (one TRADES+SPAT step with PGD-10) or
+    /// `pgd20-eval` (a PGD-20 evaluation of a batch).
     pub workload: String,
+    /// `fp32`, `tf32` or `bf16`.
     pub precision: String,
+    /// Images per step.
     pub batch: usize,
+    /// Untimed steps before the timed ones.
     pub warmup: usize,
+    /// Timed steps.
     pub repeats: usize,
+    /// Median wall time of one step, in milliseconds.
     pub median_ms: f64,
+    /// `batch` over the median wall time.
     pub images_per_s: f64,
     /// Median CPU time (all threads, user + system) of one step: on a shared machine this
     /// depends far less on other jobs than the wall time does. Absent where not measurable.
@@ -199,10 +236,15 @@ pub struct BenchRecord {
 /// `spat bench --json` and `bench/pytorch_reference.py --json`.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct BenchReport {
+    /// `spat` or `pytorch`.
     pub framework: String,
+    /// Its version (spat's crate version, or `torch.__version__`).
     pub framework_version: String,
+    /// `cpu` or `cuda:N`.
     pub device: String,
+    /// The CPU model or GPU name.
     pub device_name: String,
+    /// One record per model × workload × precision.
     pub records: Vec<BenchRecord>,
 }
 
@@ -215,9 +257,11 @@ pub struct Results {
     pub scale: String,
     /// Where it is in the thesis (`Table 6.1, §6.1.1`).
     pub source: String,
+    /// The thesis's caption.
     pub caption: String,
     /// What the scale means for the comparison, in words.
     pub setting: String,
+    /// What was measured, by the kind of thesis item.
     #[serde(flatten)]
     pub measured: Measured,
     /// Every setting of the runs with its source (the thesis, a reference repository's file and
@@ -237,8 +281,11 @@ pub struct Results {
 pub struct SettingLine {
     /// The part of the reproduction it belongs to (`training (every run)`, `evaluation`, ...).
     pub section: String,
+    /// The setting's name (`weight decay`, `PGD steps`, ...).
     pub key: String,
+    /// Its value as written in the report.
     pub value: String,
+    /// Where it comes from, in words.
     pub source: String,
     /// Whether neither the thesis nor a reference states it.
     pub spat_choice: bool,
@@ -248,13 +295,16 @@ pub struct SettingLine {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Verdict {
+    /// The numbers agree with the claim.
     Holds,
+    /// The numbers contradict the claim.
     DoesNotHold,
     /// Smoke-scale numbers say nothing about the thesis.
     NotTestableAtThisScale,
 }
 
 impl Verdict {
+    /// The verdict in words, as results.md prints it.
     pub fn as_str(self) -> &'static str {
         match self {
             Verdict::Holds => "holds",
@@ -267,12 +317,14 @@ impl Verdict {
 /// A qualitative claim of the thesis and its outcome on this run's numbers.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Claim {
+    /// The claim, in the thesis's words or close to them.
     pub statement: String,
     /// Where the thesis makes it.
     pub source: String,
     /// `last` or `best`: the checkpoint whose numbers were used.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<String>,
+    /// Whether the numbers bear it out.
     pub verdict: Verdict,
     /// The numbers the verdict rests on, in words.
     pub evidence: String,
@@ -283,6 +335,7 @@ pub struct Claim {
 pub struct CellDone {
     /// The `spat` arguments that ran (the resumed form for a training run continued after a kill).
     pub command: Vec<String>,
+    /// Wall time of the cell, in seconds.
     pub seconds: f64,
     /// `git describe`-style commit of the checkout that ran the cell (`-dirty` when it had
     /// uncommitted changes); absent for markers written before commits were recorded.
@@ -297,7 +350,9 @@ pub struct CellDone {
 /// One cell of a reproduction as it ran.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct CellRecord {
+    /// The cell's name (`train-madry`, `eval-madry-last`, ...).
     pub name: String,
+    /// Its `DONE` marker.
     #[serde(flatten)]
     pub done: CellDone,
 }
@@ -307,6 +362,7 @@ pub struct CellRecord {
 pub struct Provenance {
     /// The commit of the checkout that wrote results.md / results.json.
     pub report_commit: Option<String>,
+    /// Every cell of the reproduction, in matrix order.
     pub cells: Vec<CellRecord>,
 }
 
@@ -318,6 +374,7 @@ pub enum Measured {
     Table {
         /// The thesis's columns, then any spat measures besides them (`spat_only_columns`).
         columns: Vec<String>,
+        /// The attacks of the columns, in order.
         attacks: Vec<AttackSpec>,
         /// What each attack does exactly, by column.
         attack_settings: Vec<String>,
@@ -326,7 +383,9 @@ pub enum Measured {
         spat_only_columns: Vec<String>,
         /// Evaluation radius as given (`8/255`); an attack with a radius of its own says so.
         eps: String,
+        /// One row per thesis row.
         rows: Vec<TableRow>,
+        /// Remarks printed under the table (substitutions, scale caveats).
         notes: Vec<String>,
         /// The picture of the rows' runs' per-epoch robust accuracy (on their validation split),
         /// with its numbers beside it ([`crate::curves::Curves`], the same name ending `.json`).
@@ -335,25 +394,36 @@ pub enum Measured {
     },
     /// Figure 5.3: an α sweep per model and checkpoint (the text's statements are `claims`).
     Sweep {
+        /// What the thesis's text says about the figure.
         paper_statements: Vec<String>,
+        /// One sweep per model and checkpoint.
         models: Vec<SweepModel>,
+        /// The PNG drawn.
         plot: PathBuf,
     },
     /// Figures 6.1/6.2: clean and robust accuracy over training ε × SPAT α, per checkpoint;
     /// `checks` sets the text's stated values beside spat's.
     AlphaGrid {
+        /// What the thesis's text says about the figure.
         paper_statements: Vec<String>,
+        /// The attack robust accuracy is measured under.
         eval_attack: AttackSpec,
+        /// One point per trained model and checkpoint.
         points: Vec<GridPoint>,
+        /// The text's statements set beside spat's values.
         checks: Vec<Check>,
+        /// The PNG drawn.
         plot: PathBuf,
     },
     /// Figures 4.1, 5.1 and 5.2: a grid of images (input gradients or adversarial examples).
     Images {
+        /// What the thesis's text says about the figure.
         paper_statements: Vec<String>,
         /// The `spat visualize` job that drew it (xtask's matrix cell, as JSON).
         job: serde_json::Value,
+        /// The run directory of the model drawn.
         run: PathBuf,
+        /// The PNG drawn.
         image: PathBuf,
     },
 }
@@ -361,9 +431,11 @@ pub enum Measured {
 /// One row of a reproduced table: accuracies in percent by column header.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TableRow {
+    /// The row's label (`Madry`, `TRADES + SPAT (α = 0.1)`, ...).
     pub label: String,
     /// The training run directory.
     pub run: PathBuf,
+    /// The thesis's values by column header.
     pub paper: BTreeMap<String, f64>,
     /// spat's values from the last checkpoint.
     pub last: CheckpointValues,
@@ -380,30 +452,43 @@ pub struct CheckpointValues {
     pub epoch: Option<usize>,
     /// The [`EvalReport`] the values come from.
     pub eval: PathBuf,
+    /// Accuracy in percent by column header.
     pub values: BTreeMap<String, f64>,
+    /// Number of test images evaluated.
     pub examples: usize,
 }
 
 /// One model's α sweep in Figure 5.3.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SweepModel {
+    /// The model's label (`standard`, `Madry`).
     pub model: String,
     /// `last` or `best`.
     pub checkpoint: String,
+    /// The epoch the weights are from, where the run says.
     pub epoch: Option<usize>,
+    /// The training run directory.
     pub run: PathBuf,
     /// The [`SweepReport`] the values come from.
     pub sweep: PathBuf,
+    /// Clean accuracy in percent.
     pub clean: f64,
+    /// Robust accuracy under PGD-LS, one entry per α.
     pub pgd_ls: Vec<AlphaAccuracy>,
+    /// Robust accuracy under PGD-CE, in percent.
     pub pgd_ce: f64,
+    /// Robust accuracy under PGD-KL, in percent.
     pub pgd_kl: f64,
+    /// Number of test images attacked.
     pub examples: usize,
 }
 
+/// Robust accuracy under PGD-LS at one α.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct AlphaAccuracy {
+    /// The label-smoothing α in `[0, 1]`.
     pub alpha: f64,
+    /// Accuracy in percent.
     pub accuracy: f64,
 }
 
@@ -412,12 +497,17 @@ pub struct AlphaAccuracy {
 pub struct GridPoint {
     /// Training radius in units of 1/255.
     pub train_eps: f64,
+    /// SPAT's α of the training run (0: plain adversarial training).
     pub alpha: f64,
     /// `last` or `best`.
     pub checkpoint: String,
+    /// The epoch the weights are from, where the run says.
     pub epoch: Option<usize>,
+    /// Clean accuracy in percent.
     pub clean: f64,
+    /// Robust accuracy in percent under the figure's attack.
     pub robust: f64,
+    /// The training run directory.
     pub run: PathBuf,
 }
 
@@ -427,6 +517,7 @@ pub struct Check {
     /// The model it is checked on, where the figure has several.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub model: Option<String>,
+    /// The statement checked.
     pub statement: String,
     /// The thesis's value, where it states one.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -25,13 +25,21 @@ use crate::{AttackSpec, Dataset, Error, Mode, Norm, Precision};
 
 /// File names of a run directory.
 pub mod files {
+    /// The run's configuration, [`RunConfig`](super::RunConfig) as JSON.
     pub const CONFIG: &str = "config.json";
+    /// One [`EpochMetrics`](super::EpochMetrics) JSON line per committed epoch.
     pub const METRICS: &str = "metrics.jsonl";
+    /// [`RunState`](super::RunState): the commit point of the last durable epoch.
     pub const STATE: &str = "state.json";
+    /// The weights of the epoch with the best robust accuracy on the per-epoch evaluation set.
     pub const BEST: &str = "best.safetensors";
+    /// The final weights, written when the run finishes.
     pub const FINAL: &str = "model.safetensors";
+    /// [`TrainSummary`](super::TrainSummary), written when the run finishes.
     pub const SUMMARY: &str = "summary.json";
+    /// The run's training curves, redrawn at each epoch's commit.
     pub const CURVES_PNG: &str = "curves.png";
+    /// The numbers of `curves.png` ([`Curves`](crate::curves::Curves)).
     pub const CURVES_JSON: &str = "curves.json";
     /// The lock file of the run's one writer (`spat_spec::fs::FolderLock`): empty, kept.
     pub const LOCK: &str = "run.lock";
@@ -98,6 +106,7 @@ pub enum Method {
 }
 
 impl Method {
+    /// Every method, in the order `--help` lists them.
     pub const ALL: [Method; 5] = [
         Method::Standard,
         Method::Madry,
@@ -106,6 +115,7 @@ impl Method {
         Method::Rst,
     ];
 
+    /// The name on the command line and in files (`standard`, `madry`, `trades`, `mart`, `rst`).
     pub const fn as_str(self) -> &'static str {
         match self {
             Method::Standard => "standard",
@@ -180,8 +190,12 @@ pub enum LrSchedule {
     /// runs and the first epoch always uses the base rate; a run of `reference_epochs` epochs
     /// uses the milestones as they are.
     Piecewise {
+        /// 1-based epochs from which the rate is multiplied by `factor` once more (`[75, 90]` in MART's
+        /// 90-epoch run).
         milestones: Vec<usize>,
+        /// The run length the milestones are written for.
         reference_epochs: usize,
+        /// The factor applied at each milestone (0.1: a tenfold drop).
         factor: f64,
     },
     /// `lr * 0.5 * (1 + cos(π (e - 1) / epochs))` for 1-based epoch `e` (RST uses cosine decay).
@@ -275,12 +289,13 @@ pub struct InitWeights {
 }
 
 /// Everything that defines a training run: what `config.json` holds and what `spat train
-/// --resume` rebuilds the run from. spat-train's `RunRequest::configure` fills it with the
+/// --resume` rebuilds the run from. spat-policy's `RunRequest::configure` fills it with the
 /// thesis's settings.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunConfig {
     /// Model preset (see [`crate::PRESETS`]); a library caller training its own network names it.
     pub model: String,
+    /// The data set trained and evaluated on.
     pub dataset: Dataset,
     /// Folder the data set was read from. Where, not what: resuming may read the same data
     /// elsewhere, and the data's fingerprints in `state.json` say whether it is the same.
@@ -294,6 +309,7 @@ pub struct RunConfig {
     pub val_subset: Option<usize>,
     /// RST's pseudo-labelled data (required by [`Method::Rst`], allowed with TRADES and MART).
     pub pseudo_labeled: Option<PseudoLabeled>,
+    /// The training method (its outer objective; RST is TRADES' on mixed batches).
     pub method: Method,
     /// SPAT (thesis §4.2-4.3): craft training adversaries with PGD-LS(α) (label-smoothed CE,
     /// target `1 - α` on the label and `α/(K-1)` elsewhere) instead of the method's own loss.
@@ -305,11 +321,13 @@ pub struct RunConfig {
     pub batch_size: usize,
     /// Initial learning rate (0.1, §6.1).
     pub lr: f64,
+    /// How the learning rate decays per epoch.
     pub schedule: LrSchedule,
     /// Linear warm-up epochs before `schedule` (0 in the paper).
     pub warmup_epochs: usize,
     /// SGD momentum (0.9, §6.1).
     pub momentum: f64,
+    /// Nesterov momentum (RST's; false for TRADES and MART).
     pub nesterov: bool,
     /// Coupled L2 weight decay (CIFAR-10 7e-4 as MART, §6.1; CIFAR-100 per original code).
     pub weight_decay: f64,
@@ -326,7 +344,7 @@ pub struct RunConfig {
     pub attack_steps: usize,
     /// PGD step size of the training adversary (ε/4, §6.1).
     pub attack_step_size: f64,
-    /// Batch-norm mode while crafting training adversaries (see spat-train's defaults).
+    /// Batch-norm mode while crafting training adversaries (spat-policy decides it per method).
     pub adversary_mode: Mode,
     /// TRADES β (6, §6.1).
     pub trades_beta: f64,
@@ -337,9 +355,11 @@ pub struct RunConfig {
     pub eval_examples: usize,
     /// Evaluation attack after each epoch and at the end.
     pub eval_attack: AttackSpec,
+    /// Images per evaluation batch.
     pub eval_batch_size: usize,
     /// Evaluate clean and robust accuracy on the whole test set at the end.
     pub final_full_eval: bool,
+    /// The arithmetic of convolutions and matrix products.
     pub precision: Precision,
     /// Seed of every random draw: initialisation, subsets, data order, augmentation, attacks.
     pub seed: u64,
@@ -499,11 +519,13 @@ pub struct EpochMetrics {
     pub clean_acc: f64,
     /// Accuracy (percent) under the evaluation attack on the per-epoch evaluation set.
     pub robust_acc: f64,
+    /// Learning rate used during the epoch.
     pub lr: f64,
     /// Training throughput (adversary + update), evaluation excluded.
     pub images_per_sec: f64,
     /// Wall time of the epoch, evaluation and checkpointing included.
     pub seconds: f64,
+    /// Number of images `clean_acc` and `robust_acc` were measured on.
     pub eval_examples: usize,
 }
 
@@ -512,16 +534,22 @@ pub struct EpochMetrics {
 /// kinds) and of its training and test data.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct RunIdentity {
+    /// FNV-1a of the configuration's identity as JSON.
     pub config: String,
+    /// FNV-1a of the network's variable names, shapes and kinds.
     pub model: String,
+    /// FNV-1a of the training images and labels.
     pub train_data: String,
+    /// FNV-1a of the test images and labels.
     pub test_data: String,
 }
 
 /// A file of a run directory as committed: its name and its FNV-1a checksum (16 hex digits).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CommittedFile {
+    /// The file's name in the run directory.
     pub file: String,
+    /// FNV-1a of its bytes, 16 hex digits.
     pub fnv1a64: String,
 }
 
@@ -530,11 +558,15 @@ pub struct CommittedFile {
 /// are written from it afterwards.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunState {
+    /// Epochs committed.
     pub epochs_done: usize,
     /// Steps taken so far: the counter of the adversary's RNG stream.
     pub global_step: u64,
+    /// The best robust accuracy (percent) of any committed epoch on the per-epoch evaluation set.
     pub best_robust_acc: Option<f64>,
+    /// The epoch that reached it.
     pub best_epoch: Option<usize>,
+    /// Fingerprints a resume must find again.
     pub identity: RunIdentity,
     /// `checkpoint-<epochs_done>.safetensors` as committed.
     pub checkpoint: CommittedFile,
@@ -549,18 +581,24 @@ pub struct RunState {
 /// `summary.json`: the outcome of a finished run.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TrainSummary {
+    /// Epochs committed when the run ended.
     pub epochs_done: usize,
     /// Epochs that were already done when this call started (resume).
     pub resumed_from: Option<usize>,
     /// Whether training stopped before the configured epoch count (`stop_after_epochs`).
     pub stopped_early: bool,
+    /// The best robust accuracy (percent) of any epoch on the per-epoch evaluation set.
     pub best_robust_acc: Option<f64>,
+    /// The epoch that reached it (the weights in `best.safetensors`).
     pub best_epoch: Option<usize>,
     /// Final clean / robust accuracy (percent) on the whole test set (or the evaluation subset if
     /// `final_full_eval` is off); `None` when stopped early.
     pub final_clean_acc: Option<f64>,
+    /// Final robust accuracy (percent) under the evaluation attack; `None` when stopped early.
     pub final_robust_acc: Option<f64>,
+    /// Images the final accuracies were measured on; `None` when stopped early.
     pub final_eval_examples: Option<usize>,
+    /// Every epoch's record, in order.
     pub history: Vec<EpochMetrics>,
 }
 

@@ -9,10 +9,13 @@ use crate::error::{Error, Result};
 
 /// A run's training batches, its held-out validation split (if any) and its test set.
 pub struct RunData {
+    /// Training batches: shuffled and augmented per the configuration, mixed with pseudo-labelled
+    /// images for RST, without the validation hold-out.
     pub train: Box<dyn BatchSource>,
     /// `val_subset` training images held out of `train` (evaluated after each epoch, and the
     /// set `best.safetensors` is chosen on).
     pub validation: Option<ImageSet>,
+    /// The test split (its first `test_subset` images when one is configured).
     pub test: ImageSet,
     /// Images of the training split less the validation hold-out, before any `train_subset`.
     pub train_split_len: usize,

@@ -6,10 +6,10 @@
 //! fsync), and the removal of the previous checkpoint generation after each file and after the
 //! directory fsync. A point is `<scope>.<stage>`, e.g. `commit.state.renamed`.
 //!
-//! Built with the `failpoints` feature (off by default), each point is a [`fail`] point: a binary
-//! that calls `fail::FailScenario::setup()` reads them from `FAILPOINTS`, and the action
-//! `return` makes the process exit at once with [`EXIT_STATUS`], running no destructor and
-//! writing nothing more, as a kill would (`FAILPOINTS='commit.state.renamed=1*off->return'`
+//! Built with the `failpoints` feature (off by default), each point is a `fail` point (TiKV's
+//! `fail` crate): a binary that calls `fail::FailScenario::setup()` reads them from `FAILPOINTS`,
+//! and the action `return` makes the process exit at once with [`EXIT_STATUS`], running no
+//! destructor and writing nothing more, as a kill would (`FAILPOINTS='commit.state.renamed=1*off->return'`
 //! exits at the point's second hit). Without the feature the points compile to nothing.
 
 use spat_spec::fs::WriteStage;

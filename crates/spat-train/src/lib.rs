@@ -20,8 +20,10 @@
 //! println!("best PGD-20 accuracy {:?}", summary.best_robust_acc);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+#![warn(missing_docs)]
 
 pub mod data;
+/// The errors training can end with ([`Error`]).
 pub mod error;
 pub mod faults;
 pub mod objectives;
@@ -40,3 +42,8 @@ pub use trainer::{
     inspect_run_dir, sgd_config, train, train_step, train_with_validation, training_adversary,
     training_loss, EpochOutcome, Run, RunDir, TrainOptions,
 };
+
+// The README's examples compile and run as doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

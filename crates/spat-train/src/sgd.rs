@@ -25,10 +25,15 @@ use crate::error::{Error, Result};
 /// Hyper-parameters of [`Sgd`].
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SgdConfig {
+    /// Learning rate (PyTorch's `lr`), > 0; a schedule changes it per epoch with [`Sgd::set_lr`].
     pub lr: f64,
+    /// Momentum factor in `[0, 1)`; 0 is plain SGD.
     pub momentum: f64,
+    /// Dampening of the gradient added to the momentum buffer, in `[0, 1]` (PyTorch's `dampening`).
     pub dampening: f64,
+    /// Nesterov momentum (as PyTorch: needs momentum > 0 and dampening 0).
     pub nesterov: bool,
+    /// L2 penalty coefficient added to each gradient (`grad + weight_decay * w`), ≥ 0.
     pub weight_decay: f64,
     /// Whether one-dimensional parameters (BN scales/shifts, biases) are weight-decayed too.
     /// `true` is what every reference (TRADES, MART, RST) does: `SGD(model.parameters(), ...)`.
@@ -63,6 +68,8 @@ pub struct Sgd {
 }
 
 impl Sgd {
+    /// An optimiser over every parameter of `store` (buffers are never updated), with empty
+    /// momentum buffers; one-dimensional parameters are decayed only if `config.decay_1d`.
     pub fn new(store: &VarStore, config: SgdConfig) -> Self {
         let slots = store
             .parameters()
@@ -83,14 +90,17 @@ impl Sgd {
         Self { config, slots }
     }
 
+    /// The hyper-parameters in effect (with the current learning rate).
     pub fn config(&self) -> &SgdConfig {
         &self.config
     }
 
+    /// The current learning rate.
     pub fn lr(&self) -> f64 {
         self.config.lr
     }
 
+    /// Sets the learning rate of the following steps (a schedule calls it once per epoch).
     pub fn set_lr(&mut self, lr: f64) {
         self.config.lr = lr;
     }

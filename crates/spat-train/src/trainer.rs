@@ -471,6 +471,7 @@ fn progress_bar(len: usize, epoch: usize, epochs: usize) -> indicatif::ProgressB
 /// An epoch trained and evaluated but not yet committed.
 #[derive(Debug, Clone)]
 pub struct EpochOutcome {
+    /// What the epoch measured (losses, accuracies, times), as `metrics.jsonl` will record it.
     pub metrics: EpochMetrics,
     /// The step counter after the epoch.
     global_step: u64,

@@ -438,7 +438,7 @@ pub fn pick_rows(
 }
 
 /// Draws `grid` (one row per test image: its `(index, label)` and each column's prediction) to
-/// the PNG `out`, one of `outputs`, and prints the grid's [`GridSummary`] with `json`, else its
+/// the PNG `out`, one of `outputs`, and prints the grid's [`GridSummary`](spat_spec::report::GridSummary) with `json`, else its
 /// path and size.
 pub fn save_grid(
     outputs: &Outputs,

@@ -17,9 +17,9 @@ pub struct Args {
     pub attacks: String,
     #[command(flatten)]
     pub run: AttackRunArgs,
-    /// Print one JSON object instead of a table: {"examples", "eps", "norm", "accuracy": {"<attack>": %},
+    /// Print one JSON object instead of a table: {"examples", "eps", "norm", "accuracy": {"ATTACK": %},
     /// "worst_case": %}, attacks by their canonical names (`pgd-kl` is `pgd20-kl`); with an
-    /// AutoAttack, also "autoattack": {"<name>": {"stages": [{"attack", "robust", "seconds"}],
+    /// AutoAttack, also "autoattack": {"NAME": {"stages": [{"attack", "robust", "seconds"}],
     /// "robust", "seconds", "warnings", ...}}.
     #[arg(long)]
     pub json: bool,

@@ -39,6 +39,7 @@ pub enum WriteStage {
 }
 
 impl WriteStage {
+    /// Every stage, in the order a write passes them.
     pub const ALL: [WriteStage; 5] = [
         WriteStage::Start,
         WriteStage::TempWritten,
@@ -47,6 +48,7 @@ impl WriteStage {
         WriteStage::DirSynced,
     ];
 
+    /// The stage's name (`temp_written`, ...), as fault points name it.
     pub const fn as_str(self) -> &'static str {
         match self {
             WriteStage::Start => "start",

@@ -19,23 +19,29 @@ use crate::{Dataset, Error};
 /// RobustBench's leaderboards spat's table covers (its `ThreatModel`, without corruptions).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Leaderboard {
+    /// The L∞ leaderboard.
     Linf,
+    /// The L2 leaderboard.
     L2,
 }
 
 /// One model-zoo entry.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Entry {
+    /// The data set the entry was trained for.
     pub dataset: Dataset,
+    /// The leaderboard it is listed on.
     pub leaderboard: Leaderboard,
     /// RobustBench's name, e.g. `Wang2023Better_WRN-28-10`.
     pub name: &'static str,
+    /// Whether and how spat builds its network.
     pub network: EntryNetwork,
 }
 
 /// What an entry's network is to spat.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum EntryNetwork {
+    /// spat builds it.
     Supported {
         /// A [`ModelName`] that builds the same `state_dict` and forward pass.
         architecture: &'static str,
@@ -44,6 +50,7 @@ pub enum EntryNetwork {
         /// carries none.
         normalization: Option<ChannelStatistics>,
     },
+    /// spat does not build it.
     Unsupported {
         /// What the network has that spat does not build.
         reason: &'static str,
@@ -90,8 +97,11 @@ impl Entry {
 /// `rb:[DATASET/][LEADERBOARD/]NAME`, as written (the qualifiers pick among entries of one name).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct EntryRef {
+    /// The data set qualifier, if written (`cifar10/`).
     pub dataset: Option<Dataset>,
+    /// The leaderboard qualifier, if written (`Linf/`).
     pub leaderboard: Option<Leaderboard>,
+    /// The entry's name.
     pub name: String,
 }
 

@@ -1,12 +1,12 @@
 //! Wall time of one PGD evaluation batch on CPU:
-//! `cargo run --release -p spat-attacks --example pgd_timing -- resnet-18 128 20`
+//! `cargo bench -p spat-attacks --bench pgd_timing -- resnet-18 128 20`
 use std::time::Instant;
 
 use candle_core::{Device, Tensor};
 use spat_attacks::{Attack, Pgd};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).filter(|a| a != "--bench"); // cargo bench adds it
     let preset = args.next().unwrap_or_else(|| "resnet-18".into());
     let batch: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(128);
     let steps: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(20);

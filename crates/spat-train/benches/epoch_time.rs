@@ -1,6 +1,6 @@
 //! Times training epochs on the embedded CIFAR-10 sample (512 images).
 //!
-//! `cargo run --release -p spat-train --example epoch_time -- <preset> <method> <epochs> [batch]`
+//! `cargo bench -p spat-train --bench epoch_time -- <preset> <method> <epochs> [batch]`
 //! e.g. `... -- resnet-18 madry 1 128`. Prints one JSON line per epoch (metrics.jsonl records)
 //! with the per-epoch evaluation restricted to 64 test images so that the training part dominates.
 
@@ -10,7 +10,10 @@ use spat_data::Dataset;
 use spat_train::{load_data, train, Method, RunRequest, TrainOptions};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| a != "--bench")
+        .collect(); // cargo bench adds it
     let preset = args.first().map_or("tiny", String::as_str);
     let method: Method = args.get(1).map_or("madry", String::as_str).parse()?;
     let epochs: usize = args.get(2).map_or(Ok(1), |s| s.parse())?;

@@ -1,5 +1,5 @@
 //! Times one forward + backward pass (CE-like loss, gradients for weights and input) of a preset.
-//! `cargo run --release -p spat-models --example forward_timing -- tiny 128 [32]`
+//! `cargo bench -p spat-models --bench forward_timing -- tiny 128 [32]`
 //!
 //! Prints wall time and the process's CPU time (user + system, from /proc on Linux): on a shared
 //! machine wall time depends on the load, CPU time much less so; on an idle machine with `p`
@@ -20,7 +20,7 @@ fn cpu_seconds() -> Option<f64> {
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let mut args = std::env::args().skip(1);
+    let mut args = std::env::args().skip(1).filter(|a| a != "--bench"); // cargo bench adds it
     let preset = args.next().unwrap_or_else(|| "tiny".into());
     let batch: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(128);
     let size: usize = args.next().map(|s| s.parse()).transpose()?.unwrap_or(32);
