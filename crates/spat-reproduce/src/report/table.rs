@@ -82,7 +82,7 @@ pub(super) fn report(plan: &Plan, table: &paper::Table, ctx: &Context, dir: &Pat
 }
 
 /// One picture of the robust accuracy of every row's run after each epoch (on its held-out
-/// validation split), each run's best epoch ringed: `<id>-curves.png` in `dir`, its numbers in
+/// validation split), each run's best epoch marked by a hollow square: `<id>-curves.png` in `dir`, its numbers in
 /// `<id>-curves.json`. Returns the picture's path (none if no run has a committed epoch to draw)
 /// and the markdown that shows it, naming any run left out and why.
 fn curves(
@@ -121,7 +121,7 @@ fn curves(
         };
         let json = file(&spat_report::curves::json_beside(&path));
         md.push_str(&format!(
-            "\n![{title}]({png_name})\n\nEach row's run over its epochs: {what}; a ring marks \
+            "\n![{title}]({png_name})\n\nEach row's run over its epochs: {what}; a hollow square marks \
              the epoch of its best checkpoint. The numbers drawn are in [{json}]({json}).\n",
             title = curves.title,
             png_name = file(&path),
