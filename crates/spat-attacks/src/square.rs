@@ -369,24 +369,7 @@ impl Square {
         let labels = rows::host_labels(y)?;
         let x0 = x.flatten_all()?.to_dtype(DType::F64)?.to_vec1::<f64>()?;
 
-        let mut delta = vec![0f64; n * d];
-        let s = h / 5;
-        let first = (h - 5 * s) / 2;
-        for tile_row in 0..h / s {
-            for tile_col in 0..w / s {
-                let (vh, vw) = (first + tile_row * s, first + tile_col * s);
-                let pattern = eta(s, draws);
-                let signs = draws.signs(n * c);
-                for (k, sign) in signs.iter().enumerate() {
-                    let base = k * h * w;
-                    for i in 0..s.min(h.saturating_sub(vh)) {
-                        for j in 0..s.min(w.saturating_sub(vw)) {
-                            delta[base + (vh + i) * w + vw + j] += pattern[i * s + j] * sign;
-                        }
-                    }
-                }
-            }
-        }
+        let delta = l2_start_tiles((n, c, h, w), draws);
         let mut x_best = vec![0f64; n * d];
         for e in 0..n {
             let row = e * d..(e + 1) * d;
@@ -407,14 +390,11 @@ impl Square {
             let (vh2, vw2) = (draws.int_below(h - s), draws.int_below(w - s));
             let pattern = eta(s, draws);
             let signs = draws.signs(idx.len() * c);
-            let window =
-                |top: usize, left: usize| (0..s * s).map(move |k| (top + k / s) * w + left + k % s);
-            let in_either = |p: usize| {
-                let (r, col) = (p / w, p % w);
-                let inside = |top: usize, left: usize| {
-                    (top..top + s).contains(&r) && (left..left + s).contains(&col)
-                };
-                inside(vh, vw) || inside(vh2, vw2)
+            let windows = L2Windows {
+                size: s,
+                width: w,
+                new: (vh, vw),
+                cleared: (vh2, vw2),
             };
             let mut x_new = vec![0f64; idx.len() * d];
             for (j, &e) in idx.iter().enumerate() {
@@ -426,29 +406,8 @@ impl Square {
                     .collect();
                 let norm_image = dc.iter().map(|v| v * v).sum::<f64>().sqrt();
                 let room = (self.eps * self.eps - norm_image * norm_image).max(0.0) / c as f64;
-                for ch in 0..c {
-                    let plane = &mut dc[ch * h * w..(ch + 1) * h * w];
-                    let energy = |ps: &mut dyn Iterator<Item = usize>| {
-                        ps.map(|p| plane[p] * plane[p]).sum::<f64>().sqrt()
-                    };
-                    let norm_window = energy(&mut window(vh, vw));
-                    let norm_windows = energy(&mut (0..h * w).filter(|&p| in_either(p)));
-                    let sign = signs[j * c + ch];
-                    let mut proposal: Vec<f64> = window(vh, vw)
-                        .enumerate()
-                        .map(|(k, p)| pattern[k] * sign + plane[p] / (1e-12 + norm_window))
-                        .collect();
-                    let norm = proposal.iter().map(|v| v * v).sum::<f64>().sqrt();
-                    let scale = (room + norm_windows * norm_windows).sqrt();
-                    for v in &mut proposal {
-                        *v = *v / (1e-12 + norm) * scale;
-                    }
-                    for p in window(vh2, vw2) {
-                        plane[p] = 0.0;
-                    }
-                    for (p, v) in window(vh, vw).zip(proposal) {
-                        plane[p] = v;
-                    }
+                for (ch, plane) in dc.chunks_mut(h * w).enumerate() {
+                    windows.propose(plane, &pattern, signs[j * c + ch], room);
                 }
                 on_sphere(&x0[row], &dc, &mut x_new[j * d..(j + 1) * d]);
             }
@@ -463,6 +422,86 @@ impl Square {
             }
         }
         to_device(&x_best, n)
+    }
+}
+
+/// The L2 run's starting perturbation (`n × c × h × w`, row-major): the image tiled by `h/5`-sized
+/// squares, centred, each holding an [`eta`] pattern with a random sign per example and channel.
+fn l2_start_tiles(
+    (n, c, h, w): (usize, usize, usize, usize),
+    draws: &mut dyn SquareDraws,
+) -> Vec<f64> {
+    let mut delta = vec![0f64; n * c * h * w];
+    let s = h / 5;
+    let first = (h - 5 * s) / 2;
+    for tile_row in 0..h / s {
+        for tile_col in 0..w / s {
+            let (vh, vw) = (first + tile_row * s, first + tile_col * s);
+            let pattern = eta(s, draws);
+            let signs = draws.signs(n * c);
+            for (k, sign) in signs.iter().enumerate() {
+                let base = k * h * w;
+                for i in 0..s.min(h.saturating_sub(vh)) {
+                    for j in 0..s.min(w.saturating_sub(vw)) {
+                        delta[base + (vh + i) * w + vw + j] += pattern[i * s + j] * sign;
+                    }
+                }
+            }
+        }
+    }
+    delta
+}
+
+/// The two `size × size` windows of one L2 query in planes `width` wide: the energy of both is
+/// moved into `new`, and `cleared` is zeroed (the reference's `vh, vw` and `vh2, vw2`).
+struct L2Windows {
+    size: usize,
+    width: usize,
+    new: (usize, usize),
+    cleared: (usize, usize),
+}
+
+impl L2Windows {
+    /// The plane positions of the window whose top-left corner is `(top, left)`, row-major.
+    fn positions(&self, (top, left): (usize, usize)) -> impl Iterator<Item = usize> {
+        let (s, w) = (self.size, self.width);
+        (0..s * s).map(move |k| (top + k / s) * w + left + k % s)
+    }
+
+    /// Whether plane position `p` lies in either window.
+    fn in_either(&self, p: usize) -> bool {
+        let (r, col) = (p / self.width, p % self.width);
+        let inside = |(top, left): (usize, usize)| {
+            (top..top + self.size).contains(&r) && (left..left + self.size).contains(&col)
+        };
+        inside(self.new) || inside(self.cleared)
+    }
+
+    /// One channel's proposal on `plane` (the perturbation so far): `pattern · sign` plus the
+    /// window's normalised content, scaled to the energy of both windows plus this channel's share
+    /// `room` of what the ball has left; then `cleared` is zeroed and the proposal written to `new`.
+    fn propose(&self, plane: &mut [f64], pattern: &[f64], sign: f64, room: f64) {
+        let energy = |ps: &mut dyn Iterator<Item = usize>| {
+            ps.map(|p| plane[p] * plane[p]).sum::<f64>().sqrt()
+        };
+        let norm_window = energy(&mut self.positions(self.new));
+        let norm_windows = energy(&mut (0..plane.len()).filter(|&p| self.in_either(p)));
+        let mut proposal: Vec<f64> = self
+            .positions(self.new)
+            .enumerate()
+            .map(|(k, p)| pattern[k] * sign + plane[p] / (1e-12 + norm_window))
+            .collect();
+        let norm = proposal.iter().map(|v| v * v).sum::<f64>().sqrt();
+        let scale = (room + norm_windows * norm_windows).sqrt();
+        for v in &mut proposal {
+            *v = *v / (1e-12 + norm) * scale;
+        }
+        for p in self.positions(self.cleared) {
+            plane[p] = 0.0;
+        }
+        for (p, v) in self.positions(self.new).zip(proposal) {
+            plane[p] = v;
+        }
     }
 }
 
