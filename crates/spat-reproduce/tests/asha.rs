@@ -534,3 +534,137 @@ fn epochs_spent_are_below_the_exhaustive_grid() {
         );
     }
 }
+
+/// The search settings of the Optuna comparison: (trials, rungs, slots, seed of the metric table).
+fn optuna_settings() -> Vec<(usize, Rungs, usize, u64)> {
+    let r = |r0, eta, k| Rungs::new(r0, eta, k).unwrap();
+    vec![(30, r(1, 3, 3), 2, 1), (20, r(1, 2, 4), 3, 2)]
+}
+
+/// Writes, for `scripts/golden/asha_reference.py`, the sequence of reports (trial, rung, robust,
+/// clean) that ASHA applies on each search of [`optuna_settings`], in the order it applies them.
+#[test]
+#[ignore = "writes the report sequences scripts/golden/asha_reference.py feeds to Optuna; run by that script"]
+fn export_report_sequences() {
+    let out =
+        std::env::var("ASHA_SEQUENCE_OUT").expect("set ASHA_SEQUENCE_OUT to the file to write");
+    let cases: Vec<serde_json::Value> = optuna_settings()
+        .into_iter()
+        .map(|(trials, rungs, slots, seed)| {
+            let full = table(&mut Rng(seed), trials, &rungs, false);
+            let s = schedule(trials, &rungs, slots, &full);
+            assert!(s.finished);
+            let reports: Vec<serde_json::Value> = s
+                .arrivals(&full)
+                .iter()
+                .map(|a| {
+                    let m = full[&(a.trial, a.rung)];
+                    serde_json::json!([a.trial, a.rung, m.robust, m.clean])
+                })
+                .collect();
+            serde_json::json!({"trials": trials, "rungs": rungs, "slots": slots, "reports": reports})
+        })
+        .collect();
+    std::fs::write(out, serde_json::to_string(&cases).unwrap()).unwrap();
+}
+
+/// How spat's promotion rule and Optuna's compared on a fixture's reports.
+#[derive(Debug, Default, PartialEq)]
+struct Comparison {
+    reports: usize,
+    /// Reports where at least η values had arrived at the rung (both rules take the top ⌊n/η⌋).
+    defined_alike: usize,
+    agreed: usize,
+    /// Reports with n < η where Optuna continues the best value so far and ASHA promotes none.
+    below_eta_differences: usize,
+}
+
+/// Compares, report by report, whether the reporting trial is in spat's promotable set of its rung
+/// (the results arrived there so far, its own included) with Optuna's `should_prune() == false`.
+fn compare_with_optuna(eta: usize, reports: &[(usize, usize, Metric, bool)]) -> Comparison {
+    let mut c = Comparison::default();
+    let mut arrived: BTreeMap<usize, Vec<(usize, Metric)>> = BTreeMap::new();
+    for &(trial, rung, m, optuna_continues) in reports {
+        let at_rung = arrived.entry(rung).or_default();
+        at_rung.push((trial, m));
+        let spat_promotes = promotable(eta, at_rung).contains(&trial);
+        c.reports += 1;
+        if at_rung.len() >= eta {
+            c.defined_alike += 1;
+            assert_eq!(
+                spat_promotes, optuna_continues,
+                "trial {trial} at rung {rung}"
+            );
+            c.agreed += 1;
+            continue;
+        }
+        assert!(
+            !spat_promotes,
+            "ASHA promotes nothing from fewer than η results"
+        );
+        let best_so_far = at_rung.iter().all(|o| o.1.robust <= m.robust);
+        assert_eq!(
+            optuna_continues, best_so_far,
+            "trial {trial} at rung {rung}, n < η"
+        );
+        if optuna_continues {
+            c.below_eta_differences += 1;
+        } else {
+            c.agreed += 1;
+        }
+    }
+    c
+}
+
+fn fixture_reports(case: &serde_json::Value) -> Vec<(usize, usize, Metric, bool)> {
+    let rows = case["reports"].as_array().expect("reports");
+    rows.iter()
+        .map(|r| {
+            let n = |i: usize| r[i].as_u64().expect("an id") as usize;
+            let f = |i: usize| r[i].as_f64().expect("a number");
+            (
+                n(0),
+                n(1),
+                metric(f(2), f(3)),
+                r[4].as_bool().expect("a decision"),
+            )
+        })
+        .collect()
+}
+
+// Optuna's SuccessiveHalvingPruner on the report sequences spat's ASHA produced
+// (scripts/golden/asha_reference.py): both take the top ⌊n/η⌋ of the values reported at a rung,
+// except while fewer than η values exist, where Optuna continues the best one so far
+// (promotable_idx -1 -> 0) and ASHA promotes nothing yet. The fixture's robust values have no
+// ties, so Optuna's `>=` and spat's tie-breaks never meet.
+#[test]
+fn optuna_successive_halving_agrees_except_below_eta_results() {
+    let text = include_str!("fixtures/asha_optuna.json");
+    let fixture: serde_json::Value = serde_json::from_str(text).unwrap();
+    let mut totals = Vec::new();
+    for case in fixture["cases"].as_array().unwrap() {
+        let trials = case["trials"].as_u64().unwrap() as usize;
+        let slots = case["slots"].as_u64().unwrap() as usize;
+        let rungs: Rungs = serde_json::from_value(case["rungs"].clone()).unwrap();
+        let reports = fixture_reports(case);
+        let results: Results = reports.iter().map(|r| ((r.0, r.1), r.2)).collect();
+        // The fixture's sequence is still the one spat's ASHA applies to these results.
+        let s = schedule(trials, &rungs, slots, &results);
+        assert!(s.finished);
+        let sequence: Vec<(usize, usize)> = s
+            .arrivals(&results)
+            .iter()
+            .map(|a| (a.trial, a.rung))
+            .collect();
+        let recorded: Vec<(usize, usize)> = reports.iter().map(|r| (r.0, r.1)).collect();
+        assert_eq!(sequence, recorded);
+        totals.push(compare_with_optuna(rungs.eta, &reports));
+    }
+    let c = |reports, defined_alike, below_eta_differences| Comparison {
+        reports,
+        defined_alike,
+        agreed: reports - below_eta_differences,
+        below_eta_differences,
+    };
+    assert_eq!(totals, [c(54, 48, 5), c(37, 33, 4)]);
+}
