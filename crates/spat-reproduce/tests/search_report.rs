@@ -163,7 +163,7 @@ fn a_synthetic_search_report_renders_and_reads_back() {
 
     let json_bytes = read(&dir.path().join("search.json"));
     let json: SearchJson = serde_json::from_slice(&json_bytes).unwrap();
-    assert_eq!(json, report::json(&r));
+    assert_eq!(json, report::json(&r).unwrap());
     assert_eq!(json.schema, SCHEMA);
     assert_eq!((json.epochs_spent, json.exhaustive_epochs), (spent, 108));
     assert_eq!(json.rung_epochs, [1, 3, 9]);
@@ -176,7 +176,7 @@ fn a_synthetic_search_report_renders_and_reads_back() {
     );
 
     let png = read(&dir.path().join("search.png"));
-    assert_eq!(png, render(&r).to_png().unwrap());
+    assert_eq!(png, render(&r).unwrap().to_png().unwrap());
     // Written again over its own files.
     report::write(dir.path(), &sampled_search()).unwrap();
     let md = String::from_utf8(read(&dir.path().join("search.md"))).unwrap();
@@ -236,8 +236,9 @@ fn luminance([r, g, b]: [u8; 3]) -> f64 {
 /// Samples each trial's colour from the picture and checks that it gets lighter as the robust
 /// metric at the trial's highest rung rises.
 fn check_colours_follow_the_metric(r: &SearchReport, expected: usize) {
-    let canvas = render(r);
+    let canvas = render(r).unwrap();
     let mut seen: Vec<(f64, f64)> = marks(r)
+        .unwrap()
         .into_iter()
         .map(|(id, (x, y))| {
             let (_, m) = report::reached(r, id).unwrap();
@@ -264,7 +265,7 @@ fn the_heat_maps_colours_are_ordered_with_the_metric() {
     assert!((2..6).contains(&with_result));
     check_colours_follow_the_metric(&sampled, with_result);
     // Random samples stand at their coordinates: α to the right, ε up; no SPAT right of them all.
-    let at: BTreeMap<usize, (usize, usize)> = marks(&sampled).into_iter().collect();
+    let at: BTreeMap<usize, (usize, usize)> = marks(&sampled).unwrap().into_iter().collect();
     for (a, b) in at.keys().flat_map(|a| at.keys().map(move |b| (*a, *b))) {
         let (ta, tb) = (&sampled.trials[a], &sampled.trials[b]);
         let alpha = |t: &TrialRow| t.alpha.unwrap_or(f64::INFINITY);

@@ -204,15 +204,14 @@ pub fn outputs(dir: &Path) -> Outputs {
 /// labelled with the value and the rung; random samples: coloured squares at their (α, ε)).
 /// search.json is written last, so its presence means the report is complete.
 pub fn write(dir: &Path, report: &SearchReport) -> Result<()> {
-    check(report)?;
     let outputs = outputs(dir);
     outputs.check()?;
-    let mut md = markdown(report);
+    let mut md = markdown(report)?;
     mark_text(&mut md, "cargo xtask tune");
-    let png = render(report)
+    let png = render(report)?
         .to_png()
         .map_err(|e| anyhow!("search.png: {e}"))?;
-    let mut json = serde_json::to_string_pretty(&json(report))?;
+    let mut json = serde_json::to_string_pretty(&json(report)?)?;
     json.push('\n');
     outputs.write(&dir.join(FILES[0]), md.as_bytes())?;
     outputs.write(&dir.join(FILES[2]), &png)?;
@@ -221,8 +220,8 @@ pub fn write(dir: &Path, report: &SearchReport) -> Result<()> {
 }
 
 /// Refuses a report whose trials are not numbered 0.. in order, or whose results or winner name
-/// a trial or rung the search does not have.
-fn check(report: &SearchReport) -> Result<()> {
+/// a trial or rung the search does not have (every function here that reads a report checks it).
+pub fn check(report: &SearchReport) -> Result<()> {
     if let Some((i, t)) = report.trials.iter().enumerate().find(|(i, t)| t.id != *i) {
         bail!("search report: trial row {i} has id {}, not {i}", t.id);
     }
@@ -259,7 +258,8 @@ pub fn reached(report: &SearchReport, trial: usize) -> Option<(usize, Metric)> {
 }
 
 /// The search's data as written to `search.json`.
-pub fn json(report: &SearchReport) -> SearchJson {
+pub fn json(report: &SearchReport) -> Result<SearchJson> {
+    check(report)?;
     let spent = report.schedule.epochs_spent(&report.results);
     let rungs = report.rungs;
     let trials = report
@@ -286,7 +286,7 @@ pub fn json(report: &SearchReport) -> SearchJson {
                 .collect(),
         })
         .collect();
-    SearchJson {
+    Ok(SearchJson {
         schema: SCHEMA.into(),
         title: report.title.clone(),
         objective: report.objective.clone(),
@@ -307,7 +307,7 @@ pub fn json(report: &SearchReport) -> SearchJson {
                 value: value.clone(),
             })
             .collect(),
-    }
+    })
 }
 
 fn winner_json(report: &SearchReport, w: &WinnerRow) -> WinnerJson {
@@ -354,7 +354,8 @@ fn pct(m: &Metric) -> String {
 
 /// The report as markdown (without spat's mark): the trials table, the budget, the winner and the
 /// settings.
-pub fn markdown(report: &SearchReport) -> String {
+pub fn markdown(report: &SearchReport) -> Result<String> {
+    check(report)?;
     let mut md = format!("# {}\n\n", report.title);
     let r = report.rungs;
     let epochs: Vec<String> = (0..r.count).map(|k| r.epochs(k).to_string()).collect();
@@ -378,7 +379,7 @@ pub fn markdown(report: &SearchReport) -> String {
             .iter()
             .map(|(o, v)| [o.as_str(), v.as_str()]),
     ));
-    md
+    Ok(md)
 }
 
 fn status(report: &SearchReport) -> String {

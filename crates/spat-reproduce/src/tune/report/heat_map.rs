@@ -2,6 +2,7 @@
 //! ε × α grid (a labelled cell per trial), or, when the trials are random samples rather than a
 //! full grid, as coloured squares at their (α, ε); a colour bar shows the scale.
 
+use anyhow::Result;
 use spat_report::plot::{Axis, Frame, LINE};
 use spat_report::{Canvas, Rgb, BLACK, WHITE};
 
@@ -241,9 +242,10 @@ fn spot(l: &Layout, report: &SearchReport, id: usize) -> (i64, i64, i64, i64) {
 
 /// For each trial with a result, a pixel of `search.png` (column, row) that shows its colour
 /// (away from its labels and frames).
-pub fn marks(report: &SearchReport) -> Vec<(usize, (usize, usize))> {
+pub fn marks(report: &SearchReport) -> Result<Vec<(usize, (usize, usize))>> {
+    super::check(report)?;
     let l = layout(report);
-    report
+    let marks = report
         .trials
         .iter()
         .filter(|t| reached(report, t.id).is_some())
@@ -252,11 +254,13 @@ pub fn marks(report: &SearchReport) -> Vec<(usize, (usize, usize))> {
             let (px, py) = if w > 0 { (x + 6, y + 6) } else { (x, y) };
             (t.id, (px.max(0) as usize, py.max(0) as usize))
         })
-        .collect()
+        .collect();
+    Ok(marks)
 }
 
 /// Draws `search.png`.
-pub fn render(report: &SearchReport) -> Canvas {
+pub fn render(report: &SearchReport) -> Result<Canvas> {
+    super::check(report)?;
     let l = layout(report);
     let mut c = Canvas::new(l.width as usize, l.height as usize, WHITE);
     let scale = if Canvas::text_width(&report.title, 2) as i64 <= l.width - 2 * MARGIN {
@@ -274,7 +278,7 @@ pub fn render(report: &SearchReport) -> Canvas {
     for (i, note) in notes(report).iter().enumerate() {
         c.text(MARGIN, l.bottom + LINE + i as i64 * LINE, note, BLACK, 1);
     }
-    c
+    Ok(c)
 }
 
 /// Draws `s` centred on column `x`, its top at row `y`.
