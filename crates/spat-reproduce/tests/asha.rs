@@ -129,6 +129,8 @@ fn hand_worked_search_on_one_slot() {
     assert_eq!(spent.values().sum::<usize>(), 21);
     assert_eq!(rungs.exhaustive_epochs(9), 81);
     assert_eq!(winner(&rungs, &results), Some(3));
+    let json = serde_json::to_string(&s).unwrap();
+    assert_eq!(serde_json::from_str::<Schedule>(&json).unwrap(), s);
 }
 
 #[test]

@@ -91,7 +91,7 @@ impl Rungs {
 
     /// Epochs of the top rung (`R`), the length every trial's run is planned for.
     pub fn max_epochs(&self) -> usize {
-        self.epochs(self.count - 1)
+        self.epochs(self.count.saturating_sub(1))
     }
 
     /// Epochs the exhaustive grid spends: every one of `trials` trained to the top rung.
@@ -140,7 +140,7 @@ impl Segment {
 }
 
 /// What ASHA decided given the results known so far.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Schedule {
     /// Every decided segment in the order the replay decided them. A schedule computed with more
     /// results extends one computed with fewer: its segments start with the other's.
@@ -316,7 +316,7 @@ impl<'a> Replay<'a> {
 
     /// ASHA's `get_job`: a promotion from the highest rung that has one, else a new trial.
     fn next_job(&self) -> Option<(usize, usize)> {
-        for rung in (0..self.rungs.count - 1).rev() {
+        for rung in (0..self.rungs.count.saturating_sub(1)).rev() {
             let candidates = promotable(self.rungs.eta, &self.arrived[rung]);
             let fresh = candidates
                 .into_iter()
