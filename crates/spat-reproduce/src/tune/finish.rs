@@ -11,7 +11,7 @@ use anyhow::{anyhow, ensure, Result};
 use spat_spec::run::files;
 
 use super::asha;
-use super::report::{SearchReport, TrialRow, WinnerRow};
+use super::report::{self, SearchReport, TrialRow, WinnerRow};
 use super::search::Search;
 use super::state::{self, State, TestEval, Winner};
 use super::worker::{accuracy, model_args, words, SegmentPlan, Worker};
@@ -79,6 +79,7 @@ fn finish_holding(s: &Search, spat: &Path, device: &str, lock: &Lock) -> Result<
         }
     }
     let st = state::read(&s.out)?;
+    report::write(&s.out, &search_report(s, &st))?;
     print_summary(s, &st);
     Ok(())
 }

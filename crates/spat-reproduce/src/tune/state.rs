@@ -26,16 +26,9 @@ pub const STATE_LOCK: &str = "state.lock";
 /// The format tag of the state file.
 pub const FORMAT: &str = "spat-tune-state/1";
 
-/// The names a search's `--out` holds at its top level (besides the state lock's own files).
-const OURS: [&str; 7] = [
-    STATE,
-    "search.md",
-    "search.json",
-    "search.png",
-    "trials",
-    "segments",
-    "slurm",
-];
+/// The names a search's `--out` holds at its top level besides the report's
+/// ([`super::report::FILES`]) and the state lock's own files.
+const OURS: [&str; 4] = [STATE, "trials", "segments", "slurm"];
 
 /// One measured segment: a trial's objective after training to a rung.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -198,6 +191,7 @@ pub fn open(s: &Search) -> Result<()> {
             foreign.join(", ")
         );
     }
+    super::report::outputs(out).check()?;
     if !out.join(STATE).exists() {
         if out.join("trials").exists() || out.join("segments").exists() {
             bail!(
@@ -240,8 +234,9 @@ fn foreign_entries(out: &Path) -> Result<Vec<String>> {
     let mut foreign = Vec::new();
     for entry in entries {
         let name = entry?.file_name().to_string_lossy().into_owned();
-        let temp = spat_spec::fs::temp_target(&name).is_some_and(|t| OURS.contains(&t));
-        if !(OURS.contains(&name.as_str()) || name.starts_with(STATE_LOCK) || temp) {
+        let ours = |n: &str| OURS.contains(&n) || super::report::FILES.contains(&n);
+        let temp = spat_spec::fs::temp_target(&name).is_some_and(ours);
+        if !(ours(&name) || name.starts_with(STATE_LOCK) || temp) {
             foreign.push(name);
         }
     }
