@@ -3,8 +3,9 @@
 //! (SIGKILL of its whole process group) after a result, during a training segment, during a
 //! measurement and during the winner's evaluation, and resumed each time, ends in the same
 //! state file, byte for byte; a changed search and foreign files in `--out` are refused, and bad
-//! options are one-line errors. The Slurm test (ignored here) needs a running cluster: see
-//! tests/slurm.rs.
+//! options are one-line errors. The Slurm test (ignored without a cluster: start one as
+//! tests/slurm.rs says; `.ci/run` does) runs the search as a job array of two workers, requeues
+//! one task and cancels the other mid-segment, and ends in the same state file.
 
 mod common;
 
@@ -13,7 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use common::{ok, xtask};
+use common::{ok, slurm, start_now, wait_until_gone, xtask};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -362,4 +363,96 @@ fn bad_options_are_one_line_errors_naming_the_option() {
         .unwrap());
     assert!(e.contains("holds 512 cifar10 training images"), "{e}");
     assert!(!out.exists(), "nothing was created");
+}
+
+/// The segment locks held now: (segment, `<array job>_<task>` of the holder).
+fn segment_holders(out: &Path) -> Vec<(String, String)> {
+    let Ok(dirs) = std::fs::read_dir(out.join("segments")) else {
+        return Vec::new();
+    };
+    let mut held = Vec::new();
+    for d in dirs.flatten() {
+        let name = d.file_name().to_string_lossy().into_owned();
+        let Ok(text) = std::fs::read_to_string(d.path().join("LOCK")) else {
+            continue;
+        };
+        let Ok(h) = serde_json::from_str::<serde_json::Value>(&text) else {
+            continue;
+        };
+        let s = &h["slurm"];
+        if let (Some(job), Some(task)) = (s["array_job_id"].as_str(), s["array_task_id"].as_str()) {
+            held.push((name, format!("{job}_{task}")));
+        }
+    }
+    held
+}
+
+/// Waits until `results` are recorded and a task other than `not` holds a segment's lock, and
+/// returns that task.
+fn a_task_mid_segment(out: &Path, results_at_least: usize, not: Option<&str>) -> String {
+    let start = Instant::now();
+    loop {
+        if results(out) >= results_at_least {
+            let busy = segment_holders(out)
+                .into_iter()
+                .find(|(seg, task)| seg != "final" && Some(task.as_str()) != not);
+            if let Some((seg, task)) = busy {
+                println!("{task} runs segment {seg}");
+                return task;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(600),
+            "no task ran a segment"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+#[ignore = "needs a running Slurm (scripts/slurm-local.sh)"]
+fn on_slurm_a_requeued_and_a_cancelled_task_leave_the_same_decisions() {
+    let idle = slurm("sinfo", &["-h", "-o", "%t"]);
+    assert!(
+        idle.lines()
+            .any(|l| l.trim() == "idle" || l.trim() == "mix"),
+        "no idle node: {idle}"
+    );
+    let reference = reference();
+    let out = scratch("slurm");
+    let t = Instant::now();
+    let submitted = ok(tune(&out, &[]).arg("--slurm").output().unwrap());
+    let job = String::from_utf8_lossy(&submitted.stdout)
+        .trim()
+        .to_string();
+    assert!(job.chars().all(|c| c.is_ascii_digit()), "job id: {job}");
+    let requeued = a_task_mid_segment(&out, 1, None);
+    slurm("scontrol", &["requeue", &requeued]);
+    start_now(&requeued);
+    println!("requeued {requeued} mid-segment");
+    let cancelled = a_task_mid_segment(&out, 2, Some(&requeued));
+    slurm("scancel", &[&cancelled]);
+    println!("cancelled {cancelled} mid-segment");
+    wait_until_gone(&[job.clone()], Duration::from_secs(1200));
+    println!("Slurm search in {:.1} s", t.elapsed().as_secs_f64());
+    let states = slurm(
+        "sacct",
+        &["-D", "-X", "-n", "-P", "--format=JobID,State", "-j", &job],
+    );
+    let of = |task: &str| -> Vec<String> {
+        states
+            .lines()
+            .filter_map(|l| l.split_once('|'))
+            .filter(|(id, _)| *id == task)
+            .map(|(_, st)| st.split_whitespace().next().unwrap_or("").to_string())
+            .collect()
+    };
+    assert_eq!(of(&requeued), ["REQUEUED", "COMPLETED"], "{states}");
+    assert_eq!(of(&cancelled), ["CANCELLED"], "{states}");
+    assert_eq!(
+        std::fs::read_to_string(out.join("state.json")).unwrap(),
+        std::fs::read_to_string(reference.join("state.json")).unwrap(),
+        "the Slurm search's state differs from the local one's"
+    );
+    assert!(out.join("search.json").is_file(), "the report was written");
 }
