@@ -433,7 +433,7 @@ fn on_slurm_a_requeued_and_a_cancelled_task_leave_the_same_decisions() {
     let cancelled = a_task_mid_segment(&out, 2, Some(&requeued));
     slurm("scancel", &[&cancelled]);
     println!("cancelled {cancelled} mid-segment");
-    wait_until_gone(&[job.clone()], Duration::from_secs(1200));
+    wait_until_gone(std::slice::from_ref(&job), Duration::from_secs(1200));
     println!("Slurm search in {:.1} s", t.elapsed().as_secs_f64());
     let states = slurm(
         "sacct",
