@@ -294,7 +294,8 @@ pub fn wait_until_gone(jobs: &[String], timeout: Duration) {
 }
 
 /// Starts a requeued task at once: Slurm holds a requeued job two minutes (its BeginTime), and an
-/// update sent while the requeue is still under way is lost, so it is sent until the task runs.
+/// update sent while the requeue is still under way is lost, so it is sent until the task runs
+/// (or has left the queue).
 pub fn start_now(task: &str) {
     let start = Instant::now();
     loop {
@@ -303,8 +304,12 @@ pub fn start_now(task: &str) {
             .stderr(std::process::Stdio::null())
             .status();
         std::thread::sleep(Duration::from_millis(500));
-        let state = slurm("squeue", &["-h", "-o", "%T", "-j", task]);
-        if !state.contains("PENDING") {
+        let state = Command::new("squeue")
+            .args(["-h", "-o", "%T", "-j", task])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        if state.is_empty() || state.contains("RUNNING") || state.contains("COMPLET") {
             return;
         }
         assert!(start.elapsed() < Duration::from_secs(60), "{task}: {state}");
