@@ -15,14 +15,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use common::{ok, slurm, start_now, wait_until_gone, xtask};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .ancestors()
-        .nth(2)
-        .unwrap()
-        .to_path_buf()
-}
+use spat_reproduce::workspace::workspace_root as root;
 
 /// The real `spat` ($SPAT_BIN, else built once).
 fn spat() -> PathBuf {

@@ -104,7 +104,7 @@ pub struct Args {
     /// Folder holding the data sets (default: $SPAT_DATA_DIR, else data/).
     #[arg(long)]
     pub data_dir: Option<PathBuf>,
-    /// Output directory (default: results/tune-<method>-<dataset>-<scale>).
+    /// Output directory (default: results/tune-METHOD-DATASET-SCALE).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Print the trials, rungs, epoch budget against the exhaustive grid's and the `spat`
