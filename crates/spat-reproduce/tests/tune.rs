@@ -168,6 +168,46 @@ fn a_small_search_runs_to_the_end_and_writes_its_report() {
     assert_eq!(std::fs::read(out.join("state.json")).unwrap(), before);
 }
 
+#[test]
+fn a_winner_below_the_top_rung_is_trained_on_to_it() {
+    // Two trials and η = 3: the top third of two is nobody, so the search ends at rung 0.
+    let out = scratch("no-promotion");
+    let o = ok(tune(&out, &["--alpha", "0.1", "--eta", "3", "--jobs", "1"])
+        .output()
+        .unwrap());
+    let s = state(&out);
+    assert_eq!(s["results"].as_array().unwrap().len(), 2, "{s}");
+    assert!(s["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|r| r["rung"] == 0));
+    let winner = s["winner"]["trial"].as_u64().unwrap() as usize;
+    let epochs = |t: usize| -> u64 {
+        let name = if s["search"]["trials"][t]["eps"] == "4/255" {
+            format!("t{t:02}-eps4-a0.1")
+        } else {
+            format!("t{t:02}-eps8-a0.1")
+        };
+        let run = out.join("trials").join(name);
+        let text = std::fs::read_to_string(run.join("state.json")).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["epochs_done"].as_u64().unwrap()
+    };
+    assert_eq!(
+        epochs(winner),
+        3,
+        "the winner trained on to the top rung's 3 epochs"
+    );
+    assert_eq!(epochs(1 - winner), 1, "the other stopped at rung 0");
+    assert_eq!(s["winner"]["test"].as_array().unwrap().len(), 2);
+    let printed = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        printed.contains(&format!("winner: trial {winner}")),
+        "{printed}"
+    );
+}
+
 /// Whether a process of group `pgid` runs with every one of `words` in its command line.
 fn group_members_running(pgid: u32, words: &[&str]) -> bool {
     let Ok(entries) = std::fs::read_dir("/proc") else {
