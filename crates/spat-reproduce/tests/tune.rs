@@ -47,7 +47,7 @@ const SEARCH: [(&str, &str); 16] = [
     ("--scale", "smoke"),
     ("--train-eps", "4/255,8/255"),
     ("--alpha", "0,0.2"),
-    ("--eval-eps", "8/255"),
+    ("--eval-eps", "2/255"),
     ("--train-subset", "256"),
     ("--val-subset", "128"),
     ("--batch-size", "64"),
