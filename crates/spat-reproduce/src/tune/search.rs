@@ -283,19 +283,25 @@ fn rungs(a: &Args) -> Result<Rungs> {
         Some(r) => r,
         None if smoke => smoke::MIN_EPOCHS,
         None => {
-            let top = match a.scale {
-                Scale::Short => SHORT_EPOCHS,
-                _ => {
-                    PaperSettings::of(a.dataset, a.method, a.method == Method::Rst, false)
-                        .epochs
-                        .value
-                }
-            };
+            let top = run_epochs(a.scale, a.dataset, a.method).unwrap_or(1);
             let steps = eta.checked_pow(count_ as u32 - 1).unwrap_or(usize::MAX);
             ((top as f64 / steps as f64).round() as usize).max(1)
         }
     };
     named("--min-epochs/--eta/--rungs", Rungs::new(r0, eta, count_))
+}
+
+/// The epochs of a run at `scale` (short: 15; full: the thesis's), which the top rung matches
+/// when η^(rungs-1) divides it; `None` at the smoke scale.
+fn run_epochs(scale: Scale, dataset: Dataset, method: Method) -> Option<usize> {
+    match scale {
+        Scale::Smoke => None,
+        Scale::Short => Some(SHORT_EPOCHS),
+        Scale::Full => {
+            let paper = PaperSettings::of(dataset, method, method == Method::Rst, false);
+            Some(paper.epochs.value)
+        }
+    }
 }
 
 fn eval_eps(a: &Args) -> Result<Radius> {
@@ -433,6 +439,14 @@ pub fn dry_run(s: &Search) -> Result<()> {
         d.norm,
         d.val_subset
     );
+    let scale: Scale = clap::ValueEnum::from_str(&d.scale, false).unwrap_or(Scale::Full);
+    if let Some(e) = run_epochs(scale, d.dataset, d.method).filter(|&e| e != d.max_epochs()) {
+        println!(
+            "(the top rung is {} epochs where the scale's run is {e}: R0·η^(rungs-1) cannot \
+             equal it; --min-epochs, --eta and --rungs choose another)",
+            d.max_epochs()
+        );
+    }
     println!();
     print!(
         "{}",
