@@ -29,8 +29,9 @@ pub struct Args {
     pub run: AttackRunArgs,
     /// Evaluate on the validation split that the training run in folder RUN held out (`spat
     /// train --val-subset`) instead of test images: rebuilt from RUN/config.json's size and seed
-    /// out of the training images in --data-dir, which must be those RUN/state.json fingerprints. --dataset must be the run's; --seed and --batch-size default to the run's, so
-    /// that clean and the run's evaluation attack (pgd20) at its --eps give its metrics.jsonl
+    /// out of the training images in --data-dir, which must be those RUN/state.json
+    /// fingerprints. --dataset must be the run's; --seed and --batch-size default to the run's,
+    /// so that clean and the run's evaluation attack (pgd20) at its --eps give its metrics.jsonl
     /// numbers for the same weights. Not with --test-subset.
     #[arg(long, value_name = "RUN", conflicts_with = "test_subset")]
     pub validation_of: Option<PathBuf>,
