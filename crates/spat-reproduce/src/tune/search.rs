@@ -480,3 +480,58 @@ pub fn dry_run(s: &Search) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn def(trials: usize, rungs: Rungs) -> SearchDef {
+        let t = |id| Trial {
+            id,
+            eps: Radius::over_255(8.0),
+            alpha: Some(0.1),
+        };
+        SearchDef {
+            method: Method::Trades,
+            dataset: Dataset::Cifar10,
+            model: "tiny".into(),
+            norm: Norm::Linf,
+            eval_eps: Radius::over_255(8.0),
+            objective: "pgd20".into(),
+            scale: "smoke".into(),
+            train_subset: Some(2_000),
+            val_subset: 1_000,
+            batch_size: 64,
+            monitor_images: 100,
+            test_images: Some(256),
+            rungs,
+            slots: 2,
+            seed: 0,
+            trials: (0..trials).map(t).collect(),
+        }
+    }
+
+    #[test]
+    fn the_budget_is_each_rungs_survivors_times_its_epochs() {
+        // 12 trials to 2 epochs, 4 from 2 to 6, 1 from 6 to 18; the grid: 12 × 18.
+        let d = def(12, Rungs::new(2, 3, 3).unwrap());
+        assert_eq!(d.budget(), (12 * 2 + 4 * 4 + 12, 216));
+        // Two trials and η 3: nobody is promoted.
+        assert_eq!(def(2, Rungs::new(1, 3, 2).unwrap()).budget(), (2, 6));
+    }
+
+    #[test]
+    fn changes_name_the_options_that_differ() {
+        let a = def(4, Rungs::new(2, 3, 3).unwrap());
+        assert!(a.changes(&a.clone()).is_empty());
+        let mut b = a.clone();
+        b.slots = 1;
+        b.val_subset = 500;
+        b.trials.pop();
+        let c = a.changes(&b).join("; ");
+        assert!(c.contains("--jobs (2 workers, now 1)"), "{c}");
+        assert!(c.contains("--val-subset (1000 -> 500)"), "{c}");
+        assert!(c.contains("(the trials)"), "{c}");
+        assert_eq!(a.changes(&b).len(), 3, "{c}");
+    }
+}
