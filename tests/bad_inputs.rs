@@ -76,6 +76,8 @@ struct Shared {
     root: PathBuf,
     base: PathBuf,
     good: PathBuf,
+    /// A committed one-epoch run like `base` that holds out a validation split of 16 images.
+    validated: PathBuf,
 }
 
 fn shared() -> &'static Shared {
@@ -94,29 +96,40 @@ fn shared() -> &'static Shared {
         let root = scratch.join(format!("bad_inputs-shared-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&root);
         std::fs::create_dir_all(&root).unwrap();
-        let base = root.join("base-run");
-        let out = spat()
-            .args(["train", "--dataset", "cifar10", "--data-dir", &mini_str()])
-            .args(["--model", "tiny", "--method", "standard", "--epochs", "2"])
-            .args([
-                "--batch-size",
-                "32",
-                "--train-subset",
-                "32",
-                "--test-subset",
-                "8",
-            ])
-            .args(["--stop-after-epochs", "1", "--out"])
-            .arg(&base)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let committed_run = |name: &str, extra: &[&str]| {
+            let run = root.join(name);
+            let out = spat()
+                .args(["train", "--dataset", "cifar10", "--data-dir", &mini_str()])
+                .args(["--model", "tiny", "--method", "standard", "--epochs", "2"])
+                .args([
+                    "--batch-size",
+                    "32",
+                    "--train-subset",
+                    "32",
+                    "--test-subset",
+                    "8",
+                ])
+                .args(extra)
+                .args(["--stop-after-epochs", "1", "--out"])
+                .arg(&run)
+                .output()
+                .unwrap();
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            run
+        };
+        let base = committed_run("base-run", &[]);
+        let validated = committed_run("validated-run", &["--val-subset", "16"]);
         let good = base.join("checkpoint-0001.safetensors");
-        Shared { root, base, good }
+        Shared {
+            root,
+            base,
+            good,
+            validated,
+        }
     })
 }
 
@@ -408,9 +421,9 @@ macro_rules! bad_inputs {
 }
 
 #[test]
-fn the_suite_has_at_least_179_cases() {
+fn the_suite_has_at_least_215_cases() {
     // ARCHITECTURE.md's count: a case may be added, never dropped.
-    assert!(CASES.len() >= 179, "{} cases", CASES.len());
+    assert!(CASES.len() >= 215, "{} cases", CASES.len());
 }
 
 // ---- helpers of the cases -------------------------------------------------------------------
@@ -649,6 +662,31 @@ fn sweep_over(s: &Scratch, name: &str, bytes: &[u8]) -> Case {
     let d = s.folder("sweep");
     s.file(&format!("sweep/{name}"), bytes);
     case(sweep_out(&d), &[name, "not written by"])
+}
+
+/// `eval` of the shared checkpoint on the validation split of `run`, with `extra` options.
+fn eval_validation_of(run: &Path, extra: &[&str]) -> Vec<OsString> {
+    let mut a = eval_good(&[
+        "--validation-of",
+        run.to_str().unwrap(),
+        "--attacks",
+        "clean",
+    ]);
+    // eval_good's --test-subset is refused beside --validation-of; a case that wants it adds it.
+    let at = a.iter().position(|x| x == "--test-subset").unwrap();
+    a.drain(at..at + 2);
+    a.extend(os(extra));
+    a
+}
+
+/// A copy of the shared run that holds out a validation split.
+fn copy_validated_run(s: &Scratch, rel: &str) -> PathBuf {
+    let dir = s.folder(rel);
+    for e in std::fs::read_dir(&shared().validated).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+    }
+    dir
 }
 
 fn resume(dir: &Path) -> Vec<OsString> {
@@ -1669,5 +1707,91 @@ bad_inputs! {
     }
     train_val_subset_larger_than_the_data(s) {
         train_option(&s, &["--val-subset", "512"], &["--val-subset", "512"])
+    }
+
+    // ---- a run's validation split (eval --validation-of) and runs in segments ----------------
+    eval_validation_of_a_missing_folder(s) {
+        case(
+            eval_validation_of(&s.path("runs/none"), &[]),
+            &["--validation-of", "none", "no such run directory"],
+        )
+    }
+    eval_validation_of_a_file(s) {
+        let f = s.file("runs/a-file", b"not a run");
+        case(eval_validation_of(&f, &[]), &["--validation-of", "a-file", "no such run directory"])
+    }
+    eval_validation_of_a_folder_without_config_json(s) {
+        case(
+            eval_validation_of(&s.folder("runs/empty"), &[]),
+            &["--validation-of", "config.json", "not a spat training run"],
+        )
+    }
+    eval_validation_of_a_garbage_config_json(s) {
+        let r = copy_validated_run(&s, "runs/garbage-config");
+        std::fs::write(r.join("config.json"), b"{ nope").unwrap();
+        case(eval_validation_of(&r, &[]), &["config.json", "not a run configuration"])
+    }
+    eval_validation_of_a_foreign_config_json(s) {
+        let r = s.folder("runs/foreign");
+        s.file("runs/foreign/config.json", br#"{"model": "resnet50", "lr": 0.1}"#);
+        case(eval_validation_of(&r, &[]), &["config.json", "not a run configuration"])
+    }
+    eval_validation_of_a_config_json_with_val_subset_zero(s) {
+        let r = copy_validated_run(&s, "runs/val-zero");
+        let text = std::fs::read_to_string(r.join("config.json")).unwrap();
+        std::fs::write(
+            r.join("config.json"),
+            text.replace("\"val_subset\": 16", "\"val_subset\": 0"),
+        )
+        .unwrap();
+        case(eval_validation_of(&r, &[]), &["config.json", "val_subset"])
+    }
+    eval_validation_of_a_run_without_a_validation_split(_s) {
+        case(
+            eval_validation_of(&shared().base, &[]),
+            &["--validation-of", "base-run", "no val_subset", "--val-subset"],
+        )
+    }
+    eval_validation_of_a_run_of_another_dataset(_s) {
+        let mut a = eval_validation_of(&shared().validated, &[]);
+        let at = a.iter().position(|x| x == "cifar10").unwrap();
+        a[at] = "cifar100".into();
+        case(a, &["--dataset cifar100", "trained on cifar10", "config.json"])
+    }
+    eval_validation_of_other_training_images(s) {
+        let other = s.cifar10("data/other-train", |d| {
+            let mut b = std::fs::read(d.join("data_batch_1.bin")).unwrap();
+            // One pixel of every image changed: another copy of the data set, not the run's.
+            for record in b.chunks_mut(RECORD) {
+                record[100] ^= 0x40;
+            }
+            std::fs::write(d.join("data_batch_1.bin"), b).unwrap();
+        });
+        let mut a = eval_validation_of(&shared().validated, &[]);
+        let at = a.iter().position(|x| x == "--data-dir").unwrap();
+        a[at + 1] = other.into();
+        case(
+            a,
+            &["--data-dir", "other-train", "not those the run trained on", "state.json"],
+        )
+    }
+    eval_validation_of_with_test_subset(_s) {
+        case(
+            eval_validation_of(&shared().validated, &["--test-subset", "4"]),
+            &["--validation-of", "--test-subset"],
+        )
+    }
+    train_stop_after_epochs_negative(s) {
+        train_option(&s, &["--stop-after-epochs", "-1"], &["--stop-after-epochs", "-1"])
+    }
+    train_stop_after_epochs_not_a_number(s) {
+        train_option(&s, &["--stop-after-epochs", "two"], &["--stop-after-epochs", "two"])
+    }
+    train_stop_after_epochs_beyond_the_limit(s) {
+        train_option(
+            &s,
+            &["--stop-after-epochs", "100000000"],
+            &["--stop-after-epochs", "100000000"],
+        )
     }
 }

@@ -297,6 +297,89 @@ fn train_holds_out_a_validation_split_and_takes_rst_radius_and_step() {
     assert!(run_dir.join("best.safetensors").is_file());
 }
 
+/// `spat eval --validation-of RUN` measures a run's checkpoints on the validation split the run
+/// held out, rebuilt from its config.json: clean and PGD-20 at the run's radius give exactly the
+/// per-epoch numbers of metrics.jsonl for the epoch of the last checkpoint and for the best one,
+/// whose robust accuracies differ (so an evaluation on other images, or of the other epoch,
+/// fails). With the run's seed (5) and evaluation batch size taken by default, each batch's PGD
+/// start is the trainer's; on this data PGD-20 finds the same examples from any start, so the
+/// check pins the images and the attack, and the start only where it matters.
+#[test]
+fn eval_on_a_runs_validation_split_gives_its_per_epoch_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let run_dir = dir.path().join("run");
+    // A radius small enough that robust accuracy stays above zero on the tiny model.
+    success(run(spat()
+        .args(["train", "--dataset", "cifar10", "--data-dir"])
+        .arg(mini_data())
+        .args([
+            "--model",
+            "tiny",
+            "--method",
+            "trades",
+            "--spat-alpha",
+            "0.1",
+        ])
+        .args([
+            "--eps",
+            "2/255",
+            "--epochs",
+            "3",
+            "--batch-size",
+            "32",
+            "--lr",
+            "0.05",
+        ])
+        .args([
+            "--train-subset",
+            "256",
+            "--val-subset",
+            "128",
+            "--test-subset",
+            "8",
+        ])
+        .args(["--seed", "5", "--out"])
+        .arg(&run_dir)));
+    let records = epoch_records(&run_dir);
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run_dir.join("state.json")).unwrap())
+            .unwrap();
+    let best = state["best_epoch"].as_u64().unwrap() as usize;
+    let at = |epoch: usize, key: &str| records[epoch - 1][key].as_f64().unwrap();
+    assert_ne!(best, 3, "the best epoch is not the last: {records:?}");
+    assert_ne!(at(best, "robust_acc"), at(3, "robust_acc"), "{records:?}");
+    for (checkpoint, epoch) in [
+        ("checkpoint-0003.safetensors", 3),
+        ("best.safetensors", best),
+    ] {
+        let out = success(run(eval_command(
+            "tiny",
+            &run_dir.join(checkpoint),
+            "clean,pgd20",
+        )
+        .arg("--validation-of")
+        .arg(&run_dir)
+        .args(["--eps", "2/255"])));
+        let v = stdout_json(&out);
+        assert_eq!(v["examples"], 128, "{v}");
+        assert_eq!(
+            v["split"].as_str().unwrap(),
+            format!("validation of {}", run_dir.display())
+        );
+        assert_eq!(
+            (
+                v["accuracy"]["clean"].as_f64(),
+                v["accuracy"]["pgd20"].as_f64()
+            ),
+            (Some(at(epoch, "clean_acc")), Some(at(epoch, "robust_acc"))),
+            "{checkpoint} against metrics.jsonl's epoch {epoch}: {v}"
+        );
+    }
+    // Without --validation-of the same command measures test images, and says so.
+    let out = eval_tiny_on(128, &run_dir.join("best.safetensors"), "clean", &[]);
+    assert_eq!(stdout_json(&out)["split"], "test");
+}
+
 #[test]
 fn train_then_eval_sweep_and_visualize() {
     let dir = tempfile::tempdir().unwrap();
@@ -540,11 +623,44 @@ fn l2_training_evaluation_and_sweep() {
     assert_eq!(sweep["rows"].as_array().unwrap().len(), 4, "{sweep}");
 }
 
+/// The per-epoch records of a run (metrics.jsonl) without their timings, which no two runs share.
+fn epoch_records(run: &Path) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(run.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let mut v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let record = v.as_object_mut().unwrap();
+            for timing in ["seconds", "images_per_sec"] {
+                assert!(record.remove(timing).is_some(), "{timing} in {l}");
+            }
+            v
+        })
+        .collect()
+}
+
+/// A run killed after an epoch and resumed, and a run stopped after epoch 1 of 4
+/// (`--stop-after-epochs 1`), resumed to epoch 3 and then to its end, both end with the weights,
+/// best weights and per-epoch records (learning rates included: a stopped run keeps the schedule
+/// of its --epochs) of an uninterrupted run, bit for bit; a stop beyond --epochs runs to the end.
 #[test]
-fn killed_training_resumes_to_identical_weights() {
+fn killed_or_stopped_training_resumes_to_identical_weights() {
     let dir = tempfile::tempdir().unwrap();
+    let whole = dir.path().join("whole");
+    success(run(&mut tiny_train(&whole, 4, 7)));
+    let same_as_whole = |r: &Path, what: &str| {
+        for file in ["model.safetensors", "best.safetensors"] {
+            let (a, b) = (std::fs::read(r.join(file)), std::fs::read(whole.join(file)));
+            assert!(
+                a.unwrap() == b.unwrap(),
+                "{what}: {file} differs from an uninterrupted run's"
+            );
+        }
+        assert_eq!(epoch_records(r), epoch_records(&whole), "{what}");
+    };
+
     let killed = dir.path().join("killed");
-    let mut child = tiny_train(&killed, 3, 7)
+    let mut child = tiny_train(&killed, 4, 7)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -566,19 +682,30 @@ fn killed_training_resumes_to_identical_weights() {
         "killed before the end"
     );
     success(run(spat().args(["train", "--resume"]).arg(&killed)));
+    same_as_whole(&killed, "killed and resumed");
 
-    let whole = dir.path().join("whole");
-    success(run(&mut tiny_train(&whole, 3, 7)));
-    let a = std::fs::read(killed.join("model.safetensors")).unwrap();
-    let b = std::fs::read(whole.join("model.safetensors")).unwrap();
-    assert!(a == b, "resumed weights differ from an uninterrupted run's");
-    let epochs = |d: &Path| {
-        std::fs::read_to_string(d.join("metrics.jsonl"))
-            .unwrap()
-            .lines()
-            .count()
+    let stopped = dir.path().join("stopped");
+    success(run(
+        tiny_train(&stopped, 4, 7).args(["--stop-after-epochs", "1"])
+    ));
+    assert_eq!(epochs_done(&stopped), 1);
+    let resume_to = |k: &str| {
+        success(run(spat()
+            .args(["train", "--resume"])
+            .arg(&stopped)
+            .args(["--stop-after-epochs", k])))
     };
-    assert_eq!((epochs(&killed), epochs(&whole)), (3, 3));
+    resume_to("3");
+    assert_eq!(epochs_done(&stopped), 3);
+    assert!(stopped.join("checkpoint-0003.safetensors").is_file());
+    assert!(
+        !stopped.join("model.safetensors").exists(),
+        "stopped at 3 of 4 epochs"
+    );
+    assert_eq!(epoch_records(&stopped)[..], epoch_records(&whole)[..3]);
+    resume_to("9");
+    assert_eq!(epochs_done(&stopped), 4);
+    same_as_whole(&stopped, "stopped at 1, resumed to 3, then to the end");
 }
 
 /// `spat plot` overlays runs, labelled by method and α, with the numbers it draws beside the
@@ -982,6 +1109,13 @@ fn eval_tiny_on(images: usize, checkpoint: &Path, attacks: &str, extra: &[&str])
 
 /// `spat eval` of `model` on the first `images` embedded test images, `--json`.
 fn eval_on(model: &str, images: usize, checkpoint: &Path, attacks: &str, extra: &[&str]) -> Output {
+    let mut cmd = eval_command(model, checkpoint, attacks);
+    cmd.args(["--test-subset", &images.to_string()]).args(extra);
+    run(&mut cmd)
+}
+
+/// `spat eval --json` of `model` with the embedded data, on the images its caller chooses.
+fn eval_command(model: &str, checkpoint: &Path, attacks: &str) -> Command {
     let mut cmd = spat();
     cmd.args([
         "eval",
@@ -994,15 +1128,8 @@ fn eval_on(model: &str, images: usize, checkpoint: &Path, attacks: &str, extra: 
     .arg(mini_data())
     .arg("--checkpoint")
     .arg(checkpoint)
-    .args([
-        "--attacks",
-        attacks,
-        "--test-subset",
-        &images.to_string(),
-        "--json",
-    ])
-    .args(extra);
-    run(&mut cmd)
+    .args(["--attacks", attacks, "--json"]);
+    cmd
 }
 
 /// The interface: a TRADES-layout WideResNet saved by PyTorch (with its unused

@@ -62,9 +62,8 @@ fn required_files(d: Dataset, scale: Scale) -> (&'static str, Vec<&'static str>)
     (d.dir_name(), files)
 }
 
-/// The files an id needs that are absent, as one message naming them and the fetch command.
-pub fn missing_data(id: &str, scale: Scale, dirs: &DataDirs) -> Option<String> {
-    let d = matrix::dataset_of(id);
+/// The files of data set `d` that `scale` reads and that are absent from its folder in `dirs`.
+pub fn missing_files(d: Dataset, scale: Scale, dirs: &DataDirs) -> Vec<String> {
     let dir = dirs.dir(d);
     let (folder, files) = required_files(d, scale);
     // spat reads the official folder or the folder above it; accept either.
@@ -73,12 +72,18 @@ pub fn missing_data(id: &str, scale: Scale, dirs: &DataDirs) -> Option<String> {
     } else {
         dir.join(folder)
     };
-    let mut missing: Vec<String> = files
+    files
         .iter()
         .map(|f| base.join(f))
         .filter(|p| !p.is_file())
         .map(|p| p.display().to_string())
-        .collect();
+        .collect()
+}
+
+/// The files an id needs that are absent, as one message naming them and the fetch command.
+pub fn missing_data(id: &str, scale: Scale, dirs: &DataDirs) -> Option<String> {
+    let d = matrix::dataset_of(id);
+    let mut missing = missing_files(d, scale, dirs);
     let mut fetch = vec![format!("cargo xtask fetch-data {d}")];
     if matrix::needs_pseudo_labeled(id) && !dirs.pseudo_labeled().is_file() {
         missing.push(dirs.pseudo_labeled().display().to_string());

@@ -19,6 +19,7 @@ pub mod reproduce;
 pub mod runner;
 pub mod schedule;
 pub mod slurm;
+pub mod tune;
 pub mod workspace;
 
 // The README's examples compile and run as doc tests.

@@ -66,7 +66,7 @@ pub struct Args {
     pub skip_missing_data: bool,
     /// Run up to N independent cells at once on --device (on a CPU, each gets cores/N threads
     /// unless RAYON_NUM_THREADS is set); a measurement starts once its training cell is done.
-    #[arg(long, default_value_t = 1, conflicts_with = "devices", value_parser = jobs)]
+    #[arg(long, default_value_t = 1, conflicts_with_all = ["devices", "slurm"], value_parser = jobs)]
     pub jobs: usize,
     /// Run independent cells in parallel, one per device: CUDA ordinals (`0,1,2,3`) or device
     /// names (`cuda:0,cuda:1`, `cpu`).
@@ -74,11 +74,11 @@ pub struct Args {
     pub devices: Vec<String>,
     /// Run only these cells (numbers as in --dry-run's `#` column, or names) and write no report:
     /// what one Slurm array task runs. A measurement cell needs its training cell finished.
-    #[arg(long, value_delimiter = ',', conflicts_with = "dry_run")]
+    #[arg(long, value_delimiter = ',', conflicts_with_all = ["dry_run", "slurm"])]
     pub cell: Vec<String>,
     /// Write results.md from finished cells only, running nothing; fails naming any unfinished
     /// cell (the last job of a Slurm submission).
-    #[arg(long, conflicts_with_all = ["cell", "dry_run"])]
+    #[arg(long, conflicts_with_all = ["cell", "dry_run", "slurm"])]
     pub assemble: bool,
     /// The Slurm options (`--slurm` and what it takes).
     #[command(flatten)]

@@ -23,13 +23,13 @@ use crate::schedule::{self, Outcome};
 use crate::workspace::checkout_commit;
 
 /// How one runner runs `spat`.
-struct SpatRun<'a> {
-    spat: &'a Path,
+pub(crate) struct SpatRun<'a> {
+    pub(crate) spat: &'a Path,
     /// Prefix for the child's output lines when several cells run at once.
-    tag: Option<String>,
+    pub(crate) tag: Option<String>,
     /// RAYON_NUM_THREADS for the child (CPU slots sharing the cores).
-    threads: Option<usize>,
-    lock: &'a Lock,
+    pub(crate) threads: Option<usize>,
+    pub(crate) lock: &'a Lock,
 }
 
 /// Copies `from` line by line to stderr, each line prefixed with `[tag]`.
@@ -45,7 +45,7 @@ fn forward(from: impl Read, tag: &str) {
 impl SpatRun<'_> {
     /// Runs `spat args` to the end; stops it if the cell's lock is lost. Returns its stdout if
     /// `capture_stdout`.
-    fn run(&self, args: &[String], capture_stdout: bool) -> Result<Vec<u8>> {
+    pub(crate) fn run(&self, args: &[String], capture_stdout: bool) -> Result<Vec<u8>> {
         let mut child = self.spawn(args, capture_stdout)?;
         let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
         let tag = self.tag.as_deref().unwrap_or("");
@@ -316,6 +316,16 @@ pub fn select(cells: &[Cell], wanted: &[String]) -> Result<Vec<Cell>> {
     Ok(out)
 }
 
+/// RAYON_NUM_THREADS for each `spat` of a CPU slot when several CPU slots share the cores: each
+/// gets its part, unless the user chose a thread count.
+pub(crate) fn cpu_threads(slots: &[String]) -> Option<usize> {
+    let cpu_slots = slots.iter().filter(|d| *d == "cpu").count();
+    (cpu_slots > 1 && std::env::var_os("RAYON_NUM_THREADS").is_none()).then(|| {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        (cores / cpu_slots).max(1)
+    })
+}
+
 /// How often a cell held by another runner is looked at again.
 const BUSY_POLL: Duration = Duration::from_secs(2);
 
@@ -326,12 +336,7 @@ pub(crate) fn run_cells(
     ctx: &Context,
     slots: &[String],
 ) -> Result<()> {
-    let cpu_slots = slots.iter().filter(|d| *d == "cpu").count();
-    // Cores shared by CPU slots: each spat gets its part, unless the user chose a thread count.
-    let threads = (cpu_slots > 1 && std::env::var_os("RAYON_NUM_THREADS").is_none()).then(|| {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        (cores / cpu_slots).max(1)
-    });
+    let threads = cpu_threads(slots);
     let parallel = slots.len() > 1;
     schedule::run(cells, slots, BUSY_POLL, |i, cell, device| {
         let slot_ctx = Context {

@@ -34,7 +34,7 @@ use crate::workspace::spat_binary;
 pub struct SlurmArgs {
     /// Submit the unfinished cells to Slurm as job arrays (one task per cell; a last job writes
     /// results.md). The output directory must be on a file system the nodes share.
-    #[arg(long, conflicts_with_all = ["jobs", "devices", "cell", "assemble", "dry_run"])]
+    #[arg(long, conflicts_with_all = ["devices", "dry_run"])]
     pub slurm: bool,
     /// With --slurm: write the sbatch scripts (and submit.sh, which submits them) and submit nothing.
     #[arg(long, requires = "slurm")]
@@ -133,12 +133,12 @@ pub fn array_spec(numbers: &[usize]) -> String {
     parts.join(",")
 }
 
-fn absolute(p: &Path) -> Result<PathBuf> {
+pub(crate) fn absolute(p: &Path) -> Result<PathBuf> {
     std::path::absolute(p).with_context(|| format!("resolving {}", p.display()))
 }
 
 /// Copies `src` into `dir` as `<name>-<checksum>` (kept if already there); returns its path.
-fn install(src: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
+pub(crate) fn install(src: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
     let bytes = fs::read(src).with_context(|| format!("reading {}", src.display()))?;
     let dst = dir.join(format!("{name}-{}", spat_spec::Fnv1a::hex_of(&bytes)));
     if !dst.is_file() {
@@ -151,7 +151,7 @@ fn install(src: &Path, dir: &Path, name: &str) -> Result<PathBuf> {
 }
 
 /// A fresh numbered directory `<out>/slurm/<n>/` for one submission.
-fn submission_dir(out: &Path) -> Result<PathBuf> {
+pub(crate) fn submission_dir(out: &Path) -> Result<PathBuf> {
     let root = out.join("slurm");
     fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
     for n in 1.. {
@@ -301,32 +301,9 @@ impl<'a> Scripts<'a> {
             }
             None => lines.push(format!("#SBATCH --output={}/%x-%j.out", log.display())),
         }
-        if let Some(p) = &s.partition {
-            lines.push(format!("#SBATCH --partition={p}"));
-        }
-        if let Some(a) = &s.account {
-            lines.push(format!("#SBATCH --account={a}"));
-        }
+        lines.extend(account_lines(s));
         if array.is_some() {
-            let gres = s.gres.clone().or_else(|| {
-                self.ctx
-                    .device
-                    .starts_with("cuda")
-                    .then(|| "gpu:1".to_string())
-            });
-            if let Some(g) = gres {
-                lines.push(format!("#SBATCH --gres={g}"));
-            }
-            if let Some(t) = &s.time {
-                lines.push(format!("#SBATCH --time={t}"));
-            }
-            if let Some(c) = s.cpus_per_task {
-                lines.push(format!("#SBATCH --cpus-per-task={c}"));
-            }
-            if let Some(m) = &s.mem {
-                lines.push(format!("#SBATCH --mem={m}"));
-            }
-            lines.extend(s.sbatch_args.iter().map(|a| format!("#SBATCH {a}")));
+            lines.extend(task_lines(s, &self.ctx.device));
         } else {
             // Writing results.md reads a few JSON files.
             lines.push("#SBATCH --time=00:10:00".into());
@@ -335,18 +312,7 @@ impl<'a> Scripts<'a> {
     }
 
     fn environment(&self) -> String {
-        let mut lines = vec![format!(
-            "export SPAT_BIN={}",
-            sh_quote(&self.spat.display().to_string())
-        )];
-        match &self.spat_data_dir {
-            Some(d) => lines.push(format!(
-                "export SPAT_DATA_DIR={}",
-                sh_quote(&d.display().to_string())
-            )),
-            None => lines.push("unset SPAT_DATA_DIR".into()),
-        }
-        lines.join("\n")
+        environment(&self.spat, self.spat_data_dir.as_deref())
     }
 
     fn array_script(&self, stage: &str, cells: &[(usize, String)]) -> String {
@@ -367,11 +333,7 @@ impl<'a> Scripts<'a> {
              {case}  *) echo \"no cell for array task ${{SLURM_ARRAY_TASK_ID:-?}}\" >&2; exit 2 ;;\n\
              esac\n\
              {env}\n\
-             # spat (candle) uses as many threads as the task has cores.\n\
-             if [ -z \"${{RAYON_NUM_THREADS:-}}\" ]; then\n\
-             \x20 n=\"${{SLURM_CPUS_PER_TASK:-${{SLURM_CPUS_ON_NODE:-}}}}\"\n\
-             \x20 if [ -n \"$n\" ]; then export RAYON_NUM_THREADS=\"$n\"; fi\n\
-             fi\n\
+             {THREADS}\
              exec {cmd} --cell \"$cell\"\n",
             header = self.header(stage, Some(&array_spec(&numbers))),
             id = self.tasks.id,
@@ -398,6 +360,66 @@ impl<'a> Scripts<'a> {
         )
     }
 }
+
+/// The `#SBATCH` lines of every job: --partition and --account.
+pub(crate) fn account_lines(s: &SlurmArgs) -> Vec<String> {
+    let mut lines = Vec::new();
+    if let Some(p) = &s.partition {
+        lines.push(format!("#SBATCH --partition={p}"));
+    }
+    if let Some(a) = &s.account {
+        lines.push(format!("#SBATCH --account={a}"));
+    }
+    lines
+}
+
+/// The `#SBATCH` lines of a task that runs `spat` on `device`: its resources (--gres defaults to
+/// gpu:1 on CUDA) and the user's other sbatch options.
+pub(crate) fn task_lines(s: &SlurmArgs, device: &str) -> Vec<String> {
+    let mut lines = Vec::new();
+    let gres = s
+        .gres
+        .clone()
+        .or_else(|| device.starts_with("cuda").then(|| "gpu:1".to_string()));
+    if let Some(g) = gres {
+        lines.push(format!("#SBATCH --gres={g}"));
+    }
+    if let Some(t) = &s.time {
+        lines.push(format!("#SBATCH --time={t}"));
+    }
+    if let Some(c) = s.cpus_per_task {
+        lines.push(format!("#SBATCH --cpus-per-task={c}"));
+    }
+    if let Some(m) = &s.mem {
+        lines.push(format!("#SBATCH --mem={m}"));
+    }
+    lines.extend(s.sbatch_args.iter().map(|a| format!("#SBATCH {a}")));
+    lines
+}
+
+/// A task script's environment: the installed `spat`, and the data folder as the submitter had it.
+pub(crate) fn environment(spat: &Path, spat_data_dir: Option<&Path>) -> String {
+    let mut lines = vec![format!(
+        "export SPAT_BIN={}",
+        sh_quote(&spat.display().to_string())
+    )];
+    match spat_data_dir {
+        Some(d) => lines.push(format!(
+            "export SPAT_DATA_DIR={}",
+            sh_quote(&d.display().to_string())
+        )),
+        None => lines.push("unset SPAT_DATA_DIR".into()),
+    }
+    lines.join("\n")
+}
+
+/// Script lines giving spat (candle) as many threads as the task has cores.
+pub(crate) const THREADS: &str = "# spat (candle) uses as many threads as the task has cores.
+if [ -z \"${RAYON_NUM_THREADS:-}\" ]; then
+  n=\"${SLURM_CPUS_PER_TASK:-${SLURM_CPUS_ON_NODE:-}}\"
+  if [ -n \"$n\" ]; then export RAYON_NUM_THREADS=\"$n\"; fi
+fi
+";
 
 /// The sbatch options that make `stage` wait for the stages it needs; `ids` are their job ids
 /// (or shell variables, for submit.sh).
@@ -445,7 +467,7 @@ fn submit_script(stages: &[Stage]) -> String {
     text
 }
 
-fn sbatch(stage: &Stage, ids: &[String]) -> Result<String> {
+pub(crate) fn sbatch(stage: &Stage, ids: &[String]) -> Result<String> {
     let mut cmd = Command::new("sbatch");
     cmd.arg("--parsable")
         .args(dependency_args(stage, ids))

@@ -16,10 +16,10 @@ use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use common::{cell_names, comparable_report, ok, report_body, xtask};
+use common::{
+    cell_names, comparable_report, ok, report_body, slurm, start_now, wait_until_gone, xtask,
+};
 use spat_reproduce::cell::{attempts, runner_dir, Attempt, DONE};
-
-const IGNORE: &str = "needs a running Slurm (scripts/slurm-local.sh)";
 
 /// One cluster, two CPUs: the tests take turns.
 static CLUSTER: Mutex<()> = Mutex::new(());
@@ -30,23 +30,6 @@ fn root() -> PathBuf {
         .nth(2)
         .unwrap()
         .to_path_buf()
-}
-
-fn run(cmd: &mut Command) -> String {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e} ({IGNORE})"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stderr),
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn slurm(cmd: &str, args: &[&str]) -> String {
-    run(Command::new(cmd).args(args))
 }
 
 /// A fresh directory for this test process's runs, and the real `spat`.
@@ -108,21 +91,6 @@ fn submit(out: &Path, spat: &Path) -> Vec<String> {
         .split_whitespace()
         .map(String::from)
         .collect()
-}
-
-fn wait_until_gone(jobs: &[String], timeout: Duration) {
-    let start = Instant::now();
-    loop {
-        let q = slurm("squeue", &["-h", "-o", "%i %T %r", "-j", &jobs.join(",")]);
-        if q.trim().is_empty() {
-            return;
-        }
-        assert!(
-            start.elapsed() < timeout,
-            "jobs still queued after {timeout:?}:\n{q}"
-        );
-        std::thread::sleep(Duration::from_secs(1));
-    }
 }
 
 /// `JobID|JobName|State|ExitCode|Elapsed` of every job and array task (not their steps), with
@@ -281,17 +249,7 @@ fn a_cancelled_task_is_resubmitted_and_a_requeued_one_resumes_its_run() {
     wait_for_epoch(&runs.join(requeued), Duration::from_secs(900));
     let task4 = format!("{train}_4");
     slurm("scontrol", &["requeue", &task4]);
-    // A requeued job waits two minutes (Slurm's BeginTime); this test need not.
-    let start = Instant::now();
-    while !Command::new("scontrol")
-        .args(["update", &format!("jobid={task4}"), "StartTime=now"])
-        .status()
-        .unwrap()
-        .success()
-    {
-        assert!(start.elapsed() < Duration::from_secs(60));
-        std::thread::sleep(Duration::from_millis(500));
-    }
+    start_now(&task4);
     println!("requeued {task4} after its first epoch");
     wait_until_gone(&jobs, Duration::from_secs(1800));
     let first = sacct(&jobs, 17);

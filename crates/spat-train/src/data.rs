@@ -37,19 +37,28 @@ impl RunData {
     }
 }
 
-/// Reads the data of `config`: the training split less a seeded validation split of
-/// `val_subset` images if set, then a seeded random `train_subset` of what remains if set,
-/// shuffled and augmented with the data set's standard crop and flip, mixed with the
-/// pseudo-labelled set in RST's proportions when there is one; and the whole test split (the
-/// trainer evaluates the subset `eval_examples` of it).
-///
-/// With pseudo-labelled data an epoch is as many batches as the whole training set before the
-/// hold-out fills (semisup-adv `robust_self_training.py` lines 234-240 fix an epoch at 50,000
-/// images whatever the data), or the `train_subset` if one is asked for.
-pub fn load_data(config: &RunConfig) -> Result<RunData> {
+/// The labelled training images of a run, divided as the run divides them.
+pub struct TrainingSplit {
+    /// The seeded validation split of `val_subset` images, never trained on (`None` without
+    /// `val_subset`).
+    pub validation: Option<ImageSet>,
+    /// The labelled images trained on: the rest of the split, or its seeded `train_subset`.
+    pub train: ImageSet,
+    /// Images of the training split less the validation hold-out, before any `train_subset`.
+    pub train_split_len: usize,
+    /// Images of the whole training split.
+    pub whole: usize,
+}
+
+/// The training split of `config`'s data divided as the run divides it: a seeded validation
+/// split of `val_subset` images if set, then a seeded random `train_subset` of what remains if
+/// set. Both [`load_data`] and `spat eval --validation-of RUN` call it, so that evaluating a
+/// run's checkpoints on its validation split sees exactly the images its per-epoch evaluation
+/// saw.
+pub fn training_split(config: &RunConfig) -> Result<TrainingSplit> {
     let train = spat_data::load(config.dataset, &config.data_dir, Split::Train)?;
     let whole = train.len();
-    let (validation, train) = match config.val_subset {
+    let (validation, rest) = match config.val_subset {
         Some(n) if n >= whole => {
             return Err(Error::Config(format!(
                 "--val-subset {n} (val_subset): a validation split of {n} images leaves none of \
@@ -63,11 +72,34 @@ pub fn load_data(config: &RunConfig) -> Result<RunData> {
         }
         None => (None, train),
     };
-    let train_split_len = train.len();
+    let train_split_len = rest.len();
     let train = match config.train_subset {
-        Some(n) => train.sample(n, config.seed),
-        None => train,
+        Some(n) => rest.sample(n, config.seed),
+        None => rest,
     };
+    Ok(TrainingSplit {
+        validation,
+        train,
+        train_split_len,
+        whole,
+    })
+}
+
+/// Reads the data of `config`: its [`training_split`], the images to train on shuffled and
+/// augmented with the data set's standard crop and flip, mixed with the pseudo-labelled set in
+/// RST's proportions when there is one; and the whole test split (the trainer evaluates the
+/// subset `eval_examples` of it).
+///
+/// With pseudo-labelled data an epoch is as many batches as the whole training set before the
+/// hold-out fills (semisup-adv `robust_self_training.py` lines 234-240 fix an epoch at 50,000
+/// images whatever the data), or the `train_subset` if one is asked for.
+pub fn load_data(config: &RunConfig) -> Result<RunData> {
+    let TrainingSplit {
+        validation,
+        train,
+        train_split_len,
+        whole,
+    } = training_split(config)?;
     let epoch_images = config.train_subset.map_or(whole, |_| train.len());
     let test = spat_data::load(config.dataset, &config.data_dir, Split::Test)?;
     let aug = Augmentation::for_dataset(config.dataset);

@@ -30,7 +30,7 @@ pub mod objectives;
 pub mod sgd;
 pub mod trainer;
 
-pub use data::{load_data, RunData};
+pub use data::{load_data, training_split, RunData, TrainingSplit};
 pub use error::{Error, Result};
 pub use sgd::{Sgd, SgdConfig};
 /// The training policy: spat-policy, which the reproduction harness reads too.

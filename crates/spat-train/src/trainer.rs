@@ -48,7 +48,10 @@ pub struct TrainOptions {
     /// directory that already holds a run is refused.
     pub resume: bool,
     /// Stop (after committing) once this many epochs are done in total, as if the process had
-    /// been killed there: for tests and for splitting a run across jobs. Not part of the run.
+    /// been killed there; at or beyond the run's epochs, run to the end. For tests, splitting a
+    /// run across jobs, and successive halving (`cargo xtask tune` trains a run planned for its
+    /// top rung's epochs one rung at a time). Not part of the run: the learning-rate schedule
+    /// stays the one for the configured epochs.
     pub stop_after_epochs: Option<usize>,
 }
 

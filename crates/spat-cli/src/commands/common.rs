@@ -9,7 +9,8 @@ use spat_core::{Batch, Network, Normalization, Normalized};
 use spat_data::{BatchSource, Dataset, ImageSet, Loader, Split};
 use spat_spec::fs::{Outputs, Own};
 use spat_spec::limits::{self, Limit, BATCH, IMAGES, LIST};
-use spat_spec::{ModelName, Norm, Precision};
+use spat_spec::run::files;
+use spat_spec::{ModelName, Norm, Precision, RunConfig};
 
 /// `cpu`, `cuda` or `cuda:N`. CUDA needs a binary built with `--features cuda`.
 pub fn parse_device(s: &str) -> Result<Device> {
@@ -156,6 +157,29 @@ pub fn output_file(option: &str, path: &Path, ours: fn(&[u8]) -> bool) -> Result
     Ok(outputs)
 }
 
+/// The configuration of the training run in the folder `run`, named on the command line by
+/// `option`: its `config.json`, checked. `missing` says what to do when the folder has none.
+pub fn read_run_config(option: &str, run: &Path, missing: &str) -> Result<RunConfig> {
+    if !run.is_dir() {
+        bail!("{option} {}: no such run directory", run.display());
+    }
+    let config_path = run.join(files::CONFIG);
+    if !spat_spec::fs::present(&config_path)
+        .with_context(|| format!("{option} {}", config_path.display()))?
+    {
+        bail!(
+            "{option} {}: no {} there ({missing})",
+            run.display(),
+            files::CONFIG
+        );
+    }
+    let config: RunConfig = spat_spec::fs::read_json(&config_path, "a run configuration")?;
+    config
+        .validate()
+        .with_context(|| format!("{option} {}", config_path.display()))?;
+    Ok(config)
+}
+
 /// One split of a data set, optionally only its first `subset` images.
 pub fn load_split(
     dataset: Dataset,
@@ -219,18 +243,34 @@ pub struct AttackRunArgs {
     /// Evaluate on the first N test images (default: the whole test set).
     #[arg(long, value_parser = count(IMAGES), allow_negative_numbers = true)]
     pub test_subset: Option<usize>,
-    /// Evaluation batch size.
-    #[arg(long, value_parser = count(BATCH), default_value = "200", allow_negative_numbers = true)]
-    pub batch_size: usize,
-    /// Seed of the attacks' random starts.
-    #[arg(long, default_value_t = 0, allow_negative_numbers = true)]
-    pub seed: u64,
+    /// Evaluation batch size (default 200; with `eval --validation-of RUN`, the run's
+    /// evaluation batch size). Attacks draw their random starts per batch, so a result depends on
+    /// it.
+    #[arg(long, value_parser = count(BATCH), allow_negative_numbers = true)]
+    pub batch_size: Option<usize>,
+    /// Seed of the attacks' random starts (default 0; with `eval --validation-of RUN`, the run's
+    /// seed, which its per-epoch evaluation used).
+    #[arg(long, allow_negative_numbers = true)]
+    pub seed: Option<u64>,
     /// cpu | cuda | cuda:N.
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }
 
+/// `--batch-size` when not given and no run supplies one.
+pub const EVAL_BATCH_SIZE: usize = 200;
+
 impl AttackRunArgs {
+    /// `--batch-size`, else `default`.
+    pub fn batch_size_or(&self, default: usize) -> usize {
+        self.batch_size.unwrap_or(default)
+    }
+
+    /// `--seed`, else `default`.
+    pub fn seed_or(&self, default: u64) -> u64 {
+        self.seed.unwrap_or(default)
+    }
+
     /// The radius (given or the norm's default), checked in the norm for `dataset`.
     pub fn eps(&self, dataset: Dataset) -> Result<f64> {
         let eps = self.eps.unwrap_or(self.norm.default_eps());

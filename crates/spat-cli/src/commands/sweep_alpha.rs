@@ -10,6 +10,7 @@ use spat_spec::limits::{ATTACK_STEPS, LIST};
 
 use super::common::{
     count, eval_batches, eval_loader, parse_alpha, parse_device, AttackRunArgs, CheckpointArgs,
+    EVAL_BATCH_SIZE,
 };
 
 #[derive(clap::Args, Debug)]
@@ -113,14 +114,14 @@ pub fn run(a: Args) -> Result<()> {
     let device = parse_device(&a.run.device)?;
     let model = a.target.load_model(&device)?;
     let test = a.target.load_test(a.run.test_subset)?;
-    let loader = eval_loader(test, a.run.batch_size);
+    let loader = eval_loader(test, a.run.batch_size_or(EVAL_BATCH_SIZE));
     let config = SweepConfig {
         alphas: a.alphas.clone(),
         eps,
         norm: a.run.norm,
         steps: a.steps,
         step_eps_over_10: a.step_eps_over_10,
-        seed: a.run.seed,
+        seed: a.run.seed_or(0),
     };
     let report = spat_attacks::sweep_alpha(&*model, eval_batches(&loader, &device), &config, true)?;
     let json = serde_json::to_string_pretty(&report)?;

@@ -13,12 +13,14 @@ use spat_spec::limits::{BATCH, EPOCHS, IMAGES};
 use super::common::{
     build_network, check_radius, count, count_or_zero, normalized, own_normalization, parse_alpha,
     parse_device, parse_fraction, parse_non_negative, parse_positive_f64, parse_radius,
+    read_run_config,
 };
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Continue the killed run in RUN: its settings come from RUN/config.json; only --device and
-    /// --data-dir (the same data, read from another place) may be given with it.
+    /// Continue the killed or stopped run in RUN: its settings come from RUN/config.json; only
+    /// --device, --data-dir (the same data, read from another place) and --stop-after-epochs may
+    /// be given with it.
     #[arg(long, value_name = "RUN", conflicts_with_all = [
         "dataset", "model", "method", "spat_alpha", "norm", "eps", "attack_step_size", "epochs",
         "batch_size", "lr", "weight_decay", "train_subset", "val_subset", "test_subset",
@@ -118,8 +120,13 @@ pub struct Args {
     /// instead of the seeded initialisation. Recorded in config.json with the file's checksum.
     #[arg(long, value_name = "FILE")]
     pub init: Option<PathBuf>,
-    /// Stop after this many epochs in total, committed, as if killed (tests, job splitting).
-    #[arg(long, hide = true, value_parser = count_or_zero(EPOCHS))]
+    /// Stop after epoch K of a run planned for --epochs, its learning-rate schedule staying the
+    /// one for --epochs; continue later with `--resume RUN --stop-after-epochs K2` (or without it
+    /// to the end): the weights and metrics end as an uninterrupted run's. Epoch K's
+    /// checkpoint-000K.safetensors stays until the run continues. K counts all epochs of the
+    /// run, not those of this call; K at or beyond --epochs runs to the end; 0 only creates the
+    /// run.
+    #[arg(long, value_name = "K", value_parser = count_or_zero(EPOCHS), allow_negative_numbers = true)]
     pub stop_after_epochs: Option<usize>,
 }
 
@@ -159,20 +166,11 @@ fn request(a: &Args) -> Result<(RunRequest, PathBuf)> {
 
 /// The configuration saved in `run`, with its data read from `--data-dir` if given.
 fn resumed(run: &std::path::Path, a: &Args) -> Result<RunConfig> {
-    if !run.is_dir() {
-        bail!("--resume {}: no such run directory", run.display());
-    }
-    let config_path = run.join(files::CONFIG);
-    if !spat_spec::fs::present(&config_path)
-        .with_context(|| format!("--resume {}", config_path.display()))?
-    {
-        bail!(
-            "--resume {}: no {} there (the run never started); start it again without --resume",
-            run.display(),
-            files::CONFIG
-        );
-    }
-    let mut c: RunConfig = spat_spec::fs::read_json(&config_path, "a run configuration")?;
+    let mut c = read_run_config(
+        "--resume",
+        run,
+        "the run never started; start it again without --resume",
+    )?;
     if let Some(dir) = &a.data_dir {
         c.data_dir = dir.clone();
     }

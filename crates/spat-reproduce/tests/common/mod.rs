@@ -7,6 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -257,4 +258,60 @@ pub fn comparable_report(out: &Path) -> String {
 pub fn report_body(out: &Path) -> String {
     let md = comparable_report(out);
     md.split_once("\n### What ran\n").unwrap().0.to_string()
+}
+
+/// Runs a Slurm client command (`sinfo`, `squeue`, `scancel`, ...) and returns its stdout; fails
+/// the test if it fails (without a running cluster: scripts/slurm-local.sh).
+pub fn slurm(cmd: &str, args: &[&str]) -> String {
+    let mut c = Command::new(cmd);
+    c.args(args);
+    let out = c.output().unwrap_or_else(|e| {
+        panic!("running {c:?}: {e} (needs a running Slurm: scripts/slurm-local.sh)")
+    });
+    assert!(
+        out.status.success(),
+        "{c:?}: {}{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits until Slurm no longer lists any of `jobs`.
+pub fn wait_until_gone(jobs: &[String], timeout: Duration) {
+    let start = Instant::now();
+    loop {
+        let q = slurm("squeue", &["-h", "-o", "%i %T %r", "-j", &jobs.join(",")]);
+        if q.trim().is_empty() {
+            return;
+        }
+        assert!(
+            start.elapsed() < timeout,
+            "jobs still queued after {timeout:?}:\n{q}"
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// Starts a requeued task at once: Slurm holds a requeued job two minutes (its BeginTime), and an
+/// update sent while the requeue is still under way is lost, so it is sent until the task runs
+/// (or has left the queue).
+pub fn start_now(task: &str) {
+    let start = Instant::now();
+    loop {
+        let _ = Command::new("scontrol")
+            .args(["update", &format!("jobid={task}"), "StartTime=now"])
+            .stderr(std::process::Stdio::null())
+            .status();
+        std::thread::sleep(Duration::from_millis(500));
+        let state = Command::new("squeue")
+            .args(["-h", "-o", "%T", "-j", task])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default();
+        if state.is_empty() || state.contains("RUNNING") || state.contains("COMPLET") {
+            return;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "{task}: {state}");
+    }
 }
