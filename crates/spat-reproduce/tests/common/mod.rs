@@ -297,6 +297,11 @@ pub fn wait_until_gone(jobs: &[String], timeout: Duration) {
 /// update sent while the requeue is still under way is lost, so it is sent until the task runs
 /// (or has left the queue).
 pub fn start_now(task: &str) {
+    // slurmd refuses a launch whose credential is not newer than the revocation the requeue
+    // made, and both carry whole seconds: started within the requeue's second, the task dies
+    // with "Job credential revoked" (seen once in .ci/run under load). Slurm's own requeue delay
+    // avoids that; this shortcut must wait past the second too.
+    std::thread::sleep(Duration::from_millis(2_000));
     let start = Instant::now();
     loop {
         let _ = Command::new("scontrol")
