@@ -421,9 +421,9 @@ macro_rules! bad_inputs {
 }
 
 #[test]
-fn the_suite_has_at_least_215_cases() {
+fn the_suite_has_at_least_218_cases() {
     // ARCHITECTURE.md's count: a case may be added, never dropped.
-    assert!(CASES.len() >= 215, "{} cases", CASES.len());
+    assert!(CASES.len() >= 218, "{} cases", CASES.len());
 }
 
 // ---- helpers of the cases -------------------------------------------------------------------
@@ -1200,6 +1200,21 @@ bad_inputs! {
     }
     eval_unknown_norm(_s) {
         case(eval_good(&["--norm", "linf2"]), &["--norm", "linf2", "linf or l2"])
+    }
+    visualize_linf_eps_above_one(s) {
+        case(
+            visualize(&["--eps", "0.5,2"], &s.path("vis/e.png")),
+            &["--eps", "2", "L∞ radius must lie in [0, 1]"],
+        )
+    }
+    visualize_l2_eps_beyond_the_image_cube(s) {
+        case(
+            visualize(&["--norm", "l2", "--eps", "56"], &s.path("vis/f.png")),
+            &["--eps", "56", "√3072"],
+        )
+    }
+    visualize_unknown_norm(s) {
+        case(visualize(&["--norm", "l1"], &s.path("vis/g.png")), &["--norm", "l1"])
     }
     visualize_scale_0(s) {
         case(visualize(&["--scale", "0"], &s.path("vis/a.png")), &["--scale", "0"])

@@ -557,7 +557,7 @@ fn train_then_eval_sweep_and_visualize() {
 /// The L2 threat model end to end: TRADES + SPAT trained with PGD-L2 adversaries (stopped after
 /// one epoch and resumed), then the interface — `spat eval --norm l2 --eps 0.1 --attacks
 /// clean,fgsm,apgd-ce,autoattack --json` with each accuracy under the name given (the CI smoke of
-/// AutoAttack-L2, 32 images) — and an L2 α sweep.
+/// AutoAttack-L2, 32 images) — an L2 α sweep and an L2 `visualize` grid.
 #[test]
 fn l2_training_evaluation_and_sweep() {
     let dir = tempfile::tempdir().unwrap();
@@ -621,6 +621,21 @@ fn l2_training_evaluation_and_sweep() {
         .args(["--test-subset", "16", "--json"])));
     assert_eq!((&sweep["norm"], &sweep["eps"]), (&"l2".into(), &0.5.into()));
     assert_eq!(sweep["rows"].as_array().unwrap().len(), 4, "{sweep}");
+
+    // A figure of L2 adversarial examples, at the norm's default radii.
+    let png = dir.path().join("l2.png");
+    let grid = stdout_json(&run(spat()
+        .args(["visualize", "--model", "tiny", "--checkpoint"])
+        .arg(&weights)
+        .args(["--dataset", "cifar10", "--data-dir"])
+        .arg(mini_data())
+        .args(["--norm", "l2", "--attacks", "pgd10", "--indices", "0,1"])
+        .args(["--json", "--out"])
+        .arg(&png)));
+    assert_eq!(
+        grid["columns"],
+        serde_json::json!(["original", "pgd10 L2 2", "pgd10 L2 1", "pgd10 L2 0.5"])
+    );
 }
 
 /// The per-epoch records of a run (metrics.jsonl) without their timings, which no two runs share.

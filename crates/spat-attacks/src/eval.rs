@@ -263,20 +263,21 @@ pub struct AdversarialColumn {
 }
 
 /// Every attack of `specs` (clean excluded) at every radius of `radii` on `batch`, attacks outer,
-/// radii inner (a figure's columns), in L∞ (the thesis's figures). Column `(k, j)` draws its
-/// random start from `host_rng(seed, EVAL_ATTACK + 1024 k + j)`, so a column does not depend on
-/// the others.
+/// radii inner (a figure's columns), each radius in `norm` (the thesis's figures are L∞).
+/// Column `(k, j)` draws its random start from `host_rng(seed, EVAL_ATTACK + 1024 k + j)`, so a
+/// column does not depend on the others.
 pub fn adversarial_columns(
     model: &dyn Classifier,
     batch: &Batch,
     specs: &[AttackSpec],
     radii: &[f64],
+    norm: Norm,
     seed: u64,
 ) -> Result<Vec<AdversarialColumn>> {
     let mut columns = Vec::new();
     for (k, spec) in specs.iter().enumerate() {
         for (j, &eps) in radii.iter().enumerate() {
-            let Some(attack) = build(spec, eps, Norm::Linf) else {
+            let Some(attack) = build(spec, eps, norm) else {
                 continue;
             };
             let mut rng = host_rng(seed, streams::EVAL_ATTACK + 1024 * k as u64 + j as u64);

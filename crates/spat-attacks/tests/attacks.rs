@@ -610,3 +610,55 @@ fn evaluate_reports_autoattack_per_attack() {
         "apgd-t"
     );
 }
+
+/// Per-image (L2, L∞) norms of `adv - x` for a batch of `n` images.
+fn perturbation_norms(adv: &Tensor, x: &Tensor, n: usize) -> Vec<(f64, f64)> {
+    let d = vals(&(adv - x).unwrap());
+    d.chunks(d.len() / n)
+        .map(|row| {
+            let l2 = row.iter().map(|v| (*v as f64).powi(2)).sum::<f64>().sqrt();
+            let linf = row.iter().fold(0.0f64, |m, v| m.max((*v as f64).abs()));
+            (l2, linf)
+        })
+        .collect()
+}
+
+/// A figure's columns in L2 are L2 attacks: every perturbation lies in the L2 ball, and the L∞
+/// columns of the same radius (sign steps, clipping) do not; each column's start is seeded by its
+/// place, so the same call gives the same images.
+#[test]
+fn adversarial_columns_attack_in_the_given_norm() {
+    let model = random_mlp(5, 48);
+    let x = spat_core::rng::uniform(&mut host_rng(1, 8), (6, 3, 4, 4), 0.0, 1.0, &Device::Cpu)
+        .unwrap();
+    let y = model.logits(&x, Mode::Eval).unwrap().argmax(1).unwrap();
+    let batch = spat_core::Batch::new(x.clone(), y).unwrap();
+    let specs = AttackSpec::parse_list("fgsm,pgd10").unwrap();
+    let radii = [0.5, 0.25];
+    let columns = |norm| {
+        spat_attacks::adversarial_columns(&model, &batch, &specs, &radii, norm, 7).unwrap()
+    };
+    let l2 = columns(Norm::L2);
+    assert_eq!(l2.len(), 4);
+    for c in &l2 {
+        let norms = perturbation_norms(&c.images, &x, 6);
+        assert!(
+            norms.iter().all(|(l2, _)| *l2 <= c.eps + 1e-5),
+            "{} at {}: {norms:?}",
+            c.spec,
+            c.eps
+        );
+        assert!(norms.iter().any(|(l2, _)| *l2 > 0.5 * c.eps), "{}: moved", c.spec);
+    }
+    let linf = columns(Norm::Linf);
+    for c in &linf {
+        let norms = perturbation_norms(&c.images, &x, 6);
+        assert!(norms.iter().all(|(_, m)| *m <= c.eps + 1e-6));
+        assert!(norms.iter().any(|(l2, _)| *l2 > 2.0 * c.eps), "an L∞ step is no L2 step");
+    }
+    let again = columns(Norm::L2);
+    for (a, b) in l2.iter().zip(&again) {
+        assert_eq!(vals(&a.images), vals(&b.images));
+        assert_eq!(a.predictions, b.predictions);
+    }
+}

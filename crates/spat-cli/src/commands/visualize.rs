@@ -6,9 +6,11 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Result};
 use spat_attacks::AttackSpec;
 use spat_report::{Canvas, ImageGrid};
+use spat_spec::Norm;
 
 use super::common::{
-    original_rows, output_file, parse_device, parse_eps, pick_rows, save_grid, CheckpointArgs,
+    check_radius, original_rows, output_file, parse_device, parse_radius, pick_rows, save_grid,
+    CheckpointArgs,
 };
 
 #[derive(clap::Args, Debug)]
@@ -19,11 +21,15 @@ pub struct Args {
     /// pgd20,pgd-ls:0.2,pgd-ls:0.8).
     #[arg(long, default_value = "cw30")]
     pub attacks: String,
-    /// Comma-separated radii, one column per attack and radius (Figure 5.1: 32/255,16/255,8/255;
-    /// Figure 5.2: 32/255).
-    #[arg(long, value_parser = parse_eps, allow_hyphen_values = true,
-        value_delimiter = ',', default_value = "32/255,16/255,8/255")]
-    pub eps: Vec<f64>,
+    /// The norm of every attack's radius: linf (the thesis's figures) or l2 (FGM, PGD-L2 and
+    /// the L2 AutoAttack, as for `eval --norm l2`).
+    #[arg(long, default_value = "linf")]
+    pub norm: Norm,
+    /// Comma-separated radii in --norm, one column per attack and radius (default: Figure 5.1's
+    /// 32/255,16/255,8/255 for linf; 2,1,0.5 for l2, RobustBench's CIFAR-10 radius and two
+    /// larger ones; Figure 5.2: 32/255).
+    #[arg(long, value_parser = parse_radius, allow_hyphen_values = true, value_delimiter = ',')]
+    pub eps: Option<Vec<f64>>,
     /// Rows: the first unused test image of each named class (Figure 5.1's rows:
     /// ship,horse,bird,horse,automobile).
     #[arg(
@@ -51,13 +57,27 @@ pub struct Args {
     pub json: bool,
 }
 
-fn eps_label(e: f64) -> String {
+/// A column's radius as its header shows it: `8/255` where it is a whole number of grey levels
+/// in L∞, else the number, with `L2` named so that a figure says which ball it shows.
+fn eps_label(e: f64, norm: Norm) -> String {
     let k = e * 255.0;
-    if (k - k.round()).abs() < 1e-6 {
-        format!("{}/255", k.round())
-    } else {
-        format!("{e:.4}")
+    match norm {
+        Norm::Linf if (k - k.round()).abs() < 1e-6 => format!("{}/255", k.round()),
+        Norm::Linf => format!("{e:.4}"),
+        Norm::L2 => format!("L2 {e}"),
     }
+}
+
+/// `--eps`, or the norm's default radii; each checked against the norm and the images' size.
+fn radii(a: &Args) -> Result<Vec<f64>> {
+    let radii = a.eps.clone().unwrap_or_else(|| match a.norm {
+        Norm::Linf => vec![32.0 / 255.0, 16.0 / 255.0, 8.0 / 255.0],
+        Norm::L2 => vec![2.0, 1.0, 0.5],
+    });
+    for &r in &radii {
+        check_radius("--eps", r, a.norm, a.target.dataset)?;
+    }
+    Ok(radii)
 }
 
 pub fn run(a: Args) -> Result<()> {
@@ -68,6 +88,7 @@ pub fn run(a: Args) -> Result<()> {
     if specs.is_empty() {
         bail!("--attacks names no attack (clean alone shows nothing adversarial)");
     }
+    let radii = radii(&a)?;
     let device = parse_device(&a.device)?;
     let outputs = output_file("--out", &a.out, spat_report::is_spat_png)?;
     let names = a.target.dataset.class_names();
@@ -78,7 +99,7 @@ pub fn run(a: Args) -> Result<()> {
     let scale = a.scale.map_or(if w <= 32 { 4 } else { 1 }, usize::from);
     // The grid's size is known before any attack runs: refuse one too large to draw now.
     let blank = Canvas::from_planar(&vec![0; c * h * w], c, h, w).map_err(|e| anyhow!("{e}"))?;
-    let columns = 1 + specs.len() * a.eps.len();
+    let columns = 1 + specs.len() * radii.len();
     ImageGrid {
         column_headers: vec!["original".into(); columns],
         rows: vec![vec![(blank, String::new()); columns]; rows_ix.len()],
@@ -91,10 +112,11 @@ pub fn run(a: Args) -> Result<()> {
     let mut headers = vec!["original".to_string()];
     let mut grid = original_rows(&test, &rows_ix, &names)?;
     let mut predictions: Vec<Vec<String>> = vec![Vec::new(); rows_ix.len()];
-    let columns = spat_attacks::adversarial_columns(&*model, &batch, &specs, &a.eps, a.seed)?;
+    let columns =
+        spat_attacks::adversarial_columns(&*model, &batch, &specs, &radii, a.norm, a.seed)?;
     for column in &columns {
         let bytes = spat_data::to_u8_images(&column.images)?;
-        headers.push(format!("{} {}", column.spec, eps_label(column.eps)));
+        headers.push(format!("{} {}", column.spec, eps_label(column.eps, a.norm)));
         for (r, row) in grid.iter_mut().enumerate() {
             let img = Canvas::from_planar(&bytes[r * c * h * w..(r + 1) * c * h * w], c, h, w)
                 .map_err(|e| anyhow!("{e}"))?;
