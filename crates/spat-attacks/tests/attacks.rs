@@ -629,15 +629,14 @@ fn perturbation_norms(adv: &Tensor, x: &Tensor, n: usize) -> Vec<(f64, f64)> {
 #[test]
 fn adversarial_columns_attack_in_the_given_norm() {
     let model = random_mlp(5, 48);
-    let x = spat_core::rng::uniform(&mut host_rng(1, 8), (6, 3, 4, 4), 0.0, 1.0, &Device::Cpu)
-        .unwrap();
+    let x =
+        spat_core::rng::uniform(&mut host_rng(1, 8), (6, 3, 4, 4), 0.0, 1.0, &Device::Cpu).unwrap();
     let y = model.logits(&x, Mode::Eval).unwrap().argmax(1).unwrap();
     let batch = spat_core::Batch::new(x.clone(), y).unwrap();
     let specs = AttackSpec::parse_list("fgsm,pgd10").unwrap();
     let radii = [0.5, 0.25];
-    let columns = |norm| {
-        spat_attacks::adversarial_columns(&model, &batch, &specs, &radii, norm, 7).unwrap()
-    };
+    let columns =
+        |norm| spat_attacks::adversarial_columns(&model, &batch, &specs, &radii, norm, 7).unwrap();
     let l2 = columns(Norm::L2);
     assert_eq!(l2.len(), 4);
     for c in &l2 {
@@ -648,13 +647,20 @@ fn adversarial_columns_attack_in_the_given_norm() {
             c.spec,
             c.eps
         );
-        assert!(norms.iter().any(|(l2, _)| *l2 > 0.5 * c.eps), "{}: moved", c.spec);
+        assert!(
+            norms.iter().any(|(l2, _)| *l2 > 0.5 * c.eps),
+            "{}: moved",
+            c.spec
+        );
     }
     let linf = columns(Norm::Linf);
     for c in &linf {
         let norms = perturbation_norms(&c.images, &x, 6);
         assert!(norms.iter().all(|(_, m)| *m <= c.eps + 1e-6));
-        assert!(norms.iter().any(|(l2, _)| *l2 > 2.0 * c.eps), "an L∞ step is no L2 step");
+        assert!(
+            norms.iter().any(|(l2, _)| *l2 > 2.0 * c.eps),
+            "an L∞ step is no L2 step"
+        );
     }
     let again = columns(Norm::L2);
     for (a, b) in l2.iter().zip(&again) {
