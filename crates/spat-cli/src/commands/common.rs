@@ -41,17 +41,6 @@ pub fn parse_device(s: &str) -> Result<Device> {
     })
 }
 
-/// A radius given as `8/255` or as a number such as `0.031`; must lie in [0, 1] (an L∞ radius).
-pub fn parse_eps(s: &str) -> Result<f64, String> {
-    let v = parse_radius(s)?;
-    if !v.is_finite() || !(0.0..=1.0).contains(&v) {
-        return Err(format!(
-            "bad eps `{s}`: must lie in [0, 1] (images are in [0, 1])"
-        ));
-    }
-    Ok(v)
-}
-
 /// A radius or step written as `8/255` or as a number such as `0.031` or `0.5`, in whatever norm:
 /// its range is checked against the norm once that is known ([`check_radius`]).
 pub fn parse_radius(s: &str) -> Result<f64, String> {
