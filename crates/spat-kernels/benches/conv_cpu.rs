@@ -1,7 +1,8 @@
 //! Each direction of spat's CPU convolution on every distinct layer shape of the `tiny`,
 //! `wrn-16-2` and `resnet-18` presets at batch 32, in GFLOP/s of wall time (best of the
 //! repeats). Threads: `RAYON_NUM_THREADS`. `cargo bench -p spat-kernels --bench conv_cpu`;
-//! `-- --repeats N`, `-- --filter SUBSTRING` (matched against the shape key).
+//! `-- --repeats N`, `-- --filter SUBSTRING` (matched against the shape key), `-- --batch N`
+//! (16 is the part an evaluation-mode attack differentiates on each thread).
 //!
 //! The forward runs twice per repeat: with a constant kernel (an attack's pass: from the second
 //! repeat on, Winograd's layers find its transform in the cache) and with a tracked one (a
@@ -58,6 +59,7 @@ fn main() -> candle_core::Result<()> {
     };
     let repeats: usize = flag("--repeats").map_or(5, |r| r.parse().unwrap_or(5));
     let filter = flag("--filter").unwrap_or_default();
+    let batch: usize = flag("--batch").map_or(32, |b| b.parse().unwrap_or(32));
     println!(
         "| layer (n×c×h×w * o×c×k×k /stride) | forward GFLOP/s | forward, tracked kernel | input grad | weight grad | ({} threads)",
         rayon::current_num_threads()
@@ -67,10 +69,10 @@ fn main() -> candle_core::Result<()> {
     let mut flops_total = 0f64;
     for &(cin, h, cout, k, stride, padding) in SHAPES {
         // The same key as the kernel profile's.
-        if !format!("32x{cin}x{h}x{h} * {cout}x{cin}x{k}x{k} /{stride}").contains(&filter) {
+        if !format!("{batch}x{cin}x{h}x{h} * {cout}x{cin}x{k}x{k} /{stride}").contains(&filter) {
             continue;
         }
-        let x = values(&[32, cin, h, h], 1)?;
+        let x = values(&[batch, cin, h, h], 1)?;
         let w = values(&[cout, cin, k, k], 2)?;
         let xv = Var::from_tensor(&x)?;
         let wv = Var::from_tensor(&w)?;

@@ -598,7 +598,7 @@ pub(crate) fn input_grad(
     constant: Option<&Tensor>,
 ) -> Result<Vec<f32>> {
     if let Some(transposed) = transposed(g) {
-        if crate::conv::winograd::applies(&transposed) {
+        if crate::conv::winograd::applies_to_input_grad(&transposed, constant.is_some()) {
             let turned = crate::conv::winograd::Kernels::Turned(w);
             return crate::conv::winograd::forward(&transposed, grad, turned, constant);
         }
@@ -1023,8 +1023,9 @@ mod tests {
     /// product comes in two channel groups; Winograd's F(2×2, 3×3) (`conv::winograd`: 3×3 "same"
     /// layers with 64 channels or more on both sides) on odd plane sides (a last tile half
     /// outside), chunks of several images and chunks of tile rows of one image, channel counts
-    /// that leave partial vector blocks, and its weight gradient alone on planes under 8×8. Each case also
-    /// runs with Winograd's path off, and with it and the direct kernels off.
+    /// that leave partial vector blocks, and its weight gradient alone on planes under 8×8 (where
+    /// the input gradient with a constant kernel takes the path too). Each case also runs with
+    /// Winograd's path off, and with it and the direct kernels off.
     const CASES: [Case; 26] = [
         (3, 32, 8, 3, 1, 1, 20, 20),
         (3, 32, 5, 3, 2, 1, 40, 36),
@@ -1062,6 +1063,14 @@ mod tests {
         ]
     }
 
+    /// The input gradient with `w` a constant tensor (an attack's), twice: the second call
+    /// finds Winograd's transform of the turned kernels in the cache.
+    fn constant_input_grads(g: &Geometry, w: &[f32], u: &[f32]) -> [Vec<f32>; 2] {
+        let dims = (g.cout, g.cin, g.k, g.k);
+        let kernel = Tensor::from_slice(w, dims, &candle_core::Device::Cpu).unwrap();
+        [(); 2].map(|()| input_grad(g, u, w, Some(&kernel)).unwrap())
+    }
+
     #[test]
     fn all_directions_match_their_definitions() {
         for (i, &(n, cin, cout, k, stride, padding, h, w)) in CASES.iter().enumerate() {
@@ -1084,6 +1093,10 @@ mod tests {
                 assert_close(&gy, &y, &format!("{tag} forward"));
                 assert_close(&gdx, &dx, &format!("{tag} input grad"));
                 assert_close(&gdw, &dw, &format!("{tag} kernel grad"));
+            }
+            for (j, gdx) in constant_input_grads(&g, &wt, &u).iter().enumerate() {
+                let tag = format!("case {i} {g:?} constant kernel, call {j}");
+                assert_close(gdx, &dx, &format!("{tag} input grad"));
             }
         }
     }

@@ -54,6 +54,13 @@ const BLOCK: usize = 16;
 const MIN_SIDE: usize = 8;
 /// Smallest plane side of the weight gradient: at least two tiles per row (see above).
 const MIN_WEIGHT_GRAD_SIDE: usize = 4;
+/// Smallest plane side of an input gradient whose turned kernels are constants: their
+/// transform comes from the cache after an attack's first step, so on 4×4 planes only the
+/// products and the tiles' transforms are left, which beat col2im there (512 channels at 4×4,
+/// batch 16, one thread: 134–136 against 117–123 GFLOP/s; bench/NOTES.md, section 14). The
+/// forward of 4×4 planes measured slower on the path even with its transform cached (122–133
+/// against 137–148), so it keeps [`MIN_SIDE`].
+const MIN_CACHED_INPUT_GRAD_SIDE: usize = 4;
 
 thread_local! {
     /// Set by tests to run the other paths on shapes Winograd's would take.
@@ -69,6 +76,17 @@ pub(crate) fn without<R>(f: impl FnOnce() -> R) -> R {
 /// Whether [`forward`] computes `g`.
 pub(crate) fn applies(g: &Geometry) -> bool {
     g.h >= MIN_SIDE && g.w >= MIN_SIDE && applies_to_weight_grad(g)
+}
+
+/// Whether [`forward`] computes the input gradient of a layer whose turned form is
+/// `transposed` (see `cpu::input_grad`), given whether its kernels are constants.
+pub(crate) fn applies_to_input_grad(transposed: &Geometry, constant: bool) -> bool {
+    let side = if constant {
+        MIN_CACHED_INPUT_GRAD_SIDE
+    } else {
+        MIN_SIDE
+    };
+    transposed.h >= side && transposed.w >= side && applies_to_weight_grad(transposed)
 }
 
 /// Whether [`kernel_grad`] computes `g`: its products reduce over tiles and it transforms no
