@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import gc
 import json
+import re
 import statistics
 import sys
 import time
@@ -146,6 +147,30 @@ MODELS = {
     "wrn-16-2": lambda: WideResNet(16, 2, NUM_CLASSES, base=16),
     "tiny": lambda: WideResNet(10, 1, NUM_CLASSES, base=8),
 }
+# DeepMind's networks (RobustBench's DMWideResNet and DMPreActResNet, with their input
+# normalisation), named as spat names them: dm-wrn-D-W[-ACT], dm-preact-resnet-D[-ACT], ACT one of
+# relu (the default), silu, swish (SiLU in both programs). Built from the robustbench package,
+# imported only when one is asked for.
+DM_NAME = re.compile(r"^dm-(wrn-(\d+)-(\d+)|preact-resnet-(18|34))(?:-(relu|silu|swish))?$")
+
+
+def dm_model(name):
+    """A constructor for a DeepMind network `name`, or None if `name` is not one."""
+    m = DM_NAME.match(name)
+    if m is None:
+        return None
+    try:
+        from robustbench.model_zoo.architectures import dm_wide_resnet as dm
+    except ImportError as e:
+        raise SystemExit(f"--models {name}: DeepMind's networks need the robustbench package ({e})")
+    act = {None: nn.ReLU, "relu": nn.ReLU, "silu": nn.SiLU, "swish": nn.SiLU}[m.group(5)]
+    if m.group(2):
+        depth, width = int(m.group(2)), int(m.group(3))
+        return lambda: dm.DMWideResNet(num_classes=NUM_CLASSES, depth=depth, width=width, activation_fn=act)
+    depth = int(m.group(4))
+    return lambda: dm.DMPreActResNet(num_classes=NUM_CLASSES, depth=depth, activation_fn=act, use_cuda=False)
+
+
 WORKLOADS = ["standard", "trades-spat-pgd10", "pgd20-eval"]
 PRECISIONS = ["fp32", "tf32", "bf16"]
 # mode name -> (memory format, compiled)
@@ -336,7 +361,9 @@ def parse_args(argv):
         description="PyTorch reference timings for `spat bench` (same workloads, shapes and JSON schema).",
     )
     p.add_argument("--device", default="cuda:0" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--models", default="resnet-18,wrn-34-10", help=f"comma list of {', '.join(MODELS)}")
+    p.add_argument("--models", default="resnet-18,wrn-34-10",
+                   help=f"comma list of {', '.join(MODELS)}, or DeepMind's dm-wrn-D-W[-ACT] and "
+                   "dm-preact-resnet-18|34[-ACT] (needs robustbench)")
     p.add_argument("--workloads", default=",".join(WORKLOADS), help=f"comma list of {', '.join(WORKLOADS)}")
     p.add_argument("--precisions", default=",".join(PRECISIONS), help=f"comma list of {', '.join(PRECISIONS)}")
     p.add_argument("--batch", type=int, default=128)
@@ -356,7 +383,11 @@ def parse_args(argv):
         a.modes = ("compile-" if a.compile else "") + ("channels-last" if cl else "")
         a.modes = a.modes.rstrip("-") or "default"
     a.modes = comma_list(p, "--modes", a.modes, list(MODES))
-    a.models = comma_list(p, "--models", a.models, list(MODELS))
+    names = [n.strip() for n in a.models.split(",") if n.strip()]
+    a.models = comma_list(p, "--models", a.models, list(MODELS) + [n for n in names if DM_NAME.match(n)])
+    for name in a.models:
+        if name not in MODELS:
+            MODELS[name] = dm_model(name)
     a.workloads = comma_list(p, "--workloads", a.workloads, WORKLOADS)
     a.precisions = comma_list(p, "--precisions", a.precisions, PRECISIONS)
     if a.batch < 1:

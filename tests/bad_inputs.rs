@@ -1574,6 +1574,18 @@ bad_inputs! {
             &["--warmup", "above the limit"],
         )
     }
+    bench_unknown_model(_s) {
+        case(
+            os(&["bench", "--models", "tiny,wrn-16-2-gelu"]),
+            &["--models", "wrn-16-2-gelu"],
+        )
+    }
+    bench_unknown_activation_of_a_deepmind_network(_s) {
+        case(
+            os(&["bench", "--models", "dm-wrn-16-2-gelu"]),
+            &["--models", "unknown activation `gelu`"],
+        )
+    }
     visualize_1001_indices(s) {
         case(
             visualize(&["--indices", &list_of("1", 1001)], &s.path("vis/i.png")),

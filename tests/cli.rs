@@ -1076,6 +1076,36 @@ fn bench_writes_results_and_compares_with_a_reference() {
     assert!(other.ends_with("| – | – | – | – |"), "{other}");
 }
 
+/// `--models` takes any network spat builds, not only the presets: a DeepMind WRN here, whose
+/// records carry the name as given (the key PyTorch's records are matched on).
+#[test]
+fn bench_measures_a_deepmind_network() {
+    let dir = tempfile::tempdir().unwrap();
+    let ours = dir.path().join("spat.json");
+    success(run(spat().args([
+        "bench",
+        "--models",
+        "dm-wrn-10-1-silu",
+        "--workloads",
+        "pgd20-eval",
+        "--precisions",
+        "fp32",
+        "--batch",
+        "2",
+        "--warmup",
+        "0",
+        "--repeats",
+        "1",
+        "--json",
+        ours.to_str().unwrap(),
+    ])));
+    let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&ours).unwrap()).unwrap();
+    let records = v["records"].as_array().unwrap();
+    assert_eq!(records.len(), 1, "{v}");
+    assert_eq!(records[0]["model"], "dm-wrn-10-1-silu", "{v}");
+    assert!(records[0]["median_ms"].as_f64().unwrap() > 0.0, "{v}");
+}
+
 #[test]
 fn bench_rejects_unknown_names_and_bad_references() {
     let e = one_line_error(&run(spat().args(["bench", "--precisions", "fp16"])));

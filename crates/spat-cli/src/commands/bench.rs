@@ -32,7 +32,8 @@ pub const WORKLOADS: &[&str] = &["standard", "trades-spat-pgd10", "pgd20-eval"];
 
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// Model presets, comma-separated (see `spat model-info`).
+    /// Models, comma-separated: any network `spat model-info` names (a preset such as
+    /// wrn-16-2, a DeepMind network such as dm-wrn-16-2-silu, an rb: entry), at seed 0.
     #[arg(long, default_value = "resnet-18,wrn-34-10")]
     pub models: String,
     /// Workloads, comma-separated: standard, trades-spat-pgd10, pgd20-eval.
@@ -104,6 +105,25 @@ fn list<'a>(s: &'a str, what: &str, allowed: &[&str]) -> Result<Vec<&'a str>> {
                 "--{what}: unknown `{i}`; expected one of {}",
                 allowed.join(", ")
             );
+        }
+    }
+    Ok(items)
+}
+
+/// The `--models` list, each name one `spat_models::build` takes, written as the user wrote it
+/// (the key the PyTorch reference's records are matched on).
+fn model_names(s: &str) -> Result<Vec<&str>> {
+    let items: Vec<&str> = s
+        .split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .collect();
+    if items.is_empty() {
+        bail!("--models: empty list");
+    }
+    for i in &items {
+        if let Err(e) = i.parse::<spat_spec::ModelName>() {
+            bail!("--models: {e}");
         }
     }
     Ok(items)
@@ -341,7 +361,7 @@ fn device_name(device: &Device) -> String {
 }
 
 pub fn run(a: Args) -> Result<()> {
-    let models = list(&a.models, "models", spat_models::PRESETS)?;
+    let models = model_names(&a.models)?;
     let workloads = list(&a.workloads, "workloads", WORKLOADS)?;
     let precisions: Vec<Precision> = list(&a.precisions, "precisions", Precision::NAMES)?
         .into_iter()
