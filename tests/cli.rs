@@ -578,12 +578,23 @@ fn l2_training_evaluation_and_sweep() {
     assert!(weights.is_file());
 
     let attacks = "clean,fgsm,apgd-ce,autoattack";
-    let v = stdout_json(&eval_tiny_on(
-        32,
-        &weights,
-        attacks,
-        &["--norm", "l2", "--eps", "0.1"],
-    ));
+    let mut eval = eval_command("tiny", &weights, attacks);
+    eval.args(["--test-subset", "32", "--norm", "l2", "--eps", "0.1"]);
+    let out = run(eval.env("RUST_LOG", "info"));
+    let v = stdout_json(&out);
+    // With RUST_LOG=info each AutoAttack stage says when it ends: a long run's only progress.
+    let log = String::from_utf8_lossy(&out.stderr);
+    let done: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("autoattack stage done"))
+        .collect();
+    assert_eq!(done.len(), 4, "{log}");
+    for (line, attack) in done.iter().zip(["apgd-ce", "apgd-t", "fab-t", "square"]) {
+        assert!(
+            line.contains(&format!("attack={attack} ")) && line.contains("of=32 "),
+            "{line}"
+        );
+    }
     assert_eq!(
         (&v["norm"], &v["eps"], &v["examples"]),
         (&"l2".into(), &0.1.into(), &32.into())

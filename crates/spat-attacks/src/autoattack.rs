@@ -253,8 +253,18 @@ impl AutoAttack {
             let newly: Vec<bool> = before.iter().zip(&flags).map(|(b, f)| *b && !*f).collect();
             x_adv = rows::select(&newly, &adv, &x_adv)?;
             robust = flags;
+            let elapsed = started.elapsed().as_secs_f64();
+            // A standard run spends minutes to hours per batch: each stage's end is the only
+            // sign of progress a long run gives (`RUST_LOG=info`).
+            tracing::info!(
+                attack = %part.name(),
+                robust = robust.iter().filter(|&&r| r).count(),
+                of = robust.len(),
+                seconds = elapsed,
+                "autoattack stage done"
+            );
             robust_after.push(robust.clone());
-            seconds.push(started.elapsed().as_secs_f64());
+            seconds.push(elapsed);
         }
         Ok(BatchOutcome {
             x_adv,

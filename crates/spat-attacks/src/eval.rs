@@ -16,6 +16,8 @@ use crate::{build, Error, Result};
 fn progress_bar(progress: bool) -> indicatif::ProgressBar {
     if progress && std::io::IsTerminal::is_terminal(&std::io::stderr()) {
         let bar = indicatif::ProgressBar::new_spinner();
+        // Redrawn while a long attack runs, so that its elapsed time keeps counting.
+        bar.enable_steady_tick(std::time::Duration::from_millis(500));
         bar.set_style(
             indicatif::ProgressStyle::with_template(
                 "{spinner} {msg} [{elapsed_precise}] {pos} images ({per_sec})",
@@ -83,6 +85,8 @@ where
         for (name, attack) in &mut built {
             let mut rng = host_rng(seed, streams::EVAL_ATTACK + b as u64);
             let (x, y) = (&batch.images, &batch.labels);
+            // Names what runs now: one attack on one batch can take an hour (AutoAttack).
+            bar.set_message(format!("{name}, batch {}", b + 1));
             let ok = match attack {
                 Built::Clean => continue,
                 Built::Attack(attack) => attack.survivors(model, x, y, &mut rng)?,

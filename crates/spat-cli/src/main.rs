@@ -70,6 +70,8 @@ fn main() {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only on a terminal: a log file or a Slurm output file gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     // Kept alive for the whole process: it holds the fault points configured by FAILPOINTS.
     #[cfg(feature = "failpoints")]
