@@ -200,7 +200,7 @@ impl CustomOp3 for FusedBatchNorm {
         let (_, c, h, w) = xl.shape().dims4()?;
         let plane = h * w;
         let (scale, shift) = self.scale_shift(weight, bias);
-        let mut out = vec![0f32; x.len()];
+        let mut out = crate::cpu::data::output_buffer(x.len());
         out.par_chunks_mut(plane)
             .zip(x.par_chunks(plane))
             .enumerate()
@@ -266,7 +266,7 @@ impl CustomOp3 for FusedBatchNorm {
                         )
                     })
                     .collect();
-                let mut dx = vec![0f32; x.len()];
+                let mut dx = crate::cpu::data::output_buffer(x.len());
                 dx.par_chunks_mut(plane)
                     .enumerate()
                     .with_min_len(min_len(plane))

@@ -485,7 +485,11 @@ pub(crate) fn forward(
     if crate::conv::direct::applies(g) {
         return crate::conv::direct::forward(g, x, w);
     }
-    let mut y = vec![0f32; g.n * g.cout * g.plane_out()];
+    if g.cin == 0 {
+        // No channel group to write the output: it is the empty sum.
+        return Ok(vec![0f32; g.n * g.cout * g.plane_out()]);
+    }
+    let mut y = crate::cpu::data::output_buffer(g.n * g.cout * g.plane_out());
     if y.is_empty() {
         return Ok(y);
     }
@@ -1147,5 +1151,10 @@ mod tests {
             .unwrap()
             .is_empty());
         assert_eq!(kernel_grad(&empty, &[], &[]).unwrap(), vec![0.0; 108]);
+        // No input channels: every output is the empty sum, zero (not the output buffer's
+        // unwritten elements).
+        let no_channels = Geometry::new(&[2, 0, 5, 5], &[3, 0, 3, 3], 1, 1).unwrap();
+        let y = forward(&no_channels, &[], &[], None).unwrap();
+        assert_eq!(y, vec![0.0; 2 * 3 * 25]);
     }
 }

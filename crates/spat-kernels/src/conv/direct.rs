@@ -184,7 +184,7 @@ pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32]) -> Result<Vec<f32>> {
         .step_by(FWD_POSITIONS)
         .map(|j| block_stores(g, &pad, j))
         .collect();
-    let mut y = vec![0f32; g.n * g.cout * plane];
+    let mut y = crate::cpu::data::output_buffer(g.n * g.cout * plane);
     let image_flops = 18 * g.cin * g.cout * plane;
     y.par_chunks_mut(g.cout * plane)
         .zip(x.par_chunks(g.cin * plane))

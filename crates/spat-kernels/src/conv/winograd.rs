@@ -544,7 +544,7 @@ pub(crate) fn forward(
     kernels: Kernels<'_>,
     constant: Option<&Tensor>,
 ) -> Result<Vec<f32>> {
-    let mut y = vec![0f32; g.n * g.cout * g.h * g.w];
+    let mut y = crate::cpu::data::output_buffer(g.n * g.cout * g.h * g.w);
     let (data, form) = match kernels {
         Kernels::Own(w) => (w, Form::Winograd),
         Kernels::Turned(w) => (w, Form::WinogradTurned),

@@ -1,4 +1,7 @@
-//! The `f32` data of CPU tensors as plain slices, for spat's CPU kernels (`conv::cpu`, `bn`, `linear`, `add_relu`, `silu`).
+//! The `f32` data of CPU tensors as plain slices, for spat's CPU kernels (`conv::cpu`, `bn`, `linear`, `add_relu`, `silu`),
+//! and the buffers their outputs are written into.
+// `output_buffer` hands out a buffer whose elements are not initialised (see there).
+#![allow(unsafe_code)]
 
 use candle_core::{CpuStorage, Layout, Result, Storage, Tensor};
 
@@ -36,4 +39,24 @@ pub(crate) fn with_slice<R>(
         );
     };
     f(slice(cpu, layout, op, "tensor")?)
+}
+
+/// A buffer of `len` elements for an output that its kernel writes in full before anything
+/// reads it (every element by a store, none by an addition into it).
+///
+/// `vec![0.0; len]` would first write zeros over the whole output, which the kernel then
+/// writes again: `perf` put that `memset` at 7.5–8.7 % of a one-thread WRN-16-2 PGD-20 step
+/// (bench/NOTES.md, section 14), as the outputs come from the process's retained heap, not
+/// from fresh zero pages. In this crate's unit tests the elements start as NaN instead, so that
+/// an element a kernel leaves unwritten fails the tests' comparisons with the definitions.
+pub(crate) fn output_buffer(len: usize) -> Vec<f32> {
+    if cfg!(test) {
+        return vec![f32::NAN; len];
+    }
+    let mut v = Vec::with_capacity(len);
+    // SAFETY: the capacity is `len`; every bit pattern is a valid `f32`; and by this function's
+    // contract the caller stores every element before the buffer is read or returned (candle's
+    // own CPU backend allocates its outputs the same way).
+    unsafe { v.set_len(len) };
+    v
 }

@@ -9,7 +9,7 @@ pub(crate) fn zip_map(
     chunk: usize,
     f: impl Fn(f32, f32) -> f32 + Sync,
 ) -> Vec<f32> {
-    let mut out = vec![0f32; a.len()];
+    let mut out = super::data::output_buffer(a.len());
     out.par_chunks_mut(chunk)
         .zip(a.par_chunks(chunk).zip(b.par_chunks(chunk)))
         .for_each(|(o, (a, b))| {
