@@ -49,6 +49,12 @@ pub(crate) fn with_slice<R>(
 /// (bench/NOTES.md, section 14), as the outputs come from the process's retained heap, not
 /// from fresh zero pages. In this crate's unit tests the elements start as NaN instead, so that
 /// an element a kernel leaves unwritten fails the tests' comparisons with the definitions.
+///
+/// A `Vec<f32>` of unwritten elements is what clippy's `uninit_vec` warns of: Rust has not
+/// settled whether uninitialised `f32`s are sound before they are read. candle's CPU backend,
+/// which spat's tensors live in, allocates every output this way (`alloc_uninit`, citing
+/// rust-clippy#4483), and spat's kernels only store into these buffers before returning them.
+#[allow(clippy::uninit_vec)]
 pub(crate) fn output_buffer(len: usize) -> Vec<f32> {
     if cfg!(test) {
         return vec![f32::NAN; len];
