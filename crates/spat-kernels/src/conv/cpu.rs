@@ -420,6 +420,57 @@ fn im2col_stride2(g: &Geometry, x: &[f32], tile: &Tile, channels: Range<usize>, 
     }
 }
 
+/// [`col2im_loops`] for the 3×3 stride-2 layers with padding 1. Output column `ox`'s taps land
+/// on input columns `2ox − 1`, `2ox` and `2ox + 1`, so a kernel row's three taps add into an
+/// input row in one pass over its column pairs instead of three strided passes; each element
+/// gets its terms in the general path's order (taps 0, 1, 2), so the bits are the same.
+#[inline(always)]
+fn col2im_stride2_3x3(
+    g: &Geometry,
+    col: &[f32],
+    tile: &Tile,
+    channels: Range<usize>,
+    dx: &mut [f32],
+) {
+    let t = tile.columns(g);
+    let first = tile.images.start;
+    for (c, ci) in channels.enumerate() {
+        for ky in 0..3 {
+            let rows = g.valid(ky, g.h, g.oh);
+            let taps = &col[(c * 3 + ky) * 3 * t..][..3 * t];
+            for (b, oy, start) in tile.row_starts(g) {
+                if !rows.contains(&oy) {
+                    continue;
+                }
+                let iy = oy * 2 + ky - 1;
+                let row = &mut dx[((b - first) * g.cin + ci) * g.plane_in() + iy * g.w..][..g.w];
+                let tap = |kx: usize| &taps[kx * t + start..][..g.ow];
+                add_stride2_3x3_taps([tap(0), tap(1), tap(2)], row);
+            }
+        }
+    }
+}
+
+/// `row[2m] += s1[m]`, `row[2m + 1] += s0[m + 1]`, then `+= s2[m]`, wherever those columns
+/// exist (`s0[0]` falls on column −1, the padding); each `s` has `⌈w/2⌉` output columns.
+#[inline(always)]
+fn add_stride2_3x3_taps([s0, s1, s2]: [&[f32]; 3], row: &mut [f32]) {
+    let w = row.len();
+    // Column pairs whose odd column gets both of its terms: all but the last output column's.
+    let both = (s1.len() - 1).min(w / 2);
+    let mut pairs = row.chunks_exact_mut(2);
+    for (((pair, a), b), c) in pairs.by_ref().take(both).zip(s1).zip(&s0[1..]).zip(s2) {
+        pair[0] += a;
+        pair[1] = pair[1] + b + c;
+    }
+    // The last output column: its even column, and its odd one if the row has it.
+    let m = s1.len() - 1;
+    row[2 * m] += s1[m];
+    if 2 * m + 1 < w {
+        row[2 * m + 1] += s2[m];
+    }
+}
+
 /// Adds the im2col-shaped `col` (`[kk][T]` for the input channels `channels`) of `tile` onto
 /// `dx`, which starts at the tile's first image.
 fn col2im(g: &Geometry, col: &mut [f32], tile: &Tile, channels: Range<usize>, dx: &mut [f32]) {
@@ -437,6 +488,9 @@ fn col2im_loops(
     channels: Range<usize>,
     dx: &mut [f32],
 ) {
+    if g.stride == 2 && g.k == 3 && g.padding == 1 {
+        return col2im_stride2_3x3(g, col, tile, channels, dx);
+    }
     let t = tile.columns(g);
     let first = tile.images.start;
     let per_image = tile.rows.len() * g.ow;
