@@ -1235,6 +1235,29 @@ mod tests {
         }
     }
 
+    /// The one-pass stride-2 3×3 col2im row adds the same terms in the same order as the
+    /// general path's three strided passes (taps 0, 1, 2): the same bits, on every row width.
+    #[test]
+    fn stride2_3x3_row_adds_in_the_general_order() {
+        for w in 1usize..12 {
+            let ow = w.div_ceil(2);
+            let taps: Vec<Vec<f32>> = (0..3).map(|k| values(ow, 40 + 3 * w as u64 + k)).collect();
+            let start = values(w, 7 * w as u64);
+            let mut want = start.clone();
+            for (kx, tap) in taps.iter().enumerate() {
+                for (ox, v) in tap.iter().enumerate() {
+                    if let Some(ix) = (2 * ox + kx).checked_sub(1).filter(|&ix| ix < w) {
+                        want[ix] += v;
+                    }
+                }
+            }
+            let mut got = start;
+            add_stride2_3x3_taps([&taps[0], &taps[1], &taps[2]], &mut got);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&got), bits(&want), "width {w}");
+        }
+    }
+
     /// The work split depends on the shapes only, so any thread count gives the same bits.
     #[test]
     fn results_do_not_depend_on_the_thread_count() {
