@@ -369,7 +369,7 @@ pub(crate) fn kernel_grad(g: &Geometry, x: &[f32], grad: &[f32]) -> Result<Vec<f
             *s += v;
         }
     }
-    let mut dw = vec![0f32; g.cout * g.cin * 9];
+    let mut dw = crate::cpu::data::output_buffer(g.cout * g.cin * 9);
     transpose(sum, g.cout, g.cin * 9, g.cout, &mut dw, g.cin * 9);
     Ok(dw)
 }

@@ -729,7 +729,7 @@ fn output_grad_block<const N: usize>(
 /// `Gᵀ = [[1, ½, ½, 0], [0, ½, −½, 0], [0, ½, ½, 1]]`.
 fn untransform_kernel_grads(g: &Geometry, du: &[f32]) -> Vec<f32> {
     let (cin, cout) = (g.cin, g.cout);
-    let mut dw = vec![0f32; cout * cin * 9];
+    let mut dw = crate::cpu::data::output_buffer(cout * cin * 9);
     dw.par_chunks_mut(BLOCK * cin * 9)
         .enumerate()
         .for_each(|(block, dw)| {
@@ -812,7 +812,9 @@ pub(crate) fn kernel_grad(g: &Geometry, x: &[f32], grad: &[f32]) -> Result<Vec<f
     let sums: Vec<Vec<f32>> = chunks
         .par_chunks(per_partition)
         .map(|part| {
-            let mut du = vec![0f32; du_len];
+            // The first chunk's products write every element (`accumulate` false), the
+            // others add to them.
+            let mut du = crate::cpu::data::output_buffer(du_len);
             for (i, chunk) in part.iter().enumerate() {
                 let nt = chunk.tiles(tw);
                 let (v_len, z_len) = (g.cin * XI * nt, g.cout * XI * nt);
