@@ -248,6 +248,7 @@ fn unsafe_code_lives_in_the_listed_modules_and_every_unsafe_fn_says_its_contract
         "crates/spat-cli/src/malloc.rs",
         "crates/spat-kernels/src/conv/cudnn.rs",
         "crates/spat-kernels/src/conv/direct.rs",
+        "crates/spat-kernels/src/cpu/data.rs",
         "crates/spat-kernels/src/cpu/gemm.rs",
         "crates/spat-kernels/src/cpu/simd.rs",
     ];

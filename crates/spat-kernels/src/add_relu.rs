@@ -49,7 +49,7 @@ impl CustomOp2 for AddRelu {
         if a.len() != b.len() {
             candle_core::bail!("add_relu: summands of {} and {} elements", a.len(), b.len());
         }
-        let out = crate::cpu::elementwise::zip_map(a, b, CHUNK, |a, b| (a + b).max(0.0));
+        let out = crate::cpu::elementwise::zip_map(a, b, CHUNK, |a, b| (a + b).max(0.0))?;
         Ok((CpuStorage::F32(out), al.shape().clone()))
     }
 
@@ -63,7 +63,7 @@ impl CustomOp2 for AddRelu {
         let masked = crate::cpu::data::with_slice(res, "add_relu", |y| {
             crate::cpu::data::with_slice(grad, "add_relu", |g| {
                 let masked = |y: f32, g: f32| if y > 0.0 { g } else { 0.0 };
-                Ok(crate::cpu::elementwise::zip_map(y, g, CHUNK, masked))
+                crate::cpu::elementwise::zip_map(y, g, CHUNK, masked)
             })
         })?;
         let masked = Tensor::from_vec(masked, res.shape(), res.device())?;

@@ -55,7 +55,7 @@ fn exp(x: f32) -> f32 {
 }
 
 /// `out[i] = f(a[i], b[i])`, vectorised, on rayon's threads.
-fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
+fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Result<Vec<f32>> {
     crate::cpu::elementwise::zip_map(a, b, CHUNK, f)
 }
 
@@ -71,7 +71,7 @@ impl CustomOp1 for Silu {
             x,
             #[inline(always)]
             |v, _| v / (1.0 + exp(-v)),
-        );
+        )?;
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
 
@@ -81,10 +81,10 @@ impl CustomOp1 for Silu {
                 if x.len() != g.len() {
                     candle_core::bail!("silu: {} inputs, {} gradients", x.len(), g.len());
                 }
-                Ok(zip_map(x, g, |x, g| {
+                zip_map(x, g, |x, g| {
                     let s = 1.0 / (1.0 + exp(-x));
                     g * s * (1.0 + x * (1.0 - s))
-                }))
+                })
             })
         })?;
         Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))

@@ -91,6 +91,28 @@ impl Network for TrackedWeights<'_> {
 }
 
 fn list<'a>(s: &'a str, what: &str, allowed: &[&str]) -> Result<Vec<&'a str>> {
+    items(s, what, |i| {
+        if !allowed.contains(&i) {
+            bail!(
+                "--{what}: unknown `{i}`; expected one of {}",
+                allowed.join(", ")
+            );
+        }
+        Ok(())
+    })
+}
+
+/// The `--models` list, each name one `spat_models::build` takes, written as the user wrote it
+/// (the key the PyTorch reference's records are matched on).
+fn model_names(s: &str) -> Result<Vec<&str>> {
+    items(s, "models", |i| match i.parse::<spat_spec::ModelName>() {
+        Ok(_) => Ok(()),
+        Err(e) => bail!("--models: {e}"),
+    })
+}
+
+/// The non-empty items of the comma list `s` given to `--what`, each accepted by `check`.
+fn items<'a>(s: &'a str, what: &str, check: impl Fn(&str) -> Result<()>) -> Result<Vec<&'a str>> {
     let items: Vec<&str> = s
         .split(',')
         .map(str::trim)
@@ -100,31 +122,7 @@ fn list<'a>(s: &'a str, what: &str, allowed: &[&str]) -> Result<Vec<&'a str>> {
         bail!("--{what}: empty list");
     }
     for i in &items {
-        if !allowed.contains(i) {
-            bail!(
-                "--{what}: unknown `{i}`; expected one of {}",
-                allowed.join(", ")
-            );
-        }
-    }
-    Ok(items)
-}
-
-/// The `--models` list, each name one `spat_models::build` takes, written as the user wrote it
-/// (the key the PyTorch reference's records are matched on).
-fn model_names(s: &str) -> Result<Vec<&str>> {
-    let items: Vec<&str> = s
-        .split(',')
-        .map(str::trim)
-        .filter(|t| !t.is_empty())
-        .collect();
-    if items.is_empty() {
-        bail!("--models: empty list");
-    }
-    for i in &items {
-        if let Err(e) = i.parse::<spat_spec::ModelName>() {
-            bail!("--models: {e}");
-        }
+        check(i)?;
     }
     Ok(items)
 }

@@ -8,7 +8,11 @@ pub(crate) fn zip_map(
     b: &[f32],
     chunk: usize,
     f: impl Fn(f32, f32) -> f32 + Sync,
-) -> Vec<f32> {
+) -> candle_core::Result<Vec<f32>> {
+    // Every element of the output must be written (`output_buffer`).
+    if a.len() != b.len() {
+        candle_core::bail!("zip_map: operands of {} and {} elements", a.len(), b.len());
+    }
     let mut out = super::data::output_buffer(a.len());
     out.par_chunks_mut(chunk)
         .zip(a.par_chunks(chunk).zip(b.par_chunks(chunk)))
@@ -22,5 +26,5 @@ pub(crate) fn zip_map(
                 },
             )
         });
-    out
+    Ok(out)
 }
