@@ -484,11 +484,7 @@ fn train_then_eval_sweep_and_visualize() {
         .contains("| pgd-kl |"));
 
     let png = dir.path().join("grid.png");
-    let v = stdout_json(&run(spat()
-        .args(["visualize", "--model", "tiny", "--checkpoint"])
-        .arg(&weights)
-        .args(["--dataset", "cifar10", "--data-dir"])
-        .arg(mini_data())
+    let v = stdout_json(&run(visualize_tiny(&weights)
         .args([
             "--attacks",
             "pgd20,pgd-ls:0.8",
@@ -635,11 +631,7 @@ fn l2_training_evaluation_and_sweep() {
 
     // A figure of L2 adversarial examples, at the norm's default radii.
     let png = dir.path().join("l2.png");
-    let grid = stdout_json(&run(spat()
-        .args(["visualize", "--model", "tiny", "--checkpoint"])
-        .arg(&weights)
-        .args(["--dataset", "cifar10", "--data-dir"])
-        .arg(mini_data())
+    let grid = stdout_json(&run(visualize_tiny(&weights)
         .args(["--norm", "l2", "--attacks", "pgd10", "--indices", "0,1"])
         .args(["--json", "--out"])
         .arg(&png)));
@@ -1000,19 +992,8 @@ fn bad_inputs_are_one_line_errors() {
         ),
         (
             {
-                let mut c = spat();
-                c.args(["visualize", "--model", "tiny", "--checkpoint"])
-                    .arg(&weights)
-                    .args([
-                        "--dataset",
-                        "cifar10",
-                        "--data-dir",
-                        mini,
-                        "--classes",
-                        "unicorn",
-                        "--out",
-                        "x.png",
-                    ]);
+                let mut c = visualize_tiny(&weights);
+                c.args(["--classes", "unicorn", "--out", "x.png"]);
                 c
             },
             &["unknown class `unicorn`", "automobile"],
@@ -1159,6 +1140,17 @@ fn eval_model(model: &str, checkpoint: &Path, attacks: &str, extra: &[&str]) -> 
 }
 
 /// [`eval_tiny`] on the first `images` embedded test images.
+/// `spat visualize` of the `tiny` model with `weights` on the embedded data; the caller adds the
+/// figure's options.
+fn visualize_tiny(weights: &Path) -> Command {
+    let mut cmd = spat();
+    cmd.args(["visualize", "--model", "tiny", "--checkpoint"])
+        .arg(weights)
+        .args(["--dataset", "cifar10", "--data-dir"])
+        .arg(mini_data());
+    cmd
+}
+
 fn eval_tiny_on(images: usize, checkpoint: &Path, attacks: &str, extra: &[&str]) -> Output {
     eval_on("tiny", images, checkpoint, attacks, extra)
 }

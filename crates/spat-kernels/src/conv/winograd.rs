@@ -81,11 +81,10 @@ pub(crate) fn applies(g: &Geometry) -> bool {
 /// Whether [`forward`] computes the input gradient of a layer whose turned form is
 /// `transposed` (see `cpu::input_grad`), given whether its kernels are constants.
 pub(crate) fn applies_to_input_grad(transposed: &Geometry, constant: bool) -> bool {
-    let side = if constant {
-        MIN_CACHED_INPUT_GRAD_SIDE
-    } else {
-        MIN_SIDE
-    };
+    if !constant {
+        return applies(transposed);
+    }
+    let side = MIN_CACHED_INPUT_GRAD_SIDE;
     transposed.h >= side && transposed.w >= side && applies_to_weight_grad(transposed)
 }
 
