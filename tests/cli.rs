@@ -1026,21 +1026,9 @@ fn bench_writes_results_and_compares_with_a_reference() {
             "images_per_s": 4.0}]}"#,
     )
     .unwrap();
-    let out = success(run(spat().args([
-        "bench",
-        "--models",
-        "tiny",
-        "--batch",
-        "4",
-        "--warmup",
-        "0",
-        "--repeats",
-        "1",
-        "--json",
-        ours.to_str().unwrap(),
-        "--reference",
-        reference.to_str().unwrap(),
-    ])));
+    let out = success(run(bench_once("tiny", 4, &ours)
+        .arg("--reference")
+        .arg(&reference)));
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&ours).unwrap()).unwrap();
     assert_eq!(v["framework"], "spat");
     let records = v["records"].as_array().unwrap();
@@ -1068,28 +1056,26 @@ fn bench_writes_results_and_compares_with_a_reference() {
     assert!(other.ends_with("| – | – | – | – |"), "{other}");
 }
 
+/// `spat bench` of `models` on a batch of `batch`, one step after no warm-up, its JSON to `json`.
+fn bench_once(models: &str, batch: usize, json: &Path) -> Command {
+    let mut cmd = spat();
+    cmd.args(["bench", "--models", models, "--batch", &batch.to_string()])
+        .args(["--warmup", "0", "--repeats", "1", "--json"])
+        .arg(json);
+    cmd
+}
+
 /// `--models` takes any network spat builds, not only the presets: a DeepMind WRN here, whose
 /// records carry the name as given (the key PyTorch's records are matched on).
 #[test]
 fn bench_measures_a_deepmind_network() {
     let dir = tempfile::tempdir().unwrap();
     let ours = dir.path().join("spat.json");
-    success(run(spat().args([
-        "bench",
-        "--models",
-        "dm-wrn-10-1-silu",
+    success(run(bench_once("dm-wrn-10-1-silu", 2, &ours).args([
         "--workloads",
         "pgd20-eval",
         "--precisions",
         "fp32",
-        "--batch",
-        "2",
-        "--warmup",
-        "0",
-        "--repeats",
-        "1",
-        "--json",
-        ours.to_str().unwrap(),
     ])));
     let v: serde_json::Value = serde_json::from_slice(&std::fs::read(&ours).unwrap()).unwrap();
     let records = v["records"].as_array().unwrap();
