@@ -42,7 +42,8 @@ fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.3);
     // Round to nearest by adding and removing 1.5·2²³ (no `floor`, a libm call on baseline x86-64).
     const ROUND: f32 = 12_582_912.0;
-    let n = (x * LOG2_E + ROUND) - ROUND;
+    let shifted = x * LOG2_E + ROUND;
+    let n = shifted - ROUND;
     let r = x - n * LN2_HI - n * LN2_LO;
     let p = 1.987_569_1e-4;
     let p = p * r + 1.398_199_9e-3;
@@ -51,7 +52,11 @@ fn exp(x: f32) -> f32 {
     let p = p * r + 1.666_666_5e-1;
     let p = p * r + 0.5; // Cephes: 5.0000001e-1, which is 0.5 in f32
     let e_r = p * r * r + r + 1.0;
-    e_r * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    // 2ⁿ from `shifted`'s low mantissa bits, which hold n + 0x40_0000 (|n| ≤ 127 ≪ 2²²): integer
+    // lanes, where `n as i32` (a saturating cast) made LLVM convert one lane at a time.
+    const SHIFTED_ZERO: u32 = 0x4B40_0000;
+    let biased = shifted.to_bits().wrapping_sub(SHIFTED_ZERO - 127);
+    e_r * f32::from_bits(biased << 23)
 }
 
 /// `out[i] = f(a[i], b[i])`, vectorised, on rayon's threads.
