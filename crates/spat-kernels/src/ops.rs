@@ -5,7 +5,7 @@
 //! |---|---|---|
 //! | [`conv2d`] | matrix products, direct AVX-512 kernels or Winograd's F(2×2, 3×3) | cuDNN (`cudnn` feature), else candle's forward with spat's backward |
 //! | [`linear`] | a row-by-row product (an image's logits do not depend on its batch) | candle's matrix product |
-//! | [`batch_norm`] with [`batch_stats`] | one fused pass forward, one backward | (CPU only: callers compose candle operations elsewhere) |
+//! | [`batch_norm`] with [`batch_stats`] | one fused pass forward (with its ReLU or SiLU), one backward | (CPU only: callers compose candle operations elsewhere) |
 //! | [`add_relu`] | one fused pass each way | candle's `(a + b).relu()` |
 //! | [`silu`] | one parallel pass each way | candle's `silu` |
 //!
@@ -15,7 +15,7 @@
 use candle_core::{DType, Result, Tensor};
 
 pub use crate::add_relu::add_relu;
-pub use crate::bn::ChannelStats;
+pub use crate::bn::{ChannelStats, FusedActivation};
 pub use crate::conv::conv2d;
 pub use crate::silu::silu;
 
@@ -44,8 +44,9 @@ pub fn batch_stats(x: &Tensor) -> Result<ChannelStats> {
     crate::bn::batch_stats(x)
 }
 
-/// `y = [relu](weight · (x − mean) / √(var + eps) + bias)` per channel of an `f32` CPU tensor
-/// `(N, C, H, W)`, in one pass, with `mean` and `var` from `stats`.
+/// `y = act(weight · (x − mean) / √(var + eps) + bias)` per channel of an `f32` CPU tensor
+/// `(N, C, H, W)`, in one pass, with `mean` and `var` from `stats`; `act` is applied in the same
+/// pass each way.
 ///
 /// `stats_of_x` says whether `stats` are [`batch_stats`] of `x` itself (training-mode batch
 /// norm): then the gradient also flows through them, as PyTorch's does. `weight` and `bias` are
@@ -57,7 +58,7 @@ pub fn batch_norm(
     stats: &ChannelStats,
     eps: f64,
     stats_of_x: bool,
-    relu: bool,
+    act: FusedActivation,
 ) -> Result<Tensor> {
     let (_, c, _, _) = x.dims4()?;
     if stats.mean.len() != c || stats.var.len() != c {
@@ -71,6 +72,6 @@ pub fn batch_norm(
     } else {
         x.contiguous()?
     };
-    let op = crate::bn::FusedBatchNorm::new(stats, eps, stats_of_x, relu);
+    let op = crate::bn::FusedBatchNorm::new(stats, eps, stats_of_x, act);
     x.apply_op3(weight, bias, op)
 }

@@ -59,6 +59,19 @@ fn exp(x: f32) -> f32 {
     e_r * f32::from_bits(biased << 23)
 }
 
+/// `x·sigmoid(x)`, as PyTorch's CPU kernel writes it.
+#[inline(always)]
+pub(crate) fn value(x: f32) -> f32 {
+    x / (1.0 + exp(-x))
+}
+
+/// The upstream gradient `g` through `silu` at `x`: PyTorch's `silu_backward`.
+#[inline(always)]
+pub(crate) fn gradient(x: f32, g: f32) -> f32 {
+    let s = 1.0 / (1.0 + exp(-x));
+    g * s * (1.0 + x * (1.0 - s))
+}
+
 /// `out[i] = f(a[i], b[i])`, vectorised, on rayon's threads.
 fn zip_map(a: &[f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Result<Vec<f32>> {
     crate::cpu::elementwise::zip_map(a, b, CHUNK, f)
@@ -75,7 +88,7 @@ impl CustomOp1 for Silu {
             x,
             x,
             #[inline(always)]
-            |v, _| v / (1.0 + exp(-v)),
+            |v, _| value(v),
         )?;
         Ok((CpuStorage::F32(out), l.shape().clone()))
     }
@@ -86,10 +99,7 @@ impl CustomOp1 for Silu {
                 if x.len() != g.len() {
                     candle_core::bail!("silu: {} inputs, {} gradients", x.len(), g.len());
                 }
-                zip_map(x, g, |x, g| {
-                    let s = 1.0 / (1.0 + exp(-x));
-                    g * s * (1.0 + x * (1.0 - s))
-                })
+                zip_map(x, g, gradient)
             })
         })?;
         Ok(Some(Tensor::from_vec(dx, arg.shape(), arg.device())?))

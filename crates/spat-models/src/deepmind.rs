@@ -20,6 +20,7 @@ use spat_spec::Activation;
 
 use crate::layers::{global_avg_pool, BatchNorm2d, Builder, Conv2d, Init, Linear, Pass};
 use crate::Error;
+use spat_kernels::ops::FusedActivation;
 
 const INIT: Init = Init::PytorchDefault;
 
@@ -54,8 +55,8 @@ pub struct DmPreActResNetConfig {
 /// `act(bn(x))`.
 fn bn_act(bn: &BatchNorm2d, x: &Tensor, pass: Pass, act: Activation) -> Result<Tensor> {
     match act {
-        Activation::Relu => bn.forward_pass(x, pass, true),
-        Activation::Silu => spat_kernels::ops::silu(&bn.forward_pass(x, pass, false)?),
+        Activation::Relu => bn.forward_pass(x, pass, FusedActivation::Relu),
+        Activation::Silu => bn.forward_pass(x, pass, FusedActivation::Silu),
     }
 }
 

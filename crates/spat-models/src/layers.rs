@@ -5,7 +5,7 @@ use candle_core::{DType, Device, Tensor, Var};
 type Result<T, E = candle_core::Error> = std::result::Result<T, E>;
 use spat_core::rng::HostRng;
 use spat_core::{Mode, VarKind, VarStore};
-use spat_kernels::ops;
+use spat_kernels::ops::{self, FusedActivation};
 
 use crate::Error;
 
@@ -317,37 +317,48 @@ impl BatchNorm2d {
 
     /// Normalises `x` as `mode` says (see the type's documentation).
     pub fn forward(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        self.apply(x, mode, false, false)
+        self.apply(x, mode, FusedActivation::Identity, false)
     }
 
     /// `relu(self.forward(x, mode))`, fused on the CPU.
     pub fn forward_relu(&self, x: &Tensor, mode: Mode) -> Result<Tensor> {
-        self.apply(x, mode, true, false)
+        self.apply(x, mode, FusedActivation::Relu, false)
     }
 
-    /// [`BatchNorm2d::forward`] or [`BatchNorm2d::forward_relu`] within a network pass: always in
-    /// `f32` (the statistics of a `bf16` batch would lose too much), returned in the dtype of `x`.
-    pub(crate) fn forward_pass(&self, x: &Tensor, pass: Pass, relu: bool) -> Result<Tensor> {
+    /// `act(self.forward(x, pass.mode))` within a network pass: always in `f32` (the statistics
+    /// of a `bf16` batch would lose too much), returned in the dtype of `x`. On the CPU the
+    /// activation runs in the batch norm's own pass each way.
+    pub(crate) fn forward_pass(
+        &self,
+        x: &Tensor,
+        pass: Pass,
+        act: FusedActivation,
+    ) -> Result<Tensor> {
         let dtype = x.dtype();
         let y = self.apply(
             &x.to_dtype(DType::F32)?,
             pass.mode,
-            relu,
+            act,
             pass.constant_weights,
         )?;
         y.to_dtype(dtype)
     }
 
-    fn apply(&self, x: &Tensor, mode: Mode, relu: bool, constant: bool) -> Result<Tensor> {
+    fn apply(
+        &self,
+        x: &Tensor,
+        mode: Mode,
+        act: FusedActivation,
+        constant: bool,
+    ) -> Result<Tensor> {
         if x.device().is_cpu() && x.dtype() == DType::F32 {
-            self.forward_fused(x, mode, relu, constant)
-        } else {
-            let y = self.forward_composite(x, mode, constant)?;
-            if relu {
-                y.relu()
-            } else {
-                Ok(y)
-            }
+            return self.forward_fused(x, mode, act, constant);
+        }
+        let y = self.forward_composite(x, mode, constant)?;
+        match act {
+            FusedActivation::Identity => Ok(y),
+            FusedActivation::Relu => y.relu(),
+            FusedActivation::Silu => ops::silu(&y),
         }
     }
 
@@ -365,7 +376,7 @@ impl BatchNorm2d {
         &self,
         x: &Tensor,
         mode: Mode,
-        relu: bool,
+        act: FusedActivation,
         constant: bool,
     ) -> Result<Tensor> {
         let _span = spat_kernels::profile::span("bn-forward", 0.0, || format!("{:?}", x.dims()));
@@ -401,7 +412,7 @@ impl BatchNorm2d {
             ),
         };
         let stats_of_x = mode.uses_batch_statistics();
-        ops::batch_norm(x, &weight, &bias, &stats, BN_EPS, stats_of_x, relu)
+        ops::batch_norm(x, &weight, &bias, &stats, BN_EPS, stats_of_x, act)
     }
 
     /// Moves the running estimates towards detached batch statistics (PyTorch's update rule).
@@ -520,7 +531,11 @@ mod tests {
         .unwrap();
         let x_strided = base.transpose(2, 3).unwrap();
         for mode in [Mode::Train, Mode::TrainFrozenBn, Mode::Eval] {
-            for relu in [false, true] {
+            for act in [
+                FusedActivation::Identity,
+                FusedActivation::Relu,
+                FusedActivation::Silu,
+            ] {
                 let (sf, fused) = bn_with_stats(4);
                 let (sc, comp) = bn_with_stats(4);
                 let weights = spat_core::rng::uniform(
@@ -534,13 +549,13 @@ mod tests {
                 let run = |bn: &BatchNorm2d, fused_path: bool| {
                     let xv = Var::from_tensor(&x_strided).unwrap();
                     let y = if fused_path {
-                        bn.forward_fused(xv.as_tensor(), mode, relu, false).unwrap()
+                        bn.forward_fused(xv.as_tensor(), mode, act, false).unwrap()
                     } else {
                         let y = bn.forward_composite(xv.as_tensor(), mode, false).unwrap();
-                        if relu {
-                            y.relu().unwrap()
-                        } else {
-                            y
+                        match act {
+                            FusedActivation::Identity => y,
+                            FusedActivation::Relu => y.relu().unwrap(),
+                            FusedActivation::Silu => y.silu().unwrap(),
                         }
                     };
                     let grads = (&y * &weights)
@@ -559,7 +574,7 @@ mod tests {
                 };
                 let (yf, gxf, gwf, gbf) = run(&fused, true);
                 let (yc, gxc, gwc, gbc) = run(&comp, false);
-                let tag = format!("{mode:?} relu={relu}");
+                let tag = format!("{mode:?} {act:?}");
                 close(&yf, &yc, &format!("{tag} output"));
                 close(&gxf, &gxc, &format!("{tag} input grad"));
                 close(&gwf, &gwc, &format!("{tag} weight grad"));

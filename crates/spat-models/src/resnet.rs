@@ -14,6 +14,7 @@ type Result<T, E = candle_core::Error> = std::result::Result<T, E>;
 
 use crate::layers::{global_avg_pool, BatchNorm2d, Builder, Conv2d, Init, Linear, Pass};
 use crate::Error;
+use spat_kernels::ops::FusedActivation;
 
 const INIT: Init = Init::PytorchDefault;
 
@@ -138,15 +139,17 @@ impl Block {
     fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
         match self.kind {
             BlockKind::PreAct | BlockKind::PreActInputShortcut => {
-                let act = self.bns[0].forward_pass(x, pass, true)?;
+                let act = self.bns[0].forward_pass(x, pass, FusedActivation::Relu)?;
                 let skip = match &self.shortcut {
                     Some(s) if self.kind == BlockKind::PreAct => s.conv.forward(&act, pass)?,
                     Some(s) => s.conv.forward(x, pass)?,
                     None => x.clone(),
                 };
                 let out = self.convs[0].forward(&act, pass)?;
-                let out =
-                    self.convs[1].forward(&self.bns[1].forward_pass(&out, pass, true)?, pass)?;
+                let out = self.convs[1].forward(
+                    &self.bns[1].forward_pass(&out, pass, FusedActivation::Relu)?,
+                    pass,
+                )?;
                 out + skip
             }
             BlockKind::Basic | BlockKind::Bottleneck => {
@@ -155,16 +158,16 @@ impl Block {
                 for (i, (conv, bn)) in self.convs.iter().zip(&self.bns).enumerate() {
                     let y = conv.forward(&out, pass)?;
                     out = if i == last {
-                        bn.forward_pass(&y, pass, false)?
+                        bn.forward_pass(&y, pass, FusedActivation::Identity)?
                     } else {
-                        bn.forward_pass(&y, pass, true)?
+                        bn.forward_pass(&y, pass, FusedActivation::Relu)?
                     };
                 }
                 let skip = match &self.shortcut {
                     Some(s) => {
                         let y = s.conv.forward(x, pass)?;
                         match &s.bn {
-                            Some(bn) => bn.forward_pass(&y, pass, false)?,
+                            Some(bn) => bn.forward_pass(&y, pass, FusedActivation::Identity)?,
                             None => y,
                         }
                     }
@@ -243,13 +246,13 @@ impl ResNet {
     pub(crate) fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
         let mut out = self.conv1.forward(x, pass)?;
         if let Some(bn) = &self.stem_bn {
-            out = bn.forward_pass(&out, pass, true)?;
+            out = bn.forward_pass(&out, pass, FusedActivation::Relu)?;
         }
         for block in &self.blocks {
             out = block.forward(&out, pass)?;
         }
         if let Some(bn) = &self.final_bn {
-            out = bn.forward_pass(&out, pass, true)?;
+            out = bn.forward_pass(&out, pass, FusedActivation::Relu)?;
         }
         self.linear.forward(&global_avg_pool(&out, pass)?, pass)
     }

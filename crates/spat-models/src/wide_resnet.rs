@@ -14,6 +14,7 @@ type Result<T, E = candle_core::Error> = std::result::Result<T, E>;
 
 use crate::layers::{global_avg_pool, BatchNorm2d, Builder, Conv2d, Init, Linear, Pass};
 use crate::Error;
+use spat_kernels::ops::FusedActivation;
 
 /// Shape of a WideResNet: `depth = 6n + 4`, channel widths `[base, base·k, 2·base·k, 4·base·k]`.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -62,9 +63,9 @@ impl BasicBlock {
     }
 
     fn forward(&self, x: &Tensor, pass: Pass) -> Result<Tensor> {
-        let act = self.bn1.forward_pass(x, pass, true)?;
+        let act = self.bn1.forward_pass(x, pass, FusedActivation::Relu)?;
         let mut out = self.conv1.forward(&act, pass)?;
-        out = self.bn2.forward_pass(&out, pass, true)?;
+        out = self.bn2.forward_pass(&out, pass, FusedActivation::Relu)?;
         out = self.conv2.forward(&out, pass)?;
         match &self.shortcut {
             Some(conv) => conv.forward(&act, pass)? + out,
@@ -137,7 +138,7 @@ impl WideResNet {
         for block in &self.blocks {
             out = block.forward(&out, pass)?;
         }
-        let out = self.bn1.forward_pass(&out, pass, true)?;
+        let out = self.bn1.forward_pass(&out, pass, FusedActivation::Relu)?;
         self.fc.forward(&global_avg_pool(&out, pass)?, pass)
     }
 
