@@ -457,28 +457,10 @@ mod tests {
                 };
                 let run = |fused: bool| {
                     let xt = x.as_tensor();
+                    let bn = |act| batch_norm(xt, &wt, &bt, &stats, 1e-5, stats_of_x, act);
                     let y = match fused {
-                        true => batch_norm(
-                            xt,
-                            &wt,
-                            &bt,
-                            &stats,
-                            1e-5,
-                            stats_of_x,
-                            FusedActivation::Silu,
-                        ),
-                        false => silu(
-                            &batch_norm(
-                                xt,
-                                &wt,
-                                &bt,
-                                &stats,
-                                1e-5,
-                                stats_of_x,
-                                FusedActivation::Identity,
-                            )
-                            .unwrap(),
-                        ),
+                        true => bn(FusedActivation::Silu),
+                        false => silu(&bn(FusedActivation::Identity).unwrap()),
                     }
                     .unwrap();
                     let grads = (&y * &upstream)
