@@ -50,7 +50,7 @@ fn lane_sum(values: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     lanes.iter().sum::<f32>() + tail
 }
 
-/// The activation a [`FusedBatchNorm`] applies to its output in the same pass.
+/// The activation [`crate::ops::batch_norm`] applies to its output in the same pass each way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FusedActivation {
     /// None: the batch norm's output as it is.
@@ -61,8 +61,9 @@ pub enum FusedActivation {
     Silu,
 }
 
-/// `f` as it is: a place where a closure may carry `#[inline(always)]` (an attribute on a closure
-/// is only stable as an argument), which the loops of [`with_activation_grad`] need to vectorise.
+/// `f` as it is: lets the closures of [`with_activation_grad`] carry `#[inline(always)]`, as the
+/// crate marks its other element-wise closures (see `cpu::simd::vectorized`); the attribute is
+/// only stable on a closure passed as an argument.
 #[inline(always)]
 fn elementwise(f: impl Fn(f32, f32) -> f32 + Copy) -> impl Fn(f32, f32) -> f32 + Copy {
     f
